@@ -1,0 +1,300 @@
+"""Typed configuration: defaults here → YAML file → ``--set key=value`` overrides.
+
+Merged once at the CLI, validated (unknown keys are rejected with a suggestion), then
+frozen and saved as ``config.yaml`` in the run directory. Code below the CLI takes the
+resolved objects (or plain arguments), never raw dictionaries.
+
+Example::
+
+    cfg = load_config("my.yaml", overrides=["train.epochs=5", "model.head=mlp_bn"])
+    cfg.train.epochs  # 5
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from imgclf.errors import ConfigError
+
+EMBEDDED_WEIGHTS = {
+    "embedded:lite0": "tf_efficientnet_lite0",
+    "embedded:lite1": "tf_efficientnet_lite1",
+    "embedded:lite2": "tf_efficientnet_lite2",
+}
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+class DataConfig(_Section):
+    image_size: int | None = Field(None, ge=16, le=2048, description="Training/eval size; None = the model's own.")
+    val_fraction: float = Field(0.2, gt=0.0, lt=1.0, description="Stratified validation fraction.")
+    split_seed: int = Field(0, description="Seed of the train/validation split (kept fixed across training seeds).")
+    split_file: str | None = Field(None, description="Reuse a saved split.csv instead of drawing a new one.")
+    subset: float = Field(1.0, gt=0.0, le=1.0, description="Stratified fraction of the training split to use.")
+    augment: Literal["none", "light", "medium", "strong"] = "medium"
+    batch_size: int = Field(32, ge=1, le=4096)
+    num_workers: int | None = Field(None, ge=0, le=64, description="None = chosen from the CPU count.")
+    cache: bool = Field(True, description="Decode each image once into a resize cache.")
+    cache_dir: str | None = Field(None, description="Where the resize cache lives; None = <dataset>/.imgclf-cache.")
+    blocklist: str | None = Field(None, description="A reviewed blocklist (CSV: path or sha256, reason); None = <dataset>/blocklist.csv if present.")
+
+
+class ModelConfig(_Section):
+    weights: str = Field(
+        "embedded:lite0",
+        description="embedded:lite0|lite1|lite2, a .safetensors/.pth file, 'hub' (timm download) or 'none' (random init).",
+    )
+    backbone: str | None = Field(None, description="Any timm model name; None = the one the weights belong to.")
+    head: Literal["linear", "mlp", "mlp_bn"] = "linear"
+    head_hidden: int = Field(512, ge=1, le=65536)
+    dropout: float = Field(0.2, ge=0.0, lt=1.0)
+    drop_path: float = Field(0.0, ge=0.0, lt=1.0)
+
+    @model_validator(mode="after")
+    def _resolve_backbone(self) -> "ModelConfig":
+        if self.weights in EMBEDDED_WEIGHTS:
+            arch = EMBEDDED_WEIGHTS[self.weights]
+            if self.backbone is None:
+                object.__setattr__(self, "backbone", arch)
+            elif self.backbone != arch:
+                raise ValueError(
+                    f"weights {self.weights} are for backbone {arch}, not {self.backbone}; "
+                    "drop model.backbone or choose other weights"
+                )
+        elif self.weights.startswith("embedded:"):
+            raise ValueError(f"unknown embedded weights {self.weights!r}; choose one of {', '.join(EMBEDDED_WEIGHTS)}")
+        elif self.backbone is None:
+            raise ValueError(f"model.backbone must be set when model.weights is {self.weights!r}")
+        return self
+
+
+class FinetuneConfig(_Section):
+    strategy: Literal["full", "linear_probe", "gradual", "bn_only"] = "full"
+    bn: Literal["train", "frozen_stats", "frozen"] = "train"
+    head_epochs: int = Field(1, ge=0, description="gradual: epochs with only the head trainable.")
+    stages: int = Field(2, ge=1, description="gradual: the backbone is unfrozen from the top in this many stages.")
+    stage_epochs: int = Field(1, ge=1, description="gradual: epochs between two unfreezing steps.")
+    layer_decay: float | None = Field(None, gt=0.0, le=1.0, description="Layer-wise LR decay; None = off.")
+    head_lr: float | None = Field(None, gt=0.0, description="Separate head learning rate; None = train.lr.")
+
+
+class TrainConfig(_Section):
+    epochs: int = Field(20, ge=1, le=10000)
+    lr: float = Field(1e-3, gt=0.0, le=10.0)
+    weight_decay: float = Field(0.05, ge=0.0, le=10.0)
+    warmup_epochs: float = Field(1.0, ge=0.0)
+    label_smoothing: float = Field(0.1, ge=0.0, lt=1.0)
+    grad_clip: float | None = Field(1.0, gt=0.0)
+    patience: int | None = Field(10, ge=1, description="Early-stopping patience in epochs; None = full schedule.")
+    min_delta: float = Field(0.0, ge=0.0)
+    monitor: Literal["val_accuracy", "val_loss"] = "val_accuracy"
+    seed: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    amp: bool = Field(True, description="Mixed precision (bf16, or fp16 + GradScaler) when CUDA is present.")
+    channels_last: bool = True
+    compile: bool = False
+    sync_bn: bool = False
+    deterministic: bool = False
+    max_steps_per_epoch: int | None = Field(None, ge=1, description="Cap on optimiser steps per epoch (smoke runs).")
+    checkpoint_every: int = Field(1, ge=1, description="Save checkpoints/last every N epochs.")
+
+
+class TTAConfig(_Section):
+    mode: Literal["none", "fixed", "adaptive"] = "none"
+    views: list[str] = Field(
+        default_factory=lambda: ["identity", "hflip", "center_crop", "crop_tl", "crop_tr", "crop_bl", "crop_br", "scale_1.15", "scale_0.87", "hflip_center_crop"]
+    )
+    n: int = Field(2, ge=1, description="fixed: views run on every image.")
+    aggregate: Literal["mean_probs", "mean_logits"] = "mean_probs"
+    first_views: int = Field(2, ge=1, description="adaptive: views every image gets (K).")
+    uncertainty: Literal["margin", "entropy"] = "margin"
+    threshold: float = Field(0.2, ge=0.0, description="adaptive: margin below / entropy above this is uncertain.")
+    stable_views: int = Field(3, ge=1, description="adaptive: stop once the top class held for S views.")
+    max_views: int = Field(10, ge=1)
+    budget: int | None = Field(None, ge=1, description="adaptive: cap on total forward passes (None = none).")
+
+
+class TrackingConfig(_Section):
+    enabled: bool = True
+    uri: str | None = Field(None, description="MLflow tracking URI; None = MLFLOW_TRACKING_URI or a local SQLite store.")
+    experiment: str = "imgclf"
+
+
+class Config(_Section):
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    finetune: FinetuneConfig = FinetuneConfig()
+    train: TrainConfig = TrainConfig()
+    tta: TTAConfig = TTAConfig()
+    tracking: TrackingConfig = TrackingConfig()
+
+    @model_validator(mode="after")
+    def _compatible(self) -> "Config":
+        if self.finetune.strategy == "gradual" and self.train.epochs <= self.finetune.head_epochs:
+            raise ValueError(
+                f"finetune.strategy=gradual needs train.epochs ({self.train.epochs}) > finetune.head_epochs "
+                f"({self.finetune.head_epochs}), or the backbone is never unfrozen"
+            )
+        if self.tta.first_views > self.tta.max_views:
+            raise ValueError("tta.first_views must not exceed tta.max_views")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+    def flat(self) -> dict[str, Any]:
+        """``{"train.lr": 0.001, ...}`` — used for tracking params and run comparisons."""
+        return flatten(self.to_dict())
+
+
+def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(flatten(value, name + "."))
+        else:
+            out[name] = value
+    return out
+
+
+def known_keys() -> list[str]:
+    return sorted(flatten(Config().to_dict()))
+
+
+def _suggest(key: str) -> str:
+    close = difflib.get_close_matches(key, known_keys(), n=1, cutoff=0.5)
+    if not close:
+        section = key.split(".")[0]
+        close = difflib.get_close_matches(section, list(Config.model_fields), n=1, cutoff=0.5)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def set_in(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    """Set ``tree["a"]["b"] = value`` for ``dotted == "a.b"``, creating sections as needed."""
+    parts = dotted.split(".")
+    node = tree
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"config key {dotted!r}: {part!r} is a value, not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``"train.lr=3e-4"`` → ``("train.lr", 0.0003)``; values are read as YAML scalars/lists."""
+    if "=" not in text:
+        raise ConfigError(f"--set expects key=value, got {text!r}")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw
+    if isinstance(value, str) and _looks_like_float(value):
+        value = float(value)  # YAML 1.1 reads "3e-4" as a string
+    return key, value
+
+
+def _looks_like_float(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"config file {path} is not valid YAML{where}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {path} is not a text file") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of sections (data:, model:, train:, ...)")
+    return data
+
+
+def build_config(tree: dict[str, Any]) -> Config:
+    """Validate a nested dict into a Config; every problem becomes one ConfigError line."""
+    try:
+        return Config.model_validate(_fix_floats(tree))
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None
+
+
+def _fix_floats(tree: Any) -> Any:
+    if isinstance(tree, dict):
+        return {k: _fix_floats(v) for k, v in tree.items()}
+    if isinstance(tree, str) and _looks_like_float(tree) and tree.strip().lower() not in ("nan", "inf", "-inf", "infinity"):
+        return float(tree)
+    return tree
+
+
+def _describe(exc: ValidationError) -> str:
+    problems = []
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"])
+        if err["type"] == "extra_forbidden":
+            problems.append(f"unknown config key {key!r}{_suggest(key)}")
+        elif err["type"] == "value_error":
+            msg = err["msg"].removeprefix("Value error, ")
+            problems.append(f"{key}: {msg}" if key else msg)
+        else:
+            value = err.get("input")
+            shown = "" if isinstance(value, dict) else f" (got {value!r})"
+            problems.append(f"config key {key!r}: {err['msg'].lower()}{shown}")
+    return "; ".join(problems)
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None, base: dict[str, Any] | None = None) -> Config:
+    """Defaults → ``base`` dict → YAML file → ``key=value`` overrides, validated once."""
+    tree: dict[str, Any] = {}
+    if base:
+        tree = _deep_merge(tree, base)
+    if path is not None:
+        tree = _deep_merge(tree, read_yaml(path))
+    for text in overrides or []:
+        key, value = parse_override(text)
+        set_in(tree, key, value)
+    return build_config(tree)
+
+
+def _deep_merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    out = dict(a)
+    for key, value in b.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def with_overrides(cfg: Config, values: dict[str, Any]) -> Config:
+    """A copy of ``cfg`` with dotted keys replaced, validated again (used by ablations and sweeps)."""
+    tree = cfg.to_dict()
+    if "model.weights" in values and "model.backbone" not in values and cfg.model.weights in EMBEDDED_WEIGHTS:
+        tree["model"]["backbone"] = None  # it was derived from the old weights
+    for key, value in values.items():
+        set_in(tree, key, value)
+    return build_config(tree)
+
+
+def save_config(cfg: Config, path: str | Path) -> None:
+    from imgclf.io import atomic_write_text
+
+    atomic_write_text(path, yaml.safe_dump(cfg.to_dict(), sort_keys=False))
