@@ -1,0 +1,106 @@
+"""From a dataset folder and a config to train/validation DataLoaders."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Sampler
+
+from imgclf.config import DataConfig
+from imgclf.data.datasets import ImageDataset, Loader, collate_skip_bad, default_num_workers
+from imgclf.data.images import load_rgb
+from imgclf.data.samples import TrainingSet, load_training_set
+from imgclf.data.split import load_split, save_split, stratified_group_split, stratified_subset
+from imgclf.data.transforms import Preprocessing, eval_transform, train_transform
+
+log = logging.getLogger("imgclf")
+
+
+def cache_short_side(pre: Preprocessing) -> int:
+    """Shorter side of cached images: about 1.15× the training size.
+
+    When the eval resize already lands near that (crop_pct 0.875 → 1.14×), use it exactly, so
+    the eval transform's resize is a no-op on cached images and validation tensors match.
+    """
+    if pre.resize_short_side >= 1.1 * pre.image_size:
+        return pre.resize_short_side
+    return int(round(1.15 * pre.image_size))
+
+
+def image_loader(cfg: DataConfig, root: Path, pre: Preprocessing) -> Loader:
+    """The function every dataset uses to turn a path into a decoded RGB image."""
+    if not cfg.cache:
+        return load_rgb
+    from imgclf.data.cache import ResizeCache
+
+    cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else root / ".imgclf-cache"
+    return ResizeCache(cache_dir, cache_short_side(pre)).load
+
+
+@dataclass
+class DataBundle:
+    samples: TrainingSet
+    pre: Preprocessing
+    train_idx: np.ndarray
+    val_idx: np.ndarray
+    train_data: ImageDataset
+    val_data: ImageDataset
+    loader: Loader
+
+    def rel_paths(self, indices: np.ndarray) -> list[str]:
+        return [self.samples.rel(self.samples.paths[i]) for i in indices]
+
+
+def build_data(cfg: DataConfig, dataset: Path, pre: Preprocessing, split_out: Path | None) -> DataBundle:
+    """Load samples, split them (or re-use ``cfg.split_file``), and build the two datasets.
+
+    The split depends on ``cfg.split_seed`` only, never on the training seed, so runs with
+    different seeds are compared on the same validation images.
+    """
+    samples = load_training_set(Path(dataset), Path(cfg.blocklist) if cfg.blocklist else None)
+    rel = [samples.rel(p) for p in samples.paths]
+    if cfg.split_file:
+        is_val = load_split(Path(cfg.split_file), rel)
+    else:
+        is_val = stratified_group_split(samples.labels, samples.groups, cfg.val_fraction, cfg.split_seed)
+    if split_out is not None:
+        save_split(split_out, rel, [samples.classes[i] for i in samples.labels], is_val)
+    train_idx = stratified_subset(samples.labels, np.flatnonzero(~is_val), cfg.subset, cfg.split_seed)
+    val_idx = np.flatnonzero(is_val)
+    loader = image_loader(cfg, samples.root, pre)
+    paths = samples.paths
+    labels = samples.labels
+    train_data = ImageDataset([paths[i] for i in train_idx], [labels[i] for i in train_idx], train_transform(pre, cfg.augment), loader)
+    val_data = ImageDataset([paths[i] for i in val_idx], [labels[i] for i in val_idx], eval_transform(pre), loader)
+    return DataBundle(samples, pre, train_idx, val_idx, train_data, val_data, loader)
+
+
+def make_loader(
+    data: ImageDataset,
+    batch_size: int,
+    *,
+    shuffle: bool,
+    num_workers: int | None,
+    generator: torch.Generator | None = None,
+    sampler: Sampler | None = None,
+    pin_memory: bool = False,
+    persistent: bool = False,
+    drop_last: bool = False,
+) -> DataLoader:
+    workers = default_num_workers() if num_workers is None else num_workers
+    return DataLoader(
+        data,
+        batch_size=batch_size,
+        shuffle=shuffle if sampler is None else False,
+        sampler=sampler,
+        num_workers=workers,
+        collate_fn=collate_skip_bad,
+        generator=generator,
+        pin_memory=pin_memory,
+        persistent_workers=persistent and workers > 0,
+        drop_last=drop_last,
+    )

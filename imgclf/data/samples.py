@@ -1,0 +1,177 @@
+"""Find a dataset's labelled training images and test images.
+
+A dataset is a folder with ``train/<class>/<images>`` and optionally ``test/`` and
+``sample_submission.csv`` — or a CSV of ``path,label``. When ``imgclf prepare`` made the
+folder, its ``manifest.csv`` is the source of truth (cleaning verdicts and duplicate
+groups included); otherwise the folders are scanned.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from imgclf.data.images import is_image_name
+from imgclf.errors import DataError
+
+log = logging.getLogger("imgclf")
+
+
+@dataclass
+class TrainingSet:
+    """Labelled images: ``paths[i]`` has class ``classes[labels[i]]``; ``groups[i]`` ties duplicates together."""
+
+    root: Path
+    paths: list[Path]
+    labels: list[int]
+    classes: list[str]
+    groups: list[str]
+    excluded: list[dict] = field(default_factory=list)
+
+    def rel(self, path: Path) -> str:
+        try:
+            return path.relative_to(self.root).as_posix()
+        except ValueError:
+            return path.as_posix()
+
+
+def _check_classes(counts: dict[str, int], where: Path) -> None:
+    if len(counts) < 2:
+        raise DataError(f"{where} needs at least two classes (one sub-folder per class); found {len(counts)}")
+    empty = sorted(name for name, n in counts.items() if n == 0)
+    if empty:
+        raise DataError(f"class folder(s) with no images in {where}: {', '.join(empty)}")
+
+
+def _scan_folders(root: Path) -> list[tuple[Path, str]]:
+    train = root / "train"
+    if not train.is_dir():
+        raise DataError(
+            f"{root} has no train/ folder: a dataset is train/<class>/<images> (plus optional test/ and "
+            "sample_submission.csv), or a CSV of path,label"
+        )
+    items: list[tuple[Path, str]] = []
+    counts: dict[str, int] = {}
+    for class_dir in sorted(p for p in train.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        files = sorted(p for p in class_dir.rglob("*") if p.is_file() and is_image_name(p) and not p.name.startswith("."))
+        counts[class_dir.name] = len(files)
+        items.extend((f, class_dir.name) for f in files)
+    _check_classes(counts, train)
+    return items
+
+
+def _read_csv_list(csv_path: Path) -> list[tuple[Path, str]]:
+    try:
+        frame = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
+        raise DataError(f"cannot read {csv_path} as CSV: {str(exc).splitlines()[0]}") from None
+    if not {"path", "label"} <= set(frame.columns):
+        raise DataError(f"{csv_path} must have columns path,label (found: {', '.join(frame.columns)})")
+    base = csv_path.parent
+    items = [((base / p) if not Path(p).is_absolute() else Path(p), str(lbl)) for p, lbl in zip(frame["path"], frame["label"])]
+    missing = [str(p) for p, _ in items if not p.is_file()]
+    if missing:
+        raise DataError(f"{csv_path} lists {len(missing)} missing file(s), e.g. {missing[0]}")
+    counts: dict[str, int] = {}
+    for _, lbl in items:
+        counts[lbl] = counts.get(lbl, 0) + 1
+    _check_classes(counts, csv_path)
+    return items
+
+
+def load_training_set(dataset: Path, blocklist: Path | None = None) -> TrainingSet:
+    """All usable labelled images of ``dataset`` (a folder or a ``path,label`` CSV).
+
+    Honours the manifest's cleaning verdicts and the blocklist in force (``blocklist``, or
+    ``<dataset>/blocklist.csv`` when present). What is left out is listed in ``excluded``.
+    """
+    dataset = Path(dataset)
+    if not dataset.exists():
+        raise DataError(f"dataset not found: {dataset}")
+    root = dataset.parent if dataset.is_file() else dataset
+    excluded: list[dict] = []
+    groups: dict[Path, str] = {}
+    hashes: dict[Path, str] = {}
+
+    manifest = _read_manifest(root) if dataset.is_dir() else None
+    if manifest is not None:
+        train_rows = manifest[manifest["split"] == "train"]
+        items = []
+        for row in train_rows.itertuples(index=False):
+            path = root / row.path
+            if not _truthy(row.keep):
+                excluded.append({"path": row.path, "reason": str(row.reasons or row.flags or "dropped by cleaning policy")})
+                continue
+            items.append((path, str(row.label)))
+            if isinstance(row.dup_group, str) and row.dup_group:
+                groups[path] = row.dup_group
+            hashes[path] = str(row.sha256)
+        counts: dict[str, int] = {}
+        for _, lbl in items:
+            counts[lbl] = counts.get(lbl, 0) + 1
+        _check_classes(counts, root / "manifest.csv")
+    elif dataset.is_file():
+        if dataset.suffix.lower() != ".csv":
+            raise DataError(f"dataset {dataset} is a file but not a CSV of path,label")
+        items = _read_csv_list(dataset)
+    else:
+        items = _scan_folders(root)
+
+    blocklist_path = Path(blocklist) if blocklist else root / "blocklist.csv"
+    if blocklist is not None and not blocklist_path.is_file():
+        raise DataError(f"blocklist file not found: {blocklist_path}")
+    if blocklist_path.is_file():
+        from imgclf.data.blocklist import load_blocklist
+
+        blocked = load_blocklist(blocklist_path)
+        kept = []
+        for path, lbl in items:
+            rel = path.relative_to(root).as_posix() if path.is_relative_to(root) else path.as_posix()
+            reason = blocked.reason(rel, hashes.get(path))
+            if reason is None:
+                kept.append((path, lbl))
+            else:
+                excluded.append({"path": rel, "reason": f"blocklist: {reason}"})
+        if len(kept) < len(items):
+            log.info("blocklist %s removed %d image(s)", blocklist_path, len(items) - len(kept))
+        items = kept
+
+    classes = sorted({lbl for _, lbl in items})
+    index = {name: i for i, name in enumerate(classes)}
+    paths = [p for p, _ in items]
+    return TrainingSet(
+        root=root,
+        paths=paths,
+        labels=[index[lbl] for _, lbl in items],
+        classes=classes,
+        groups=[groups.get(p, f"#{i}") for i, p in enumerate(paths)],
+        excluded=excluded,
+    )
+
+
+def _truthy(value) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() in ("true", "1", "yes")
+    return bool(value)
+
+
+def _read_manifest(root: Path):
+    if not (root / "manifest.csv").is_file():
+        return None
+    from imgclf.data.manifest import read_manifest
+
+    return read_manifest(root)
+
+
+def list_test_images(folder: Path) -> list[Path]:
+    """Image files directly or recursively under ``folder``, sorted by relative path."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"image folder not found: {folder}")
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and is_image_name(p) and not p.name.startswith("."))
+    if not files:
+        raise DataError(f"no images ({', '.join(('.jpg', '.png', '.webp', '.bmp'))}) found in {folder}")
+    return files

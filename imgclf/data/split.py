@@ -1,0 +1,86 @@
+"""Stratified, seeded, grouped train/validation split.
+
+Grouped: every member of a duplicate group lands on the same side, so a near-copy of a
+validation image can never sit in the training set and inflate validation accuracy.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from imgclf.errors import DataError
+from imgclf.io import atomic_path
+
+
+def stratified_group_split(labels: list[int], groups: list[str], val_fraction: float, seed: int) -> np.ndarray:
+    """Return a boolean array, True where the sample goes to validation.
+
+    Groups are assigned whole; per class (a group counts for its most common label) groups
+    are shuffled with ``seed`` and taken until the class's validation share is reached.
+    Every class with at least two groups gets at least one validation group.
+
+    >>> stratified_group_split([0, 0, 1, 1], ["a", "b", "c", "d"], 0.5, seed=0).sum()
+    2
+    """
+    members: dict[str, list[int]] = defaultdict(list)
+    for i, g in enumerate(groups):
+        members[g].append(i)
+    by_class: dict[int, list[str]] = defaultdict(list)
+    for g, idx in members.items():
+        majority = np.bincount([labels[i] for i in idx]).argmax()
+        by_class[int(majority)].append(g)
+    rng = np.random.default_rng(seed)
+    is_val = np.zeros(len(labels), dtype=bool)
+    for cls in sorted(by_class):
+        class_groups = sorted(by_class[cls])
+        rng.shuffle(class_groups)
+        total = sum(len(members[g]) for g in class_groups)
+        target = max(1, int(round(val_fraction * total))) if len(class_groups) > 1 else 0
+        taken = 0
+        for g in class_groups[:-1]:  # the last group always stays in training
+            if taken >= target:
+                break
+            is_val[members[g]] = True
+            taken += len(members[g])
+    return is_val
+
+
+def stratified_subset(labels: list[int], indices: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """A seeded, stratified fraction of ``indices`` (at least one per class)."""
+    if fraction >= 1.0:
+        return indices
+    rng = np.random.default_rng(seed + 7919)
+    chosen = []
+    by_class: dict[int, list[int]] = defaultdict(list)
+    for i in indices:
+        by_class[labels[i]].append(int(i))
+    for cls in sorted(by_class):
+        items = np.array(by_class[cls])
+        rng.shuffle(items)
+        chosen.extend(items[: max(1, int(round(fraction * len(items))))].tolist())
+    return np.array(sorted(chosen), dtype=int)
+
+
+def save_split(path: Path, rel_paths: list[str], labels: list[str], is_val: np.ndarray) -> None:
+    frame = pd.DataFrame({"path": rel_paths, "label": labels, "split": np.where(is_val, "val", "train")})
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False)
+
+
+def load_split(path: Path, rel_paths: list[str]) -> np.ndarray:
+    """Re-apply a saved split.csv; every current image must be listed in it."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"split file not found: {path}")
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    if not {"path", "split"} <= set(frame.columns):
+        raise DataError(f"{path} is not a split file (needs columns path,split)")
+    lookup = dict(zip(frame["path"], frame["split"]))
+    missing = [p for p in rel_paths if p not in lookup]
+    if missing:
+        raise DataError(f"split file {path} does not list {len(missing)} image(s) of this dataset, e.g. {missing[0]}")
+    return np.array([lookup[p] == "val" for p in rel_paths], dtype=bool)
