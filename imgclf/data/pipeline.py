@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader, Sampler
 from imgclf.config import DataConfig
 from imgclf.data.datasets import ImageDataset, Loader, collate_skip_bad, default_num_workers
 from imgclf.data.images import load_rgb
-from imgclf.data.samples import TrainingSet, load_training_set
+from imgclf.data.samples import TrainingSet
 from imgclf.data.split import load_split, save_split, stratified_group_split, stratified_subset
 from imgclf.data.transforms import Preprocessing, eval_transform, train_transform
 
@@ -55,13 +55,12 @@ class DataBundle:
         return [self.samples.rel(self.samples.paths[i]) for i in indices]
 
 
-def build_data(cfg: DataConfig, dataset: Path, pre: Preprocessing, split_out: Path | None) -> DataBundle:
-    """Load samples, split them (or re-use ``cfg.split_file``), and build the two datasets.
+def build_data(cfg: DataConfig, samples: TrainingSet, pre: Preprocessing, split_out: Path | None) -> DataBundle:
+    """Split ``samples`` (or re-use ``cfg.split_file``) and build the two datasets.
 
     The split depends on ``cfg.split_seed`` only, never on the training seed, so runs with
     different seeds are compared on the same validation images.
     """
-    samples = load_training_set(Path(dataset), Path(cfg.blocklist) if cfg.blocklist else None)
     rel = [samples.rel(p) for p in samples.paths]
     if cfg.split_file:
         is_val = load_split(Path(cfg.split_file), rel)

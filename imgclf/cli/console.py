@@ -1,0 +1,54 @@
+"""Terminal output for the CLI: a console, logging set-up and the training progress bar."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def setup_logging(verbose: bool = False) -> None:
+    handler = RichHandler(console=err_console, show_time=False, show_path=False, markup=False, rich_tracebacks=False)
+    root = logging.getLogger("imgclf")
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    root.propagate = False
+
+
+class RichTrainingProgress:
+    """A progress bar per epoch, then one line with the epoch's metrics."""
+
+    def __init__(self, out: Console | None = None):
+        self.console = out or err_console
+        self._progress: Progress | None = None
+        self._task = None
+
+    def epoch_start(self, epoch: int, epochs: int, steps: int) -> None:
+        self._progress = Progress(
+            TextColumn(f"epoch {epoch + 1}/{epochs}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+            console=self.console, transient=True,
+        )
+        self._progress.start()
+        self._task = self._progress.add_task("train", total=steps, loss="-")
+
+    def advance(self, loss: float) -> None:
+        if self._progress is not None:
+            self._progress.update(self._task, advance=1, loss=f"{loss:.3f}")
+
+    def epoch_end(self, row: dict[str, Any]) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+        self.console.print(
+            f"epoch {row['epoch']:>3}  lr {row['lr']:.2e}  train loss {row['train_loss']:.4f} acc {row['train_accuracy']:.4f}  "
+            f"val loss {row['val_loss']:.4f} acc {row['val_accuracy']:.4f}  {row['epoch_seconds']:.1f}s "
+            f"({row['images_per_second']:.0f} img/s)",
+            highlight=False,
+        )

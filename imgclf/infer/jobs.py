@@ -1,0 +1,123 @@
+"""The two inference jobs the CLI runs: evaluate a run, and predict a folder into a submission."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from imgclf.config import TTAConfig
+from imgclf.data.samples import list_test_images, load_training_set
+from imgclf.errors import DataError
+from imgclf.infer.evaluate import most_confused, score, write_scores
+from imgclf.infer.predict import Predictions, predict_paths
+from imgclf.infer.runs import load_run
+from imgclf.infer.submission import find_sample_submission, read_format, write_probabilities, write_submission
+from imgclf.io import atomic_write_json
+
+
+def evaluation_images(run_dir: Path, dataset: Path | None, classes: list[str]) -> tuple[list[Path], np.ndarray, Path, str]:
+    """The run's own validation images (from split.csv), or every labelled image of ``dataset``."""
+    from imgclf.train.rundir import RunDir
+
+    run = RunDir(Path(run_dir))
+    if dataset is None:
+        run.require("split", "info")
+        root = Path(run.read_info()["dataset"])
+        root = root.parent if root.is_file() else root
+        split = pd.read_csv(run.split, dtype=str, keep_default_na=False)
+        val = split[split["split"] == "val"]
+        paths = [root / p for p in val["path"]]
+        missing = [p for p in paths if not p.is_file()]
+        if missing:
+            raise DataError(f"validation image {missing[0]} of this run no longer exists; pass a DATASET to evaluate on")
+        labels = val["label"].tolist()
+        what = "validation split"
+    else:
+        samples = load_training_set(Path(dataset))
+        root = samples.root
+        paths = samples.paths
+        labels = [samples.classes[i] for i in samples.labels]
+        what = f"all labelled images of {dataset}"
+    unknown = sorted(set(labels) - set(classes))
+    if unknown:
+        raise DataError(f"the evaluation data has classes the run never saw: {', '.join(unknown[:5])}")
+    index = {c: i for i, c in enumerate(classes)}
+    return paths, np.array([index[lbl] for lbl in labels]), root, what
+
+
+def passes_histogram(pred: Predictions) -> dict[str, int]:
+    return {str(k): int(v) for k, v in sorted(Counter(pred.passes.tolist()).items())}
+
+
+def evaluate_run(
+    run_dir: Path, dataset: Path | None = None, out: Path | None = None, *, tta: TTAConfig | None = None,
+    batch_size: int = 64, device: str = "cpu",
+) -> dict[str, Any]:
+    """Score the run; write metrics.json, per_class.csv, confusion_matrix.{csv,png} into ``out``."""
+    loaded = load_run(run_dir, device)
+    paths, labels, root, what = evaluation_images(run_dir, dataset, loaded.classes)
+    pred = predict_paths(loaded, paths, root=root, batch_size=batch_size, device=device, tta=tta)
+    keep = {p: i for i, p in enumerate(paths)}
+    y = labels[[keep[p] for p in pred.paths]]
+    scores = score(y, pred.probs.argmax(1), loaded.classes)
+    out = Path(out) if out else loaded.run.root / "eval"
+    extra = {
+        "evaluated_on": what,
+        "tta": (tta.mode if tta else "none"),
+        "forward_passes": pred.total_passes,
+        "passes_per_image": passes_histogram(pred),
+        "seconds": pred.seconds,
+        "skipped_images": [str(p) for p in pred.bad],
+        "most_confused": most_confused(scores.confusion, loaded.classes),
+    }
+    extra.update(_calibration_report(loaded, pred, y))
+    write_scores(out, scores, loaded.classes, extra)
+    return {**scores.to_dict(), **extra, "out": str(out), "per_class": scores.per_class}
+
+
+def _calibration_report(loaded, pred: Predictions, y: np.ndarray) -> dict[str, Any]:
+    """ECE before/after temperature scaling, when the run has a fitted temperature."""
+    if pred.logits is None or loaded.temperature == 1.0:
+        return {}
+    from imgclf.infer.calibrate import expected_calibration_error
+
+    logits = torch.from_numpy(pred.logits)
+    before = torch.softmax(logits, 1).numpy()
+    after = torch.softmax(logits / loaded.temperature, 1).numpy()
+    return {
+        "temperature": loaded.temperature,
+        "ece_before": float(expected_calibration_error(before, y)),
+        "ece_after": float(expected_calibration_error(after, y)),
+    }
+
+
+def predict_folder(
+    run_dir: Path, images_dir: Path, out: Path, *, probs_out: Path | None = None, sample: Path | None = None,
+    category: str = "auto", tta: TTAConfig | None = None, batch_size: int = 64, device: str = "cpu",
+) -> dict[str, Any]:
+    """Predict every image under ``images_dir`` and write a competition submission."""
+    loaded = load_run(run_dir, device)
+    images_dir = Path(images_dir)
+    paths = list_test_images(images_dir)
+    sample = sample or find_sample_submission(images_dir)
+    fmt = read_format(sample, loaded.classes, category)
+    pred = predict_paths(loaded, paths, root=images_dir.parent, batch_size=batch_size, device=device, tta=tta)
+    if pred.bad:
+        raise DataError(
+            f"{len(pred.bad)} test image(s) could not be decoded, e.g. {pred.bad[0]}; a submission needs every row — "
+            "fix or replace them"
+        )
+    ids = [p.relative_to(images_dir).as_posix() for p in pred.paths]
+    write_submission(Path(out), ids, pred.probs.argmax(1), loaded.classes, fmt)
+    if probs_out:
+        write_probabilities(Path(probs_out), ids, pred.probs, loaded.classes, fmt.id_column)
+    return {
+        "images": len(ids), "out": str(out), "format": f"{fmt.id_column},{fmt.category_column} ({fmt.category})",
+        "sample": str(sample) if sample else None, "forward_passes": pred.total_passes,
+        "passes_per_image": passes_histogram(pred), "seconds": pred.seconds,
+    }

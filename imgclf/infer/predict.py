@@ -1,0 +1,66 @@
+"""Predict class probabilities for images with a loaded run (plain or with test-time augmentation)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from imgclf.config import TTAConfig
+from imgclf.data.datasets import ImageDataset
+from imgclf.data.pipeline import image_loader, make_loader
+from imgclf.data.transforms import eval_transform
+from imgclf.infer.runs import LoadedRun
+from imgclf.train.evaluation import predict_logits
+from imgclf.train.loop import autocast_dtype
+
+
+@dataclass
+class Predictions:
+    probs: np.ndarray  # (n, classes) — rows align with ``paths`` minus ``bad``
+    paths: list[Path]
+    passes: np.ndarray  # forward passes spent per image
+    bad: list[Path]
+    seconds: float
+    logits: np.ndarray | None = None  # plain (no-TTA) logits, before temperature
+
+    @property
+    def total_passes(self) -> int:
+        return int(self.passes.sum())
+
+
+def predict_paths(
+    loaded: LoadedRun,
+    paths: list[Path],
+    *,
+    root: Path,
+    batch_size: int = 64,
+    device: torch.device | str = "cpu",
+    num_workers: int | None = None,
+    tta: TTAConfig | None = None,
+    calibrated: bool = True,
+) -> Predictions:
+    """Probabilities for ``paths``; unreadable files are skipped and listed in ``bad``.
+
+    ``calibrated`` divides logits by the run's fitted temperature (it changes confidence, not
+    the argmax); adaptive TTA's thresholds are meant for calibrated probabilities.
+    """
+    device = torch.device(device)
+    temperature = loaded.temperature if calibrated else 1.0
+    loader_fn = image_loader(loaded.cfg.data, root, loaded.pre)
+    t0 = time.perf_counter()
+    if tta is not None and tta.mode != "none":
+        from imgclf.infer.tta_runner import predict_with_tta
+
+        result = predict_with_tta(loaded, paths, loader_fn, tta, batch_size, device, temperature)
+        result.seconds = time.perf_counter() - t0
+        return result
+    data = ImageDataset(paths, None, eval_transform(loaded.pre), loader_fn)
+    loader = make_loader(data, batch_size, shuffle=False, num_workers=num_workers, pin_memory=device.type == "cuda")
+    logits, _, indices, bad = predict_logits(loaded.model, loader, device, autocast_dtype(device, loaded.cfg.train.amp))
+    probs = torch.softmax(logits / temperature, dim=1).numpy() if len(logits) else np.zeros((0, len(loaded.classes)))
+    kept = [paths[i] for i in indices.tolist()]
+    return Predictions(probs, kept, np.ones(len(kept), dtype=int), [paths[i] for i in bad], time.perf_counter() - t0, logits.numpy())

@@ -1,0 +1,56 @@
+"""Load a finished run directory back into a model ready for inference."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from imgclf.config import Config, build_config, read_yaml
+from imgclf.data.transforms import Preprocessing
+from imgclf.errors import RunDirError, WeightsError
+from imgclf.models.backbones import create_model
+from imgclf.models.classifier import ImageClassifier
+from imgclf.train.checkpoint import load_weights
+from imgclf.train.rundir import RunDir
+
+
+@dataclass
+class LoadedRun:
+    run: RunDir
+    cfg: Config
+    classes: list[str]
+    pre: Preprocessing
+    model: ImageClassifier
+    temperature: float = 1.0
+
+
+def load_run(run_dir: Path, device: torch.device | str = "cpu") -> LoadedRun:
+    """Rebuild the model from ``config.yaml`` and load ``checkpoints/best.safetensors``."""
+    run = RunDir(Path(run_dir))
+    run.require("config", "classes", "preprocessing", "best")
+    cfg = build_config(read_yaml(run.config))
+    classes = run.read_classes()
+    pre = Preprocessing.from_dict(json.loads(run.preprocessing.read_text()))
+    # The checkpoint replaces every weight, so skip loading the pretrained source again.
+    model_cfg = cfg.model.model_copy(update={"weights": "none"})
+    model, _ = create_model(model_cfg, len(classes))
+    try:
+        model.load_state_dict(load_weights(run.best))
+    except (RuntimeError, OSError) as exc:
+        raise WeightsError(f"{run.best} does not fit the model in {run.config}: {str(exc).splitlines()[0]}") from None
+    model.to(device).eval()
+    temperature = 1.0
+    calibration = run.root / "calibration.json"
+    if calibration.is_file():
+        temperature = float(json.loads(calibration.read_text()).get("temperature", 1.0))
+    return LoadedRun(run, cfg, classes, pre, model, temperature)
+
+
+def require_run(run_dir: Path) -> RunDir:
+    run = RunDir(Path(run_dir))
+    if not run.root.is_dir():
+        raise RunDirError(f"run directory not found: {run.root}")
+    return run

@@ -1,0 +1,60 @@
+"""Shared fixtures: tiny generated image datasets and a tiny-model config."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+torch.set_num_threads(1)
+
+TINY = [
+    "model.weights=none",
+    "model.backbone=test_efficientnet",
+    "data.image_size=32",
+    "data.batch_size=8",
+    "data.num_workers=0",
+    "data.augment=light",
+    "data.cache=false",
+    "train.epochs=2",
+    "train.warmup_epochs=0",
+    "tracking.enabled=false",
+]
+
+
+def make_image(rng: np.random.Generator, cls: int, size: int = 40) -> Image.Image:
+    """A small colour image whose class is visible (a dominant channel), with noise."""
+    arr = rng.integers(0, 90, size=(size, size, 3), dtype=np.uint8)
+    arr[..., cls % 3] += 150
+    if cls >= 3:
+        arr[: size // 2] = 255 - arr[: size // 2]
+    return Image.fromarray(arr)
+
+
+def make_dataset(root: Path, classes=("alpha", "beta", "gamma"), per_class: int = 8, test: int = 5, seed: int = 0) -> Path:
+    rng = np.random.default_rng(seed)
+    for c, name in enumerate(classes):
+        (root / "train" / name).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            make_image(rng, c).save(root / "train" / name / f"{name}_{i:03d}.png")
+    if test:
+        (root / "test").mkdir(parents=True, exist_ok=True)
+        ids = []
+        for i in range(test):
+            make_image(rng, i % len(classes)).save(root / "test" / f"img_{i:03d}.jpg", quality=95)
+            ids.append(f"img_{i:03d}.jpg")
+        (root / "sample_submission.csv").write_text("Id,Category\n" + "".join(f"{i},0\n" for i in ids))
+    return root
+
+
+@pytest.fixture
+def tiny_dataset(tmp_path: Path) -> Path:
+    return make_dataset(tmp_path / "data")
+
+
+@pytest.fixture
+def tiny_overrides() -> list[str]:
+    return list(TINY)
