@@ -6,6 +6,7 @@ resize + centre crop + normalise, deterministic by construction.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -60,7 +61,7 @@ class Preprocessing:
     @property
     def resize_short_side(self) -> int:
         """The shorter side the eval transform resizes to before its centre crop."""
-        return int(round(self.image_size / self.crop_pct))
+        return int(math.floor(self.image_size / self.crop_pct))  # timm floors too
 
 
 def eval_transform(pre: Preprocessing) -> Callable:
