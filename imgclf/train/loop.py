@@ -277,6 +277,7 @@ def _finish(model, data, run, cfg, device, amp_dtype, stopper, rows, train_secon
         model.load_state_dict(load_weights(run.best))
     val = evaluate_loader(model, _eval_loader(data, cfg, device), device, amp_dtype)
     write_val_predictions(run.val_predictions, val, data, data.val_idx)
+    calibration = _calibrate(val, run)
     best = rows[stopper.best_epoch - (rows[0]["epoch"] - 1)] if rows and stopper.best_epoch >= 0 else {}
     summary = {
         "val_accuracy": val.accuracy,
@@ -306,6 +307,37 @@ def _finish(model, data, run, cfg, device, amp_dtype, stopper, rows, train_secon
         "skipped_images": sorted(skipped | {data.samples.rel(data.val_data.paths[i]) for i in val.bad}),
         "device": str(device),
         "seed": cfg.train.seed,
+        **calibration,
     }
     atomic_write_json(run.summary, summary)
     return summary
+
+
+def _calibrate(val, run: RunDir) -> dict[str, Any]:
+    """Fit temperature scaling on the validation logits and store it in the run (calibration.json).
+
+    Uncertainty thresholds (adaptive TTA) then mean the same thing for every model.
+    """
+    from imgclf.infer.calibrate import expected_calibration_error, fit_temperature, reliability_curve
+
+    if len(val.labels) < 2:
+        return {}
+    logits, labels = torch.from_numpy(val.logits), torch.from_numpy(val.labels)
+    temperature = fit_temperature(logits, labels)
+    before = torch.softmax(logits, 1).numpy()
+    after = torch.softmax(logits / temperature, 1).numpy()
+    conf, acc, count = reliability_curve(after, val.labels)
+    result = {
+        "temperature": temperature,
+        "ece_before": float(expected_calibration_error(before, val.labels)),
+        "ece_after": float(expected_calibration_error(after, val.labels)),
+    }
+    atomic_write_json(run.root / "calibration.json", {
+        **result,
+        "reliability": {"confidence": _nan_none(conf), "accuracy": _nan_none(acc), "count": [int(c) for c in count]},
+    })
+    return result
+
+
+def _nan_none(values) -> list[float | None]:
+    return [None if not np.isfinite(v) else float(v) for v in values]
