@@ -20,15 +20,12 @@ from imgclf.data.transforms import Preprocessing, eval_transform, train_transfor
 log = logging.getLogger("imgclf")
 
 
-def cache_short_side(pre: Preprocessing) -> int:
-    """Shorter side of cached images: about 1.15× the training size.
+def cached_side(pre: Preprocessing) -> int:
+    """Shorter side of cached images: about 1.15× the training size (the same rule ``prepare`` uses),
+    never below what the eval transform resizes to, so nothing is ever upsampled from the cache."""
+    from imgclf.data.cache import cache_short_side
 
-    When the eval resize already lands near that (crop_pct 0.875 → 1.14×), use it exactly, so
-    the eval transform's resize is a no-op on cached images and validation tensors match.
-    """
-    if pre.resize_short_side >= 1.1 * pre.image_size:
-        return pre.resize_short_side
-    return int(round(1.15 * pre.image_size))
+    return max(cache_short_side(pre.image_size), pre.resize_short_side)
 
 
 def image_loader(cfg: DataConfig, root: Path, pre: Preprocessing) -> Loader:
@@ -38,7 +35,7 @@ def image_loader(cfg: DataConfig, root: Path, pre: Preprocessing) -> Loader:
     from imgclf.data.cache import ResizeCache
 
     cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else root / ".imgclf-cache"
-    return ResizeCache(cache_dir, cache_short_side(pre)).load
+    return ResizeCache(cache_dir, cached_side(pre)).load
 
 
 @dataclass
