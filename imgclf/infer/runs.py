@@ -35,7 +35,7 @@ def load_run(run_dir: Path, device: torch.device | str = "cpu") -> LoadedRun:
     classes = run.read_classes()
     pre = Preprocessing.from_dict(json.loads(run.preprocessing.read_text()))
     # The checkpoint replaces every weight, so skip loading the pretrained source again.
-    model_cfg = cfg.model.model_copy(update={"weights": "none"})
+    model_cfg = cfg.model.model_copy(update={"weights": "checkpoint"})
     model, _ = create_model(model_cfg, len(classes))
     try:
         model.load_state_dict(load_weights(run.best))

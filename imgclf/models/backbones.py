@@ -60,6 +60,8 @@ def create_backbone(arch: str, weights: str, drop_path: float = 0.0) -> tuple[nn
         return _from_hub(arch, kwargs), {"weights": weights, "pretrained": True, "note": f"timm's default pretrained weights for {arch}, downloaded from the hub"}
 
     model = timm.create_model(arch, pretrained=False, **kwargs)
+    if weights == "checkpoint":  # architecture only: the caller loads a run's own checkpoint next
+        return model, {"weights": weights, "pretrained": True, "note": "weights from a run checkpoint"}
     if weights == "none":
         logger.warning("backbone %s has RANDOM weights: weights=none, expect far lower accuracy than a pretrained backbone", arch)
         return model, {"weights": weights, "pretrained": False, "note": "random initialisation"}
