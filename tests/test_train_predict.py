@@ -104,7 +104,9 @@ def test_evaluate_writes_scores(trained: Path, capsys):
 def test_corrupt_image_is_skipped_and_listed(tiny_dataset, tiny_overrides, tmp_path, capsys):
     (tiny_dataset / "train" / "alpha" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
     out = tmp_path / "run"
-    code, _, err = cli(["train", tiny_dataset, "--out", out, *sets(tiny_overrides), "--set", "train.epochs=1"], capsys)
+    # One batch holds every image, so the broken file is certainly drawn (no drop_last remainder).
+    code, _, err = cli(["train", tiny_dataset, "--out", out, *sets(tiny_overrides), "--set", "train.epochs=1",
+                        "--set", "data.batch_size=64"], capsys)
     assert code == 0, err
     summary = json.loads((out / "summary.json").read_text())
     assert "train/alpha/broken.png" in summary["skipped_images"]

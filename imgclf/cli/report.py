@@ -1,0 +1,25 @@
+"""``imgclf report RUN_DIR``: write the run's self-contained HTML report."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from imgclf.cli.console import console
+
+
+def report_command(
+    run_dir: Path = typer.Argument(..., help="A run directory (written by `imgclf train`)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="HTML file to write (default RUN_DIR/report.html)."),
+) -> None:
+    """One self-contained HTML page: config, learning curves, confusion matrix, per-class precision/recall,
+    most confused classes, the most confidently wrong validation images, the augmentation preview and —
+    when present — the cleaning summary, TTA table and calibration curve. Opens offline, loads nothing."""
+    from imgclf.report.run_report import write_run_report
+
+    t0 = time.perf_counter()
+    path = write_run_report(run_dir, out)
+    console.print(f"wrote {path} ({path.stat().st_size / 1024:.0f} KiB, {time.perf_counter() - t0:.1f}s)", highlight=False, soft_wrap=True)
