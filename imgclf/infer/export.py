@@ -1,0 +1,187 @@
+"""Export a run's best checkpoint for deployment, and run an exported ONNX model.
+
+Two formats, both taking a float32 NCHW batch already resized, centre-cropped and normalised
+with the run's preprocessing, and returning logits (before temperature):
+
+- ``onnx``: opset 17 through the TorchScript-based exporter (it needs no extra package), a dynamic
+  batch axis, checked with ``onnx.checker``; classes, preprocessing, backbone and temperature are
+  stored as ``metadata_props`` (keys ``imgclf.*``, values JSON).
+- ``torchscript``: a traced module; the same metadata as ``imgclf.json`` in its ``_extra_files``.
+
+:class:`OnnxEngine` runs an exported model with ONNX Runtime and is called like the PyTorch model
+(tensor in, logits out), so ``predict --engine onnx`` reuses the same decode, cache and eval
+transform code as the PyTorch engine.
+
+Example::
+
+    info = export_run(Path("runs/demo"), "onnx")       # runs/demo/export/model.onnx
+    engine = OnnxEngine(Path(info["out"]))
+    engine.metadata["imgclf.classes"]                   # '["T-shirt/top", "Trouser", ...]'
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import warnings
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from imgclf.errors import ConfigError, RunDirError
+from imgclf.infer.runs import LoadedRun, load_run
+from imgclf.io import atomic_path
+from imgclf.train.rundir import RunDir
+
+log = logging.getLogger("imgclf")
+
+FORMATS = ("onnx", "torchscript")
+# 17 has every operator timm's EfficientNets need (SiLU as Sigmoid·Mul, ReLU6 as Clip,
+# LayerNormalization) and every maintained ONNX Runtime reads it.
+OPSET = 17
+INPUT_NAME = "image"
+OUTPUT_NAME = "logits"
+_SUFFIX = {"onnx": "model.onnx", "torchscript": "model.torchscript.pt"}
+
+
+def export_metadata(loaded: LoadedRun) -> dict[str, str]:
+    """What a deployment needs besides the weights: classes, preprocessing, temperature."""
+    return {
+        "imgclf.classes": json.dumps(loaded.classes),
+        "imgclf.preprocessing": json.dumps(loaded.pre.to_dict()),
+        "imgclf.backbone": json.dumps(loaded.cfg.model.backbone),
+        "imgclf.temperature": json.dumps(loaded.temperature),
+        "imgclf.input": json.dumps(f"{INPUT_NAME}: float32 [batch, 3, size, size], normalised with preprocessing mean/std"),
+        "imgclf.output": json.dumps(f"{OUTPUT_NAME}: float32 [batch, classes], divide by temperature before softmax"),
+    }
+
+
+def default_export_path(run_dir: Path, fmt: str) -> Path:
+    return RunDir(Path(run_dir)).root / "export" / _SUFFIX[fmt]
+
+
+def export_run(run_dir: Path, fmt: str = "onnx", out: Path | None = None) -> dict[str, Any]:
+    """Export ``run_dir``'s best checkpoint to ``out`` (default ``RUN_DIR/export/model.<fmt>``)."""
+    if fmt not in FORMATS:
+        raise ConfigError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    loaded = load_run(run_dir, "cpu")
+    out = Path(out) if out else default_export_path(run_dir, fmt)
+    if fmt == "onnx":
+        export_onnx(loaded, out)
+    else:
+        export_torchscript(loaded, out)
+    return {
+        "out": str(out), "format": fmt, "classes": len(loaded.classes), "image_size": loaded.pre.image_size,
+        "bytes": out.stat().st_size, "opset": OPSET if fmt == "onnx" else None,
+    }
+
+
+def _example_input(loaded: LoadedRun) -> torch.Tensor:
+    # Batch 2, not 1: a batch of one could let the tracer fold the batch size into a reshape.
+    size = loaded.pre.image_size
+    return torch.zeros(2, 3, size, size)
+
+
+def export_onnx(loaded: LoadedRun, out: Path, opset: int = OPSET) -> None:
+    """Write an ONNX file with a dynamic batch axis and imgclf metadata; raise if the checker rejects it."""
+    import onnx
+
+    model = loaded.model.to("cpu").eval()
+    with atomic_path(out) as tmp, warnings.catch_warnings():
+        # The TorchScript-based exporter is deprecated in favour of the dynamo one, which needs
+        # onnxscript (not a dependency); its output is the same standard ONNX graph.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        torch.onnx.export(
+            model, (_example_input(loaded),), str(tmp), dynamo=False, opset_version=opset,
+            input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+            dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}}, do_constant_folding=True,
+        )
+        proto = onnx.load(str(tmp))
+        for key, value in export_metadata(loaded).items():
+            entry = proto.metadata_props.add()
+            entry.key, entry.value = key, value
+        onnx.checker.check_model(proto, full_check=True)
+        onnx.save(proto, str(tmp))
+
+
+def export_torchscript(loaded: LoadedRun, out: Path) -> None:
+    """Write a traced TorchScript module with the metadata as ``imgclf.json`` in its extra files."""
+    model = loaded.model.to("cpu").eval()
+    with torch.no_grad(), warnings.catch_warnings():
+        # torch.jit is deprecated in favour of torch.export, but TorchScript is still what C++
+        # (libtorch) and many serving stacks load; the warnings say nothing the user can act on.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", FutureWarning)
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        traced = torch.jit.trace(model, _example_input(loaded))
+        with atomic_path(out) as tmp:
+            torch.jit.save(traced, str(tmp), _extra_files={"imgclf.json": json.dumps(export_metadata(loaded))})
+
+
+def load_torchscript(path: Path) -> tuple[torch.jit.ScriptModule, dict[str, str]]:
+    """The traced module and its imgclf metadata."""
+    extra = {"imgclf.json": ""}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", FutureWarning)
+        module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
+    return module, json.loads(extra["imgclf.json"] or "{}")
+
+
+def onnx_providers(device: torch.device | str) -> list[str]:
+    """ONNX Runtime's CUDA provider when ``device`` is CUDA and the installed runtime has it, else CPU."""
+    import onnxruntime as ort
+
+    if torch.device(device).type == "cuda":
+        if "CUDAExecutionProvider" in ort.get_available_providers():
+            return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+        log.warning("this onnxruntime has no CUDAExecutionProvider (install onnxruntime-gpu); running ONNX on the CPU")
+    return ["CPUExecutionProvider"]
+
+
+class OnnxEngine:
+    """An ONNX Runtime session called like the PyTorch model: ``engine(images) -> logits``."""
+
+    def __init__(self, path: Path, device: torch.device | str = "cpu"):
+        import onnxruntime as ort
+
+        self.path = Path(path)
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.session = ort.InferenceSession(str(self.path), sess_options=options, providers=onnx_providers(device))
+        self.metadata: dict[str, str] = dict(self.session.get_modelmeta().custom_metadata_map)
+
+    def eval(self) -> "OnnxEngine":
+        return self  # stands in for nn.Module.eval() in code written for the PyTorch model
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        # Channels-last or sliced tensors must be made dense before they reach the runtime.
+        batch = np.ascontiguousarray(images.detach().to("cpu", torch.float32).numpy())
+        (logits,) = self.session.run([OUTPUT_NAME], {INPUT_NAME: batch})
+        return torch.from_numpy(logits)
+
+
+def onnx_engine_for(loaded: LoadedRun, device: torch.device | str = "cpu") -> LoadedRun:
+    """``loaded`` with its model replaced by ONNX Runtime on ``RUN_DIR/export/model.onnx``.
+
+    The file is (re-)exported when it is missing, older than ``best.safetensors``, or holds
+    other classes or preprocessing than the run.
+    """
+    path = default_export_path(loaded.run.root, "onnx")
+    best = loaded.run.best
+    fresh = path.is_file() and path.stat().st_mtime >= best.stat().st_mtime
+    engine = OnnxEngine(path, device) if fresh else None
+    expected = export_metadata(loaded)
+    keys = ("imgclf.classes", "imgclf.preprocessing")
+    if engine is None or any(engine.metadata.get(k) != expected[k] for k in keys):
+        log.info("exporting %s to %s for ONNX Runtime", best, path)
+        try:
+            export_onnx(loaded, path)
+        except OSError as exc:
+            raise RunDirError(f"cannot write the ONNX export {path}: {exc.strerror or exc}") from None
+        engine = OnnxEngine(path, device)
+    return replace(loaded, model=engine)
