@@ -17,6 +17,7 @@ from typing import Any, Mapping, Sequence
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from imgclf.io import atomic_write_bytes
 
@@ -72,6 +73,7 @@ def learning_curves(
     for ax, metric in zip(axes, present):
         ax.set_title(_TITLES.get(metric, metric))
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
     if len(runs) <= 12:
         axes[-1].legend(fontsize="small", loc="best")

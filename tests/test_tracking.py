@@ -1,0 +1,135 @@
+"""MLflow tracking: train runs are logged (read back through MlflowClient), and a broken store never stops training."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from imgclf.cli.main import run
+from imgclf.experiments.tracking import dataset_fingerprint, default_tracking_uri, resolve_tracking_uri
+from imgclf.experiments.urls import mask_url, redact
+
+FAST = ["train.epochs=2", "train.max_steps_per_epoch=1", "tracking.enabled=true"]
+
+
+def _sets(overrides: list[str]) -> list[str]:
+    return [arg for o in overrides for arg in ("--set", o)]
+
+
+def _train(args: list[str]) -> int:
+    try:
+        run(args)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return 0
+
+
+@pytest.fixture(scope="module")
+def tracked_run(tmp_path_factory):
+    """One tracked training into the default store (creating an MLflow SQLite store costs seconds: do it once)."""
+    from conftest import TINY, make_dataset
+
+    root = tmp_path_factory.mktemp("tracked")
+    dataset = make_dataset(root / "data")
+    out = root / "runs" / "a"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+        assert _train(["train", str(dataset), *_sets(TINY + FAST + ["train.lr=0.002"]), "--out", str(out)]) == 0
+    return root, dataset, out
+
+
+def test_train_run_is_logged_to_default_sqlite_store_with_params_metrics_and_artifacts(tracked_run):
+    from mlflow.tracking import MlflowClient
+
+    root, dataset, out = tracked_run
+    db = root / "runs" / "mlflow.db"
+    assert db.is_file()  # the default store sits beside the runs
+    client = MlflowClient(tracking_uri=f"sqlite:///{db}")
+    experiment = client.get_experiment_by_name("imgclf")
+    (logged,) = client.search_runs([experiment.experiment_id])
+    assert logged.info.status == "FINISHED"
+    assert logged.info.run_id == json.loads((out / "mlflow_run.json").read_text())["run_id"]
+
+    params = logged.data.params
+    assert params["train.lr"] == "0.002" and params["model.backbone"] == "test_efficientnet"
+    assert params["data.image_size"] == "32"
+
+    for metric in ("val_accuracy", "val_loss", "train_loss", "epoch_seconds", "images_per_second", "lr"):
+        assert [m.step for m in client.get_metric_history(logged.info.run_id, metric)] == [1, 2], metric
+    summary = json.loads((out / "summary.json").read_text())
+    assert logged.data.metrics["final_val_accuracy"] == pytest.approx(summary["val_accuracy"])
+    assert logged.data.metrics["epochs_run"] == 2
+
+    tags = logged.data.tags
+    assert tags["imgclf.backbone"] == "test_efficientnet"
+    assert tags["imgclf.strategy"] == "full"
+    assert tags["imgclf.dataset_fingerprint"] == dataset_fingerprint(out / "split.csv", dataset)
+    assert tags["imgclf.run_dir"] == str(out.resolve())
+
+    artifacts = {a.path for a in client.list_artifacts(logged.info.run_id)}
+    assert {"config.yaml", "summary.json", "metrics.csv", "learning_curves.png"} <= artifacts
+    assert (root / "runs" / "mlartifacts").is_dir()  # not ./mlruns of the working directory
+
+
+def test_compare_reads_the_runs_of_an_mlflow_experiment(tracked_run, tmp_path, capsys):
+    root, _, out = tracked_run
+    report = tmp_path / "exp.html"
+    code = _train(["compare", "--experiment", "imgclf", "--tracking-uri", f"sqlite:///{root / 'runs' / 'mlflow.db'}", "--out", str(report)])
+    assert code == 0
+    assert "| a |" in capsys.readouterr().out
+    assert report.is_file() and report.with_suffix(".csv").read_text().splitlines()[1].startswith("a,")
+
+
+def test_unreachable_tracking_store_warns_once_and_training_completes(tiny_dataset, tiny_overrides, tmp_path, capsys):
+    out = tmp_path / "run"
+    code = _train([
+        "train", str(tiny_dataset), *_sets(tiny_overrides + FAST), "--out", str(out),
+        "--tracking-uri", "http://someone:hunter22pw@127.0.0.1:9/",
+    ])
+    err = capsys.readouterr().err
+    assert code == 0
+    assert (out / "summary.json").is_file()
+    assert err.count("tracking disabled") == 1
+    assert "hunter22pw" not in err
+    assert "Traceback" not in err
+
+
+def test_tracking_disabled_in_config_writes_no_store(tiny_dataset, tiny_overrides, tmp_path):
+    out = tmp_path / "runs" / "a"
+    assert _train(["train", str(tiny_dataset), *_sets(tiny_overrides + ["train.epochs=1", "train.max_steps_per_epoch=1"]), "--out", str(out)]) == 0
+    assert not (tmp_path / "runs" / "mlflow.db").exists()
+    assert not (out / "mlflow_run.json").exists()
+
+
+def test_tracking_uri_precedence_is_cli_then_config_then_env_then_default(tmp_path, monkeypatch):
+    run_dir = tmp_path / "runs" / "x"
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert resolve_tracking_uri(run_dir) == default_tracking_uri(run_dir) == f"sqlite:///{(tmp_path / 'runs').resolve()}/mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://env:5000")
+    assert resolve_tracking_uri(run_dir) == "http://env:5000"
+    assert resolve_tracking_uri(run_dir, cfg_uri="http://cfg:5000") == "http://cfg:5000"
+    assert resolve_tracking_uri(run_dir, cli_uri="http://cli:5000", cfg_uri="http://cfg:5000") == "http://cli:5000"
+
+
+def test_dataset_fingerprint_ignores_the_split_but_sees_changed_files(tmp_path):
+    data = tmp_path / "data"
+    (data / "a").mkdir(parents=True)
+    (data / "a" / "1.png").write_bytes(b"x" * 10)
+    (data / "a" / "2.png").write_bytes(b"y" * 10)
+    split = tmp_path / "split.csv"
+    split.write_text("path,label,split\na/1.png,a,train\na/2.png,a,val\n")
+    first = dataset_fingerprint(split, data)
+    split.write_text("path,label,split\na/2.png,a,train\na/1.png,a,val\n")
+    assert dataset_fingerprint(split, data) == first
+    (data / "a" / "2.png").write_bytes(b"y" * 11)
+    assert dataset_fingerprint(split, data) != first
+    assert dataset_fingerprint(tmp_path / "missing.csv", data) is None
+
+
+def test_passwords_in_urls_are_masked_in_messages():
+    url = "postgresql://ana:s3cr%40t@db:5432/optuna"
+    assert mask_url(url) == "postgresql://ana:***@db:5432/optuna"
+    assert mask_url("sqlite:///tmp/x.db") == "sqlite:///tmp/x.db"
+    assert "s3cr" not in redact(f"could not connect to {url} as ana with s3cr@t", url)
