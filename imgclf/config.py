@@ -35,7 +35,7 @@ class _Section(BaseModel):
 class DataConfig(_Section):
     image_size: int | None = Field(None, ge=16, le=2048, description="Training/eval size; None = the model's own.")
     val_fraction: float = Field(0.2, gt=0.0, lt=1.0, description="Stratified validation fraction.")
-    split_seed: int = Field(0, description="Seed of the train/validation split (kept fixed across training seeds).")
+    split_seed: int = Field(0, ge=0, lt=2**32, description="Seed of the train/validation split (kept fixed across training seeds).")
     split_file: str | None = Field(None, description="Reuse a saved split.csv instead of drawing a new one.")
     subset: float = Field(1.0, gt=0.0, le=1.0, description="Stratified fraction of the training split to use.")
     augment: Literal["none", "light", "medium", "strong"] = "medium"
@@ -95,7 +95,7 @@ class TrainConfig(_Section):
     patience: int | None = Field(10, ge=1, description="Early-stopping patience in epochs; None = full schedule.")
     min_delta: float = Field(0.0, ge=0.0)
     monitor: Literal["val_accuracy", "val_loss"] = "val_accuracy"
-    seed: int = 0
+    seed: int = Field(0, ge=0, lt=2**32, description="Seeds model init, data order and augmentation (numpy and torch take 0..2**32-1).")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     amp: bool = Field(True, description="Mixed precision (bf16, or fp16 + GradScaler) when CUDA is present.")
     channels_last: bool = True
@@ -170,6 +170,12 @@ def known_keys() -> list[str]:
 
 
 def _suggest(key: str) -> str:
+    if "." not in key:
+        # A top-level key is a misspelt section ("trian") or a key without its section ("epochs").
+        close = difflib.get_close_matches(key, list(Config.model_fields), n=1, cutoff=0.6)
+        by_leaf = {k.rsplit(".", 1)[-1]: k for k in known_keys()}
+        close = close or [by_leaf[m] for m in difflib.get_close_matches(key, list(by_leaf), n=1, cutoff=0.8)]
+        return f" (did you mean {close[0]!r}?)" if close else ""
     close = difflib.get_close_matches(key, known_keys(), n=1, cutoff=0.5)
     if not close:
         section = key.split(".")[0]
@@ -258,7 +264,7 @@ def _describe(exc: ValidationError) -> str:
             value = err.get("input")
             shown = "" if isinstance(value, dict) else f" (got {value!r})"
             problems.append(f"config key {key!r}: {err['msg'].lower()}{shown}")
-    return "; ".join(problems)
+    return "\n".join(problems)  # one line per problem: the CLI prints each as its own error line
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None, base: dict[str, Any] | None = None) -> Config:
@@ -296,5 +302,7 @@ def with_overrides(cfg: Config, values: dict[str, Any]) -> Config:
 
 def save_config(cfg: Config, path: str | Path) -> None:
     from imgclf.io import atomic_write_text
+    from imgclf.secrets import redact_tree
 
-    atomic_write_text(path, yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    # A tracking URI may carry a password: the saved copy never does (see imgclf.secrets).
+    atomic_write_text(path, yaml.safe_dump(redact_tree(cfg.to_dict()), sort_keys=False))

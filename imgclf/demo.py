@@ -10,6 +10,7 @@ from typing import Any
 from imgclf.config import load_config
 from imgclf.data.demo import materialise_demo, score_submission
 from imgclf.infer.jobs import evaluate_run, predict_folder
+from imgclf.report.run_report import write_run_report_safely
 from imgclf.train.loop import Hooks, NullProgress, fit
 
 QUICK_TRAIN_PER_CLASS = 150
@@ -31,6 +32,7 @@ def run_demo(quick: bool = False, workdir: Path = Path("demo-data"), out: Path |
     submission = out / "submission.csv"
     predict_folder(out, paths.dataset / "test", submission)
     scored = score_submission(submission, paths.answers)
+    report = write_run_report_safely(out)  # after evaluation, so the report shows its latency too
     return {
         "seconds": time.perf_counter() - t0,
         "train_seconds": summary["train_seconds"],
@@ -39,4 +41,5 @@ def run_demo(quick: bool = False, workdir: Path = Path("demo-data"), out: Path |
         "test_images": scored["count"],
         "run_dir": str(out),
         "submission": str(submission),
+        "report": str(report) if report else None,
     }

@@ -9,6 +9,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
+from imgclf.cli import tta_options
 from imgclf.cli.console import RichTrainingProgress, console
 from imgclf.config import Config, load_config, read_yaml, build_config
 from imgclf.errors import ConfigError, DataError
@@ -32,6 +33,11 @@ def train(
     set_: list[str] = typer.Option([], "--set", "-s", help=SET_HELP),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run directory to create (default runs/<time>-<backbone>)."),
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue an interrupted run from its last checkpoint."),
+    deterministic: bool = typer.Option(False, "--deterministic", help="Seed everything and use deterministic algorithms (sets train.deterministic=true): two runs of one config give the same metrics."),
+    tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow store (default $MLFLOW_TRACKING_URI or sqlite:///<runs folder>/mlflow.db; tracking.enabled=false turns it off)."),
+    from_sweep: Optional[str] = typer.Option(None, "--from-sweep", help="Apply the best values of this sweep study (backbone, weights, image size, subset, epochs stay this config's)."),
+    storage: Optional[str] = typer.Option(None, "--storage", help="Storage URL of the --from-sweep study (default sqlite:///sweeps/<study>/optuna.db)."),
+    devices: int = typer.Option(1, "--devices", min=1, help="Data-parallel on N local processes (one per GPU, or N CPU processes): launches torchrun for you. data.batch_size stays the global batch."),
 ) -> None:
     """Fine-tune a pretrained backbone on DATASET and write a run directory.
 
@@ -40,6 +46,7 @@ def train(
     checkpoints/ (best.safetensors, last.pt).
     """
     from imgclf.train.loop import Hooks, fit
+    from imgclf.train.preflight import validate_for_training
     from imgclf.train.rundir import RunDir
 
     if resume is not None:
@@ -48,36 +55,97 @@ def train(
         if config or set_:
             raise ConfigError("--resume continues a run with its saved config.yaml; drop --config/--set")
         cfg = build_config(read_yaml(run.config))
+        if deterministic and not cfg.train.deterministic:
+            raise ConfigError("--resume continues a run with its saved config.yaml, which has train.deterministic=false; drop --deterministic")
         dataset = dataset or Path(run.read_info()["dataset"])
         out = resume
     else:
         if dataset is None:
             raise DataError("missing DATASET: imgclf train DATASET [--config FILE] [--set key=value]")
-        cfg = build_cli_config(config, set_)
+        cfg = build_cli_config(config, [*set_, *(["train.deterministic=true"] if deterministic else [])])
+        if from_sweep:
+            from imgclf.experiments.sweep import default_out, default_storage
+            from imgclf.experiments.transfer import config_from_sweep
+
+            cfg, applied, _ = config_from_sweep(cfg, from_sweep, storage or default_storage(default_out(from_sweep)))
+            console.print(f"from sweep {from_sweep}: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in applied.items()), highlight=False, soft_wrap=True)
         out = out or default_run_dir(cfg)
         if (out / "summary.json").exists() or (out / "checkpoints" / "last.pt").exists():
             raise ConfigError(f"run directory {out} already holds a run; choose another --out or use --resume {out}")
-    if not Path(dataset).exists():
-        raise DataError(f"dataset not found: {dataset}")
-    summary = fit(cfg, Path(dataset), out, resume=resume is not None, hooks=Hooks(progress=RichTrainingProgress()))
+    # Every problem with the config, the dataset and the files it names, before anything is written.
+    validate_for_training(cfg, Path(dataset))
+    if devices > 1:
+        _launch_local(devices, cfg, dataset, config, set_, out, resume, deterministic, tracking_uri, from_sweep, storage)
+        return
+    from imgclf.experiments.tracking import tracking_session
+    from imgclf.train.distributed import is_main
+
+    with tracking_session(cfg, out, tracking_uri) as callbacks:
+        summary = fit(cfg, Path(dataset), out, resume=resume is not None, hooks=Hooks(progress=RichTrainingProgress(), callbacks=callbacks))
+    if not is_main():
+        return  # under torchrun, rank 0 reports for every process
+    from imgclf.report.run_report import write_run_report_safely
+
+    report = write_run_report_safely(out)
     console.print(
         f"[bold]done[/]: val accuracy {summary['val_accuracy']:.4f} (best epoch {summary['best_epoch']} of "
-        f"{summary['epochs_run']}), {summary['train_seconds']:.0f}s of training — run: {out}",
+        f"{summary['epochs_run']}), {summary['train_seconds']:.0f}s of training — run: {out}"
+        + (f" — report: {report}" if report else ""),
         highlight=False, soft_wrap=True,
     )
+
+
+def _launch_local(devices: int, cfg: Config, dataset, config, set_, out, resume, deterministic, tracking_uri, from_sweep, storage) -> None:
+    """``train --devices N``: the same command under torchrun, with the run directory fixed here
+    so every process agrees on it."""
+    import torch
+
+    from imgclf.train.distributed import launch_local, launched_world_size
+
+    if launched_world_size() > 1:
+        raise ConfigError("--devices launches torchrun itself; under torchrun, drop --devices")
+    gpus = torch.cuda.device_count() if cfg.train.device != "cpu" else 0
+    if gpus and devices > gpus:
+        raise ConfigError(f"--devices {devices} but this machine has {gpus} GPU(s); use --devices {gpus} or fewer")
+    argv = ["train", str(dataset), "--out", str(out)]
+    argv += ["--resume", str(resume)] if resume else []
+    argv += ["--config", str(config)] if config else []
+    argv += [arg for value in set_ for arg in ("--set", value)]
+    argv += ["--deterministic"] if deterministic else []
+    argv += ["--tracking-uri", tracking_uri] if tracking_uri else []
+    argv += ["--from-sweep", from_sweep] if from_sweep else []
+    argv += ["--storage", storage] if storage else []
+    code = launch_local(devices, argv)
+    if code:
+        raise typer.Exit(code)
 
 
 def evaluate(
     run_dir: Path = typer.Argument(..., help="A finished run directory."),
     dataset: Optional[Path] = typer.Argument(None, help="Labelled data to score on (default: the run's own validation split)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder for metrics.json, per_class.csv, confusion_matrix.csv/png (default RUN_DIR/eval)."),
-    batch_size: int = typer.Option(64, help="Images per forward pass."),
+    batch_size: int = typer.Option(64, min=1, help="Images per forward pass."),
     device: str = typer.Option("cpu", help="cpu or cuda."),
+    tta: Optional[str] = tta_options.TTA_OPTION,
+    tta_threshold: Optional[float] = tta_options.THRESHOLD_OPTION,
+    tta_max_views: Optional[int] = tta_options.MAX_VIEWS_OPTION,
+    tta_budget: Optional[int] = tta_options.BUDGET_OPTION,
+    tta_views: Optional[str] = tta_options.VIEWS_OPTION,
+    tta_compare: bool = tta_options.COMPARE_OPTION,
+    tta_ns: str = tta_options.NS_OPTION,
+    tta_measure: bool = tta_options.MEASURE_OPTION,
 ) -> None:
     """Accuracy, macro-F1, per-class precision/recall and the confusion matrix of a run."""
     from imgclf.infer.jobs import evaluate_run
+    from imgclf.train.preflight import check_inference_device
 
-    result = evaluate_run(run_dir, dataset, out, batch_size=batch_size, device=device)
+    check_inference_device(device)
+
+    tta_cfg = tta_options.tta_from_options(run_dir, tta, tta_threshold, tta_max_views, tta_budget, tta_views)
+    if tta_compare:
+        tta_options.print_tta_compare(run_dir, dataset, out, tta_cfg, tta_ns, batch_size, device, tta_measure)
+        return
+    result = evaluate_run(run_dir, dataset, out, tta=tta_cfg, batch_size=batch_size, device=device)
     table = Table(title=f"{run_dir} on {result['evaluated_on']}")
     for col in ("class", "precision", "recall", "f1", "support"):
         table.add_column(col, justify="right" if col != "class" else "left")
@@ -86,7 +154,8 @@ def evaluate(
     console.print(table)
     console.print(
         f"accuracy {result['accuracy']:.4f}  macro-F1 {result['macro_f1']:.4f}  images {result['images']}  "
-        f"forward passes {result['forward_passes']}  ({result['seconds']:.1f}s)",
+        f"{tta_options.tta_text(tta_cfg)}, {tta_options.passes_text(result['forward_passes'], result['images'], result['passes_per_image'])}  "
+        f"({result['seconds']:.1f}s)",
         highlight=False, soft_wrap=True,
     )
     if "ece_before" in result:
@@ -101,18 +170,30 @@ def predict(
     probs: Optional[Path] = typer.Option(None, "--probs", help="Also write class probabilities to this CSV."),
     sample: Optional[Path] = typer.Option(None, "--sample", help="sample_submission.csv giving columns and id order (default: found beside IMAGES_DIR)."),
     category: str = typer.Option("auto", help="Write categories as 'index' (position in classes.json), 'name', or 'auto' (follow the sample)."),
-    batch_size: int = typer.Option(64, help="Images per forward pass."),
+    batch_size: int = typer.Option(64, min=1, help="Images per forward pass."),
     device: str = typer.Option("cpu", help="cpu or cuda."),
+    engine: str = typer.Option("torch", help="torch (PyTorch) or onnx (ONNX Runtime on the run's export/model.onnx, exported on first use)."),
+    tta: Optional[str] = tta_options.TTA_OPTION,
+    tta_threshold: Optional[float] = tta_options.THRESHOLD_OPTION,
+    tta_max_views: Optional[int] = tta_options.MAX_VIEWS_OPTION,
+    tta_budget: Optional[int] = tta_options.BUDGET_OPTION,
+    tta_views: Optional[str] = tta_options.VIEWS_OPTION,
 ) -> None:
     """Classify every image in IMAGES_DIR and write a competition submission (format from sample_submission.csv)."""
     from imgclf.infer.jobs import predict_folder
+    from imgclf.train.preflight import check_inference_device
+
+    check_inference_device(device)
 
     if category not in ("auto", "index", "name"):
         raise ConfigError(f"--category must be auto, index or name (got {category!r})")
-    result = predict_folder(run_dir, images_dir, out, probs_out=probs, sample=sample, category=category, batch_size=batch_size, device=device)
+    if engine not in ("torch", "onnx"):
+        raise ConfigError(f"--engine must be torch or onnx (got {engine!r})")
+    tta_cfg = tta_options.tta_from_options(run_dir, tta, tta_threshold, tta_max_views, tta_budget, tta_views)
+    result = predict_folder(run_dir, images_dir, out, probs_out=probs, sample=sample, category=category, batch_size=batch_size, device=device, engine=engine, tta=tta_cfg)
     console.print(
-        f"wrote {result['out']}: {result['images']} rows, format {result['format']}, "
-        f"{result['forward_passes']} forward passes in {result['seconds']:.1f}s",
+        f"wrote {result['out']}: {result['images']} rows, format {result['format']}, {tta_options.tta_text(tta_cfg)}, "
+        f"{tta_options.passes_text(result['forward_passes'], result['images'], result['passes_per_image'])} in {result['seconds']:.1f}s",
         highlight=False, soft_wrap=True,
     )
 
@@ -130,6 +211,7 @@ def demo(
     console.print(
         f"\n[bold]demo finished[/] in {result['seconds']:.0f}s: validation accuracy {result['val_accuracy']:.4f}, "
         f"[bold]test accuracy {result['test_accuracy']:.4f}[/] on {result['test_images']} held-back images\n"
-        f"run: {result['run_dir']}   submission: {result['submission']}",
+        f"run: {result['run_dir']}   submission: {result['submission']}"
+        + (f"   report: {result['report']}" if result.get("report") else ""),
         highlight=False, soft_wrap=True,
     )

@@ -1,4 +1,8 @@
-"""Terminal output for the CLI: a console, logging set-up and the training progress bar."""
+"""Terminal output for the CLI: a console, logging set-up and the training progress bar.
+
+Everything shown passes through :func:`imgclf.secrets.redact`: text given to ``print`` before rich
+renders it (rich may fold a long line inside a secret), log records through the redaction filter.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +13,18 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-console = Console()
-err_console = Console(stderr=True)
+from imgclf.secrets import install_log_redaction, redact
+
+
+class RedactingConsole(Console):
+    """A rich Console that masks secrets in the text it is given to print."""
+
+    def print(self, *objects: Any, **kwargs: Any) -> None:
+        super().print(*(redact(o) if isinstance(o, str) else o for o in objects), **kwargs)
+
+
+console = RedactingConsole()
+err_console = RedactingConsole(stderr=True)
 
 
 def setup_logging(verbose: bool = False) -> None:
@@ -19,6 +33,9 @@ def setup_logging(verbose: bool = False) -> None:
     root.handlers[:] = [handler]
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
     root.propagate = False
+    # Library warnings (warnings.warn) go through logging too, so they are redacted like the rest.
+    logging.captureWarnings(True)
+    install_log_redaction()
 
 
 class RichTrainingProgress:

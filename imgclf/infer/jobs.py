@@ -99,6 +99,7 @@ def _calibration_report(loaded, pred: Predictions, y: np.ndarray) -> dict[str, A
 def predict_folder(
     run_dir: Path, images_dir: Path, out: Path, *, probs_out: Path | None = None, sample: Path | None = None,
     category: str = "auto", tta: TTAConfig | None = None, batch_size: int = 64, device: str = "cpu",
+    engine: str = "torch",
 ) -> dict[str, Any]:
     """Predict every image under ``images_dir`` and write a competition submission."""
     loaded = load_run(run_dir, device)
@@ -106,7 +107,7 @@ def predict_folder(
     paths = list_test_images(images_dir)
     sample = sample or find_sample_submission(images_dir)
     fmt = read_format(sample, loaded.classes, category)
-    pred = predict_paths(loaded, paths, root=images_dir.parent, batch_size=batch_size, device=device, tta=tta)
+    pred = predict_paths(loaded, paths, root=images_dir.parent, batch_size=batch_size, device=device, tta=tta, engine=engine)
     if pred.bad:
         raise DataError(
             f"{len(pred.bad)} test image(s) could not be decoded, e.g. {pred.bad[0]}; a submission needs every row — "

@@ -13,6 +13,7 @@ from imgclf.config import TTAConfig
 from imgclf.data.datasets import ImageDataset
 from imgclf.data.pipeline import image_loader, make_loader
 from imgclf.data.transforms import eval_transform
+from imgclf.errors import ConfigError
 from imgclf.infer.runs import LoadedRun
 from imgclf.train.evaluation import predict_logits
 from imgclf.train.loop import autocast_dtype
@@ -42,13 +43,23 @@ def predict_paths(
     num_workers: int | None = None,
     tta: TTAConfig | None = None,
     calibrated: bool = True,
+    engine: str = "torch",
 ) -> Predictions:
     """Probabilities for ``paths``; unreadable files are skipped and listed in ``bad``.
 
     ``calibrated`` divides logits by the run's fitted temperature (it changes confidence, not
-    the argmax); adaptive TTA's thresholds are meant for calibrated probabilities.
+    the argmax); adaptive TTA's thresholds are meant for calibrated probabilities. ``engine``
+    ``onnx`` runs the run's ONNX export with ONNX Runtime (exported on first use) behind the
+    same decoding, cache and transforms.
     """
     device = torch.device(device)
+    if engine == "onnx":
+        from imgclf.infer.export import onnx_engine_for
+
+        loaded = onnx_engine_for(loaded, device)
+        device = torch.device("cpu")  # ONNX Runtime takes host arrays and moves them itself
+    elif engine != "torch":
+        raise ConfigError(f"unknown engine {engine!r}; choose torch or onnx")
     temperature = loaded.temperature if calibrated else 1.0
     loader_fn = image_loader(loaded.cfg.data, root, loaded.pre)
     t0 = time.perf_counter()

@@ -50,7 +50,11 @@ def predict_logits(model, loader, device, amp_dtype=None):
 
 
 def evaluate_loader(model, loader, device, amp_dtype=None) -> EvalResult:
-    logits, labels, indices, bad = predict_logits(model, loader, device, amp_dtype)
+    return evaluate_logits(*predict_logits(model, loader, device, amp_dtype))
+
+
+def evaluate_logits(logits: torch.Tensor, labels: torch.Tensor, indices: torch.Tensor, bad: list[int]) -> EvalResult:
+    """Loss, accuracy and macro-F1 of predictions (from one loader, or gathered from several processes)."""
     if len(labels) == 0:
         return EvalResult(float("nan"), float("nan"), float("nan"), np.zeros((0, 0)), np.zeros(0), np.zeros(0), bad)
     loss = F.cross_entropy(logits, labels).item()

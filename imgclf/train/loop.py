@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import random
 import time
 from dataclasses import dataclass, field
@@ -26,11 +27,17 @@ from imgclf.data.transforms import Preprocessing
 from imgclf.errors import ImgclfError
 from imgclf.io import atomic_write_json
 from imgclf.models.backbones import create_model, data_config
+from imgclf.secrets import redact_tree
 from imgclf.train.checkpoint import (
     load_training_state, model_state, rng_state, save_training_state, save_weights, set_rng_state, load_weights,
 )
+from imgclf.train.distributed import (
+    DistContext, broadcast_object, eval_indices, gather_objects, init_distributed, per_rank_batch, reduce_epoch, shutdown,
+    train_sampler, wrap_ddp, workers_per_process,
+)
 from imgclf.train.early_stopping import EarlyStopping
-from imgclf.train.evaluation import evaluate_loader, write_val_predictions
+from imgclf.train.evaluation import evaluate_loader, evaluate_logits, predict_logits, write_val_predictions
+from imgclf.train.preflight import validate_for_training
 from imgclf.train.rundir import RunDir, read_metrics, write_environment, write_metrics
 from imgclf.train.schedule import warmup_cosine
 
@@ -101,25 +108,48 @@ def autocast_dtype(device: torch.device, enabled: bool) -> torch.dtype | None:
 
 
 def fit(cfg: Config, dataset: Path, out: Path, *, resume: bool = False, hooks: Hooks | None = None) -> dict[str, Any]:
-    """Train ``cfg`` on ``dataset`` into run directory ``out``; return the summary dict."""
+    """Train ``cfg`` on ``dataset`` into run directory ``out``; return the summary dict.
+
+    Under ``torchrun`` every process calls this (see :mod:`imgclf.train.distributed`): the data is
+    sharded, gradients and metrics are reduced, and rank 0 alone writes ``out`` and runs ``hooks``.
+    """
+    ctx = init_distributed(resolve_device(cfg.train.device))
+    try:
+        return _fit(cfg, dataset, out, ctx, resume=resume, hooks=hooks if ctx.is_main else None)
+    finally:
+        shutdown(ctx)
+
+
+def _fit(cfg: Config, dataset: Path, out: Path, ctx: DistContext, *, resume: bool, hooks: Hooks | None) -> dict[str, Any]:
     hooks = hooks or Hooks()
+    validate_for_training(cfg, dataset)  # every problem at once, before anything is written
     run = RunDir(Path(out))
     seed_everything(cfg.train.seed)
     if cfg.train.deterministic:
+        # cuBLAS is only deterministic with a fixed workspace; it reads this when CUDA starts.
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.benchmark = False
-    device = resolve_device(cfg.train.device)
+        torch.backends.cudnn.deterministic = True
+    device = ctx.device
+    if device.type == "cuda" and not cfg.train.deterministic:
+        torch.backends.cudnn.benchmark = True  # one input size: cuDNN times its kernels once, then reuses the fastest
+    rank_batch = per_rank_batch(ctx, cfg.data.batch_size)
 
     samples = load_training_set(dataset, Path(cfg.data.blocklist) if cfg.data.blocklist else None)
     classes = samples.classes
-    if resume and classes != run.read_classes():
+    if resume and ctx.is_main and classes != run.read_classes():
         raise ImgclfError(f"cannot resume {run.root}: the dataset's classes changed since the run started")
     model, weights_info = create_model(cfg.model, len(classes))
     # The model's pretrained config decides the preprocessing (mean/std/interpolation/crop).
     pre = Preprocessing.from_model(data_config(model), cfg.data.image_size)
-    data = build_data(cfg.data, samples, pre, split_out=None if resume else run.split)
-    if not resume:
+    data = build_data(cfg.data, samples, pre, split_out=None if resume or not ctx.is_main else run.split)
+    if not resume and ctx.is_main:
         _write_run_header(run, cfg, classes, pre, device, dataset)
+    if cfg.train.sync_bn and ctx.enabled:
+        from imgclf.train.sync_bn import convert_sync_batchnorm
+
+        model = convert_sync_batchnorm(model, device)  # before configure(): the BN policy must see the new layers
 
     from imgclf.finetune import configure
 
@@ -137,12 +167,19 @@ def fit(cfg: Config, dataset: Path, out: Path, *, resume: bool = False, hooks: H
     stopper = EarlyStopping(
         cfg.train.patience, "max" if cfg.train.monitor == "val_accuracy" else "min", cfg.train.min_delta
     )
-    train_model = torch.compile(model) if cfg.train.compile else model
+    train_model: torch.nn.Module | None = None  # wrapped at the first epoch and whenever the trainable set changes
+    # One loader for the whole run (workers persist across epochs unless the run must be
+    # deterministic); the sampler's permutation changes with set_epoch.
+    sampler = train_sampler(ctx, data.train_data, epoch_seed(cfg.train.seed, 0))
+    loader = make_loader(
+        data.train_data, rank_batch, shuffle=False, sampler=sampler, num_workers=workers_per_process(cfg.data.num_workers),
+        pin_memory=device.type == "cuda", persistent=not cfg.train.deterministic, drop_last=len(sampler) > rank_batch,
+    )
 
     rows: list[dict[str, Any]] = []
     start_epoch = 0
     if resume:
-        state = load_training_state(run.last)
+        state = broadcast_object(ctx, load_training_state(run.last) if ctx.is_main else None)  # other nodes may not see the run directory
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -150,7 +187,9 @@ def fit(cfg: Config, dataset: Path, out: Path, *, resume: bool = False, hooks: H
         stopper.load_state_dict(state["early_stopping"])
         set_rng_state(state["rng"])
         start_epoch = state["epoch"] + 1
-        rows = [r for r in read_metrics(run.metrics) if r["epoch"] < start_epoch]
+        # metrics rows count epochs from 1, so the checkpointed epoch's own row is epoch == start_epoch
+        rows = [r for r in read_metrics(run.metrics) if r["epoch"] <= start_epoch]
+        rows = broadcast_object(ctx, rows)
         log.info("resuming %s at epoch %d", run.root, start_epoch + 1)
 
     info = {"weights": weights_info, "classes": classes, "train_images": len(data.train_data), "val_images": len(data.val_data)}
@@ -158,28 +197,30 @@ def fit(cfg: Config, dataset: Path, out: Path, *, resume: bool = False, hooks: H
     skipped: set[str] = set()
     train_seconds = sum(float(r["epoch_seconds"]) for r in rows)
     epoch = start_epoch - 1
+    saved_epochs = start_epoch  # epochs held by checkpoints/last.pt
     try:
         for epoch in range(start_epoch, cfg.train.epochs):
             if stopper.should_stop:
                 break
             message = finetuner.on_epoch_start(epoch)
             if message:
-                log.info(message)
-            seed = epoch_seed(cfg.train.seed, epoch)
-            seed_everything(seed)
-            generator = torch.Generator().manual_seed(seed)
-            loader = make_loader(
-                data.train_data, cfg.data.batch_size, shuffle=True, num_workers=cfg.data.num_workers,
-                generator=generator, pin_memory=device.type == "cuda", drop_last=len(data.train_data) > cfg.data.batch_size,
-            )
+                if ctx.is_main:
+                    log.info(message)
+                train_model = None  # release the old DDP wrapper's gradient hooks before wrapping again
+                train_model = _training_model(model, cfg, ctx)
+            # Augmentation draws from (seed, epoch), offset per rank so ranks augment differently;
+            # the order comes from the sampler, seeded from (seed, epoch) too.
+            seed_everything(epoch_seed(cfg.train.seed, epoch) + ctx.rank)
+            sampler.set_epoch(epoch)
             hooks.progress.epoch_start(epoch, cfg.train.epochs, steps_per_epoch)
             t0 = time.perf_counter()
             train_loss, train_acc, seen, bad = _train_one_epoch(
                 train_model, loader, optimizer, scheduler, scaler, cfg, device, amp_dtype, steps_per_epoch, hooks.progress
             )
             epoch_seconds = time.perf_counter() - t0
+            train_loss, train_acc, seen, bad = reduce_epoch(ctx, train_loss, train_acc, seen, bad)
             skipped.update(data.samples.rel(data.train_data.paths[i]) for i in bad)
-            val = evaluate_loader(model, _eval_loader(data, cfg, device), device, amp_dtype)
+            val = _validate(model, data, cfg, ctx, amp_dtype)
             skipped.update(data.samples.rel(data.val_data.paths[i]) for i in val.bad)
             train_seconds += epoch_seconds
             row = {
@@ -194,23 +235,34 @@ def fit(cfg: Config, dataset: Path, out: Path, *, resume: bool = False, hooks: H
                 "trainable_params": finetuner.trainable_parameters(),
             }
             rows.append(row)
-            write_metrics(run.metrics, rows)
-            if stopper.update(epoch, val.accuracy if cfg.train.monitor == "val_accuracy" else val.loss):
+            if ctx.is_main:
+                write_metrics(run.metrics, rows)
+            # every rank updates its stopper (same validation figures, so the same decision)
+            if stopper.update(epoch, val.accuracy if cfg.train.monitor == "val_accuracy" else val.loss) and ctx.is_main:
                 save_weights(model, run.best, {"epoch": str(epoch + 1)})
-            if (epoch + 1) % cfg.train.checkpoint_every == 0 or stopper.should_stop or epoch + 1 == cfg.train.epochs:
+            if ctx.is_main and ((epoch + 1) % cfg.train.checkpoint_every == 0 or stopper.should_stop or epoch + 1 == cfg.train.epochs):
                 save_training_state(run.last, {
                     "model": model_state(model), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                     "scaler": scaler.state_dict(), "early_stopping": stopper.state_dict(), "rng": rng_state(),
-                    "epoch": epoch, "config": cfg.to_dict(),
+                    "epoch": epoch, "config": redact_tree(cfg.to_dict()),
                 })
+                saved_epochs = epoch + 1
             hooks.progress.epoch_end(row)
             hooks.call("on_epoch_end", row)
     except KeyboardInterrupt:
+        if not saved_epochs:
+            raise TrainingInterrupted(
+                f"interrupted in epoch {epoch + 1}, before the first checkpoint: nothing to resume, start the run again"
+            ) from None
         raise TrainingInterrupted(
-            f"interrupted during epoch {epoch + 1}; finished epochs are saved — continue with: imgclf train --resume {run.root}"
+            f"interrupted in epoch {epoch + 1}; checkpoints/last.pt holds epoch {saved_epochs} — "
+            f"continue with: imgclf train --resume {run.root}"
         ) from None
 
-    summary = _finish(model, data, run, cfg, device, amp_dtype, stopper, rows, train_seconds, weights_info, skipped, finetuner)
+    # Rank 0 alone restores the best weights, scores them and writes the summary; all ranks return it.
+    summary = broadcast_object(ctx, _finish(
+        model, data, run, cfg, device, amp_dtype, stopper, rows, train_seconds, weights_info, skipped, finetuner
+    ) if ctx.is_main else None)
     hooks.call("on_fit_end", summary, run.root)
     return summary
 
@@ -233,6 +285,32 @@ def _steps_per_epoch(n_train: int, cfg: Config) -> int:
 
 def _eval_loader(data: DataBundle, cfg: Config, device: torch.device):
     return make_loader(data.val_data, cfg.data.batch_size * 2, shuffle=False, num_workers=cfg.data.num_workers, pin_memory=device.type == "cuda")
+
+
+def _training_model(model: torch.nn.Module, cfg: Config, ctx: DistContext) -> torch.nn.Module:
+    """What the training step calls: DDP over the parameters that train now (a world of one: the
+    model itself), compiled when ``train.compile`` is on."""
+    wrapped = wrap_ddp(model, ctx)
+    return torch.compile(wrapped) if cfg.train.compile else wrapped
+
+
+def _validate(model, data: DataBundle, cfg: Config, ctx: DistContext, amp_dtype):
+    """Score the whole validation set. Under DDP each rank predicts its share and the gathered rows,
+    put back in dataset order, give the figures one process would."""
+    if not ctx.enabled:
+        return evaluate_loader(model, _eval_loader(data, cfg, ctx.device), ctx.device, amp_dtype)
+    loader = make_loader(
+        data.val_data, per_rank_batch(ctx, cfg.data.batch_size) * 2, shuffle=False, sampler=eval_indices(ctx, len(data.val_data)),
+        num_workers=workers_per_process(cfg.data.num_workers), pin_memory=ctx.device.type == "cuda",
+    )
+    gathered = gather_objects(ctx, predict_logits(model, loader, ctx.device, amp_dtype))
+    bad = sorted(i for part in gathered for i in part[3])
+    parts = [part for part in gathered if len(part[1])]
+    if not parts:
+        return evaluate_logits(torch.zeros(0, 0), torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.long), bad)
+    indices = torch.cat([p[2] for p in parts])
+    order = torch.argsort(indices)
+    return evaluate_logits(torch.cat([p[0] for p in parts])[order], torch.cat([p[1] for p in parts])[order], indices[order], bad)
 
 
 def _train_one_epoch(model, loader, optimizer, scheduler, scaler, cfg: Config, device, amp_dtype, max_steps, progress):
