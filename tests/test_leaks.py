@@ -67,10 +67,8 @@ def test_no_secret_is_written_or_shown_anywhere(tmp_path):
         "HOME": str(home),  # whatever a library writes into ~ is searched too
         "KAGGLE_USERNAME": "leaktest", "KAGGLE_KEY": env_key, "KAGGLE_CONFIG_DIR": str(kaggle_dir),
         "IMGCLF_DB_PASSWORD": db_password,
-        # Unreachable: tracking warns (masked) and training goes on without it. An http URL because
-        # MLflow retries a database URL for ~100 s (mlflow/store/db/utils.py, 10 attempts with back-off)
-        # unless tracking checks it first; the database password is exercised by --storage below.
-        "MLFLOW_TRACKING_URI": f"http://leak:{db_password}@127.0.0.1:1/mlflow",
+        # Unreachable: tracking warns (masked) and training goes on without it.
+        "MLFLOW_TRACKING_URI": f"postgresql://leak:{db_password}@127.0.0.1:1/mlflow",
         "OMP_NUM_THREADS": "1", "COLUMNS": "200",
     }
     tiny = [*TINY, "train.epochs=1"]
@@ -100,7 +98,7 @@ def test_no_secret_is_written_or_shown_anywhere(tmp_path):
     assert json.loads(codes_line[0].removeprefix("CODES ")) == expected, err[-3000:]
 
     # The session really met the secrets: the masked forms were shown.
-    assert "postgresql://leak:***@127.0.0.1:1" in err and "http://leak:***@127.0.0.1:1/mlflow" in err
+    assert "postgresql://leak:***@127.0.0.1:1" in err and "postgresql://leak:***@127.0.0.1:1/mlflow" in err
     assert (work / "mlflow.db").is_file() and (work / "sweeps" / "leak" / "optuna.db").is_file()
     assert (work / "runs" / "a" / "submission.csv").is_file() and (work / "comparison").exists()
 

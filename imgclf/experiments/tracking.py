@@ -91,8 +91,10 @@ def dataset_fingerprint(split_csv: str | Path, dataset: str | Path | None = None
 
 
 def _param_value(key: str, value: Any) -> str:
-    text = "" if value is None else str(value)
-    return mask_url(text) if "://" in text else text
+    from imgclf.secrets import redact_params
+
+    masked = redact_params({key: value})[key]
+    return "" if masked is None else str(masked)
 
 
 class MlflowTracker:
@@ -239,6 +241,8 @@ def _connect(uri: str):
         except Exception as exc:
             raise ConnectionError(f"cannot reach {mask_url(uri)}: {redact(str(exc), uri)}") from None
     db = _sqlite_file(uri)
+    if db is None and uri.split(":", 1)[0].split("+")[0] in ("postgresql", "postgres", "mysql", "mssql"):
+        _check_database(uri)
     if db is not None:
         db.parent.mkdir(parents=True, exist_ok=True)
         # MLflow announces its schema migrations at INFO on every new store; they are not news here.
@@ -247,6 +251,23 @@ def _connect(uri: str):
     from mlflow.tracking import MlflowClient
 
     return MlflowClient(tracking_uri=sqlalchemy_url(uri))
+
+
+def _check_database(uri: str) -> None:
+    """One connection attempt with a short timeout: MLflow itself retries an unreachable database for ~100 s."""
+    import sqlalchemy
+
+    url = sqlalchemy_url(uri)
+    args = {"connect_timeout": 5} if url.startswith(("postgresql", "mysql")) else {}
+    try:
+        engine = sqlalchemy.create_engine(url, connect_args=args)
+        try:
+            with engine.connect():
+                pass
+        finally:
+            engine.dispose()
+    except Exception as exc:
+        raise ConnectionError(f"cannot reach {mask_url(uri)}: {one_line(exc, uri)}") from None
 
 
 def _experiment_id(client, name: str, uri: str) -> str:
