@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 from pydantic import ValidationError
-from rich.console import Console
+from imgclf.cli.console import console
 from rich.table import Table
 
 from imgclf.data.clean import FLAGS, CleanOptions, parse_policy
@@ -57,7 +57,6 @@ def prepare_command(
 
 
 def _print_summary(result: PrepareResult) -> None:
-    console = Console()
     table = Table(title=f"prepared {result.out}", show_header=False)
     table.add_row("training images", f"{result.n_train} in {result.n_classes} classes ({result.n_kept_train} kept)")
     table.add_row("test images", str(result.n_test))

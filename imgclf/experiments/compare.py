@@ -23,6 +23,7 @@ from typing import Any
 import yaml
 
 from imgclf.config import flatten
+from imgclf.io import atomic_write_text
 from imgclf.errors import ConfigError, RunDirError
 from imgclf.report import html
 from imgclf.report.plots import fig_to_base64, learning_curves
@@ -170,7 +171,7 @@ def report_paths(out: Path) -> tuple[Path, Path, Path]:
 def write_report(comparison: Comparison, out: Path, title: str = "Run comparison") -> tuple[Path, Path, Path]:
     html_path, md_path, csv_path = report_paths(out)
     md_path.parent.mkdir(parents=True, exist_ok=True)
-    md_path.write_text(f"# {title}\n\nSorted by {comparison.sort}; config keys shown are those that differ.\n\n{comparison.markdown}")
+    atomic_write_text(md_path, f"# {title}\n\nSorted by {comparison.sort}; config keys shown are those that differ.\n\n{comparison.markdown}")
     write_csv(csv_path, comparison.rows, comparison.columns)
     html.write_page(html_path, render_html(comparison, title))
     return html_path, md_path, csv_path

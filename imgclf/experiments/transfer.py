@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from imgclf.config import Config, with_overrides
+from imgclf.io import atomic_write_text
 from imgclf.errors import ConfigError, DataError
 from imgclf.experiments.sweep import load_study
 from imgclf.report.tables import markdown_table, write_csv
@@ -132,7 +133,7 @@ def sweep_transfer(
     markdown = _markdown(study_name, monitor, rows, rho, p, ratio)
     out.mkdir(parents=True, exist_ok=True)
     write_csv(out / "transfer.csv", rows)
-    (out / "transfer.md").write_text(markdown)
+    atomic_write_text(out / "transfer.md", markdown)
     return TransferResult(rows=rows, spearman=rho, spearman_p=p, compute_ratio=ratio, monitor=monitor, markdown=markdown, out=out)
 
 

@@ -87,7 +87,7 @@ def schedule_problems(cfg: Config) -> list[str]:
     if t.warmup_epochs > 0 and t.warmup_epochs >= t.epochs:
         problems.append(
             f"train.warmup_epochs={t.warmup_epochs:g} must be below train.epochs={t.epochs}, "
-            "or the learning rate never reaches train.lr"
+            "or the learning rate never reaches train.lr (for a run this short, --set train.warmup_epochs=0)"
         )
     return problems
 
