@@ -50,6 +50,19 @@ def make_dataset(root: Path, classes=("alpha", "beta", "gamma"), per_class: int 
     return root
 
 
+def cli(args: list, capsys) -> tuple[int, str, str]:
+    """Run the real ``imgclf`` entry point in-process; return (exit code, stdout, stderr)."""
+    from imgclf.cli.main import run
+
+    try:
+        run([str(a) for a in args])
+        code = 0
+    except SystemExit as exc:
+        code = exc.code or 0
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
 @pytest.fixture
 def tiny_dataset(tmp_path: Path) -> Path:
     return make_dataset(tmp_path / "data")

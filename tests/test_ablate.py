@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from imgclf.cli.main import run
+from conftest import cli
 from imgclf.experiments.ablate import grid_cells, load_grid, parse_grid, plan_ablation, run_ablation, shipped_grids
 from imgclf.experiments.ablation_table import CSV_COLUMNS, collect_results, render_markdown, write_tables
 from imgclf.train.loop import TrainingInterrupted
@@ -19,15 +19,6 @@ from imgclf.train.rundir import write_metrics
 
 HEADS = {"axes": {"model.head": ["linear", "mlp"]}}
 
-
-def cli(args: list, capsys) -> tuple[int, str, str]:
-    try:
-        run([str(a) for a in args])
-        code = 0
-    except SystemExit as exc:
-        code = exc.code or 0
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def write_grid(path: Path, data: dict) -> Path:

@@ -11,17 +11,8 @@ import pytest
 import yaml
 from safetensors.torch import load_file
 
-from imgclf.cli.main import run
+from conftest import cli
 
-
-def cli(args: list[str], capsys) -> tuple[int, str, str]:
-    try:
-        run([str(a) for a in args])
-        code = 0
-    except SystemExit as exc:
-        code = exc.code or 0
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def sets(overrides: list[str]) -> list[str]:

@@ -9,19 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import TINY, make_dataset
-from imgclf.cli.main import run
+from conftest import TINY, make_dataset, cli
 from imgclf.config import TTAConfig, load_config
 
-
-def cli(args: list, capsys) -> tuple[int, str, str]:
-    try:
-        run([str(a) for a in args])
-        code = 0
-    except SystemExit as exc:
-        code = exc.code or 0
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 @pytest.fixture(scope="module")

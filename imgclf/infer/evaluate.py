@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from matplotlib.figure import Figure
 from sklearn.metrics import confusion_matrix, f1_score, precision_recall_fscore_support
 
 from imgclf.io import atomic_path, atomic_write_json
@@ -44,31 +46,37 @@ def most_confused(confusion: np.ndarray, classes: list[str], top: int = 10) -> l
     return sorted(pairs, key=lambda t: -t[2])[:top]
 
 
-def plot_confusion(confusion: np.ndarray, classes: list[str], path: Path, title: str = "Confusion matrix") -> None:
-    import matplotlib
+_MAX_ANNOTATED = 30  # above this many classes, cell counts would be unreadable
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
+def confusion_figure(confusion: np.ndarray, classes: Sequence[str]) -> Figure:
+    """Rows = true class, columns = predicted; counts written in the cells of small matrices."""
     n = len(classes)
-    size = max(4.0, 0.55 * n + 2)
-    fig, ax = plt.subplots(figsize=(size, size * 0.9))
-    ax.imshow(confusion, cmap="Blues")
-    ax.set_xticks(range(n), classes, rotation=45, ha="right", fontsize=8)
-    ax.set_yticks(range(n), classes, fontsize=8)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    top = confusion.max() if confusion.size else 0
-    for i in range(n):
-        for j in range(n):
-            if confusion[i, j]:
-                ax.text(j, i, int(confusion[i, j]), ha="center", va="center", fontsize=7,
-                        color="white" if confusion[i, j] > top / 2 else "black")
-    ax.set_title(title)
+    side = min(3.0 + 0.3 * n, 14.0)
+    fig = Figure(figsize=(side + 1.0, side))
+    ax = fig.add_subplot()
+    shown = ax.imshow(confusion, cmap="Blues", interpolation="nearest")
+    fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.04)
+    fontsize = 8 if n <= _MAX_ANNOTATED else max(3, int(240 / n))
+    ax.set_xticks(range(n), [str(c) for c in classes], rotation=45, ha="right", fontsize=fontsize)
+    ax.set_yticks(range(n), [str(c) for c in classes], fontsize=fontsize)
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    if n <= _MAX_ANNOTATED:
+        top = confusion.max() if confusion.size else 0
+        for i in range(n):
+            for j in range(n):
+                if confusion[i, j]:
+                    ax.text(j, i, int(confusion[i, j]), ha="center", va="center", fontsize=7,
+                            color="white" if confusion[i, j] > top / 2 else "black")
     fig.tight_layout()
+    return fig
+
+
+
+def plot_confusion(confusion: np.ndarray, classes: list[str], path: Path) -> None:
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
+        confusion_figure(confusion, classes).savefig(tmp, format="png", dpi=110)
 
 
 def write_scores(out: Path, scores: Scores, classes: list[str], extra: dict | None = None) -> None:

@@ -17,7 +17,6 @@ from imgclf.infer.evaluate import most_confused, score, write_scores
 from imgclf.infer.predict import Predictions, predict_paths
 from imgclf.infer.runs import load_run
 from imgclf.infer.submission import find_sample_submission, read_format, write_probabilities, write_submission
-from imgclf.io import atomic_write_json
 
 
 def evaluation_images(run_dir: Path, dataset: Path | None, classes: list[str]) -> tuple[list[Path], np.ndarray, Path, str]:

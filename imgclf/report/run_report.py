@@ -157,7 +157,8 @@ def validation_scores(data: RunData):
 
 def results_sections(data: RunData) -> list[str]:
     from imgclf.infer.evaluate import most_confused
-    from imgclf.report.figures import confusion_figure, per_class_figure
+    from imgclf.infer.evaluate import confusion_figure
+    from imgclf.report.figures import per_class_figure
 
     scores = validation_scores(data)
     if scores is None:
