@@ -15,6 +15,14 @@ import typer
 from rich.markup import escape
 
 from imgclf.cli import commands
+from imgclf.cli.ablate import ablate_command
+from imgclf.cli.compare import compare_command
+from imgclf.cli.export import export_command
+from imgclf.cli.kaggle import kaggle_app
+from imgclf.cli.prepare import prepare_command
+from imgclf.cli.report import report_command
+from imgclf.cli.show_augs import show_augs_command
+from imgclf.cli.sweep import sweep_command, sweep_transfer_command
 from imgclf.cli.console import err_console, setup_logging
 from imgclf.errors import ImgclfError
 from imgclf.secrets import RedactingStream, register_url_passwords
@@ -28,41 +36,20 @@ app = typer.Typer(
     rich_markup_mode="rich",
 )
 
+# Pipeline order, which is also the order `imgclf --help` lists them in.
 app.command("demo")(commands.demo)
+app.command("prepare")(prepare_command)
+app.command("show-augs")(show_augs_command)
 app.command("train")(commands.train)
 app.command("evaluate")(commands.evaluate)
 app.command("predict")(commands.predict)
-
-
-def _register_optional() -> None:
-    """Commands that live in their own modules (one module per command)."""
-    import importlib
-
-    for module, name, func in [
-        ("imgclf.cli.prepare", "prepare", "prepare_command"),
-        ("imgclf.cli.compare", "compare", "compare_command"),
-        ("imgclf.cli.sweep", "sweep", "sweep_command"),
-        ("imgclf.cli.sweep", "sweep-transfer", "sweep_transfer_command"),
-        ("imgclf.cli.export", "export", "export_command"),
-        ("imgclf.cli.show_augs", "show-augs", "show_augs_command"),
-        ("imgclf.cli.report", "report", "report_command"),
-        ("imgclf.cli.ablate", "ablate", "ablate_command"),
-        ("imgclf.cli.kaggle", "kaggle", "kaggle_app"),
-    ]:
-        try:
-            mod = importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name != module:
-                raise
-            continue
-        target = getattr(mod, func)
-        if isinstance(target, typer.Typer):  # a command group, e.g. `imgclf kaggle download|submit`
-            app.add_typer(target, name=name)
-        else:
-            app.command(name)(target)
-
-
-_register_optional()
+app.command("report")(report_command)
+app.command("compare")(compare_command)
+app.command("ablate")(ablate_command)
+app.command("sweep")(sweep_command)
+app.command("sweep-transfer")(sweep_transfer_command)
+app.command("export")(export_command)
+app.add_typer(kaggle_app, name="kaggle")
 
 
 def run(argv: list[str] | None = None) -> None:
