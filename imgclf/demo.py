@@ -9,11 +9,12 @@ from typing import Any
 
 from imgclf.config import load_config
 from imgclf.data.demo import materialise_demo, score_submission
+from imgclf.experiments.tracking import tracking_session
 from imgclf.infer.jobs import evaluate_run, predict_folder
 from imgclf.report.run_report import write_run_report_safely
 from imgclf.train.loop import Hooks, NullProgress, fit
 
-QUICK_TRAIN_PER_CLASS = 150
+QUICK_TRAIN_PER_CLASS = 200
 
 
 def demo_config_path(quick: bool) -> Path:
@@ -27,7 +28,8 @@ def run_demo(quick: bool = False, workdir: Path = Path("demo-data"), out: Path |
     paths = materialise_demo(Path(workdir), train_per_class=QUICK_TRAIN_PER_CLASS if quick else None)
     cfg = load_config(demo_config_path(quick), overrides)
     out = Path(out) if out else Path("runs") / f"demo{'-quick' if quick else ''}-{time.strftime('%Y%m%d-%H%M%S')}"
-    summary = fit(cfg, paths.dataset, out, hooks=Hooks(progress=progress or NullProgress()))
+    with tracking_session(cfg, out) as callbacks:  # the demo is a run like any other: recorded in MLflow
+        summary = fit(cfg, paths.dataset, out, hooks=Hooks(progress=progress or NullProgress(), callbacks=callbacks))
     evaluation = evaluate_run(out)
     submission = out / "submission.csv"
     predict_folder(out, paths.dataset / "test", submission)
