@@ -84,6 +84,7 @@ def test_cli_prints_markdown_and_writes_markdown_csv_and_self_contained_html(thr
     assert "data:image/png;base64," in html  # the learning curves, inline
     assert "<script" not in html and "http://" not in html and "https://" not in html and "<link" not in html
     assert all(name in html for name in ("low-lr", "mid-lr", "high-lr"))
+    assert "Accuracy against cost" in html and "front (train_seconds)" in html  # the accuracy/time scatter with its front
 
 
 def test_cli_errors_are_one_line_with_exit_2(tmp_path, capsys):

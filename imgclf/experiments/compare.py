@@ -26,6 +26,7 @@ from imgclf.config import flatten
 from imgclf.io import atomic_write_text
 from imgclf.errors import ConfigError, RunDirError
 from imgclf.report import html
+from imgclf.report.pareto import pareto_section, run_points
 from imgclf.report.plots import fig_to_base64, learning_curves
 from imgclf.report.tables import markdown_table, write_csv
 from imgclf.train.rundir import RunDir, read_metrics
@@ -187,6 +188,7 @@ def render_html(comparison: Comparison, title: str = "Run comparison") -> str:
         html.section("Runs", html.table(comparison.rows, comparison.columns, highlight=best, text_columns=["run"])),
         html.paragraph(f"Config keys that differ: {differing}.", "note"),
         html.section("Learning curves", html.image(fig_to_base64(curves), "learning curves of all runs")),
+        pareto_section(run_points([r.path for r in comparison.runs], [r.name for r in comparison.runs])),
         html.section("Run directories", html.preformatted(paths)),
         subtitle=f"{len(comparison.runs)} runs, sorted by {comparison.sort}",
     )
