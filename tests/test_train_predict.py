@@ -152,3 +152,13 @@ def test_mismatched_weights_file_is_one_line(tiny_dataset, tiny_overrides, train
 def test_predict_on_missing_run_is_exit_2(tmp_path, capsys):
     code, _, err = cli(["predict", tmp_path / "none", tmp_path], capsys)
     assert code == 2 and "run directory not found" in err
+
+
+def test_print_config_shows_resolved_config_that_round_trips(tmp_path, capsys):
+    code, out, err = cli(["train", "--print-config", "--set", "model.head=mlp_bn"], capsys)
+    assert code == 0, err
+    tree = yaml.safe_load(out)
+    assert tree["model"]["head"] == "mlp_bn" and tree["model"]["backbone"] == "tf_efficientnet_lite0"
+    (tmp_path / "c.yaml").write_text(out)
+    code, again, _ = cli(["train", "--print-config", "--config", tmp_path / "c.yaml"], capsys)
+    assert code == 0 and yaml.safe_load(again) == tree

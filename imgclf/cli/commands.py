@@ -14,7 +14,7 @@ from imgclf.cli.console import RichTrainingProgress, console
 from imgclf.config import Config, load_config, read_yaml, build_config
 from imgclf.errors import ConfigError, DataError
 
-CONFIG_HELP = "YAML config file (sections data/model/finetune/train/tta/tracking); see `imgclf train --help`."
+CONFIG_HELP = "YAML config file (sections data/model/finetune/train/tta/tracking); `imgclf train --print-config` shows every key with its default."
 SET_HELP = "Override one config key, e.g. --set train.epochs=5 --set model.head=mlp_bn (repeatable)."
 
 
@@ -38,6 +38,7 @@ def train(
     from_sweep: Optional[str] = typer.Option(None, "--from-sweep", help="Apply the best values of this sweep study (backbone, weights, image size, subset, epochs stay this config's)."),
     storage: Optional[str] = typer.Option(None, "--storage", help="Storage URL of the --from-sweep study (default sqlite:///sweeps/<study>/optuna.db)."),
     devices: int = typer.Option(1, "--devices", min=1, help="Data-parallel on N local processes (one per GPU, or N CPU processes): launches torchrun for you. data.batch_size stays the global batch."),
+    print_config: bool = typer.Option(False, "--print-config", help="Print the resolved config (defaults, then --config, then --set) as YAML and exit; a starting point for your own config file."),
 ) -> None:
     """Fine-tune a pretrained backbone on DATASET and write a run directory.
 
@@ -49,6 +50,11 @@ def train(
     from imgclf.train.preflight import validate_for_training
     from imgclf.train.rundir import RunDir
 
+    if print_config:
+        import yaml
+
+        console.print(yaml.safe_dump(build_cli_config(config, set_).to_dict(), sort_keys=False), highlight=False, end="")
+        return
     if resume is not None:
         run = RunDir(resume)
         run.require("config", "info", "last")
