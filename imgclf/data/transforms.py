@@ -64,16 +64,14 @@ class Preprocessing:
         return int(math.floor(self.image_size / self.crop_pct))  # timm floors too
 
 
+def _model_kwargs(pre: Preprocessing) -> dict[str, Any]:
+    """What every transform takes from the model: size, interpolation, mean and std."""
+    return dict(input_size=pre.image_size, interpolation=pre.interpolation, mean=pre.mean, std=pre.std)
+
+
 def eval_transform(pre: Preprocessing) -> Callable:
     """Deterministic: resize shorter side, centre crop, to tensor, normalise."""
-    return create_transform(
-        input_size=pre.image_size,
-        is_training=False,
-        interpolation=pre.interpolation,
-        mean=pre.mean,
-        std=pre.std,
-        crop_pct=pre.crop_pct,
-    )
+    return create_transform(is_training=False, crop_pct=pre.crop_pct, **_model_kwargs(pre))
 
 
 def train_transform(pre: Preprocessing, preset: str) -> Callable:
@@ -82,14 +80,7 @@ def train_transform(pre: Preprocessing, preset: str) -> Callable:
         raise ValueError(f"unknown augmentation preset {preset!r}; choose one of {', '.join(PRESETS)}")
     if preset == "none":
         return eval_transform(pre)
-    return create_transform(
-        input_size=pre.image_size,
-        is_training=True,
-        interpolation=pre.interpolation,
-        mean=pre.mean,
-        std=pre.std,
-        **_PRESET_KWARGS[preset],
-    )
+    return create_transform(is_training=True, **_model_kwargs(pre), **_PRESET_KWARGS[preset])
 
 
 def denormalize(batch: torch.Tensor, pre: Preprocessing) -> torch.Tensor:
