@@ -3,7 +3,7 @@ PYTHON ?= python3.11
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo demo-quick test install clean
+.PHONY: demo demo-quick test test-stress install clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,11 @@ demo-quick: $(VENV)/.installed
 
 test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+# Flake check for developers (and CI when crash/distributed tests change): the crash, resume,
+# distributed and concurrent-sweep tests 5 times in a row under two CPU-burning processes.
+test-stress: $(VENV)/.installed-dev
+	PY=$(BIN)/python bash scripts/test_stress.sh
 
 clean:
 	rm -rf $(VENV) runs demo-data .pytest_cache

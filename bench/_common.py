@@ -92,8 +92,8 @@ def untrained_run(weights: str, image_size: int, classes: int = 10) -> Path:
     from imgclf.data.transforms import Preprocessing
     from imgclf.io import atomic_write_json
     from imgclf.models.backbones import create_model, data_config
-    from imgclf.train.checkpoint import save_weights
-    from imgclf.train.rundir import RunDir
+    from imgclf.run.checkpoint import save_weights
+    from imgclf.run.rundir import RunDir
 
     run = RunDir(DATA / "runs" / f"untrained-{weights.replace(':', '-')}-{image_size}")
     if run.best.is_file():

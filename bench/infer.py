@@ -34,7 +34,7 @@ from _common import machine, report, synthetic_dataset, untrained_run  # noqa: E
 
 from imgclf.infer.export import OnnxEngine, default_export_path, export_onnx  # noqa: E402
 from imgclf.infer.predict import predict_paths  # noqa: E402
-from imgclf.infer.runs import load_run  # noqa: E402
+from imgclf.run.load import load_run  # noqa: E402
 
 
 def raw_rate(forward, batch: torch.Tensor, iters: int, warmup: int = 2) -> float:

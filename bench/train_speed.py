@@ -23,7 +23,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import statistics
 import subprocess
@@ -39,7 +38,7 @@ from _common import DATA, machine, report, synthetic_dataset  # noqa: E402
 
 from imgclf.config import load_config  # noqa: E402
 from imgclf.models.backbones import create_model  # noqa: E402
-from imgclf.train.rundir import read_metrics  # noqa: E402
+from imgclf.run.rundir import read_metrics  # noqa: E402
 
 AMP = {"bf16": torch.bfloat16, "fp16": torch.float16, "none": None}
 
@@ -95,7 +94,7 @@ def _sync(device: torch.device) -> None:
 
 
 def e2e_rate(args, size: int, dataset: Path, procs: int = 0) -> float:
-    """Median training images/s of epochs 2.. from metrics.csv; ``procs`` > 0 runs under torchrun with that many processes."""
+    """Median training images/s of epochs 2.. from metrics.csv; ``procs`` > 0 runs with ``train --devices`` on that many processes."""
     out = DATA / "runs" / f"train-speed-{size}-p{procs}"
     shutil.rmtree(out, ignore_errors=True)
     if procs == 0:
@@ -103,11 +102,8 @@ def e2e_rate(args, size: int, dataset: Path, procs: int = 0) -> float:
 
         fit(load_config(overrides=overrides(args, size)), dataset, out)
     else:
-        from imgclf.train.distributed import torchrun_command
-
-        argv = ["train", str(dataset), "--out", str(out)] + [a for o in overrides(args, size) for a in ("--set", o)]
-        env = dict(os.environ, OMP_NUM_THREADS=str(max(1, (os.cpu_count() or 1) // procs)))
-        subprocess.run(torchrun_command(procs, argv), env=env, check=True)
+        argv = ["train", str(dataset), "--out", str(out), "--devices", str(procs)] + [a for o in overrides(args, size) for a in ("--set", o)]
+        subprocess.run([sys.executable, "-m", "imgclf", *argv], check=True)
     return statistics.median(float(r["images_per_second"]) for r in read_metrics(out / "metrics.csv")[1:])
 
 

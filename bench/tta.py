@@ -38,10 +38,10 @@ from imgclf.data.pipeline import image_loader
 from imgclf.data.samples import list_test_images
 from imgclf.demo import demo_config_path
 from imgclf.infer.jobs import evaluation_images
-from imgclf.infer.runs import load_run
+from imgclf.run.load import load_run
 from imgclf.infer.tta_compare import all_view_logits, compare_tta, markdown, write_compare
 from imgclf.infer.tta_runner import DecodedImages, model_forward, run_views
-from imgclf.train.loop import Hooks, NullProgress, fit
+from imgclf.train.loop import fit
 
 HERE = Path(__file__).resolve().parent
 GOAL_PP, GOAL_SHARE = 0.1, 0.30
@@ -75,7 +75,7 @@ def train_demo(args: argparse.Namespace) -> tuple[Path, Path]:
     cfg = load_config(demo_config_path(args.quick), overrides)
     out = args.workdir / "runs" / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
     t0 = time.perf_counter()
-    summary = fit(cfg, demo.dataset, out, hooks=Hooks(progress=NullProgress()))
+    summary = fit(cfg, demo.dataset, out)
     print(f"trained {out} in {time.perf_counter() - t0:.0f}s: val accuracy {summary['val_accuracy']:.4f}", flush=True)
     return out, demo.root
 

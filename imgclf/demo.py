@@ -12,7 +12,8 @@ from imgclf.data.demo import materialise_demo, score_submission
 from imgclf.experiments.tracking import tracking_session
 from imgclf.infer.jobs import evaluate_run, predict_folder
 from imgclf.report.run_report import write_run_report_safely
-from imgclf.train.loop import Hooks, NullProgress, fit
+from imgclf.run.rundir import RunDir
+from imgclf.train.loop import fit
 
 QUICK_TRAIN_PER_CLASS = 200
 
@@ -29,9 +30,9 @@ def run_demo(quick: bool = False, workdir: Path = Path("demo-data"), out: Path |
     cfg = load_config(demo_config_path(quick), overrides)
     out = Path(out) if out else Path("runs") / f"demo{'-quick' if quick else ''}-{time.strftime('%Y%m%d-%H%M%S')}"
     with tracking_session(cfg, out) as callbacks:  # the demo is a run like any other: recorded in MLflow
-        summary = fit(cfg, paths.dataset, out, hooks=Hooks(progress=progress or NullProgress(), callbacks=callbacks))
+        summary = fit(cfg, paths.dataset, out, callbacks=[*([progress] if progress else []), *callbacks])
     evaluation = evaluate_run(out)
-    submission = out / "submission.csv"
+    submission = RunDir(out).submission
     predict_folder(out, paths.dataset / "test", submission)
     scored = score_submission(submission, paths.answers)
     report = write_run_report_safely(out)  # after evaluation, so the report shows its latency too

@@ -33,15 +33,14 @@ Example::
     finetuner = configure(model, cfg.finetune)
     optimizer = torch.optim.AdamW(finetuner.param_groups(cfg.train.lr, cfg.train.weight_decay))
     for epoch in range(start_epoch, cfg.train.epochs):
-        message = finetuner.on_epoch_start(epoch)
-        if message:
-            log.info(message)
+        if finetuner.on_epoch_start(epoch):  # first epoch, or the trainable set changed
+            log.info(finetuner.describe(epoch))
         model.train()
         ...
 
 Under DistributedDataParallel, parameters frozen when DDP wraps the model are never all-reduced
-later, so ``gradual`` needs the wrapper rebuilt at stage changes (the trainable set is known from
-the message ``on_epoch_start`` returns).
+later, so ``gradual`` needs the wrapper rebuilt at stage changes: ``on_epoch_start`` returns True
+when the trainable set changed.
 """
 
 from __future__ import annotations
@@ -84,17 +83,17 @@ class Finetuner:
             return 0
         return min(self.cfg.stages, 1 + (epoch - self.cfg.head_epochs) // self.cfg.stage_epochs)
 
-    def on_epoch_start(self, epoch: int) -> str | None:
+    def on_epoch_start(self, epoch: int) -> bool:
         """Set ``requires_grad`` for ``epoch`` (from 0) and re-apply the BN policy.
 
-        Returns a one-line description on the first call (so a resumed run logs where it stands)
-        and whenever the trainable set changed, else ``None``.
+        Returns True on the first call and whenever the trainable set changed (the optimiser's
+        DDP wrapper must then be rebuilt); :meth:`describe` says what trains.
         """
         trainable = self._apply(epoch)
         if trainable == self._trainable:
-            return None
+            return False
         self._trainable = trainable
-        return self._describe(epoch)
+        return True
 
     def trainable_parameters(self) -> int:
         """Number of parameter elements that train now."""
@@ -171,7 +170,8 @@ class Finetuner:
             self.model.train()  # puts keep_eval modules back in eval mode now, not at the next train()
         return frozenset(trainable)
 
-    def _describe(self, epoch: int) -> str:
+    def describe(self, epoch: int) -> str:
+        """One line: what trains at ``epoch`` (from 0), how many parameters, the BN policy."""
         strategy = self.cfg.strategy
         if strategy == "gradual":
             stage = self.stage_at(epoch)

@@ -19,7 +19,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 
     Example::
 
-        with atomic_path(run / "best.safetensors") as tmp:
+        with atomic_path(run.best) as tmp:
             save_file(tensors, tmp)
     """
     path = Path(path)

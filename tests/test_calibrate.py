@@ -6,12 +6,8 @@ import torch
 
 from imgclf.config import TTAConfig
 from imgclf.errors import DataError
-from imgclf.infer.calibrate import (
-    choose_adaptive_threshold,
-    expected_calibration_error,
-    fit_temperature,
-    reliability_curve,
-)
+from imgclf.eval.calibration import expected_calibration_error, fit_temperature, reliability_curve
+from imgclf.infer.tta_threshold import choose_adaptive_threshold
 from imgclf.infer.tta import softmax
 
 

@@ -15,7 +15,7 @@ from imgclf.experiments.compare import compare_runs, differing_keys, load_runs
 from imgclf.report.html import page, table
 from imgclf.report.plots import fig_to_base64, learning_curves
 from imgclf.report.tables import markdown_table
-from imgclf.train.rundir import write_metrics
+from imgclf.run.rundir import write_metrics
 
 BASE = ["model.weights=none", "model.backbone=test_efficientnet", "train.epochs=3", "data.image_size=32"]
 

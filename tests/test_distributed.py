@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import os
 import shutil
-import socket
 from pathlib import Path
 
 import pytest
@@ -15,9 +14,9 @@ from torch import nn
 
 from conftest import TINY, make_dataset
 from imgclf.config import load_config
-from imgclf.train.checkpoint import load_training_state
-from imgclf.train.loop import Hooks, fit
-from imgclf.train.rundir import read_metrics
+from imgclf.run.checkpoint import load_training_state
+from imgclf.train.loop import fit
+from imgclf.run.rundir import read_metrics
 
 # Two processes sum gradients in another order than one process, so results differ by float32
 # rounding, which AdamW carries on: it divides each step by the gradient's running RMS, so an
@@ -45,16 +44,6 @@ EQUIVALENCE = [
 ]
 
 
-def _free_ports(n: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(n)]  # held together, so the n ports differ
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
 def _tiny_model(sync: bool) -> nn.Module:
     from imgclf.models.backbones import create_model
     from imgclf.train.sync_bn import convert_sync_batchnorm
@@ -78,32 +67,31 @@ def _gradients(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> 
     return out
 
 
-def _worker(rank: int, world: int, ports: list[int], data: str, base: str, overrides: list[str]) -> None:
-    """One torchrun-like process: the environment torchrun sets, then the ordinary fit()."""
+def _worker(rank: int, world: int, store: str, data: str, base: str, overrides: list[str]) -> None:
+    """One torchrun-like process: the environment torchrun sets, one process group met in a
+    FileStore (no port to pick, so nothing can collide), then the ordinary fit()."""
     import torch.distributed as dist
     from torch.nn.parallel import DistributedDataParallel
 
-    env = {"MASTER_ADDR": "127.0.0.1", "RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(world), "LOCAL_WORLD_SIZE": str(world)}
-    os.environ.update(env, MASTER_PORT=str(ports[0]))
+    env = {"RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(world), "LOCAL_WORLD_SIZE": str(world)}
+    os.environ.update(env)
     torch.set_num_threads(1)
+    dist.init_process_group("gloo", store=dist.FileStore(store, world), rank=rank, world_size=world)
     # One step of DDP + synchronised training-mode BN on this rank's half of a fixed batch.
-    dist.init_process_group("gloo")
     images, labels = _fixed_batch()
     share = slice(rank * 8 // world, (rank + 1) * 8 // world)
     grads = _gradients(DistributedDataParallel(_tiny_model(sync=True)), images[share], labels[share])
     if rank == 0:
         torch.save(grads, Path(base) / "ddp-grads.pt")
-    dist.destroy_process_group()
-    # fit() creates (and destroys) its process group from the environment, as under torchrun.
+    # fit() uses the process group it finds (as under torchrun, where it would create it).
     # Rank 1 gets its own run directory paths: if it wrote anything, those folders would appear.
-    os.environ["MASTER_PORT"] = str(ports[1])
     out = Path(base) / ("run" if rank == 0 else f"rank{rank}")
     cfg = load_config(overrides=overrides)
-    summary = fit(cfg, Path(data), out, hooks=Hooks(callbacks=[_CopyAfterFirstEpoch()]))  # hooks run on rank 0 only
+    summary = fit(cfg, Path(data), out, callbacks=[_CopyAfterFirstEpoch()])  # callbacks run on rank 0 only
     (Path(base) / f"summary-rank{rank}.txt").write_text(repr(summary))
     # Resume the copy taken after epoch 1, as if the run had been killed then.
-    os.environ["MASTER_PORT"] = str(ports[2])
     fit(cfg, Path(data), Path(base) / ("resumed" if rank == 0 else f"rank{rank}-resumed"), resume=True)
+    dist.destroy_process_group()
 
 
 class _CopyAfterFirstEpoch:
@@ -124,7 +112,7 @@ def single_and_ddp(tmp_path_factory):
     # fork, not spawn: the children inherit the imported modules instead of importing torch, timm
     # and imgclf again (seconds of CPU each); no process group or worker exists yet to inherit.
     mp.start_processes(
-        _worker, args=(2, _free_ports(3), str(data), str(root / "ddp"), EQUIVALENCE), nprocs=2, join=True, start_method="fork",
+        _worker, args=(2, str(root / "store"), str(data), str(root / "ddp"), EQUIVALENCE), nprocs=2, join=True, start_method="fork",
     )
     return root
 
@@ -235,3 +223,14 @@ def test_devices_flag_under_torchrun_is_a_one_line_error(tiny_dataset, tiny_over
     err = capsys.readouterr().err
     assert "under torchrun, drop --devices" in err and "Traceback" not in err
     assert not (tmp_path / "r").exists()
+
+
+def test_devices_flag_trains_on_two_local_processes_that_meet_in_a_file_store(tiny_dataset, tiny_overrides, tmp_path, capsys):
+    from imgclf.cli.main import run
+
+    out = tmp_path / "r"
+    args = ["train", str(tiny_dataset), "--out", str(out), "--devices", "2", "--set", "data.batch_size=8"]
+    run([*args, *[a for o in tiny_overrides for a in ("--set", o)]])
+    assert "done:" in capsys.readouterr().out
+    assert [r["epoch"] for r in read_metrics(out / "metrics.csv")] == [1, 2]
+    assert (out / "summary.json").is_file() and (out / "checkpoints" / "best.safetensors").is_file()

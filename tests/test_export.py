@@ -14,7 +14,7 @@ from conftest import TINY, make_dataset
 from imgclf.cli.main import run
 from imgclf.config import load_config
 from imgclf.infer.export import OnnxEngine, export_run, load_torchscript
-from imgclf.infer.runs import load_run
+from imgclf.run.load import load_run
 from imgclf.train.loop import fit
 
 PROB_TOLERANCE = 1e-4  # max abs difference of softmax probabilities, the bar

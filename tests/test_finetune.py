@@ -81,7 +81,8 @@ def test_one_step_changes_exactly_the_expected_tensors(strategy, bn, sequence):
             configure(model, cfg)
         return
     finetuner = configure(model, cfg)
-    assert finetuner.on_epoch_start(0).startswith(strategy)
+    assert finetuner.on_epoch_start(0) is True
+    assert finetuner.describe(0).startswith(strategy)
     model.train()
     if sequence == "after_eval_pass":
         # eval then train again: the BN policy must survive, and an eval pass must move nothing
@@ -91,7 +92,7 @@ def test_one_step_changes_exactly_the_expected_tensors(strategy, bn, sequence):
             model(torch.randn(2, 3, 32, 32))
         assert not changed(model, before_eval)
         model.train()
-        assert finetuner.on_epoch_start(1 if strategy != "gradual" else 0) is None
+        assert finetuner.on_epoch_start(1 if strategy != "gradual" else 0) is False
 
     backbone_bns = [m for m in model.backbone.modules() if is_bn(m)]
     assert all(m.training == (bn == "train") for m in backbone_bns)
@@ -122,7 +123,7 @@ def test_gradual_unfreezes_top_down_by_stage_and_keeps_bn_policy(bn):
     expected = {0: set(), 1: {4, 5}, 2: {4, 5}, 3: {2, 3, 4, 5}, 4: {2, 3, 4, 5}, 5: set(range(6)), 6: set(range(6))}
     messages = {}
     for epoch, unfrozen in expected.items():
-        messages[epoch] = finetuner.on_epoch_start(epoch)
+        messages[epoch] = finetuner.describe(epoch) if finetuner.on_epoch_start(epoch) else None
         model.train()
         if epoch == 3:  # an eval pass between stages must not undo the policy
             model.eval()
@@ -148,7 +149,8 @@ def test_gradual_with_no_head_epochs_starts_at_stage_one():
     model = make_model()
     finetuner = configure(model, FinetuneConfig(strategy="gradual", head_epochs=0, stages=2))
     assert finetuner.stage_at(0) == 1
-    assert finetuner.on_epoch_start(0).startswith("gradual: unfroze stage 1/2")
+    assert finetuner.on_epoch_start(0) is True
+    assert finetuner.describe(0).startswith("gradual: unfroze stage 1/2")
     assert model.backbone.blocks[4][0].conv_pw.weight.requires_grad
     assert not model.backbone.conv_stem.weight.requires_grad
 

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -17,58 +15,28 @@ import torch
 from conftest import TINY, make_dataset
 from imgclf.cli.main import run
 from imgclf.config import load_config, read_yaml, save_config
-from imgclf.train.checkpoint import load_training_state, load_weights
+from imgclf.run.checkpoint import load_training_state, load_weights
 from imgclf.train.loop import fit
-from imgclf.train.rundir import read_metrics
+from imgclf.run.rundir import read_metrics
 
 # 48 training images in batches of 4: 12 steps an epoch, so a kill can land inside one.
 RESUME = [*TINY, "train.epochs=3", "data.batch_size=4", "model.dropout=0.3", "data.augment=medium"]
 TIME_COLUMNS = {"epoch_seconds", "images_per_second"}
-ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
 def _dataset(tmp_path: Path) -> Path:
     return make_dataset(tmp_path / "data", per_class=20, test=0)
 
 
-def _cli_env() -> dict[str, str]:
-    # One thread, like the test process (conftest), so float sums add up in the same order;
-    # TTY_COMPATIBLE makes rich draw the progress bar into the pipe, which tells us the step.
-    return {**os.environ, "OMP_NUM_THREADS": "1", "TTY_COMPATIBLE": "1", "COLUMNS": "120"}
-
-
-def _start_training(dataset: Path, out: Path, *extra: str) -> subprocess.Popen:
-    sets = [a for s in RESUME for a in ("--set", s)]
-    return subprocess.Popen(
-        [sys.executable, "-m", "imgclf", "train", str(dataset), "--out", str(out), *sets, *extra],
-        env=_cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+def _run_child_until_killed(dataset: Path, out: Path, mode: str, epoch: int, step: int = 0) -> None:
+    """Train in a child process that SIGKILLs itself at (epoch, step) — or mid-checkpoint — and wait for it."""
+    child = Path(__file__).with_name("crash_child.py")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # one thread, like this process (conftest): same float sums
+    proc = subprocess.run(
+        [sys.executable, str(child), str(dataset), str(out), mode, str(epoch), str(step), *RESUME, "train.deterministic=true"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=600,  # a guard, never the signal
     )
-
-
-def _wait_for(proc: subprocess.Popen, done, timeout: float = 120.0) -> str:
-    """Read the child's stderr until ``done(text)`` holds; return what was read."""
-    fd = proc.stderr.fileno()
-    os.set_blocking(fd, False)
-    text, deadline = "", time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            chunk = os.read(fd, 65536)
-        except BlockingIOError:
-            chunk = None
-        if chunk:
-            text += ANSI.sub("", chunk.decode("utf-8", "replace"))
-        if done(text):
-            return text
-        if proc.poll() is not None and not chunk:
-            raise AssertionError(f"training ended (rc={proc.returncode}) before the awaited moment:\n{text[-2000:]}")
-        time.sleep(0.005)
-    proc.kill()
-    raise AssertionError(f"timed out waiting for the training process:\n{text[-2000:]}")
-
-
-def _steps_into_epoch(epoch: int, text: str) -> int:
-    steps = [int(m) for m in re.findall(rf"epoch {epoch}/\d+\D*?(\d+)/12", text)]
-    return max(steps, default=0)
+    assert proc.returncode == -signal.SIGKILL, f"the child was to kill itself, it ended with {proc.returncode}:\n{proc.stderr[-2000:]}"
 
 
 def _values(path: Path) -> list[dict]:
@@ -80,26 +48,17 @@ def _same_weights(a: Path, b: Path) -> bool:
     return wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
-def test_sigkill_mid_epoch_then_resume_equals_uninterrupted_run(tmp_path):
-    dataset = _dataset(tmp_path)
-    reference = tmp_path / "reference"
-    fit(load_config(None, [*RESUME, "train.deterministic=true"]), dataset, reference)
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory) -> tuple[Path, Path]:
+    """The dataset of the crash tests and its uninterrupted deterministic run (trained once)."""
+    root = tmp_path_factory.mktemp("uninterrupted")
+    dataset = _dataset(root)
+    fit(load_config(None, [*RESUME, "train.deterministic=true"]), dataset, root / "reference")
+    return dataset, root / "reference"
 
-    killed = tmp_path / "killed"
-    proc = _start_training(dataset, killed, "--deterministic")
-    # After epoch 1 is checkpointed, and a few optimiser steps into epoch 2.
-    _wait_for(proc, lambda text: (killed / "checkpoints" / "last.pt").exists() and 1 <= _steps_into_epoch(2, text) <= 10)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=30)
-    proc.stderr.close()
 
-    assert proc.returncode == -signal.SIGKILL
-    assert [r["epoch"] for r in read_metrics(killed / "metrics.csv")] == [1], "the kill must land inside epoch 2"
-    assert load_training_state(killed / "checkpoints" / "last.pt")["epoch"] == 0
-    assert read_yaml(killed / "config.yaml")["train"]["deterministic"] is True
-
+def _assert_resumed_equals(killed: Path, reference: Path) -> None:
     run(["train", "--resume", str(killed)])
-
     assert _values(killed / "metrics.csv") == _values(reference / "metrics.csv")
     assert len(_values(killed / "metrics.csv")) == 3
     assert _same_weights(killed / "checkpoints" / "best.safetensors", reference / "checkpoints" / "best.safetensors")
@@ -108,24 +67,87 @@ def test_sigkill_mid_epoch_then_resume_equals_uninterrupted_run(tmp_path):
     assert {k: resumed[k] for k in summary_keys} == {k: ref[k] for k in summary_keys}
 
 
+def test_sigkill_mid_epoch_then_resume_equals_uninterrupted_run(tmp_path, uninterrupted):
+    dataset, reference = uninterrupted
+    killed = tmp_path / "killed"
+    _run_child_until_killed(dataset, killed, "step", epoch=2, step=5)  # after 5 of the 12 steps of epoch 2
+
+    assert [r["epoch"] for r in read_metrics(killed / "metrics.csv")] == [1], "the kill must land inside epoch 2"
+    assert load_training_state(killed / "checkpoints" / "last.pt")["epoch"] == 0
+    assert read_yaml(killed / "config.yaml")["train"]["deterministic"] is True
+    _assert_resumed_equals(killed, reference)
+
+
+def test_sigkill_during_the_checkpoint_write_keeps_the_previous_checkpoint_and_resumes(tmp_path, uninterrupted):
+    dataset, reference = uninterrupted
+    killed = tmp_path / "killed"
+    _run_child_until_killed(dataset, killed, "checkpoint", epoch=2)
+
+    leftovers = list((killed / "checkpoints").glob(".last.pt.*.tmp"))
+    assert len(leftovers) == 1, "the killed write leaves its temporary file behind"
+    assert load_training_state(killed / "checkpoints" / "last.pt")["epoch"] == 0, "the good epoch-1 checkpoint is intact"
+    _assert_resumed_equals(killed, reference)
+    assert not list((killed / "checkpoints").glob(".*.tmp")), "the next start removes what the killed write left"
+
+
+def test_the_per_step_hook_sees_every_step_of_every_epoch_in_order(tmp_path, tiny_dataset):
+    seen = []
+
+    class Steps:
+        def on_epoch_start(self, epoch, epochs, steps):
+            seen.append(("start", epoch, epochs, steps))
+
+        def on_train_batch_end(self, epoch, step, loss):
+            assert isinstance(loss, float)
+            seen.append((epoch, step))
+
+    summary = fit(load_config(None, [*TINY, "data.batch_size=4"]), tiny_dataset, tmp_path / "run", callbacks=[Steps()])
+    steps = summary["train_images"] // 4
+    assert steps >= 3
+    expected = [x for e in (1, 2) for x in [("start", e, 2, steps), *((e, s) for s in range(1, steps + 1))]]
+    assert seen == expected
+
+
+def test_a_pickled_payload_in_last_pt_never_runs_on_resume(tmp_path, tiny_dataset, capsys):
+    out = tmp_path / "run"
+    fit(load_config(None, [*TINY, "train.epochs=1"]), tiny_dataset, out)
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    torch.save({"model": Payload()}, out / "checkpoints" / "last.pt")
+    (out / "summary.json").unlink()
+    with pytest.raises(SystemExit) as exc:
+        run(["train", "--resume", str(out)])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2
+    assert not marker.exists()
+    assert "last.pt is not a resume checkpoint imgclf wrote" in err and "Traceback" not in err
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and len(errors[0]) < 300
+
+
 class _CtrlCInEpoch2:
     """A progress display whose user presses Ctrl-C two steps into epoch 2 (a real SIGINT)."""
 
-    def epoch_start(self, epoch: int, epochs: int, steps: int) -> None:
-        self.epoch, self.step = epoch, 0
+    signum = signal.SIGINT
 
-    def advance(self, loss: float) -> None:
-        self.step += 1
-        if self.epoch == 1 and self.step == 2:
-            signal.raise_signal(signal.SIGINT)
-
-    def epoch_end(self, row) -> None: ...
+    def on_train_batch_end(self, epoch: int, step: int, loss: float) -> None:
+        if (epoch, step) == (2, 2):
+            signal.raise_signal(self.signum)
 
 
-def test_ctrl_c_keeps_last_checkpoint_and_exits_130_with_resume_command(tmp_path, tiny_dataset, monkeypatch, capsys):
+class _SigtermInEpoch2(_CtrlCInEpoch2):
+    signum = signal.SIGTERM
+
+
+@pytest.mark.parametrize("display", [_CtrlCInEpoch2, _SigtermInEpoch2], ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_keeps_last_checkpoint_and_exits_130_with_resume_command(tmp_path, tiny_dataset, monkeypatch, capsys, display):
     from imgclf.cli import commands
 
-    monkeypatch.setattr(commands, "RichTrainingProgress", _CtrlCInEpoch2)
+    monkeypatch.setattr(commands, "RichTrainingProgress", display)
     out = tmp_path / "run"
     with pytest.raises(SystemExit) as exc:
         run(["train", str(tiny_dataset), "--out", str(out), *[a for s in [*TINY, "train.epochs=3", "data.batch_size=4"] for a in ("--set", s)]])

@@ -18,7 +18,7 @@ from imgclf.secrets import (
     CredentialsError, RedactingStream, install_log_redaction, kaggle_credentials, mask_url, redact, redact_params,
     redact_tree, register_secret,
 )
-from imgclf.train.rundir import write_environment
+from imgclf.run.rundir import write_environment
 
 KEY = "k3y-0123456789abcdef-unique"
 

@@ -181,7 +181,7 @@ def test_two_workers_share_one_postgresql_study(tiny_dataset, tiny_overrides, sp
         for seed, n in enumerate(asked, start=1)
     ]
     try:
-        results = [w.communicate(timeout=240) for w in workers]
+        results = [w.communicate(timeout=1800) for w in workers]  # a guard against a hang, never the signal
         for w, (_, err) in zip(workers, results):
             assert w.returncode == 0, err
         trials = optuna.load_study(study_name=study, storage=open_storage(url)).trials

@@ -103,7 +103,7 @@ def test_bad_tta_options_exit_2_with_one_line(trained, capsys, args, message):
 def test_tta_skips_unreadable_images(trained, tmp_path):
     from imgclf.data.samples import list_test_images
     from imgclf.infer.predict import predict_paths
-    from imgclf.infer.runs import load_run
+    from imgclf.run.load import load_run
 
     run_dir, data = trained
     broken = tmp_path / "broken.jpg"

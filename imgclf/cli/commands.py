@@ -46,9 +46,9 @@ def train(
     summary.json, split.csv, classes.json, environment.json, val_predictions.csv and
     checkpoints/ (best.safetensors, last.pt).
     """
-    from imgclf.train.loop import Hooks, fit
+    from imgclf.run.rundir import RunDir
+    from imgclf.train.distributed import is_main
     from imgclf.train.preflight import validate_for_training
-    from imgclf.train.rundir import RunDir
 
     if print_config:
         import yaml
@@ -76,54 +76,49 @@ def train(
             cfg, applied, _ = config_from_sweep(cfg, from_sweep, storage or default_storage(default_out(from_sweep)))
             console.print(f"from sweep {from_sweep}: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in applied.items()), highlight=False, soft_wrap=True)
         out = out or default_run_dir(cfg)
-        if (out / "summary.json").exists() or (out / "checkpoints" / "last.pt").exists():
-            raise ConfigError(f"run directory {out} already holds a run; choose another --out or use --resume {out}")
-    # Every problem with the config, the dataset and the files it names, before anything is written.
-    validate_for_training(cfg, Path(dataset))
+        check_new_run_dir(RunDir(out))
+    if is_main():  # every problem with the config, the dataset and the files it names, before anything is written
+        validate_for_training(cfg, Path(dataset))
     if devices > 1:
-        _launch_local(devices, cfg, dataset, config, set_, out, resume, deterministic, tracking_uri, from_sweep, storage)
-        return
-    from imgclf.experiments.tracking import tracking_session
-    from imgclf.train.distributed import is_main
+        from imgclf.cli.launch import train_on_local_processes
 
-    with tracking_session(cfg, out, tracking_uri) as callbacks:
-        summary = fit(cfg, Path(dataset), out, resume=resume is not None, hooks=Hooks(progress=RichTrainingProgress(), callbacks=callbacks))
+        summary = train_on_local_processes(devices, cfg, Path(dataset), out, resume is not None, tracking_uri)
+    else:
+        summary = _train_here(cfg, Path(dataset), out, resume is not None, tracking_uri)
     if not is_main():
         return  # under torchrun, rank 0 reports for every process
     from imgclf.report.run_report import write_run_report_safely
 
     report = write_run_report_safely(out)
     console.print(
-        f"[bold]done[/]: val accuracy {summary['val_accuracy']:.4f} (best epoch {summary['best_epoch']} of "
-        f"{summary['epochs_run']}), {summary['train_seconds']:.0f}s of training — run: {out}"
+        f"[bold]done[/]: {describe_result(summary)}, {summary['train_seconds']:.0f}s of training — run: {out}"
         + (f" — report: {report}" if report else ""),
         highlight=False, soft_wrap=True,
     )
 
 
-def _launch_local(devices: int, cfg: Config, dataset, config, set_, out, resume, deterministic, tracking_uri, from_sweep, storage) -> None:
-    """``train --devices N``: the same command under torchrun, with the run directory fixed here
-    so every process agrees on it."""
-    import torch
+def _train_here(cfg: Config, dataset: Path, out: Path, resume: bool, tracking_uri: str | None) -> dict:
+    from imgclf.experiments.tracking import tracking_session
+    from imgclf.train.loop import fit
 
-    from imgclf.train.distributed import launch_local, launched_world_size
+    with tracking_session(cfg, out, tracking_uri) as callbacks:
+        return fit(cfg, dataset, out, resume=resume, callbacks=[RichTrainingProgress(), *callbacks], preflight=False)
 
-    if launched_world_size() > 1:
-        raise ConfigError("--devices launches torchrun itself; under torchrun, drop --devices")
-    gpus = torch.cuda.device_count() if cfg.train.device != "cpu" else 0
-    if gpus and devices > gpus:
-        raise ConfigError(f"--devices {devices} but this machine has {gpus} GPU(s); use --devices {gpus} or fewer")
-    argv = ["train", str(dataset), "--out", str(out)]
-    argv += ["--resume", str(resume)] if resume else []
-    argv += ["--config", str(config)] if config else []
-    argv += [arg for value in set_ for arg in ("--set", value)]
-    argv += ["--deterministic"] if deterministic else []
-    argv += ["--tracking-uri", tracking_uri] if tracking_uri else []
-    argv += ["--from-sweep", from_sweep] if from_sweep else []
-    argv += ["--storage", storage] if storage else []
-    code = launch_local(devices, argv)
-    if code:
-        raise typer.Exit(code)
+
+def describe_result(summary: dict) -> str:
+    if summary.get("val_accuracy") is None:
+        return f"trained {summary['epochs_run']} epoch(s) on every image (no validation split)"
+    return f"val accuracy {summary['val_accuracy']:.4f} (best epoch {summary['best_epoch']} of {summary['epochs_run']})"
+
+
+def check_new_run_dir(run) -> None:
+    """A new run goes into a new or empty folder: never over another run, never over a user's files."""
+    if run.holds_run():
+        raise ConfigError(f"run directory {run.root} already holds a run; choose another --out or use --resume {run.root}")
+    if run.root.exists() and not run.root.is_dir():
+        raise ConfigError(f"--out {run.root} is a file, not a folder; choose a new folder")
+    if run.root.is_dir() and any(p.name != run.lock.name for p in run.root.iterdir()):
+        raise ConfigError(f"--out {run.root} is not empty and holds no imgclf run; choose a new or empty folder")
 
 
 def evaluate(
@@ -143,9 +138,9 @@ def evaluate(
 ) -> None:
     """Accuracy, macro-F1, per-class precision/recall and the confusion matrix of a run."""
     from imgclf.infer.jobs import evaluate_run
-    from imgclf.train.preflight import check_inference_device
+    from imgclf.runtime import resolve_device
 
-    check_inference_device(device)
+    resolve_device(device)
 
     tta_cfg = tta_options.tta_from_options(run_dir, tta, tta_threshold, tta_max_views, tta_budget, tta_views)
     if tta_compare:
@@ -187,9 +182,9 @@ def predict(
 ) -> None:
     """Classify every image in IMAGES_DIR and write a competition submission (format from sample_submission.csv)."""
     from imgclf.infer.jobs import predict_folder
-    from imgclf.train.preflight import check_inference_device
+    from imgclf.runtime import resolve_device
 
-    check_inference_device(device)
+    resolve_device(device)
 
     if category not in ("auto", "index", "name"):
         raise ConfigError(f"--category must be auto, index or name (got {category!r})")

@@ -14,6 +14,7 @@ from rich.logging import RichHandler
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from imgclf.secrets import install_log_redaction, redact
+from imgclf.train.callbacks import Callback
 
 
 class RedactingConsole(Console):
@@ -38,28 +39,28 @@ def setup_logging(verbose: bool = False) -> None:
     install_log_redaction()
 
 
-class RichTrainingProgress:
-    """A progress bar per epoch, then one line with the epoch's metrics."""
+class RichTrainingProgress(Callback):
+    """A training callback: a progress bar per epoch, then one line with the epoch's metrics."""
 
     def __init__(self, out: Console | None = None):
         self.console = out or err_console
         self._progress: Progress | None = None
         self._task = None
 
-    def epoch_start(self, epoch: int, epochs: int, steps: int) -> None:
+    def on_epoch_start(self, epoch: int, epochs: int, steps: int) -> None:
         self._progress = Progress(
-            TextColumn(f"epoch {epoch + 1}/{epochs}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn(f"epoch {epoch}/{epochs}"), BarColumn(), MofNCompleteColumn(),
             TextColumn("loss {task.fields[loss]}"), TimeElapsedColumn(), TimeRemainingColumn(),
             console=self.console, transient=True,
         )
         self._progress.start()
         self._task = self._progress.add_task("train", total=steps, loss="-")
 
-    def advance(self, loss: float) -> None:
+    def on_train_batch_end(self, epoch: int, step: int, loss: float) -> None:
         if self._progress is not None:
             self._progress.update(self._task, advance=1, loss=f"{loss:.3f}")
 
-    def epoch_end(self, row: dict[str, Any]) -> None:
+    def on_epoch_end(self, row: dict[str, Any]) -> None:
         if self._progress is not None:
             self._progress.stop()
             self._progress = None

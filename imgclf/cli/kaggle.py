@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Optional
 
 import typer
 
 from imgclf.cli.console import console
-from imgclf.errors import DataError, RunDirError
+from imgclf.errors import DataError, ImgclfError, RunDirError
+from imgclf.run.rundir import RunDir
 
 kaggle_app = typer.Typer(
     help="Download a competition's data and submit a run's predictions with the official kaggle client "
@@ -47,7 +47,7 @@ def submit(
 
 def submission_path(run_dir: Path, file: Path | None) -> Path:
     if file is None:
-        candidates = [run_dir / "submission.csv"]
+        candidates = [RunDir(run_dir).submission]
     else:
         candidates = [file] if file.is_absolute() else [file, run_dir / file]
     for path in candidates:
@@ -59,9 +59,9 @@ def submission_path(run_dir: Path, file: Path | None) -> Path:
 
 def default_message(run_dir: Path) -> str:
     try:
-        summary = json.loads((run_dir / "summary.json").read_text())
+        summary = RunDir(run_dir).read_summary()
         return f"imgclf {run_dir.name}: {summary['backbone']}, val accuracy {summary['val_accuracy']:.4f}"
-    except (OSError, ValueError, KeyError, TypeError):
+    except (ImgclfError, KeyError, TypeError, ValueError):
         return f"imgclf {run_dir.name}"
 
 

@@ -7,7 +7,9 @@ traceback is shown only with ``--debug``.
 from __future__ import annotations
 
 import logging
+import signal
 import sys
+import threading
 import traceback
 
 import click
@@ -63,10 +65,20 @@ def run(argv: list[str] | None = None) -> None:
     register_url_passwords(args)
     stdout, stderr = sys.stdout, sys.stderr
     sys.stdout, sys.stderr = RedactingStream(stdout), RedactingStream(stderr)
+    # SIGTERM (a scheduler, `kill`, a container stop) ends a run the way Ctrl-C does: checkpoint
+    # kept, temporary files removed, exit 130 with the resume command.
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None
     try:
         _run(args, debug)
     finally:
         sys.stdout, sys.stderr = stdout, stderr
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _terminate(signum, frame) -> None:
+    raise KeyboardInterrupt
 
 
 def _run(args: list[str], debug: bool) -> None:

@@ -13,6 +13,7 @@ import typer
 
 from imgclf.config import Config, TTAConfig, build_config, read_yaml, with_overrides
 from imgclf.errors import ConfigError
+from imgclf.run.rundir import RunDir
 
 TTA_OPTION: Any = typer.Option(
     None, "--tta",
@@ -26,7 +27,7 @@ VIEWS_OPTION: Any = typer.Option(None, "--tta-views", help="Comma-separated orde
 
 def run_config(run_dir: Path) -> Config:
     """The run's saved config (defaults when it has none: loading the run reports that later)."""
-    path = Path(run_dir) / "config.yaml"
+    path = RunDir(Path(run_dir)).config
     return build_config(read_yaml(path)) if path.is_file() else Config()
 
 

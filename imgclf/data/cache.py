@@ -18,8 +18,8 @@ Example::
 from __future__ import annotations
 
 import hashlib
+import logging
 import io
-import os
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -32,6 +32,9 @@ from PIL import Image, ImageOps
 
 from imgclf.data.images import to_rgb
 from imgclf.io import atomic_write_bytes
+from imgclf.runtime import usable_cpus
+
+log = logging.getLogger("imgclf")
 
 CACHE_MARGIN = 1.15  # room for RandomResizedCrop / center-crop ratios above 1
 _JPEG_OPTIONS = {"format": "JPEG", "quality": 95, "subsampling": 0}
@@ -84,6 +87,7 @@ class ResizeCache:
             raise ValueError(f"short_side must be positive, got {short_side}")
         self.cache_dir = Path(cache_dir)
         self.short_side = int(short_side)
+        self._write_failed = False
 
     def entry_path(self, path: Path) -> Path:
         """Where the cached copy of ``path`` lives (whether or not it exists yet)."""
@@ -107,8 +111,8 @@ class ResizeCache:
             with Image.open(entry) as image:
                 image.load()
                 return image.convert("RGB")
-        except FileNotFoundError:
-            pass
+        except OSError:
+            pass  # no entry yet, no cache folder, or a damaged entry: decode the source again
         data = self._store(path, entry)
         # Return what later epochs will read (the stored JPEG), so epoch 1 is not subtly different.
         with Image.open(io.BytesIO(data)) as image:
@@ -119,7 +123,15 @@ class ResizeCache:
         buf = io.BytesIO()
         decode_resized(path, self.short_side).save(buf, **_JPEG_OPTIONS)
         data = buf.getvalue()
-        atomic_write_bytes(entry, data)
+        try:
+            atomic_write_bytes(entry, data)
+        except OSError as exc:
+            # The cache cannot be written (read-only folder, a file in the way, a full disk): that is
+            # no fault of the image, so it is used uncached rather than skipped as unreadable.
+            if not self._write_failed:
+                log.warning("cannot write the resize cache in %s (%s); images are decoded without it",
+                            self.cache_dir, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+            self._write_failed = True
         return data
 
     def build(self, paths: list[Path], workers: int = 1, progress: bool = False) -> CacheStats:
@@ -182,4 +194,4 @@ def progress_bar(enabled: bool, total: int, label: str = "caching") -> Iterator[
 
 
 def default_workers() -> int:
-    return max(1, (os.cpu_count() or 1))
+    return max(1, usable_cpus())

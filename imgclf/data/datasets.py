@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -58,12 +57,3 @@ def collate_skip_bad(items):
     labels = torch.tensor([it[1] for it in good], dtype=torch.long)
     indices = torch.tensor([it[2] for it in good], dtype=torch.long)
     return images, labels, indices, bad
-
-
-def default_num_workers() -> int:
-    """One worker per CPU the process may use, at most 8, leaving none idle on small machines."""
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:
-        cpus = os.cpu_count() or 1
-    return max(0, min(8, cpus))

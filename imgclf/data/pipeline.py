@@ -11,9 +11,10 @@ import torch
 from torch.utils.data import DataLoader, Sampler
 
 from imgclf.config import DataConfig
-from imgclf.data.datasets import ImageDataset, Loader, collate_skip_bad, default_num_workers
+from imgclf.data.datasets import ImageDataset, Loader, collate_skip_bad
 from imgclf.data.images import load_rgb
 from imgclf.data.samples import TrainingSet
+from imgclf.runtime import loader_workers
 from imgclf.data.split import load_split, save_split, stratified_group_split, stratified_subset
 from imgclf.data.transforms import Preprocessing, eval_transform, train_transform
 
@@ -52,21 +53,32 @@ class DataBundle:
         return [self.samples.rel(self.samples.paths[i]) for i in indices]
 
 
-def build_data(cfg: DataConfig, samples: TrainingSet, pre: Preprocessing, split_out: Path | None) -> DataBundle:
+def build_data(cfg: DataConfig, samples: TrainingSet, pre: Preprocessing, split_out: Path | None,
+               resume_split: dict[str, str] | None = None) -> DataBundle:
     """Split ``samples`` (or re-use ``cfg.split_file``) and build the two datasets.
 
     The split depends on ``cfg.split_seed`` only, never on the training seed, so runs with
-    different seeds are compared on the same validation images.
+    different seeds are compared on the same validation images. A resumed run passes its own
+    ``split.csv`` (as read by :func:`read_split`) as ``resume_split``: it is applied exactly, and images added to the dataset since
+    are left out (with a warning), so no validation image ever becomes a training image.
     """
     rel = [samples.rel(p) for p in samples.paths]
-    if cfg.split_file:
+    used = np.ones(len(rel), dtype=bool)
+    if resume_split is not None:
+        lookup = resume_split
+        used = np.array([p in lookup for p in rel], dtype=bool)
+        if not used.all():
+            log.warning("%d image(s) were added to the dataset since this run started; the resumed run leaves them out "
+                        "(it keeps its split.csv), e.g. %s", int((~used).sum()), rel[int(np.flatnonzero(~used)[0])])
+        is_val = np.array([lookup.get(p) == "val" for p in rel], dtype=bool)
+    elif cfg.split_file:
         is_val = load_split(Path(cfg.split_file), rel)
     else:
         is_val = stratified_group_split(samples.labels, samples.groups, cfg.val_fraction, cfg.split_seed)
     if split_out is not None:
         save_split(split_out, rel, [samples.classes[i] for i in samples.labels], is_val)
-    train_idx = stratified_subset(samples.labels, np.flatnonzero(~is_val), cfg.subset, cfg.split_seed)
-    val_idx = np.flatnonzero(is_val)
+    train_idx = stratified_subset(samples.labels, np.flatnonzero(~is_val & used), cfg.subset, cfg.split_seed)
+    val_idx = np.flatnonzero(is_val & used)
     loader = image_loader(cfg, samples.root, pre)
     paths = samples.paths
     labels = samples.labels
@@ -87,7 +99,7 @@ def make_loader(
     persistent: bool = False,
     drop_last: bool = False,
 ) -> DataLoader:
-    workers = default_num_workers() if num_workers is None else num_workers
+    workers = loader_workers(num_workers)
     return DataLoader(
         data,
         batch_size=batch_size,

@@ -71,15 +71,23 @@ def save_split(path: Path, rel_paths: list[str], labels: list[str], is_val: np.n
         frame.to_csv(tmp, index=False)
 
 
-def load_split(path: Path, rel_paths: list[str]) -> np.ndarray:
-    """Re-apply a saved split.csv; every current image must be listed in it."""
+def read_split(path: Path) -> dict[str, str]:
+    """A saved split.csv as {relative path: "train" | "val"}."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"split file not found: {path}")
-    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    try:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise DataError(f"{path} is not a readable split file ({str(exc).splitlines()[0][:120]})") from None
     if not {"path", "split"} <= set(frame.columns):
         raise DataError(f"{path} is not a split file (needs columns path,split)")
-    lookup = dict(zip(frame["path"], frame["split"]))
+    return dict(zip(frame["path"], frame["split"]))
+
+
+def load_split(path: Path, rel_paths: list[str]) -> np.ndarray:
+    """Re-apply a saved split.csv; every current image must be listed in it."""
+    lookup = read_split(path)
     missing = [p for p in rel_paths if p not in lookup]
     if missing:
         raise DataError(f"split file {path} does not list {len(missing)} image(s) of this dataset, e.g. {missing[0]}")

@@ -38,6 +38,7 @@ from typing import Any, ContextManager
 import yaml
 
 from imgclf.config import Config, build_config, flatten, load_config, read_yaml, with_overrides
+from imgclf.run.rundir import RunDir
 from imgclf.errors import ConfigError, ImgclfError
 from imgclf.io import atomic_write_json, read_json
 
@@ -189,7 +190,7 @@ def plan_ablation(grid: Grid, dataset: Path, seeds: int, out: Path, overrides: l
     except ConfigError as exc:
         raise ConfigError(f"grid {grid.name}, base config: {exc}") from None
     out = Path(out).resolve()
-    split_file = Path(base.data.split_file).resolve() if base.data.split_file else out / "split.csv"
+    split_file = Path(base.data.split_file).resolve() if base.data.split_file else RunDir(out).split
     if base.data.split_file and not split_file.is_file():
         raise ConfigError(f"data.split_file not found: {base.data.split_file}")
     cells = grid_cells(grid)
@@ -217,7 +218,7 @@ def _check_existing(plan: Plan) -> None:
             raise ConfigError(f"{plan.out} holds an ablation of {earlier}, not {plan.dataset}; choose another --out")
     for cell in plan.cells:
         for seed in plan.seeds:
-            saved = plan.run_dir(cell, seed) / "config.yaml"
+            saved = RunDir(plan.run_dir(cell, seed)).config
             if not saved.is_file():
                 continue
             theirs = flatten(build_config(read_yaml(saved)).to_dict())
@@ -263,9 +264,10 @@ def ensure_split(plan: Plan) -> Path:
 
 def run_state(run_dir: Path) -> str:
     """``done`` (summary.json), ``resume`` (checkpoints/last.pt), ``restart`` (a stub) or ``new``."""
-    if (run_dir / "summary.json").is_file():
+    run = RunDir(Path(run_dir))
+    if run.summary.is_file():
         return "done"
-    if (run_dir / "checkpoints" / "last.pt").is_file():
+    if run.last.is_file():
         return "resume"
     return "restart" if run_dir.exists() else "new"
 
@@ -280,11 +282,11 @@ def run_ablation(
 ) -> dict[str, int]:
     """Train every unfinished cell × seed; return how many runs were ``done`` (skipped), ``new``, ``resume``, ``restart``.
 
-    ``progress`` makes a fresh progress display per run; ``callbacks`` go to every run's hooks;
+    ``progress`` makes a fresh progress display per run; ``callbacks`` go to every run;
     ``on_run(cell, seed, state)`` is told before each run (``state`` as in :func:`run_state`);
     ``session(cfg, run_dir, name)`` wraps each run and yields more callbacks (e.g. MLflow tracking).
     """
-    from imgclf.train.loop import Hooks, NullProgress, TrainingInterrupted, fit
+    from imgclf.train.loop import TrainingInterrupted, fit
 
     plan.out.mkdir(parents=True, exist_ok=True)
     write_manifest(plan)
@@ -305,8 +307,8 @@ def run_ablation(
             cfg = plan.configs[(cell.slug, seed)]
             try:
                 with (session or _no_session)(cfg, run_dir, f"{plan.grid.name}/{cell.slug}/seed{seed}") as extra:
-                    hooks = Hooks(progress=progress() if progress else NullProgress(), callbacks=[*(callbacks or []), *extra])
-                    fit(cfg, plan.dataset, run_dir, resume=state == "resume", hooks=hooks)
+                    shown = [progress()] if progress else []
+                    fit(cfg, plan.dataset, run_dir, resume=state == "resume", callbacks=[*shown, *(callbacks or []), *extra])
             except TrainingInterrupted:
                 raise TrainingInterrupted(
                     f"ablation interrupted in cell {cell.label(plan.short_names)}, seed {seed}; finished runs are kept — "

@@ -15,7 +15,6 @@ Example::
 from __future__ import annotations
 
 import base64
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +28,7 @@ from imgclf.experiments.stats import mcnemar_pooled, mean_std_ci
 from imgclf.io import atomic_write_bytes, atomic_write_text
 from imgclf.report.html import image, page, paragraph, section, table
 from imgclf.report.plots import fig_to_png, learning_curves
-from imgclf.train.rundir import read_metrics
+from imgclf.run.rundir import RunDir, read_metrics
 
 CSV_COLUMNS = [
     "cell", "baseline", "seeds", "val_accuracy_mean", "val_accuracy_std", "ci95_low", "ci95_high",
@@ -58,12 +57,12 @@ class CellResult:
 def collect_results(cells: list[Cell], seeds: list[int], baseline: int, runs_root: Path) -> list[CellResult]:
     """Read every finished run under ``runs_root/<slug>/seed<k>`` into one result per cell."""
     runs_root = Path(runs_root)
-    finished = {c.slug: {s: runs_root / c.slug / f"seed{s}" for s in seeds if (runs_root / c.slug / f"seed{s}" / "summary.json").is_file()} for c in cells}
+    finished = {c.slug: {s: runs_root / c.slug / f"seed{s}" for s in seeds if RunDir(runs_root / c.slug / f"seed{s}").is_finished()} for c in cells}
     base_runs = finished[cells[baseline].slug]
     results = []
     for i, cell in enumerate(cells):
         runs = finished[cell.slug]
-        summaries = [json.loads((d / "summary.json").read_text()) for d in runs.values()]
+        summaries = [RunDir(d).read_summary() for d in runs.values()]
         accs = [float(s["val_accuracy"]) for s in summaries]
         mean, std, lo, hi = mean_std_ci(accs) if accs else (math.nan,) * 4
         test = None
@@ -81,7 +80,7 @@ def collect_results(cells: list[Cell], seeds: list[int], baseline: int, runs_roo
 
 
 def _correctness(run_dir: Path) -> pd.Series:
-    path = run_dir / "val_predictions.csv"
+    path = RunDir(run_dir).val_predictions
     if not path.is_file():
         raise RunDirError(f"{run_dir} has no val_predictions.csv, so it cannot be paired with the baseline")
     frame = pd.read_csv(path, usecols=["path", "correct"], dtype={"path": str, "correct": str}, keep_default_na=False)
@@ -98,7 +97,7 @@ def _paired_correctness(base_dir: Path, cell_dir: Path) -> tuple[np.ndarray, np.
 
 def _mean_curve(run_dirs: list[Path]) -> list[tuple[int, float]]:
     """Validation accuracy per epoch, averaged over the runs that reached that epoch."""
-    rows = [r for d in run_dirs for r in read_metrics(d / "metrics.csv")]
+    rows = [r for d in run_dirs for r in read_metrics(RunDir(d).metrics)]
     if not rows:
         return []
     frame = pd.DataFrame(rows)[["epoch", "val_accuracy"]].astype(float)

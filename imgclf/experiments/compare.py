@@ -29,7 +29,7 @@ from imgclf.report import html
 from imgclf.report.pareto import pareto_section, run_points
 from imgclf.report.plots import fig_to_base64, learning_curves
 from imgclf.report.tables import markdown_table, write_csv
-from imgclf.train.rundir import RunDir, read_metrics
+from imgclf.run.rundir import RunDir, read_metrics
 
 log = logging.getLogger("imgclf")
 
@@ -75,10 +75,10 @@ def expand_run_dirs(paths: list[Path]) -> list[Path]:
     found: list[Path] = []
     for path in paths:
         path = Path(path)
-        if (path / "summary.json").is_file() or not path.is_dir():
+        if RunDir(path).is_finished() or not path.is_dir():
             found.append(path)
             continue
-        inner = sorted(p for p in path.iterdir() if (p / "summary.json").is_file())
+        inner = sorted(p for p in path.iterdir() if RunDir(p).is_finished())
         if not inner:
             raise RunDirError(f"{path} is not a finished run and holds none (no summary.json)")
         found.extend(inner)
@@ -119,7 +119,7 @@ def runs_from_experiment(experiment: str, tracking_uri: str) -> list[RunRecord]:
     dirs, missing = [], 0
     for r in found:
         path = r.data.tags.get(RUN_DIR_TAG)
-        if path and (Path(path) / "summary.json").is_file():
+        if path and RunDir(Path(path)).is_finished():
             dirs.append(Path(path))
         else:
             missing += 1

@@ -233,7 +233,7 @@ def _run_trial(trial, dataset: Path, cfg: Config, space: list[SearchParam], out:
     import optuna
 
     from imgclf.experiments.tracking import tracking_session
-    from imgclf.train.loop import Hooks, TrainingInterrupted, fit
+    from imgclf.train.loop import TrainingInterrupted, fit
 
     values = {p.key: p.suggest(trial) for p in space}
     run_dir = out / "trials" / f"{trial.number:04d}"
@@ -244,7 +244,7 @@ def _run_trial(trial, dataset: Path, cfg: Config, space: list[SearchParam], out:
         with tracking_session(trial_cfg, run_dir, tracking_uri, run_name=f"{study_name}-{trial.number:04d}", tags=tags,
                               killed=(optuna.TrialPruned,)) as tracking:
             pruning = PruningCallback(trial, trial_cfg.train.monitor)
-            summary = fit(trial_cfg, Path(dataset), run_dir, hooks=Hooks(callbacks=[*tracking, pruning]))
+            summary = fit(trial_cfg, Path(dataset), run_dir, callbacks=[*tracking, pruning])
     except TrainingInterrupted:
         raise
     except ImgclfError as exc:

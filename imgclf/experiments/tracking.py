@@ -17,7 +17,7 @@ fails, one warning ("tracking disabled: ...") is logged and training goes on unt
 Example::
 
     with tracking_session(cfg, out, tracking_uri) as callbacks:
-        summary = fit(cfg, dataset, out, hooks=Hooks(callbacks=callbacks))
+        summary = fit(cfg, dataset, out, callbacks=callbacks)
 """
 
 from __future__ import annotations
@@ -39,12 +39,12 @@ import pandas as pd
 from imgclf.config import Config
 from imgclf.experiments.urls import mask_url, one_line, redact, sqlalchemy_url
 from imgclf.io import atomic_write_json
+from imgclf.run.rundir import RunDir
 
 log = logging.getLogger("imgclf")
 
 DB_NAME = "mlflow.db"
 ARTIFACTS_NAME = "mlartifacts"
-RUN_FILE = "mlflow_run.json"  # in the run directory: which MLflow run holds it (for resume and compare)
 RUN_DIR_TAG = "imgclf.run_dir"
 _BATCH = 100  # MLflow's limit on params per log_batch call
 
@@ -144,7 +144,7 @@ class MlflowTracker:
         self.run_id = self._reattach(run_dir) or self.client.create_run(
             experiment_id, run_name=self.run_name or run_dir.name, tags=self._tags(cfg, run_dir, info),
         ).info.run_id
-        atomic_write_json(run_dir / RUN_FILE, {
+        atomic_write_json(RunDir(run_dir).mlflow_run, {
             "tracking_uri": mask_url(self.tracking_uri), "experiment": self.experiment, "run_id": self.run_id,
         })
         from mlflow.entities import Param
@@ -155,7 +155,7 @@ class MlflowTracker:
 
     def _reattach(self, run_dir: Path) -> str | None:
         """On resume, keep logging into the run the interrupted training created."""
-        path = run_dir / RUN_FILE
+        path = RunDir(run_dir).mlflow_run
         if not path.is_file():
             return None
         try:
@@ -171,8 +171,9 @@ class MlflowTracker:
         return saved["run_id"]
 
     def _tags(self, cfg: Config, run_dir: Path, info: dict[str, Any]) -> dict[str, str]:
-        env = _read_json(run_dir / "environment.json")
-        dataset = _read_json(run_dir / "run.json").get("dataset")
+        run = RunDir(run_dir)
+        env = _read_json(run.environment)
+        dataset = _read_json(run.info).get("dataset")
         weights = info.get("weights") or {}
         tags = {
             "imgclf.backbone": str(cfg.model.backbone),
@@ -180,7 +181,7 @@ class MlflowTracker:
             "imgclf.pretrained": str(weights.get("pretrained", "")),
             "imgclf.strategy": cfg.finetune.strategy,
             "imgclf.dataset": str(dataset or ""),
-            "imgclf.dataset_fingerprint": dataset_fingerprint(run_dir / "split.csv", dataset) or "",
+            "imgclf.dataset_fingerprint": dataset_fingerprint(run.split, dataset) or "",
             "imgclf.train_images": str(info.get("train_images", "")),
             "imgclf.val_images": str(info.get("val_images", "")),
             RUN_DIR_TAG: str(run_dir.resolve()),
@@ -200,7 +201,7 @@ class MlflowTracker:
     def _finish(self, summary: dict[str, Any], run_dir: Path) -> None:
         from mlflow.entities import Metric
 
-        from imgclf.train.rundir import METRIC_COLUMNS, read_metrics
+        from imgclf.run.rundir import METRIC_COLUMNS, read_metrics
 
         now = int(time.time() * 1000)
         metrics = [
@@ -208,13 +209,14 @@ class MlflowTracker:
             for k, v in summary.items() if _finite(v)
         ]
         self.client.log_batch(self.run_id, metrics=metrics)
-        for name in ("config.yaml", "summary.json", "metrics.csv", "eval/confusion_matrix.png"):
-            if (run_dir / name).is_file():
-                self.client.log_artifact(self.run_id, str(run_dir / name))
+        run = RunDir(run_dir)
+        for path in (run.config, run.summary, run.metrics, run.eval.confusion_png):
+            if path.is_file():
+                self.client.log_artifact(self.run_id, str(path))
         with tempfile.TemporaryDirectory(prefix="imgclf-track-") as tmp:
             from imgclf.report.plots import learning_curves, save_png
 
-            curve = save_png(learning_curves({run_dir.name: read_metrics(run_dir / "metrics.csv")}), Path(tmp) / "learning_curves.png")
+            curve = save_png(learning_curves({run_dir.name: read_metrics(run.metrics)}), Path(tmp) / "learning_curves.png")
             self.client.log_artifact(self.run_id, str(curve))
         self.client.set_terminated(self.run_id, "FINISHED")
 

@@ -24,6 +24,7 @@ from typing import Any, Callable
 
 from imgclf.config import Config, with_overrides
 from imgclf.io import atomic_write_text
+from imgclf.run.rundir import RunDir
 from imgclf.errors import ConfigError, DataError
 from imgclf.experiments.sweep import load_study
 from imgclf.report.tables import markdown_table, write_csv
@@ -98,7 +99,7 @@ def sweep_transfer(
 ) -> TransferResult:
     """Retrain the picked proxy trials on ``target``; write ``transfer.md`` and ``transfer.csv`` into ``out``."""
     from imgclf.experiments.tracking import tracking_session
-    from imgclf.train.loop import Hooks, fit
+    from imgclf.train.loop import fit
 
     study = load_study(study_name, storage_url)
     picked = pick_trials(study, top, bottom)
@@ -113,10 +114,10 @@ def sweep_transfer(
     for group, trial in picked:
         cfg, applied, _ = apply_sweep_params(target, dict(trial.params))
         run_dir = out / f"trial-{trial.number:04d}"
-        if (run_dir / "summary.json").exists():
+        if RunDir(run_dir).holds_run():
             raise ConfigError(f"{run_dir} already holds a run; choose another --out")
         with tracking_session(cfg, run_dir, tracking_uri, tags={"imgclf.study": study_name, "imgclf.trial": str(trial.number)}) as cbs:
-            summary = fit(cfg, dataset, run_dir, hooks=Hooks(callbacks=cbs))
+            summary = fit(cfg, dataset, run_dir, callbacks=cbs)
         proxy_seconds = float(trial.user_attrs.get("train_seconds", math.nan))
         row = {
             "trial": trial.number, "group": group, "proxy_score": float(trial.value), "target_score": float(summary[monitor]),

@@ -32,9 +32,9 @@ import numpy as np
 import torch
 
 from imgclf.errors import ConfigError, RunDirError
-from imgclf.infer.runs import LoadedRun, load_run
+from imgclf.run.load import LoadedRun, load_run
 from imgclf.io import atomic_path
-from imgclf.train.rundir import RunDir
+from imgclf.run.rundir import RunDir
 
 log = logging.getLogger("imgclf")
 

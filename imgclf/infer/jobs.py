@@ -13,15 +13,17 @@ import torch
 from imgclf.config import TTAConfig
 from imgclf.data.samples import list_test_images, load_training_set
 from imgclf.errors import DataError
-from imgclf.infer.evaluate import most_confused, score, write_scores
-from imgclf.infer.predict import Predictions, predict_paths
-from imgclf.infer.runs import load_run
+from imgclf.eval.scores import most_confused, score
+from imgclf.infer.evaluate import write_scores
+from imgclf.infer.predict import predict_paths
+from imgclf.infer.predictions import Predictions
+from imgclf.run.load import load_run
 from imgclf.infer.submission import find_sample_submission, read_format, write_probabilities, write_submission
 
 
 def evaluation_images(run_dir: Path, dataset: Path | None, classes: list[str]) -> tuple[list[Path], np.ndarray, Path, str]:
     """The run's own validation images (from split.csv), or every labelled image of ``dataset``."""
-    from imgclf.train.rundir import RunDir
+    from imgclf.run.rundir import RunDir
 
     run = RunDir(Path(run_dir))
     if dataset is None:
@@ -64,7 +66,7 @@ def evaluate_run(
     keep = {p: i for i, p in enumerate(paths)}
     y = labels[[keep[p] for p in pred.paths]]
     scores = score(y, pred.probs.argmax(1), loaded.classes)
-    out = Path(out) if out else loaded.run.root / "eval"
+    out = Path(out) if out else loaded.run.eval.root
     extra = {
         "evaluated_on": what,
         "tta": (tta.mode if tta else "none"),
@@ -83,7 +85,7 @@ def _calibration_report(loaded, pred: Predictions, y: np.ndarray) -> dict[str, A
     """ECE before/after temperature scaling, when the run has a fitted temperature."""
     if pred.logits is None or loaded.temperature == 1.0:
         return {}
-    from imgclf.infer.calibrate import expected_calibration_error
+    from imgclf.eval.calibration import expected_calibration_error
 
     logits = torch.from_numpy(pred.logits)
     before = torch.softmax(logits, 1).numpy()

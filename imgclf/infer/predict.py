@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -14,23 +13,10 @@ from imgclf.data.datasets import ImageDataset
 from imgclf.data.pipeline import image_loader, make_loader
 from imgclf.data.transforms import eval_transform
 from imgclf.errors import ConfigError
-from imgclf.infer.runs import LoadedRun
-from imgclf.train.evaluation import predict_logits
-from imgclf.train.loop import autocast_dtype
-
-
-@dataclass
-class Predictions:
-    probs: np.ndarray  # (n, classes) — rows align with ``paths`` minus ``bad``
-    paths: list[Path]
-    passes: np.ndarray  # forward passes spent per image
-    bad: list[Path]
-    seconds: float
-    logits: np.ndarray | None = None  # plain (no-TTA) logits, before temperature
-
-    @property
-    def total_passes(self) -> int:
-        return int(self.passes.sum())
+from imgclf.infer.predictions import Predictions
+from imgclf.run.load import LoadedRun
+from imgclf.eval.logits import predict_logits
+from imgclf.runtime import autocast_dtype
 
 
 def predict_paths(

@@ -18,7 +18,7 @@ chosen on the other.
 Example::
 
     result = compare_tta(forward, images, labels, views, cfg.tta, ns=(2, 4, 10), batch_size=64)
-    write_compare(run_dir / "eval", result)
+    write_compare(RunDir(run_dir).eval.root, result)
 """
 
 from __future__ import annotations
@@ -35,12 +35,11 @@ import torch
 
 from imgclf.config import TTAConfig
 from imgclf.errors import ConfigError
-from imgclf.infer.calibrate import choose_adaptive_threshold
+from imgclf.infer.tta_threshold import choose_adaptive_threshold
 from imgclf.infer.tta import Forward, TTAResult, View, adaptive_tta, fixed_tta, view_logits
 from imgclf.io import atomic_write_text
+from imgclf.run.rundir import EvalDir
 
-CSV_NAME = "tta_compare.csv"
-MD_NAME = "tta_compare.md"
 DEFAULT_NS = (2, 4, 10)
 COLUMNS = ("setting", "mode", "max_views", "threshold", "accuracy", "delta_pp_vs_full", "forward_passes",
            "passes_per_image", "share_of_full_passes", "wall_seconds", "timing", "passes_histogram")
@@ -253,9 +252,10 @@ def write_compare(out: Path, result: CompareResult) -> tuple[Path, Path]:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     frame = pd.DataFrame(compare_records(result), columns=list(COLUMNS))
-    atomic_write_text(out / CSV_NAME, frame.to_csv(index=False, float_format="%.6g"))
-    atomic_write_text(out / MD_NAME, f"{result.caption}\n\n{markdown(result)}\n")
-    return out / CSV_NAME, out / MD_NAME
+    files = EvalDir(out)
+    atomic_write_text(files.tta_compare_csv, frame.to_csv(index=False, float_format="%.6g"))
+    atomic_write_text(files.tta_compare_md, f"{result.caption}\n\n{markdown(result)}\n")
+    return files.tta_compare_csv, files.tta_compare_md
 
 
 def formatted(row: CompareRow) -> dict[str, str]:
@@ -294,7 +294,7 @@ def compare_run(run_dir: Path, dataset: Path | None = None, out: Path | None = N
     to ``out`` (default ``RUN_DIR/eval``) as ``tta_compare.csv`` and ``tta_compare.md``."""
     from imgclf.data.pipeline import image_loader
     from imgclf.infer.jobs import evaluation_images
-    from imgclf.infer.runs import load_run
+    from imgclf.run.load import load_run
     from imgclf.infer.tta_runner import DecodedImages, model_forward, run_views
 
     loaded = load_run(run_dir, device)
@@ -310,7 +310,7 @@ def compare_run(run_dir: Path, dataset: Path | None = None, out: Path | None = N
                          temperature, tolerance=tolerance, measure=measure)
     result.decode_seconds = decode_seconds
     result.caption = f"{loaded.run.root.name} on {what}: {result.caption}"
-    out = Path(out) if out else loaded.run.root / "eval"
+    out = Path(out) if out else loaded.run.eval.root
     csv_path, md_path = write_compare(out, result)
     return {"result": result, "csv": str(csv_path), "md": str(md_path), "skipped_images": [str(p) for p in images.bad],
             "evaluated_on": what}

@@ -28,13 +28,13 @@ import torch
 from PIL import Image
 
 from imgclf.config import TTAConfig
-from imgclf.data.datasets import Loader, default_num_workers
+from imgclf.data.datasets import Loader
 from imgclf.data.transforms import train_transform
-from imgclf.infer.predict import Predictions
-from imgclf.infer.runs import LoadedRun
+from imgclf.infer.predictions import Predictions
+from imgclf.run.load import LoadedRun
 from imgclf.infer.tta import Forward, View, run_tta
 from imgclf.infer.views import build_views, parse_view
-from imgclf.train.loop import autocast_dtype
+from imgclf.runtime import autocast_dtype, loader_workers
 
 log = logging.getLogger("imgclf")
 
@@ -61,7 +61,7 @@ class DecodedImages(Sequence):
         self.bad: list[Path] = []
         self._kept: dict[int, Image.Image] = {}
         held = 0
-        workers = max(1, workers if workers is not None else default_num_workers())
+        workers = max(1, loader_workers(workers))
         with ThreadPoolExecutor(max_workers=workers) as pool:
             for path, image in zip(paths, pool.map(self._try_load, paths)):
                 if image is None:

@@ -1,6 +1,6 @@
 """Figures of one run's validation results: per-class precision/recall and reliability.
 
-(The confusion matrix is :func:`imgclf.infer.evaluate.confusion_figure`, shared with ``evaluate``.)
+(:func:`confusion_figure` is shared with ``evaluate``.)
 Plain ``matplotlib.figure.Figure`` objects (no pyplot state); turn them into page images with
 ``imgclf.report.plots.fig_to_base64``. Example::
 
@@ -52,5 +52,32 @@ def reliability_figure(series: dict[str, tuple[Sequence[float], Sequence[float]]
     ax.set_ylabel("accuracy")
     ax.grid(alpha=0.3)
     ax.legend(loc="upper left", fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
+_MAX_ANNOTATED = 30  # above this many classes, cell counts would be unreadable
+
+
+def confusion_figure(confusion: np.ndarray, classes: Sequence[str]) -> Figure:
+    """Rows = true class, columns = predicted; counts written in the cells of small matrices."""
+    n = len(classes)
+    side = min(3.0 + 0.3 * n, 14.0)
+    fig = Figure(figsize=(side + 1.0, side))
+    ax = fig.add_subplot()
+    shown = ax.imshow(confusion, cmap="Blues", interpolation="nearest")
+    fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.04)
+    fontsize = 8 if n <= _MAX_ANNOTATED else max(3, int(240 / n))
+    ax.set_xticks(range(n), [str(c) for c in classes], rotation=45, ha="right", fontsize=fontsize)
+    ax.set_yticks(range(n), [str(c) for c in classes], fontsize=fontsize)
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    if n <= _MAX_ANNOTATED:
+        top = confusion.max() if confusion.size else 0
+        for i in range(n):
+            for j in range(n):
+                if confusion[i, j]:
+                    ax.text(j, i, int(confusion[i, j]), ha="center", va="center", fontsize=7,
+                            color="white" if confusion[i, j] > top / 2 else "black")
     fig.tight_layout()
     return fig

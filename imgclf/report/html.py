@@ -7,7 +7,7 @@ of another function here) is not. Example::
         section("Runs", table(frame, highlight="val_accuracy")),
         section("Learning curves", image(fig_to_base64(fig), "learning curves")),
     ]
-    write_page(out / "report.html", page("Run comparison", *body, subtitle="3 runs"))
+    write_page(out / "compare.html", page("Run comparison", *body, subtitle="3 runs"))
 """
 
 from __future__ import annotations

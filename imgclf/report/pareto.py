@@ -14,7 +14,6 @@ a page of its own. Example::
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ from matplotlib.figure import Figure
 
 from imgclf.report import html as h
 from imgclf.report.plots import fig_to_base64
+from imgclf.run.rundir import RunDir
 
 COSTS = {
     "train_seconds": "training time (s)",
@@ -71,13 +71,12 @@ class RunPoint:
 
 def run_point(run_dir: Path, name: str | None = None) -> RunPoint:
     """Read one run directory: summary.json (accuracy, training time) and eval/metrics.json (latency)."""
-    run_dir = Path(run_dir)
-    summary_path = run_dir / "summary.json"
-    summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
+    run = RunDir(Path(run_dir))
+    run_dir = run.root
+    summary = run.read_summary() if run.summary.is_file() else {}
     latency = None
-    eval_path = run_dir / "eval" / "metrics.json"
-    if eval_path.is_file():
-        scored = json.loads(eval_path.read_text())
+    scored = run.read_eval_metrics()
+    if scored:
         if scored.get("images") and scored.get("seconds") is not None:
             latency = 1000.0 * float(scored["seconds"]) / float(scored["images"])
     return RunPoint(name or run_dir.name, summary.get("val_accuracy"), summary.get("train_seconds"), latency)

@@ -2,7 +2,7 @@
 
 Example::
 
-    fig = learning_curves({"run-a": read_metrics(a / "metrics.csv"), "run-b": read_metrics(b / "metrics.csv")})
+    fig = learning_curves({"run-a": read_metrics(RunDir(a).metrics), "run-b": read_metrics(RunDir(b).metrics)})
     html_img = image(fig_to_base64(fig))        # imgclf.report.html.image
     save_png(fig, run / "learning_curves.png")
 """

@@ -27,11 +27,10 @@ from matplotlib.ticker import MaxNLocator
 from imgclf.errors import ImgclfError, RunDirError
 from imgclf.report import html as h
 from imgclf.report.plots import fig_to_base64, learning_curves
-from imgclf.train.rundir import RunDir, read_metrics
+from imgclf.run.rundir import RunDir, read_metrics
 
 log = logging.getLogger("imgclf")
 
-REPORT_NAME = "report.html"
 GALLERY_SIZE = 24
 THUMB = 128
 _SUMMARY_KEYS = [
@@ -109,9 +108,8 @@ def overview_section(data: RunData) -> str:
         for key, label in _HEADLINE if key in data.summary
     )
     details = [(key, data.summary[key]) for key in _SUMMARY_KEYS if key in data.summary]
-    eval_metrics = data.run.root / "eval" / "metrics.json"
-    if eval_metrics.is_file():
-        scored = _read_json(eval_metrics)
+    scored = data.run.read_eval_metrics()
+    if scored:
         details += [(f"eval {k}", scored[k]) for k in ("accuracy", "macro_f1", "images", "evaluated_on", "tta") if k in scored]
     # Three key/value pairs per row keep a long summary on one screen.
     per_row = 3
@@ -145,7 +143,7 @@ def curves_section(data: RunData) -> str:
 
 def validation_scores(data: RunData):
     """``Scores`` of val_predictions.csv, classes in the run's order (None without predictions)."""
-    from imgclf.infer.evaluate import score
+    from imgclf.eval.scores import score
 
     if data.predictions is None or data.predictions.empty:
         return None
@@ -156,8 +154,8 @@ def validation_scores(data: RunData):
 
 
 def results_sections(data: RunData) -> list[str]:
-    from imgclf.infer.evaluate import most_confused
-    from imgclf.infer.evaluate import confusion_figure
+    from imgclf.eval.scores import most_confused
+    from imgclf.report.figures import confusion_figure
     from imgclf.report.figures import per_class_figure
 
     scores = validation_scores(data)
@@ -253,7 +251,7 @@ def cleaning_section(data: RunData) -> str | None:
 
 
 def tta_section(data: RunData) -> str | None:
-    path = data.run.root / "eval" / "tta_compare.csv"
+    path = data.run.eval.tta_compare_csv
     if not path.is_file():
         return None
     return h.section("Test-time augmentation", h.paragraph(f"From {path.relative_to(data.run.root)}.", "note"), h.table(pd.read_csv(path)))
@@ -288,10 +286,9 @@ def reliability_series(calibration: dict[str, Any]) -> dict[str, tuple[list[floa
 def calibration_section(data: RunData) -> str | None:
     from imgclf.report.figures import reliability_figure
 
-    path = data.run.root / "calibration.json"
-    if not path.is_file():
+    calibration = data.run.read_calibration()
+    if not calibration:
         return None
-    calibration = _read_json(path)
     flat = [{"": k, "value": v} for k, v in calibration.items() if isinstance(v, (int, float, str, bool))]
     parts = [h.table(flat, ["", "value"], text_columns=[""])] if flat else []
     series = reliability_series(calibration)
@@ -340,7 +337,7 @@ def render_run_report(run_dir: Path) -> str:
 
 def write_run_report(run_dir: Path, out: Path | None = None) -> Path:
     """Write the report (default ``RUN_DIR/report.html``) atomically; return its path."""
-    out = Path(out) if out else Path(run_dir) / REPORT_NAME
+    out = Path(out) if out else RunDir(Path(run_dir)).report
     return h.write_page(out, render_run_report(run_dir))
 
 
@@ -349,6 +346,6 @@ def write_run_report_safely(run_dir: Path) -> Path | None:
     try:
         return write_run_report(run_dir)
     except Exception as exc:  # noqa: BLE001 — the trained model matters more than its report
-        log.warning("could not write %s: %s; re-create it with `imgclf report %s`", Path(run_dir) / REPORT_NAME,
+        log.warning("could not write %s: %s; re-create it with `imgclf report %s`", RunDir(Path(run_dir)).report,
                     str(exc).splitlines()[0] if str(exc) else type(exc).__name__, run_dir)
         return None

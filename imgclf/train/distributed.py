@@ -25,7 +25,6 @@ Example::
 from __future__ import annotations
 
 import os
-import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -172,27 +171,6 @@ def wrap_ddp(model: nn.Module, ctx: DistContext) -> nn.Module:
     return DistributedDataParallel(model, device_ids=device_ids)
 
 
-def torchrun_command(nproc: int, argv: list[str]) -> list[str]:
-    """The torchrun command line that runs ``imgclf ARGV`` on ``nproc`` local processes."""
-    return [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
-        "-m", "imgclf", *argv,
-    ]
-
-
-def workers_per_process(requested: int | None) -> int:
-    """``data.num_workers`` if set, else this process's share of the machine's CPUs (shared among
-    torchrun's processes on it), less one for the process itself when the share is over two, at most 16."""
-    if requested is not None:
-        return requested
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:
-        cpus = os.cpu_count() or 1
-    share = cpus // int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
-    return max(0, min(16, share - 1 if share > 2 else share))
-
-
 def reduce_epoch(ctx: DistContext, loss: float, accuracy: float, seen: int, bad: list[int]) -> tuple[float, float, int, list[int]]:
     """One epoch's mean loss and accuracy over all ranks' images, the total seen and every rank's bad items."""
     if not ctx.enabled:
@@ -201,16 +179,3 @@ def reduce_epoch(ctx: DistContext, loss: float, accuracy: float, seen: int, bad:
     total = int(total)
     bad_all = sorted({i for part in gather_objects(ctx, bad) for i in part})
     return loss_sum / max(total, 1), correct / max(total, 1), total, bad_all
-
-
-def launch_local(nproc: int, argv: list[str]) -> int:
-    """Run ``imgclf ARGV`` under torchrun on ``nproc`` local processes; return its exit code.
-
-    Each process gets an equal share of the CPU threads (torchrun would give it one).
-    """
-    import subprocess
-
-    env = dict(os.environ)
-    if "OMP_NUM_THREADS" not in env:
-        env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // nproc))
-    return subprocess.run(torchrun_command(nproc, argv), env=env).returncode

@@ -17,7 +17,6 @@ Example::
 from __future__ import annotations
 
 import logging
-import re
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -26,6 +25,7 @@ import torch
 
 from imgclf.config import EMBEDDED_WEIGHTS, Config
 from imgclf.errors import ConfigError, ImgclfError
+from imgclf.runtime import resolve_device
 
 log = logging.getLogger("imgclf")
 
@@ -93,8 +93,10 @@ def schedule_problems(cfg: Config) -> list[str]:
 
 
 def device_problems(cfg: Config) -> list[str]:
-    if cfg.train.device == "cuda" and not torch.cuda.is_available():
-        return ["train.device=cuda but no CUDA device is available; use train.device=auto or cpu"]
+    try:
+        resolve_device(cfg.train.device, "train.device")
+    except ConfigError as exc:
+        return [str(exc)]
     return []
 
 
@@ -186,11 +188,3 @@ def _quiet(name: str) -> Iterator[None]:
         yield
     finally:
         logger.removeFilter(drop_all)
-
-
-def check_inference_device(device: str) -> None:
-    """``--device`` of evaluate/predict: cpu, cuda or cuda:N, and CUDA must be there for the latter."""
-    if device != "cpu" and not re.fullmatch(r"cuda(:\d+)?", device):
-        raise ConfigError(f"--device must be cpu or cuda (got {device!r})")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"--device {device} but no CUDA device is available; use --device cpu")

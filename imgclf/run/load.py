@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,8 +12,8 @@ from imgclf.data.transforms import Preprocessing
 from imgclf.errors import RunDirError, WeightsError
 from imgclf.models.backbones import create_model
 from imgclf.models.classifier import ImageClassifier
-from imgclf.train.checkpoint import load_weights
-from imgclf.train.rundir import RunDir
+from imgclf.run.checkpoint import load_weights
+from imgclf.run.rundir import RunDir
 
 
 @dataclass
@@ -33,20 +32,16 @@ def load_run(run_dir: Path, device: torch.device | str = "cpu") -> LoadedRun:
     run.require("config", "classes", "preprocessing", "best")
     cfg = build_config(read_yaml(run.config))
     classes = run.read_classes()
-    pre = Preprocessing.from_dict(json.loads(run.preprocessing.read_text()))
+    pre = Preprocessing.from_dict(run.read_preprocessing())
     # The checkpoint replaces every weight, so skip loading the pretrained source again.
     model_cfg = cfg.model.model_copy(update={"weights": "checkpoint"})
     model, _ = create_model(model_cfg, len(classes))
     try:
         model.load_state_dict(load_weights(run.best))
-    except (RuntimeError, OSError) as exc:
+    except (RuntimeError, OSError, ValueError) as exc:
         raise WeightsError(f"{run.best} does not fit the model in {run.config}: {str(exc).splitlines()[0]}") from None
     model.to(device).eval()
-    temperature = 1.0
-    calibration = run.root / "calibration.json"
-    if calibration.is_file():
-        temperature = float(json.loads(calibration.read_text()).get("temperature", 1.0))
-    return LoadedRun(run, cfg, classes, pre, model, temperature)
+    return LoadedRun(run, cfg, classes, pre, model, run.temperature())
 
 
 def require_run(run_dir: Path) -> RunDir:

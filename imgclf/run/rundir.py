@@ -1,0 +1,247 @@
+"""The run directory: the contract between training and every later stage.
+
+:class:`RunDir` is the one place that names a run's files; everything else asks it::
+
+    run = RunDir(Path("runs/lite0"))
+    run.summary, run.best, run.eval.metrics      # paths
+    run.read_summary(), run.read_calibration()   # validated readers: a damaged file is one RunDirError line
+
+config.yaml · metrics.csv · summary.json · split.csv · classes.json · preprocessing.json ·
+environment.json · run.json · val_predictions.csv · calibration.json · mlflow_run.json · report.html ·
+checkpoints/{best.safetensors,last.pt} · eval/ · export/
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from imgclf.errors import RunDirError
+from imgclf.io import atomic_write_json, atomic_write_text
+
+METRIC_COLUMNS = [
+    "epoch", "lr", "train_loss", "train_accuracy", "val_loss", "val_accuracy",
+    "epoch_seconds", "images_per_second", "trainable_params",
+]
+MAX_JSON_BYTES = 50 * 2**20  # run files are small; a larger one is not ours
+
+
+@dataclass(frozen=True)
+class EvalDir:
+    """``eval/`` (or another folder given to ``evaluate --out``): the scores of one evaluation."""
+
+    root: Path
+
+    @property
+    def metrics(self) -> Path: return self.root / "metrics.json"
+    @property
+    def per_class(self) -> Path: return self.root / "per_class.csv"
+    @property
+    def confusion_csv(self) -> Path: return self.root / "confusion_matrix.csv"
+    @property
+    def confusion_png(self) -> Path: return self.root / "confusion_matrix.png"
+    @property
+    def tta_compare_csv(self) -> Path: return self.root / "tta_compare.csv"
+    @property
+    def tta_compare_md(self) -> Path: return self.root / "tta_compare.md"
+
+
+@dataclass(frozen=True)
+class RunDir:
+    root: Path
+
+    @property
+    def config(self) -> Path: return self.root / "config.yaml"
+    @property
+    def metrics(self) -> Path: return self.root / "metrics.csv"
+    @property
+    def summary(self) -> Path: return self.root / "summary.json"
+    @property
+    def split(self) -> Path: return self.root / "split.csv"
+    @property
+    def classes(self) -> Path: return self.root / "classes.json"
+    @property
+    def preprocessing(self) -> Path: return self.root / "preprocessing.json"
+    @property
+    def environment(self) -> Path: return self.root / "environment.json"
+    @property
+    def val_predictions(self) -> Path: return self.root / "val_predictions.csv"
+    @property
+    def info(self) -> Path: return self.root / "run.json"
+    @property
+    def calibration(self) -> Path: return self.root / "calibration.json"
+    @property
+    def mlflow_run(self) -> Path: return self.root / "mlflow_run.json"
+    @property
+    def report(self) -> Path: return self.root / "report.html"
+    @property
+    def submission(self) -> Path: return self.root / "submission.csv"
+    @property
+    def checkpoints(self) -> Path: return self.root / "checkpoints"
+    @property
+    def best(self) -> Path: return self.checkpoints / "best.safetensors"
+    @property
+    def last(self) -> Path: return self.checkpoints / "last.pt"
+    @property
+    def lock(self) -> Path: return self.root / ".imgclf.lock"
+    @property
+    def eval(self) -> EvalDir: return EvalDir(self.root / "eval")
+    @property
+    def export(self) -> Path: return self.root / "export"
+
+    def holds_run(self) -> bool:
+        """True once training wrote a checkpoint or a summary here."""
+        return self.summary.exists() or self.last.exists()
+
+    def is_finished(self) -> bool:
+        return self.summary.is_file()
+
+    def remove_stale_temporaries(self) -> list[Path]:
+        """Delete the ``.NAME.*.tmp`` files a killed atomic write left behind; return them."""
+        stale = [p for folder in (self.root, self.checkpoints) if folder.is_dir()
+                 for p in folder.glob(".*.tmp") if p.is_file()]
+        for path in stale:
+            path.unlink(missing_ok=True)
+        return stale
+
+    def require(self, *names: str) -> None:
+        """Raise RunDirError naming the first missing file (``names`` are property names)."""
+        if not self.root.is_dir():
+            raise RunDirError(f"run directory not found: {self.root}")
+        for name in names:
+            path = getattr(self, name)
+            if not path.exists():
+                raise RunDirError(f"{self.root} is not a finished run: {path.relative_to(self.root)} is missing")
+
+    def read_classes(self) -> list[str]:
+        self.require("classes")
+        classes = read_run_json(self.classes)
+        if not isinstance(classes, list) or not classes or not all(isinstance(c, str) for c in classes):
+            raise RunDirError(f"{self.classes} must be a JSON list of class names")
+        return classes
+
+    def read_info(self) -> dict[str, Any]:
+        self.require("info")
+        return _json_object(self.info)
+
+    def read_summary(self) -> dict[str, Any]:
+        self.require("summary")
+        return _json_object(self.summary)
+
+    def read_preprocessing(self) -> dict[str, Any]:
+        self.require("preprocessing")
+        return _json_object(self.preprocessing)
+
+    def read_environment(self) -> dict[str, Any]:
+        return _json_object(self.environment) if self.environment.is_file() else {}
+
+    def read_mlflow_run(self) -> dict[str, Any]:
+        return _json_object(self.mlflow_run) if self.mlflow_run.is_file() else {}
+
+    def read_calibration(self) -> dict[str, Any]:
+        """calibration.json, or {} when the run has none; the temperature must be a positive number."""
+        if not self.calibration.is_file():
+            return {}
+        data = _json_object(self.calibration)
+        t = data.get("temperature", 1.0)
+        if isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t) or t <= 0:
+            raise RunDirError(f"{self.calibration}: temperature must be a positive number, not {str(t)[:40]!r}")
+        return data
+
+    def temperature(self) -> float:
+        return float(self.read_calibration().get("temperature", 1.0))
+
+    def read_eval_metrics(self) -> dict[str, Any]:
+        return _json_object(self.eval.metrics) if self.eval.metrics.is_file() else {}
+
+
+def read_run_json(path: Path) -> Any:
+    """A run file's JSON; unreadable, oversized or malformed content is one RunDirError line."""
+    try:
+        if path.stat().st_size > MAX_JSON_BYTES:
+            raise RunDirError(f"{path} is larger than any file imgclf writes there")
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        reason = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+        raise RunDirError(f"{path} is not a valid run file ({reason})") from None
+
+
+def _json_object(path: Path) -> dict[str, Any]:
+    data = read_run_json(path)
+    if not isinstance(data, dict):
+        raise RunDirError(f"{path} must hold a JSON object")
+    return data
+
+
+def write_metrics(path: Path, rows: list[dict[str, Any]]) -> None:
+    """Rewrite metrics.csv atomically (a kill never leaves half a row)."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=METRIC_COLUMNS, extrasaction="ignore")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+    atomic_write_text(path, buf.getvalue())
+
+
+def read_metrics(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        return []
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            return [{k: _num(v) for k, v in row.items()} for row in csv.DictReader(fh)]
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise RunDirError(f"{path} is not a valid metrics file ({str(exc).splitlines()[0][:120]})") from None
+
+
+def _num(text: str) -> Any:
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        return text
+    return int(value) if value.is_integer() and "." not in text and "e" not in text.lower() else value
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=Path(__file__).parent)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def environment_info(device: str) -> dict[str, Any]:
+    import importlib.metadata as md
+
+    versions = {}
+    for pkg in ("imgclf", "torch", "torchvision", "timm", "numpy", "pillow", "pandas", "scikit-learn", "mlflow", "optuna", "onnxruntime"):
+        try:
+            versions[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            versions[pkg] = None
+    import torch
+
+    info = {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "packages": versions,
+        "device": device,
+        "cuda": torch.version.cuda if torch.cuda.is_available() else None,
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "git_commit": git_commit(),
+    }
+    return info
+
+
+def write_environment(path: Path, device: str) -> None:
+    atomic_write_json(path, environment_info(device))

@@ -1,0 +1,96 @@
+"""The end of a run: restore the best weights, score them once more, calibrate, write summary.json."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from imgclf.eval.calibration import expected_calibration_error, fit_temperature, reliability_curve
+from imgclf.eval.logits import EvalResult, write_val_predictions
+from imgclf.io import atomic_write_json
+from imgclf.run.checkpoint import load_weights
+from imgclf.run.rundir import RunDir
+
+if TYPE_CHECKING:
+    from imgclf.train.setup import Training
+
+
+def finish(t: Training) -> dict[str, Any]:
+    """Rank 0: best weights back in the model, validation predictions, calibration and the summary."""
+    from imgclf.train.setup import validate
+
+    if t.run.best.exists():
+        t.model.load_state_dict(load_weights(t.run.best))
+    summary = _summary(t)
+    if t.has_validation:
+        val = validate(t, alone=True)
+        write_val_predictions(t.run.val_predictions, val, t.data, t.data.val_idx)
+        t.skipped.update(t.data.samples.rel(t.data.val_data.paths[i]) for i in val.bad)
+        summary.update(val_accuracy=val.accuracy, val_loss=val.loss, val_macro_f1=val.macro_f1, **calibrate(val, t.run))
+    else:
+        summary.update(val_accuracy=None, val_loss=None, val_macro_f1=None,
+                       validation="none: every training image was used for training, so this run has no validation score")
+    summary["skipped_images"] = sorted(t.skipped)
+    atomic_write_json(t.run.summary, summary)
+    return summary
+
+
+def _summary(t: Training) -> dict[str, Any]:
+    rows, cfg, stopper = t.rows, t.cfg, t.stopper
+    best = rows[stopper.best_epoch - (rows[0]["epoch"] - 1)] if rows and stopper.best_epoch >= 0 else {}
+    train_seconds = sum(float(r["epoch_seconds"]) for r in rows)
+    return {
+        "best_epoch": stopper.best_epoch + 1,
+        "epochs_run": len(rows),
+        "stopped_early": bool(stopper.should_stop and len(rows) < cfg.train.epochs),
+        "train_seconds": train_seconds,
+        "mean_epoch_seconds": train_seconds / max(len(rows), 1),
+        "mean_images_per_second": float(np.mean([r["images_per_second"] for r in rows])) if rows else None,
+        "backbone": cfg.model.backbone,
+        "weights": t.weights_info.get("weights"),
+        "pretrained": t.weights_info.get("pretrained"),
+        "weights_note": t.weights_info.get("note"),
+        "head": cfg.model.head,
+        "strategy": cfg.finetune.strategy,
+        "bn_policy": cfg.finetune.bn,
+        "image_size": t.data.pre.image_size,
+        "num_classes": len(t.data.samples.classes),
+        "train_images": len(t.data.train_data),
+        "val_images": len(t.data.val_data),
+        "total_params": sum(p.numel() for p in t.model.parameters()),
+        "trainable_params": max((r["trainable_params"] for r in rows), default=t.finetuner.trainable_parameters()),
+        "best_epoch_val_accuracy": best.get("val_accuracy"),
+        "excluded_images": t.data.samples.excluded,
+        "device": str(t.ctx.device),
+        "seed": cfg.train.seed,
+    }
+
+
+def calibrate(val: EvalResult, run: RunDir) -> dict[str, Any]:
+    """Fit temperature scaling on the validation logits and store it in the run (calibration.json).
+
+    Uncertainty thresholds (adaptive TTA) then mean the same thing for every model.
+    """
+    if len(val.labels) < 2:
+        return {}
+    logits, labels = torch.from_numpy(val.logits), torch.from_numpy(val.labels)
+    temperature = fit_temperature(logits, labels)
+    before = torch.softmax(logits, 1).numpy()
+    after = torch.softmax(logits / temperature, 1).numpy()
+    conf, acc, count = reliability_curve(after, val.labels)
+    result = {
+        "temperature": temperature,
+        "ece_before": float(expected_calibration_error(before, val.labels)),
+        "ece_after": float(expected_calibration_error(after, val.labels)),
+    }
+    atomic_write_json(run.calibration, {
+        **result,
+        "reliability": {"confidence": _nan_none(conf), "accuracy": _nan_none(acc), "count": [int(c) for c in count]},
+    })
+    return result
+
+
+def _nan_none(values) -> list[float | None]:
+    return [None if not np.isfinite(v) else float(v) for v in values]

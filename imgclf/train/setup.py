@@ -1,0 +1,219 @@
+"""Everything one training run holds, built once before the first epoch (and restored on resume)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from imgclf.config import Config, save_config
+from imgclf.data.pipeline import DataBundle, build_data, make_loader
+from imgclf.data.samples import load_training_set
+from imgclf.data.split import read_split
+from imgclf.data.transforms import Preprocessing
+from imgclf.errors import ImgclfError
+from imgclf.eval.logits import EvalResult, evaluate_loader, evaluate_logits, predict_logits
+from imgclf.finetune import Finetuner, configure
+from imgclf.io import atomic_write_json
+from imgclf.models.backbones import create_model, data_config
+from imgclf.run.lock import RunLock
+from imgclf.run.rundir import RunDir, read_metrics, write_environment
+from imgclf.runtime import loader_workers, use_channels_last
+from imgclf.secrets import redact_tree
+from imgclf.train.checkpointer import Checkpointer
+from imgclf.train.distributed import (
+    DistContext, broadcast_object, eval_indices, gather_objects, per_rank_batch, train_sampler, wrap_ddp,
+)
+from imgclf.train.early_stopping import EarlyStopping
+from imgclf.train.schedule import warmup_cosine
+from imgclf.train.step import AmpStep
+from imgclf.train.sync_bn import convert_sync_batchnorm
+
+log = logging.getLogger("imgclf")
+
+
+@dataclass
+class Training:
+    cfg: Config
+    ctx: DistContext
+    run: RunDir
+    data: DataBundle
+    model: torch.nn.Module
+    finetuner: Finetuner
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    amp: AmpStep
+    stopper: EarlyStopping
+    checkpointer: Checkpointer
+    sampler: Any
+    loader: Any
+    steps_per_epoch: int
+    weights_info: dict[str, Any]
+    lock: RunLock | None = None
+    train_model: torch.nn.Module | None = None  # wrapped at the first epoch and whenever the trainable set changes
+    start_epoch: int = 0  # epochs already done (a resume starts after them)
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    skipped: set[str] = field(default_factory=set)
+
+    @property
+    def has_validation(self) -> bool:
+        return len(self.data.val_data) > 0
+
+    @property
+    def info(self) -> dict[str, Any]:
+        return {"weights": self.weights_info, "classes": self.data.samples.classes,
+                "train_images": len(self.data.train_data), "val_images": len(self.data.val_data)}
+
+    @property
+    def config_record(self) -> dict[str, Any]:
+        return redact_tree(self.cfg.to_dict())
+
+    def close(self) -> None:
+        if self.lock is not None:
+            self.lock.release()
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """Each epoch re-seeds from (seed, epoch): data order and augmentation of epoch e are the
+    same whether the run got there directly or through a resume."""
+    return (seed * 1_000_003 + epoch * 7_919) % 2**31
+
+
+def set_up(cfg: Config, dataset: Path, run: RunDir, ctx: DistContext, resume: bool) -> Training:
+    lock = RunLock.acquire(run) if ctx.is_main else None
+    try:
+        _set_determinism(cfg, ctx.device)
+        seed_everything(cfg.train.seed)
+        samples = load_training_set(dataset, Path(cfg.data.blocklist) if cfg.data.blocklist else None)
+        if resume and ctx.is_main and samples.classes != run.read_classes():
+            raise ImgclfError(f"cannot resume {run.root}: the dataset's classes changed since the run started")
+        model, weights_info = create_model(cfg.model, len(samples.classes))
+        # The model's pretrained config decides the preprocessing (mean/std/interpolation/crop).
+        pre = Preprocessing.from_model(data_config(model), cfg.data.image_size)
+        split_out = None if resume or not ctx.is_main else run.split
+        # A resume keeps the run's own split, read by rank 0 (other nodes may not see the run directory).
+        listing = broadcast_object(ctx, read_split(run.split) if resume and ctx.is_main else None) if resume else None
+        data = build_data(cfg.data, samples, pre, split_out, resume_split=listing)
+        if not resume and ctx.is_main:
+            _write_run_header(run, cfg, samples.classes, pre, ctx.device, dataset)
+        t = _training(cfg, ctx, run, data, model, weights_info)
+        t.lock = lock
+        if resume:
+            _restore(t)
+        return t
+    except BaseException:
+        if lock is not None:
+            lock.release()
+        raise
+
+
+def _set_determinism(cfg: Config, device: torch.device) -> None:
+    if cfg.train.deterministic:
+        # cuBLAS is only deterministic with a fixed workspace; it reads this when CUDA starts.
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.deterministic = True
+    elif device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # one input size: cuDNN times its kernels once, then reuses the fastest
+
+
+def _training(cfg: Config, ctx: DistContext, run: RunDir, data: DataBundle, model, weights_info) -> Training:
+    if cfg.train.sync_bn and ctx.enabled:
+        model = convert_sync_batchnorm(model, ctx.device)  # before configure(): the BN policy must see the new layers
+    finetuner = configure(model, cfg.finetune)
+    model.to(ctx.device)
+    if use_channels_last(ctx.device, cfg.train.channels_last):
+        model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.AdamW(finetuner.param_groups(cfg.train.lr, cfg.train.weight_decay), lr=cfg.train.lr)
+    steps = steps_per_epoch(len(data.train_data), cfg)
+    total, warmup = steps * cfg.train.epochs, int(round(cfg.train.warmup_epochs * steps))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: warmup_cosine(s, total, warmup))
+    stopper = EarlyStopping(cfg.train.patience, "max" if cfg.train.monitor == "val_accuracy" else "min", cfg.train.min_delta)
+    rank_batch = per_rank_batch(ctx, cfg.data.batch_size)
+    # One loader for the whole run (workers persist across epochs unless the run must be
+    # deterministic); the sampler's permutation changes with set_epoch.
+    sampler = train_sampler(ctx, data.train_data, epoch_seed(cfg.train.seed, 0))
+    loader = make_loader(
+        data.train_data, rank_batch, shuffle=False, sampler=sampler, num_workers=loader_workers(cfg.data.num_workers),
+        pin_memory=ctx.device.type == "cuda", persistent=not cfg.train.deterministic, drop_last=len(sampler) > rank_batch,
+    )
+    return Training(
+        cfg, ctx, run, data, model, finetuner, optimizer, scheduler, AmpStep(ctx.device, cfg.train.amp, cfg.train.grad_clip),
+        stopper, Checkpointer(run, ctx.is_main, cfg.train.checkpoint_every, cfg.train.epochs), sampler, loader, steps, weights_info,
+    )
+
+
+def _restore(t: Training) -> None:
+    """Load ``last.pt`` (rank 0 reads it: other nodes may not see the run directory)."""
+    state = broadcast_object(t.ctx, t.checkpointer.load_last() if t.ctx.is_main else None)
+    t.model.load_state_dict(state["model"])
+    t.optimizer.load_state_dict(state["optimizer"])
+    t.scheduler.load_state_dict(state["scheduler"])
+    t.amp.load_state_dict(state["scaler"])
+    t.stopper.load_state_dict(state["early_stopping"])
+    t.start_epoch = int(state["epoch"]) + 1
+    t.checkpointer.saved_epochs = t.start_epoch
+    # metrics rows count epochs from 1, so the checkpointed epoch's own row is epoch == start_epoch
+    rows = [r for r in read_metrics(t.run.metrics) if r["epoch"] <= t.start_epoch] if t.ctx.is_main else None
+    t.rows = broadcast_object(t.ctx, rows)
+    log.info("resuming %s at epoch %d", t.run.root, t.start_epoch + 1)
+
+
+def _write_run_header(run: RunDir, cfg: Config, classes: list[str], pre: Preprocessing, device: torch.device, dataset: Path) -> None:
+    run.root.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(run.info, {"dataset": str(Path(dataset).resolve()), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+    save_config(cfg, run.config)
+    atomic_write_json(run.classes, classes)
+    atomic_write_json(run.preprocessing, pre.to_dict())
+    write_environment(run.environment, str(device))
+
+
+def steps_per_epoch(n_train: int, cfg: Config) -> int:
+    steps = n_train // cfg.data.batch_size if n_train > cfg.data.batch_size else 1
+    if cfg.train.max_steps_per_epoch:
+        steps = min(steps, cfg.train.max_steps_per_epoch)
+    return max(1, steps)
+
+
+def training_model(model: torch.nn.Module, cfg: Config, ctx: DistContext) -> torch.nn.Module:
+    """What the training step calls: DDP over the parameters that train now (a world of one: the
+    model itself), compiled when ``train.compile`` is on."""
+    wrapped = wrap_ddp(model, ctx)
+    return torch.compile(wrapped) if cfg.train.compile else wrapped
+
+
+def validate(t: Training, *, alone: bool = False) -> EvalResult:
+    """Score the whole validation set. Under DDP each rank predicts its share and the gathered rows,
+    put back in dataset order, give the figures one process would; ``alone``: this process scores
+    everything by itself (rank 0 at the end of the run, while the others wait)."""
+    data, cfg, ctx = t.data, t.cfg, t.ctx
+    if alone or not ctx.enabled:
+        loader = make_loader(data.val_data, cfg.data.batch_size * 2, shuffle=False, num_workers=cfg.data.num_workers,
+                             pin_memory=ctx.device.type == "cuda")
+        return evaluate_loader(t.model, loader, ctx.device, t.amp.dtype)
+    loader = make_loader(
+        data.val_data, per_rank_batch(ctx, cfg.data.batch_size) * 2, shuffle=False, sampler=eval_indices(ctx, len(data.val_data)),
+        num_workers=loader_workers(cfg.data.num_workers), pin_memory=ctx.device.type == "cuda",
+    )
+    gathered = gather_objects(ctx, predict_logits(t.model, loader, ctx.device, t.amp.dtype))
+    bad = sorted(i for part in gathered for i in part[3])
+    parts = [part for part in gathered if len(part[1])]
+    if not parts:
+        return evaluate_logits(torch.zeros(0, 0), torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.long), bad)
+    indices = torch.cat([p[2] for p in parts])
+    order = torch.argsort(indices)
+    return evaluate_logits(torch.cat([p[0] for p in parts])[order], torch.cat([p[1] for p in parts])[order], indices[order], bad)
