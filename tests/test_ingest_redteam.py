@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from conftest import cli
@@ -408,3 +410,57 @@ def test_class_with_one_image_gets_a_warning_at_the_split(imgclf_log):
     is_val = stratified_group_split([0, 0, 0, 1], ["a", "b", "c", "d"], 0.3, seed=0, class_names=["cat", "lonely"])
     assert not is_val[3]
     assert "1 class(es) have a single image" in imgclf_log.text and "lonely" in imgclf_log.text
+
+
+# --------------------------------------------------------------------------- property: corrupted zips
+
+
+def _base_zip() -> bytes:
+    nested = _zip_bytes({"test/t0.png": _png(30), "test/t1.png": _png(31)})
+    files = {f"train/{c}/{c}{i}.png": _png(10 * k + i) for k, c in enumerate(("cat", "dog")) for i in range(2)}
+    return _zip_bytes({**files, "sample_submission.csv": b"id,label\nt0,cat\n", "test.zip": nested})
+
+
+_BASE = _base_zip()
+
+_mutation = st.one_of(
+    st.tuples(st.just("flip"), st.lists(st.tuples(st.integers(0, len(_BASE) - 1), st.integers(1, 255)), min_size=1, max_size=8)),
+    st.tuples(st.just("truncate"), st.integers(0, len(_BASE) - 1)),
+    st.tuples(st.just("insert"), st.tuples(st.integers(0, len(_BASE)), st.binary(min_size=1, max_size=64))),
+    st.tuples(st.just("field"), st.tuples(st.sampled_from([10, 20, 24, 28]), st.integers(0, 0xFFFF))),
+)
+
+
+def _mutate(kind: str, arg) -> bytes:
+    data = bytearray(_BASE)
+    if kind == "flip":
+        for pos, mask in arg:
+            data[pos] ^= mask
+    elif kind == "truncate":
+        del data[arg:]
+    elif kind == "insert":
+        data[arg[0] : arg[0]] = arg[1]
+    else:  # a central-directory field: method (10), CRC-32 (16..), sizes (20, 24), name length (28)
+        _patch_central(data, arg[0], arg[1], "<H")
+    return bytes(data)
+
+
+@settings(
+    max_examples=20, deadline=None, derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)  # fmt: skip
+@given(mutation=_mutation)
+def test_prepare_on_a_corrupted_zip_exits_0_or_2_and_stays_inside_out(tmp_path, capsys, mutation):
+    case = Path(tempfile.mkdtemp(dir=tmp_path))
+    src = _tree(case / "dl", {"comp.zip": _mutate(*mutation)})
+    out = case / "out"
+    before = _snapshot(case)
+    code, stdout, err = cli(["prepare", src, "--out", out, "--workers", "1"], capsys)
+    assert code in (0, 2), err
+    assert "Traceback" not in err and len(stdout) + len(err) < 20_000
+    assert _snapshot(case, skip=out) == before
+    if code == 2:
+        assert not out.exists(), sorted(p.name for p in out.rglob("*"))
+        assert len([ln for ln in err.splitlines() if ln.startswith("error:")]) == 1
+    else:
+        assert read_manifest(out) is not None
