@@ -18,11 +18,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import cli
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from conftest import cli
 from imgclf.data.archives import ExtractBudget, ExtractLimits, safe_extract
 from imgclf.data.manifest import read_manifest
 from imgclf.data.samples import load_training_set
@@ -401,6 +401,14 @@ def test_image_id_label_header_works_for_train_and_prepare(tmp_path, capsys):
     assert code == 0, err
     table = read_manifest(out)
     assert len(table) == 4 and table["keep"].all()
+
+
+@pytest.mark.parametrize(("rows", "message"), [("a,cat\nb,\n", "row 3: label ''"), ("a,cat\nb,dog\na,dog\n", "row 4: 'a' has two labels")])
+def test_flat_train_folder_labels_csv_names_the_bad_row(tmp_path, capsys, rows, message):
+    src = _tree(tmp_path / "dl", {"train/a.png": _png(1), "train/b.png": _png(2)})
+    (src / "train.csv").write_text("image_id,label\n" + rows)
+    _fails(["prepare", src, "--out", tmp_path / "out"], capsys, message)
+    assert not (tmp_path / "out").exists()
 
 
 # --------------------------------------------------------------------------- item 15: one-image class

@@ -29,8 +29,15 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from imgclf.data.archives import ExtractBudget, ExtractLimits, check_archive, extract_cached, is_junk, safe_extract
-from imgclf.data.csvlist import LABEL_COLUMNS, read_path_label_csv, read_rows
+from imgclf.data.archives import (
+    ExtractBudget,
+    ExtractLimits,
+    check_archive,
+    extract_cached,
+    is_junk,
+    safe_extract,
+)
+from imgclf.data.csvlist import header_columns, read_path_label_csv, read_rows
 from imgclf.data.images import is_image_name
 from imgclf.errors import DataError
 
@@ -174,20 +181,33 @@ def _from_test_folder(root: Path, plan: SourcePlan) -> None:
 
 
 def _labels_for_flat(images: list[Path], csv_files: list[Path]) -> dict[Path, str] | None:
-    """Kaggle-style flat ``train/`` + ``labels.csv`` (id,label): match ids to file names or stems."""
+    """Kaggle-style flat ``train/`` + ``labels.csv`` (id,label): match ids to file names or stems.
+
+    The header rule is :func:`imgclf.data.csvlist.header_columns` (default: id first, label second).
+    A blank label, or one id given two labels, is refused naming the row.
+    """
     by_key = {}
     for f in images:
         by_key.setdefault(f.name, f)
         by_key.setdefault(f.stem, f)
     for csv_path in csv_files:
-        rows = [row for _, row in read_rows(csv_path)]
-        if len(rows) < 2 or len(rows[0]) < 2:
+        rows = read_rows(csv_path)
+        if len(rows) < 2 or len(rows[0][1]) < 2:
             continue
-        header = [h.strip().lower() for h in rows[0]]
-        col = next((header.index(c) for c in LABEL_COLUMNS if c in header), 1)
-        matched = {by_key[r[0].strip()]: r[col] for r in rows[1:] if len(r) > col and r[0].strip() in by_key}
+        id_col, label_col = header_columns(rows[0][1]) or (0, 1)
+        matched: dict[Path, tuple[str, int]] = {}
+        for line, row in rows[1:]:
+            if len(row) <= max(id_col, label_col) or row[id_col].strip() not in by_key:
+                continue
+            f, label = by_key[row[id_col].strip()], _check_label(row[label_col], f"{csv_path} row {line}")
+            first = matched.setdefault(f, (label, line))
+            if first[0] != label:
+                raise DataError(
+                    f"{csv_path} row {line}: {row[id_col].strip()[:80]!r} has two labels "
+                    f"(row {first[1]}: {first[0][:40]!r}, row {line}: {label[:40]!r})"
+                )
         if len(matched) >= 0.5 * len(images):
-            return {f: _check_label(lbl, str(csv_path)) for f, lbl in matched.items()}
+            return {f: label for f, (label, _) in matched.items()}
     return None
 
 

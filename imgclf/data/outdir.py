@@ -25,9 +25,9 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 from imgclf.errors import DataError, ImgclfError
 from imgclf.io import atomic_write_json

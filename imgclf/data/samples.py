@@ -12,7 +12,6 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-
 from imgclf.data.csvlist import read_path_label_csv
 from imgclf.data.images import IMAGE_EXTENSIONS, is_image_name
 from imgclf.data.outdir import dataset_state
