@@ -235,6 +235,23 @@ def test_folder_source_never_takes_a_kaggle_json(tmp_path, capsys):
     assert not list(out.rglob("kaggle.json"))
 
 
+def test_credential_file_in_a_zip_is_never_extracted(tmp_path, capsys):
+    src = _tree(tmp_path / "dl", {"train.zip": _zip_bytes({"train/cat/a.png": _png(1), "train/dog/b.png": _png(2),
+                                                            "train/cat/kaggle.json": b'{"key": "secret"}', "keys/id_rsa": b"secret"})})
+    out = tmp_path / "out"
+    code, _, err = cli(["prepare", src, "--out", out, "--workers", "1"], capsys)
+    assert code == 0, err
+    assert not list(out.rglob("kaggle.json")) and not list(out.rglob("id_rsa"))
+    assert "not extracting 2 credential-like file(s)" in err
+
+
+@pytest.mark.parametrize("value", ["0", "-1"])
+def test_bad_archive_cap_is_a_config_error(tmp_path, capsys, value):
+    src = _classes(tmp_path / "src")
+    _fails(["prepare", src, "--out", tmp_path / "out", "--max-archive-gb", value], capsys, "max_archive_bytes")
+    assert not (tmp_path / "out").exists()
+
+
 # --------------------------------------------------------------------------- item 7: folder links
 
 

@@ -45,7 +45,7 @@ def prepare_command(
                 max_pixels=max_pixels,
                 policy=parse_policy(policy),
             ),
-            max_archive_bytes=None if max_archive_gb is None else max(1, int(max_archive_gb * 1024**3)),
+            max_archive_bytes=None if max_archive_gb is None else int(max_archive_gb * 1024**3),
             max_archive_files=max_archive_files,
             max_archive_ratio=max_archive_ratio,
             allow_outside=allow_outside,

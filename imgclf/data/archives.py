@@ -3,7 +3,7 @@
 ``safe_extract`` unpacks a zip with the standard library. Before anything is written it refuses
 entries that escape the target (``../``, absolute paths, symlinks), encrypted entries, unsupported
 compression methods, names too long for the filesystem, and a name used both as a file and as a
-folder. While streaming it charges every byte and every file to an :class:`ExtractBudget` shared by
+folder. Credential-like files (``kaggle.json``, ``*.pem``, ...) are skipped with a warning. While streaming it charges every byte and every file to an :class:`ExtractBudget` shared by
 all archives of one ingest, nested archives included, so header sizes (which can lie) are never
 trusted and a zip inside a zip cannot multiply the cap. A corrupt entry (bad CRC-32, truncated data)
 is a :class:`DataError` naming the entry. Extraction goes to a temporary folder renamed on success, so
@@ -22,7 +22,9 @@ Example::
 from __future__ import annotations
 
 import errno
+import fnmatch
 import hashlib
+import logging
 import lzma
 import os
 import shutil
@@ -36,7 +38,12 @@ from pathlib import Path, PurePosixPath
 
 from imgclf.errors import DataError
 
+log = logging.getLogger("imgclf")
+
 JUNK_NAMES = frozenset({"__macosx", ".ds_store", "thumbs.db", "desktop.ini"})
+CREDENTIAL_PATTERNS = (
+    "kaggle.json", ".netrc", "_netrc", "*.pem", "id_rsa*", "id_dsa*", "id_ecdsa*", "id_ed25519*", ".env", ".env.*",
+)  # fmt: skip
 _SUPPORTED_METHODS = frozenset({zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA})
 _MAX_NAME_BYTES = 255  # one path component, on every common filesystem
 _MAX_PATH_BYTES = 1024
@@ -97,6 +104,12 @@ def is_junk(name: str) -> bool:
     """OS clutter that archives and file managers add (``__MACOSX``, ``.DS_Store``, ``._x.jpg``)."""
     lower = name.lower()
     return lower in JUNK_NAMES or lower.startswith("._")
+
+
+def is_credential_name(name: str) -> bool:
+    """``kaggle.json``, ``.netrc``, ``*.pem``, ``id_rsa*``, ``.env``: files that must never enter a dataset."""
+    lower = name.lower()
+    return any(fnmatch.fnmatchcase(lower, pattern) for pattern in CREDENTIAL_PATTERNS)
 
 
 def _is_junk_entry(name: str) -> bool:
@@ -161,6 +174,13 @@ def check_archive(archive: Path, budget: ExtractBudget) -> list[zipfile.ZipInfo]
     if conflict:
         raise DataError(f"refusing archive {archive.name}: {conflict}")
     keep = [i for i in infos if not i.is_dir() and not _is_junk_entry(i.filename)]
+    credentials = [i for i in keep if is_credential_name(PurePosixPath(i.filename.replace("\\", "/")).name)]
+    if credentials:  # never unpacked into the dataset folder, which people share
+        log.warning(
+            "%s: not extracting %d credential-like file(s), e.g. %s",
+            archive.name, len(credentials), credentials[0].filename[:120],
+        )
+        keep = [i for i in keep if i not in credentials]
     declared = ExtractBudget(budget.limits, budget.free_bytes)
     declared.archive_bytes, declared.bytes, declared.files = budget.archive_bytes, budget.bytes, budget.files
     declared.charge(archive, keep[-1].filename if keep else "", sum(i.file_size for i in keep), len(keep))

@@ -49,7 +49,7 @@ def read_rows(csv_path: Path) -> list[tuple[int, list[str]]]:
             reader = csv.reader(fh)
             return [(reader.line_num, row) for row in reader if row and any(cell.strip() for cell in row)]
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise DataError(f"cannot read {csv_path} as CSV: {str(exc).splitlines()[0][:200]}") from None
+        raise DataError(f"cannot read {csv_path} as CSV: {' '.join(str(exc).split())[:200]}") from None
 
 
 def header_columns(first: list[str]) -> tuple[int, int] | None:

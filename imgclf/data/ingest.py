@@ -22,7 +22,6 @@ Example::
 
 from __future__ import annotations
 
-import fnmatch
 import logging
 import os
 import shutil
@@ -34,6 +33,7 @@ from imgclf.data.archives import (
     ExtractLimits,
     check_archive,
     extract_cached,
+    is_credential_name,
     is_junk,
     safe_extract,
 )
@@ -49,7 +49,6 @@ log = logging.getLogger("imgclf")
 
 TRAIN_DIR_NAMES = ("train", "training", "train_images", "trainset")
 TEST_DIR_NAMES = ("test", "testing", "test_images", "testset")
-CREDENTIAL_PATTERNS = ("kaggle.json", ".netrc", "_netrc", "*.pem", "id_rsa*", "id_dsa*", "id_ecdsa*", "id_ed25519*", ".env", ".env.*")
 _MAX_ZIP_DEPTH = 3
 
 
@@ -71,12 +70,6 @@ class SourcePlan:
     @property
     def files(self) -> list[PlannedFile]:
         return self.train + self.test
-
-
-def is_credential_name(name: str) -> bool:
-    """``kaggle.json``, ``.netrc``, ``*.pem``, ``id_rsa*``, ``.env``: files that must never enter a dataset."""
-    lower = name.lower()
-    return any(fnmatch.fnmatchcase(lower, pattern) for pattern in CREDENTIAL_PATTERNS)
 
 
 def _inside(path: Path, root: Path) -> bool:
