@@ -401,6 +401,14 @@ def test_duplicate_rows_are_kept_once_with_a_warning(tmp_path, capsys, imgclf_lo
     assert sorted(read_manifest(out)["path"]) == ["train/cat/a.png", "train/cat/b.png", "train/dog/c.png", "train/dog/d.png"]
 
 
+@pytest.mark.parametrize("label", ['"cat\ndog"', "x" * 260, "..", "a/b"])
+def test_label_that_cannot_be_a_folder_name_is_refused(tmp_path, capsys, label):
+    csv = _csv_source(tmp_path, f"imgs/e.png,{label}\n")
+    _tree(tmp_path / "data", {"imgs/e.png": _png(5)})
+    _fails(["prepare", csv, "--out", tmp_path / "out"], capsys, "cannot be used as a class folder name")
+    assert not (tmp_path / "out").exists()
+
+
 def test_same_path_with_two_labels_is_refused(tmp_path, capsys):
     csv = _csv_source(tmp_path, "imgs/a.png,dog\n")
     _fails(["prepare", csv, "--out", tmp_path / "out"], capsys, "row 6", "another label")

@@ -146,8 +146,9 @@ def _descend(folder: Path) -> Path:
 
 def _check_label(label: str, where: str) -> str:
     label = label.strip()
-    if not label or label in (".", "..") or "/" in label or "\\" in label:
-        raise DataError(f"{where}: label {label!r} cannot be used as a class folder name")
+    bad_chars = "/" in label or "\\" in label or any(ord(c) < 32 for c in label)
+    if not label or label in (".", "..") or bad_chars or len(label.encode("utf-8", "surrogateescape")) > 200:
+        raise DataError(f"{where}: label {label[:60]!r} cannot be used as a class folder name")
     return label
 
 
@@ -236,8 +237,7 @@ def discover_csv(csv_path: Path, allow_outside: bool = False) -> SourcePlan:
             plan.ignored.append(str(row.path))
             continue
         label = _check_label(row.label, where)
-        src = row.path.resolve()
-        plan.train.append(PlannedFile(src, _unique_rel(label, src, taken), label, "train"))
+        plan.train.append(PlannedFile(row.path.resolve(), _unique_rel(label, row.path, taken), label, "train"))
     if not plan.train:
         raise DataError(f"{csv_path} lists no images (expected rows of 'path,label')")
     return plan

@@ -158,7 +158,9 @@ def claim_out_dir(out: Path) -> Iterator[None]:
             raise DataError(f"{exc}; {left}") from None
         if isinstance(exc, ImgclfError) or not isinstance(exc, OSError):
             raise
-        raise DataError(f"prepare failed writing {exc.filename or out}: {_why(exc)}; {left}") from None
+        where = str(exc.filename or out)
+        where = where if len(where) <= 120 else "..." + where[-117:]
+        raise DataError(f"prepare failed writing {where}: {_why(exc)}; {left}") from None
 
 
 def _left_note(out: Path) -> str:
