@@ -280,26 +280,33 @@ def _zip_bytes(entries: dict[str, bytes], method: int = zipfile.ZIP_DEFLATED) ->
     return buf.getvalue()
 
 
-def test_ratio_bomb_is_stopped_while_streaming(tmp_path):
+def test_ratio_bomb_is_refused_before_extraction(tmp_path):
     archive = tmp_path / "bomb.zip"
     archive.write_bytes(_zip_bytes({"cat/a.png": _png(1), "zeros.bin": b"\0" * (3 << 20)}))
     budget = ExtractBudget(ExtractLimits(min_allowance=1 << 20))
     budget.add_source_archive(archive.stat().st_size)
-    with pytest.raises(DataError, match=r"zeros.bin' takes the extracted size over \d+ bytes, 20 x the archives' size"):
+    with pytest.raises(DataError, match=r"bomb.zip: its entries declare \d+ bytes, more than the \d+ left of 1048576 bytes, 20 x"):
         safe_extract(archive, tmp_path / "work" / "x", budget=budget)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bomb.zip"]
 
 
 def test_header_sizes_are_not_trusted(tmp_path):
     data = bytearray(_zip_bytes({"cat/a.png": _png(1), "zeros.bin": b"\0" * (3 << 20)}))
-    _patch_central(data, 24, 1)  # every entry claims 1 byte: the streaming count still stops it
+    _patch_central(data, 24, 1)  # every entry claims 1 byte: reading stops there and the CRC-32 fails
     archive = tmp_path / "liar.zip"
     archive.write_bytes(bytes(data))
-    budget = ExtractBudget(ExtractLimits(min_allowance=1 << 20))
-    budget.add_source_archive(archive.stat().st_size)
-    with pytest.raises(DataError, match="refusing archive liar.zip"):
-        safe_extract(archive, tmp_path / "work" / "x", budget=budget)
+    with pytest.raises(DataError, match="refusing archive liar.zip: entry 'cat/a.png' is corrupt"):
+        safe_extract(archive, tmp_path / "work" / "x", ExtractLimits(min_allowance=1 << 20))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["liar.zip"]
+
+
+def test_streamed_bytes_are_charged_to_one_budget():
+    budget = ExtractBudget(ExtractLimits(max_total_bytes=100, max_files=3))
+    budget.charge(Path("a.zip"), "x", n_bytes=60, n_files=1)
+    with pytest.raises(DataError, match="b.zip: entry 'y' takes the extracted size over 100 bytes, the --max-archive-gb cap"):
+        budget.charge(Path("b.zip"), "y", n_bytes=41)
+    with pytest.raises(DataError, match="more than 3 files in all archives"):
+        budget.charge(Path("b.zip"), "z", n_files=3)
 
 
 def test_nested_bomb_draws_on_one_budget(tmp_path, capsys):
@@ -308,7 +315,7 @@ def test_nested_bomb_draws_on_one_budget(tmp_path, capsys):
     out = tmp_path / "out"
     before = _snapshot(tmp_path)
     # each archive alone is under 1 MiB; together they are not
-    _fails(["prepare", src, "--out", out, "--max-archive-gb", str(1 / 1024)], capsys, "takes the extracted size over 1048576 bytes")
+    _fails(["prepare", src, "--out", out, "--max-archive-gb", str(1 / 1024)], capsys, "1048576 bytes, the --max-archive-gb cap")
     assert _snapshot(tmp_path) == before
 
 

@@ -84,6 +84,20 @@ class ExtractBudget:
             caps.append((self.free_bytes, "the free disk space"))
         return min(caps, key=lambda c: c[0])
 
+    def check_declared(self, archive: Path, n_bytes: int, n_files: int) -> None:
+        """Refuse early when the archive's headers alone already exceed what is left (headers may also lie low)."""
+        if self.files + n_files > self.limits.max_files:
+            raise DataError(
+                f"refusing archive {archive.name}: more than {self.limits.max_files} files in all archives "
+                f"({n_files} in this one; raise --max-archive-files if this is expected)"
+            )
+        cap, why = self.cap()
+        if self.bytes + n_bytes > cap:
+            raise DataError(
+                f"refusing archive {archive.name}: its entries declare {n_bytes} bytes, more than the "
+                f"{max(cap - self.bytes, 0)} left of {cap} bytes, {why}; a zip bomb?"
+            )
+
     def charge(self, archive: Path, entry: str, n_bytes: int = 0, n_files: int = 0) -> None:
         self.bytes += n_bytes
         self.files += n_files
@@ -181,9 +195,7 @@ def check_archive(archive: Path, budget: ExtractBudget) -> list[zipfile.ZipInfo]
             archive.name, len(credentials), credentials[0].filename[:120],
         )
         keep = [i for i in keep if i not in credentials]
-    declared = ExtractBudget(budget.limits, budget.free_bytes)
-    declared.archive_bytes, declared.bytes, declared.files = budget.archive_bytes, budget.bytes, budget.files
-    declared.charge(archive, keep[-1].filename if keep else "", sum(i.file_size for i in keep), len(keep))
+    budget.check_declared(archive, sum(i.file_size for i in keep), len(keep))
     return keep
 
 
