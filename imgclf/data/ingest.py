@@ -2,13 +2,17 @@
 
 Two jobs, both without touching the source:
 
-* ``safe_extract`` unpacks a zip with the standard library, refusing entries that escape the target
-  (``../``, absolute paths, symlinks), and capping total uncompressed size and file count. Every entry
-  is checked before anything is written, and extraction goes to a temporary folder renamed on success,
-  so a refused archive leaves nothing behind.
+* zips in the source are unpacked by :mod:`imgclf.data.archives` (safe unzip, one budget for the
+  whole ingest, nested archives included);
 * ``discover`` finds the training images (with labels), the test images and ``sample_submission.csv``
   in whatever nesting the download uses, and returns a :class:`SourcePlan` of
   ``(source file, destination path inside the prepared dataset)`` pairs.
+
+Only files inside the source are taken: folder links are never followed (they are listed in
+``SourcePlan.ignored``), and a file link or a CSV row that resolves outside the source is refused
+unless ``allow_outside`` is set. Non-image files are listed in ``ignored``, never taken; a CSV row
+naming a credential-like file (``kaggle.json``, ``.netrc``, ``*.pem``, ``id_rsa*``, ``.env``) stops
+the ingest.
 
 Example::
 
@@ -18,32 +22,34 @@ Example::
 
 from __future__ import annotations
 
-import csv
-import hashlib
+import logging
 import os
 import shutil
-import stat
-import tempfile
-import zipfile
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
+from imgclf.data.archives import (
+    ExtractBudget,
+    ExtractLimits,
+    check_archive,
+    extract_cached,
+    is_credential_name,
+    is_junk,
+    safe_extract,
+)
+from imgclf.data.csvlist import header_columns, read_path_label_csv, read_rows
 from imgclf.data.images import is_image_name
 from imgclf.errors import DataError
 
-JUNK_NAMES = frozenset({"__macosx", ".ds_store", "thumbs.db", "desktop.ini"})
+__all__ = [
+    "ExtractLimits", "PlannedFile", "SourcePlan", "check_archive", "discover", "discover_csv", "is_junk", "safe_extract",
+]  # fmt: skip
+
+log = logging.getLogger("imgclf")
+
 TRAIN_DIR_NAMES = ("train", "training", "train_images", "trainset")
 TEST_DIR_NAMES = ("test", "testing", "test_images", "testset")
-LABEL_COLUMNS = ("label", "class", "category", "breed", "target", "species")
 _MAX_ZIP_DEPTH = 3
-
-
-@dataclass(frozen=True)
-class ExtractLimits:
-    """Caps that stop a zip bomb or a mistaken 'extract my whole disk' archive."""
-
-    max_total_bytes: int = 50 * 1024**3
-    max_files: int = 2_000_000
 
 
 @dataclass(frozen=True)
@@ -59,116 +65,16 @@ class SourcePlan:
     train: list[PlannedFile] = field(default_factory=list)
     test: list[PlannedFile] = field(default_factory=list)
     sample_submission: Path | None = None
-    ignored: list[str] = field(default_factory=list)  # non-image files we skipped, for the report
+    ignored: list[str] = field(default_factory=list)  # non-image files and links we skipped, for the report
 
     @property
     def files(self) -> list[PlannedFile]:
         return self.train + self.test
 
 
-def is_junk(name: str) -> bool:
-    """OS clutter that archives and file managers add (``__MACOSX``, ``.DS_Store``, ``._x.jpg``)."""
-    lower = name.lower()
-    return lower in JUNK_NAMES or lower.startswith("._")
-
-
-# --------------------------------------------------------------------------- safe unzip
-
-
-def _entry_problem(info: zipfile.ZipInfo) -> str | None:
-    name = info.filename.replace("\\", "/")
-    mode = info.external_attr >> 16
-    if stat.S_ISLNK(mode):
-        return f"entry {info.filename!r} is a symbolic link"
-    if name.startswith("/") or (len(name) > 1 and name[1] == ":"):
-        return f"entry {info.filename!r} has an absolute path"
-    if ".." in PurePosixPath(name).parts:
-        return f"entry {info.filename!r} escapes the target folder"
-    if info.flag_bits & 0x1:
-        return f"entry {info.filename!r} is encrypted"
-    return None
-
-
-def _is_junk_entry(name: str) -> bool:
-    return any(is_junk(part) for part in PurePosixPath(name.replace("\\", "/")).parts)
-
-
-def check_archive(archive: Path, limits: ExtractLimits) -> list[zipfile.ZipInfo]:
-    """Validate every entry of ``archive``; return the file entries worth extracting (junk skipped).
-
-    Raises DataError naming the first offending entry; writes nothing.
-    """
-    try:
-        with zipfile.ZipFile(archive) as zf:
-            infos = zf.infolist()
-    except (zipfile.BadZipFile, OSError) as exc:
-        raise DataError(f"refusing archive {archive.name}: not a readable zip file ({exc})") from None
-    keep: list[zipfile.ZipInfo] = []
-    total = 0
-    for info in infos:
-        problem = _entry_problem(info)
-        if problem:
-            raise DataError(f"refusing archive {archive.name}: {problem}")
-        if info.is_dir() or _is_junk_entry(info.filename):
-            continue
-        keep.append(info)
-        total += info.file_size
-        if len(keep) > limits.max_files:
-            raise DataError(
-                f"refusing archive {archive.name}: more than {limits.max_files} files (raise the file-count cap if this is expected)"
-            )
-        if total > limits.max_total_bytes:
-            raise DataError(
-                f"refusing archive {archive.name}: uncompressed size exceeds the cap of {limits.max_total_bytes} bytes"
-            )
-    return keep
-
-
-def safe_extract(archive: Path, target: Path, limits: ExtractLimits = ExtractLimits()) -> Path:
-    """Extract ``archive`` into ``target`` (created; must not exist yet) and return ``target``.
-
-    Entries are validated first (see :func:`check_archive`); bytes actually written are counted too,
-    because a zip header can lie about sizes.
-    """
-    archive, target = Path(archive), Path(target)
-    entries = check_archive(archive, limits)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
-    root = tmp.resolve()
-    try:
-        written = 0
-        with zipfile.ZipFile(archive) as zf:
-            for info in entries:
-                dest = (tmp / info.filename.replace("\\", "/")).resolve()
-                if root not in dest.parents:  # belt and braces after _entry_problem
-                    raise DataError(f"refusing archive {archive.name}: entry {info.filename!r} escapes the target folder")
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                with zf.open(info) as src, open(dest, "wb") as out:
-                    while chunk := src.read(1 << 20):
-                        written += len(chunk)
-                        if written > limits.max_total_bytes:
-                            raise DataError(
-                                f"refusing archive {archive.name}: uncompressed size exceeds the cap of {limits.max_total_bytes} bytes"
-                            )
-                        out.write(chunk)
-        os.replace(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return target
-
-
-def _archive_key(archive: Path) -> str:
-    st = archive.stat()
-    return hashlib.sha256(f"{archive.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:16]
-
-
-def extract_cached(archive: Path, work_dir: Path, limits: ExtractLimits) -> Path:
-    """Extract once per archive version: re-runs reuse ``work_dir/extract/<name>-<key>``."""
-    target = work_dir / "extract" / f"{archive.stem}-{_archive_key(archive)}"
-    if target.is_dir():
-        return target
-    return safe_extract(archive, target, limits)
+def _inside(path: Path, root: Path) -> bool:
+    """True when ``path`` (links resolved) lies inside ``root`` (resolved)."""
+    return path.resolve().is_relative_to(root)
 
 
 # --------------------------------------------------------------------------- discovery
@@ -180,6 +86,8 @@ def _children(folder: Path) -> tuple[list[Path], list[Path]]:
     for entry in sorted(folder.iterdir()):
         if is_junk(entry.name) or entry.name.startswith("."):
             continue
+        if entry.is_symlink() and entry.is_dir():
+            continue  # folder links are never followed: a loop multiplies files, a link out pulls in others
         (dirs if entry.is_dir() else files).append(entry)
     return dirs, files
 
@@ -192,16 +100,22 @@ def _walk_files(folder: Path) -> list[Path]:
     return out
 
 
-def _expand_zips(folder: Path, work_dir: Path, limits: ExtractLimits, depth: int = 0) -> list[tuple[Path, str]]:
-    """Folders to search: ``folder`` plus every zip found inside it, extracted (hint = zip stem)."""
+def _expand_zips(folder: Path, work_dir: Path, budget: ExtractBudget, depth: int = 0) -> list[tuple[Path, str]]:
+    """Folders to search: ``folder`` plus every zip found inside it, extracted (hint = zip stem).
+
+    The source's own zips (depth 0) set the budget's size allowance; nested ones only draw on it.
+    """
     roots: list[tuple[Path, str]] = [(folder, "")]
     if depth >= _MAX_ZIP_DEPTH:
         return roots
-    for f in _walk_files(folder):
-        if f.suffix.lower() == ".zip":
-            extracted = extract_cached(f, work_dir, limits)
-            for sub, hint in _expand_zips(extracted, work_dir, limits, depth + 1):
-                roots.append((sub, hint or f.stem.lower()))
+    zips = [f for f in _walk_files(folder) if f.suffix.lower() == ".zip" and not f.is_symlink()]
+    if depth == 0:
+        for f in zips:
+            budget.add_source_archive(f.stat().st_size)
+    for f in zips:
+        extracted = extract_cached(f, work_dir, budget)
+        for sub, hint in _expand_zips(extracted, work_dir, budget, depth + 1):
+            roots.append((sub, hint or f.stem.lower()))
     return roots
 
 
@@ -232,8 +146,9 @@ def _descend(folder: Path) -> Path:
 
 def _check_label(label: str, where: str) -> str:
     label = label.strip()
-    if not label or label in (".", "..") or "/" in label or "\\" in label:
-        raise DataError(f"{where}: label {label!r} cannot be used as a class folder name")
+    bad_chars = "/" in label or "\\" in label or any(ord(c) < 32 for c in label)
+    if not label or label in (".", "..") or bad_chars or len(label.encode("utf-8", "surrogateescape")) > 200:
+        raise DataError(f"{where}: label {label[:60]!r} cannot be used as a class folder name")
     return label
 
 
@@ -259,29 +174,34 @@ def _from_test_folder(root: Path, plan: SourcePlan) -> None:
             plan.ignored.append(str(f))
 
 
-def _read_rows(csv_path: Path) -> list[list[str]]:
-    try:
-        with open(csv_path, newline="", encoding="utf-8-sig") as fh:
-            return [row for row in csv.reader(fh) if row and any(cell.strip() for cell in row)]
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise DataError(f"cannot read {csv_path}: {exc}") from None
-
-
 def _labels_for_flat(images: list[Path], csv_files: list[Path]) -> dict[Path, str] | None:
-    """Kaggle-style flat ``train/`` + ``labels.csv`` (id,label): match ids to file names or stems."""
+    """Kaggle-style flat ``train/`` + ``labels.csv`` (id,label): match ids to file names or stems.
+
+    The header rule is :func:`imgclf.data.csvlist.header_columns` (default: id first, label second).
+    A blank label, or one id given two labels, is refused naming the row.
+    """
     by_key = {}
     for f in images:
         by_key.setdefault(f.name, f)
         by_key.setdefault(f.stem, f)
     for csv_path in csv_files:
-        rows = _read_rows(csv_path)
-        if len(rows) < 2 or len(rows[0]) < 2:
+        rows = read_rows(csv_path)
+        if len(rows) < 2 or len(rows[0][1]) < 2:
             continue
-        header = [h.strip().lower() for h in rows[0]]
-        col = next((header.index(c) for c in LABEL_COLUMNS if c in header), 1)
-        matched = {by_key[r[0].strip()]: r[col] for r in rows[1:] if len(r) > col and r[0].strip() in by_key}
+        id_col, label_col = header_columns(rows[0][1]) or (0, 1)
+        matched: dict[Path, tuple[str, int]] = {}
+        for line, row in rows[1:]:
+            if len(row) <= max(id_col, label_col) or row[id_col].strip() not in by_key:
+                continue
+            f, label = by_key[row[id_col].strip()], _check_label(row[label_col], f"{csv_path} row {line}")
+            first = matched.setdefault(f, (label, line))
+            if first[0] != label:
+                raise DataError(
+                    f"{csv_path} row {line}: {row[id_col].strip()[:80]!r} has two labels "
+                    f"(row {first[1]}: {first[0][:40]!r}, row {line}: {label[:40]!r})"
+                )
         if len(matched) >= 0.5 * len(images):
-            return {f: _check_label(lbl, str(csv_path)) for f, lbl in matched.items()}
+            return {f: label for f, (label, _) in matched.items()}
     return None
 
 
@@ -295,21 +215,29 @@ def _unique_rel(label: str, src: Path, taken: set[str]) -> str:
     return rel
 
 
-def discover_csv(csv_path: Path) -> SourcePlan:
-    """A CSV of ``path,label`` rows (header optional); relative paths are relative to the CSV's folder."""
-    rows = _read_rows(csv_path)
-    if rows and rows[0][0].strip().lower() in ("path", "file", "filename", "image", "filepath", "id"):
-        rows = rows[1:]
+def discover_csv(csv_path: Path, allow_outside: bool = False) -> SourcePlan:
+    """A CSV of ``path,label`` rows (see :mod:`imgclf.data.csvlist`); relative paths are relative to its folder.
+
+    Paths that resolve outside the CSV's folder are refused unless ``allow_outside``; non-image files
+    are listed in ``ignored``; a credential-like file stops the ingest.
+    """
+    base = csv_path.parent.resolve()
     plan, taken = SourcePlan(), set()
-    for n, row in enumerate(rows, start=2):
-        if len(row) < 2:
-            raise DataError(f"{csv_path} row {n}: expected 'path,label', got {','.join(row)!r}")
-        src = Path(row[0].strip())
-        src = src if src.is_absolute() else csv_path.parent / src
-        if not src.is_file():
-            raise DataError(f"{csv_path} row {n}: file not found: {row[0].strip()}")
-        label = _check_label(row[1], f"{csv_path} row {n}")
-        plan.train.append(PlannedFile(src, _unique_rel(label, src, taken), label, "train"))
+    for row in read_path_label_csv(csv_path):
+        where = f"{csv_path} row {row.line}"
+        if is_credential_name(row.path.name):
+            raise DataError(f"{where}: refusing credential-like file {row.raw[:120]!r}; it must never be copied into a dataset")
+        if not allow_outside and not _inside(row.path, base):
+            raise DataError(
+                f"{where}: {row.raw[:120]!r} is outside the CSV's folder {base}; move it in, or pass --allow-outside"
+            )
+        if not row.path.is_file():
+            raise DataError(f"{where}: file not found: {row.raw[:120]}")
+        if not is_image_name(row.path.name):
+            plan.ignored.append(str(row.path))
+            continue
+        label = _check_label(row.label, where)
+        plan.train.append(PlannedFile(row.path.resolve(), _unique_rel(label, row.path, taken), label, "train"))
     if not plan.train:
         raise DataError(f"{csv_path} lists no images (expected rows of 'path,label')")
     return plan
@@ -347,17 +275,51 @@ def _train_from(folder: Path, roots: list[Path], plan: SourcePlan) -> None:
     _from_class_folders(folder, plan)
 
 
-def discover(src: Path, work_dir: Path, limits: ExtractLimits = ExtractLimits()) -> SourcePlan:
-    """Find train/test/sample_submission in ``src`` (folder, zip or CSV); zips are extracted into ``work_dir``."""
+def _free_bytes(folder: Path) -> int:
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    return shutil.disk_usage(folder).free
+
+
+def _folder_links(src: Path) -> list[str]:
+    """Folder links under ``src`` (not followed), to list in the plan."""
+    links = []
+    for folder, dirs, _ in os.walk(src):
+        links.extend(os.path.join(folder, d) for d in dirs if os.path.islink(os.path.join(folder, d)))
+    return sorted(links)
+
+
+def _drop_outside_links(plan: SourcePlan, root: Path) -> None:
+    """File links that resolve outside the source are listed, not taken."""
+    for name in ("train", "test"):
+        keep = []
+        for f in getattr(plan, name):
+            if f.src.is_symlink() and not _inside(f.src, root):
+                plan.ignored.append(f"{f.src} (link to outside the source)")
+            else:
+                keep.append(f)
+        setattr(plan, name, keep)
+
+
+def discover(src: Path, work_dir: Path, limits: ExtractLimits = ExtractLimits(), allow_outside: bool = False) -> SourcePlan:
+    """Find train/test/sample_submission in ``src`` (folder, zip or CSV); zips are extracted into ``work_dir``.
+
+    Every archive, nested ones included, draws on one :class:`ExtractBudget` built from ``limits``.
+    ``allow_outside`` lets CSV rows and file links point outside the source.
+    """
     src = Path(src)
     if not src.exists():
         raise DataError(f"source not found: {src}")
     if src.is_file() and src.suffix.lower() == ".csv":
-        return discover_csv(src)
+        plan = discover_csv(src, allow_outside)
+        _log_ignored(plan)
+        return plan
+    budget = ExtractBudget(limits, free_bytes=_free_bytes(work_dir))
     if src.is_file() and src.suffix.lower() == ".zip":
-        roots_h = [(p, h or src.stem.lower()) for p, h in _expand_zips(extract_cached(src, work_dir, limits), work_dir, limits)]
+        budget.add_source_archive(src.stat().st_size)
+        roots_h = [(p, h or src.stem.lower()) for p, h in _expand_zips(extract_cached(src, work_dir, budget), work_dir, budget, 1)]
     elif src.is_dir():
-        roots_h = _expand_zips(src, work_dir, limits)
+        roots_h = _expand_zips(src, work_dir, budget)
     else:
         raise DataError(f"source must be a folder, a .zip or a .csv of path,label: {src}")
     roots = [r for r, _ in roots_h]
@@ -374,6 +336,11 @@ def discover(src: Path, work_dir: Path, limits: ExtractLimits = ExtractLimits())
                 break
     if test_dirs:
         _from_test_folder(_descend(test_dirs[0]), plan)
+    if src.is_dir():
+        plan.ignored.extend(f"{link} (folder link, not followed)" for link in _folder_links(src))
+        if not allow_outside:
+            _drop_outside_links(plan, src.resolve())
+    _log_ignored(plan)
     if not plan.train:
         raise DataError(
             f"no training images found in {src}: expected class folders (train/<class>/*.jpg), "
@@ -381,3 +348,8 @@ def discover(src: Path, work_dir: Path, limits: ExtractLimits = ExtractLimits())
         )
     return plan
 
+
+def _log_ignored(plan: SourcePlan) -> None:
+    if plan.ignored:
+        shown = ", ".join(Path(p).name for p in plan.ignored[:3])
+        log.warning("skipped %d file(s) that are not images or not inside the source, e.g. %s", len(plan.ignored), shown)

@@ -74,7 +74,7 @@ def build_data(cfg: DataConfig, samples: TrainingSet, pre: Preprocessing, split_
     elif cfg.split_file:
         is_val = load_split(Path(cfg.split_file), rel)
     else:
-        is_val = stratified_group_split(samples.labels, samples.groups, cfg.val_fraction, cfg.split_seed)
+        is_val = stratified_group_split(samples.labels, samples.groups, cfg.val_fraction, cfg.split_seed, samples.classes)
     if split_out is not None:
         save_split(split_out, rel, [samples.classes[i] for i in samples.labels], is_val)
     train_idx = stratified_subset(samples.labels, np.flatnonzero(~is_val & used), cfg.subset, cfg.split_seed)

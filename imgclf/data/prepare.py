@@ -37,6 +37,7 @@ from imgclf.data.cache import CacheStats, ResizeCache, cache_short_side, default
 from imgclf.data.clean import CleanOptions, FileAnalysis, analyze_file, assess, sha256_file
 from imgclf.data.ingest import ExtractLimits, PlannedFile, SourcePlan, discover
 from imgclf.data.manifest import read_manifest, write_manifest
+from imgclf.data.outdir import check_targets, claim_out_dir, contained, mark_preparing
 from imgclf.errors import DataError
 from imgclf.io import atomic_write_text
 from imgclf.data.cleaning_report import write_cleaning_report
@@ -51,8 +52,10 @@ class PrepareOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     clean: CleanOptions = CleanOptions()
-    max_archive_bytes: int = Field(50 * 1024**3, ge=1, description="Cap on the total uncompressed size of an archive.")
-    max_archive_files: int = Field(2_000_000, ge=1, description="Cap on the number of files in an archive.")
+    max_archive_bytes: int | None = Field(None, ge=1, description="Cap on the bytes extracted from all archives; None = ratio and free disk only.")
+    max_archive_files: int = Field(2_000_000, ge=1, description="Cap on the number of files extracted from all archives.")
+    max_archive_ratio: float = Field(20.0, gt=0, description="Cap on bytes extracted per byte of the source's archives.")
+    allow_outside: bool = Field(False, description="Let CSV rows and file links point outside the source.")
     workers: int | None = Field(None, ge=1, description="Processes for analysis and caching; None = CPU count.")
     cache_image_size: int | None = Field(None, ge=16, description="Also fill the resize cache for this training size.")
     cache_dir: Path | None = Field(None, description="Resize cache location; None = <out>/.imgclf-cache.")
@@ -83,13 +86,24 @@ class PrepareResult:
 
 
 def prepare(src: Path, out: Path, options: PrepareOptions = PrepareOptions()) -> PrepareResult:
+    """Prepare ``src`` into ``out``: a new or empty folder, or an earlier imgclf dataset (see imgclf.data.outdir).
+
+    A failure removes a new ``out`` again, and marks an existing one incomplete.
+    """
+    with claim_out_dir(Path(out).resolve()):
+        return _prepare(src, out, options)
+
+
+def _prepare(src: Path, out: Path, options: PrepareOptions) -> PrepareResult:
     start = time.perf_counter()
     src, out = Path(src).resolve(), Path(out).resolve()
     if out == src or src in out.parents:
         raise DataError(f"--out {out} must not be inside the source {src}; choose a separate folder")
     work = out / WORK_DIR
-    limits = ExtractLimits(options.max_archive_bytes, options.max_archive_files)
-    plan = discover(src, work, limits)
+    limits = ExtractLimits(options.max_archive_bytes, options.max_archive_files, options.max_archive_ratio)
+    plan = discover(src, work, limits, allow_outside=options.allow_outside)
+    check_targets(out, [f.rel for f in plan.files])
+    mark_preparing(out)
     copied, removed = _materialise(plan, out, options.link)
 
     workers = options.workers or default_workers()
@@ -163,8 +177,9 @@ def _materialise(plan: SourcePlan, out: Path, link: bool) -> tuple[int, int]:
     previous = read_manifest(out)
     if previous is not None:  # only ever delete what an earlier prepare put there
         for rel in previous["path"]:
-            if rel not in wanted and (out / rel).is_file():
-                (out / rel).unlink()
+            target = contained(out, rel)  # a manifest row such as ../../x.txt is never acted on
+            if rel not in wanted and rel.startswith(("train/", "test/")) and target is not None and target.is_file():
+                target.unlink()
                 removed += 1
     copied = sum(_place(f.src, out / f.rel, link) for f in plan.files)
     if plan.sample_submission is not None:

@@ -12,9 +12,9 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pandas as pd
-
-from imgclf.data.images import is_image_name
+from imgclf.data.csvlist import read_path_label_csv
+from imgclf.data.images import IMAGE_EXTENSIONS, is_image_name
+from imgclf.data.outdir import dataset_state
 from imgclf.errors import DataError
 
 log = logging.getLogger("imgclf")
@@ -64,14 +64,7 @@ def _scan_folders(root: Path) -> list[tuple[Path, str]]:
 
 
 def _read_csv_list(csv_path: Path) -> list[tuple[Path, str]]:
-    try:
-        frame = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
-        raise DataError(f"cannot read {csv_path} as CSV: {str(exc).splitlines()[0]}") from None
-    if not {"path", "label"} <= set(frame.columns):
-        raise DataError(f"{csv_path} must have columns path,label (found: {', '.join(frame.columns)})")
-    base = csv_path.parent
-    items = [((base / p) if not Path(p).is_absolute() else Path(p), str(lbl)) for p, lbl in zip(frame["path"], frame["label"])]
+    items = [(row.path, row.label) for row in read_path_label_csv(csv_path)]
     missing = [str(p) for p, _ in items if not p.is_file()]
     if missing:
         raise DataError(f"{csv_path} lists {len(missing)} missing file(s), e.g. {missing[0]}")
@@ -92,6 +85,8 @@ def load_training_set(dataset: Path, blocklist: Path | None = None) -> TrainingS
     if not dataset.exists():
         raise DataError(f"dataset not found: {dataset}")
     root = dataset.parent if dataset.is_file() else dataset
+    if dataset.is_dir() and dataset_state(root) == "preparing":
+        raise DataError(f"dataset {root} is incomplete: an `imgclf prepare` into it did not finish; run it again")
     excluded: list[dict] = []
     groups: dict[Path, str] = {}
     hashes: dict[Path, str] = {}
@@ -173,5 +168,5 @@ def list_test_images(folder: Path) -> list[Path]:
         raise DataError(f"image folder not found: {folder}")
     files = sorted(p for p in folder.rglob("*") if p.is_file() and is_image_name(p) and not p.name.startswith("."))
     if not files:
-        raise DataError(f"no images ({', '.join(('.jpg', '.png', '.webp', '.bmp'))}) found in {folder}")
+        raise DataError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) found in {folder}")
     return files

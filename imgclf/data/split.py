@@ -6,6 +6,7 @@ validation image can never sit in the training set and inflate validation accura
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from pathlib import Path
 
@@ -15,13 +16,18 @@ import pandas as pd
 from imgclf.errors import DataError
 from imgclf.io import atomic_path
 
+log = logging.getLogger("imgclf")
 
-def stratified_group_split(labels: list[int], groups: list[str], val_fraction: float, seed: int) -> np.ndarray:
+
+def stratified_group_split(
+    labels: list[int], groups: list[str], val_fraction: float, seed: int, class_names: list[str] | None = None
+) -> np.ndarray:
     """Return a boolean array, True where the sample goes to validation.
 
     Groups are assigned whole; per class (a group counts for its most common label) groups
     are shuffled with ``seed`` and taken until the class's validation share is reached.
-    Every class with at least two groups gets at least one validation group.
+    Every class with at least two groups gets at least one validation group; a class with a single
+    image (or a single duplicate group) gets none, and a warning naming it (``class_names`` when given).
 
     >>> stratified_group_split([0, 0, 1, 1], ["a", "b", "c", "d"], 0.5, seed=0).sum()
     2
@@ -35,6 +41,13 @@ def stratified_group_split(labels: list[int], groups: list[str], val_fraction: f
         by_class[int(majority)].append(g)
     rng = np.random.default_rng(seed)
     is_val = np.zeros(len(labels), dtype=bool)
+    lonely = sorted(cls for cls, gs in by_class.items() if len(gs) == 1)
+    if lonely and val_fraction > 0:
+        names = [class_names[c] if class_names else str(c) for c in lonely]
+        log.warning(
+            "%d class(es) have a single image (or duplicate group) and get no validation image: %s",
+            len(lonely), ", ".join(names[:10]) + (", ..." if len(names) > 10 else ""),
+        )
     for cls in sorted(by_class):
         class_groups = sorted(by_class[cls])
         rng.shuffle(class_groups)
