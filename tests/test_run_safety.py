@@ -3,9 +3,7 @@ no image, or changed data under a resume, says so instead of "succeeding"."""
 
 from __future__ import annotations
 
-import json
 
-import pytest
 
 from conftest import TINY, cli, make_dataset
 from imgclf.config import load_config

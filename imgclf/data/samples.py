@@ -90,49 +90,16 @@ def load_training_set(dataset: Path, blocklist: Path | None = None) -> TrainingS
     excluded: list[dict] = []
     groups: dict[Path, str] = {}
     hashes: dict[Path, str] = {}
-
     manifest = _read_manifest(root) if dataset.is_dir() else None
     if manifest is not None:
-        train_rows = manifest[manifest["split"] == "train"]
-        items = []
-        for row in train_rows.itertuples(index=False):
-            path = root / row.path
-            if not _truthy(row.keep):
-                excluded.append({"path": row.path, "reason": str(row.reasons or row.flags or "dropped by cleaning policy")})
-                continue
-            items.append((path, str(row.label)))
-            if isinstance(row.dup_group, str) and row.dup_group:
-                groups[path] = row.dup_group
-            hashes[path] = str(row.sha256)
-        counts: dict[str, int] = {}
-        for _, lbl in items:
-            counts[lbl] = counts.get(lbl, 0) + 1
-        _check_classes(counts, root / "manifest.csv")
+        items = _manifest_items(root, manifest, excluded, groups, hashes)
     elif dataset.is_file():
         if dataset.suffix.lower() != ".csv":
             raise DataError(f"dataset {dataset} is a file but not a CSV of path,label")
         items = _read_csv_list(dataset)
     else:
         items = _scan_folders(root)
-
-    blocklist_path = Path(blocklist) if blocklist else root / "blocklist.csv"
-    if blocklist is not None and not blocklist_path.is_file():
-        raise DataError(f"blocklist file not found: {blocklist_path}")
-    if blocklist_path.is_file():
-        from imgclf.data.blocklist import load_blocklist
-
-        blocked = load_blocklist(blocklist_path)
-        kept = []
-        for path, lbl in items:
-            rel = path.relative_to(root).as_posix() if path.is_relative_to(root) else path.as_posix()
-            reason = blocked.reason(rel, hashes.get(path))
-            if reason is None:
-                kept.append((path, lbl))
-            else:
-                excluded.append({"path": rel, "reason": f"blocklist: {reason}"})
-        if len(kept) < len(items):
-            log.info("blocklist %s removed %d image(s)", blocklist_path, len(items) - len(kept))
-        items = kept
+    items = _apply_blocklist(root, items, blocklist, hashes, excluded)
 
     classes = sorted({lbl for _, lbl in items})
     index = {name: i for i, name in enumerate(classes)}
@@ -145,6 +112,49 @@ def load_training_set(dataset: Path, blocklist: Path | None = None) -> TrainingS
         groups=[groups.get(p, f"#{i}") for i, p in enumerate(paths)],
         excluded=excluded,
     )
+
+
+def _manifest_items(root: Path, manifest, excluded: list[dict], groups: dict[Path, str], hashes: dict[Path, str]) -> list[tuple[Path, str]]:
+    """The manifest's kept training rows; dropped ones go to ``excluded`` with their reason."""
+    items = []
+    for row in manifest[manifest["split"] == "train"].itertuples(index=False):
+        path = root / row.path
+        if not _truthy(row.keep):
+            excluded.append({"path": row.path, "reason": str(row.reasons or row.flags or "dropped by cleaning policy")})
+            continue
+        items.append((path, str(row.label)))
+        if isinstance(row.dup_group, str) and row.dup_group:
+            groups[path] = row.dup_group
+        hashes[path] = str(row.sha256)
+    counts: dict[str, int] = {}
+    for _, lbl in items:
+        counts[lbl] = counts.get(lbl, 0) + 1
+    _check_classes(counts, root / "manifest.csv")
+    return items
+
+
+def _apply_blocklist(root: Path, items: list[tuple[Path, str]], blocklist: Path | None, hashes: dict[Path, str],
+                     excluded: list[dict]) -> list[tuple[Path, str]]:
+    """Leave out what the blocklist in force names (``blocklist``, or ``<root>/blocklist.csv``)."""
+    blocklist_path = Path(blocklist) if blocklist else root / "blocklist.csv"
+    if blocklist is not None and not blocklist_path.is_file():
+        raise DataError(f"blocklist file not found: {blocklist_path}")
+    if not blocklist_path.is_file():
+        return items
+    from imgclf.data.blocklist import load_blocklist
+
+    blocked = load_blocklist(blocklist_path)
+    kept = []
+    for path, lbl in items:
+        rel = path.relative_to(root).as_posix() if path.is_relative_to(root) else path.as_posix()
+        reason = blocked.reason(rel, hashes.get(path))
+        if reason is None:
+            kept.append((path, lbl))
+        else:
+            excluded.append({"path": rel, "reason": f"blocklist: {reason}"})
+    if len(kept) < len(items):
+        log.info("blocklist %s removed %d image(s)", blocklist_path, len(items) - len(kept))
+    return kept
 
 
 def _truthy(value) -> bool:
