@@ -104,6 +104,11 @@ class TrainConfig(_Section):
     deterministic: bool = False
     max_steps_per_epoch: int | None = Field(None, ge=1, description="Cap on optimiser steps per epoch (smoke runs).")
     checkpoint_every: int = Field(1, ge=1, description="Save checkpoints/last every N epochs.")
+    ema: bool = Field(False, description="Keep an exponential moving average of the weights (timm ModelEmaV3); validation and checkpoints use it.")
+    ema_decay: float = Field(0.999, gt=0.0, lt=1.0, description="EMA decay, reached after a warm-up (short runs average over fewer steps).")
+    mixup: float = Field(0.0, ge=0.0, le=10.0, description="Mixup alpha (timm Mixup); 0 = off. Training batches only.")
+    cutmix: float = Field(0.0, ge=0.0, le=10.0, description="CutMix alpha (timm Mixup); 0 = off. Training batches only.")
+    accumulate: int = Field(1, ge=1, le=1024, description="Gradient accumulation: one optimiser step per N batches (effective batch = N x data.batch_size).")
 
 
 class TTAConfig(_Section):

@@ -25,7 +25,7 @@ def finish(t: Training) -> dict[str, Any]:
         t.model.load_state_dict(load_weights(t.run.best))
     summary = _summary(t)
     if t.has_validation:
-        val = validate(t, alone=True)
+        val = validate(t, alone=True, model=t.model)
         write_val_predictions(t.run.val_predictions, val, t.data, t.data.val_idx)
         t.skipped.update(t.data.samples.rel(t.data.val_data.paths[i]) for i in val.bad)
         summary.update(val_accuracy=val.accuracy, val_loss=val.loss, val_macro_f1=val.macro_f1, **calibrate(val, t.run))

@@ -14,14 +14,15 @@ import logging
 import math
 import time
 from collections.abc import Iterable
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from imgclf.config import Config
 from imgclf.errors import DataError, ImgclfError
+from imgclf.run.checkpoint import model_state
 from imgclf.run.rundir import RunDir, write_metrics
 from imgclf.runtime import resolve_device, use_channels_last
 from imgclf.train.callbacks import CallbackList
@@ -107,6 +108,9 @@ def _epoch(t: Training, epoch: int, hooks: CallbackList) -> dict[str, Any]:
 
 
 def _train_one_epoch(t: Training, epoch: int, hooks: CallbackList) -> tuple[float, float, int, list[int]]:
+    """One pass over the training loader. With ``train.accumulate`` = N the optimiser steps once per
+    N batches (each batch's loss divided by N, so the step equals one batch N times as large);
+    under DDP the gradients are synchronised on the stepping batch only."""
     model, device, cfg = t.train_model, t.ctx.device, t.cfg
     model.train()
     total_loss, correct, seen, step = 0.0, 0, 0, 0
@@ -118,19 +122,25 @@ def _train_one_epoch(t: Training, epoch: int, hooks: CallbackList) -> tuple[floa
         images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
         if use_channels_last(device, cfg.train.channels_last):
             images = images.contiguous(memory_format=torch.channels_last)
-        with t.amp.autocast():
-            logits = model(images)
-            loss = F.cross_entropy(logits, labels, label_smoothing=cfg.train.label_smoothing)
-        value = loss.item()
-        if not math.isfinite(value):
-            raise ImgclfError(f"training diverged (loss is {value}); lower train.lr (now {cfg.train.lr})")
-        t.amp.backward(loss, t.optimizer)
-        t.scheduler.step()
+        step += 1
+        stepping = step % cfg.train.accumulate == 0 or step >= t.steps_per_epoch
+        mixed, soft = t.criterion.mix(images, labels)
+        with (nullcontext() if stepping or not hasattr(model, "no_sync") else model.no_sync()):
+            with t.amp.autocast():
+                logits = model(mixed)
+                loss = t.criterion(logits, labels, soft)
+            value = loss.item()
+            if not math.isfinite(value):
+                raise ImgclfError(f"training diverged (loss is {value}); lower train.lr (now {cfg.train.lr})")
+            t.amp.backward(loss / cfg.train.accumulate, t.optimizer, step=stepping)
+        if stepping:
+            t.scheduler.step()
+            if t.ema is not None:
+                t.ema.update(t.model)
         n = labels.shape[0]
         total_loss += value * n
         correct += (logits.argmax(1) == labels).sum().item()
         seen += n
-        step += 1
         hooks.on_train_batch_end(epoch, step, value)
         if step >= t.steps_per_epoch:
             break
@@ -150,6 +160,9 @@ def _record(t: Training, epoch: int) -> None:
     else:  # no validation split (refit on all data): the newest weights are the ones to keep
         improved = t.stopper.update(epoch - 1, float(epoch))
     if improved:
-        t.checkpointer.save_best(t.model, epoch)
+        t.checkpointer.save_best(t.eval_model, epoch)  # the EMA weights when train.ema is on
     if t.checkpointer.due(epoch, t.stopper.should_stop):
-        t.checkpointer.save_last(epoch, training_state(t.model, t.optimizer, t.scheduler, t.amp, t.stopper, t.config_record))
+        state = training_state(t.model, t.optimizer, t.scheduler, t.amp, t.stopper, t.config_record)
+        if t.ema is not None:
+            state["ema"] = model_state(t.ema.module)
+        t.checkpointer.save_last(epoch, state)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 import random
 import time
@@ -33,7 +34,7 @@ from imgclf.train.distributed import (
 )
 from imgclf.train.early_stopping import EarlyStopping
 from imgclf.train.schedule import warmup_cosine
-from imgclf.train.step import AmpStep
+from imgclf.train.step import AmpStep, Criterion, make_ema
 from imgclf.train.sync_bn import convert_sync_batchnorm
 
 log = logging.getLogger("imgclf")
@@ -56,11 +57,18 @@ class Training:
     loader: Any
     steps_per_epoch: int
     weights_info: dict[str, Any]
+    criterion: Criterion | None = None
+    ema: Any = None  # timm ModelEmaV3 when train.ema is on
     lock: RunLock | None = None
     train_model: torch.nn.Module | None = None  # wrapped at the first epoch and whenever the trainable set changes
     start_epoch: int = 0  # epochs already done (a resume starts after them)
     rows: list[dict[str, Any]] = field(default_factory=list)
     skipped: set[str] = field(default_factory=set)
+
+    @property
+    def eval_model(self) -> torch.nn.Module:
+        """What validation scores and best.safetensors holds: the EMA weights when train.ema is on."""
+        return self.ema.module if self.ema is not None else self.model
 
     @property
     def has_validation(self) -> bool:
@@ -140,7 +148,8 @@ def _training(cfg: Config, ctx: DistContext, run: RunDir, data: DataBundle, mode
         model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.AdamW(finetuner.param_groups(cfg.train.lr, cfg.train.weight_decay), lr=cfg.train.lr)
     steps = steps_per_epoch(len(data.train_data), cfg)
-    total, warmup = steps * cfg.train.epochs, int(round(cfg.train.warmup_epochs * steps))
+    updates = math.ceil(steps / cfg.train.accumulate)  # optimiser steps per epoch: the schedule counts these
+    total, warmup = updates * cfg.train.epochs, int(round(cfg.train.warmup_epochs * updates))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: warmup_cosine(s, total, warmup))
     stopper = EarlyStopping(cfg.train.patience, "max" if cfg.train.monitor == "val_accuracy" else "min", cfg.train.min_delta)
     rank_batch = per_rank_batch(ctx, cfg.data.batch_size)
@@ -154,6 +163,8 @@ def _training(cfg: Config, ctx: DistContext, run: RunDir, data: DataBundle, mode
     return Training(
         cfg, ctx, run, data, model, finetuner, optimizer, scheduler, AmpStep(ctx.device, cfg.train.amp, cfg.train.grad_clip),
         stopper, Checkpointer(run, ctx.is_main, cfg.train.checkpoint_every, cfg.train.epochs), sampler, loader, steps, weights_info,
+        criterion=Criterion(len(data.samples.classes), cfg.train.label_smoothing, cfg.train.mixup, cfg.train.cutmix),
+        ema=make_ema(model, cfg.train.ema_decay) if cfg.train.ema else None,
     )
 
 
@@ -165,6 +176,8 @@ def _restore(t: Training) -> None:
     t.scheduler.load_state_dict(state["scheduler"])
     t.amp.load_state_dict(state["scaler"])
     t.stopper.load_state_dict(state["early_stopping"])
+    if t.ema is not None and "ema" in state:
+        t.ema.module.load_state_dict(state["ema"])
     t.start_epoch = int(state["epoch"]) + 1
     t.checkpointer.saved_epochs = t.start_epoch
     # metrics rows count epochs from 1, so the checkpointed epoch's own row is epoch == start_epoch
@@ -196,20 +209,21 @@ def training_model(model: torch.nn.Module, cfg: Config, ctx: DistContext) -> tor
     return torch.compile(wrapped) if cfg.train.compile else wrapped
 
 
-def validate(t: Training, *, alone: bool = False) -> EvalResult:
+def validate(t: Training, *, alone: bool = False, model: torch.nn.Module | None = None) -> EvalResult:
     """Score the whole validation set. Under DDP each rank predicts its share and the gathered rows,
     put back in dataset order, give the figures one process would; ``alone``: this process scores
     everything by itself (rank 0 at the end of the run, while the others wait)."""
     data, cfg, ctx = t.data, t.cfg, t.ctx
+    model = model if model is not None else t.eval_model
     if alone or not ctx.enabled:
         loader = make_loader(data.val_data, cfg.data.batch_size * 2, shuffle=False, num_workers=cfg.data.num_workers,
                              pin_memory=ctx.device.type == "cuda")
-        return evaluate_loader(t.model, loader, ctx.device, t.amp.dtype)
+        return evaluate_loader(model, loader, ctx.device, t.amp.dtype)
     loader = make_loader(
         data.val_data, per_rank_batch(ctx, cfg.data.batch_size) * 2, shuffle=False, sampler=eval_indices(ctx, len(data.val_data)),
         num_workers=loader_workers(cfg.data.num_workers), pin_memory=ctx.device.type == "cuda",
     )
-    gathered = gather_objects(ctx, predict_logits(t.model, loader, ctx.device, t.amp.dtype))
+    gathered = gather_objects(ctx, predict_logits(model, loader, ctx.device, t.amp.dtype))
     bad = sorted(i for part in gathered for i in part[3])
     parts = [part for part in gathered if len(part[1])]
     if not parts:

@@ -48,3 +48,40 @@ class AmpStep:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.scaler.load_state_dict(state)
+
+
+class Criterion:
+    """The training loss: cross-entropy with label smoothing, or — when mixup/cutmix is on — timm's
+    ``Mixup`` (smoothing folded into its soft targets) with soft-target cross-entropy.
+
+    It is only ever called on training batches: validation and prediction never see mixed images.
+    """
+
+    def __init__(self, num_classes: int, label_smoothing: float, mixup: float = 0.0, cutmix: float = 0.0):
+        self.label_smoothing = label_smoothing
+        self.mixup = None
+        if mixup > 0 or cutmix > 0:
+            from timm.data import Mixup
+            from timm.loss import SoftTargetCrossEntropy
+
+            self.mixup = Mixup(mixup_alpha=mixup, cutmix_alpha=cutmix, label_smoothing=label_smoothing, num_classes=num_classes)
+            self.soft_ce = SoftTargetCrossEntropy()
+
+    def mix(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Mixed images and soft targets, or the batch untouched and None (mixup off, or an odd batch)."""
+        if self.mixup is None or len(images) % 2:
+            return images, None
+        return self.mixup(images, labels)
+
+    def __call__(self, logits: torch.Tensor, labels: torch.Tensor, soft: torch.Tensor | None) -> torch.Tensor:
+        if soft is not None:
+            return self.soft_ce(logits, soft)
+        return torch.nn.functional.cross_entropy(logits, labels, label_smoothing=self.label_smoothing)
+
+
+def make_ema(model: torch.nn.Module, decay: float) -> Any:
+    """timm's ModelEmaV3 with warm-up: the average starts short and lengthens towards ``decay``,
+    so a fine-tune of a few hundred steps is not dominated by the initial weights."""
+    from timm.utils import ModelEmaV3
+
+    return ModelEmaV3(model, decay=decay, use_warmup=True)
