@@ -34,7 +34,7 @@ class _Section(BaseModel):
 
 class DataConfig(_Section):
     image_size: int | None = Field(None, ge=16, le=2048, description="Training/eval size; None = the model's own.")
-    val_fraction: float = Field(0.2, gt=0.0, lt=1.0, description="Stratified validation fraction.")
+    val_fraction: float = Field(0.2, ge=0.0, lt=1.0, description="Stratified validation fraction; 0 = train on every image (no validation score, no early stopping: what refit does).")
     split_seed: int = Field(0, ge=0, lt=2**32, description="Seed of the train/validation split (kept fixed across training seeds).")
     split_file: str | None = Field(None, description="Reuse a saved split.csv instead of drawing a new one.")
     subset: float = Field(1.0, gt=0.0, le=1.0, description="Stratified fraction of the training split to use.")

@@ -38,6 +38,7 @@ def train(
     from_sweep: Optional[str] = typer.Option(None, "--from-sweep", help="Apply the best values of this sweep study (backbone, weights, image size, subset, epochs stay this config's)."),
     storage: Optional[str] = typer.Option(None, "--storage", help="Storage URL of the --from-sweep study (default sqlite:///sweeps/<study>/optuna.db)."),
     devices: int = typer.Option(1, "--devices", min=1, help="Data-parallel on N local processes (one per GPU, or N CPU processes): launches torchrun for you. data.batch_size stays the global batch."),
+    refit: bool = typer.Option(False, "--refit", help="After training, train one more model on every image (RUN/refit) for the best epoch count validation chose; predict with RUN/refit."),
     print_config: bool = typer.Option(False, "--print-config", help="Print the resolved config (defaults, then --config, then --set) as YAML and exit; a starting point for your own config file."),
 ) -> None:
     """Fine-tune a pretrained backbone on DATASET and write a run directory.
@@ -87,6 +88,8 @@ def train(
         summary = _train_here(cfg, Path(dataset), out, resume is not None, tracking_uri)
     if not is_main():
         return  # under torchrun, rank 0 reports for every process
+    if refit:
+        _refit_here(cfg, Path(dataset), RunDir(out), summary, tracking_uri)
     from imgclf.report.run_report import write_run_report_safely
 
     report = write_run_report_safely(out)
@@ -103,6 +106,23 @@ def _train_here(cfg: Config, dataset: Path, out: Path, resume: bool, tracking_ur
 
     with tracking_session(cfg, out, tracking_uri) as callbacks:
         return fit(cfg, dataset, out, resume=resume, callbacks=[RichTrainingProgress(), *callbacks], preflight=False)
+
+
+def _refit_here(cfg: Config, dataset: Path, parent, summary: dict, tracking_uri: str | None) -> None:
+    from imgclf.experiments.tracking import tracking_session
+    from imgclf.io import atomic_write_json
+    from imgclf.train.refit import refit
+
+    epochs = int(summary.get("best_epoch") or summary["epochs_run"])
+    target = parent.refit_run
+    resume = target.last.is_file() and not target.is_finished()
+    console.print(f"refit: training {target.root} on every image for {epochs} epoch(s), the best epoch of {parent.root}", highlight=False, soft_wrap=True)
+    with tracking_session(cfg, target.root, tracking_uri) as callbacks:
+        result = refit(cfg, dataset, target, epochs, epochs_from=f"best epoch of {parent.root}", calibration_from=parent,
+                       resume=resume, callbacks=[RichTrainingProgress(), *callbacks])
+    summary["refit"] = {"run": str(target.root), "epochs": epochs, "train_images": result["train_images"]}
+    atomic_write_json(parent.summary, summary)
+    console.print(f"refit done: {target.root} ({result['train_images']} images, {epochs} epochs) — predict with it", highlight=False, soft_wrap=True)
 
 
 def describe_result(summary: dict) -> str:

@@ -32,6 +32,8 @@ def stratified_group_split(
     >>> stratified_group_split([0, 0, 1, 1], ["a", "b", "c", "d"], 0.5, seed=0).sum()
     2
     """
+    if val_fraction <= 0:
+        return np.zeros(len(labels), dtype=bool)
     members: dict[str, list[int]] = defaultdict(list)
     for i, g in enumerate(groups):
         members[g].append(i)

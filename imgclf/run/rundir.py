@@ -97,6 +97,8 @@ class RunDir:
     def eval(self) -> EvalDir: return EvalDir(self.root / "eval")
     @property
     def export(self) -> Path: return self.root / "export"
+    @property
+    def refit_run(self) -> "RunDir": return RunDir(self.root / "refit")
 
     def holds_run(self) -> bool:
         """True once training wrote a checkpoint or a summary here."""
