@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Optional
 
@@ -19,8 +18,9 @@ SET_HELP = "Override one config key, e.g. --set train.epochs=5 --set model.head=
 
 
 def default_run_dir(cfg: Config) -> Path:
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    return Path("runs") / f"{stamp}-{cfg.model.backbone}"
+    from imgclf.api import default_run_dir as run_dir_for
+
+    return run_dir_for(cfg)
 
 
 def build_cli_config(config: Optional[Path], overrides: list[str] | None) -> Config:
@@ -46,9 +46,8 @@ def train(
     summary.json, split.csv, classes.json, environment.json, val_predictions.csv and
     checkpoints/ (best.safetensors, last.pt).
     """
-    from imgclf.train.loop import Hooks, fit
+    from imgclf import api
     from imgclf.train.preflight import validate_for_training
-    from imgclf.train.rundir import RunDir
 
     if print_config:
         import yaml
@@ -56,15 +55,11 @@ def train(
         console.print(yaml.safe_dump(build_cli_config(config, set_).to_dict(), sort_keys=False), highlight=False, end="")
         return
     if resume is not None:
-        run = RunDir(resume)
-        run.require("config", "info", "last")
         if config or set_:
             raise ConfigError("--resume continues a run with its saved config.yaml; drop --config/--set")
-        cfg = build_config(read_yaml(run.config))
+        cfg, dataset, out = api.resumed_config(resume, dataset)
         if deterministic and not cfg.train.deterministic:
             raise ConfigError("--resume continues a run with its saved config.yaml, which has train.deterministic=false; drop --deterministic")
-        dataset = dataset or Path(run.read_info()["dataset"])
-        out = resume
     else:
         if dataset is None:
             raise DataError("missing DATASET: imgclf train DATASET [--config FILE] [--set key=value]")
@@ -76,23 +71,19 @@ def train(
             cfg, applied, _ = config_from_sweep(cfg, from_sweep, storage or default_storage(default_out(from_sweep)))
             console.print(f"from sweep {from_sweep}: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in applied.items()), highlight=False, soft_wrap=True)
         out = out or default_run_dir(cfg)
-        if (out / "summary.json").exists() or (out / "checkpoints" / "last.pt").exists():
-            raise ConfigError(f"run directory {out} already holds a run; choose another --out or use --resume {out}")
+        api.check_new_run_dir(out)
     # Every problem with the config, the dataset and the files it names, before anything is written.
     validate_for_training(cfg, Path(dataset))
     if devices > 1:
         _launch_local(devices, cfg, dataset, config, set_, out, resume, deterministic, tracking_uri, from_sweep, storage)
         return
-    from imgclf.experiments.tracking import tracking_session
     from imgclf.train.distributed import is_main
 
-    with tracking_session(cfg, out, tracking_uri) as callbacks:
-        summary = fit(cfg, Path(dataset), out, resume=resume is not None, hooks=Hooks(progress=RichTrainingProgress(), callbacks=callbacks))
+    summary = api.fit_run(cfg, Path(dataset), out, resume=resume is not None, tracking_uri=tracking_uri,
+                          progress=RichTrainingProgress())
     if not is_main():
         return  # under torchrun, rank 0 reports for every process
-    from imgclf.report.run_report import write_run_report_safely
-
-    report = write_run_report_safely(out)
+    report = summary["report"]
     console.print(
         f"[bold]done[/]: val accuracy {summary['val_accuracy']:.4f} (best epoch {summary['best_epoch']} of "
         f"{summary['epochs_run']}), {summary['train_seconds']:.0f}s of training — run: {out}"
@@ -171,11 +162,11 @@ def evaluate(
 
 def predict(
     run_dir: Path = typer.Argument(..., help="A finished run directory."),
-    images_dir: Path = typer.Argument(..., help="Folder of images to classify (e.g. the competition's test/)."),
+    images: list[str] = typer.Argument(..., help="Images to classify: a folder (e.g. the competition's test/), image files, or glob patterns such as 'test/*.tif'."),
     out: Path = typer.Option(Path("submission.csv"), "--out", "-o", help="Submission CSV to write."),
     probs: Optional[Path] = typer.Option(None, "--probs", help="Also write class probabilities to this CSV."),
-    sample: Optional[Path] = typer.Option(None, "--sample", help="sample_submission.csv giving columns and id order (default: found beside IMAGES_DIR)."),
-    category: str = typer.Option("auto", help="Write categories as 'index' (position in classes.json), 'name', or 'auto' (follow the sample)."),
+    sample: Optional[Path] = typer.Option(None, "--sample", help="sample_submission.csv giving columns and id order (default: found beside the images). Ids match file names or stems; a sample with one column per class gets calibrated probabilities."),
+    category: str = typer.Option("auto", help="Write categories as 'index' (position in classes.json), 'name', or 'auto' (follow the sample; names without one)."),
     batch_size: int = typer.Option(64, min=1, help="Images per forward pass."),
     device: str = typer.Option("cpu", help="cpu or cuda."),
     engine: str = typer.Option("torch", help="torch (PyTorch) or onnx (ONNX Runtime on the run's export/model.onnx, exported on first use)."),
@@ -185,18 +176,14 @@ def predict(
     tta_budget: Optional[int] = tta_options.BUDGET_OPTION,
     tta_views: Optional[str] = tta_options.VIEWS_OPTION,
 ) -> None:
-    """Classify every image in IMAGES_DIR and write a competition submission (format from sample_submission.csv)."""
-    from imgclf.infer.jobs import predict_folder
+    """Classify IMAGES and write a competition submission (format from sample_submission.csv)."""
+    from imgclf import api
     from imgclf.train.preflight import check_inference_device
 
     check_inference_device(device)
-
-    if category not in ("auto", "index", "name"):
-        raise ConfigError(f"--category must be auto, index or name (got {category!r})")
-    if engine not in ("torch", "onnx"):
-        raise ConfigError(f"--engine must be torch or onnx (got {engine!r})")
     tta_cfg = tta_options.tta_from_options(run_dir, tta, tta_threshold, tta_max_views, tta_budget, tta_views)
-    result = predict_folder(run_dir, images_dir, out, probs_out=probs, sample=sample, category=category, batch_size=batch_size, device=device, engine=engine, tta=tta_cfg)
+    result = api.predict(run_dir, images, out, probs=probs, sample=sample, category=category, batch_size=batch_size,
+                         device=device, engine=engine, tta=tta_cfg)
     console.print(
         f"wrote {result['out']}: {result['images']} rows, format {result['format']}, {tta_options.tta_text(tta_cfg)}, "
         f"{tta_options.passes_text(result['forward_passes'], result['images'], result['passes_per_image'])} in {result['seconds']:.1f}s",
