@@ -116,9 +116,9 @@ def predict_folder(
     are matched to files first — a missing or ambiguous id fails before any inference — and only
     the images it lists are predicted, in its order.
     """
+    loaded = load_run(run_dir, device)
     paths, base = resolve_test_images(images)
     sample = sample or find_sample_submission(base)
-    loaded = load_run(run_dir, device)
     fmt = read_format(sample, loaded.classes, category)
     listed = match_sample_ids(fmt, paths, base)
     if len(listed) < len(paths):
