@@ -10,7 +10,7 @@ from rich.table import Table
 
 from imgclf.cli import tta_options
 from imgclf.cli.console import RichTrainingProgress, console
-from imgclf.config import Config, load_config, read_yaml, build_config
+from imgclf.config import Config, load_config
 from imgclf.errors import ConfigError, DataError
 
 CONFIG_HELP = "YAML config file (sections data/model/finetune/train/tta/tracking); `imgclf train --print-config` shows every key with its default."

@@ -112,13 +112,15 @@ def predict_folder(
 ) -> dict[str, Any]:
     """Predict the images named by ``images`` (a folder, files or glob patterns) and write a submission.
 
-    With a sample submission (``sample``, or ``sample_submission.csv`` beside the images), its ids
+    With a sample submission (``sample``, or ``sample_submission.csv`` beside an images folder), its ids
     are matched to files first — a missing or ambiguous id fails before any inference — and only
     the images it lists are predicted, in its order.
     """
     loaded = load_run(run_dir, device)
     paths, base = resolve_test_images(images)
-    sample = sample or find_sample_submission(base)
+    one_folder = isinstance(images, (str, Path)) or len(images) == 1
+    if sample is None and one_folder and Path(images if isinstance(images, (str, Path)) else images[0]).is_dir():
+        sample = find_sample_submission(base)  # chosen files or a glob: a sample only when given
     fmt = read_format(sample, loaded.classes, category)
     listed = match_sample_ids(fmt, paths, base)
     if len(listed) < len(paths):
