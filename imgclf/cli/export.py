@@ -17,8 +17,9 @@ def export_command(
 ) -> None:
     """Export the run's best checkpoint with its classes and preprocessing as metadata.
 
-    Input: float32 [batch, 3, size, size], resized, centre-cropped and normalised as in
+    onnx/torchscript input: float32 \[batch, 3, size, size], resized, centre-cropped and normalised as in
     preprocessing.json; output: logits (divide by the stored temperature before softmax).
+    timm: a folder timm loads by itself, with the same logits (runs with the linear head).
     """
     from imgclf.infer.export import export_run
 
