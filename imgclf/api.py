@@ -14,17 +14,21 @@ Example (a notebook)::
 
 from __future__ import annotations
 
+import json
+import logging
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from imgclf.config import Config, TTAConfig, build_config, load_config, read_yaml
-from imgclf.errors import ConfigError, DataError
+from imgclf.errors import ConfigError, DataError, ImgclfError
 from imgclf.infer.runs import LoadedRun
 from imgclf.infer.runs import load_run as _load_run
 
 __all__ = ["train", "fit_run", "predict", "load_run", "default_run_dir"]
+
+log = logging.getLogger("imgclf")
 
 
 def default_run_dir(cfg: Config) -> Path:
@@ -33,27 +37,89 @@ def default_run_dir(cfg: Config) -> Path:
 
 def train(
     dataset: str | Path | None = None, out: str | Path | None = None, *, config: str | Path | None = None,
-    overrides: Sequence[str] = (), resume: str | Path | None = None, tracking_uri: str | None = None,
+    overrides: Sequence[str] = (), resume: str | Path | None = None, deterministic: bool = False,
+    tracking_uri: str | None = None, from_sweep: str | None = None, storage: str | None = None, devices: int = 1,
     progress: Any = True, report: bool = True,
 ) -> dict[str, Any]:
     """Fine-tune on ``dataset`` into run directory ``out``, as ``imgclf train`` does; return the summary.
 
-    ``overrides`` are ``--set`` strings (``"train.epochs=5"``). ``resume`` continues a run with its
-    saved config. ``progress``: True for the CLI's progress bar, False for none, or an object with
+    ``overrides`` are ``--set`` strings (``"train.epochs=5"``); ``resume`` continues a run with its saved
+    config; ``from_sweep`` applies a sweep study's best values; ``devices`` > 1 trains data-parallel
+    under torchrun. ``progress``: True for the CLI's progress bar, False for none, or an object with
     ``epoch_start/advance/epoch_end``. The summary gains ``run_dir`` and ``report`` (the HTML page).
     """
+    from imgclf.train.preflight import validate_for_training
+
     if resume is not None:
         if config or overrides:
-            raise ConfigError("resume continues a run with its saved config.yaml; drop config/overrides")
+            raise ConfigError("--resume continues a run with its saved config.yaml; drop --config/--set")
         cfg, dataset, out = resumed_config(Path(resume), dataset)
+        if deterministic and not cfg.train.deterministic:
+            raise ConfigError("--resume continues a run with its saved config.yaml, which has train.deterministic=false; drop --deterministic")
     else:
         if dataset is None:
-            raise DataError("missing dataset: imgclf.train(dataset, out=..., overrides=[...])")
-        cfg = load_config(config, list(overrides))
+            raise DataError("missing DATASET: imgclf train DATASET [--config FILE] [--set key=value]")
+        cfg = load_config(config, [*overrides, *(["train.deterministic=true"] if deterministic else [])])
+        if from_sweep:
+            cfg = _apply_sweep(cfg, from_sweep, storage)
         out = Path(out) if out else default_run_dir(cfg)
-        check_new_run_dir(Path(out))
+        check_new_run_dir(out)
+    # Every problem with the config, the dataset and the files it names, before anything is written.
+    validate_for_training(cfg, Path(dataset))
+    if devices > 1:
+        argv = _launch_argv(Path(dataset), Path(out), config, overrides, resume, deterministic, tracking_uri, from_sweep, storage)
+        return _launch(devices, cfg, argv, Path(out))
     return fit_run(cfg, Path(dataset), Path(out), resume=resume is not None, tracking_uri=tracking_uri,
                    progress=progress, report=report)
+
+
+def _apply_sweep(cfg: Config, study: str, storage: str | None) -> Config:
+    from imgclf.experiments.sweep import default_out, default_storage
+    from imgclf.experiments.transfer import config_from_sweep
+
+    cfg, applied, _ = config_from_sweep(cfg, study, storage or default_storage(default_out(study)))
+    log.info("from sweep %s: %s", study, ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in applied.items()))
+    return cfg
+
+
+def _launch_argv(dataset: Path, out: Path, config, overrides, resume, deterministic, tracking_uri, from_sweep, storage) -> list[str]:
+    """The ``imgclf train`` arguments that repeat this call under torchrun, the run directory fixed here
+    so every process agrees on it."""
+    argv = ["train", str(dataset), "--out", str(out)]
+    argv += ["--resume", str(resume)] if resume else []
+    argv += ["--config", str(config)] if config else []
+    argv += [arg for value in overrides for arg in ("--set", value)]
+    argv += ["--deterministic"] if deterministic else []
+    argv += ["--tracking-uri", tracking_uri] if tracking_uri else []
+    argv += ["--from-sweep", from_sweep] if from_sweep else []
+    argv += ["--storage", storage] if storage else []
+    return argv
+
+
+def _launch(devices: int, cfg: Config, argv: list[str], out: Path) -> dict[str, Any]:
+    import torch
+
+    from imgclf.train.distributed import launch_local, launched_world_size
+
+    if launched_world_size() > 1:
+        raise ConfigError("--devices launches torchrun itself; under torchrun, drop --devices")
+    gpus = torch.cuda.device_count() if cfg.train.device != "cpu" else 0
+    if gpus and devices > gpus:
+        raise ConfigError(f"--devices {devices} but this machine has {gpus} GPU(s); use --devices {gpus} or fewer")
+    code = launch_local(devices, argv)
+    if code:
+        raise LaunchError(f"training on {devices} processes under torchrun failed (exit code {code}); see the messages above", code)
+    summary = json.loads((out / "summary.json").read_text())
+    report = out / "report.html"
+    return {**summary, "run_dir": str(out), "report": str(report) if report.is_file() else None}
+
+
+class LaunchError(ImgclfError):
+    """``devices`` > 1: the torchrun processes failed; they have reported why themselves."""
+
+    def __init__(self, message: str, exit_code: int):
+        super().__init__(message)
+        self.exit_code = exit_code
 
 
 def resumed_config(run_dir: Path, dataset: str | Path | None) -> tuple[Config, Path, Path]:

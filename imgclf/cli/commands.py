@@ -11,16 +11,9 @@ from rich.table import Table
 from imgclf.cli import tta_options
 from imgclf.cli.console import RichTrainingProgress, console
 from imgclf.config import Config, load_config
-from imgclf.errors import ConfigError, DataError
 
 CONFIG_HELP = "YAML config file (sections data/model/finetune/train/tta/tracking); `imgclf train --print-config` shows every key with its default."
 SET_HELP = "Override one config key, e.g. --set train.epochs=5 --set model.head=mlp_bn (repeatable)."
-
-
-def default_run_dir(cfg: Config) -> Path:
-    from imgclf.api import default_run_dir as run_dir_for
-
-    return run_dir_for(cfg)
 
 
 def build_cli_config(config: Optional[Path], overrides: list[str] | None) -> Config:
@@ -47,74 +40,25 @@ def train(
     checkpoints/ (best.safetensors, last.pt).
     """
     from imgclf import api
-    from imgclf.train.preflight import validate_for_training
+    from imgclf.train.distributed import is_main
 
     if print_config:
         import yaml
 
         console.print(yaml.safe_dump(build_cli_config(config, set_).to_dict(), sort_keys=False), highlight=False, end="")
         return
-    if resume is not None:
-        if config or set_:
-            raise ConfigError("--resume continues a run with its saved config.yaml; drop --config/--set")
-        cfg, dataset, out = api.resumed_config(resume, dataset)
-        if deterministic and not cfg.train.deterministic:
-            raise ConfigError("--resume continues a run with its saved config.yaml, which has train.deterministic=false; drop --deterministic")
-    else:
-        if dataset is None:
-            raise DataError("missing DATASET: imgclf train DATASET [--config FILE] [--set key=value]")
-        cfg = build_cli_config(config, [*set_, *(["train.deterministic=true"] if deterministic else [])])
-        if from_sweep:
-            from imgclf.experiments.sweep import default_out, default_storage
-            from imgclf.experiments.transfer import config_from_sweep
-
-            cfg, applied, _ = config_from_sweep(cfg, from_sweep, storage or default_storage(default_out(from_sweep)))
-            console.print(f"from sweep {from_sweep}: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in applied.items()), highlight=False, soft_wrap=True)
-        out = out or default_run_dir(cfg)
-        api.check_new_run_dir(out)
-    # Every problem with the config, the dataset and the files it names, before anything is written.
-    validate_for_training(cfg, Path(dataset))
-    if devices > 1:
-        _launch_local(devices, cfg, dataset, config, set_, out, resume, deterministic, tracking_uri, from_sweep, storage)
-        return
-    from imgclf.train.distributed import is_main
-
-    summary = api.fit_run(cfg, Path(dataset), out, resume=resume is not None, tracking_uri=tracking_uri,
-                          progress=RichTrainingProgress())
-    if not is_main():
-        return  # under torchrun, rank 0 reports for every process
+    summary = api.train(dataset, out, config=config, overrides=set_, resume=resume, deterministic=deterministic,
+                        tracking_uri=tracking_uri, from_sweep=from_sweep, storage=storage, devices=devices,
+                        progress=RichTrainingProgress())
+    if devices > 1 or not is_main():
+        return  # torchrun's rank 0 has reported for every process
     report = summary["report"]
     console.print(
         f"[bold]done[/]: val accuracy {summary['val_accuracy']:.4f} (best epoch {summary['best_epoch']} of "
-        f"{summary['epochs_run']}), {summary['train_seconds']:.0f}s of training — run: {out}"
+        f"{summary['epochs_run']}), {summary['train_seconds']:.0f}s of training — run: {summary['run_dir']}"
         + (f" — report: {report}" if report else ""),
         highlight=False, soft_wrap=True,
     )
-
-
-def _launch_local(devices: int, cfg: Config, dataset, config, set_, out, resume, deterministic, tracking_uri, from_sweep, storage) -> None:
-    """``train --devices N``: the same command under torchrun, with the run directory fixed here
-    so every process agrees on it."""
-    import torch
-
-    from imgclf.train.distributed import launch_local, launched_world_size
-
-    if launched_world_size() > 1:
-        raise ConfigError("--devices launches torchrun itself; under torchrun, drop --devices")
-    gpus = torch.cuda.device_count() if cfg.train.device != "cpu" else 0
-    if gpus and devices > gpus:
-        raise ConfigError(f"--devices {devices} but this machine has {gpus} GPU(s); use --devices {gpus} or fewer")
-    argv = ["train", str(dataset), "--out", str(out)]
-    argv += ["--resume", str(resume)] if resume else []
-    argv += ["--config", str(config)] if config else []
-    argv += [arg for value in set_ for arg in ("--set", value)]
-    argv += ["--deterministic"] if deterministic else []
-    argv += ["--tracking-uri", tracking_uri] if tracking_uri else []
-    argv += ["--from-sweep", from_sweep] if from_sweep else []
-    argv += ["--storage", storage] if storage else []
-    code = launch_local(devices, argv)
-    if code:
-        raise typer.Exit(code)
 
 
 def evaluate(

@@ -15,7 +15,7 @@ def export_command(
     format: str = typer.Option("onnx", "--format", "-f", help="onnx (ONNX Runtime, opset 17), torchscript (traced) or timm (a folder of model.safetensors + config.json that timm.create_model('local-dir:FOLDER', pretrained=True) loads; linear head only)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="File (folder for timm) to write (default RUN_DIR/export/model.onnx, model.torchscript.pt or timm/)."),
 ) -> None:
-    """Export the run's best checkpoint with its classes and preprocessing as metadata.
+    r"""Export the run's best checkpoint with its classes and preprocessing as metadata.
 
     onnx/torchscript input: float32 \[batch, 3, size, size], resized, centre-cropped and normalised as in
     preprocessing.json; output: logits (divide by the stored temperature before softmax).
