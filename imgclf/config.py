@@ -49,6 +49,8 @@ class DataConfig(_Section):
 
 def _snapshot_architecture(weights: str) -> str | None:
     """The architecture a timm/HF snapshot folder's config.json names (None: not such a folder)."""
+    if weights in ("hub", "none", "checkpoint"):
+        return None
     config = Path(weights) / "config.json"
     try:
         arch = json.loads(config.read_text()).get("architecture") if config.is_file() else None

@@ -33,9 +33,10 @@ def test_hub_offline_with_empty_cache_fails_fast_with_the_fix(tiny_dataset, tmp_
     monkeypatch.delenv("HF_HUB_CACHE", raising=False)
     out = tmp_path / "run"
     overrides = [o for o in TINY if not o.startswith("model.weights")] + ["model.weights=hub"]
-    import imgclf.api, imgclf.cli.main, imgclf.models.backbones, imgclf.train.preflight  # noqa: F401,E401 — time the check, not imports
+    args = ["train", tiny_dataset, "--out", out, *_sets(overrides)]
+    assert cli(args, capsys)[0] == 2  # the first call also pays for importing torch and timm: time the second
     start = time.monotonic()
-    code, _, err = cli(["train", tiny_dataset, "--out", out, *_sets(overrides)], capsys)
+    code, _, err = cli(args, capsys)
     seconds = time.monotonic() - start
     assert code == 2, err
     assert "HF_HUB_OFFLINE=1" in err and "not in the HF cache" in err and "model.weights=FOLDER" in err
@@ -97,3 +98,13 @@ def test_snapshot_folder_for_another_architecture_is_rejected(tmp_path: Path):
     _snapshot_folder(folder, arch="resnet18")
     with pytest.raises(WeightsError, match="holds weights for resnet18, not model.backbone=test_efficientnet"):
         create_backbone(ARCH, str(folder))
+
+
+def test_hub_unreachable_without_offline_flag_is_reported_not_retried(tmp_path: Path, monkeypatch):
+    import imgclf.models.hub as hub
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty"))
+    monkeypatch.setattr(hub, "_reachable", lambda host, port, seconds: False)  # stands in for a machine with no network
+    with pytest.raises(WeightsError, match="cannot be reached \\(no internet\\?\\); use model.weights=FOLDER"):
+        create_backbone(ARCH, "hub")

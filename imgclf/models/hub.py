@@ -25,6 +25,7 @@ from urllib.parse import urlparse
 
 SNAPSHOT_FILES = ("model.safetensors", "pytorch_model.bin", "open_clip_model.safetensors", "open_clip_pytorch_model.bin")
 PROBE_SECONDS = 1.0
+KEYWORDS = ("hub", "none", "checkpoint")  # model.weights values that are never a folder
 _FIX = "use model.weights=FOLDER (config.json + model.safetensors, e.g. a Kaggle dataset), a .safetensors file or embedded:lite0"
 
 
@@ -116,7 +117,9 @@ def _reachable(host: str, port: int, seconds: float) -> bool:
 
 
 def is_snapshot_folder(weights: str | Path) -> bool:
-    return Path(weights).is_dir()
+    """Whether ``model.weights`` names a folder (never a keyword, even if a folder has that name)."""
+    text = str(weights)
+    return text not in KEYWORDS and not text.startswith("embedded:") and Path(text).is_dir()
 
 
 def snapshot_weights_file(folder: Path) -> Path:
@@ -148,9 +151,9 @@ def weights_problem(weights: str, arch: str | None) -> str | None:
     """One line on why ``model.weights`` cannot be used (None when it can): folders, hub availability."""
     if weights == "hub":
         return hub_problem(arch) if arch else None
-    folder = Path(weights)
-    if not folder.is_dir():
+    if not is_snapshot_folder(weights):
         return None
+    folder = Path(weights)
     if not any((folder / name).is_file() for name in SNAPSHOT_FILES):
         return f"model.weights: folder {folder} holds no model.safetensors or pytorch_model.bin (a timm/HF snapshot folder)"
     named = snapshot_architecture(folder)
