@@ -105,7 +105,7 @@ def _doc_snippet(path: Path) -> str:
 def test_onnx_serving_snippet_in_the_docs_reproduces_predict(trained, tmp_path: Path, capsys):
     run_dir, data = trained
     snippet = _doc_snippet(DOCS / "onnx-serving.md")
-    assert len([line for line in snippet.splitlines() if line.strip()]) <= 17
+    assert len([line for line in snippet.splitlines() if line.strip()]) <= 16
     assert cli(["export", run_dir, "--format", "onnx"], capsys)[0] == 0
     code, _, err = cli(["predict", run_dir, data / "test", "--out", tmp_path / "sub.csv", "--probs", tmp_path / "probs.csv",
                         "--tta", "none", "--category", "name"], capsys)
