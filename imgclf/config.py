@@ -13,6 +13,7 @@ Example::
 from __future__ import annotations
 
 import difflib
+import json
 from pathlib import Path
 from typing import Any, Literal
 
@@ -46,10 +47,23 @@ class DataConfig(_Section):
     blocklist: str | None = Field(None, description="A reviewed blocklist (CSV: path or sha256, reason); None = <dataset>/blocklist.csv if present.")
 
 
+def _snapshot_architecture(weights: str) -> str | None:
+    """The architecture a timm/HF snapshot folder's config.json names (None: not such a folder)."""
+    if weights in ("hub", "none", "checkpoint"):
+        return None
+    config = Path(weights) / "config.json"
+    try:
+        arch = json.loads(config.read_text()).get("architecture") if config.is_file() else None
+    except (OSError, ValueError, AttributeError):
+        return None
+    return arch if isinstance(arch, str) else None
+
+
 class ModelConfig(_Section):
     weights: str = Field(
         "embedded:lite0",
-        description="embedded:lite0|lite1|lite2, a .safetensors/.pth file, 'hub' (timm download) or 'none' (random init).",
+        description="embedded:lite0|lite1|lite2, a .safetensors/.pth file, a timm/HF snapshot folder (config.json + model.safetensors), "
+        "'hub' (timm's weights: the local HF cache, else a download) or 'none' (random init).",
     )
     backbone: str | None = Field(None, description="Any timm model name; None = the one the weights belong to.")
     head: Literal["linear", "mlp", "mlp_bn"] = "linear"
@@ -70,6 +84,8 @@ class ModelConfig(_Section):
                 )
         elif self.weights.startswith("embedded:"):
             raise ValueError(f"unknown embedded weights {self.weights!r}; choose one of {', '.join(EMBEDDED_WEIGHTS)}")
+        elif self.backbone is None and _snapshot_architecture(self.weights):
+            object.__setattr__(self, "backbone", _snapshot_architecture(self.weights))
         elif self.backbone is None:
             raise ValueError(f"model.backbone must be set when model.weights is {self.weights!r}")
         return self

@@ -74,10 +74,14 @@ def test_no_function_outside_the_cli_is_longer_than_60_lines():
     assert long == []
 
 
+# The same word naming something else: torch.hub's own download folder.
+NOT_RUN_FILES = {("imgclf.models.hub", "checkpoints")}
+
+
 def test_run_file_names_are_written_only_in_the_run_package():
     places = [f"{name}:{node.lineno} {node.value!r}" for name, tree in MODULES.items() if not _in(name, ("imgclf.run",))
               for node in ast.walk(tree) if isinstance(node, ast.Constant) and isinstance(node.value, str)
-              and RUN_FILES.match(node.value)]
+              and RUN_FILES.match(node.value) and (name, node.value) not in NOT_RUN_FILES]
     assert places == []
 
 

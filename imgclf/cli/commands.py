@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Optional
 
@@ -11,16 +10,10 @@ from rich.table import Table
 
 from imgclf.cli import tta_options
 from imgclf.cli.console import RichTrainingProgress, console
-from imgclf.config import Config, load_config, read_yaml, build_config
-from imgclf.errors import ConfigError, DataError
+from imgclf.config import Config, load_config
 
 CONFIG_HELP = "YAML config file (sections data/model/finetune/train/tta/tracking); `imgclf train --print-config` shows every key with its default."
 SET_HELP = "Override one config key, e.g. --set train.epochs=5 --set model.head=mlp_bn (repeatable)."
-
-
-def default_run_dir(cfg: Config) -> Path:
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    return Path("runs") / f"{stamp}-{cfg.model.backbone}"
 
 
 def build_cli_config(config: Optional[Path], overrides: list[str] | None) -> Config:
@@ -47,98 +40,32 @@ def train(
     summary.json, split.csv, classes.json, environment.json, val_predictions.csv and
     checkpoints/ (best.safetensors, last.pt).
     """
-    from imgclf.run.rundir import RunDir
+    from imgclf import api
     from imgclf.train.distributed import is_main
-    from imgclf.train.preflight import validate_for_training
 
     if print_config:
         import yaml
 
         console.print(yaml.safe_dump(build_cli_config(config, set_).to_dict(), sort_keys=False), highlight=False, end="")
         return
-    if resume is not None:
-        run = RunDir(resume)
-        run.require("config", "info", "last")
-        if config or set_:
-            raise ConfigError("--resume continues a run with its saved config.yaml; drop --config/--set")
-        cfg = build_config(read_yaml(run.config))
-        if deterministic and not cfg.train.deterministic:
-            raise ConfigError("--resume continues a run with its saved config.yaml, which has train.deterministic=false; drop --deterministic")
-        dataset = dataset or Path(run.read_info()["dataset"])
-        out = resume
-    else:
-        if dataset is None:
-            raise DataError("missing DATASET: imgclf train DATASET [--config FILE] [--set key=value]")
-        cfg = build_cli_config(config, [*set_, *(["train.deterministic=true"] if deterministic else [])])
-        if from_sweep:
-            from imgclf.experiments.sweep import default_out, default_storage
-            from imgclf.experiments.transfer import config_from_sweep
-
-            cfg, applied, _ = config_from_sweep(cfg, from_sweep, storage or default_storage(default_out(from_sweep)))
-            console.print(f"from sweep {from_sweep}: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in applied.items()), highlight=False, soft_wrap=True)
-        out = out or default_run_dir(cfg)
-        check_new_run_dir(RunDir(out))
-    if is_main():  # every problem with the config, the dataset and the files it names, before anything is written
-        validate_for_training(cfg, Path(dataset))
-    if devices > 1:
-        from imgclf.cli.launch import train_on_local_processes
-
-        summary = train_on_local_processes(devices, cfg, Path(dataset), out, resume is not None, tracking_uri)
-    else:
-        summary = _train_here(cfg, Path(dataset), out, resume is not None, tracking_uri)
+    summary = api.train(dataset, out, config=config, overrides=set_, resume=resume, deterministic=deterministic,
+                        tracking_uri=tracking_uri, from_sweep=from_sweep, storage=storage, devices=devices, refit=refit,
+                        progress=RichTrainingProgress())
     if not is_main():
         return  # under torchrun, rank 0 reports for every process
-    if refit:
-        _refit_here(cfg, Path(dataset), RunDir(out), summary, tracking_uri)
-    from imgclf.report.run_report import write_run_report_safely
-
-    report = write_run_report_safely(out)
+    report = summary["report"]
+    refit_note = f" — refit: {summary['refit']['run']} (predict with it)" if summary.get("refit") else ""
     console.print(
-        f"[bold]done[/]: {describe_result(summary)}, {summary['train_seconds']:.0f}s of training — run: {out}"
+        f"[bold]done[/]: {describe_result(summary)}, {summary['train_seconds']:.0f}s of training — run: {summary['run_dir']}{refit_note}"
         + (f" — report: {report}" if report else ""),
         highlight=False, soft_wrap=True,
     )
-
-
-def _train_here(cfg: Config, dataset: Path, out: Path, resume: bool, tracking_uri: str | None) -> dict:
-    from imgclf.experiments.tracking import tracking_session
-    from imgclf.train.loop import fit
-
-    with tracking_session(cfg, out, tracking_uri) as callbacks:
-        return fit(cfg, dataset, out, resume=resume, callbacks=[RichTrainingProgress(), *callbacks], preflight=False)
-
-
-def _refit_here(cfg: Config, dataset: Path, parent, summary: dict, tracking_uri: str | None) -> None:
-    from imgclf.experiments.tracking import tracking_session
-    from imgclf.io import atomic_write_json
-    from imgclf.train.refit import refit
-
-    epochs = int(summary.get("best_epoch") or summary["epochs_run"])
-    target = parent.refit_run
-    resume = target.last.is_file() and not target.is_finished()
-    console.print(f"refit: training {target.root} on every image for {epochs} epoch(s), the best epoch of {parent.root}", highlight=False, soft_wrap=True)
-    with tracking_session(cfg, target.root, tracking_uri) as callbacks:
-        result = refit(cfg, dataset, target, epochs, epochs_from=f"best epoch of {parent.root}", calibration_from=parent,
-                       resume=resume, callbacks=[RichTrainingProgress(), *callbacks])
-    summary["refit"] = {"run": str(target.root), "epochs": epochs, "train_images": result["train_images"]}
-    atomic_write_json(parent.summary, summary)
-    console.print(f"refit done: {target.root} ({result['train_images']} images, {epochs} epochs) — predict with it", highlight=False, soft_wrap=True)
 
 
 def describe_result(summary: dict) -> str:
     if summary.get("val_accuracy") is None:
         return f"trained {summary['epochs_run']} epoch(s) on every image (no validation split)"
     return f"val accuracy {summary['val_accuracy']:.4f} (best epoch {summary['best_epoch']} of {summary['epochs_run']})"
-
-
-def check_new_run_dir(run) -> None:
-    """A new run goes into a new or empty folder: never over another run, never over a user's files."""
-    if run.holds_run():
-        raise ConfigError(f"run directory {run.root} already holds a run; choose another --out or use --resume {run.root}")
-    if run.root.exists() and not run.root.is_dir():
-        raise ConfigError(f"--out {run.root} is a file, not a folder; choose a new folder")
-    if run.root.is_dir() and any(p.name != run.lock.name for p in run.root.iterdir()):
-        raise ConfigError(f"--out {run.root} is not empty and holds no imgclf run; choose a new or empty folder")
 
 
 def evaluate(
@@ -186,11 +113,11 @@ def evaluate(
 
 def predict(
     run_dir: Path = typer.Argument(..., help="A finished run directory."),
-    images_dir: Path = typer.Argument(..., help="Folder of images to classify (e.g. the competition's test/)."),
+    images: list[str] = typer.Argument(..., help="Images to classify: a folder (e.g. the competition's test/), image files, or glob patterns such as 'test/*.tif'."),
     out: Path = typer.Option(Path("submission.csv"), "--out", "-o", help="Submission CSV to write."),
     probs: Optional[Path] = typer.Option(None, "--probs", help="Also write class probabilities to this CSV."),
-    sample: Optional[Path] = typer.Option(None, "--sample", help="sample_submission.csv giving columns and id order (default: found beside IMAGES_DIR)."),
-    category: str = typer.Option("auto", help="Write categories as 'index' (position in classes.json), 'name', or 'auto' (follow the sample)."),
+    sample: Optional[Path] = typer.Option(None, "--sample", help="sample_submission.csv giving columns and id order (default: found beside the images). Ids match file names or stems; a sample with one column per class gets calibrated probabilities."),
+    category: str = typer.Option("auto", help="Write categories as 'index' (position in classes.json), 'name', or 'auto' (follow the sample; names without one)."),
     batch_size: int = typer.Option(64, min=1, help="Images per forward pass."),
     device: str = typer.Option("cpu", help="cpu or cuda."),
     engine: str = typer.Option("torch", help="torch (PyTorch) or onnx (ONNX Runtime on the run's export/model.onnx, exported on first use)."),
@@ -200,18 +127,14 @@ def predict(
     tta_budget: Optional[int] = tta_options.BUDGET_OPTION,
     tta_views: Optional[str] = tta_options.VIEWS_OPTION,
 ) -> None:
-    """Classify every image in IMAGES_DIR and write a competition submission (format from sample_submission.csv)."""
-    from imgclf.infer.jobs import predict_folder
+    """Classify IMAGES and write a competition submission (format from sample_submission.csv)."""
+    from imgclf import api
     from imgclf.runtime import resolve_device
 
     resolve_device(device)
-
-    if category not in ("auto", "index", "name"):
-        raise ConfigError(f"--category must be auto, index or name (got {category!r})")
-    if engine not in ("torch", "onnx"):
-        raise ConfigError(f"--engine must be torch or onnx (got {engine!r})")
     tta_cfg = tta_options.tta_from_options(run_dir, tta, tta_threshold, tta_max_views, tta_budget, tta_views)
-    result = predict_folder(run_dir, images_dir, out, probs_out=probs, sample=sample, category=category, batch_size=batch_size, device=device, engine=engine, tta=tta_cfg)
+    result = api.predict(run_dir, images, out, probs=probs, sample=sample, category=category, batch_size=batch_size,
+                         device=device, engine=engine, tta=tta_cfg)
     console.print(
         f"wrote {result['out']}: {result['images']} rows, format {result['format']}, {tta_options.tta_text(tta_cfg)}, "
         f"{tta_options.passes_text(result['forward_passes'], result['images'], result['passes_per_image'])} in {result['seconds']:.1f}s",

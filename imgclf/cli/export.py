@@ -1,4 +1,4 @@
-"""``imgclf export RUN_DIR --format onnx|torchscript [--out FILE]``: call :func:`imgclf.infer.export.export_run`, print where it went."""
+"""``imgclf export RUN_DIR --format onnx|torchscript|timm [--out PATH]``: call :func:`imgclf.infer.export.export_run`, print where it went."""
 
 from __future__ import annotations
 
@@ -12,20 +12,22 @@ from imgclf.cli.console import console
 
 def export_command(
     run_dir: Path = typer.Argument(..., help="A finished run directory (its checkpoints/best.safetensors is exported)."),
-    format: str = typer.Option("onnx", "--format", "-f", help="onnx (ONNX Runtime, opset 17) or torchscript (traced)."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="File to write (default RUN_DIR/export/model.onnx or model.torchscript.pt)."),
+    format: str = typer.Option("onnx", "--format", "-f", help="onnx (ONNX Runtime, opset 17), torchscript (traced) or timm (a folder of model.safetensors + config.json that timm.create_model('local-dir:FOLDER', pretrained=True) loads; linear head only)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="File (folder for timm) to write (default RUN_DIR/export/model.onnx, model.torchscript.pt or timm/)."),
 ) -> None:
-    """Export the run's best checkpoint with its classes and preprocessing as metadata.
+    r"""Export the run's best checkpoint with its classes and preprocessing as metadata.
 
-    Input: float32 [batch, 3, size, size], resized, centre-cropped and normalised as in
+    onnx/torchscript input: float32 \[batch, 3, size, size], resized, centre-cropped and normalised as in
     preprocessing.json; output: logits (divide by the stored temperature before softmax).
+    timm: a folder timm loads by itself, with the same logits (runs with the linear head).
     """
     from imgclf.infer.export import export_run
 
     result = export_run(run_dir, format, out)
-    what = f"opset {result['opset']}" if result["opset"] else "traced"
+    what = {"onnx": f"opset {result['opset']}", "torchscript": "traced", "timm": "model.safetensors + config.json"}[result["format"]]
     console.print(
         f"wrote {result['out']} ({result['format']}, {what}, {result['bytes'] / 1e6:.1f} MB): "
-        f"{result['classes']} classes, input {result['image_size']}px, dynamic batch",
+        f"{result['classes']} classes, input {result['image_size']}px, dynamic batch"
+        + (f" — load with timm.create_model('local-dir:{result['out']}', pretrained=True)" if result["format"] == "timm" else ""),
         highlight=False, soft_wrap=True,
     )

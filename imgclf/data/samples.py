@@ -8,9 +8,13 @@ groups included); otherwise the folders are scanned.
 
 from __future__ import annotations
 
+import glob
 import logging
+import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
 
 from imgclf.data.csvlist import read_path_label_csv
 from imgclf.data.images import IMAGE_EXTENSIONS, is_image_name
@@ -180,3 +184,42 @@ def list_test_images(folder: Path) -> list[Path]:
     if not files:
         raise DataError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) found in {folder}")
     return files
+
+
+def resolve_test_images(sources: str | Path | Sequence[str | Path]) -> tuple[list[Path], Path]:
+    """The images named by folders, files and glob patterns, and the folder their ids are relative to.
+
+    One folder gives its images (recursively) and itself as the base; otherwise the base is the
+    deepest folder holding every file. A pattern (``test/*.jpg``, ``test/**/*.tif``) is expanded here,
+    so a quoted glob works as well as one the shell expanded.
+
+    >>> paths, base = resolve_test_images(["data/test/0001.jpg", "data/test/0002.jpg"])  # doctest: +SKIP
+    >>> base
+    PosixPath('data/test')
+    """
+    items = [sources] if isinstance(sources, (str, Path)) else list(sources)
+    if not items:
+        raise DataError("no images given: pass a folder, image files or a glob pattern")
+    if len(items) == 1 and Path(items[0]).is_dir():
+        folder = Path(items[0])
+        return list_test_images(folder), folder
+    found: list[Path] = []
+    for item in items:
+        path = Path(item)
+        if path.is_dir():
+            found.extend(list_test_images(path))
+        elif path.is_file():
+            if not is_image_name(path):
+                raise DataError(f"{path} is not an image file ({', '.join(IMAGE_EXTENSIONS)})")
+            found.append(path)
+        elif glob.has_magic(str(item)):
+            matches = [Path(m) for m in sorted(glob.glob(str(item), recursive=True))]
+            images = [m for m in matches if m.is_file() and is_image_name(m)]
+            if not images:
+                raise DataError(f"no images match the pattern {item}")
+            found.extend(images)
+        else:
+            raise DataError(f"image file or folder not found: {path}")
+    unique = sorted(set(found), key=lambda p: p.as_posix())
+    base = Path(os.path.commonpath([p.resolve().parent for p in unique]))
+    return [p.resolve() for p in unique], base

@@ -1,6 +1,12 @@
 """Export a run's best checkpoint for deployment, and run an exported ONNX model.
 
-Two formats, both taking a float32 NCHW batch already resized, centre-cropped and normalised
+``timm``: a folder with ``model.safetensors`` and ``config.json`` (architecture, num_classes,
+label_names, pretrained_cfg with the run's preprocessing, plus an ``imgclf`` entry with the
+temperature) that timm loads on its own: ``timm.create_model("local-dir:FOLDER", pretrained=True)``.
+The run's linear head becomes the timm model's own classifier, so the logits are the same; the
+mlp heads have no place in a plain timm model and are refused.
+
+The two graph formats take a float32 NCHW batch already resized, centre-cropped and normalised
 with the run's preprocessing, and returning logits (before temperature):
 
 - ``onnx``: opset 17 through the TorchScript-based exporter (it needs no extra package), a dynamic
@@ -38,13 +44,13 @@ from imgclf.run.rundir import RunDir
 
 log = logging.getLogger("imgclf")
 
-FORMATS = ("onnx", "torchscript")
+FORMATS = ("onnx", "torchscript", "timm")
 # 17 has every operator timm's EfficientNets need (SiLU as Sigmoid·Mul, ReLU6 as Clip,
 # LayerNormalization) and every maintained ONNX Runtime reads it.
 OPSET = 17
 INPUT_NAME = "image"
 OUTPUT_NAME = "logits"
-_SUFFIX = {"onnx": "model.onnx", "torchscript": "model.torchscript.pt"}
+_SUFFIX = {"onnx": "model.onnx", "torchscript": "model.torchscript.pt", "timm": "timm"}
 
 
 def export_metadata(loaded: LoadedRun) -> dict[str, str]:
@@ -71,12 +77,65 @@ def export_run(run_dir: Path, fmt: str = "onnx", out: Path | None = None) -> dic
     out = Path(out) if out else default_export_path(run_dir, fmt)
     if fmt == "onnx":
         export_onnx(loaded, out)
+    elif fmt == "timm":
+        export_timm(loaded, out)
     else:
         export_torchscript(loaded, out)
+    size = sum(f.stat().st_size for f in out.iterdir()) if out.is_dir() else out.stat().st_size
     return {
         "out": str(out), "format": fmt, "classes": len(loaded.classes), "image_size": loaded.pre.image_size,
-        "bytes": out.stat().st_size, "opset": OPSET if fmt == "onnx" else None,
+        "bytes": size, "opset": OPSET if fmt == "onnx" else None,
     }
+
+
+def timm_model(loaded: LoadedRun) -> torch.nn.Module:
+    """The run as one plain timm model: its backbone weights, and its linear head as timm's classifier."""
+    import timm
+
+    head = loaded.cfg.model.head
+    if head != "linear":
+        raise ConfigError(
+            f"--format timm: only the linear head exports to plain timm (this run has model.head={head}); "
+            "use --format onnx or torchscript"
+        )
+    model = timm.create_model(loaded.cfg.model.backbone, pretrained=False, num_classes=len(loaded.classes))
+    result = model.load_state_dict(loaded.model.backbone.state_dict(), strict=False)
+    classifier = model.get_classifier()
+    name = model.pretrained_cfg.get("classifier")
+    names = (name,) if isinstance(name, str) else tuple(name or ())
+    not_head = [k for k in result.missing_keys if not any(k.startswith(n + ".") for n in names)]
+    if result.unexpected_keys or not_head or not isinstance(classifier, torch.nn.Linear):
+        raise ConfigError(f"--format timm: {loaded.cfg.model.backbone} does not map onto a timm classifier; use --format onnx")
+    linear = next(m for m in loaded.model.head if isinstance(m, torch.nn.Linear))
+    classifier.load_state_dict(linear.state_dict())
+    return model.eval()
+
+
+def export_timm(loaded: LoadedRun, out: Path) -> None:
+    """Write ``out/model.safetensors`` + ``out/config.json`` (timm's own layout) and check the logits match."""
+    import shutil
+    import tempfile
+
+    from timm.models import save_for_hf
+
+    model = timm_model(loaded)
+    example = torch.randn(2, 3, loaded.pre.image_size, loaded.pre.image_size, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        if not torch.allclose(model(example), loaded.model.to("cpu").eval()(example), atol=1e-4, rtol=1e-4):
+            raise ConfigError(f"--format timm: the plain timm {loaded.cfg.model.backbone} does not reproduce the run's logits")
+    pre = loaded.pre
+    data_config = {"input_size": (3, pre.image_size, pre.image_size), "mean": tuple(pre.mean), "std": tuple(pre.std),
+                   "interpolation": pre.interpolation, "crop_pct": pre.crop_pct, "crop_mode": "center"}
+    extra = {"label_names": list(loaded.classes), "imgclf": {"temperature": loaded.temperature, "preprocessing": pre.to_dict()}}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:  # a folder is written whole beside the target, then swapped in: never half an export
+        save_for_hf(model, str(tmp), model_config=extra, safe_serialization=True, data_config=data_config)
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.rename(out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _example_input(loaded: LoadedRun) -> torch.Tensor:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -11,14 +13,22 @@ import pandas as pd
 import torch
 
 from imgclf.config import TTAConfig
-from imgclf.data.samples import list_test_images, load_training_set
+from imgclf.data.samples import load_training_set, resolve_test_images
 from imgclf.errors import DataError
 from imgclf.eval.scores import most_confused, score
 from imgclf.infer.evaluate import write_scores
 from imgclf.infer.predict import predict_paths
 from imgclf.infer.predictions import Predictions
+from imgclf.infer.submission import (
+    find_sample_submission,
+    match_sample_ids,
+    read_format,
+    write_probabilities,
+    write_submission,
+)
 from imgclf.run.load import load_run
-from imgclf.infer.submission import find_sample_submission, read_format, write_probabilities, write_submission
+
+log = logging.getLogger("imgclf")
 
 
 def evaluation_images(run_dir: Path, dataset: Path | None, classes: list[str]) -> tuple[list[Path], np.ndarray, Path, str]:
@@ -98,28 +108,37 @@ def _calibration_report(loaded, pred: Predictions, y: np.ndarray) -> dict[str, A
 
 
 def predict_folder(
-    run_dir: Path, images_dir: Path, out: Path, *, probs_out: Path | None = None, sample: Path | None = None,
-    category: str = "auto", tta: TTAConfig | None = None, batch_size: int = 64, device: str = "cpu",
-    engine: str = "torch",
+    run_dir: Path, images: str | Path | Sequence[str | Path], out: Path, *, probs_out: Path | None = None,
+    sample: Path | None = None, category: str = "auto", tta: TTAConfig | None = None, batch_size: int = 64,
+    device: str = "cpu", engine: str = "torch",
 ) -> dict[str, Any]:
-    """Predict every image under ``images_dir`` and write a competition submission."""
+    """Predict the images named by ``images`` (a folder, files or glob patterns) and write a submission.
+
+    With a sample submission (``sample``, or ``sample_submission.csv`` beside an images folder), its ids
+    are matched to files first — a missing or ambiguous id fails before any inference — and only
+    the images it lists are predicted, in its order.
+    """
     loaded = load_run(run_dir, device)
-    images_dir = Path(images_dir)
-    paths = list_test_images(images_dir)
-    sample = sample or find_sample_submission(images_dir)
+    paths, base = resolve_test_images(images)
+    one_folder = isinstance(images, (str, Path)) or len(images) == 1
+    if sample is None and one_folder and Path(images if isinstance(images, (str, Path)) else images[0]).is_dir():
+        sample = find_sample_submission(base)  # chosen files or a glob: a sample only when given
     fmt = read_format(sample, loaded.classes, category)
-    pred = predict_paths(loaded, paths, root=images_dir.parent, batch_size=batch_size, device=device, tta=tta, engine=engine)
+    listed = match_sample_ids(fmt, paths, base)
+    if len(listed) < len(paths):
+        log.info("predicting the %d image(s) the sample lists; %d other image(s) ignored", len(listed), len(paths) - len(listed))
+    pred = predict_paths(loaded, listed, root=base.parent, batch_size=batch_size, device=device, tta=tta, engine=engine)
     if pred.bad:
         raise DataError(
             f"{len(pred.bad)} test image(s) could not be decoded, e.g. {pred.bad[0]}; a submission needs every row — "
             "fix or replace them"
         )
-    ids = [p.relative_to(images_dir).as_posix() for p in pred.paths]
-    write_submission(Path(out), ids, pred.probs.argmax(1), loaded.classes, fmt)
+    ids = list(fmt.ids) if fmt.ids is not None else [p.relative_to(base).as_posix() for p in pred.paths]
+    write_submission(Path(out), ids, pred.probs, loaded.classes, fmt)
     if probs_out:
         write_probabilities(Path(probs_out), ids, pred.probs, loaded.classes, fmt.id_column)
     return {
-        "images": len(ids), "out": str(out), "format": f"{fmt.id_column},{fmt.category_column} ({fmt.category})",
+        "images": len(ids), "out": str(out), "format": fmt.describe,
         "sample": str(sample) if sample else None, "forward_passes": pred.total_passes,
         "passes_per_image": passes_histogram(pred), "seconds": pred.seconds,
     }

