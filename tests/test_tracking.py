@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import json
+import socket
+import threading
+import time
+from contextlib import contextmanager
 
 import pytest
 
 from imgclf.cli.main import run
-from imgclf.experiments.tracking import dataset_fingerprint, default_tracking_uri, resolve_tracking_uri
-from imgclf.experiments.urls import mask_url, redact
+from imgclf.config import load_config
+from imgclf.experiments.tracking import (
+    MlflowTracker, dataset_fingerprint, default_tracking_uri, resolve_tracking_uri, tracking_uri_in,
+)
+from imgclf.secrets import mask_url, redact
 
 FAST = ["train.epochs=2", "train.max_steps_per_epoch=1", "tracking.enabled=true"]
 
@@ -81,12 +88,59 @@ def test_compare_reads_the_runs_of_an_mlflow_experiment(tracked_run, tmp_path, c
     assert report.is_file() and report.with_suffix(".csv").read_text().splitlines()[1].startswith("a,")
 
 
+@contextmanager
+def _server(answer_health: bool = False, hang: bool = True):
+    """A TCP server on 127.0.0.1 (the OS picks the port; the socket stays bound while in use).
+
+    ``hang``: accept every connection and never answer (optionally answering ``GET /health``);
+    else close each connection at once. Yields the port.
+    """
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    listener.settimeout(0.1)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                continue
+            if not hang:
+                conn.close()
+                continue
+            if answer_health:
+                conn.settimeout(5)
+                try:
+                    if conn.recv(65536).startswith(b"GET /health"):
+                        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nOK")
+                        conn.close()
+                        continue
+                except OSError:
+                    pass
+            held.append(conn)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+        for conn in held:
+            conn.close()
+        listener.close()
+
+
 def test_unreachable_tracking_store_warns_once_and_training_completes(tiny_dataset, tiny_overrides, tmp_path, capsys):
     out = tmp_path / "run"
-    code = _train([
-        "train", str(tiny_dataset), *_sets(tiny_overrides + FAST), "--out", str(out),
-        "--tracking-uri", "http://someone:hunter22pw@127.0.0.1:9/",
-    ])
+    with _server(hang=False) as port:  # accepts, then closes at once: nothing listens for MLflow
+        code = _train([
+            "train", str(tiny_dataset), *_sets(tiny_overrides + FAST), "--out", str(out),
+            "--tracking-uri", f"http://someone:hunter22pw@127.0.0.1:{port}/",
+        ])
     err = capsys.readouterr().err
     assert code == 0
     assert (out / "summary.json").is_file()
@@ -125,6 +179,54 @@ def test_dataset_fingerprint_ignores_the_split_but_sees_changed_files(tmp_path):
     (data / "a" / "2.png").write_bytes(b"y" * 11)
     assert dataset_fingerprint(split, data) != first
     assert dataset_fingerprint(tmp_path / "missing.csv", data) is None
+
+
+@pytest.mark.parametrize("answer_health", [False, True], ids=["silent", "health-only"])
+def test_a_tracking_server_that_never_answers_gives_up_within_the_timeout(answer_health, tmp_path, monkeypatch, caplog):
+    # MLflow's defaults (120 s a request, 7 retries) held training for minutes before the first epoch.
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "1")
+    monkeypatch.delenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", raising=False)
+    with _server(answer_health=answer_health) as port:
+        tracker = MlflowTracker(f"http://ana:hang-pass-42@127.0.0.1:{port}")
+        started = time.monotonic()
+        tracker.on_fit_start(load_config(None, ["tracking.enabled=true"]), tmp_path, {})
+        elapsed = time.monotonic() - started
+        tracker.on_epoch_end({"epoch": 1, "val_accuracy": 0.5})  # disabled: returns at once
+    assert not tracker.enabled
+    assert elapsed < 30  # 1 s per request, no retries; the unbounded client took over 400 s
+    warnings = [r.getMessage() for r in caplog.records if "tracking disabled" in r.getMessage()]
+    assert len(warnings) == 1 and len(warnings[0]) < 400
+    assert "hang-pass-42" not in caplog.text
+
+
+def test_training_goes_on_when_the_tracking_server_hangs(tiny_dataset, tiny_overrides, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "1")
+    out = tmp_path / "run"
+    with _server(answer_health=True) as port:
+        code = _train(["train", str(tiny_dataset), *_sets(tiny_overrides + FAST), "--out", str(out),
+                       "--tracking-uri", f"http://127.0.0.1:{port}"])
+    err = capsys.readouterr().err
+    assert code == 0 and (out / "summary.json").is_file()
+    assert err.count("tracking disabled") == 1 and "Traceback" not in err
+    assert len(err) < 10_000
+
+
+def test_the_default_store_is_defined_once(tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert tracking_uri_in(tmp_path / "sweep") == f"sqlite:///{(tmp_path / 'sweep').resolve()}/mlflow.db"
+    assert resolve_tracking_uri(tmp_path / "runs" / "a") == tracking_uri_in(tmp_path / "runs")
+
+
+def test_tracking_runs_only_in_the_main_process(tmp_path, monkeypatch):
+    from imgclf.experiments.tracking import tracking_session
+
+    cfg = load_config(None, ["tracking.enabled=true", "tracking.uri=sqlite:///" + str(tmp_path / "never.db")])
+    monkeypatch.setenv("RANK", "1")
+    with tracking_session(cfg, tmp_path / "run") as callbacks:
+        assert callbacks == []
+    monkeypatch.setenv("RANK", "0")
+    with tracking_session(cfg, tmp_path / "run") as callbacks:
+        assert len(callbacks) == 1
 
 
 def test_passwords_in_urls_are_masked_in_messages():

@@ -102,19 +102,21 @@ def runs_from_experiment(experiment: str, tracking_uri: str) -> list[RunRecord]:
     """The finished runs of an MLflow experiment, read from the run directories they name."""
     from mlflow.tracking import MlflowClient
 
-    from imgclf.experiments.tracking import RUN_DIR_TAG
-    from imgclf.experiments.urls import mask_url, one_line, sqlalchemy_url
+    from imgclf.experiments.tracking import RUN_DIR_TAG, bounded_mlflow_http
+    from imgclf.experiments.urls import one_line, sqlalchemy_url
+    from imgclf.secrets import mask_url
 
     if tracking_uri.startswith("sqlite:///") and not Path(tracking_uri[len("sqlite:///"):]).is_file():
         raise ConfigError(f"no MLflow store at {tracking_uri[len('sqlite:///'):]}; pass --tracking-uri")
     try:
-        client = MlflowClient(tracking_uri=sqlalchemy_url(tracking_uri))
-        exp = client.get_experiment_by_name(experiment)
-        found = client.search_runs([exp.experiment_id], max_results=10000) if exp else None
+        with bounded_mlflow_http():
+            client = MlflowClient(tracking_uri=sqlalchemy_url(tracking_uri))
+            exp = client.get_experiment_by_name(experiment)
+            found = client.search_runs([exp.experiment_id], max_results=10000) if exp else None
+            names = [e.name for e in client.search_experiments()] if exp is None else []
     except Exception as exc:
         raise ConfigError(f"cannot read MLflow store {mask_url(tracking_uri)}: {one_line(exc, tracking_uri)}") from None
     if exp is None:
-        names = [e.name for e in client.search_experiments()]
         raise ConfigError(f"no MLflow experiment {experiment!r} in {mask_url(tracking_uri)} (there: {', '.join(names) or 'none'})")
     dirs, missing = [], 0
     for r in found:
