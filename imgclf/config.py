@@ -20,6 +20,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from imgclf.errors import ConfigError
+from imgclf.safe_yaml import YAMLLimitError, load_yaml, read_yaml_file
 
 EMBEDDED_WEIGHTS = {
     "embedded:lite0": "tf_efficientnet_lite0",
@@ -202,7 +203,9 @@ def parse_override(text: str) -> tuple[str, Any]:
     key, raw = text.split("=", 1)
     key = key.strip()
     try:
-        value = yaml.safe_load(raw) if raw.strip() else None
+        value = load_yaml(raw) if raw.strip() else None
+    except YAMLLimitError as exc:
+        raise ConfigError(f"--set {key[:80]}: the value {exc}") from None
     except yaml.YAMLError:
         value = raw
     if isinstance(value, str) and _looks_like_float(value):
@@ -219,17 +222,8 @@ def _looks_like_float(text: str) -> bool:
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"config file {path} is not valid YAML{where}") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"config file {path} is not a text file") from None
+    """A config file's sections, read by the bounded reader (:mod:`imgclf.safe_yaml`)."""
+    data = read_yaml_file(path, what="config file") or {}
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must hold a mapping of sections (data:, model:, train:, ...)")
     return data
@@ -262,9 +256,15 @@ def _describe(exc: ValidationError) -> str:
             problems.append(f"{key}: {msg}" if key else msg)
         else:
             value = err.get("input")
-            shown = "" if isinstance(value, dict) else f" (got {value!r})"
+            shown = "" if isinstance(value, dict) else f" (got {_short_repr(value)})"
             problems.append(f"config key {key!r}: {err['msg'].lower()}{shown}")
     return "\n".join(problems)  # one line per problem: the CLI prints each as its own error line
+
+
+def _short_repr(value: Any, limit: int = 60) -> str:
+    """``repr(value)`` cut to ``limit`` characters: an error line must stay one short line."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None, base: dict[str, Any] | None = None) -> Config:

@@ -46,8 +46,6 @@ def train(
     summary.json, split.csv, classes.json, environment.json, val_predictions.csv and
     checkpoints/ (best.safetensors, last.pt).
     """
-    from imgclf.train.loop import Hooks, fit
-    from imgclf.train.preflight import validate_for_training
     from imgclf.train.rundir import RunDir
 
     if print_config:
@@ -78,6 +76,10 @@ def train(
         out = out or default_run_dir(cfg)
         if (out / "summary.json").exists() or (out / "checkpoints" / "last.pt").exists():
             raise ConfigError(f"run directory {out} already holds a run; choose another --out or use --resume {out}")
+    # Imported once the config is read: a bad config is refused without loading torch and timm.
+    from imgclf.train.loop import Hooks, fit
+    from imgclf.train.preflight import validate_for_training
+
     # Every problem with the config, the dataset and the files it names, before anything is written.
     validate_for_training(cfg, Path(dataset))
     if devices > 1:

@@ -25,7 +25,7 @@ from imgclf.cli.show_augs import show_augs_command
 from imgclf.cli.sweep import sweep_command, sweep_transfer_command
 from imgclf.cli.console import err_console, setup_logging
 from imgclf.errors import ImgclfError
-from imgclf.secrets import RedactingStream, register_url_passwords
+from imgclf.secrets import RedactingStream, redact, register_url_passwords
 
 app = typer.Typer(
     name="imgclf",
@@ -76,7 +76,7 @@ def _run(args: list[str], debug: bool) -> None:
     except ImgclfError as exc:
         if debug:
             _exit_with_traceback(exc.exit_code)
-        for line in str(exc).splitlines() or [""]:  # one line per problem
+        for line in _error_lines(str(exc)):  # one line per problem
             err_console.print(f"[bold red]error:[/] {escape(line)}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     # typer >= 0.2x carries its own copy of click: catch its exception types as well as click's.
@@ -100,6 +100,19 @@ def _run(args: list[str], debug: bool) -> None:
             _exit_with_traceback(1)
         logging.getLogger("imgclf").exception("unexpected error (a bug in imgclf — please report it with this traceback)")
         sys.exit(1)
+
+
+MAX_ERROR_LINES = 20
+MAX_ERROR_CHARS = 290
+
+
+def _error_lines(message: str) -> list[str]:
+    """At most 20 lines of under 300 characters each (masked first, so no secret is cut in half)."""
+    lines = [redact(line) for line in message.splitlines()] or [""]
+    shown = [line if len(line) <= MAX_ERROR_CHARS else line[: MAX_ERROR_CHARS - 3] + "..." for line in lines[:MAX_ERROR_LINES]]
+    if len(lines) > MAX_ERROR_LINES:
+        shown.append(f"... and {len(lines) - MAX_ERROR_LINES} more problem(s)")
+    return shown
 
 
 def _exit_with_traceback(code: int) -> None:

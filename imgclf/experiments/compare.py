@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 
 from imgclf.config import flatten
 from imgclf.io import atomic_write_text
@@ -29,6 +28,7 @@ from imgclf.report import html
 from imgclf.report.pareto import pareto_section, run_points
 from imgclf.report.plots import fig_to_base64, learning_curves
 from imgclf.report.tables import markdown_table, write_csv
+from imgclf.safe_yaml import read_yaml_file
 from imgclf.train.rundir import RunDir, read_metrics
 
 log = logging.getLogger("imgclf")
@@ -62,10 +62,13 @@ class Comparison:
 def load_run(path: str | Path, name: str | None = None) -> RunRecord:
     run = RunDir(Path(path))
     run.require("config", "summary")
+    tree = read_yaml_file(run.config, what="run config", error=RunDirError) or {}
+    if not isinstance(tree, dict):
+        raise RunDirError(f"run config {run.config} must hold a mapping of sections")
     try:
-        config = flatten(yaml.safe_load(run.config.read_text()) or {})
+        config = flatten(tree)
         summary = json.loads(run.summary.read_text())
-    except (yaml.YAMLError, ValueError) as exc:
+    except (ValueError, OSError) as exc:
         raise RunDirError(f"{run.root}: cannot read config.yaml/summary.json ({exc.__class__.__name__})") from None
     return RunRecord(name=name or run.root.name, path=run.root, config=config, summary=summary, metrics=read_metrics(run.metrics))
 
