@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -29,8 +29,32 @@ EMBEDDED_WEIGHTS = {
 }
 
 
+# The names a config key accepts are declared once, here; the tuples other modules check against
+# are derived from them, so a new strategy or head is added in one place.
+AugmentPreset = Literal["none", "light", "medium", "strong"]
+Head = Literal["linear", "mlp", "mlp_bn"]
+Strategy = Literal["full", "linear_probe", "gradual", "bn_only"]
+BnPolicy = Literal["train", "frozen_stats", "frozen"]
+Monitor = Literal["val_accuracy", "val_loss"]
+Device = Literal["auto", "cpu", "cuda"]
+TTAMode = Literal["none", "fixed", "adaptive"]
+TTAAggregate = Literal["mean_probs", "mean_logits"]
+TTAUncertainty = Literal["margin", "entropy"]
+
+AUGMENT_PRESETS: tuple[str, ...] = get_args(AugmentPreset)
+HEADS: tuple[str, ...] = get_args(Head)
+STRATEGIES: tuple[str, ...] = get_args(Strategy)
+BN_POLICIES: tuple[str, ...] = get_args(BnPolicy)
+MONITORS: tuple[str, ...] = get_args(Monitor)
+DEVICES: tuple[str, ...] = get_args(Device)
+TTA_MODES: tuple[str, ...] = get_args(TTAMode)
+TTA_AGGREGATES: tuple[str, ...] = get_args(TTAAggregate)
+TTA_UNCERTAINTIES: tuple[str, ...] = get_args(TTAUncertainty)
+
+
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+    # allow_inf_nan=False: a learning rate of inf passed every range check (inf > 0) and left NaN weights.
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True, allow_inf_nan=False)
 
 
 class DataConfig(_Section):
@@ -39,7 +63,7 @@ class DataConfig(_Section):
     split_seed: int = Field(0, ge=0, lt=2**32, description="Seed of the train/validation split (kept fixed across training seeds).")
     split_file: str | None = Field(None, description="Reuse a saved split.csv instead of drawing a new one.")
     subset: float = Field(1.0, gt=0.0, le=1.0, description="Stratified fraction of the training split to use.")
-    augment: Literal["none", "light", "medium", "strong"] = "medium"
+    augment: AugmentPreset = "medium"
     batch_size: int = Field(32, ge=1, le=4096)
     num_workers: int | None = Field(None, ge=0, le=64, description="None = chosen from the CPU count.")
     cache: bool = Field(True, description="Decode each image once into a resize cache.")
@@ -53,7 +77,7 @@ class ModelConfig(_Section):
         description="embedded:lite0|lite1|lite2, a .safetensors/.pth file, 'hub' (timm download) or 'none' (random init).",
     )
     backbone: str | None = Field(None, description="Any timm model name; None = the one the weights belong to.")
-    head: Literal["linear", "mlp", "mlp_bn"] = "linear"
+    head: Head = "linear"
     head_hidden: int = Field(512, ge=1, le=65536)
     dropout: float = Field(0.2, ge=0.0, lt=1.0)
     drop_path: float = Field(0.0, ge=0.0, lt=1.0)
@@ -77,8 +101,8 @@ class ModelConfig(_Section):
 
 
 class FinetuneConfig(_Section):
-    strategy: Literal["full", "linear_probe", "gradual", "bn_only"] = "full"
-    bn: Literal["train", "frozen_stats", "frozen"] = "train"
+    strategy: Strategy = "full"
+    bn: BnPolicy = "train"
     head_epochs: int = Field(1, ge=0, description="gradual: epochs with only the head trainable.")
     stages: int = Field(2, ge=1, description="gradual: the backbone is unfrozen from the top in this many stages.")
     stage_epochs: int = Field(1, ge=1, description="gradual: epochs between two unfreezing steps.")
@@ -95,9 +119,9 @@ class TrainConfig(_Section):
     grad_clip: float | None = Field(1.0, gt=0.0)
     patience: int | None = Field(10, ge=1, description="Early-stopping patience in epochs; None = full schedule.")
     min_delta: float = Field(0.0, ge=0.0)
-    monitor: Literal["val_accuracy", "val_loss"] = "val_accuracy"
+    monitor: Monitor = "val_accuracy"
     seed: int = Field(0, ge=0, lt=2**32, description="Seeds model init, data order and augmentation (numpy and torch take 0..2**32-1).")
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    device: Device = "auto"
     amp: bool = Field(True, description="Mixed precision (bf16, or fp16 + GradScaler) when CUDA is present.")
     channels_last: bool = True
     compile: bool = False
@@ -108,14 +132,14 @@ class TrainConfig(_Section):
 
 
 class TTAConfig(_Section):
-    mode: Literal["none", "fixed", "adaptive"] = "none"
+    mode: TTAMode = "none"
     views: list[str] = Field(
         default_factory=lambda: ["identity", "hflip", "center_crop", "crop_tl", "crop_tr", "crop_bl", "crop_br", "scale_1.15", "scale_0.87", "hflip_center_crop"]
     )
     n: int = Field(2, ge=1, description="fixed: views run on every image.")
-    aggregate: Literal["mean_probs", "mean_logits"] = "mean_probs"
+    aggregate: TTAAggregate = "mean_probs"
     first_views: int = Field(2, ge=1, description="adaptive: views every image gets (K).")
-    uncertainty: Literal["margin", "entropy"] = "margin"
+    uncertainty: TTAUncertainty = "margin"
     threshold: float = Field(0.2, ge=0.0, description="adaptive: margin below / entropy above this is uncertain.")
     stable_views: int = Field(3, ge=1, description="adaptive: stop once the top class held for S views.")
     max_views: int = Field(10, ge=1)
