@@ -238,7 +238,7 @@ def test_kaggle_commands_without_the_client_say_how_to_install_it(tmp_path, caps
         run([a.format(run=tmp_path) for a in args])
     err = capsys.readouterr().err
     assert exc.value.code == 2
-    assert err.strip() == "error: the kaggle client is not installed; install it with: pip install 'imgclf[kaggle]'"
+    assert err.strip() == "error: the kaggle client is not installed; install it with: pip install -e '.[kaggle]' in the imgclf checkout (or pip install kaggle)"
 
 
 def test_kaggle_submit_needs_the_submission_file(tmp_path, capsys):

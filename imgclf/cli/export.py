@@ -17,7 +17,7 @@ def export_command(
 ) -> None:
     """Export the run's best checkpoint with its classes and preprocessing as metadata.
 
-    Input: float32 [batch, 3, size, size], resized, centre-cropped and normalised as in
+    Input: float32 \\[batch, 3, size, size], resized, centre-cropped and normalised as in
     preprocessing.json; output: logits (divide by the stored temperature before softmax).
     """
     from imgclf.infer.export import export_run

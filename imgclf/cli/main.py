@@ -24,6 +24,7 @@ from imgclf.cli.report import report_command
 from imgclf.cli.show_augs import show_augs_command
 from imgclf.cli.sweep import sweep_command, sweep_transfer_command
 from imgclf.cli.console import err_console, setup_logging
+from imgclf.cli.help_format import Command, Group
 from imgclf.errors import ImgclfError
 from imgclf.secrets import RedactingStream, redact, register_url_passwords
 
@@ -34,22 +35,46 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
     rich_markup_mode="rich",
+    cls=Group,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 
 # Pipeline order, which is also the order `imgclf --help` lists them in.
-app.command("demo")(commands.demo)
-app.command("prepare")(prepare_command)
-app.command("show-augs")(show_augs_command)
-app.command("train")(commands.train)
-app.command("evaluate")(commands.evaluate)
-app.command("predict")(commands.predict)
-app.command("report")(report_command)
-app.command("compare")(compare_command)
-app.command("ablate")(ablate_command)
-app.command("sweep")(sweep_command)
-app.command("sweep-transfer")(sweep_transfer_command)
-app.command("export")(export_command)
-app.add_typer(kaggle_app, name="kaggle")
+app.command("demo", cls=Command)(commands.demo)
+app.command("prepare", cls=Command)(prepare_command)
+app.command("show-augs", cls=Command)(show_augs_command)
+app.command("train", cls=Command)(commands.train)
+app.command("evaluate", cls=Command)(commands.evaluate)
+app.command("predict", cls=Command)(commands.predict)
+app.command("report", cls=Command)(report_command)
+app.command("compare", cls=Command)(compare_command)
+app.command("ablate", cls=Command)(ablate_command)
+app.command("sweep", cls=Command)(sweep_command)
+app.command("sweep-transfer", cls=Command)(sweep_transfer_command)
+app.command("export", cls=Command)(export_command)
+app.add_typer(kaggle_app, name="kaggle", cls=Group)
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("imgclf")
+    except PackageNotFoundError:
+        return "unknown (not installed: pip install -e . in the checkout)"
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        print(f"imgclf {_version()}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: bool = typer.Option(False, "--version", callback=_show_version, is_eager=True, help="Show the version and exit."),
+) -> None:
+    """Fine-tune pretrained image classifiers on a folder of labelled photos and make a scored competition submission."""
 
 
 def run(argv: list[str] | None = None) -> None:
