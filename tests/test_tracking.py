@@ -234,3 +234,15 @@ def test_passwords_in_urls_are_masked_in_messages():
     assert mask_url(url) == "postgresql://ana:***@db:5432/optuna"
     assert mask_url("sqlite:///tmp/x.db") == "sqlite:///tmp/x.db"
     assert "s3cr" not in redact(f"could not connect to {url} as ana with s3cr@t", url)
+
+
+def test_health_check_sends_url_credentials_as_basic_auth_not_in_the_host():
+    import base64
+
+    from imgclf.experiments.tracking import _health_request
+
+    request = _health_request("http://ana:p/ss@w@127.0.0.1:5000/")
+    # urllib read 'ana:p' as part of the host name and failed with "Name or service not known".
+    assert request.full_url == "http://127.0.0.1:5000/health"
+    assert request.get_header("Authorization") == "Basic " + base64.b64encode(b"ana:p/ss@w").decode()
+    assert _health_request("http://127.0.0.1:5000").get_header("Authorization") is None
