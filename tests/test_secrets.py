@@ -296,40 +296,40 @@ def _cli(args, capsys) -> tuple[int, str, str]:
 TRAIN_FAST = [*TINY, "train.epochs=1", "train.max_steps_per_epoch=1", "tracking.enabled=true"]
 
 
-def test_tracking_uri_password_from_set_is_in_no_run_file_or_output(tiny_dataset, tmp_path, capsys, monkeypatch):
+def test_tracking_uri_password_from_set_is_in_no_run_file_or_output(tiny_dataset, tmp_path, capsys, monkeypatch, closing_port):
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
-    url = f"postgresql://ana:{URL_PASSWORDS['all']}@127.0.0.1:1/mlflow"
+    url = f"postgresql://ana:{URL_PASSWORDS['all']}@127.0.0.1:{closing_port}/mlflow"
     out = tmp_path / "runs" / "a"
     sets = [a for o in [*TRAIN_FAST, f"tracking.uri={url}"] for a in ("--set", o)]
     code, text, _ = _cli(["train", tiny_dataset, *sets, "--out", out], capsys)
     assert code == 0 and (out / "checkpoints" / "last.pt").is_file() and (out / "config.yaml").is_file()
-    assert "postgresql://ana:***@127.0.0.1:1/mlflow" in (out / "config.yaml").read_text()
+    assert f"postgresql://ana:***@127.0.0.1:{closing_port}/mlflow" in (out / "config.yaml").read_text()
     _assert_no_marker(text)
     _assert_no_marker(_run_files_text(tmp_path))
 
 
-def test_tracking_uri_password_from_the_environment_is_in_no_run_file_or_output(tiny_dataset, tmp_path, capsys, monkeypatch):
+def test_tracking_uri_password_from_the_environment_is_in_no_run_file_or_output(tiny_dataset, tmp_path, capsys, monkeypatch, closing_port):
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
-    # Port 1 on loopback: refused at once, so tracking turns itself off with one masked warning.
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://ana:{URL_PASSWORDS['all']}@127.0.0.1:1/")
+    # The server closes every connection: tracking turns itself off with one masked warning.
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://ana:{URL_PASSWORDS['all']}@127.0.0.1:{closing_port}/")
     out = tmp_path / "runs" / "a"
     code, text, _ = _cli(["train", tiny_dataset, *[a for o in TRAIN_FAST for a in ("--set", o)], "--out", out], capsys)
     assert code == 0 and text.count("tracking disabled") == 1
-    assert "http://ana:***@127.0.0.1:1" in text
+    assert f"http://ana:***@127.0.0.1:{closing_port}" in text
     _assert_no_marker(text)
     _assert_no_marker(_run_files_text(tmp_path))
 
 
 @pytest.mark.parametrize("password", list(URL_PASSWORDS.values()), ids=list(URL_PASSWORDS))
-def test_sweep_storage_password_is_never_shown(password, tiny_dataset, tmp_path, capsys):
+def test_sweep_storage_password_is_never_shown(password, tiny_dataset, tmp_path, capsys, closing_port):
     space = tmp_path / "space.yaml"
     space.write_text("space:\n  train.lr: {type: float, low: 1.0e-4, high: 1.0e-2}\n")
-    url = f"postgresql://imgclf:{password}@127.0.0.1:1/nowhere"
+    url = f"postgresql://imgclf:{password}@127.0.0.1:{closing_port}/nowhere"
     code, text, err = _cli(["sweep", tiny_dataset, "--space", space, "--trials", "1", "--out", tmp_path / "s",
                             "--storage", url, *[a for o in TINY for a in ("--set", o)]], capsys)
     assert code == 2
     lines = err.strip().splitlines()
-    assert len(lines) == 1 and len(lines[0]) < 300 and "postgresql://imgclf:***@127.0.0.1:1/nowhere" in lines[0]
+    assert len(lines) == 1 and len(lines[0]) < 300 and f"postgresql://imgclf:***@127.0.0.1:{closing_port}/nowhere" in lines[0]
     _assert_no_marker(text)
     _assert_no_marker(_run_files_text(tmp_path / "s") if (tmp_path / "s").exists() else "")
 

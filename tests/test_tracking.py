@@ -89,12 +89,9 @@ def test_compare_reads_the_runs_of_an_mlflow_experiment(tracked_run, tmp_path, c
 
 
 @contextmanager
-def _server(answer_health: bool = False, hang: bool = True):
-    """A TCP server on 127.0.0.1 (the OS picks the port; the socket stays bound while in use).
-
-    ``hang``: accept every connection and never answer (optionally answering ``GET /health``);
-    else close each connection at once. Yields the port.
-    """
+def _server(answer_health: bool = False):
+    """A TCP server on 127.0.0.1 that accepts every connection and never answers (optionally
+    answering ``GET /health``). The OS picks the port; the socket stays bound while in use."""
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(16)
@@ -107,9 +104,6 @@ def _server(answer_health: bool = False, hang: bool = True):
             try:
                 conn, _ = listener.accept()
             except OSError:
-                continue
-            if not hang:
-                conn.close()
                 continue
             if answer_health:
                 conn.settimeout(5)
@@ -134,13 +128,12 @@ def _server(answer_health: bool = False, hang: bool = True):
         listener.close()
 
 
-def test_unreachable_tracking_store_warns_once_and_training_completes(tiny_dataset, tiny_overrides, tmp_path, capsys):
+def test_unreachable_tracking_store_warns_once_and_training_completes(tiny_dataset, tiny_overrides, tmp_path, capsys, closing_port):
     out = tmp_path / "run"
-    with _server(hang=False) as port:  # accepts, then closes at once: nothing listens for MLflow
-        code = _train([
-            "train", str(tiny_dataset), *_sets(tiny_overrides + FAST), "--out", str(out),
-            "--tracking-uri", f"http://someone:hunter22pw@127.0.0.1:{port}/",
-        ])
+    code = _train([  # the server closes every connection at once: no MLflow there
+        "train", str(tiny_dataset), *_sets(tiny_overrides + FAST), "--out", str(out),
+        "--tracking-uri", f"http://someone:hunter22pw@127.0.0.1:{closing_port}/",
+    ])
     err = capsys.readouterr().err
     assert code == 0
     assert (out / "summary.json").is_file()
