@@ -281,6 +281,8 @@ def split_userinfo(url: str) -> tuple[str, str | None, str | None]:
     if at < 0:
         return url, None, None
     user, sep, password = url[begin:at].partition(":")
+    if any(c in user for c in "/?#"):  # the '@' is in a path or query: there is no userinfo
+        return url, None, None
     return url[:begin] + url[at + 1:], unquote(user), unquote(password) if sep else None
 
 

@@ -337,3 +337,5 @@ def test_sweep_storage_password_is_never_shown(password, tiny_dataset, tmp_path,
 def test_split_userinfo_uses_the_same_rule():
     assert split_userinfo("http://ana:p%2F/s@w@h:5000/x") == ("http://h:5000/x", "ana", "p//s@w")
     assert split_userinfo("sqlite:///x.db") == ("sqlite:///x.db", None, None)
+    assert split_userinfo("http://host/users/@me") == ("http://host/users/@me", None, None)
+    assert split_userinfo("https://tok3n@host/x") == ("https://host/x", "tok3n", None)

@@ -86,11 +86,11 @@ def train(
         _launch_local(devices, cfg, dataset, config, set_, out, resume, deterministic, tracking_uri, from_sweep, storage)
         return
     from imgclf.experiments.tracking import tracking_session
-    from imgclf.train.distributed import is_main
+    from imgclf.runtime import is_main_process
 
     with tracking_session(cfg, out, tracking_uri) as callbacks:
         summary = fit(cfg, Path(dataset), out, resume=resume is not None, hooks=Hooks(progress=RichTrainingProgress(), callbacks=callbacks))
-    if not is_main():
+    if not is_main_process():
         return  # under torchrun, rank 0 reports for every process
     from imgclf.report.run_report import write_run_report_safely
 
