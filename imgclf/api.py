@@ -49,7 +49,7 @@ def train(
     ``progress``: True for the CLI's progress bar, False for none, or a training callback
     (:class:`imgclf.train.callbacks.Callback`). The summary gains ``run_dir`` and ``report`` (the HTML page).
     """
-    from imgclf.train.distributed import is_main
+    from imgclf.runtime import is_main_process as is_main
     from imgclf.train.preflight import validate_for_training
 
     if resume is not None:

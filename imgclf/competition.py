@@ -1,6 +1,6 @@
 """Download a Kaggle competition's data and submit a file to it, through the official ``kaggle`` client.
 
-The client is an optional extra (``pip install 'imgclf[kaggle]'``). Credentials come from
+The client is an optional extra (``pip install -e '.[kaggle]'`` in a checkout, or ``pip install kaggle``). Credentials come from
 :func:`imgclf.secrets.kaggle_credentials` (environment first, then ``kaggle.json``), checked before
 the client is imported, because importing ``kaggle`` authenticates at once and fails with a
 message of its own.
@@ -23,7 +23,8 @@ from imgclf.secrets import kaggle_credentials, redact
 
 log = logging.getLogger("imgclf")
 
-INSTALL_HINT = "pip install 'imgclf[kaggle]'"
+# imgclf is installed from a checkout: 'imgclf[kaggle]' names a package no index has.
+INSTALL_HINT = "pip install -e '.[kaggle]' in the imgclf checkout (or pip install kaggle)"
 
 
 class KaggleError(ImgclfError):

@@ -15,12 +15,13 @@ from __future__ import annotations
 import difflib
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from imgclf.errors import ConfigError
+from imgclf.safe_yaml import YAMLLimitError, load_yaml, read_yaml_file
 
 EMBEDDED_WEIGHTS = {
     "embedded:lite0": "tf_efficientnet_lite0",
@@ -29,8 +30,32 @@ EMBEDDED_WEIGHTS = {
 }
 
 
+# The names a config key accepts are declared once, here; the tuples other modules check against
+# are derived from them, so a new strategy or head is added in one place.
+AugmentPreset = Literal["none", "light", "medium", "strong"]
+Head = Literal["linear", "mlp", "mlp_bn"]
+Strategy = Literal["full", "linear_probe", "gradual", "bn_only"]
+BnPolicy = Literal["train", "frozen_stats", "frozen"]
+Monitor = Literal["val_accuracy", "val_loss"]
+Device = Literal["auto", "cpu", "cuda"]
+TTAMode = Literal["none", "fixed", "adaptive"]
+TTAAggregate = Literal["mean_probs", "mean_logits"]
+TTAUncertainty = Literal["margin", "entropy"]
+
+AUGMENT_PRESETS: tuple[str, ...] = get_args(AugmentPreset)
+HEADS: tuple[str, ...] = get_args(Head)
+STRATEGIES: tuple[str, ...] = get_args(Strategy)
+BN_POLICIES: tuple[str, ...] = get_args(BnPolicy)
+MONITORS: tuple[str, ...] = get_args(Monitor)
+DEVICES: tuple[str, ...] = get_args(Device)
+TTA_MODES: tuple[str, ...] = get_args(TTAMode)
+TTA_AGGREGATES: tuple[str, ...] = get_args(TTAAggregate)
+TTA_UNCERTAINTIES: tuple[str, ...] = get_args(TTAUncertainty)
+
+
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+    # allow_inf_nan=False: a learning rate of inf passed every range check (inf > 0) and left NaN weights.
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True, allow_inf_nan=False)
 
 
 class DataConfig(_Section):
@@ -39,7 +64,7 @@ class DataConfig(_Section):
     split_seed: int = Field(0, ge=0, lt=2**32, description="Seed of the train/validation split (kept fixed across training seeds).")
     split_file: str | None = Field(None, description="Reuse a saved split.csv instead of drawing a new one.")
     subset: float = Field(1.0, gt=0.0, le=1.0, description="Stratified fraction of the training split to use.")
-    augment: Literal["none", "light", "medium", "strong"] = "medium"
+    augment: AugmentPreset = "medium"
     batch_size: int = Field(32, ge=1, le=4096)
     num_workers: int | None = Field(None, ge=0, le=64, description="None = chosen from the CPU count.")
     cache: bool = Field(True, description="Decode each image once into a resize cache.")
@@ -66,7 +91,7 @@ class ModelConfig(_Section):
         "'hub' (timm's weights: the local HF cache, else a download) or 'none' (random init).",
     )
     backbone: str | None = Field(None, description="Any timm model name; None = the one the weights belong to.")
-    head: Literal["linear", "mlp", "mlp_bn"] = "linear"
+    head: Head = "linear"
     head_hidden: int = Field(512, ge=1, le=65536)
     dropout: float = Field(0.2, ge=0.0, lt=1.0)
     drop_path: float = Field(0.0, ge=0.0, lt=1.0)
@@ -92,8 +117,8 @@ class ModelConfig(_Section):
 
 
 class FinetuneConfig(_Section):
-    strategy: Literal["full", "linear_probe", "gradual", "bn_only"] = "full"
-    bn: Literal["train", "frozen_stats", "frozen"] = "train"
+    strategy: Strategy = "full"
+    bn: BnPolicy = "train"
     head_epochs: int = Field(1, ge=0, description="gradual: epochs with only the head trainable.")
     stages: int = Field(2, ge=1, description="gradual: the backbone is unfrozen from the top in this many stages.")
     stage_epochs: int = Field(1, ge=1, description="gradual: epochs between two unfreezing steps.")
@@ -110,9 +135,9 @@ class TrainConfig(_Section):
     grad_clip: float | None = Field(1.0, gt=0.0)
     patience: int | None = Field(10, ge=1, description="Early-stopping patience in epochs; None = full schedule.")
     min_delta: float = Field(0.0, ge=0.0)
-    monitor: Literal["val_accuracy", "val_loss"] = "val_accuracy"
+    monitor: Monitor = "val_accuracy"
     seed: int = Field(0, ge=0, lt=2**32, description="Seeds model init, data order and augmentation (numpy and torch take 0..2**32-1).")
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    device: Device = "auto"
     amp: bool = Field(True, description="Mixed precision (bf16, or fp16 + GradScaler) when CUDA is present.")
     channels_last: bool = True
     compile: bool = False
@@ -128,14 +153,14 @@ class TrainConfig(_Section):
 
 
 class TTAConfig(_Section):
-    mode: Literal["none", "fixed", "adaptive"] = "none"
+    mode: TTAMode = "none"
     views: list[str] = Field(
         default_factory=lambda: ["identity", "hflip", "center_crop", "crop_tl", "crop_tr", "crop_bl", "crop_br", "scale_1.15", "scale_0.87", "hflip_center_crop"]
     )
     n: int = Field(2, ge=1, description="fixed: views run on every image.")
-    aggregate: Literal["mean_probs", "mean_logits"] = "mean_probs"
+    aggregate: TTAAggregate = "mean_probs"
     first_views: int = Field(2, ge=1, description="adaptive: views every image gets (K).")
-    uncertainty: Literal["margin", "entropy"] = "margin"
+    uncertainty: TTAUncertainty = "margin"
     threshold: float = Field(0.2, ge=0.0, description="adaptive: margin below / entropy above this is uncertain.")
     stable_views: int = Field(3, ge=1, description="adaptive: stop once the top class held for S views.")
     max_views: int = Field(10, ge=1)
@@ -223,7 +248,9 @@ def parse_override(text: str) -> tuple[str, Any]:
     key, raw = text.split("=", 1)
     key = key.strip()
     try:
-        value = yaml.safe_load(raw) if raw.strip() else None
+        value = load_yaml(raw) if raw.strip() else None
+    except YAMLLimitError as exc:
+        raise ConfigError(f"--set {key[:80]}: the value {exc}") from None
     except yaml.YAMLError:
         value = raw
     if isinstance(value, str) and _looks_like_float(value):
@@ -240,17 +267,8 @@ def _looks_like_float(text: str) -> bool:
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"config file {path} is not valid YAML{where}") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"config file {path} is not a text file") from None
+    """A config file's sections, read by the bounded reader (:mod:`imgclf.safe_yaml`)."""
+    data = read_yaml_file(path, what="config file") or {}
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must hold a mapping of sections (data:, model:, train:, ...)")
     return data
@@ -283,9 +301,15 @@ def _describe(exc: ValidationError) -> str:
             problems.append(f"{key}: {msg}" if key else msg)
         else:
             value = err.get("input")
-            shown = "" if isinstance(value, dict) else f" (got {value!r})"
+            shown = "" if isinstance(value, dict) else f" (got {_short_repr(value)})"
             problems.append(f"config key {key!r}: {err['msg'].lower()}{shown}")
     return "\n".join(problems)  # one line per problem: the CLI prints each as its own error line
+
+
+def _short_repr(value: Any, limit: int = 60) -> str:
+    """``repr(value)`` cut to ``limit`` characters: an error line must stay one short line."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None, base: dict[str, Any] | None = None) -> Config:

@@ -52,14 +52,11 @@ import numpy as np
 from timm.models import group_parameters
 from torch import nn
 
-from imgclf.config import FinetuneConfig
+from imgclf.config import BN_POLICIES, STRATEGIES, FinetuneConfig
 from imgclf.errors import ConfigError
 from imgclf.models.classifier import ImageClassifier
 
 log = logging.getLogger(__name__)
-
-STRATEGIES = ("full", "linear_probe", "gradual", "bn_only")
-BN_POLICIES = ("train", "frozen_stats", "frozen")
 
 
 class Finetuner:

@@ -66,3 +66,16 @@ def autocast_dtype(device: torch.device, enabled: bool) -> torch.dtype | None:
 def use_channels_last(device: torch.device, enabled: bool) -> bool:
     """channels_last pays on CUDA tensor cores only; on CPU it is a copy for nothing."""
     return enabled and device.type == "cuda"
+
+
+def is_main_process() -> bool:
+    """True in rank 0 of an initialised process group, else when ``RANK`` (set by torchrun) is 0 or unset.
+    Only rank 0 writes shared files and talks to tracking servers."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank() == 0
+    try:
+        return int(os.environ.get("RANK", "0")) == 0
+    except ValueError:
+        return True

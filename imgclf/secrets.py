@@ -7,8 +7,11 @@
   and ``kaggle.json``), the value of any environment variable named ``*_KEY``, ``*_TOKEN``,
   ``*_PASSWORD``, ``*_SECRET`` (and a few more), passwords inside URL-valued environment variables
   (``MLFLOW_TRACKING_URI``, database URLs), values added with :func:`register_secret`, and the
-  password of any ``scheme://user:password@host`` URL it finds, known or not.
+  password and secret query values (``?token=``) of any ``scheme://user:password@host`` URL it
+  finds, known or not.
 - :func:`mask_url` writes a URL with its password (and secret-looking query values) as ``***``.
+  It is the one URL masker: the userinfo ends at the last ``@`` before the host, so passwords
+  holding unencoded ``/``, ``@``, ``#`` or ``:`` are masked whole.
 - :func:`install_log_redaction` makes every log record pass through :func:`redact`.
 
 Example::
@@ -29,7 +32,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
+from urllib.parse import quote, unquote
 
 from imgclf.errors import ImgclfError
 
@@ -42,8 +45,12 @@ MIN_SECRET_LENGTH = 6
 SECRET_NAME = re.compile(r"(^|_)(KEY|TOKEN|PASSWORD|PASSWD|PASS|PWD|SECRET|CREDENTIALS?|AUTH)$", re.IGNORECASE)
 # Names that match the pattern but hold no secret: the working directory, a public key fingerprint.
 NOT_SECRET_NAMES = frozenset({"PWD", "OLDPWD", "GPG_KEY"})
-_URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^\s/:@'\"]*:)(?P<pw>[^\s@/'\"]+)(?P<at>@)")
-_SECRET_QUERY = re.compile(r"(password|passwd|pwd|token|secret|key|api_key|access_token|sig|signature)$", re.IGNORECASE)
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://")
+# A URL inside free text runs to the next space or quote (a password with a space is only masked
+# when its value is known: registered, from argv, or from the environment).
+_URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://[^\s'\"<>`]*")
+_QUERY_PAIR = re.compile(r"(?P<sep>[?&;#])(?P<key>[^=&;#?/]+)=(?P<value>[^&;#]*)")
+_SECRET_QUERY = re.compile(r"(password|passwd|pwd|pass|token|secret|key|api_key|access_token|auth|credentials?|sig|signature)$", re.IGNORECASE)
 
 
 class CredentialsError(ImgclfError):
@@ -126,21 +133,35 @@ def register_secret(value: str | None) -> None:
 
 
 def register_url_passwords(texts: list[str]) -> None:
-    """Register the password of every ``scheme://user:password@`` URL inside ``texts`` (e.g. argv),
-    so the bare password is masked too when a driver error or a library log repeats it."""
+    """Register the password of the URL inside each of ``texts`` (e.g. argv: one argument is one
+    URL to its end, spaces included), so the bare password is masked too when a driver error or a
+    library log repeats it."""
     for text in texts:
-        for match in _URL_PASSWORD.finditer(text):
-            register_secret(unquote(match["pw"]))
-            register_secret(match["pw"])
+        match = _SCHEME.search(text)
+        if match:
+            for value in url_passwords(text[match.start():]):
+                register_secret(value)
 
 
 def url_passwords(url: str) -> set[str]:
-    """The password inside ``url`` as written and percent-decoded (empty when there is none)."""
-    try:
-        password = urlsplit(url).password
-    except ValueError:
+    """The password inside ``url`` as written, percent-decoded and percent-encoded, with every part
+    of it between the characters a URL parser may wrongly split at (``/@#?:``): a driver that reads
+    ``p/ss@w`` as a password ``p`` and a path ``/ss@w`` quotes the rest in its error (empty when none).
+
+    >>> sorted(url_passwords("postgresql://me:pw/1x@db/x"))
+    ['1x', 'pw', 'pw%2F1x', 'pw/1x']
+    """
+    span = _password_span(url)
+    if span is None:
         return set()
-    return {password, unquote(password)} if password else set()
+    password = url[span[0]:span[1]]
+    return _pieces(password) | _pieces(unquote(password)) | {quote(unquote(password), safe="")}
+
+
+def _pieces(password: str) -> set[str]:
+    cuts = [-1, *(i for i, c in enumerate(password) if c in "/@#?:"), len(password)]
+    cuts = cuts if len(cuts) <= 18 else cuts[:9] + cuts[-9:]  # a bound for pathological passwords
+    return {password[a + 1:b] for n, a in enumerate(cuts) for b in cuts[n + 1:]} - {""}
 
 
 def is_secret_name(name: str) -> bool:
@@ -181,15 +202,24 @@ def secret_values(env: Mapping[str, str] | None = None) -> set[str]:
     return {v for v in found if len(v) >= MIN_SECRET_LENGTH}
 
 
-def redact(text: Any, env: Mapping[str, str] | None = None) -> str:
-    """``text`` (made a string) with every known secret and every URL password replaced by ``***``."""
+def redact(text: Any, *urls: str | None, env: Mapping[str, str] | None = None) -> str:
+    """``text`` (made a string) with every known secret, the passwords of ``urls`` and every URL
+    password or secret query value it holds replaced by ``***``.
+
+    >>> redact("login failed for me:pw/1@x at postgresql://me:pw/1@x@db/optuna", "postgresql://me:pw/1@x@db/optuna")
+    'login failed for me:*** at postgresql://me:***@db/optuna'
+    """
     text = str(text)
+    values = secret_values(env)
+    for url in urls:
+        # A password the caller names is masked whatever its length (a one-line error message).
+        values |= {v for v in url_passwords(url or "") if len(v) >= 3}
     # Longest first, so a secret that contains another is masked whole; known values before the
-    # URL pattern, which cannot see a password holding an unencoded '@'.
-    for value in sorted(secret_values(env), key=len, reverse=True):
+    # URL pattern, which cannot see a password holding a space.
+    for value in sorted(values, key=len, reverse=True):
         if value in text:
             text = text.replace(value, MASK)
-    return _URL_PASSWORD.sub(lambda m: m["head"] + MASK + m["at"], text)
+    return _URL_IN_TEXT.sub(lambda m: _mask_one_url(m.group()), text)
 
 
 def redact_params(params: Mapping[str, Any]) -> dict[str, Any]:
@@ -200,7 +230,7 @@ def redact_params(params: Mapping[str, Any]) -> dict[str, Any]:
         if value is not None and is_secret_name(str(key).replace(".", "_")):
             out[key] = MASK
         elif isinstance(value, str):
-            out[key] = redact(mask_url(value) if "://" in value else value)
+            out[key] = redact(mask_url(value))
         else:
             out[key] = value
     return out
@@ -213,33 +243,86 @@ def redact_tree(tree: Any) -> Any:
     if isinstance(tree, (list, tuple)):
         return [redact_tree(v) for v in tree]
     if isinstance(tree, str):
-        return redact(mask_url(tree) if "://" in tree else tree)
+        return redact(mask_url(tree))
     return tree
 
 
 def mask_url(url: str | None) -> str | None:
-    """``url`` with its password, and query values named like secrets, replaced by ``***``.
+    """``url`` with its password, and query or fragment values named like secrets, replaced by ``***``.
+
+    A string that starts with ``scheme://`` is one URL to its end; in any other string each URL
+    found is masked. The userinfo ends at the **last** ``@`` (RFC 3986 ends it at the first ``/?#``,
+    but then a password holding them unencoded would be shown in part), so a password may hold
+    ``/``, ``@``, ``#``, ``?`` and ``:``. When a path or query holds an ``@`` too, more than the
+    password is masked: never less.
 
     >>> mask_url("postgresql://optuna:s3cret@db.local:5432/study?sslmode=require&token=abc")
     'postgresql://optuna:***@db.local:5432/study?sslmode=require&token=***'
+    >>> mask_url("postgresql://user:p/ss@w@host:5432/db")
+    'postgresql://user:***@host:5432/db'
     """
     if not url or "://" not in url:
         return url
-    try:
-        parts = urlsplit(url)
-        password = parts.password
-    except ValueError:
-        return _URL_PASSWORD.sub(lambda m: m["head"] + MASK + m["at"], url)
-    # Replace the parts in the text itself: urlunsplit would rewrite "sqlite:///x" as "sqlite:/x".
-    if password is not None:
-        userinfo, _, hostinfo = parts.netloc.rpartition("@")
-        url = url.replace(parts.netloc, f"{userinfo.split(':', 1)[0]}:{MASK}@{hostinfo}", 1)
-    if parts.query:
-        pairs = parse_qsl(parts.query, keep_blank_values=True)
-        if any(_SECRET_QUERY.search(k) for k, _ in pairs):
-            query = urlencode([(k, MASK if _SECRET_QUERY.search(k) else v) for k, v in pairs], safe="*")
-            url = url.replace("?" + parts.query, "?" + query, 1)
-    return url
+    if _SCHEME.match(url):
+        return _mask_one_url(url)
+    return _URL_IN_TEXT.sub(lambda m: _mask_one_url(m.group()), url)
+
+
+def split_userinfo(url: str) -> tuple[str, str | None, str | None]:
+    """``(url without its userinfo, user, password)``, split by the same rule as :func:`mask_url`
+    (user and password percent-decoded; None where absent).
+
+    >>> split_userinfo("http://ana:p/ss@w@host:5000/x")
+    ('http://host:5000/x', 'ana', 'p/ss@w')
+    """
+    if not _SCHEME.match(url):
+        return url, None, None
+    begin, at = _userinfo_end(url)
+    if at < 0:
+        return url, None, None
+    user, sep, password = url[begin:at].partition(":")
+    if any(c in user for c in "/?#"):  # the '@' is in a path or query: there is no userinfo
+        return url, None, None
+    return url[:begin] + url[at + 1:], unquote(user), unquote(password) if sep else None
+
+
+def _userinfo_end(url: str) -> tuple[int, int]:
+    """(start of the authority, index of the '@' ending the userinfo or -1) in a ``scheme://`` URL.
+
+    The userinfo ends at the last '@': a password may hold '/', '?', '#' and '@' unencoded, and
+    ending it earlier would show the rest of it. An '@' in a path or query masks more, never less.
+    """
+    begin = _SCHEME.match(url).end()
+    return begin, url.rfind("@", begin)
+
+
+def _password_span(url: str) -> tuple[int, int] | None:
+    """Where the password is in ``url`` (start, end), or None when it has none."""
+    if not _SCHEME.match(url):
+        return None
+    begin, at = _userinfo_end(url)
+    colon = url.find(":", begin, at) if at >= 0 else -1
+    # The user name holds none of '/?#' (else the ':' is in a path: file:///C:/x@y).
+    if colon < 0 or any(c in url[begin:colon] for c in "/?#") or colon + 1 == at:
+        return None
+    return colon + 1, at
+
+
+def _mask_one_url(url: str) -> str:
+    span = _password_span(url)
+    if span is not None:
+        url = url[:span[0]] + MASK + url[span[1]:]
+    begin, at = _userinfo_end(url)
+    tail = min((i for i in (url.find("?", max(at, begin)), url.find("#", max(at, begin))) if i >= 0), default=-1)
+    if tail < 0:
+        return url
+    return url[:tail] + _QUERY_PAIR.sub(_mask_query_pair, url[tail:])
+
+
+def _mask_query_pair(match: re.Match[str]) -> str:
+    if match["value"] and _SECRET_QUERY.search(unquote(match["key"])):
+        return f"{match['sep']}{match['key']}={MASK}"
+    return match.group()
 
 
 # --------------------------------------------------------------------------- logging

@@ -71,3 +71,32 @@ def tiny_dataset(tmp_path: Path) -> Path:
 @pytest.fixture
 def tiny_overrides() -> list[str]:
     return list(TINY)
+
+
+@pytest.fixture
+def closing_port():
+    """A port on 127.0.0.1 whose server accepts each connection and closes it at once: a "down"
+    store or database without assuming that some port number is free (the OS picks the port, and
+    the socket stays bound for the whole test)."""
+    import socket
+    import threading
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    listener.settimeout(0.1)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                listener.accept()[0].close()
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield listener.getsockname()[1]
+    stop.set()
+    thread.join(timeout=5)
+    listener.close()

@@ -158,3 +158,42 @@ def test_yaml_file_with_a_typo_names_file_problem(tmp_path):
     with pytest.raises(ConfigError, match="not valid YAML at line"):
         load_config(path)
     assert not Path(tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("override", ["finetune.head_lr=inf", "train.lr=nan", "train.weight_decay=inf", "finetune.head_lr=.inf", "finetune.layer_decay=.nan"])
+def test_non_finite_learning_rates_and_decays_are_refused_with_one_line(override, tmp_path, tiny_dataset, capsys):
+    # head_lr=inf passed "> 0", trained NaN weights and predict used them.
+    out = tmp_path / "run"
+    code, lines = _cli(["train", str(tiny_dataset), "--out", str(out), *_sets([*TINY, override])], capsys)
+    key = override.split("=")[0]
+    assert code == 2 and len(lines) == 1 and len(lines[0]) < 300
+    assert f"'{key}': input should be a finite number" in lines[0]
+    assert not out.exists()
+
+
+def test_non_finite_values_in_a_yaml_file_are_refused(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("finetune:\n  head_lr: .inf\ntrain:\n  weight_decay: .nan\n")
+    with pytest.raises(ConfigError) as exc:
+        load_config(path)
+    assert len(str(exc.value).splitlines()) == 2 and "finite" in str(exc.value)
+
+
+def test_enum_tuples_are_derived_from_the_config_literals():
+    from typing import get_args
+
+    from imgclf import config, finetune
+    from imgclf.data import transforms
+    from imgclf.infer import tta
+    from imgclf.models import heads
+
+    fields = {name: sec.model_fields for name, sec in [
+        ("model", config.ModelConfig), ("finetune", config.FinetuneConfig), ("data", config.DataConfig), ("tta", config.TTAConfig),
+    ]}
+    assert finetune.STRATEGIES == get_args(fields["finetune"]["strategy"].annotation)
+    assert finetune.BN_POLICIES == get_args(fields["finetune"]["bn"].annotation)
+    assert heads.HEADS == get_args(fields["model"]["head"].annotation)
+    assert transforms.PRESETS == get_args(fields["data"]["augment"].annotation)
+    assert tta.AGGREGATES == get_args(fields["tta"]["aggregate"].annotation)
+    assert tta.UNCERTAINTIES == get_args(fields["tta"]["uncertainty"].annotation)
+    assert config.TTA_MODES == get_args(fields["tta"]["mode"].annotation)

@@ -16,7 +16,7 @@ from imgclf.competition import download_competition, submit_file
 from imgclf.config import load_config, save_config
 from imgclf.secrets import (
     CredentialsError, RedactingStream, install_log_redaction, kaggle_credentials, mask_url, redact, redact_params,
-    redact_tree, register_secret,
+    redact_tree, register_secret, register_url_passwords, split_userinfo,
 )
 from imgclf.run.rundir import write_environment
 
@@ -111,11 +111,55 @@ def test_registered_secret_and_the_password_inside_a_registered_url():
         ("sqlite:///runs/mlflow.db", "sqlite:///runs/mlflow.db"),
         ("https://host/api?token=abc&x=1", "https://host/api?token=***&x=1"),
         ("mysql://user@host/db", "mysql://user@host/db"),
+        ("postgresql://user:p/ss@host:5432/db", "postgresql://user:***@host:5432/db"),
+        ("postgresql://user:p/ss@w@host:5432/db", "postgresql://user:***@host:5432/db"),
+        ("postgresql://user:p@ss@host/db", "postgresql://user:***@host/db"),
+        ("postgresql://user:p#ss@host/db", "postgresql://user:***@host/db"),
+        ("postgresql://user:p%2Fss@host/db", "postgresql://user:***@host/db"),
+        ("postgresql://user:p:ss@host/db", "postgresql://user:***@host/db"),
+        ("http://user:p?ss@[::1]:5000/", "http://user:***@[::1]:5000/"),
+        ("mysql://user:pa/s#s@w:or:d@host/db?token=abc", "mysql://user:***@host/db?token=***"),
+        ("https://host/api?x=1&API_KEY=abc#frag", "https://host/api?x=1&API_KEY=***#frag"),
+        ("https://host/callback#access_token=abc", "https://host/callback#access_token=***"),
+        ("sqlite:////tmp/a@b/mlflow.db", "sqlite:////tmp/a@b/mlflow.db"),
+        ("file:///C:/x@y", "file:///C:/x@y"),
+        ("see http://u:p/w@h/x?token=t and mysql://v:q#r@k", "see http://u:***@h/x?token=*** and mysql://v:***@k"),
         (None, None),
     ],
 )
 def test_mask_url(url, masked):
     assert mask_url(url) == masked
+
+
+# Passwords with every character that ended the old maskers' password early; each ends in a marker
+# that must never appear anywhere once masked.
+URL_PASSWORDS = {
+    "slash": "Zq/slash9x", "at": "Zq@atsign9x", "hash": "Zq#hash9x", "encoded": "Zq%2Fencoded9x", "colon": "Zq:colon9x",
+    "all": "Pw/qux1@quux2#corge3:grault4%2Fgarply5",
+}
+MARKERS = ("slash9x", "atsign9x", "hash9x", "encoded9x", "colon9x", "qux1", "quux2", "corge3", "grault4", "garply5")
+
+
+def _assert_no_marker(text: str) -> None:
+    assert not [m for m in MARKERS if m in text], text
+
+
+@pytest.mark.parametrize("password", list(URL_PASSWORDS.values()), ids=list(URL_PASSWORDS))
+@pytest.mark.parametrize("template", ["postgresql://ana:{}@db.local:5432/optuna", "http://ana:{}@127.0.0.1:5000", "https://ana:{}@host/x?y=1"])
+def test_no_url_password_shape_is_shown_in_clear(password, template, monkeypatch):
+    url = template.format(password)
+    assert mask_url(url) == template.format("***")
+    _assert_no_marker(redact(f"cannot reach {url}: refused"))
+    _assert_no_marker(redact(f"login failed for {password}", url))
+    _assert_no_marker(str(redact_tree({"tracking": {"uri": url}})))
+    _assert_no_marker(str(redact_params({"tracking.uri": url})))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
+    _assert_no_marker(redact(f"driver said: bad password {password}"))
+
+
+def test_url_password_from_argv_is_masked_bare(capsys):
+    register_url_passwords(["--set", "tracking.uri=postgresql://u:Ar/gv@pw9 spaced@h/db"])
+    assert redact("auth failed: Ar/gv@pw9 spaced") == "auth failed: ***"
 
 
 def test_params_and_config_trees_are_redacted(monkeypatch):
@@ -194,7 +238,7 @@ def test_kaggle_commands_without_the_client_say_how_to_install_it(tmp_path, caps
         run([a.format(run=tmp_path) for a in args])
     err = capsys.readouterr().err
     assert exc.value.code == 2
-    assert err.strip() == "error: the kaggle client is not installed; install it with: pip install 'imgclf[kaggle]'"
+    assert err.strip() == "error: the kaggle client is not installed; install it with: pip install -e '.[kaggle]' in the imgclf checkout (or pip install kaggle)"
 
 
 def test_kaggle_submit_needs_the_submission_file(tmp_path, capsys):
@@ -231,3 +275,67 @@ def test_cli_learns_url_passwords_from_its_arguments(capsys):
         run(["evaluate", "/nowhere", "--device", "postgresql://u:argv-pass-777@h/db"])
     assert redact("the driver said: bad password argv-pass-777") == "the driver said: bad password ***"
     assert "argv-pass-777" not in capsys.readouterr().err
+
+
+def _run_files_text(folder) -> str:
+    """Every file of a run directory as text (checkpoints too: a pickled string is stored as is)."""
+    return "\n".join(p.read_bytes().decode("latin-1") for p in sorted(folder.rglob("*")) if p.is_file())
+
+
+def _cli(args, capsys) -> tuple[int, str, str]:
+    """(exit code, stdout + stderr, stderr)."""
+    try:
+        run([str(a) for a in args])
+        code = 0
+    except SystemExit as exc:
+        code = exc.code or 0
+    captured = capsys.readouterr()
+    return code, captured.out + captured.err, captured.err
+
+
+TRAIN_FAST = [*TINY, "train.epochs=1", "train.max_steps_per_epoch=1", "tracking.enabled=true"]
+
+
+def test_tracking_uri_password_from_set_is_in_no_run_file_or_output(tiny_dataset, tmp_path, capsys, monkeypatch, closing_port):
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
+    url = f"postgresql://ana:{URL_PASSWORDS['all']}@127.0.0.1:{closing_port}/mlflow"
+    out = tmp_path / "runs" / "a"
+    sets = [a for o in [*TRAIN_FAST, f"tracking.uri={url}"] for a in ("--set", o)]
+    code, text, _ = _cli(["train", tiny_dataset, *sets, "--out", out], capsys)
+    assert code == 0 and (out / "checkpoints" / "last.pt").is_file() and (out / "config.yaml").is_file()
+    assert f"postgresql://ana:***@127.0.0.1:{closing_port}/mlflow" in (out / "config.yaml").read_text()
+    _assert_no_marker(text)
+    _assert_no_marker(_run_files_text(tmp_path))
+
+
+def test_tracking_uri_password_from_the_environment_is_in_no_run_file_or_output(tiny_dataset, tmp_path, capsys, monkeypatch, closing_port):
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
+    # The server closes every connection: tracking turns itself off with one masked warning.
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://ana:{URL_PASSWORDS['all']}@127.0.0.1:{closing_port}/")
+    out = tmp_path / "runs" / "a"
+    code, text, _ = _cli(["train", tiny_dataset, *[a for o in TRAIN_FAST for a in ("--set", o)], "--out", out], capsys)
+    assert code == 0 and text.count("tracking disabled") == 1
+    assert f"http://ana:***@127.0.0.1:{closing_port}" in text
+    _assert_no_marker(text)
+    _assert_no_marker(_run_files_text(tmp_path))
+
+
+@pytest.mark.parametrize("password", list(URL_PASSWORDS.values()), ids=list(URL_PASSWORDS))
+def test_sweep_storage_password_is_never_shown(password, tiny_dataset, tmp_path, capsys, closing_port):
+    space = tmp_path / "space.yaml"
+    space.write_text("space:\n  train.lr: {type: float, low: 1.0e-4, high: 1.0e-2}\n")
+    url = f"postgresql://imgclf:{password}@127.0.0.1:{closing_port}/nowhere"
+    code, text, err = _cli(["sweep", tiny_dataset, "--space", space, "--trials", "1", "--out", tmp_path / "s",
+                            "--storage", url, *[a for o in TINY for a in ("--set", o)]], capsys)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and len(lines[0]) < 300 and f"postgresql://imgclf:***@127.0.0.1:{closing_port}/nowhere" in lines[0]
+    _assert_no_marker(text)
+    _assert_no_marker(_run_files_text(tmp_path / "s") if (tmp_path / "s").exists() else "")
+
+
+def test_split_userinfo_uses_the_same_rule():
+    assert split_userinfo("http://ana:p%2F/s@w@h:5000/x") == ("http://h:5000/x", "ana", "p//s@w")
+    assert split_userinfo("sqlite:///x.db") == ("sqlite:///x.db", None, None)
+    assert split_userinfo("http://host/users/@me") == ("http://host/users/@me", None, None)
+    assert split_userinfo("https://tok3n@host/x") == ("https://host/x", "tok3n", None)

@@ -120,13 +120,13 @@ def test_invalid_space_file_exits_2_with_one_line(tiny_dataset, tmp_path, capsys
     assert "must be below high" in err and "Traceback" not in err and err.strip().count("\n") == 0
 
 
-def test_unreachable_storage_exits_2_with_one_line_and_no_password(tiny_dataset, tiny_overrides, space_file, tmp_path, capsys):
-    url = "postgresql://imgclf:Sup3rSecretPw@127.0.0.1:9/nowhere"
+def test_unreachable_storage_exits_2_with_one_line_and_no_password(tiny_dataset, tiny_overrides, space_file, tmp_path, capsys, closing_port):
+    url = f"postgresql://imgclf:Sup3rSecretPw@127.0.0.1:{closing_port}/nowhere"
     code = _cli(["sweep", str(tiny_dataset), "--space", str(space_file), "--trials", "1", "--out", str(tmp_path / "s"),
                  "--storage", url, *_sets(tiny_overrides)])
     err = capsys.readouterr().err
     assert code == 2
-    assert "cannot open sweep storage postgresql://imgclf:***@127.0.0.1:9/nowhere" in err
+    assert f"cannot open sweep storage postgresql://imgclf:***@127.0.0.1:{closing_port}/nowhere" in err
     assert "Sup3rSecretPw" not in err and "Traceback" not in err and err.strip().count("\n") == 0
     assert _cli(["train", str(tiny_dataset), "--from-sweep", "nope", "--storage", f"sqlite:///{tmp_path / 'none.db'}"]) == 2
     assert "no sweep storage" in capsys.readouterr().err

@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import json
+import socket
+import threading
+import time
+from contextlib import contextmanager
 
 import pytest
 
 from imgclf.cli.main import run
-from imgclf.experiments.tracking import dataset_fingerprint, default_tracking_uri, resolve_tracking_uri
-from imgclf.experiments.urls import mask_url, redact
+from imgclf.config import load_config
+from imgclf.experiments.tracking import (
+    MlflowTracker, dataset_fingerprint, default_tracking_uri, resolve_tracking_uri, tracking_uri_in,
+)
+from imgclf.secrets import mask_url, redact
 
 FAST = ["train.epochs=2", "train.max_steps_per_epoch=1", "tracking.enabled=true"]
 
@@ -81,11 +88,51 @@ def test_compare_reads_the_runs_of_an_mlflow_experiment(tracked_run, tmp_path, c
     assert report.is_file() and report.with_suffix(".csv").read_text().splitlines()[1].startswith("a,")
 
 
-def test_unreachable_tracking_store_warns_once_and_training_completes(tiny_dataset, tiny_overrides, tmp_path, capsys):
+@contextmanager
+def _server(answer_health: bool = False):
+    """A TCP server on 127.0.0.1 that accepts every connection and never answers (optionally
+    answering ``GET /health``). The OS picks the port; the socket stays bound while in use."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    listener.settimeout(0.1)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                continue
+            if answer_health:
+                conn.settimeout(5)
+                try:
+                    if conn.recv(65536).startswith(b"GET /health"):
+                        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nOK")
+                        conn.close()
+                        continue
+                except OSError:
+                    pass
+            held.append(conn)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+        for conn in held:
+            conn.close()
+        listener.close()
+
+
+def test_unreachable_tracking_store_warns_once_and_training_completes(tiny_dataset, tiny_overrides, tmp_path, capsys, closing_port):
     out = tmp_path / "run"
-    code = _train([
+    code = _train([  # the server closes every connection at once: no MLflow there
         "train", str(tiny_dataset), *_sets(tiny_overrides + FAST), "--out", str(out),
-        "--tracking-uri", "http://someone:hunter22pw@127.0.0.1:9/",
+        "--tracking-uri", f"http://someone:hunter22pw@127.0.0.1:{closing_port}/",
     ])
     err = capsys.readouterr().err
     assert code == 0
@@ -127,8 +174,68 @@ def test_dataset_fingerprint_ignores_the_split_but_sees_changed_files(tmp_path):
     assert dataset_fingerprint(tmp_path / "missing.csv", data) is None
 
 
+@pytest.mark.parametrize("answer_health", [False, True], ids=["silent", "health-only"])
+def test_a_tracking_server_that_never_answers_gives_up_within_the_timeout(answer_health, tmp_path, monkeypatch, caplog):
+    # MLflow's defaults (120 s a request, 7 retries) held training for minutes before the first epoch.
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "1")
+    monkeypatch.delenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", raising=False)
+    with _server(answer_health=answer_health) as port:
+        tracker = MlflowTracker(f"http://ana:hang-pass-42@127.0.0.1:{port}")
+        started = time.monotonic()
+        tracker.on_fit_start(load_config(None, ["tracking.enabled=true"]), tmp_path, {})
+        elapsed = time.monotonic() - started
+        tracker.on_epoch_end({"epoch": 1, "val_accuracy": 0.5})  # disabled: returns at once
+    assert not tracker.enabled
+    assert elapsed < 30  # 1 s per request, no retries; the unbounded client took over 400 s
+    warnings = [r.getMessage() for r in caplog.records if "tracking disabled" in r.getMessage()]
+    assert len(warnings) == 1 and len(warnings[0]) < 400
+    assert "hang-pass-42" not in caplog.text
+
+
+def test_training_goes_on_when_the_tracking_server_hangs(tiny_dataset, tiny_overrides, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "1")
+    out = tmp_path / "run"
+    with _server(answer_health=True) as port:
+        code = _train(["train", str(tiny_dataset), *_sets(tiny_overrides + FAST), "--out", str(out),
+                       "--tracking-uri", f"http://127.0.0.1:{port}"])
+    err = capsys.readouterr().err
+    assert code == 0 and (out / "summary.json").is_file()
+    assert err.count("tracking disabled") == 1 and "Traceback" not in err
+    assert len(err) < 10_000
+
+
+def test_the_default_store_is_defined_once(tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert tracking_uri_in(tmp_path / "sweep") == f"sqlite:///{(tmp_path / 'sweep').resolve()}/mlflow.db"
+    assert resolve_tracking_uri(tmp_path / "runs" / "a") == tracking_uri_in(tmp_path / "runs")
+
+
+def test_tracking_runs_only_in_the_main_process(tmp_path, monkeypatch):
+    from imgclf.experiments.tracking import tracking_session
+
+    cfg = load_config(None, ["tracking.enabled=true", "tracking.uri=sqlite:///" + str(tmp_path / "never.db")])
+    monkeypatch.setenv("RANK", "1")
+    with tracking_session(cfg, tmp_path / "run") as callbacks:
+        assert callbacks == []
+    monkeypatch.setenv("RANK", "0")
+    with tracking_session(cfg, tmp_path / "run") as callbacks:
+        assert len(callbacks) == 1
+
+
 def test_passwords_in_urls_are_masked_in_messages():
     url = "postgresql://ana:s3cr%40t@db:5432/optuna"
     assert mask_url(url) == "postgresql://ana:***@db:5432/optuna"
     assert mask_url("sqlite:///tmp/x.db") == "sqlite:///tmp/x.db"
     assert "s3cr" not in redact(f"could not connect to {url} as ana with s3cr@t", url)
+
+
+def test_health_check_sends_url_credentials_as_basic_auth_not_in_the_host():
+    import base64
+
+    from imgclf.experiments.tracking import _health_request
+
+    request = _health_request("http://ana:p/ss@w@127.0.0.1:5000/")
+    # urllib read 'ana:p' as part of the host name and failed with "Name or service not known".
+    assert request.full_url == "http://127.0.0.1:5000/health"
+    assert request.get_header("Authorization") == "Basic " + base64.b64encode(b"ana:p/ss@w").decode()
+    assert _health_request("http://127.0.0.1:5000").get_header("Authorization") is None

@@ -41,7 +41,7 @@ def train(
     checkpoints/ (best.safetensors, last.pt).
     """
     from imgclf import api
-    from imgclf.train.distributed import is_main
+    from imgclf.runtime import is_main_process as is_main
 
     if print_config:
         import yaml

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Optional
 
@@ -25,8 +24,9 @@ def compare_command(
     if bool(run_dirs) == bool(experiment):
         raise ConfigError("give either RUN_DIR... or --experiment NAME (not both)")
     if experiment:
-        uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path('runs').resolve() / 'mlflow.db'}"
-        runs = runs_from_experiment(experiment, uri)
+        from imgclf.experiments.tracking import tracking_uri_in
+
+        runs = runs_from_experiment(experiment, tracking_uri_in("runs", tracking_uri))
     else:
         runs = load_runs(list(run_dirs))
     comparison = compare_runs(runs, sort=sort)

@@ -8,12 +8,13 @@ from typing import Optional
 import typer
 
 from imgclf.cli.console import console
+from imgclf.cli.help_format import Command
 from imgclf.errors import DataError, ImgclfError, RunDirError
 from imgclf.run.rundir import RunDir
 
 kaggle_app = typer.Typer(
     help="Download a competition's data and submit a run's predictions with the official kaggle client "
-    "(pip install 'imgclf\\[kaggle]'; credentials from KAGGLE_USERNAME/KAGGLE_KEY or ~/.kaggle/kaggle.json).",
+    "(pip install -e '.\\[kaggle]' in the imgclf checkout, or pip install kaggle; credentials from KAGGLE_USERNAME/KAGGLE_KEY or ~/.kaggle/kaggle.json).",
     no_args_is_help=True,
 )
 
@@ -65,5 +66,5 @@ def default_message(run_dir: Path) -> str:
         return f"imgclf {run_dir.name}"
 
 
-kaggle_app.command("download")(download)
-kaggle_app.command("submit")(submit)
+kaggle_app.command("download", cls=Command)(download)
+kaggle_app.command("submit", cls=Command)(submit)

@@ -26,8 +26,9 @@ from imgclf.cli.report import report_command
 from imgclf.cli.show_augs import show_augs_command
 from imgclf.cli.sweep import sweep_command, sweep_transfer_command
 from imgclf.cli.console import err_console, setup_logging
+from imgclf.cli.help_format import Command, Group
 from imgclf.errors import ImgclfError
-from imgclf.secrets import RedactingStream, register_url_passwords
+from imgclf.secrets import RedactingStream, redact, register_url_passwords
 
 app = typer.Typer(
     name="imgclf",
@@ -36,22 +37,46 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
     rich_markup_mode="rich",
+    cls=Group,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 
 # Pipeline order, which is also the order `imgclf --help` lists them in.
-app.command("demo")(commands.demo)
-app.command("prepare")(prepare_command)
-app.command("show-augs")(show_augs_command)
-app.command("train")(commands.train)
-app.command("evaluate")(commands.evaluate)
-app.command("predict")(commands.predict)
-app.command("report")(report_command)
-app.command("compare")(compare_command)
-app.command("ablate")(ablate_command)
-app.command("sweep")(sweep_command)
-app.command("sweep-transfer")(sweep_transfer_command)
-app.command("export")(export_command)
-app.add_typer(kaggle_app, name="kaggle")
+app.command("demo", cls=Command)(commands.demo)
+app.command("prepare", cls=Command)(prepare_command)
+app.command("show-augs", cls=Command)(show_augs_command)
+app.command("train", cls=Command)(commands.train)
+app.command("evaluate", cls=Command)(commands.evaluate)
+app.command("predict", cls=Command)(commands.predict)
+app.command("report", cls=Command)(report_command)
+app.command("compare", cls=Command)(compare_command)
+app.command("ablate", cls=Command)(ablate_command)
+app.command("sweep", cls=Command)(sweep_command)
+app.command("sweep-transfer", cls=Command)(sweep_transfer_command)
+app.command("export", cls=Command)(export_command)
+app.add_typer(kaggle_app, name="kaggle", cls=Group)
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("imgclf")
+    except PackageNotFoundError:
+        return "unknown (not installed: pip install -e . in the checkout)"
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        print(f"imgclf {_version()}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: bool = typer.Option(False, "--version", callback=_show_version, is_eager=True, help="Show the version and exit."),
+) -> None:
+    """Fine-tune pretrained image classifiers on a folder of labelled photos and make a scored competition submission."""
 
 
 def run(argv: list[str] | None = None) -> None:
@@ -88,7 +113,7 @@ def _run(args: list[str], debug: bool) -> None:
     except ImgclfError as exc:
         if debug:
             _exit_with_traceback(exc.exit_code)
-        for line in str(exc).splitlines() or [""]:  # one line per problem
+        for line in _error_lines(str(exc)):  # one line per problem
             err_console.print(f"[bold red]error:[/] {escape(line)}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     # typer >= 0.2x carries its own copy of click: catch its exception types as well as click's.
@@ -112,6 +137,19 @@ def _run(args: list[str], debug: bool) -> None:
             _exit_with_traceback(1)
         logging.getLogger("imgclf").exception("unexpected error (a bug in imgclf — please report it with this traceback)")
         sys.exit(1)
+
+
+MAX_ERROR_LINES = 20
+MAX_ERROR_CHARS = 290
+
+
+def _error_lines(message: str) -> list[str]:
+    """At most 20 lines of under 300 characters each (masked first, so no secret is cut in half)."""
+    lines = [redact(line) for line in message.splitlines()] or [""]
+    shown = [line if len(line) <= MAX_ERROR_CHARS else line[: MAX_ERROR_CHARS - 3] + "..." for line in lines[:MAX_ERROR_LINES]]
+    if len(lines) > MAX_ERROR_LINES:
+        shown.append(f"... and {len(lines) - MAX_ERROR_LINES} more problem(s)")
+    return shown
 
 
 def _exit_with_traceback(code: int) -> None:

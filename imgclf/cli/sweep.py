@@ -11,7 +11,11 @@ import typer
 from imgclf.cli.commands import CONFIG_HELP, SET_HELP, build_cli_config
 from imgclf.cli.console import console
 
-STORAGE_HELP = "Optuna storage URL (default sqlite:///<out>/optuna.db); postgresql://user:pw@host/db lets several machines share one study."
+# No password in the example: the output redaction would mask it (and break the help box's border).
+STORAGE_HELP = (
+    "Optuna storage URL (default sqlite:///<out>/optuna.db); postgresql://USER@HOST/DB lets several machines share one "
+    "study (the password from PGPASSWORD or ~/.pgpass keeps it off the command line)."
+)
 
 
 def sweep_command(

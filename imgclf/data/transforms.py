@@ -13,7 +13,9 @@ from typing import Any, Callable
 import torch
 from timm.data import create_transform
 
-PRESETS = ("none", "light", "medium", "strong")
+from imgclf.config import AUGMENT_PRESETS
+
+PRESETS = AUGMENT_PRESETS  # the names config.py declares
 
 # What each preset adds, on top of the model's own size/interpolation/mean/std.
 _PRESET_KWARGS: dict[str, dict[str, Any]] = {

@@ -35,12 +35,11 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, ContextManager
 
-import yaml
-
 from imgclf.config import Config, build_config, flatten, load_config, read_yaml, with_overrides
 from imgclf.run.rundir import RunDir
 from imgclf.errors import ConfigError, ImgclfError
 from imgclf.io import atomic_write_json, read_json
+from imgclf.safe_yaml import read_yaml_file
 
 log = logging.getLogger("imgclf")
 
@@ -107,13 +106,7 @@ def load_grid(spec: str | Path) -> Grid:
             path = Path(str(resources.files("imgclf") / "experiments" / "grids" / f"{name}.yaml"))
         else:
             raise ConfigError(f"grid not found: {spec} (a YAML file, or a shipped grid: {', '.join(shipped_grids())})")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise ConfigError(f"grid file {path} is not valid YAML{f' at line {mark.line + 1}' if mark else ''}") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"grid file {path} is not a text file") from None
+    data = read_yaml_file(path, what="grid file")
     return parse_grid(data, name=path.stem, where=f"grid file {path}")
 
 

@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 
 from imgclf.config import flatten
 from imgclf.io import atomic_write_text
@@ -30,6 +29,7 @@ from imgclf.report.pareto import pareto_section, run_points
 from imgclf.report.plots import fig_to_base64, learning_curves
 from imgclf.report.tables import markdown_table, write_csv
 from imgclf.run.rundir import RunDir, read_metrics
+from imgclf.safe_yaml import read_yaml_file
 
 log = logging.getLogger("imgclf")
 
@@ -62,10 +62,13 @@ class Comparison:
 def load_run(path: str | Path, name: str | None = None) -> RunRecord:
     run = RunDir(Path(path))
     run.require("config", "summary")
+    tree = read_yaml_file(run.config, what="run config", error=RunDirError) or {}
+    if not isinstance(tree, dict):
+        raise RunDirError(f"run config {run.config} must hold a mapping of sections")
     try:
-        config = flatten(yaml.safe_load(run.config.read_text()) or {})
+        config = flatten(tree)
         summary = json.loads(run.summary.read_text())
-    except (yaml.YAMLError, ValueError) as exc:
+    except (ValueError, OSError) as exc:
         raise RunDirError(f"{run.root}: cannot read config.yaml/summary.json ({exc.__class__.__name__})") from None
     return RunRecord(name=name or run.root.name, path=run.root, config=config, summary=summary, metrics=read_metrics(run.metrics))
 
@@ -102,19 +105,21 @@ def runs_from_experiment(experiment: str, tracking_uri: str) -> list[RunRecord]:
     """The finished runs of an MLflow experiment, read from the run directories they name."""
     from mlflow.tracking import MlflowClient
 
-    from imgclf.experiments.tracking import RUN_DIR_TAG
-    from imgclf.experiments.urls import mask_url, one_line, sqlalchemy_url
+    from imgclf.experiments.tracking import RUN_DIR_TAG, bounded_mlflow_http
+    from imgclf.experiments.urls import one_line, sqlalchemy_url
+    from imgclf.secrets import mask_url
 
     if tracking_uri.startswith("sqlite:///") and not Path(tracking_uri[len("sqlite:///"):]).is_file():
         raise ConfigError(f"no MLflow store at {tracking_uri[len('sqlite:///'):]}; pass --tracking-uri")
     try:
-        client = MlflowClient(tracking_uri=sqlalchemy_url(tracking_uri))
-        exp = client.get_experiment_by_name(experiment)
-        found = client.search_runs([exp.experiment_id], max_results=10000) if exp else None
+        with bounded_mlflow_http():
+            client = MlflowClient(tracking_uri=sqlalchemy_url(tracking_uri))
+            exp = client.get_experiment_by_name(experiment)
+            found = client.search_runs([exp.experiment_id], max_results=10000) if exp else None
+            names = [e.name for e in client.search_experiments()] if exp is None else []
     except Exception as exc:
         raise ConfigError(f"cannot read MLflow store {mask_url(tracking_uri)}: {one_line(exc, tracking_uri)}") from None
     if exp is None:
-        names = [e.name for e in client.search_experiments()]
         raise ConfigError(f"no MLflow experiment {experiment!r} in {mask_url(tracking_uri)} (there: {', '.join(names) or 'none'})")
     dirs, missing = [], 0
     for r in found:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +27,9 @@ from typing import Any, Callable
 from imgclf.config import Config, with_overrides
 from imgclf.errors import ConfigError, ImgclfError
 from imgclf.experiments.space import SearchParam, check_space
-from imgclf.experiments.urls import mask_url, one_line, sqlalchemy_url
+from imgclf.experiments.tracking import tracking_uri_in
+from imgclf.experiments.urls import one_line, sqlalchemy_url
+from imgclf.secrets import mask_url
 
 log = logging.getLogger("imgclf")
 
@@ -202,7 +203,7 @@ def run_sweep(dataset: Path, base: Config, space: list[SearchParam], options: Sw
         "proxy": json.dumps(options.proxy), "space": json.dumps([p.describe() for p in space]),
     }.items():
         study.set_user_attr(key, value)
-    tracking_uri = options.tracking_uri or cfg.tracking.uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{out.resolve() / 'mlflow.db'}"
+    tracking_uri = tracking_uri_in(out, options.tracking_uri, cfg.tracking.uri)
 
     def objective(trial) -> float:
         return _run_trial(trial, dataset, cfg, space, out, tracking_uri, options.study)

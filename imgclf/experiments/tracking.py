@@ -22,6 +22,7 @@ Example::
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import logging
@@ -37,9 +38,11 @@ from typing import Any, Iterator
 import pandas as pd
 
 from imgclf.config import Config
-from imgclf.experiments.urls import mask_url, one_line, redact, sqlalchemy_url
+from imgclf.experiments.urls import one_line, sqlalchemy_url
 from imgclf.io import atomic_write_json
 from imgclf.run.rundir import RunDir
+from imgclf.runtime import is_main_process
+from imgclf.secrets import mask_url, redact, redact_params, split_userinfo
 
 log = logging.getLogger("imgclf")
 
@@ -47,15 +50,26 @@ DB_NAME = "mlflow.db"
 ARTIFACTS_NAME = "mlartifacts"
 RUN_DIR_TAG = "imgclf.run_dir"
 _BATCH = 100  # MLflow's limit on params per log_batch call
+# MLflow's own HTTP defaults (120 s a request, 7 retries with backoff) let a server that accepts
+# connections but never answers hold training for many minutes. These bound each call to one
+# request of at most 10 s (the first failure turns tracking off); a value the user set in the
+# environment wins.
+HTTP_LIMITS = {"MLFLOW_HTTP_REQUEST_TIMEOUT": "10", "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"}
+
+
+def tracking_uri_in(folder: str | Path, cli_uri: str | None = None, cfg_uri: str | None = None) -> str:
+    """The one precedence rule: ``cli_uri`` > ``cfg_uri`` > ``$MLFLOW_TRACKING_URI`` >
+    ``sqlite:///<folder>/mlflow.db`` (absolute, so any working directory finds it)."""
+    return cli_uri or cfg_uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path(folder).resolve() / DB_NAME}"
 
 
 def default_tracking_uri(run_dir: str | Path) -> str:
-    """``sqlite:///<parent of the run directory>/mlflow.db`` (absolute, so any working directory finds it)."""
+    """``sqlite:///<parent of the run directory>/mlflow.db``: one store for the runs beside each other."""
     return f"sqlite:///{Path(run_dir).resolve().parent / DB_NAME}"
 
 
 def resolve_tracking_uri(run_dir: str | Path, cli_uri: str | None = None, cfg_uri: str | None = None) -> str:
-    return cli_uri or cfg_uri or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri(run_dir)
+    return tracking_uri_in(Path(run_dir).resolve().parent, cli_uri, cfg_uri)
 
 
 def _sqlite_file(uri: str) -> Path | None:
@@ -91,8 +105,6 @@ def dataset_fingerprint(split_csv: str | Path, dataset: str | Path | None = None
 
 
 def _param_value(key: str, value: Any) -> str:
-    from imgclf.secrets import redact_params
-
     masked = redact_params({key: value})[key]
     return "" if masked is None else str(masked)
 
@@ -129,7 +141,8 @@ class MlflowTracker:
         if not self.enabled or (fn != self._start and self.run_id is None):
             return
         try:
-            fn(*args)
+            with bounded_mlflow_http():
+                fn(*args)
         except Exception as exc:  # tracking must never break training
             self.enabled = False
             log.warning(
@@ -235,11 +248,32 @@ def _read_json(path: Path) -> dict[str, Any]:
         return {}
 
 
+@contextmanager
+def bounded_mlflow_http() -> Iterator[None]:
+    """MLflow HTTP calls inside get :data:`HTTP_LIMITS` (MLflow reads these variables per request);
+    the environment is restored on exit."""
+    added = {k: v for k, v in HTTP_LIMITS.items() if k not in os.environ}
+    os.environ.update(added)
+    try:
+        yield
+    finally:
+        for key in added:
+            os.environ.pop(key, None)
+
+
+def http_timeout() -> float:
+    """Seconds one HTTP request to the tracking server may take (``MLFLOW_HTTP_REQUEST_TIMEOUT`` wins)."""
+    try:
+        return max(0.1, float(os.environ.get("MLFLOW_HTTP_REQUEST_TIMEOUT", HTTP_LIMITS["MLFLOW_HTTP_REQUEST_TIMEOUT"])))
+    except ValueError:
+        return float(HTTP_LIMITS["MLFLOW_HTTP_REQUEST_TIMEOUT"])
+
+
 def _connect(uri: str):
-    """An MlflowClient, after a fast reachability check (MLflow's own HTTP retries take minutes)."""
+    """An MlflowClient, after a fast reachability check (one request, no retries)."""
     if uri.startswith(("http://", "https://")):
         try:
-            urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=5).close()
+            urllib.request.urlopen(_health_request(uri), timeout=http_timeout()).close()
         except Exception as exc:
             raise ConnectionError(f"cannot reach {mask_url(uri)}: {redact(str(exc), uri)}") from None
     db = _sqlite_file(uri)
@@ -255,12 +289,22 @@ def _connect(uri: str):
     return MlflowClient(tracking_uri=sqlalchemy_url(uri))
 
 
+def _health_request(uri: str) -> urllib.request.Request:
+    """``GET <server>/health``; credentials in the URL go as basic auth (urllib cannot read them there)."""
+    bare, user, password = split_userinfo(uri)
+    request = urllib.request.Request(bare.rstrip("/") + "/health")
+    if user is not None:
+        token = base64.b64encode(f"{user}:{password or ''}".encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
+    return request
+
+
 def _check_database(uri: str) -> None:
     """One connection attempt with a short timeout: MLflow itself retries an unreachable database for ~100 s."""
     import sqlalchemy
 
     url = sqlalchemy_url(uri)
-    args = {"connect_timeout": 5} if url.startswith(("postgresql", "mysql")) else {}
+    args = {"connect_timeout": max(1, int(http_timeout()))} if url.startswith(("postgresql", "mysql")) else {}
     try:
         engine = sqlalchemy.create_engine(url, connect_args=args)
         try:
@@ -304,7 +348,7 @@ def tracking_session(
     interrupted training and the exception types in ``killed`` (e.g. ``optuna.TrialPruned``).
     """
     # Under torchrun every process runs the loop; only rank 0 records the run.
-    if not cfg.tracking.enabled or int(os.environ.get("RANK", "0")) != 0:
+    if not cfg.tracking.enabled or not is_main_process():
         yield []
         return
     from imgclf.train.loop import TrainingInterrupted

@@ -30,13 +30,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from imgclf.config import TTA_AGGREGATES as AGGREGATES
+from imgclf.config import TTA_UNCERTAINTIES as UNCERTAINTIES
 from imgclf.config import TTAConfig
 from imgclf.errors import ConfigError
 
 Forward = Callable[[torch.Tensor], torch.Tensor]
 View = Callable[[Any], torch.Tensor]
-AGGREGATES = ("mean_probs", "mean_logits")
-UNCERTAINTIES = ("margin", "entropy")
 
 
 @dataclass(frozen=True)

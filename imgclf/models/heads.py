@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-HEADS = ("linear", "mlp", "mlp_bn")
+from imgclf.config import HEADS
 
 
 def build_head(kind: str, in_features: int, num_classes: int, hidden: int = 512, dropout: float = 0.2) -> nn.Sequential:

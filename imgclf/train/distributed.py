@@ -12,7 +12,7 @@ What the loop relies on:
 - :func:`train_sampler` shards each epoch's permutation: process r takes items r, r+N, ... of it,
   so every global batch holds the same images as the one-process run's batch.
 - Only rank 0 writes the run directory, shows progress and calls tracking callbacks
-  (:func:`is_main`); metrics are summed over ranks (:func:`all_reduce_sums`).
+  (``DistContext.is_main``); metrics are summed over ranks (:func:`all_reduce_sums`).
 
 Example::
 
@@ -53,13 +53,6 @@ class DistContext:
     @property
     def is_main(self) -> bool:
         return self.rank == 0
-
-
-def is_main() -> bool:
-    """True in rank 0 of a process group (or of a torchrun launch), and in a lone process."""
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank() == 0
-    return int(os.environ.get("RANK", "0")) == 0
 
 
 def launched_world_size() -> int:
