@@ -17,6 +17,7 @@ from rich.markup import escape
 from imgclf.cli import commands
 from imgclf.cli.ablate import ablate_command
 from imgclf.cli.compare import compare_command
+from imgclf.cli.cv import cv_command, ensemble_command
 from imgclf.cli.export import export_command
 from imgclf.cli.kaggle import kaggle_app
 from imgclf.cli.prepare import prepare_command
@@ -43,6 +44,8 @@ app.command("show-augs")(show_augs_command)
 app.command("train")(commands.train)
 app.command("evaluate")(commands.evaluate)
 app.command("predict")(commands.predict)
+app.command("cv")(cv_command)
+app.command("ensemble")(ensemble_command)
 app.command("report")(report_command)
 app.command("compare")(compare_command)
 app.command("ablate")(ablate_command)

@@ -100,24 +100,31 @@ def predict_folder(
     category: str = "auto", tta: TTAConfig | None = None, batch_size: int = 64, device: str = "cpu",
     engine: str = "torch",
 ) -> dict[str, Any]:
-    """Predict every image under ``images_dir`` and write a competition submission."""
-    loaded = load_run(run_dir, device)
+    """Predict every image under ``images_dir`` and write a competition submission.
+
+    ``run_dir`` may also be a CV folder or an ensemble folder: the members' calibrated
+    probabilities are blended with their weights (see :mod:`imgclf.infer.model_set`).
+    """
+    from imgclf.infer.model_set import predict_model_set, resolve_model_set
+
+    models = resolve_model_set(run_dir)
+    classes = models.classes()
     images_dir = Path(images_dir)
     paths = list_test_images(images_dir)
     sample = sample or find_sample_submission(images_dir)
-    fmt = read_format(sample, loaded.classes, category)
-    pred = predict_paths(loaded, paths, root=images_dir.parent, batch_size=batch_size, device=device, tta=tta, engine=engine)
+    fmt = read_format(sample, classes, category)
+    pred = predict_model_set(models, paths, root=images_dir.parent, batch_size=batch_size, device=device, tta=tta, engine=engine)
     if pred.bad:
         raise DataError(
             f"{len(pred.bad)} test image(s) could not be decoded, e.g. {pred.bad[0]}; a submission needs every row — "
             "fix or replace them"
         )
     ids = [p.relative_to(images_dir).as_posix() for p in pred.paths]
-    write_submission(Path(out), ids, pred.probs.argmax(1), loaded.classes, fmt)
+    write_submission(Path(out), ids, pred.probs.argmax(1), classes, fmt)
     if probs_out:
-        write_probabilities(Path(probs_out), ids, pred.probs, loaded.classes, fmt.id_column)
+        write_probabilities(Path(probs_out), ids, pred.probs, classes, fmt.id_column)
     return {
-        "images": len(ids), "out": str(out), "format": f"{fmt.id_column},{fmt.category_column} ({fmt.category})",
+        "images": len(ids), "models": len(models.members), "out": str(out), "format": f"{fmt.id_column},{fmt.category_column} ({fmt.category})",
         "sample": str(sample) if sample else None, "forward_passes": pred.total_passes,
         "passes_per_image": passes_histogram(pred), "seconds": pred.seconds,
     }
