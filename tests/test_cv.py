@@ -207,3 +207,29 @@ def test_resume_retrains_only_unfinished_folds(cv_dir: Path) -> None:
     assert all(p.stat().st_mtime_ns == t for p, t in kept.items())
     assert (work / "fold_2" / "summary.json").is_file() and (work / "fold_3" / "summary.json").is_file()
     assert len(pd.read_csv(work / "oof.csv")) == 24
+
+
+def test_refit_trains_the_chosen_epochs_and_keeps_the_final_weights(tmp_path: Path) -> None:
+    import torch
+    from safetensors.torch import load_file
+
+    from imgclf.config import load_config
+    from imgclf.experiments.cv import median_best_epoch
+    from imgclf.experiments.cv_refit import refit_config, use_final_weights
+
+    assert median_best_epoch([{"best_epoch": 3}, {"best_epoch": 8}, {"best_epoch": 4}, {"best_epoch": 5}]) == 5  # 4.5 rounds up
+    cfg = refit_config(load_config(None, [*TINY, "train.patience=3"]), tmp_path / "all.csv", 4)
+    assert (cfg.train.epochs, cfg.train.patience) == (4, None)  # no validation: nothing may stop it early
+    (tmp_path / "checkpoints").mkdir()
+    final = {"w": torch.arange(4.0)}
+    torch.save({"model": final, "epoch": 3}, tmp_path / "checkpoints" / "last.pt")
+    use_final_weights(tmp_path)
+    assert torch.equal(load_file(str(tmp_path / "checkpoints" / "best.safetensors"))["w"], final["w"])
+
+
+def test_impossible_fold_count_is_one_line_and_leaves_nothing_to_resume(tmp_path: Path, capsys) -> None:
+    dataset = make_dataset(tmp_path / "data", per_class=3, test=0)
+    args = ["cv", dataset, "--folds", "10", "--out", tmp_path / "cv", *[a for s in CV_SET for a in ("--set", s)]]
+    code, _, err = cli(args, capsys)
+    assert code == 2 and "cannot make 10 folds from 9 distinct image groups" in err
+    assert not (tmp_path / "cv" / "cv.json").exists() and not (tmp_path / "cv" / "folds.csv").exists()

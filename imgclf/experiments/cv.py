@@ -106,24 +106,27 @@ def write_fold_splits(samples: TrainingSet, folds: np.ndarray, out: Path) -> lis
     return paths
 
 
-def _start_or_check(cfg: Config, dataset: Path, out: Path, k: int) -> Config:
-    """First start: record the config and plan. A re-run must ask for the same CV (resume)."""
+def _check_resume(cfg: Config, out: Path, k: int) -> tuple[Config, bool]:
+    """A re-run must ask for the same CV as the first start (then it resumes); True for a new CV."""
     spec_path = out / CV_FILE
-    if spec_path.is_file():
-        spec = read_json(spec_path)
-        if spec["folds"] != k:
-            raise ConfigError(f"{out} holds a {spec['folds']}-fold CV; use --folds {spec['folds']} to resume it, or another --out")
-        saved = build_config(read_yaml(out / CONFIG_NAME))
-        if saved.to_dict() != cfg.to_dict():
-            raise ConfigError(f"{out} was started with another config ({out / CONFIG_NAME}); use the same --config/--set to resume, or another --out")
-        return saved
-    out.mkdir(parents=True, exist_ok=True)
+    if not spec_path.is_file():
+        return cfg, True
+    spec = read_json(spec_path)
+    if spec["folds"] != k:
+        raise ConfigError(f"{out} holds a {spec['folds']}-fold CV; use --folds {spec['folds']} to resume it, or another --out")
+    saved = build_config(read_yaml(out / CONFIG_NAME))
+    if saved.to_dict() != cfg.to_dict():
+        raise ConfigError(f"{out} was started with another config ({out / CONFIG_NAME}); use the same --config/--set to resume, or another --out")
+    return saved, False
+
+
+def _record_start(cfg: Config, dataset: Path, out: Path, k: int) -> None:
+    """Written once the folds exist, so a CV that could not start leaves nothing to resume."""
     save_config(cfg, out / CONFIG_NAME)
-    atomic_write_json(spec_path, {
+    atomic_write_json(out / CV_FILE, {
         "folds": k, "seed": cfg.data.split_seed, "dataset": str(Path(dataset).resolve()),
         "fold_dirs": [f"fold_{i}" for i in range(1, k + 1)],
     })
-    return cfg
 
 
 def fold_state(run_dir: Path) -> str:
@@ -221,9 +224,12 @@ def run_cv(
     from imgclf.experiments.cv_report import write_cv_report
 
     out, dataset = Path(out), Path(dataset)
-    cfg = _start_or_check(cfg, dataset, out, folds)
+    cfg, new = _check_resume(cfg, out, folds)
     samples = load_training_set(dataset, Path(cfg.data.blocklist) if cfg.data.blocklist else None)
+    out.mkdir(parents=True, exist_ok=True)
     fold_of = plan_folds(samples, out, folds, cfg.data.split_seed)
+    if new:
+        _record_start(cfg, dataset, out, folds)
     write_fold_splits(samples, fold_of, out)
     actions = train_runs(cfg, dataset, out, folds, train_one)
     oof = collect_oof(out, folds, samples.classes)
