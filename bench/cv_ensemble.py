@@ -143,22 +143,12 @@ def flipped_copy(dataset: Path, out: Path, fraction: float, seed: int = 0) -> se
     return flipped
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    size = sizes(args)
-    # One folder per size: a finished run found there is reused, so it must be of these sizes.
-    work = args.workdir / f"{size['per_class']}pc-{size['image_size']}px-{size['epochs']}ep-{args.folds}f"
-    work.mkdir(parents=True, exist_ok=True)
-    demo = materialise_demo(work / "demo", train_per_class=size["per_class"])
-    cfg0 = base_config(args, size)
-    cfg1 = with_overrides(cfg0, {"model.weights": "embedded:lite1"})
-    test = TestSet(demo.dataset, demo.answers, args.test_limit or (300 if args.quick else None))
-    k, rows, t_start = args.folds, [], time.perf_counter()
-    print(f"sizes {size}, {k} folds, work {work}", flush=True)
-
+def model_rows(work: Path, dataset: Path, cfg0: Config, cfg1: Config, test: TestSet, k: int) -> list[dict[str, Any]]:
+    """Train (or reuse) the single run, both CVs and the refit; blend; score every row on the test images."""
+    rows: list[dict[str, Any]] = []
     t0 = time.perf_counter()
     single = work / "single"
-    summary = read_json(single / "summary.json") if (single / "summary.json").is_file() else train_one(cfg0, demo.dataset, single, False, "single")
+    summary = read_json(single / "summary.json") if (single / "summary.json").is_file() else train_one(cfg0, dataset, single, False, "single")
     wall = time.perf_counter() - t0
     rows.append({"row": "single run lite0 (80/20)", **test.score(single), "oof_accuracy": summary["val_accuracy"],
                  "oof_log_loss": None, "train_seconds": summary["train_seconds"], "wall_seconds": wall})
@@ -167,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, cfg, refit in (("lite0", cfg0, True), ("lite1", cfg1, False)):
         t0 = time.perf_counter()
         cv_dir = work / f"cv_{name}"
-        s = run_cv(cfg, demo.dataset, cv_dir, folds=k, train_one=train_one, refit=refit)
+        s = run_cv(cfg, dataset, cv_dir, folds=k, train_one=train_one, refit=refit)
         cvs[name] = (cv_dir, s)
         wall = time.perf_counter() - t0  # all folds (+ refit), OOF, report: before any test inference
         rows.append({"row": f"cv{k} {name} (fold average)", **test.score(cv_dir), "oof_accuracy": s["oof"]["accuracy"],
@@ -185,13 +175,34 @@ def main(argv: list[str] | None = None) -> int:
         rows.append({"row": f"ensemble cv lite0 + cv lite1 ({method} weights {weights})", **test.score(work / f"ens_{method}"),
                      "oof_accuracy": ens["ensemble"]["accuracy"], "oof_log_loss": ens["ensemble"]["log_loss"],
                      "train_seconds": cv_seconds, "wall_seconds": None})
+    return rows
 
+
+def label_issue_check(work: Path, dataset: Path, cfg: Config, k: int, flip: float) -> dict[str, Any]:
+    """CV on a copy with ``flip`` of the labels changed; precision/recall of label_issues.csv against the flips."""
     t0 = time.perf_counter()
     noisy = work / "flipped"
-    truth = flipped_copy(demo.dataset, noisy, args.flip)
-    run_cv(cfg0, noisy, work / "cv_flipped", folds=k, train_one=train_one)
+    truth = flipped_copy(dataset, noisy, flip)
+    run_cv(cfg, noisy, work / "cv_flipped", folds=k, train_one=train_one)
     found = set(load_blocklist(work / "cv_flipped" / "label_issues.csv").by_path)
-    cleanlab = {**precision_recall(found, truth), "wall_seconds": time.perf_counter() - t0}
+    return {**precision_recall(found, truth), "wall_seconds": time.perf_counter() - t0}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    size = sizes(args)
+    # One folder per size: a finished run found there is reused, so it must be of these sizes.
+    work = args.workdir / f"{size['per_class']}pc-{size['image_size']}px-{size['epochs']}ep-{args.folds}f"
+    work.mkdir(parents=True, exist_ok=True)
+    demo = materialise_demo(work / "demo", train_per_class=size["per_class"])
+    cfg0 = base_config(args, size)
+    cfg1 = with_overrides(cfg0, {"model.weights": "embedded:lite1"})  # the second backbone
+    test = TestSet(demo.dataset, demo.answers, args.test_limit or (300 if args.quick else None))
+    k, t_start = args.folds, time.perf_counter()
+    print(f"sizes {size}, {k} folds, work {work}", flush=True)
+
+    rows = model_rows(work, demo.dataset, cfg0, cfg1, test, k)
+    cleanlab = label_issue_check(work, demo.dataset, cfg0, k, args.flip)
 
     by = {r["row"].split(" (")[0]: r for r in rows}
     result = {

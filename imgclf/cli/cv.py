@@ -16,11 +16,15 @@ from imgclf.config import Config
 def _fold_trainer(parent, tracking_uri: Optional[str]):
     """What ``run_cv`` calls per fold: ``fit`` with a progress bar and MLflow (a child of the CV's parent run)."""
     from imgclf.experiments.tracking import tracking_session
-    from imgclf.train.loop import Hooks, fit
+    from imgclf.train.loop import Hooks, TrainingInterrupted, fit
 
     def train_one(cfg: Config, dataset: Path, out: Path, resume: bool, name: str) -> dict[str, Any]:
-        with tracking_session(cfg, out, tracking_uri, run_name=f"{out.parent.name}/{name}", tags=parent.child_tags(name)) as callbacks:
-            return fit(cfg, dataset, out, resume=resume, hooks=Hooks(progress=RichTrainingProgress(), callbacks=callbacks))
+        try:
+            with tracking_session(cfg, out, tracking_uri, run_name=f"{out.parent.name}/{name}", tags=parent.child_tags(name)) as callbacks:
+                return fit(cfg, dataset, out, resume=resume, hooks=Hooks(progress=RichTrainingProgress(), callbacks=callbacks))
+        except TrainingInterrupted as exc:  # its hint names `train --resume`; for a CV the whole command resumes
+            first = str(exc).split(";")[0].split(",")[0]
+            raise TrainingInterrupted(f"{name} {first}; run the same imgclf cv command again to resume the CV") from None
 
     return train_one
 
