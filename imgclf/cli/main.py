@@ -19,6 +19,7 @@ from rich.markup import escape
 from imgclf.cli import commands
 from imgclf.cli.ablate import ablate_command
 from imgclf.cli.compare import compare_command
+from imgclf.cli.cv import cv_command, ensemble_command
 from imgclf.cli.export import export_command
 from imgclf.cli.kaggle import kaggle_app
 from imgclf.cli.prepare import prepare_command
@@ -48,6 +49,8 @@ app.command("show-augs", cls=Command)(show_augs_command)
 app.command("train", cls=Command)(commands.train)
 app.command("evaluate", cls=Command)(commands.evaluate)
 app.command("predict", cls=Command)(commands.predict)
+app.command("cv", cls=Command)(cv_command)
+app.command("ensemble", cls=Command)(ensemble_command)
 app.command("report", cls=Command)(report_command)
 app.command("compare", cls=Command)(compare_command)
 app.command("ablate", cls=Command)(ablate_command)

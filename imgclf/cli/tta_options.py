@@ -26,8 +26,19 @@ VIEWS_OPTION: Any = typer.Option(None, "--tta-views", help="Comma-separated orde
 
 
 def run_config(run_dir: Path) -> Config:
-    """The run's saved config (defaults when it has none: loading the run reports that later)."""
+    """The run's saved config (defaults when it has none: loading the run reports that later).
+
+    For a CV or ensemble folder: the config of its first member run.
+    """
     path = RunDir(Path(run_dir)).config
+    if not path.is_file() and Path(run_dir).is_dir():
+        from imgclf.errors import RunDirError
+        from imgclf.infer.model_set import resolve_model_set
+
+        try:
+            path = RunDir(resolve_model_set(Path(run_dir)).members[0][0]).config
+        except RunDirError:
+            pass  # not a model set either: loading it reports the problem
     return build_config(read_yaml(path)) if path.is_file() else Config()
 
 

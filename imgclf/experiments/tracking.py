@@ -152,8 +152,8 @@ class MlflowTracker:
 
     def _start(self, cfg: Config, run_dir: Path, info: dict[str, Any]) -> None:
         self.run_dir = run_dir
-        self.client = _connect(self.tracking_uri)
-        experiment_id = _experiment_id(self.client, self.experiment, self.tracking_uri)
+        self.client = connect_store(self.tracking_uri)
+        experiment_id = ensure_experiment(self.client, self.experiment, self.tracking_uri)
         self.run_id = self._reattach(run_dir) or self.client.create_run(
             experiment_id, run_name=self.run_name or run_dir.name, tags=self._tags(cfg, run_dir, info),
         ).info.run_id
@@ -269,7 +269,7 @@ def http_timeout() -> float:
         return float(HTTP_LIMITS["MLFLOW_HTTP_REQUEST_TIMEOUT"])
 
 
-def _connect(uri: str):
+def connect_store(uri: str):
     """An MlflowClient, after a fast reachability check (one request, no retries)."""
     if uri.startswith(("http://", "https://")):
         try:
@@ -316,7 +316,7 @@ def _check_database(uri: str) -> None:
         raise ConnectionError(f"cannot reach {mask_url(uri)}: {one_line(exc, uri)}") from None
 
 
-def _experiment_id(client, name: str, uri: str) -> str:
+def ensure_experiment(client, name: str, uri: str) -> str:
     experiment = client.get_experiment_by_name(name)
     if experiment is not None:
         return experiment.experiment_id

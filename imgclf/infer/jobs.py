@@ -114,31 +114,36 @@ def predict_folder(
 ) -> dict[str, Any]:
     """Predict the images named by ``images`` (a folder, files or glob patterns) and write a submission.
 
-    With a sample submission (``sample``, or ``sample_submission.csv`` beside an images folder), its ids
-    are matched to files first — a missing or ambiguous id fails before any inference — and only
-    the images it lists are predicted, in its order.
+    ``run_dir`` may be a run, a CV folder or an ensemble folder: the members' calibrated probabilities
+    are blended with their weights (see :mod:`imgclf.infer.model_set`). With a sample submission
+    (``sample``, or ``sample_submission.csv`` beside an images folder), its ids are matched to files
+    first — a missing or ambiguous id fails before any inference — and only the images it lists are
+    predicted, in its order.
     """
-    loaded = load_run(run_dir, device)
+    from imgclf.infer.model_set import predict_model_set, resolve_model_set
+
+    models = resolve_model_set(run_dir)
+    classes = models.classes()
     paths, base = resolve_test_images(images)
     one_folder = isinstance(images, (str, Path)) or len(images) == 1
     if sample is None and one_folder and Path(images if isinstance(images, (str, Path)) else images[0]).is_dir():
         sample = find_sample_submission(base)  # chosen files or a glob: a sample only when given
-    fmt = read_format(sample, loaded.classes, category)
+    fmt = read_format(sample, classes, category)
     listed = match_sample_ids(fmt, paths, base)
     if len(listed) < len(paths):
         log.info("predicting the %d image(s) the sample lists; %d other image(s) ignored", len(listed), len(paths) - len(listed))
-    pred = predict_paths(loaded, listed, root=base.parent, batch_size=batch_size, device=device, tta=tta, engine=engine)
+    pred = predict_model_set(models, listed, root=base.parent, batch_size=batch_size, device=device, tta=tta, engine=engine)
     if pred.bad:
         raise DataError(
             f"{len(pred.bad)} test image(s) could not be decoded, e.g. {pred.bad[0]}; a submission needs every row — "
             "fix or replace them"
         )
     ids = list(fmt.ids) if fmt.ids is not None else [p.relative_to(base).as_posix() for p in pred.paths]
-    write_submission(Path(out), ids, pred.probs, loaded.classes, fmt)
+    write_submission(Path(out), ids, pred.probs, classes, fmt)
     if probs_out:
-        write_probabilities(Path(probs_out), ids, pred.probs, loaded.classes, fmt.id_column)
+        write_probabilities(Path(probs_out), ids, pred.probs, classes, fmt.id_column)
     return {
-        "images": len(ids), "out": str(out), "format": fmt.describe,
+        "images": len(ids), "models": len(models.members), "out": str(out), "format": fmt.describe,
         "sample": str(sample) if sample else None, "forward_passes": pred.total_passes,
         "passes_per_image": passes_histogram(pred), "seconds": pred.seconds,
     }

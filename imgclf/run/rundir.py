@@ -107,6 +107,14 @@ class RunDir:
     def is_finished(self) -> bool:
         return self.summary.is_file()
 
+    def state(self) -> str:
+        """``done`` (summary.json), ``resume`` (a resume checkpoint and its config) or ``new``."""
+        if self.is_finished():
+            return "done"
+        if self.last.is_file() and self.config.is_file():
+            return "resume"
+        return "new"
+
     def check_new(self) -> None:
         """A new run goes into a new or empty folder: never over another run, never over a user's files."""
         if self.holds_run():
@@ -135,10 +143,7 @@ class RunDir:
 
     def read_classes(self) -> list[str]:
         self.require("classes")
-        classes = read_run_json(self.classes)
-        if not isinstance(classes, list) or not classes or not all(isinstance(c, str) for c in classes):
-            raise RunDirError(f"{self.classes} must be a JSON list of class names")
-        return classes
+        return _class_list(self.classes)
 
     def read_info(self) -> dict[str, Any]:
         self.require("info")
@@ -173,6 +178,49 @@ class RunDir:
 
     def read_eval_metrics(self) -> dict[str, Any]:
         return _json_object(self.eval.metrics) if self.eval.metrics.is_file() else {}
+
+
+@dataclass(frozen=True)
+class BlendDir:
+    """A folder of several runs blended into one prediction: a CV folder (``imgclf cv``) or an
+    ensemble folder (``imgclf ensemble``). Both keep out-of-fold predictions and the class list."""
+
+    root: Path
+
+    @property
+    def oof(self) -> Path: return self.root / "oof.csv"
+    @property
+    def classes(self) -> Path: return self.root / "classes.json"
+    @property
+    def summary(self) -> Path: return self.root / "summary.json"
+    @property
+    def report(self) -> Path: return self.root / "report.html"
+    @property
+    def cv_spec(self) -> Path: return self.root / "cv.json"
+    @property
+    def cv_config(self) -> Path: return self.root / "cv_config.yaml"
+    @property
+    def folds(self) -> Path: return self.root / "folds.csv"
+    @property
+    def label_issues(self) -> Path: return self.root / "label_issues.csv"
+    @property
+    def ensemble_spec(self) -> Path: return self.root / "ensemble.json"
+
+    def fold(self, k: int) -> RunDir:
+        return RunDir(self.root / f"fold_{k}")
+
+    def read_summary(self) -> dict[str, Any]:
+        return _json_object(self.summary)
+
+    def read_classes(self) -> list[str]:
+        return _class_list(self.classes)
+
+
+def _class_list(path: Path) -> list[str]:
+    classes = read_run_json(path)
+    if not isinstance(classes, list) or not classes or not all(isinstance(c, str) for c in classes):
+        raise RunDirError(f"{path} must be a JSON list of class names")
+    return classes
 
 
 def read_run_json(path: Path) -> Any:

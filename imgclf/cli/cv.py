@@ -1,0 +1,103 @@
+"""``imgclf cv`` (k-fold cross-validation, OOF predictions, refit) and ``imgclf ensemble`` (OOF-weighted blends)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.table import Table
+
+from imgclf.cli.commands import CONFIG_HELP, SET_HELP, build_cli_config
+from imgclf.cli.console import RichTrainingProgress, console
+from imgclf.config import Config
+
+
+def _fold_trainer(parent, tracking_uri: Optional[str]):
+    """What ``run_cv`` calls per fold: ``fit`` with a progress bar and MLflow (a child of the CV's parent run)."""
+    from imgclf.experiments.tracking import tracking_session
+    from imgclf.train.loop import TrainingInterrupted, fit
+
+    def train_one(cfg: Config, dataset: Path, out: Path, resume: bool, name: str) -> dict[str, Any]:
+        try:
+            with tracking_session(cfg, out, tracking_uri, run_name=f"{out.parent.name}/{name}", tags=parent.child_tags(name)) as callbacks:
+                return fit(cfg, dataset, out, resume=resume, callbacks=[RichTrainingProgress(), *callbacks])
+        except TrainingInterrupted as exc:  # its hint names `train --resume`; for a CV the whole command resumes
+            first = str(exc).split(";")[0].split(",")[0]
+            raise TrainingInterrupted(f"{name} {first}; run the same imgclf cv command again to resume the CV") from None
+
+    return train_one
+
+
+def cv_command(
+    dataset: Path = typer.Argument(..., help="Dataset folder (train/<class>/images) or a CSV of path,label."),
+    folds: int = typer.Option(5, "--folds", "-k", min=2, help="Number of folds K."),
+    out: Path = typer.Option(..., "--out", "-o", help="CV folder to create, or to resume (same --folds/--config/--set)."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help=CONFIG_HELP),
+    set_: list[str] = typer.Option([], "--set", "-s", help=SET_HELP),
+    refit: bool = typer.Option(False, "--refit", help="After the folds, train one more model on every image for the median best epoch of the folds (CV_DIR/refit)."),
+    tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow store (default $MLFLOW_TRACKING_URI or sqlite:///CV_DIR/mlflow.db)."),
+) -> None:
+    """K-fold cross-validation: stratified folds that keep duplicate groups whole, one run per fold.
+
+    Writes folds.csv, fold_1..fold_K (normal run directories), oof.csv, summary.json (mean ± std and a
+    95 % interval over folds, OOF scores), label_issues.csv (cleanlab, blocklist format) and report.html.
+    Run it again to resume: finished folds are skipped. `imgclf predict CV_DIR TEST_DIR` averages the folds.
+    """
+    from imgclf.experiments.cv import run_cv
+    from imgclf.experiments.cv_tracking import close_parent, open_parent
+    from imgclf.train.preflight import validate_for_training
+
+    cfg = build_cli_config(config, set_)
+    validate_for_training(cfg, dataset)
+    out.mkdir(parents=True, exist_ok=True)
+    parent = open_parent(cfg, out, tracking_uri)
+    try:
+        summary = run_cv(cfg, dataset, out, folds=folds, refit=refit, train_one=_fold_trainer(parent, tracking_uri))
+    except BaseException:
+        close_parent(parent, None, "FAILED")
+        raise
+    close_parent(parent, summary)
+    _print_cv(summary, out)
+
+
+def _print_cv(summary: dict[str, Any], out: Path) -> None:
+    table = Table(title=f"{summary['folds']}-fold CV: {out}")
+    for col in ("fold", "images", "accuracy", "macro-F1", "log-loss", "best epoch", "seconds", "run"):
+        table.add_column(col, justify="right")
+    for r, action in zip(summary["per_fold"], summary["actions"]):
+        table.add_row(str(r["fold"]), str(r["images"]), f"{r['accuracy']:.4f}", f"{r['macro_f1']:.4f}", f"{r['log_loss']:.4f}",
+                      str(r["best_epoch"]), f"{r['train_seconds'] or 0:.0f}", action)
+    console.print(table)
+    for metric, v in summary["cv"].items():
+        lo, hi = v["ci95"]
+        spread = f" ± {v['std']:.4f} (95% CI {lo:.4f}–{hi:.4f})" if v["std"] is not None else ""
+        console.print(f"{metric}: {v['mean']:.4f}{spread}; OOF {summary['oof'][metric]:.4f}", highlight=False)
+    if summary["refit"]:
+        r = summary["refit"]
+        console.print(f"refit: {out / r['run']} on all {r['train_images']} images for {r['epochs']} epoch(s) ({r['epochs_from']})", highlight=False)
+    console.print(f"label-issue candidates: {summary['label_issues']} in {out / 'label_issues.csv'} — report: {summary['report']}", highlight=False, soft_wrap=True)
+
+
+def ensemble_command(
+    members: list[Path] = typer.Argument(..., help="Run directories and/or CV folders (same dataset, same classes)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Ensemble folder to write (predict ENS_DIR TEST_DIR uses it)."),
+    weights: str = typer.Option("optimize", "--weights", help="optimize (minimise OOF log-loss; weights >= 0, sum 1) or equal."),
+) -> None:
+    """Blend runs and CV folders: weights chosen on their out-of-fold predictions; prints each member's OOF score and the ensemble's."""
+    from imgclf.errors import ConfigError
+    from imgclf.experiments.ensemble import build_ensemble
+
+    if weights not in ("optimize", "equal"):
+        raise ConfigError(f"--weights must be optimize or equal (got {weights!r})")
+    summary = build_ensemble(members, out, method=weights)
+    table = Table(title=f"ensemble {out}: OOF scores on {summary['oof_images']} images")
+    for col in ("member", "weight", "accuracy", "macro-F1", "log-loss"):
+        table.add_column(col, justify="left" if col == "member" else "right")
+    for r in summary["members"]:
+        table.add_row(r["member"], f"{r['weight']:.3f}", f"{r['accuracy']:.4f}", f"{r['macro_f1']:.4f}", f"{r['log_loss']:.4f}")
+    for name, key in ((f"ensemble ({summary['weights']} weights)", "ensemble"), ("equal weights", "equal_weights")):
+        s = summary[key]
+        table.add_row(f"[bold]{name}[/]", "", f"{s['accuracy']:.4f}", f"{s['macro_f1']:.4f}", f"{s['log_loss']:.4f}")
+    console.print(table)
+    console.print(f"written to {out} — imgclf predict {out} TEST_DIR writes the blended submission", highlight=False, soft_wrap=True)

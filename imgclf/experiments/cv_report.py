@@ -1,0 +1,86 @@
+"""``CV_DIR/report.html``: the per-fold table, the spread over folds, learning curves, the OOF
+confusion matrix and the top label-issue candidates. Reads the CV folder only."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any
+
+from imgclf.experiments.label_issues import LABEL_ISSUES_NAME
+from imgclf.experiments.oof import OOF_NAME, read_oof_csv
+from imgclf.io import read_json
+from imgclf.report import html as h
+from imgclf.report.plots import fig_to_base64, learning_curves
+from imgclf.run.rundir import BlendDir
+
+TOP_ISSUES = 20
+
+
+def _spread_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    rows = []
+    for metric, v in summary["cv"].items():
+        lo, hi = v["ci95"]
+        rows.append({
+            "metric": metric, "mean": v["mean"], "std": v["std"],
+            "95% interval": "—" if lo is None else f"[{lo:.4f}, {hi:.4f}]", "OOF (all images)": summary["oof"][metric],
+        })
+    return rows
+
+
+def _curves(cv_dir: Path, folds: list[str]) -> str:
+    from imgclf.run.rundir import RunDir, read_metrics
+
+    runs = {name: read_metrics(RunDir(cv_dir / name).metrics) for name in folds}
+    fig = learning_curves(runs, ("val_accuracy", "val_loss", "train_loss"))
+    return h.image(fig_to_base64(fig), "learning curves of every fold")
+
+
+def _confusion(cv_dir: Path, classes: list[str]) -> str:
+    from imgclf.eval.scores import score
+    from imgclf.report.figures import confusion_figure
+
+    oof = read_oof_csv(cv_dir / OOF_NAME, classes)
+    scores = score(oof.labels, oof.probs.argmax(1), classes)
+    return h.image(fig_to_base64(confusion_figure(scores.confusion, classes)), "OOF confusion matrix")
+
+
+def _issues(cv_dir: Path) -> str:
+    path = cv_dir / LABEL_ISSUES_NAME
+    if not path.is_file():
+        return h.paragraph("No label-issue list.", "note")
+    lines = [line for line in path.read_text().splitlines() if line and not line.startswith("#")][1:]
+    rows = [{"rank": i, "path": r[0], "why": r[1]} for i, r in enumerate(csv.reader(lines[:TOP_ISSUES]), start=1)]
+    note = h.paragraph(f"{len(lines)} candidate(s) in {LABEL_ISSUES_NAME} (blocklist format); the first {len(rows)}:", "note")
+    return note + (h.table(rows, text_columns=("path", "why")) if rows else "")
+
+
+def render_cv_report(cv_dir: Path) -> str:
+    cv_dir = Path(cv_dir)
+    files = BlendDir(cv_dir)
+    summary = files.read_summary()
+    spec = read_json(files.cv_spec)
+    classes = files.read_classes()
+    folds = spec["fold_dirs"]
+    per_fold = [{k: r.get(k) for k in ("fold", "images", "accuracy", "macro_f1", "log_loss", "best_epoch", "epochs_run",
+                                      "temperature", "train_seconds")} for r in summary["per_fold"]]
+    parts = [
+        h.section("Cross-validation", h.table(_spread_rows(summary)),
+                  h.paragraph("Scores use each fold's calibrated probabilities (softmax(logit / temperature)); "
+                              "the interval is Student-t over folds.", "note")),
+        h.section("Per fold", h.table(per_fold, highlight={"accuracy": "max", "log_loss": "min"})),
+        h.section("Learning curves", _curves(cv_dir, folds)),
+        h.section("Out-of-fold confusion matrix", _confusion(cv_dir, classes)),
+        h.section("Label-issue candidates", _issues(cv_dir)),
+    ]
+    refit = summary.get("refit")
+    if refit:
+        parts.append(h.section("Refit", h.paragraph(
+            f"{cv_dir / refit['run']}: trained on all {refit.get('train_images')} images for {refit['epochs']} epoch(s) "
+            f"({refit['epochs_from']}; fold best epochs {refit['fold_best_epochs']}). It has no validation of its own.")))
+    subtitle = f"{spec['folds']} folds of {spec['dataset']} · {summary['oof']['images']} out-of-fold images"
+    return h.page(f"CV report: {cv_dir.name}", *parts, subtitle=subtitle)
+
+
+def write_cv_report(cv_dir: Path) -> Path:
+    return h.write_page(BlendDir(Path(cv_dir)).report, render_cv_report(cv_dir))

@@ -1,0 +1,147 @@
+"""Blend runs and CV folders into one ensemble, weighted on their out-of-fold predictions.
+
+``blend_weights`` is a pure function: non-negative weights summing to 1 that minimise the
+log-loss of the weighted mean of the members' probabilities (scipy SLSQP from equal weights;
+the result is never worse than equal weights). ``build_ensemble`` checks that the members agree
+on classes and were scored on the same images, then writes ``ENS_DIR``:
+``ensemble.json`` (members, weights; what ``predict ENS_DIR`` reads), ``classes.json``,
+``oof.csv`` (the blended OOF predictions) and ``summary.json`` (each member's OOF scores beside
+the ensemble's, and the equal-weight blend's for reference).
+
+Example::
+
+    weights = blend_weights([p_a, p_b], labels)                  # e.g. array([0.7, 0.3])
+    summary = build_ensemble([Path("cv/lite0"), Path("cv/lite1")], Path("ens"))
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+from scipy.optimize import minimize
+
+from imgclf.errors import ImgclfError
+from imgclf.experiments.oof import OOF_NAME, Oof, read_oof, scores, write_oof
+from imgclf.infer.model_set import ENSEMBLE_FILE, relative_member, resolve_model_set
+from imgclf.io import atomic_write_json
+from imgclf.run.rundir import BlendDir
+
+log = logging.getLogger("imgclf")
+
+
+class EnsembleError(ImgclfError):
+    """Members that cannot be blended (different classes or different OOF images)."""
+
+
+def blend(probs: Sequence[np.ndarray], weights: np.ndarray) -> np.ndarray:
+    return np.tensordot(np.asarray(weights, dtype=float), np.stack([np.asarray(p, dtype=float) for p in probs]), axes=1)
+
+
+def blend_log_loss(probs: Sequence[np.ndarray], labels: np.ndarray, weights: np.ndarray) -> float:
+    """Mean negative log of the blended probability of the true class."""
+    picked = np.stack([np.asarray(p, dtype=float)[np.arange(len(labels)), labels] for p in probs])  # (members, n)
+    return float(-np.mean(np.log(np.clip(np.asarray(weights) @ picked, 1e-15, None))))
+
+
+def blend_weights(probs: Sequence[np.ndarray], labels: np.ndarray, method: str = "optimize") -> np.ndarray:
+    """Weights (>= 0, sum 1) for the members' probability matrices.
+
+    ``method="equal"`` gives 1/M each; ``"optimize"`` minimises the blend's log-loss with SLSQP
+    (the problem is convex in the weights, so equal weights are a safe start).
+
+    >>> p = np.array([[0.9, 0.1], [0.2, 0.8]]); q = np.array([[0.5, 0.5], [0.5, 0.5]])
+    >>> blend_weights([p, q], np.array([0, 1])).round(3).tolist()
+    [1.0, 0.0]
+    """
+    m = len(probs)
+    if m == 0:
+        raise ValueError("blend_weights needs at least one member")
+    equal = np.full(m, 1.0 / m)
+    if method == "equal" or m == 1:
+        return equal
+    if method != "optimize":
+        raise ValueError(f"unknown blending method {method!r}; use optimize or equal")
+    labels = np.asarray(labels, dtype=int)
+    picked = np.stack([np.asarray(p, dtype=float)[np.arange(len(labels)), labels] for p in probs])
+
+    def loss(w: np.ndarray) -> float:
+        return float(-np.mean(np.log(np.clip(w @ picked, 1e-15, None))))
+
+    def grad(w: np.ndarray) -> np.ndarray:
+        return -(picked / np.clip(w @ picked, 1e-15, None)).mean(axis=1)
+
+    result = minimize(
+        loss, equal, jac=grad, method="SLSQP", bounds=[(0.0, 1.0)] * m,
+        constraints=[{"type": "eq", "fun": lambda w: w.sum() - 1.0, "jac": lambda w: np.ones_like(w)}],
+        options={"ftol": 1e-10, "maxiter": 500},
+    )
+    weights = np.clip(result.x, 0.0, None)
+    weights = weights / weights.sum() if weights.sum() > 0 else equal
+    if loss(weights) > loss(equal):  # a failed solve must never make the blend worse than the plain mean
+        log.warning("blend weight optimisation did not improve on equal weights (%s); using equal weights", result.message)
+        return equal
+    return weights
+
+
+def aligned_oofs(members: Sequence[Path]) -> list[Oof]:
+    """The members' OOF predictions, rows in one order; EnsembleError if classes or images differ."""
+    oofs = [read_oof(m).sorted() for m in members]
+    for member, oof in zip(members, oofs):
+        if not oof.paths:
+            raise EnsembleError(f"{member} has no out-of-fold predictions (a refit run has no validation images); use its CV folder instead")
+    first = oofs[0]
+    for member, oof in zip(members[1:], oofs[1:]):
+        if oof.classes != first.classes:
+            raise EnsembleError(
+                f"members disagree on classes: {members[0]} has {len(first.classes)} ({', '.join(first.classes[:4])}…), "
+                f"{member} has {len(oof.classes)} ({', '.join(oof.classes[:4])}…)"
+            )
+        if oof.paths != first.paths:
+            only = sorted(set(first.paths) ^ set(oof.paths))
+            raise EnsembleError(
+                f"members have OOF predictions on different images: {members[0]} ({len(first.paths)}) vs {member} "
+                f"({len(oof.paths)}), e.g. {only[0] if only else 'labels differ'}; blend runs or CV folders of the same dataset"
+            )
+        if not np.array_equal(oof.labels, first.labels):
+            raise EnsembleError(f"members {members[0]} and {member} give different labels to the same images")
+    return oofs
+
+
+def build_ensemble(members: Sequence[Path], out: Path, *, method: str = "optimize") -> dict[str, Any]:
+    """Weight ``members`` (runs, CV folders or ensembles) on their OOF log-loss and write ``out``."""
+    members = [Path(m) for m in members]
+    if len(members) < 1:
+        raise EnsembleError("an ensemble needs at least one member")
+    if method not in ("optimize", "equal"):
+        raise EnsembleError(f"--weights must be optimize or equal (got {method!r})")
+    if len({m.resolve() for m in members}) < len(members):
+        raise EnsembleError("a member is listed twice; list each run or CV folder once")
+    for member in members:
+        resolve_model_set(member)  # every member must be predictable too, not only scored
+    oofs = aligned_oofs(members)
+    labels, probs = oofs[0].labels, [o.probs for o in oofs]
+    weights = blend_weights(probs, labels, method)
+    equal = blend_weights(probs, labels, "equal")
+    blended = Oof(oofs[0].paths, labels, blend(probs, weights), oofs[0].classes)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = [{"member": str(m), "weight": float(w), **scores(labels, p)} for m, w, p in zip(members, weights, probs)]
+    summary = {
+        "members": rows,
+        "weights": "optimize" if method == "optimize" else "equal",
+        "ensemble": scores(labels, blended.probs),
+        "equal_weights": scores(labels, blend(probs, equal)),
+        "oof_images": len(labels),
+        "classes": len(oofs[0].classes),
+    }
+    write_oof(out / OOF_NAME, blended)
+    atomic_write_json(BlendDir(out).classes, oofs[0].classes)
+    atomic_write_json(out / ENSEMBLE_FILE, {
+        "members": [{"path": relative_member(m, out), "weight": float(w)} for m, w in zip(members, weights)],
+        "weights": summary["weights"],
+    })
+    atomic_write_json(BlendDir(out).summary, summary)
+    return summary

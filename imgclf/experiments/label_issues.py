@@ -1,0 +1,78 @@
+"""Label-error candidates from out-of-fold probabilities (cleanlab's confident learning).
+
+The list is written in the blocklist format that ``prepare``'s review already uses
+(:mod:`imgclf.data.blocklist`: ``key,reason``, ``#`` comments), most suspicious first, so
+reviewing it is the same job: look at the images, delete the lines whose label is right,
+append the rest to the dataset's ``blocklist.csv``.
+
+Example::
+
+    issues = rank_label_issues(oof.labels, oof.probs)        # row indices, most suspicious first
+    write_label_issues(Path("cv/label_issues.csv"), oof, issues)
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import numpy as np
+
+from imgclf.experiments.oof import Oof
+from imgclf.io import atomic_write_text
+
+LABEL_ISSUES_NAME = "label_issues.csv"
+
+
+def rank_label_issues(labels: np.ndarray, probs: np.ndarray) -> np.ndarray:
+    """Indices of likely mislabelled rows, ranked by cleanlab's self-confidence (lowest first).
+
+    Classes with fewer than two examples, or no rows at all, give an empty list (cleanlab needs
+    per-class statistics).
+    """
+    labels = np.asarray(labels, dtype=int)
+    probs = np.asarray(probs, dtype=float)
+    if len(labels) == 0 or np.bincount(labels, minlength=probs.shape[1]).min() < 2:
+        return np.zeros(0, dtype=int)
+    from cleanlab.filter import find_label_issues
+
+    probs = np.clip(probs, 1e-12, None)
+    probs = probs / probs.sum(1, keepdims=True)
+    return np.asarray(find_label_issues(labels, probs, return_indices_ranked_by="self_confidence"), dtype=int)
+
+
+def render_label_issues(oof: Oof, ranked: np.ndarray) -> str:
+    """Blocklist text: one ``path,reason`` line per candidate, in rank order."""
+    buf = io.StringIO()
+    buf.write(
+        "# Label-error candidates found by `imgclf cv` (cleanlab confident learning on out-of-fold probabilities),\n"
+        "# most suspicious first. Review the images: delete the lines whose label is right, then append the rest\n"
+        "# to the dataset's blocklist.csv (or fix the labels) and train again.\n"
+    )
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["key", "reason"])
+    for rank, i in enumerate(ranked, start=1):
+        given, predicted = int(oof.labels[i]), int(oof.probs[i].argmax())
+        writer.writerow([
+            oof.paths[i],
+            f"label issue #{rank}: labelled {oof.classes[given]} (p={oof.probs[i, given]:.3f}), "
+            f"out-of-fold model says {oof.classes[predicted]} (p={oof.probs[i, predicted]:.3f})",
+        ])
+    return buf.getvalue()
+
+
+def write_label_issues(path: Path, oof: Oof, ranked: np.ndarray) -> Path:
+    atomic_write_text(Path(path), render_label_issues(oof, ranked))
+    return Path(path)
+
+
+def precision_recall(found: set[str], truth: set[str]) -> dict[str, float]:
+    """How well a candidate list finds known label errors (the benchmark's flipped labels)."""
+    hits = len(found & truth)
+    return {
+        "candidates": len(found),
+        "flipped": len(truth),
+        "precision": hits / len(found) if found else float("nan"),
+        "recall": hits / len(truth) if truth else float("nan"),
+    }

@@ -1,0 +1,111 @@
+"""Out-of-fold (OOF) predictions: calibrated probabilities for images a model did not train on.
+
+A run's OOF set is its validation predictions (``val_predictions.csv`` logits divided by the
+temperature in ``calibration.json``); a CV folder's is ``oof.csv`` (every training image once,
+predicted by the fold that held it out); an ensemble folder's is its blended ``oof.csv``.
+These are what ensembles are weighted on and label issues are found from.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy.special import softmax
+from sklearn.metrics import f1_score, log_loss
+
+from imgclf.errors import RunDirError
+from imgclf.io import atomic_path
+from imgclf.run.rundir import BlendDir, RunDir
+
+OOF_NAME = "oof.csv"
+PROB_PREFIX = "prob_"
+
+
+@dataclass
+class Oof:
+    paths: list[str]  # relative to the dataset folder
+    labels: np.ndarray  # class indices
+    probs: np.ndarray  # (n, classes), calibrated
+    classes: list[str]
+    folds: np.ndarray | None = None
+
+    def sorted(self) -> "Oof":
+        order = np.argsort(np.array(self.paths, dtype=object), kind="stable")
+        return Oof([self.paths[i] for i in order], self.labels[order], self.probs[order], self.classes,
+                   None if self.folds is None else self.folds[order])
+
+
+def temperature_of(run_dir: Path) -> float:
+    return RunDir(Path(run_dir)).temperature()
+
+
+def read_run_oof(run_dir: Path) -> Oof:
+    """A run's validation predictions as calibrated probabilities: softmax(logit / temperature)."""
+    run_dir = Path(run_dir)
+    run = RunDir(run_dir)
+    path = run.val_predictions
+    if not path.is_file() or not run.classes.is_file():
+        raise RunDirError(f"{run_dir} has no out-of-fold predictions ({path.name} and {run.classes.name} of a finished run)")
+    classes = run.read_classes()
+    frame = pd.read_csv(path, dtype={"path": str, "label": str}, keep_default_na=False)
+    logits = frame[[f"logit_{j}" for j in range(len(classes))]].to_numpy(dtype=float)
+    index = {c: i for i, c in enumerate(classes)}
+    labels = np.array([index[v] for v in frame["label"]], dtype=int)
+    probs = softmax(logits / temperature_of(run_dir), axis=1) if len(frame) else np.zeros((0, len(classes)))
+    return Oof(frame["path"].tolist(), labels, probs, classes)
+
+
+def write_oof(path: Path, oof: Oof) -> None:
+    """oof.csv: path, fold, label, pred, then one ``prob_<class>`` column per class."""
+    frame = pd.DataFrame({"path": oof.paths})
+    if oof.folds is not None:
+        frame["fold"] = oof.folds
+    frame["label"] = [oof.classes[i] for i in oof.labels]
+    frame["pred"] = [oof.classes[i] for i in oof.probs.argmax(1)] if len(oof.probs) else []
+    for j, name in enumerate(oof.classes):
+        frame[f"{PROB_PREFIX}{name}"] = oof.probs[:, j]
+    with atomic_path(Path(path)) as tmp:
+        frame.to_csv(tmp, index=False, float_format="%.6g")
+
+
+def read_oof_csv(path: Path, classes: list[str]) -> Oof:
+    frame = pd.read_csv(path, dtype={"path": str, "label": str, "pred": str}, keep_default_na=False)
+    columns = [f"{PROB_PREFIX}{c}" for c in classes]
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise RunDirError(f"{path} does not match classes.json: column {missing[0]} is missing")
+    index = {c: i for i, c in enumerate(classes)}
+    labels = np.array([index[v] for v in frame["label"]], dtype=int)
+    folds = frame["fold"].to_numpy(dtype=int) if "fold" in frame.columns else None
+    return Oof(frame["path"].tolist(), labels, frame[columns].to_numpy(dtype=float), classes, folds)
+
+
+def read_oof(member: Path) -> Oof:
+    """The OOF predictions of a run, a CV folder or an ensemble folder (anything with oof.csv + classes.json)."""
+    member = Path(member)
+    if not member.is_dir():
+        raise RunDirError(f"run directory not found: {member}")
+    blend = BlendDir(member)
+    if blend.oof.is_file():
+        if not blend.classes.is_file():
+            raise RunDirError(f"{member} has {blend.oof.name} but no {blend.classes.name}")
+        return read_oof_csv(blend.oof, blend.read_classes())
+    return read_run_oof(member)
+
+
+def scores(labels: np.ndarray, probs: np.ndarray) -> dict[str, Any]:
+    """Accuracy, macro-F1 and log-loss (natural log) of probabilities against labels."""
+    n_classes = probs.shape[1]
+    probs = np.clip(probs, 1e-15, None)
+    probs = probs / probs.sum(1, keepdims=True)  # rows read back from CSV are rounded
+    preds = probs.argmax(1)
+    return {
+        "images": int(len(labels)),
+        "accuracy": float((preds == labels).mean()) if len(labels) else float("nan"),
+        "macro_f1": float(f1_score(labels, preds, labels=list(range(n_classes)), average="macro", zero_division=0)),
+        "log_loss": float(log_loss(labels, probs, labels=list(range(n_classes)))) if len(labels) else float("nan"),
+    }

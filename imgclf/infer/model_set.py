@@ -1,0 +1,140 @@
+"""What ``predict`` accepts: a run, a cross-validation folder or an ensemble folder.
+
+Each is a *model set*: its member runs and their blending weights (summing to 1).
+
+- a run directory (``config.yaml`` + ``checkpoints/best.safetensors``): itself, weight 1;
+- a CV folder (``cv.json``, written by ``imgclf cv``): its fold runs, equal weights
+  (the refit model, if any, is a run of its own: predict ``CV_DIR/refit`` to use it);
+- an ensemble folder (``ensemble.json``, written by ``imgclf ensemble``): its members — runs or
+  CV folders — with the weights chosen on their out-of-fold predictions.
+
+Example::
+
+    models = resolve_model_set(Path("cv/lite0"))
+    [(run.name, round(w, 3)) for run, w in models.members]   # [("fold_1", 0.2), ...]
+    pred = predict_model_set(models, paths, root=test_dir.parent)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from imgclf.errors import RunDirError
+from imgclf.run.rundir import RunDir
+
+CV_FILE = "cv.json"
+ENSEMBLE_FILE = "ensemble.json"
+
+
+@dataclass(frozen=True)
+class ModelSet:
+    kind: str  # "run", "cv" or "ensemble"
+    root: Path
+    members: tuple[tuple[Path, float], ...]  # (run directory, weight); weights sum to 1
+
+    def classes(self) -> list[str]:
+        """The members' common class list (they must all agree, in order)."""
+        lists = [(run, RunDir(run).read_classes()) for run, _ in self.members]
+        first_run, first = lists[0]
+        for run, names in lists[1:]:
+            if names != first:
+                raise RunDirError(f"members of {self.root} disagree on classes: {first_run} and {run} differ")
+        return first
+
+
+def _read_json(path: Path, owner: Path) -> Any:
+    if not path.is_file():
+        raise RunDirError(f"{owner} is not a finished run, CV folder or ensemble: {path.name} is missing")
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise RunDirError(f"cannot read {path}: {str(exc).splitlines()[0]}") from None
+
+
+def relative_member(path: Path, root: Path) -> str:
+    """How ``root``'s manifest names a member: relative to ``root`` when possible, so folders can move together."""
+    try:
+        return os.path.relpath(Path(path).resolve(), Path(root).resolve())
+    except ValueError:  # another drive on Windows
+        return str(Path(path).resolve())
+
+
+def resolve_model_set(path: Path) -> ModelSet:
+    """The member runs and weights behind ``path`` (a run, a CV folder or an ensemble folder)."""
+    root = Path(path)
+    if not root.is_dir():
+        raise RunDirError(f"run directory not found: {root}")
+    if (root / ENSEMBLE_FILE).is_file():
+        return ModelSet("ensemble", root, tuple(_ensemble_members(root, depth=0)))
+    if (root / CV_FILE).is_file():
+        return ModelSet("cv", root, tuple(_cv_members(root)))
+    if RunDir(root).config.is_file():
+        return ModelSet("run", root, ((root, 1.0),))
+    raise RunDirError(f"{root} is not a run directory, a CV folder ({CV_FILE}) or an ensemble folder ({ENSEMBLE_FILE})")
+
+
+def _cv_members(root: Path) -> list[tuple[Path, float]]:
+    spec = _read_json(root / CV_FILE, root)
+    folds = [root / name for name in spec.get("fold_dirs", [])]
+    if not folds:
+        raise RunDirError(f"{root / CV_FILE} lists no folds")
+    unfinished = [f.name for f in folds if not RunDir(f).is_finished()]
+    if unfinished:
+        raise RunDirError(f"CV folder {root} is not finished ({', '.join(unfinished)} not trained); run imgclf cv again to finish it")
+    return [(f, 1.0 / len(folds)) for f in folds]
+
+
+def _ensemble_members(root: Path, depth: int) -> list[tuple[Path, float]]:
+    if depth > 8:
+        raise RunDirError(f"ensemble {root} nests too deeply (a member refers back to itself?)")
+    spec = _read_json(root / ENSEMBLE_FILE, root)
+    members: list[tuple[Path, float]] = []
+    for entry in spec.get("members", []):
+        member = Path(entry["path"])
+        member = member if member.is_absolute() else root / member
+        weight = float(entry["weight"])
+        if weight <= 0:
+            continue
+        inner = (
+            _ensemble_members(member, depth + 1) if (member / ENSEMBLE_FILE).is_file() else resolve_model_set(member).members
+        )
+        members.extend((run, weight * w) for run, w in inner)
+    if not members:
+        raise RunDirError(f"{root / ENSEMBLE_FILE} has no member with a positive weight")
+    return members
+
+
+def predict_model_set(models: ModelSet, paths: list[Path], **kwargs: Any):
+    """Weighted mean of the members' (calibrated, optionally TTA) probabilities for ``paths``.
+
+    ``kwargs`` go to :func:`imgclf.infer.predict.predict_paths` (root, batch_size, device, tta, ...).
+    Members are loaded one at a time, so a 5-fold CV needs the memory of one model.
+    """
+    from imgclf.infer.predict import predict_paths
+    from imgclf.run.load import load_run
+
+    device = kwargs.get("device", "cpu")
+    if models.kind == "run":
+        return predict_paths(load_run(models.root, device), paths, **kwargs)
+    models.classes()  # disagreeing members fail before any model is loaded
+    blended = None
+    for run_dir, weight in models.members:
+        pred = predict_paths(load_run(run_dir, device), paths, **kwargs)
+        if blended is None:
+            blended = pred
+            blended.probs = weight * pred.probs
+            blended.logits = None  # a blend has no single set of logits
+            continue
+        if pred.paths != blended.paths:
+            raise RunDirError(f"member {run_dir} could not read the same images as the others (e.g. {(set(blended.paths) ^ set(pred.paths)).pop()})")
+        blended.probs = blended.probs + weight * pred.probs
+        blended.passes = blended.passes + pred.passes
+        blended.seconds += pred.seconds
+    blended.probs = blended.probs / np.clip(blended.probs.sum(1, keepdims=True), 1e-12, None)
+    return blended
