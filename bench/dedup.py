@@ -36,8 +36,8 @@ from imgclf.data.prepare import PrepareOptions, prepare
 from imgclf.data.verify import thumbnail
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import DATA, machine, report  # noqa: E402
-from dedup_corpus import copies_corpus, lookalike_corpus  # noqa: E402
+from _common import DATA, machine, report
+from dedup_corpus import copies_corpus, lookalike_corpus
 
 _ORIGIN = re.compile(r"(?:la|p)(\d+)")
 
@@ -129,7 +129,7 @@ def _scale(n: int, workers: int) -> tuple[dict, list[Item], dict[str, int]]:
     return figures, items, origin
 
 
-def _hash_scale(items: list[Item], origin: dict[str, int], n: int) -> dict:
+def _hash_scale(items: list[Item], origin: dict[str, int], n: int, radius: int = 7) -> dict:
     rng = np.random.default_rng(0)
     replicas = -(-n // len(items))
     fam = np.array([origin[it.path] for it in items])
@@ -144,9 +144,24 @@ def _hash_scale(items: list[Item], origin: dict[str, int], n: int) -> dict:
     crop = np.concatenate(crops)[:n]
     owners = np.repeat(np.arange(len(full)), crop.shape[1])
     start = time.perf_counter()
-    pairs = radius_pairs(full, 7, crop.ravel(), owners)
+    pairs = radius_pairs(full, radius, crop.ravel(), owners)
     seconds = time.perf_counter() - start
-    return {"hashes": len(full), "candidate_search_s": round(seconds, 1), "candidate_pairs": len(pairs.i)}
+    return {"hashes": len(full), "queries_per_image": 1 + crop.shape[1], "radius": radius,
+            "candidate_search_s": round(seconds, 1), "candidate_pairs": len(pairs.i)}  # fmt: skip
+
+
+def _items_from_prepared(n: int) -> tuple[list[Item], dict[str, int]]:
+    """The scale set's items from an earlier run's manifest and analysis cache (for ``--hash-only``)."""
+    import json
+
+    from imgclf.data.manifest import read_manifest
+
+    out = DATA / f"dedup-scale-{n}-prepared"
+    facts = json.loads((out / ".imgclf-work" / "analysis.json").read_text())["facts"]
+    table = read_manifest(out)
+    table["crops"] = [facts[s]["crops"] for s in table["sha256"]]
+    items = _items(table, out)
+    return items, {it.path: int(_ORIGIN.search(it.path.rsplit("/", 1)[-1]).group(1)) for it in items}
 
 
 def main() -> None:
@@ -157,7 +172,13 @@ def main() -> None:
     parser.add_argument("--hash-scale", type=int, default=100_000)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--json-out", type=Path, default=None)
+    parser.add_argument("--hash-only", type=int, nargs="*", metavar="RADIUS",
+                        help="only the candidate search on --hash-scale hashes, at these radii, from an earlier run's 10k set")  # fmt: skip
     args = parser.parse_args()
+    if args.hash_only:
+        items, origin = _items_from_prepared(args.scale)
+        report("dedup candidate search", {"machine": machine(), **{f"radius_{r}": _hash_scale(items, origin, args.hash_scale, r) for r in args.hash_only}}, args.json_out)
+        return
 
     results: dict = {"machine": machine()}
     src, origin = _corpus(f"dedup-lookalike-{args.lookalike}", lookalike_corpus, n=args.lookalike)
