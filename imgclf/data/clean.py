@@ -1,13 +1,13 @@
-"""Cleaning checks: what is wrong with each file, which files are duplicates, and what to keep.
+"""Cleaning checks: what is wrong with each file, and the options and policy that decide what to keep.
 
 Three layers, each testable on its own:
 
 * :func:`analyze_file` reads one file and records raw facts (hash, size, mode, perceptual hash, or why
   it could not be decoded). It never raises for bad data: a bad image is a data problem, not a crash.
 * :func:`file_flags` turns those facts into ``(flag, reason)`` pairs under :class:`CleanOptions`.
-* :func:`assess` takes one record per file (path, label, split + facts), finds identical files and
-  verified near copies (:mod:`imgclf.data.duplicates`), label conflicts and train/test leaks, applies
-  the per-flag policy and returns the manifest table.
+* :func:`imgclf.data.verdicts.assess` takes one record per file (path, label, split + facts), finds
+  identical files and verified near copies (:mod:`imgclf.data.duplicates`), label conflicts and
+  train/test leaks, applies the per-flag policy and returns the manifest table.
 
 Defaults remove only what cannot be used: unreadable files, and byte-identical copies within a class
 (one is kept). Everything else is kept: near copies share a ``dup_group`` (so a split keeps them on
@@ -17,8 +17,6 @@ Example::
 
     facts = analyze_file(Path("train/audi/001.jpg"))
     file_flags(facts, CleanOptions())   # [] or [("tiny", "tiny image: 20x20, ..."), ...]
-
-(:func:`imgclf.data.verdicts.assess` then finds duplicates and applies the policy.)
 """
 
 from __future__ import annotations

@@ -3,10 +3,12 @@
 1. Files with the same bytes are one *node* (an "identical file" match).
 2. Candidate pairs of nodes come from the perceptual hashes (whole image against whole image and
    against crop hashes, within :data:`CANDIDATE_RADIUS` bits; see :mod:`imgclf.data.hashindex`).
-3. Groups are stars: nodes are visited largest image first; an unassigned node becomes a
-   representative, and each of its unassigned candidates joins it only if the pixel check
-   (:mod:`imgclf.data.verify`) passes *against the representative*. No chains: two images share a
-   group only when each was verified against the same representative.
+3. Groups are stars: nodes are visited largest image first. A node whose candidate already belongs
+   to a star is checked against that star's representative and joins it if the check passes;
+   otherwise it becomes a representative, and each of its unassigned candidates joins it only if the
+   pixel check (:mod:`imgclf.data.verify`) passes *against the representative*. No chains: two images
+   share a group only when each was verified against the same representative, and every reported
+   pair is backed by a pixel check.
 
 Example::
 
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -54,7 +57,7 @@ class Item:
 class Summary:
     """What the duplicate search did, for the cleaning report."""
 
-    candidates: int = 0  # hash-candidate pairs checked on pixels
+    candidates: int = 0  # pairs checked on pixels (each a hash candidate of the node, or of one of the star's members)
     verified: int = 0  # ... that passed
     rejected: int = 0  # ... that failed: hash-similar but different images
     best_rejected: float | None = None  # highest detail correlation among the rejected
@@ -132,32 +135,53 @@ def find_duplicates(
         neighbours.setdefault(hashed[j], []).append((d, hashed[i]))
     thumbs = _thumbnails(items, owner, sorted(neighbours), load, load_many)
     order = sorted(neighbours, key=lambda n: (-items[owner[n]].area, -items[owner[n]].bytes, items[owner[n]].path))
-    summary = found.summary
-    done = 0
-    for n in order:
-        done += 1
+    check = partial(_check, found, thumbs, threshold, [items[i] for i in owner], set())
+    for done, n in enumerate(order, start=1):
         if progress:
             progress(done, len(order))
         if n in found.rep:
             continue
-        for d, m in sorted(neighbours[n]):
-            if m in found.rep:
-                continue
-            summary.candidates += 1
-            corr = detail_correlation(thumbs[n], thumbs[m])
-            if corr < threshold:
-                summary.rejected += 1
-                summary.best_rejected = max(corr, summary.best_rejected or -1.0)
-                continue
-            summary.verified += 1
-            summary.lowest_verified = min(corr, summary.lowest_verified or 2.0)
-            found.rep[m] = found.rep[n] = n
-            found.link[m] = (d, corr, _same_pixels(items[owner[n]], items[owner[m]], thumbs[n], thumbs[m]))
+        # A copy of a member is tried against that member's representative (never joined to the member).
+        for r in dict.fromkeys(found.rep[m] for _, m in sorted(neighbours[n]) if m in found.rep):
+            if check(r, n):
+                break
+        if n in found.rep:
+            continue
+        for _, m in sorted(neighbours[n]):
+            if m not in found.rep:
+                check(n, m)
     reps = [n for n in hashed if found.rep.get(n, n) == n]
     full_reps = np.array([int(items[owner[n]].phash, 16) for n in reps], dtype=np.uint64)
-    summary.median_nn_distance = median_nn_distance(full_reps)
-    summary.homogeneous = summary.median_nn_distance is not None and summary.median_nn_distance <= HOMOGENEOUS_NN_DISTANCE
+    nn = median_nn_distance(full_reps)
+    found.summary.median_nn_distance = nn
+    found.summary.homogeneous = nn is not None and nn <= HOMOGENEOUS_NN_DISTANCE
     return found
+
+
+def _check(found: Duplicates, thumbs: dict, threshold: float, heads: list[Item], tried: set, rep: int, node: int) -> bool:
+    """Pixel-check ``node`` against ``rep`` (once per pair); on success ``node`` joins ``rep``'s star with its evidence."""
+    if (rep, node) in tried:
+        return False
+    tried.add((rep, node))
+    summary = found.summary
+    summary.candidates += 1
+    corr = detail_correlation(thumbs[rep], thumbs[node])
+    if corr < threshold:
+        summary.rejected += 1
+        summary.best_rejected = max(corr, -1.0 if summary.best_rejected is None else summary.best_rejected)
+        return False
+    summary.verified += 1
+    summary.lowest_verified = min(corr, 2.0 if summary.lowest_verified is None else summary.lowest_verified)
+    found.rep[node] = found.rep[rep] = rep
+    a, b = heads[rep], heads[node]
+    found.link[node] = (hash_distance(a, b), corr, _same_pixels(a, b, thumbs[rep], thumbs[node]))
+    return True
+
+
+def hash_distance(a: Item, b: Item) -> int:
+    """Smallest Hamming distance between one image's whole-image hash and the other's whole or crop hashes."""
+    fa, fb = int(a.phash, 16), int(b.phash, 16)
+    return min([(fa ^ fb).bit_count()] + [(c ^ fb).bit_count() for c in a.crops] + [(c ^ fa).bit_count() for c in b.crops])
 
 
 def _thumbnails(items, owner, nodes, load, load_many) -> dict[int, np.ndarray]:

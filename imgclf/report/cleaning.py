@@ -58,9 +58,9 @@ def duplicate_search_text(summary: dict | None) -> list[str]:
     nn = summary.get("median_nn_distance")
     lines = [
         f"Near-copy candidates: pairs within {summary['radius']} bits of 64-bit perceptual hash (whole image, or whole "
-        f"against crops). Every candidate pair was checked on pixels (detail correlation at 64 px, best alignment, "
-        f"threshold {summary['threshold']:.2f}): {summary['candidates']} checked, {summary['verified']} verified as near copies, "
-        f"{summary['rejected']} rejected as different images."
+        f"against crops). No pair is reported on its hash alone: each copy was checked on pixels against its group's "
+        f"representative (detail correlation at 64 px, best alignment, threshold {summary['threshold']:.2f}): "
+        f"{summary['candidates']} pairs checked, {summary['verified']} verified as near copies, {summary['rejected']} rejected as different images."
     ]
     if summary.get("best_rejected") is not None:
         lines.append(f"Highest correlation among rejected pairs: {summary['best_rejected']:.2f}.")
