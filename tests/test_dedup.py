@@ -81,6 +81,19 @@ def test_a_set_of_look_alike_hashes_is_called_homogeneous():
     assert not varied["homogeneous"] and varied["median_nn_distance"] > 12
 
 
+def test_a_copy_found_through_a_member_joins_the_representatives_star():
+    rng = np.random.default_rng(4)
+    a = rng.normal(size=(64, 64)).astype(np.float32)
+    thumbs = {Path(n): a + 0.1 * rng.normal(size=a.shape).astype(np.float32) for n in "bc"} | {Path("a"): a}
+    hashes = {"a": 0, "b": 0b111111, "c": 0b111111111111}  # c is a hash candidate of b (6 bits), not of a (12)
+    items = [Item(n, Path(n), n, f"{hashes[n]:016x}", [], area, 1) for n, area in (("a", 300), ("b", 200), ("c", 100))]
+    found = find_duplicates(items, load_many=lambda paths: [thumbs[p] for p in paths])
+    assert found.group_members() == [[0, 1, 2]]
+    assert found.rep[found.node[2]] == found.node[0]  # verified against a, not chained through b
+    assert found.evidence(2, 0).startswith("near copy (detail correlation 0.99") and "hash distance 12" in found.evidence(2, 0)
+    assert found.evidence(1, 2) == "both verified near copies of a"
+
+
 # --------------------------------------------------------------------------- the two corpora, small
 
 
