@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import cli
 from PIL import Image
 
-from conftest import cli
 from imgclf.data.blocklist import load_blocklist
 from imgclf.data.clean import analyze_file
 from imgclf.data.duplicates import Item, find_duplicates
@@ -185,7 +185,7 @@ def test_guard_stops_with_one_line_and_writes_nothing(tmp_path, capsys):
         _save(tmp_path / "src/train/dog" / f"{i}.jpg", corpus.photo(50 + i, (64, 48)), quality=90)
     (tmp_path / "src/train/cat/0_again.jpg").write_bytes((tmp_path / "src/train/cat/0.jpg").read_bytes())
     out = tmp_path / "out"
-    code, stdout, err = cli(["prepare", tmp_path / "src", "--out", out, "--workers", "1"], capsys)
+    code, _, err = cli(["prepare", tmp_path / "src", "--out", out, "--workers", "1"], capsys)
     assert code == 2
     message = err.strip()
     assert "\n" not in message and len(message) < 300
