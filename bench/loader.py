@@ -35,6 +35,7 @@ from torchvision import datasets, transforms
 from imgclf.data.cache import ResizeCache, cache_short_side
 from imgclf.data.manifest import read_manifest
 from imgclf.data.prepare import CACHE_DIR, PrepareOptions, prepare
+from imgclf.report.cleaning import write_cleaning_report
 
 HERE = Path(__file__).resolve().parent
 N_CLASSES = 10
@@ -137,7 +138,7 @@ def main(argv: list[str] | None = None) -> None:
 
     prepared = args.data / f"prepared-{args.n}"
     shutil.rmtree(prepared, ignore_errors=True)  # prepare is measured cold
-    result = prepare(originals, prepared, PrepareOptions(workers=args.workers, cache_image_size=args.size))
+    result = prepare(originals, prepared, PrepareOptions(workers=args.workers, cache_image_size=args.size), write_report=write_cleaning_report)
     cache = ResizeCache(prepared / CACHE_DIR, cache_short_side(args.size))
     cached_ips, cached_s = images_per_second(CachedImages(prepared, cache, medium_augmentation(args.size)), args.workers, args.batch_size)
 

@@ -86,9 +86,11 @@ def test_build_counts_built_hits_and_failures(tmp_path, workers):
     paths = [photo(tmp_path / f"{i}.jpg", seed=i) for i in range(5)]
     (tmp_path / "bad.jpg").write_bytes(b"")
     cache = ResizeCache(tmp_path / "cache", 40)
-    first = cache.build(paths + [tmp_path / "bad.jpg"], workers=workers, progress=False)
+    seen: list[tuple[int, int]] = []
+    first = cache.build(paths + [tmp_path / "bad.jpg"], workers=workers, progress=lambda done, total: seen.append((done, total)))
     assert (first.total, first.built, first.hits, first.failed) == (6, 5, 0, 1)
-    second = cache.build(paths, workers=workers, progress=False)
+    assert seen and seen[-1] == (6, 6)  # the caller's progress callback saw every file
+    second = cache.build(paths, workers=workers)
     assert (second.built, second.hits) == (0, 5)
     assert len(_entries(tmp_path / "cache")) == 5
 

@@ -9,11 +9,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageDraw
 from pydantic import ValidationError
 
 from imgclf.data.blocklist import load_blocklist, parse_blocklist, render_proposed
-from imgclf.data.clean import CleanOptions, analyze_file, assess, duplicate_groups, file_flags, parse_policy
+from imgclf.data.clean import CleanOptions, analyze_file, file_flags, parse_policy
+from imgclf.data.verdicts import assess
 from imgclf.data.manifest import read_manifest, write_manifest
 from imgclf.errors import ConfigError, DataError
 
@@ -24,6 +25,18 @@ def photo(seed: int, w: int = 64, h: int = 48) -> Image.Image:
     coarse = Image.fromarray(rng.integers(0, 256, (3, 4, 3), dtype=np.uint8)).resize((w, h), Image.Resampling.BICUBIC)
     arr = np.asarray(coarse, dtype=np.float64) + rng.normal(0, 8, (h, w, 3))
     return Image.fromarray(arr.clip(0, 255).astype(np.uint8))
+
+
+def scene(seed: int, w: int = 128, h: int = 96) -> Image.Image:
+    """Photo-like: a smooth field with a few sharp-edged shapes, so a resized copy keeps its detail."""
+    rng = np.random.default_rng(seed)
+    image = photo(seed, w, h)
+    draw = ImageDraw.Draw(image)
+    for _ in range(6):
+        x, y = int(rng.integers(0, w)), int(rng.integers(0, h))
+        box = (x, y, x + int(rng.integers(8, w // 2)), y + int(rng.integers(8, h // 2)))
+        (draw.ellipse if rng.random() < 0.5 else draw.rectangle)(box, fill=tuple(int(c) for c in rng.integers(0, 256, 3)))
+    return image
 
 
 def _png_header_only(path: Path, w: int, h: int) -> Path:
@@ -123,14 +136,6 @@ def test_exif_orientation_is_applied_to_reported_size(tmp_path):
 # --------------------------------------------------------------------------- duplicates and policy
 
 
-def test_duplicate_groups_exact_near_and_threshold():
-    sha = ["a", "a", "b", "c", "d"]
-    ph = ["0" * 16, "0" * 16, "0" * 15 + "7", "f" * 16, ""]  # "7" = 3 bits from zero
-    assert duplicate_groups(sha, ph, threshold=4) == [0, 0, 0, -1, -1]
-    assert duplicate_groups(sha, ph, threshold=2) == [0, 0, -1, -1, -1]
-    assert duplicate_groups(sha, ph, threshold=None) == [0, 0, -1, -1, -1]
-
-
 def _record(tmp_path: Path, rel: str, image: Image.Image | bytes, label: str, quality: int = 90) -> dict:
     path = tmp_path / rel
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -139,7 +144,7 @@ def _record(tmp_path: Path, rel: str, image: Image.Image | bytes, label: str, qu
     else:
         image.save(path, quality=quality)
     split = rel.split("/")[0]
-    return {"path": rel, "label": label, "split": split, **analyze_file(path).to_dict()}
+    return {"path": rel, "label": label, "split": split, "file": str(path), **analyze_file(path).to_dict()}
 
 
 @pytest.fixture
@@ -149,8 +154,8 @@ def dup_records(tmp_path):
     return [
         _record(tmp_path, "train/cat/a.jpg", a.getvalue(), "cat"),
         _record(tmp_path, "train/cat/a_copy.jpg", a.getvalue(), "cat"),
-        _record(tmp_path, "train/cat/b.jpg", photo(21), "cat"),
-        _record(tmp_path, "train/cat/b_small.jpg", photo(21).resize((60, 45)), "cat"),
+        _record(tmp_path, "train/cat/b.jpg", scene(21), "cat"),
+        _record(tmp_path, "train/cat/b_small.jpg", scene(21).resize((96, 72)), "cat"),
         _record(tmp_path, "train/cat/c.jpg", photo(22), "cat"),
         _record(tmp_path, "train/dog/c_as_dog.jpg", photo(22), "dog"),
         _record(tmp_path, "train/dog/d.jpg", photo(23), "dog"),
@@ -167,31 +172,43 @@ def test_assess_flags_duplicates_conflicts_and_leakage(dup_records):
     rows = _by_path(assess(dup_records))
     assert rows["train/cat/a.jpg"]["flags"] == "exact_duplicate"
     assert rows["train/cat/a.jpg"]["keep"] and not rows["train/cat/a_copy.jpg"]["keep"]
-    assert "kept train/cat/a.jpg instead" in rows["train/cat/a_copy.jpg"]["reasons"]
-    assert rows["train/cat/b_small.jpg"]["flags"] == "near_duplicate"
-    assert "near duplicate of train/cat/b.jpg (Hamming distance" in rows["train/cat/b_small.jpg"]["reasons"]
-    assert rows["train/cat/b.jpg"]["keep"] and not rows["train/cat/b_small.jpg"]["keep"]  # the larger one stays
+    assert rows["train/cat/a_copy.jpg"]["reasons"] == "exact duplicate of train/cat/a.jpg: identical file (kept train/cat/a.jpg instead)"
+    # near copies are kept, and grouped so a split keeps them together
+    assert rows["train/cat/b_small.jpg"]["flags"] == rows["train/cat/b.jpg"]["flags"] == "near_duplicate"
+    assert rows["train/cat/b.jpg"]["keep"] and rows["train/cat/b_small.jpg"]["keep"]
+    assert rows["train/cat/b.jpg"]["dup_group"] == rows["train/cat/b_small.jpg"]["dup_group"] != ""
+    assert rows["train/cat/b_small.jpg"]["reasons"].startswith("near duplicate of train/cat/b.jpg: near copy (detail correlation 0.9")
+    # label conflicts and leaks are kept and proposed for review, never dropped by default
     assert rows["train/cat/c.jpg"]["flags"] == rows["train/dog/c_as_dog.jpg"]["flags"] == "label_conflict"
-    assert "labelled 'dog'" in rows["train/cat/c.jpg"]["reasons"]
-    assert not rows["train/cat/c.jpg"]["keep"] and not rows["train/dog/c_as_dog.jpg"]["keep"]
+    assert rows["train/cat/c.jpg"]["reasons"] == "label conflict with train/dog/c_as_dog.jpg labelled 'dog': identical file"
+    assert rows["train/cat/c.jpg"]["keep"] and rows["train/dog/c_as_dog.jpg"]["keep"]
+    assert rows["train/cat/c.jpg"]["proposed"] and rows["train/dog/c_as_dog.jpg"]["proposed"]
     assert rows["train/dog/d.jpg"]["flags"] == rows["test/d_leak.jpg"]["flags"] == "train_test_leak"
     assert rows["train/dog/d.jpg"]["keep"] and rows["test/d_leak.jpg"]["keep"]
+    assert rows["train/dog/d.jpg"]["proposed"] and not rows["test/d_leak.jpg"]["proposed"]
     assert rows["train/dog/d.jpg"]["dup_group"] == rows["test/d_leak.jpg"]["dup_group"] != ""
-    assert rows["train/dog/ok.jpg"] | {} and rows["train/dog/ok.jpg"]["flags"] == "" and rows["train/dog/ok.jpg"]["dup_group"] == ""
+    assert rows["train/dog/ok.jpg"]["flags"] == "" and rows["train/dog/ok.jpg"]["dup_group"] == ""
     groups = {r["dup_group"] for r in rows.values()} - {""}
     assert len(groups) == 4
 
 
 def test_policy_overrides_change_the_verdict(dup_records):
-    opts = CleanOptions(policy={"exact_duplicate": "keep", "label_conflict": "keep", "train_test_leak": "drop"})
+    opts = CleanOptions(policy={"exact_duplicate": "keep", "near_duplicate": "keep_one", "train_test_leak": "drop"})
     rows = _by_path(assess(dup_records, opts))
     assert rows["train/cat/a_copy.jpg"]["keep"] and rows["train/cat/c.jpg"]["keep"]
+    assert rows["train/cat/b.jpg"]["keep"] and not rows["train/cat/b_small.jpg"]["keep"]  # the larger one stays
     assert not rows["train/dog/d.jpg"]["keep"]
     assert rows["test/d_leak.jpg"]["keep"]  # test files are never dropped for duplication
 
 
-def test_near_duplicates_off_keeps_only_exact_groups(dup_records):
-    rows = _by_path(assess(dup_records, CleanOptions(near_dup_threshold=None)))
+def test_apply_proposed_drops_conflicts_and_leaked_train_copies(dup_records):
+    rows = _by_path(assess(dup_records, CleanOptions().with_proposals_applied()))
+    assert not rows["train/cat/c.jpg"]["keep"] and not rows["train/dog/c_as_dog.jpg"]["keep"]
+    assert not rows["train/dog/d.jpg"]["keep"] and rows["test/d_leak.jpg"]["keep"]
+
+
+def test_near_copy_search_off_keeps_only_exact_groups(dup_records):
+    rows = _by_path(assess(dup_records, CleanOptions(hash_radius=None)))
     assert rows["train/cat/b_small.jpg"]["flags"] == "" and rows["train/cat/a_copy.jpg"]["flags"] == "exact_duplicate"
 
 
@@ -265,8 +282,9 @@ def test_malformed_blocklist_is_one_line_data_error(tmp_path):
         load_blocklist(tmp_path / "missing.csv")
 
 
-def test_proposed_blocklist_lists_dropped_and_comments_out_kept(dup_records):
+def test_proposed_blocklist_lists_proposals_and_drops_and_comments_out_the_rest(dup_records):
     text = render_proposed(assess(dup_records))
     bl = parse_blocklist(text)
-    assert set(bl.by_path) == {"train/cat/a_copy.jpg", "train/cat/b_small.jpg", "train/cat/c.jpg", "train/dog/c_as_dog.jpg"}
-    assert "# train/dog/d.jpg,train/test leakage" in text  # flagged but kept: there for review, inactive
+    assert set(bl.by_path) == {"train/cat/a_copy.jpg", "train/cat/c.jpg", "train/dog/c_as_dog.jpg", "train/dog/d.jpg"}
+    assert bl.reason("train/dog/d.jpg").startswith("proposed: train/test leak with test/d_leak.jpg")
+    assert '# train/cat/b_small.jpg,"near duplicate of train/cat/b.jpg: near copy' in text  # flagged but kept: inactive

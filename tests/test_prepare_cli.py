@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import typer
-from PIL import Image
+from PIL import Image, ImageDraw
 from typer.testing import CliRunner
 
 from imgclf.cli.prepare import prepare_command
@@ -21,12 +21,19 @@ from imgclf.data.blocklist import load_blocklist
 from imgclf.data.manifest import MANIFEST_COLUMNS, read_manifest
 from imgclf.data.prepare import PrepareOptions, prepare
 from imgclf.errors import ConfigError, DataError
+from imgclf.report.cleaning import write_cleaning_report
 
 
 def _photo(seed: int, w: int = 64, h: int = 48) -> Image.Image:
+    """A smooth field with a few sharp-edged shapes and noise (resized copies keep their detail)."""
     rng = np.random.default_rng(seed)
     coarse = Image.fromarray(rng.integers(0, 256, (3, 4, 3), dtype=np.uint8)).resize((w, h), Image.Resampling.BICUBIC)
-    arr = np.asarray(coarse, dtype=np.float64) + rng.normal(0, 8, (h, w, 3))
+    draw = ImageDraw.Draw(coarse)
+    for _ in range(5):
+        x, y = int(rng.integers(0, w)), int(rng.integers(0, h))
+        box = (x, y, x + int(rng.integers(6, max(7, w // 2))), y + int(rng.integers(6, max(7, h // 2))))
+        (draw.ellipse if rng.random() < 0.5 else draw.rectangle)(box, fill=tuple(int(c) for c in rng.integers(0, 256, 3)))
+    arr = np.asarray(coarse, dtype=np.float64) + rng.normal(0, 4, (h, w, 3))
     return Image.fromarray(arr.clip(0, 255).astype(np.uint8))
 
 
@@ -49,7 +56,7 @@ EXPECTED: dict[str, tuple[str, bool]] = {
     "train/cat/c0.jpg": ("exact_duplicate", True),
     "train/cat/c0_copy.jpg": ("exact_duplicate", False),
     "train/cat/c1.jpg": ("near_duplicate", True),
-    "train/cat/c1_small.jpg": ("near_duplicate", False),
+    "train/cat/c1_small.jpg": ("near_duplicate", True),
     "train/cat/c2.jpg": ("", True),
     "train/cat/empty.jpg": ("zero_byte", False),
     "train/cat/page.jpg": ("not_image", False),
@@ -62,8 +69,8 @@ EXPECTED: dict[str, tuple[str, bool]] = {
     "train/dog/garbage.jpg": ("undecodable", False),
     "train/dog/wide.png": ("extreme_aspect", True),
     "train/dog/palette.png": ("palette_alpha", True),
-    "train/dog/b0_as_dog.jpg": ("label_conflict", False),
-    "train/bird/b0.jpg": ("label_conflict", False),
+    "train/dog/b0_as_dog.jpg": ("label_conflict", True),
+    "train/bird/b0.jpg": ("label_conflict", True),
     "train/bird/b1.jpg": ("", True),
     "train/bird/bomb.png": ("decompression_bomb", False),
     "train/bird/deep16.png": ("high_bit_depth;greyscale", True),
@@ -82,7 +89,8 @@ def make_corpus(root: Path) -> Path:
     for name, seed in (("cat/c0", 1), ("cat/c1", 2), ("cat/c2", 3), ("dog/d0", 4), ("dog/d1", 5), ("bird/b0", 6), ("bird/b1", 7)):
         files[f"train/{name}.jpg"] = _jpeg_bytes(_photo(seed))
     files["train/cat/c0_copy.jpg"] = files["train/cat/c0.jpg"]
-    files["train/cat/c1_small.jpg"] = _jpeg_bytes(_photo(2).resize((60, 45)))
+    files["train/cat/c1_small.jpg"] = _jpeg_bytes(_photo(2, 128, 96).resize((96, 72)))
+    files["train/cat/c1.jpg"] = _jpeg_bytes(_photo(2, 128, 96))
     files["train/dog/b0_as_dog.jpg"] = files["train/bird/b0.jpg"]
     files["test/d0_again.jpg"] = files["train/dog/d0.jpg"]
     files["test/t0.jpg"] = _jpeg_bytes(_photo(8))
@@ -131,7 +139,7 @@ def _run(*args: str):
 
 def test_prepare_reports_every_bad_file_keeps_good_ones_and_exits_0(tmp_path):
     src, out = make_corpus(tmp_path / "download"), tmp_path / "dataset"
-    result = _run(str(src), "--out", str(out), "--workers", "1")
+    result = _run(str(src), "--out", str(out), "--workers", "1", "--max-drop", "1.0")
     assert result.exit_code == 0, result.output
     table = read_manifest(out)
     rows = {r["path"]: r for r in table.to_dict("records")}
@@ -150,17 +158,19 @@ def test_prepare_reports_every_bad_file_keeps_good_ones_and_exits_0(tmp_path):
 
 def test_proposed_blocklist_and_report_cover_flagged_files(tmp_path):
     src, out = make_corpus(tmp_path / "src"), tmp_path / "out"
-    prepare(src, out, PrepareOptions(workers=1))
+    prepare(src, out, PrepareOptions(workers=1, max_drop=1.0), write_report=write_cleaning_report)
     blocked = load_blocklist(out / "blocklist.proposed.csv")
     dropped = {p for p, (_, keep) in EXPECTED.items() if not keep}
-    assert set(blocked.by_path) == dropped
+    proposed = {"train/bird/b0.jpg", "train/dog/b0_as_dog.jpg", "train/dog/d0.jpg"}  # conflicts, the leaked train copy
+    assert set(blocked.by_path) == dropped | proposed
     assert blocked.reason("train/cat/empty.jpg") == "zero-byte file"
+    assert blocked.reason("train/dog/d0.jpg") == "proposed: train/test leak with test/d0_again.jpg: identical file"
     md = (out / "cleaning_report.md").read_text()
     page = (out / "cleaning_report.html").read_text()
     for path, (flags, _) in EXPECTED.items():
         if flags:
             assert path in md and path in page, path
-    assert "| cat | 10 | 6 | 4 |" in md
+    assert "| cat | 10 | 7 | 3 |" in md
     assert page.count("data:image/png;base64,") == 1  # the class chart, embedded
     assert page.count("data:image/jpeg;base64,") >= 10  # thumbnails of decodable flagged files
     assert "no preview" in page and "src=\"http" not in page  # self-contained
@@ -168,9 +178,9 @@ def test_proposed_blocklist_and_report_cover_flagged_files(tmp_path):
 
 def test_rerun_does_no_work_twice(tmp_path):
     src, out = make_corpus(tmp_path / "src"), tmp_path / "out"
-    first = prepare(src, out, PrepareOptions(workers=1))
+    first = prepare(src, out, PrepareOptions(workers=1, max_drop=1.0))
     before = (out / "manifest.csv").read_text()
-    second = prepare(src, out, PrepareOptions(workers=1))
+    second = prepare(src, out, PrepareOptions(workers=1, max_drop=1.0))
     assert (first.analysed, first.copied) == (len(EXPECTED), len(EXPECTED) + 1)
     assert (second.analysed, second.copied, second.removed) == (0, 0, 0)
     assert (out / "manifest.csv").read_text() == before
@@ -178,10 +188,10 @@ def test_rerun_does_no_work_twice(tmp_path):
 
 def test_rerun_after_source_change_only_redoes_the_change(tmp_path):
     src, out = make_corpus(tmp_path / "src"), tmp_path / "out"
-    prepare(src, out, PrepareOptions(workers=1, link=False))
+    prepare(src, out, PrepareOptions(workers=1, link=False, max_drop=1.0))
     (src / "train/cat/c2.jpg").unlink()
     _photo(40).save(src / "train/dog/new.jpg")
-    again = prepare(src, out, PrepareOptions(workers=1, link=False))
+    again = prepare(src, out, PrepareOptions(workers=1, link=False, max_drop=1.0))
     assert (again.analysed, again.copied, again.removed) == (1, 1, 1)
     assert not (out / "train/cat/c2.jpg").exists()
     assert "train/dog/new.jpg" in set(read_manifest(out)["path"])
@@ -190,8 +200,8 @@ def test_rerun_after_source_change_only_redoes_the_change(tmp_path):
 def test_folder_and_zip_of_it_give_the_same_manifest(tmp_path):
     src = make_corpus(tmp_path / "demo-data")
     archive = shutil.make_archive(str(tmp_path / "demo"), "zip", root_dir=tmp_path, base_dir="demo-data")
-    prepare(src, tmp_path / "from_folder", PrepareOptions(workers=1))
-    assert _run(archive, "--out", str(tmp_path / "from_zip"), "--workers", "1").exit_code == 0
+    prepare(src, tmp_path / "from_folder", PrepareOptions(workers=1, max_drop=1.0))
+    assert _run(archive, "--out", str(tmp_path / "from_zip"), "--workers", "1", "--max-drop", "1.0").exit_code == 0
     a = read_manifest(tmp_path / "from_folder").drop(columns="source")
     b = read_manifest(tmp_path / "from_zip").drop(columns="source")
     pd.testing.assert_frame_equal(a, b)
@@ -199,7 +209,7 @@ def test_folder_and_zip_of_it_give_the_same_manifest(tmp_path):
 
 def test_cache_size_fills_the_resize_cache_for_kept_files(tmp_path):
     src, out = make_corpus(tmp_path / "src"), tmp_path / "out"
-    result = prepare(src, out, PrepareOptions(workers=1, cache_image_size=32))
+    result = prepare(src, out, PrepareOptions(workers=1, cache_image_size=32, max_drop=1.0))
     kept = int(read_manifest(out)["keep"].sum())
     assert result.cache is not None and (result.cache.built, result.cache.failed) == (kept, 0)
     assert len(list((out / ".imgclf-cache" / "37").rglob("*.jpg"))) == kept
@@ -231,13 +241,13 @@ def test_bad_policy_option_is_a_config_error(tmp_path):
 
 def test_help_lists_the_options():
     text = CliRunner().invoke(_app(), ["prepare", "--help"], terminal_width=200).output
-    for option in ("--out", "--policy", "--min-side", "--near-dup-threshold", "--cache-size", "--max-archive-gb"):
+    for option in ("--out", "--policy", "--min-side", "--hash-radius", "--min-similarity", "--max-drop", "--apply-proposed", "--cache-size", "--max-archive-gb"):
         assert option in text
 
 
 def test_parallel_analysis_gives_the_same_manifest(tmp_path):
     src = make_corpus(tmp_path / "src")
-    prepare(src, tmp_path / "one", PrepareOptions(workers=1))
-    prepare(src, tmp_path / "two", PrepareOptions(workers=2))
+    prepare(src, tmp_path / "one", PrepareOptions(workers=1, max_drop=1.0))
+    prepare(src, tmp_path / "two", PrepareOptions(workers=2, max_drop=1.0))
     a = read_manifest(tmp_path / "one").drop(columns="source")
     pd.testing.assert_frame_equal(a, read_manifest(tmp_path / "two").drop(columns="source"))

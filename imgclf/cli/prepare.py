@@ -6,14 +6,43 @@ from pathlib import Path
 
 import typer
 from pydantic import ValidationError
-from imgclf.cli.console import console
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from imgclf.cli.console import console
 from imgclf.data.clean import FLAGS, CleanOptions, parse_policy
+from imgclf.data.duplicates import CANDIDATE_RADIUS
 from imgclf.data.prepare import PrepareOptions, PrepareResult, prepare
+from imgclf.data.verify import NEAR_COPY_THRESHOLD
 from imgclf.errors import ConfigError
+from imgclf.report.cleaning import write_cleaning_report
 
-_POLICY_HELP = "Per-flag policy FLAG=drop|keep|keep_one (repeatable), e.g. --policy tiny=keep. Flags: " + ", ".join(FLAGS) + "."
+_POLICY_HELP = (
+    "Per-flag policy FLAG=drop|keep|keep_one|propose (repeatable), e.g. --policy tiny=drop. Defaults: unreadable files "
+    "drop, exact_duplicate keep_one, label_conflict and train_test_leak propose, everything else keep. Flags: " + ", ".join(FLAGS) + "."
+)
+
+
+class _Bars:
+    """``progress(stage, done, total)`` for :func:`prepare`: one rich bar per stage, on stderr, cleared when done."""
+
+    def __init__(self) -> None:
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+        self._progress = Progress(*columns, console=Console(stderr=True), transient=True)
+        self._tasks: dict[str, TaskID] = {}
+
+    def __enter__(self) -> _Bars:
+        self._progress.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._progress.stop()
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if stage not in self._tasks:
+            self._tasks[stage] = self._progress.add_task(stage, total=total)
+        self._progress.update(self._tasks[stage], completed=done, total=total)
 
 
 def prepare_command(
@@ -22,7 +51,10 @@ def prepare_command(
     policy: list[str] = typer.Option([], "--policy", help=_POLICY_HELP),
     min_side: int = typer.Option(32, help="Flag images whose shorter side is below this many pixels as 'tiny'."),
     max_aspect: float = typer.Option(5.0, help="Flag images whose long/short side ratio exceeds this as 'extreme_aspect'."),
-    near_dup_threshold: int = typer.Option(6, help="Max Hamming distance between 64-bit perceptual hashes for near duplicates; -1 turns near-duplicate search off."),
+    hash_radius: int = typer.Option(CANDIDATE_RADIUS, help="Near-copy candidates: max Hamming distance between 64-bit perceptual hashes (whole image or crops); every candidate is then checked on pixels. -1 turns the near-copy search off."),
+    min_similarity: float = typer.Option(NEAR_COPY_THRESHOLD, help="Detail correlation (64 px, best alignment) a candidate pair needs to count as a near copy."),
+    max_drop: float = typer.Option(0.05, help="Stop (exit 2, nothing written) when the policy would remove more than this fraction of a class's readable training images; 1.0 = no limit."),
+    apply_proposed: bool = typer.Option(False, "--apply-proposed", help="Drop what is otherwise only proposed for review: both sides of label conflicts, train copies of train/test leaks."),
     max_pixels: int = typer.Option(CleanOptions().max_pixels, help="Images with more pixels are reported as decompression bombs and not decoded."),
     max_archive_gb: float | None = typer.Option(None, help="Refuse to extract more than this many GiB from all archives together (default: no fixed cap; the ratio and free disk apply)."),
     max_archive_files: int = typer.Option(2_000_000, help="Refuse to extract more files than this from all archives together."),
@@ -34,14 +66,15 @@ def prepare_command(
 ) -> None:
     """Ingest, check and clean a dataset; write the manifest, a proposed blocklist and a cleaning report.
 
-    Bad images are reported, never fatal. Review cleaning_report.html, then save the edited blocklist.proposed.csv as blocklist.csv in the dataset folder; `imgclf train` honours it.
+    By default only unreadable files and byte-identical copies within a class are left out. Near copies are kept and grouped (never split across train/validation); label conflicts and train/test leaks are proposed in blocklist.proposed.csv. Review cleaning_report.html, then save the edited blocklist.proposed.csv as blocklist.csv (`imgclf train` honours it) or re-run with --apply-proposed.
     """
     try:
         options = PrepareOptions(
             clean=CleanOptions(
                 min_side=min_side,
                 max_aspect=max_aspect,
-                near_dup_threshold=None if near_dup_threshold < 0 else near_dup_threshold,
+                hash_radius=None if hash_radius < 0 else hash_radius,
+                min_similarity=min_similarity,
                 max_pixels=max_pixels,
                 policy=parse_policy(policy),
             ),
@@ -52,12 +85,15 @@ def prepare_command(
             cache_image_size=cache_size,
             workers=workers,
             link=not copy,
-            progress=True,
+            max_drop=max_drop,
+            apply_proposed=apply_proposed,
         )
     except ValidationError as exc:
         first = exc.errors()[0]
         raise ConfigError(f"prepare: {'.'.join(str(p) for p in first['loc'])}: {first['msg']}") from None
-    _print_summary(prepare(src, out, options))
+    with _Bars() as bars:
+        result = prepare(src, out, options, progress=bars, write_report=write_cleaning_report)
+    _print_summary(result)
 
 
 def _print_summary(result: PrepareResult) -> None:
@@ -65,6 +101,7 @@ def _print_summary(result: PrepareResult) -> None:
     table.add_row("training images", f"{result.n_train} in {result.n_classes} classes ({result.n_kept_train} kept)")
     table.add_row("test images", str(result.n_test))
     table.add_row("dropped by policy", str(result.n_dropped))
+    table.add_row("proposed for review", str(result.n_proposed))
     for flag, n in result.flag_counts.items():
         table.add_row(f"  {flag}", str(n))
     table.add_row("work done", f"{result.analysed} analysed, {result.copied} placed, {result.removed} removed")

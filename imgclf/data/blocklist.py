@@ -4,8 +4,10 @@ Format: CSV ``key,reason`` where ``key`` is a path relative to the dataset folde
 digits, which blocks every copy of those bytes). Lines starting with ``#`` are comments; a header
 ``key,reason`` is optional.
 
-``imgclf prepare`` writes ``blocklist.proposed.csv`` (what the policy dropped, plus commented-out lines
-for files it flagged but kept); after review it is renamed to ``blocklist.csv``, which ``train`` honours.
+``imgclf prepare`` writes ``blocklist.proposed.csv``: active lines for what the policy proposes (label
+conflicts, train copies of train/test leaks) and what it already dropped, commented-out lines for
+files it flagged but kept. After review it is saved as ``blocklist.csv``, which ``train`` honours (or
+``prepare --apply-proposed`` applies the proposals directly).
 
 Example::
 
@@ -94,19 +96,22 @@ def load_blocklist(path: Path | None) -> Blocklist:
 
 
 def render_proposed(table: pd.DataFrame) -> str:
-    """Blocklist text from a manifest: dropped files as entries, flagged-but-kept ones commented out."""
+    """Blocklist text from a manifest: proposed and dropped files as entries, other flagged files commented out."""
     buf = io.StringIO()
     buf.write(
-        "# Proposed by `imgclf prepare`: review, edit, then save as blocklist.csv to apply it to training.\n"
+        "# Proposed by `imgclf prepare`: review, edit, then save as blocklist.csv to apply it to training\n"
+        "# (or run `imgclf prepare --apply-proposed`).\n"
         "# key = path relative to the dataset folder, or a sha256 to block every copy of those bytes.\n"
         "# Lines starting with '#' are ignored; the commented entries below were flagged but kept.\n"
     )
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(["key", "reason"])
     flagged = table[table["flags"].astype(str) != ""]
-    for row in flagged[~flagged["keep"]].itertuples():
-        writer.writerow([row.path, row.reasons])
-    kept = flagged[flagged["keep"]]
+    is_proposed = flagged["proposed"] if "proposed" in flagged.columns else pd.Series(False, index=flagged.index)
+    active = flagged[~flagged["keep"] | is_proposed]
+    for row in active.itertuples():
+        writer.writerow([row.path, f"proposed: {row.reasons}" if row.keep else row.reasons])
+    kept = flagged[flagged["keep"] & ~is_proposed]
     if len(kept):
         buf.write("# flagged, kept by policy:\n")
         for row in kept.itertuples():

@@ -11,7 +11,7 @@ without chroma subsampling (close to lossless for training purposes, small and f
 Example::
 
     cache = ResizeCache(Path("data/cars/.imgclf-cache"), cache_short_side(224))
-    cache.build(paths, workers=4, progress=True)   # optional warm-up, in parallel
+    cache.build(paths, workers=4)                  # optional warm-up, in parallel
     image = cache.load(paths[0])                   # PIL RGB, shorter side 258
 """
 
@@ -22,9 +22,8 @@ import logging
 import io
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -134,19 +133,21 @@ class ResizeCache:
             self._write_failed = True
         return data
 
-    def build(self, paths: list[Path], workers: int = 1, progress: bool = False) -> CacheStats:
-        """Fill the cache for ``paths`` across ``workers`` processes; unreadable files are counted, not raised."""
+    def build(self, paths: list[Path], workers: int = 1, progress: Callable[[int, int], None] | None = None) -> CacheStats:
+        """Fill the cache for ``paths`` across ``workers`` processes; unreadable files are counted, not raised.
+
+        ``progress(done, total)`` is called as chunks finish (the CLI draws a bar with it).
+        """
         stats = CacheStats(total=len(paths))
         start = time.perf_counter()
         chunks = _chunks([str(p) for p in paths], max(1, len(paths) // max(1, workers * 8)))
-        with progress_bar(progress, len(paths)) as advance:
-            if workers <= 1 or len(paths) < 2:
-                results = (_build_chunk(self.cache_dir, self.short_side, c) for c in chunks)
-                _collect(results, stats, advance)
-            else:
-                with ProcessPoolExecutor(max_workers=workers) as pool:
-                    futures = pool.map(_build_chunk, [self.cache_dir] * len(chunks), [self.short_side] * len(chunks), chunks)
-                    _collect(futures, stats, advance)
+        if workers <= 1 or len(paths) < 2:
+            results = (_build_chunk(self.cache_dir, self.short_side, c) for c in chunks)
+            _collect(results, stats, progress)
+        else:
+            with ProcessPoolExecutor(max_workers=workers) as pool:
+                futures = pool.map(_build_chunk, [self.cache_dir] * len(chunks), [self.short_side] * len(chunks), chunks)
+                _collect(futures, stats, progress)
         stats.seconds = time.perf_counter() - start
         return stats
 
@@ -170,27 +171,13 @@ def _build_chunk(cache_dir: Path, short_side: int, paths: list[str]) -> tuple[in
     return hits, built, failed
 
 
-def _collect(results, stats: CacheStats, advance) -> None:
+def _collect(results, stats: CacheStats, progress: Callable[[int, int], None] | None) -> None:
     for hits, built, failed in results:
         stats.hits += hits
         stats.built += built
         stats.failed += failed
-        advance(hits + built + failed)
-
-
-@contextmanager
-def progress_bar(enabled: bool, total: int, label: str = "caching") -> Iterator[Callable[[int], None]]:
-    """Yield ``advance(n)``: a rich progress bar on stderr when enabled, a no-op otherwise."""
-    if not enabled:
-        yield lambda n: None
-        return
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    columns = (TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
-        task = bar.add_task("cache", total=total)
-        yield lambda n: bar.advance(task, n)
+        if progress:
+            progress(stats.hits + stats.built + stats.failed, stats.total)
 
 
 def default_workers() -> int:

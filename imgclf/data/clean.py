@@ -1,19 +1,22 @@
-"""Cleaning checks: what is wrong with each file, which files are duplicates, and what to keep.
+"""Cleaning checks: what is wrong with each file, and the options and policy that decide what to keep.
 
 Three layers, each testable on its own:
 
 * :func:`analyze_file` reads one file and records raw facts (hash, size, mode, perceptual hash, or why
   it could not be decoded). It never raises for bad data: a bad image is a data problem, not a crash.
 * :func:`file_flags` turns those facts into ``(flag, reason)`` pairs under :class:`CleanOptions`.
-* :func:`assess` takes one record per file (path, label, split + facts), finds exact and near
-  duplicates, label conflicts and train/test leakage, applies the per-flag policy and returns the
-  manifest table.
+* :func:`imgclf.data.verdicts.assess` takes one record per file (path, label, split + facts), finds
+  identical files and verified near copies (:mod:`imgclf.data.duplicates`), label conflicts and
+  train/test leaks, applies the per-flag policy and returns the manifest table.
+
+Defaults remove only what cannot be used: unreadable files, and byte-identical copies within a class
+(one is kept). Everything else is kept: near copies share a ``dup_group`` (so a split keeps them on
+one side), label conflicts and leaks are *proposed* for the blocklist, for a person to review.
 
 Example::
 
     facts = analyze_file(Path("train/audi/001.jpg"))
-    table = assess([{"path": "train/audi/001.jpg", "label": "audi", "split": "train", **facts.to_dict()}])
-    table.loc[0, ["flags", "reasons", "keep"]]
+    file_flags(facts, CleanOptions())   # [] or [("tiny", "tiny image: 20x20, ..."), ...]
 """
 
 from __future__ import annotations
@@ -26,16 +29,19 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
-import imagehash
-import numpy as np
-import pandas as pd
 from PIL import Image, ImageOps, UnidentifiedImageError
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from imgclf.data.duplicates import CANDIDATE_RADIUS
+from imgclf.data.hashing import pack_hashes, perceptual_hashes
 from imgclf.data.images import to_rgb
+from imgclf.data.verify import NEAR_COPY_THRESHOLD
 from imgclf.errors import ConfigError
 
-Policy = Literal["drop", "keep", "keep_one"]
+#: drop = leave out of training; keep = keep and report; propose = keep, and list in
+#: blocklist.proposed.csv for review (``--apply-proposed`` turns it into drop); keep_one = of each set
+#: of copies in a class keep the largest.
+Policy = Literal["drop", "keep", "keep_one", "propose"]
 
 #: Every flag, with what it means. File-level flags first, then the duplicate family.
 FLAGS: dict[str, str] = {
@@ -52,9 +58,9 @@ FLAGS: dict[str, str] = {
     "greyscale": "greyscale (converted to RGB)",
     "exif_rotated": "EXIF orientation (applied)",
     "exact_duplicate": "byte-identical copy in the same class",
-    "near_duplicate": "perceptually near-identical copy in the same class",
-    "label_conflict": "the same image appears under another class",
-    "train_test_leak": "the same image appears in both train and test",
+    "near_duplicate": "the same photo, altered (verified on pixels), in the same class",
+    "label_conflict": "the same photo (identical or verified near copy) appears under another class",
+    "train_test_leak": "the same photo (identical or verified near copy) appears in both train and test",
 }
 DUPLICATE_FLAGS = ("exact_duplicate", "near_duplicate")
 UNREADABLE_FLAGS = ("zero_byte", "not_image", "truncated", "undecodable", "decompression_bomb")
@@ -72,12 +78,14 @@ DEFAULT_POLICY: dict[str, Policy] = {
     "high_bit_depth": "keep",
     "greyscale": "keep",
     "exif_rotated": "keep",
-    "exact_duplicate": "keep_one",
-    "near_duplicate": "keep_one",
-    # Which of two labels is right is a human call: drop both until someone reviews the report.
-    "label_conflict": "drop",
-    # Test files are never dropped; "drop" here removes the train copies of leaked images.
-    "train_test_leak": "keep",
+    "exact_duplicate": "keep_one",  # the same bytes twice in one class add nothing
+    # Near copies stay (they are real training signal) but share a dup_group, so a split or fold never
+    # puts one copy in train and another in validation.
+    "near_duplicate": "keep",
+    # Which of two labels is right is a human call: propose both for review, drop nothing.
+    "label_conflict": "propose",
+    # Test files are never dropped; "drop" (or an applied proposal) removes the train copies of leaked images.
+    "train_test_leak": "propose",
 }
 
 _MAGIC = (
@@ -90,7 +98,7 @@ _MAGIC = (
 )
 _EXIF_ORIENTATION = 0x0112
 _ROTATION_TEXT = {2: "mirrored", 3: "rotated 180°", 4: "flipped", 5: "transposed", 6: "rotated 90°", 7: "transversed", 8: "rotated 270°"}
-_PHASH_DRAFT = (256, 256)  # decode JPEGs at reduced scale for hashing: same verdict, several times faster
+_PHASH_DRAFT = (256, 256)  # decode JPEGs at reduced scale for hashing: the hashes use 64 px anyway
 
 
 class CleanOptions(BaseModel):
@@ -101,8 +109,11 @@ class CleanOptions(BaseModel):
     min_side: int = Field(32, ge=1, description="Images whose shorter side is below this are 'tiny'.")
     max_aspect: float = Field(5.0, gt=1.0, description="Long/short side ratio above which an image is 'extreme_aspect'.")
     max_pixels: int = Field(Image.MAX_IMAGE_PIXELS or 89_478_485, ge=1, description="Pixel count treated as a decompression bomb.")
-    near_dup_threshold: int | None = Field(
-        6, ge=0, le=64, description="Max Hamming distance of 64-bit perceptual hashes for near duplicates; None = off."
+    hash_radius: int | None = Field(
+        CANDIDATE_RADIUS, ge=0, le=15, description="Max Hamming distance of 64-bit perceptual hashes for near-copy candidates; None = off."
+    )
+    min_similarity: float = Field(
+        NEAR_COPY_THRESHOLD, gt=0.0, le=1.0, description="Detail correlation a candidate pair needs to count as a near copy."
     )
     policy: dict[str, Policy] = Field(default_factory=lambda: dict(DEFAULT_POLICY))
 
@@ -118,14 +129,19 @@ class CleanOptions(BaseModel):
                 raise ValueError(f"policy keep_one only applies to {' and '.join(DUPLICATE_FLAGS)}, not {flag!r}")
         return {**DEFAULT_POLICY, **value}
 
+    def with_proposals_applied(self) -> CleanOptions:
+        """The same options with every ``propose`` turned into ``drop`` (``prepare --apply-proposed``)."""
+        policy = {f: "drop" if a == "propose" else a for f, a in self.policy.items()}
+        return self.model_copy(update={"policy": policy})
+
 
 def parse_policy(items: list[str]) -> dict[str, Policy]:
     """``["tiny=keep", "near_duplicate=drop"]`` → ``{"tiny": "keep", ...}`` (CLI helper)."""
     out: dict[str, Policy] = {}
     for item in items:
         flag, sep, action = item.partition("=")
-        if not sep or action not in ("drop", "keep", "keep_one"):
-            raise ConfigError(f"policy {item!r}: expected FLAG=drop|keep|keep_one, e.g. tiny=keep")
+        if not sep or action not in ("drop", "keep", "keep_one", "propose"):
+            raise ConfigError(f"policy {item!r}: expected FLAG=drop|keep|keep_one|propose, e.g. tiny=keep")
         out[flag.strip()] = action  # type: ignore[assignment]
     return out
 
@@ -146,6 +162,7 @@ class FileAnalysis:
     orientation: int = 1
     transparency: bool = False
     phash: str = ""
+    crops: str = ""  # perceptual hashes of crops (see imgclf.data.hashing), space-separated hex
     error: str = ""  # "" or one of UNREADABLE_FLAGS
     detail: str = ""
 
@@ -217,7 +234,8 @@ def analyze_file(path: Path, max_pixels: int = CleanOptions().max_pixels) -> Fil
                 image.draft(None, _PHASH_DRAFT)  # type: ignore[arg-type]  # JPEG only; no-op otherwise
                 image.load()
                 rgb = to_rgb(ImageOps.exif_transpose(image))
-                facts.phash = str(imagehash.phash(rgb))
+                facts.phash, crops = perceptual_hashes(rgb)
+                facts.crops = pack_hashes(crops)
         except Image.DecompressionBombError as exc:
             pixels = re.search(r"\((\d+) pixels\)", str(exc))
             facts.error, facts.detail = "decompression_bomb", f"{pixels.group(1) if pixels else 'too many'} pixels"
@@ -266,138 +284,3 @@ def file_flags(facts: FileAnalysis, options: CleanOptions) -> list[tuple[str, st
     return out
 
 
-# --------------------------------------------------------------------------- duplicates
-
-
-def duplicate_groups(sha256: list[str], phash: list[str], threshold: int | None) -> list[int]:
-    """Group index per item (-1 = unique). Items with an empty ``phash`` only match byte-identically.
-
-    Near duplicates are pairs whose 64-bit perceptual hashes differ in at most ``threshold`` bits;
-    groups are the connected components of "exact or near" pairs.
-
-    >>> duplicate_groups(["a", "a", "b"], ["0" * 16, "0" * 16, "f" * 16], 4)
-    [0, 0, -1]
-    """
-    n = len(sha256)
-    parent = list(range(n))
-
-    def find(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    def union(i: int, j: int) -> None:
-        ri, rj = find(i), find(j)
-        if ri != rj:
-            parent[max(ri, rj)] = min(ri, rj)
-
-    first: dict[str, int] = {}
-    for i, key in enumerate(sha256):
-        union(first.setdefault(key, i), i)
-    idx = np.array([i for i, h in enumerate(phash) if h], dtype=np.int64)
-    if threshold is not None and len(idx) > 1:
-        hashes = np.array([int(phash[i], 16) for i in idx], dtype=np.uint64)
-        block = max(1, (1 << 22) // len(hashes))  # bounds memory at ~32 MB per block
-        for start in range(0, len(hashes), block):
-            dist = np.bitwise_count(hashes[start : start + block, None] ^ hashes[None, :])
-            rows, cols = np.nonzero(dist <= threshold)
-            for r, c in zip(rows + start, cols):
-                if c > r:
-                    union(int(idx[r]), int(idx[c]))
-    roots: dict[int, list[int]] = {}
-    for i in range(n):
-        roots.setdefault(find(i), []).append(i)
-    out = [-1] * n
-    for g, members in enumerate(m for m in roots.values() if len(m) > 1):
-        for i in members:
-            out[i] = g
-    return out
-
-
-def _hamming(a: str, b: str) -> int:
-    return bin(int(a, 16) ^ int(b, 16)).count("1") if a and b else 64
-
-
-def _group_flags(rows: list[dict], members: list[int]) -> dict[int, list[tuple[str, str]]]:
-    out: dict[int, list[tuple[str, str]]] = {i: [] for i in members}
-    for i in members:
-        me = rows[i]
-        others = [rows[j] for j in members if j != i]
-        same = [o for o in others if o["split"] == me["split"] and o["label"] == me["label"]]
-        exact = [o for o in same if o["sha256"] == me["sha256"]]
-        if exact:
-            out[i].append(("exact_duplicate", f"exact duplicate of {exact[0]['path']}"))
-        elif same:
-            near = min(same, key=lambda o: _hamming(o["phash"], me["phash"]))
-            distance = _hamming(near["phash"], me["phash"])
-            out[i].append(("near_duplicate", f"near duplicate of {near['path']} (Hamming distance {distance})"))
-        if me["split"] == "train":
-            conflict = [o for o in others if o["split"] == "train" and o["label"] != me["label"]]
-            if conflict:
-                out[i].append(("label_conflict", f"label conflict: same image as {conflict[0]['path']} labelled {conflict[0]['label']!r}"))
-        leak = [o for o in others if o["split"] != me["split"]]
-        if leak:
-            out[i].append(("train_test_leak", f"train/test leakage: same image as {leak[0]['path']}"))
-    return out
-
-
-# --------------------------------------------------------------------------- the table
-
-
-def assess(records: list[dict], options: CleanOptions = CleanOptions()) -> pd.DataFrame:
-    """One manifest row per record (needs path, label, split and the :class:`FileAnalysis` fields).
-
-    Adds ``flags`` (';'-joined), ``reasons`` ('; '-joined), ``dup_group`` and ``keep``. Test rows are
-    only ever dropped for unreadable data: a submission needs a prediction for every test image.
-    Tiny images only match byte-identical copies: their perceptual hash (computed on a 32x32
-    upsample) carries too little detail, and unrelated thumbnails would pass as near duplicates.
-    """
-    rows = sorted(records, key=lambda r: (r["split"], r["path"]))
-    flags = [file_flags(FileAnalysis.from_dict(r), options) for r in rows]
-    names = [{f for f, _ in fl} for fl in flags]
-    readable = [not (n & set(UNREADABLE_FLAGS)) for n in names]
-    sha = [r["sha256"] if ok else f"unreadable-{i}" for i, (r, ok) in enumerate(zip(rows, readable))]
-    phash = [r["phash"] if ok and "tiny" not in n else "" for r, ok, n in zip(rows, readable, names)]
-    groups = duplicate_groups(sha, phash, options.near_dup_threshold)
-
-    by_group: dict[int, list[int]] = {}
-    for i, g in enumerate(groups):
-        if g >= 0:
-            by_group.setdefault(g, []).append(i)
-    # Number groups in path order so the ids are stable across runs and sources.
-    group_ids = {g: f"g{n + 1:04d}" for n, g in enumerate(sorted(by_group, key=lambda g: by_group[g][0]))}
-    for members in by_group.values():
-        for i, extra in _group_flags(rows, members).items():
-            flags[i].extend(extra)
-
-    policy = options.policy
-    keep = []
-    for row, fl in zip(rows, flags):
-        relevant = [f for f, _ in fl if row["split"] == "train" or f in UNREADABLE_FLAGS]
-        keep.append(not any(policy[f] == "drop" for f in relevant))
-    _keep_one(rows, flags, by_group, keep, policy)
-
-    table = pd.DataFrame.from_records(rows)
-    table["flags"] = [";".join(f for f, _ in fl) for fl in flags]
-    table["reasons"] = ["; ".join(r for _, r in fl) for fl in flags]
-    table["dup_group"] = [group_ids.get(g, "") for g in groups]
-    table["keep"] = keep
-    return table
-
-
-def _keep_one(rows: list[dict], flags: list[list[tuple[str, str]]], by_group: dict[int, list[int]], keep: list[bool], policy: dict[str, Policy]) -> None:
-    """Within each group and class, keep the largest surviving train copy when policy says keep_one."""
-    for members in by_group.values():
-        classes: dict[str, list[int]] = {}
-        for i in members:
-            names = {f for f, _ in flags[i]}
-            if rows[i]["split"] == "train" and any(policy[f] == "keep_one" for f in names & set(DUPLICATE_FLAGS)):
-                classes.setdefault(rows[i]["label"], []).append(i)
-        for same in classes.values():
-            alive = [i for i in same if keep[i]] or same
-            best = min(alive, key=lambda i: (-rows[i]["width"] * rows[i]["height"], -rows[i]["bytes"], rows[i]["path"]))
-            for i in same:
-                if i != best and keep[i]:
-                    keep[i] = False
-                    flags[i][:] = [(f, f"{r} (kept {rows[best]['path']} instead)" if f in DUPLICATE_FLAGS else r) for f, r in flags[i]]

@@ -3,8 +3,9 @@
 Columns (``MANIFEST_COLUMNS``): ``path`` (relative to the dataset folder, posix), ``label`` (class;
 empty for test), ``split`` (train|test), ``sha256``, ``bytes``, ``width``/``height`` (after EXIF
 orientation), ``mode``, ``format``, ``phash`` (hex), ``flags`` (';'-joined), ``reasons``,
-``dup_group`` (shared by every exact/near copy, across train and test; empty when unique), ``keep``
-(the cleaning policy's verdict) and ``source`` (where the file came from; informational).
+``dup_group`` (shared by identical files and pixel-verified near copies of one photo, across train
+and test; empty when unique), ``keep`` (the cleaning policy's verdict) and ``source`` (where the file
+came from; informational).
 
 Example::
 

@@ -6,16 +6,21 @@ Output (``out``)::
     test/<files>                 when the source has a test set
     sample_submission.csv        when the source has one
     manifest.csv                 one row per file (see imgclf.data.manifest)
-    blocklist.proposed.csv       what the policy dropped, for review (see imgclf.data.blocklist)
-    cleaning_report.md / .html   counts per class, every flagged file, duplicate groups
+    blocklist.proposed.csv       proposals (label conflicts, leaks) and drops, for review (see imgclf.data.blocklist)
+    cleaning_report.md / .html   written by the ``write_report`` the caller passes (imgclf.report.cleaning)
     .imgclf-work/                extracted archives and the per-file analysis cache
+
+Files are analysed where they are (the source folder, or archives extracted into .imgclf-work), and
+the verdicts are checked against ``max_drop`` *before* anything is placed in ``out``: a policy that
+would remove more than that fraction of a class stops with a DataError and writes nothing.
 
 Re-running on the same input does no work twice: archives are extracted once per version, files are
 linked only when changed, and each file is analysed once per content hash.
 
 Example::
 
-    result = prepare(Path("downloads/cars"), Path("data/cars"), PrepareOptions(workers=4))
+    result = prepare(Path("downloads/cars"), Path("data/cars"), PrepareOptions(workers=4),
+                     progress=lambda stage, done, total: None, write_report=write_cleaning_report)
     result.n_dropped, result.flag_counts
 """
 
@@ -26,26 +31,35 @@ import os
 import shutil
 import time
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from imgclf.data.blocklist import write_proposed
-from imgclf.data.cache import CacheStats, ResizeCache, cache_short_side, default_workers, progress_bar
-from imgclf.data.clean import CleanOptions, FileAnalysis, analyze_file, assess, sha256_file
+from imgclf.data.cache import CacheStats, ResizeCache, cache_short_side, default_workers
+from imgclf.data.clean import CleanOptions, FileAnalysis, analyze_file, sha256_file
 from imgclf.data.ingest import ExtractLimits, PlannedFile, SourcePlan, discover
 from imgclf.data.manifest import read_manifest, write_manifest
 from imgclf.data.outdir import check_targets, claim_out_dir, contained, mark_preparing
+from imgclf.data.verdicts import assess, check_max_drop
+from imgclf.data.verify import thumbnail
 from imgclf.errors import DataError
 from imgclf.io import atomic_write_text
-from imgclf.data.cleaning_report import write_cleaning_report
 
 WORK_DIR = ".imgclf-work"
 CACHE_DIR = ".imgclf-cache"
 _ANALYSIS_FILE = "analysis.json"
-_ANALYSIS_VERSION = 1
+_ANALYSIS_VERSION = 2  # 2: crop hashes for near-copy candidates
+
+#: ``progress(stage, done, total)``: stage is "analysing", "checking near copies" or "caching".
+Progress = Callable[[str, int, int], None]
+ReportWriter = Callable[[Path, pd.DataFrame], tuple[Path, Path]]
 
 
 class PrepareOptions(BaseModel):
@@ -60,7 +74,8 @@ class PrepareOptions(BaseModel):
     cache_image_size: int | None = Field(None, ge=16, description="Also fill the resize cache for this training size.")
     cache_dir: Path | None = Field(None, description="Resize cache location; None = <out>/.imgclf-cache.")
     link: bool = Field(True, description="Hard-link source files into the dataset when possible instead of copying.")
-    progress: bool = False
+    max_drop: float = Field(0.05, ge=0.0, le=1.0, description="Largest fraction of a class's readable training images the policy may remove.")
+    apply_proposed: bool = Field(False, description="Drop what the policy only proposes (label conflicts, leaked train copies).")
 
 
 @dataclass
@@ -71,6 +86,7 @@ class PrepareResult:
     n_classes: int
     n_kept_train: int
     n_dropped: int
+    n_proposed: int  # kept, listed in blocklist.proposed.csv for review
     flag_counts: dict[str, int]
     analysed: int  # files decoded this run (0 on an unchanged re-run)
     copied: int  # files linked/copied into ``out`` this run
@@ -79,22 +95,30 @@ class PrepareResult:
     seconds: float
     cache: CacheStats | None = None
     files: dict[str, Path] = field(default_factory=dict)  # manifest, blocklist, report_md, report_html
+    table: pd.DataFrame | None = None  # the manifest table, with ``attrs["duplicates"]``
 
     @property
     def images_per_second(self) -> float:
         return (self.n_train + self.n_test) / self.seconds if self.seconds > 0 else 0.0
 
 
-def prepare(src: Path, out: Path, options: PrepareOptions = PrepareOptions()) -> PrepareResult:
-    """Prepare ``src`` into ``out``: a new or empty folder, or an earlier imgclf dataset (see imgclf.data.outdir).
+def prepare(
+    src: Path,
+    out: Path,
+    options: PrepareOptions = PrepareOptions(),
+    progress: Progress | None = None,
+    write_report: ReportWriter | None = None,
+) -> PrepareResult:
+    """Prepare ``src`` into ``out`` (a new or empty folder, or an earlier imgclf dataset: see
+    imgclf.data.outdir): analyse, assess, guard, then write the dataset folder (see the module docstring).
 
     A failure removes a new ``out`` again, and marks an existing one incomplete.
     """
     with claim_out_dir(Path(out).resolve()):
-        return _prepare(src, out, options)
+        return _prepare(src, out, options, progress, write_report)
 
 
-def _prepare(src: Path, out: Path, options: PrepareOptions) -> PrepareResult:
+def _prepare(src: Path, out: Path, options: PrepareOptions, progress: Progress | None, write_report: ReportWriter | None) -> PrepareResult:
     start = time.perf_counter()
     src, out = Path(src).resolve(), Path(out).resolve()
     if out == src or src in out.parents:
@@ -103,27 +127,29 @@ def _prepare(src: Path, out: Path, options: PrepareOptions) -> PrepareResult:
     limits = ExtractLimits(options.max_archive_bytes, options.max_archive_files, options.max_archive_ratio)
     plan = discover(src, work, limits, allow_outside=options.allow_outside)
     check_targets(out, [f.rel for f in plan.files])
-    mark_preparing(out)
-    copied, removed = _materialise(plan, out, options.link)
-
+    clean = options.clean.with_proposals_applied() if options.apply_proposed else options.clean
     workers = options.workers or default_workers()
-    facts, analysed = _analyse(out, plan.files, options.clean.max_pixels, workers, options.progress)
+
+    facts, state, analysed = _analyse(work, plan.files, clean.max_pixels, workers, _stage(progress, "analysing"))
     records = [
-        {"path": f.rel, "label": f.label, "split": f.split, "source": str(f.src), **facts[f.rel].to_dict()}
+        {"path": f.rel, "label": f.label, "split": f.split, "source": str(f.src), "file": str(f.src), **facts[f.rel].to_dict()}
         for f in plan.files
     ]
-    table = assess(records, options.clean)
-    files = {
-        "manifest": write_manifest(out, table),
-        "blocklist": write_proposed(out, table),
-    }
-    files["report_md"], files["report_html"] = write_cleaning_report(out, table)
+    loader = partial(_thumbnails, workers=workers)
+    table = assess(records, clean, load_many=loader, progress=_stage(progress, "checking near copies"))
+    check_max_drop(table, options.max_drop, clean.policy)  # before anything is written
+
+    mark_preparing(out)
+    copied, removed = _materialise(plan, out, options.link)
+    atomic_write_text(work / _ANALYSIS_FILE, json.dumps(state))
+    files = {"manifest": write_manifest(out, table), "blocklist": write_proposed(out, table)}
+    if write_report is not None:
+        files["report_md"], files["report_html"] = write_report(out, table)
 
     cache_stats = None
     if options.cache_image_size:
         cache = ResizeCache(options.cache_dir or out / CACHE_DIR, cache_short_side(options.cache_image_size))
-        keep = table[table["keep"]]
-        cache_stats = cache.build([out / p for p in keep["path"]], workers=workers, progress=options.progress)
+        cache_stats = cache.build([out / p for p in table.loc[table["keep"], "path"]], workers=workers, progress=_stage(progress, "caching"))
 
     train = table[table["split"] == "train"]
     flag_counts = Counter(f for flags in table["flags"] for f in flags.split(";") if f)
@@ -134,6 +160,7 @@ def _prepare(src: Path, out: Path, options: PrepareOptions) -> PrepareResult:
         n_classes=train["label"].nunique(),
         n_kept_train=int(train["keep"].sum()),
         n_dropped=int((~table["keep"]).sum()),
+        n_proposed=int(table["proposed"].sum()),
         flag_counts=dict(sorted(flag_counts.items())),
         analysed=analysed,
         copied=copied,
@@ -142,7 +169,20 @@ def _prepare(src: Path, out: Path, options: PrepareOptions) -> PrepareResult:
         seconds=time.perf_counter() - start,
         cache=cache_stats,
         files=files,
+        table=table,
     )
+
+
+def _stage(progress: Progress | None, name: str) -> Callable[[int, int], None] | None:
+    return None if progress is None else partial(progress, name)
+
+
+def _thumbnails(paths: list[Path], workers: int) -> list[np.ndarray]:
+    """Pixel-check thumbnails for near-copy candidates, decoded across processes when there are many."""
+    if workers <= 1 or len(paths) < 64:
+        return [thumbnail(p) for p in paths]
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(thumbnail, paths, chunksize=32))
 
 
 # --------------------------------------------------------------------------- files into place
@@ -200,41 +240,46 @@ def _load_state(path: Path, max_pixels: int) -> dict:
     return {"version": _ANALYSIS_VERSION, "max_pixels": max_pixels, "stat": {}, "facts": {}}
 
 
-def _analyse(out: Path, files: list[PlannedFile], max_pixels: int, workers: int, progress: bool) -> tuple[dict[str, FileAnalysis], int]:
-    """Facts for every planned file; only files whose (size, mtime) and content hash are new get decoded."""
-    state_path = out / WORK_DIR / _ANALYSIS_FILE
-    state = _load_state(state_path, max_pixels)
+def _analyse(
+    work: Path, files: list[PlannedFile], max_pixels: int, workers: int, progress: Callable[[int, int], None] | None
+) -> tuple[dict[str, FileAnalysis], dict, int]:
+    """Facts for every planned file (read at its source) and the cache state to save; only new content is decoded.
+
+    Nothing is written here: the caller saves the state once the guard has passed.
+    """
+    state = _load_state(work / _ANALYSIS_FILE, max_pixels)
     results: dict[str, FileAnalysis] = {}
-    todo: list[str] = []
+    todo: list[PlannedFile] = []
     for f in files:
-        st = (out / f.rel).stat()
+        st = f.src.stat()
         cached = state["stat"].get(f.rel)
-        sha = cached[2] if cached and cached[:2] == [st.st_size, st.st_mtime_ns] else sha256_file(out / f.rel)
+        sha = cached[2] if cached and cached[:2] == [st.st_size, st.st_mtime_ns] else sha256_file(f.src)
         if sha in state["facts"]:  # same bytes seen before (maybe under another name): no decode
             results[f.rel] = FileAnalysis.from_dict(state["facts"][sha])
             state["stat"][f.rel] = [st.st_size, st.st_mtime_ns, sha]
         else:
-            todo.append(f.rel)
+            todo.append(f)
 
-    with progress_bar(progress, len(todo), "analysing") as advance:
-        if workers > 1 and len(todo) > 16:
-            with ProcessPoolExecutor(max_workers=workers) as pool:
-                paths = [out / r for r in todo]
-                for rel, facts in zip(todo, pool.map(analyze_file, paths, [max_pixels] * len(todo), chunksize=16)):
-                    results[rel] = facts
-                    advance(1)
-        else:
-            for rel in todo:
-                results[rel] = analyze_file(out / rel, max_pixels)
-                advance(1)
+    if workers > 1 and len(todo) > 16:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            found = pool.map(analyze_file, [f.src for f in todo], [max_pixels] * len(todo), chunksize=16)
+            _collect(todo, found, results, progress)
+    else:
+        _collect(todo, (analyze_file(f.src, max_pixels) for f in todo), results, progress)
 
-    for rel in todo:
-        st = (out / rel).stat()
-        state["stat"][rel] = [st.st_size, st.st_mtime_ns, results[rel].sha256]
-        state["facts"][results[rel].sha256] = results[rel].to_dict()
+    for f in todo:
+        st = f.src.stat()
+        state["stat"][f.rel] = [st.st_size, st.st_mtime_ns, results[f.rel].sha256]
+        state["facts"][results[f.rel].sha256] = results[f.rel].to_dict()
     live = {f.rel for f in files}
     state["stat"] = {k: v for k, v in state["stat"].items() if k in live}
     live_sha = {v[2] for v in state["stat"].values()}
     state["facts"] = {k: v for k, v in state["facts"].items() if k in live_sha}
-    atomic_write_text(state_path, json.dumps(state))
-    return results, len(todo)
+    return results, state, len(todo)
+
+
+def _collect(todo: list[PlannedFile], found, results: dict[str, FileAnalysis], progress) -> None:
+    for n, (f, facts) in enumerate(zip(todo, found), start=1):
+        results[f.rel] = facts
+        if progress:
+            progress(n, len(todo))

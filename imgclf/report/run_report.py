@@ -179,7 +179,7 @@ def results_sections(data: RunData) -> list[str]:
 
 
 def thumbnail(path: Path | None, alt: str) -> str:
-    from imgclf.data.cleaning_report import thumbnail_uri
+    from imgclf.report.cleaning import thumbnail_uri
 
     uri = thumbnail_uri(path, THUMB) if path is not None else None
     if uri is None:  # a card without an <img>: nothing undecodable ever reaches the page
@@ -235,7 +235,7 @@ def cleaning_section(data: RunData) -> str | None:
         return None
     if (root / "manifest.csv").is_file():
         from imgclf.data.manifest import read_manifest
-        from imgclf.data.cleaning_report import class_counts, flag_counts
+        from imgclf.report.cleaning import class_counts, flag_counts
 
         table = read_manifest(root)
         flags = [{"flag": f, "files": n} for f, n in flag_counts(table).items()]

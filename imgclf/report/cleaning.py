@@ -1,12 +1,15 @@
 """Cleaning report: what ``prepare`` found, as Markdown and as one self-contained HTML page.
 
-Both show counts per class (the HTML as a bar chart, so imbalance is visible at a glance), every
-flagged file with its reasons (the HTML with a thumbnail) and duplicate groups side by side. Input is
-the manifest table alone, plus the dataset folder for thumbnails.
+Both show counts per class (the HTML as a bar chart, so imbalance is visible at a glance), how the
+duplicate search went (candidates checked on pixels, rejected, whether the set is homogeneous), every
+flagged file with its reasons and evidence (the HTML with a thumbnail) and duplicate groups side by
+side. Input is the manifest table (plus the duplicate search's summary, ``table.attrs["duplicates"]``,
+when the table comes straight from :func:`imgclf.data.verdicts.assess`) and the dataset folder for
+thumbnails.
 
 Example::
 
-    md_path, html_path = write_cleaning_report(Path("data/cars"), read_manifest(Path("data/cars")))
+    md_path, html_path = write_cleaning_report(Path("data/cars"), table)
 """
 
 from __future__ import annotations
@@ -48,8 +51,32 @@ def flag_counts(table: pd.DataFrame) -> dict[str, int]:
     return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
+def duplicate_search_text(summary: dict | None) -> list[str]:
+    """Sentences on how near copies were found; says so plainly when the set is homogeneous."""
+    if not summary:
+        return []
+    nn = summary.get("median_nn_distance")
+    lines = [
+        f"Near-copy candidates: pairs within {summary['radius']} bits of 64-bit perceptual hash (whole image, or whole "
+        f"against crops). No pair is reported on its hash alone: each copy was checked on pixels against its group's "
+        f"representative (detail correlation at 64 px, best alignment, threshold {summary['threshold']:.2f}): "
+        f"{summary['candidates']} pairs checked, {summary['verified']} verified as near copies, {summary['rejected']} rejected as different images."
+    ]
+    if summary.get("best_rejected") is not None:
+        lines.append(f"Highest correlation among rejected pairs: {summary['best_rejected']:.2f}.")
+    if nn is not None:
+        lines.append(f"Median nearest-neighbour hash distance between distinct images: {nn:g} bits.")
+    if summary.get("homogeneous"):
+        lines.append(
+            "This set is homogeneous (look-alike images): distinct images often have close perceptual hashes, "
+            "so hash matches alone were not trusted; only pixel-verified pairs are reported as copies."
+        )
+    return lines
+
+
 def _summary(table: pd.DataFrame) -> list[tuple[str, str]]:
     train = table[table["split"] == "train"]
+    proposed = int(table["proposed"].sum()) if "proposed" in table.columns else 0
     return [
         ("training images", str(len(train))),
         ("classes", str(train["label"].nunique())),
@@ -57,6 +84,7 @@ def _summary(table: pd.DataFrame) -> list[tuple[str, str]]:
         ("flagged files", str(int((table["flags"] != "").sum()))),
         ("kept for training", str(int(train["keep"].sum()))),
         ("dropped by policy", str(int((~table["keep"]).sum()))),
+        ("proposed for review (blocklist.proposed.csv)", str(proposed)),
         ("duplicate groups", str(table.loc[table["dup_group"] != "", "dup_group"].nunique())),
     ]
 
@@ -68,6 +96,9 @@ def _md_escape(text: object) -> str:
 def render_markdown(table: pd.DataFrame) -> str:
     lines = ["# Cleaning report", ""]
     lines += [f"- {k}: **{v}**" for k, v in _summary(table)]
+    search = duplicate_search_text(table.attrs.get("duplicates"))
+    if search:
+        lines += ["", "## Duplicate search", "", *search]
     lines += ["", "## Flags", "", "| flag | files |", "|---|---:|"]
     lines += [f"| {f} | {n} |" for f, n in flag_counts(table).items()] or ["| (none) | 0 |"]
     lines += ["", "## Images per class (train)", "", "| class | total | kept | dropped |", "|---|---:|---:|---:|"]
@@ -148,7 +179,11 @@ def render_html(table: pd.DataFrame, dataset_dir: Path) -> str:
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>Cleaning report</title><style>{_CSS}</style></head><body>",
              "<h1>Cleaning report</h1><table>"]
     parts += [f"<tr><th>{e(k)}</th><td>{e(v)}</td></tr>" for k, v in _summary(table)]
-    parts.append("</table><h2>Flags</h2><table><tr><th>flag</th><th>files</th></tr>")
+    parts.append("</table>")
+    search = duplicate_search_text(table.attrs.get("duplicates"))
+    if search:
+        parts.append("<h2>Duplicate search</h2>" + "".join(f"<p>{e(line)}</p>" for line in search))
+    parts.append("<h2>Flags</h2><table><tr><th>flag</th><th>files</th></tr>")
     parts += [f"<tr><td>{e(f)}</td><td>{n}</td></tr>" for f, n in flag_counts(table).items()]
     parts.append(f"</table><h2>Images per class (train)</h2><img style='max-width:100%;max-height:none' src='data:image/png;base64,{chart}' alt='images per class'>")
     parts.append("<h2>Flagged files</h2><table><tr><th>preview</th><th>file</th><th>split / label</th><th>flags</th><th>kept</th><th>reasons</th></tr>")
