@@ -45,6 +45,14 @@ logger = logging.getLogger("imgclf")
 _DATA_CONFIG_KEYS = ("input_size", "mean", "std", "interpolation", "crop_pct", "crop_mode")
 
 
+def architecture(arch: str, drop_path: float = 0.0) -> nn.Module:
+    """The timm ``arch`` with no classifier (pooled features) and no weights: the one place a backbone is
+    built (call it under ``torch.device("meta")`` to check a config or read its preprocessing for free)."""
+    check_arch(arch)
+    kwargs: dict[str, Any] = {"num_classes": 0, **({"drop_path_rate": drop_path} if drop_path > 0 else {})}
+    return timm.create_model(arch, pretrained=False, **kwargs)
+
+
 def create_backbone(arch: str, weights: str, drop_path: float = 0.0) -> tuple[nn.Module, dict[str, Any]]:
     """A timm ``arch`` with no classifier (``num_classes=0``, pooled features) and weights from ``weights``.
 
@@ -54,7 +62,7 @@ def create_backbone(arch: str, weights: str, drop_path: float = 0.0) -> tuple[nn
     >>> info["pretrained"], backbone.num_features
     (False, 256)
     """
-    _check_arch(arch)
+    check_arch(arch)
     kwargs: dict[str, Any] = {"num_classes": 0}
     if drop_path > 0:
         kwargs["drop_path_rate"] = drop_path
@@ -62,7 +70,7 @@ def create_backbone(arch: str, weights: str, drop_path: float = 0.0) -> tuple[nn
     if weights == "hub":
         return _from_hub(arch, kwargs), {"weights": weights, "pretrained": True, "note": f"timm's default pretrained weights for {arch}, downloaded from the hub"}
 
-    model = timm.create_model(arch, pretrained=False, **kwargs)
+    model = architecture(arch, drop_path)
     if weights == "checkpoint":  # architecture only: the caller loads a run's own checkpoint next
         return model, {"weights": weights, "pretrained": True, "note": "weights from a run checkpoint"}
     if weights == "none":
@@ -132,7 +140,7 @@ def data_config(model: nn.Module) -> dict[str, Any]:
     return {key: resolved[key] for key in _DATA_CONFIG_KEYS if key in resolved}
 
 
-def _check_arch(arch: str) -> None:
+def check_arch(arch: str) -> None:
     if timm.is_model(arch):
         return
     close = difflib.get_close_matches(arch, timm.list_models(), n=3, cutoff=0.6)

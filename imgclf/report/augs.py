@@ -75,15 +75,12 @@ def backbone_preprocessing(cfg: Config) -> Preprocessing:
 
     The model is built on the meta device: no memory, no weights, no download.
     """
-    import timm
+    from imgclf.models.backbones import architecture, data_config
 
-    from imgclf.models.backbones import data_config
-
-    arch = cfg.model.backbone
-    if not arch or not timm.is_model(arch):
-        raise ConfigError(f"unknown backbone {arch!r} (model.backbone); see timm.list_models() for the names")
+    if not cfg.model.backbone:
+        raise ConfigError("model.backbone is not set")
     with torch.device("meta"):
-        model = timm.create_model(arch, pretrained=False, num_classes=0)
+        model = architecture(cfg.model.backbone)
     return Preprocessing.from_model(data_config(model), cfg.data.image_size)
 
 

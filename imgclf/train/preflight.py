@@ -106,25 +106,22 @@ def device_problems(cfg: Config) -> list[str]:
 
 def model_problems(cfg: Config) -> list[str]:
     """Build the backbone on the meta device and check the config against it."""
-    import timm
-
     from imgclf.finetune import validate
-    from imgclf.models.backbones import _check_arch
+    from imgclf.models.backbones import architecture, check_arch
     from imgclf.models.classifier import ImageClassifier
     from imgclf.models.heads import build_head
 
     arch = cfg.model.backbone
     try:
-        _check_arch(arch)
+        check_arch(arch)
     except ImgclfError as exc:
         return [str(exc)]
-    kwargs = {"num_classes": 0, **({"drop_path_rate": cfg.model.drop_path} if cfg.model.drop_path > 0 else {})}
     try:
         with torch.device("meta"):
-            backbone = timm.create_model(arch, pretrained=False, **kwargs)
+            backbone = architecture(arch, cfg.model.drop_path)
             head = build_head(cfg.model.head, backbone.num_features, 2, cfg.model.head_hidden, cfg.model.dropout)
     except TypeError as exc:
-        if "drop_path_rate" in kwargs and "drop_path_rate" in str(exc):
+        if cfg.model.drop_path > 0 and "drop_path_rate" in str(exc):
             return [f"model.drop_path: backbone {arch} has no stochastic depth; set model.drop_path=0"]
         log.debug("preflight could not build %s on the meta device: %s", arch, exc)
         return []
