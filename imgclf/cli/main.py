@@ -135,6 +135,15 @@ def _run(args: list[str], debug: bool) -> None:
     except KeyboardInterrupt:
         err_console.print("interrupted")
         sys.exit(130)
+    except OSError as exc:
+        # The file system said no (a full disk, a read-only folder, an --out under a file): the user's
+        # to fix, so one line naming the file, not a traceback. Writes are atomic, so nothing is half-written.
+        if debug:
+            _exit_with_traceback(2)
+        where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+        err_console.print(f"[bold red]error:[/] {escape((exc.strerror or str(exc) or type(exc).__name__)[:200])}{escape(str(where)[:200])}",
+                          highlight=False, soft_wrap=True)
+        sys.exit(2)
     except Exception:
         if debug:
             _exit_with_traceback(1)

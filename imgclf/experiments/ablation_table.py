@@ -28,7 +28,7 @@ from imgclf.experiments.stats import mcnemar_pooled, mean_std_ci
 from imgclf.io import atomic_write_bytes, atomic_write_text
 from imgclf.report.html import image, page, paragraph, section, table
 from imgclf.report.plots import fig_to_png, learning_curves
-from imgclf.run.rundir import RunDir, read_metrics
+from imgclf.run.rundir import RunDir, read_metrics, read_run_csv
 
 CSV_COLUMNS = [
     "cell", "baseline", "seeds", "val_accuracy_mean", "val_accuracy_std", "ci95_low", "ci95_high",
@@ -83,7 +83,7 @@ def _correctness(run_dir: Path) -> pd.Series:
     path = RunDir(run_dir).val_predictions
     if not path.is_file():
         raise RunDirError(f"{run_dir} has no val_predictions.csv, so it cannot be paired with the baseline")
-    frame = pd.read_csv(path, usecols=["path", "correct"], dtype={"path": str, "correct": str}, keep_default_na=False)
+    frame = read_run_csv(path, ("path", "correct"), usecols=["path", "correct"], dtype={"path": str, "correct": str}, keep_default_na=False)
     return pd.Series(frame["correct"].str.strip().str.lower().isin(["true", "1"]).to_numpy(), index=frame["path"]).sort_index()
 
 

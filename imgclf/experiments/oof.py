@@ -19,7 +19,7 @@ from sklearn.metrics import f1_score, log_loss
 
 from imgclf.errors import RunDirError
 from imgclf.io import atomic_path
-from imgclf.run.rundir import BlendDir, RunDir
+from imgclf.run.rundir import BlendDir, RunDir, read_run_csv
 
 OOF_NAME = "oof.csv"
 PROB_PREFIX = "prob_"
@@ -51,7 +51,7 @@ def read_run_oof(run_dir: Path) -> Oof:
     if not path.is_file() or not run.classes.is_file():
         raise RunDirError(f"{run_dir} has no out-of-fold predictions ({path.name} and {run.classes.name} of a finished run)")
     classes = run.read_classes()
-    frame = pd.read_csv(path, dtype={"path": str, "label": str}, keep_default_na=False)
+    frame = read_run_csv(path, ("path", "label"), dtype={"path": str, "label": str}, keep_default_na=False)
     logits = frame[[f"logit_{j}" for j in range(len(classes))]].to_numpy(dtype=float)
     index = {c: i for i, c in enumerate(classes)}
     labels = np.array([index[v] for v in frame["label"]], dtype=int)

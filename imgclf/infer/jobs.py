@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
 
 from imgclf.config import TTAConfig
@@ -27,6 +26,7 @@ from imgclf.infer.submission import (
     write_submission,
 )
 from imgclf.run.load import load_run
+from imgclf.run.rundir import read_run_csv
 
 log = logging.getLogger("imgclf")
 
@@ -40,7 +40,7 @@ def evaluation_images(run_dir: Path, dataset: Path | None, classes: list[str]) -
         run.require("split", "info")
         root = Path(run.read_info()["dataset"])
         root = root.parent if root.is_file() else root
-        split = pd.read_csv(run.split, dtype=str, keep_default_na=False)
+        split = read_run_csv(run.split, ("path", "label", "split"), dtype=str, keep_default_na=False)
         val = split[split["split"] == "val"]
         paths = [root / p for p in val["path"]]
         missing = [p for p in paths if not p.is_file()]

@@ -27,7 +27,7 @@ from matplotlib.ticker import MaxNLocator
 from imgclf.errors import ImgclfError, RunDirError
 from imgclf.report import html as h
 from imgclf.report.plots import fig_to_base64, learning_curves
-from imgclf.run.rundir import RunDir, read_metrics
+from imgclf.run.rundir import RunDir, read_metrics, read_run_csv
 
 log = logging.getLogger("imgclf")
 
@@ -79,7 +79,7 @@ def read_run(run_dir: Path) -> RunData:
     run = RunDir(Path(run_dir))
     run.require("config", "classes")
     try:
-        predictions = pd.read_csv(run.val_predictions, keep_default_na=False) if run.val_predictions.is_file() else None
+        predictions = read_run_csv(run.val_predictions, ("path", "label", "pred"), keep_default_na=False) if run.val_predictions.is_file() else None
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise RunDirError(f"cannot read {run.val_predictions}: {str(exc).splitlines()[0]}") from None
     dataset_root = None

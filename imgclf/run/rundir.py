@@ -154,8 +154,19 @@ class RunDir:
         return _json_object(self.summary)
 
     def read_preprocessing(self) -> dict[str, Any]:
+        """preprocessing.json, checked: a positive size, three means and stds, a crop fraction in (0, 1]."""
         self.require("preprocessing")
-        return _json_object(self.preprocessing)
+        data = _json_object(self.preprocessing)
+        ok = (
+            _positive_int(data.get("image_size"))
+            and all(isinstance(data.get(k), list) and len(data[k]) == 3 and all(_finite(v) for v in data[k]) for k in ("mean", "std"))
+            and all(_finite(v) and v > 0 for v in data.get("std") or [0])
+            and isinstance(data.get("interpolation"), str)
+            and _finite(data.get("crop_pct")) and 0 < data["crop_pct"] <= 1
+        )
+        if not ok:
+            raise RunDirError(f"{self.preprocessing} is not a valid preprocessing file (image_size, mean, std, interpolation, crop_pct)")
+        return data
 
     def read_environment(self) -> dict[str, Any]:
         return _json_object(self.environment) if self.environment.is_file() else {}
@@ -223,6 +234,14 @@ def _class_list(path: Path) -> list[str]:
     return classes
 
 
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _positive_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 < value <= 8192
+
+
 def read_run_json(path: Path) -> Any:
     """A run file's JSON; unreadable, oversized or malformed content is one RunDirError line."""
     try:
@@ -232,6 +251,22 @@ def read_run_json(path: Path) -> Any:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         reason = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
         raise RunDirError(f"{path} is not a valid run file ({reason})") from None
+
+
+def read_run_csv(path: Path, required: tuple[str, ...] = (), **kwargs: Any):
+    """A run file's CSV as a DataFrame; unreadable, empty or malformed content (or a missing required
+    column) is one RunDirError line."""
+    import pandas as pd
+
+    try:
+        frame = pd.read_csv(path, **kwargs)
+    except (OSError, UnicodeDecodeError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        reason = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+        raise RunDirError(f"{path} is not a valid run file ({reason})") from None
+    missing = [c for c in required if c not in frame.columns]
+    if missing:
+        raise RunDirError(f"{path} is not a valid run file (no {missing[0]!r} column)")
+    return frame
 
 
 def _json_object(path: Path) -> dict[str, Any]:

@@ -6,6 +6,7 @@ import logging
 import math
 import os
 import random
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +20,7 @@ from imgclf.data.pipeline import DataBundle, build_data, make_loader
 from imgclf.data.samples import load_training_set
 from imgclf.data.split import read_split
 from imgclf.data.transforms import Preprocessing
-from imgclf.errors import ImgclfError
+from imgclf.errors import ImgclfError, RunDirError
 from imgclf.eval.logits import EvalResult, evaluate_loader, evaluate_logits, predict_logits
 from imgclf.finetune import Finetuner, configure
 from imgclf.io import atomic_write_json
@@ -121,6 +122,8 @@ def set_up(cfg: Config, dataset: Path, run: RunDir, ctx: DistContext, resume: bo
         t.lock = lock
         if resume:
             _restore(t)
+            if ctx.is_main and run.eval.root.is_dir():
+                shutil.rmtree(run.eval.root)  # scores of the weights before the resume: stale from here on
         return t
     except BaseException:
         if lock is not None:
@@ -171,13 +174,17 @@ def _training(cfg: Config, ctx: DistContext, run: RunDir, data: DataBundle, mode
 def _restore(t: Training) -> None:
     """Load ``last.pt`` (rank 0 reads it: other nodes may not see the run directory)."""
     state = broadcast_object(t.ctx, t.checkpointer.load_last() if t.ctx.is_main else None)
-    t.model.load_state_dict(state["model"])
-    t.optimizer.load_state_dict(state["optimizer"])
-    t.scheduler.load_state_dict(state["scheduler"])
-    t.amp.load_state_dict(state["scaler"])
-    t.stopper.load_state_dict(state["early_stopping"])
-    if t.ema is not None and "ema" in state:
-        t.ema.module.load_state_dict(state["ema"])
+    try:
+        t.model.load_state_dict(state["model"])
+        t.optimizer.load_state_dict(state["optimizer"])
+        t.scheduler.load_state_dict(state["scheduler"])
+        t.amp.load_state_dict(state["scaler"])
+        t.stopper.load_state_dict(state["early_stopping"])
+        if t.ema is not None and "ema" in state:
+            t.ema.module.load_state_dict(state["ema"])
+    except (RuntimeError, KeyError, ValueError, TypeError, AttributeError) as exc:
+        first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        raise RunDirError(f"{t.run.last} does not fit the model and optimiser of {t.run.config} ({first})") from None
     t.start_epoch = int(state["epoch"]) + 1
     t.checkpointer.saved_epochs = t.start_epoch
     # metrics rows count epochs from 1, so the checkpointed epoch's own row is epoch == start_epoch
