@@ -201,7 +201,7 @@ def render_grid(rows: list[PreviewRow], cell: int, pre: Preprocessing | None = N
     grid = Image.new("RGB", layout.size, "white")
     draw = ImageDraw.Draw(grid)
     font = ImageFont.load_default(size=11)
-    val_header = "validation" if pre is None else f"eval crop {pre.crop_pct:g}"
+    val_header = "validation" if pre is None else f"eval {pre.crop_pct:g}"  # the eval crop_pct; fits a 64 px tile
     headers = ["original", val_header] + [f"train aug {k}" for k in range(1, cols - 1)]
     for col, text in enumerate(headers):
         left = layout.box(0, col)[0]
