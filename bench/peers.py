@@ -145,10 +145,12 @@ def imgclf(*args: str) -> list[str]:
     return [sys.executable, "-m", "imgclf", *args]
 
 
-def imgclf_help(command: str) -> str | None:
-    """``imgclf COMMAND --help`` text, or None when there is no such command."""
+def has_budget(command: str) -> bool | None:
+    """Whether ``imgclf COMMAND --help`` offers ``--budget`` (not ``--tta-budget``); None: no such command."""
     done = subprocess.run(imgclf(command, "--help"), capture_output=True, text=True, env=_wide_env())
-    return done.stdout if done.returncode == 0 else None
+    if done.returncode != 0:
+        return None
+    return re.search(r"(?<![\w-])--budget\b", done.stdout) is not None
 
 
 def _wide_env() -> dict[str, str]:
@@ -205,17 +207,19 @@ def run_all(args, out: Path) -> list[Row]:
                                             str(args.labels), str(plan.res), str(max(2, held_out)), "--flip-vert"],
                                  f"{plan.res} px, {max(2, held_out)} epochs, flip-vert", out, timeout_s))
     budget = f"{args.budget:g}m"
-    if "--budget" in (imgclf_help("train") or ""):
-        cmd, settings, name = imgclf("train", str(args.dataset), "--budget", budget, "--out", str(out / "train-budget")), \
+    if has_budget("train"):
+        run = out / "train-budget"
+        cmd, settings, name = imgclf("train", str(args.dataset), "--budget", budget, "--out", str(run)), \
             f"--budget {budget}", "imgclf train --budget"
     else:
-        cmd = imgclf("train", str(args.dataset), "--out", str(out / "train-budget"), "--set", f"data.image_size={plan.res}",
+        run = out / "train-fallback"
+        cmd = imgclf("train", str(args.dataset), "--out", str(run), "--set", f"data.image_size={plan.res}",
                      "--set", f"train.epochs={held_out}")
         settings, name = f"{plan.res} px, {held_out} epochs (planned like fastai)", "imgclf train (FALLBACK: no --budget)"
-    rows.append(imgclf_row(name, cmd, settings, out / "train-budget", args, out, timeout_s))
-    cv_help = imgclf_help("cv")
-    if cv_help is None or "--budget" not in cv_help:
-        rows.append(Row("imgclf cv --budget", "–", note="not run: " + ("no `imgclf cv` command" if cv_help is None
+    rows.append(imgclf_row(name, cmd, settings, run, args, out, timeout_s))
+    cv = has_budget("cv")
+    if not cv:
+        rows.append(Row("imgclf cv --budget", "–", note="not run: " + ("no `imgclf cv` command" if cv is None
                                                                          else "`imgclf cv` has no --budget")))
     else:
         rows.append(imgclf_row("imgclf cv --budget", imgclf("cv", str(args.dataset), "--budget", budget, "--out", str(out / "cv-budget")),
