@@ -32,7 +32,9 @@ from __future__ import annotations
 import argparse
 import csv
 import importlib.util
+import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -105,14 +107,19 @@ def plan_naive(budget_s: float, n_train: int, probe: tuple[int, float], *, res: 
 
 
 def run_logged(cmd: list[str], log: Path, cwd: Path, timeout_s: float) -> tuple[int, float, str]:
-    """Run ``cmd`` with output to ``log``; return (exit code, wall seconds, output)."""
+    """Run ``cmd`` with output to ``log`` (its name made file-safe); return (exit code, wall seconds, output)."""
+    log = log.with_name(re.sub(r"[^\w.-]+", "-", log.name).strip("-"))
     t0 = time.perf_counter()
     with open(log, "w") as fh:
         fh.write("$ " + " ".join(cmd) + "\n")
         fh.flush()
+        # Its own process group, so a run over the limit is stopped with its DataLoader workers.
+        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, cwd=cwd, start_new_session=True)
         try:
-            rc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, cwd=cwd, timeout=timeout_s).returncode
+            rc = proc.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
             rc = 124
     return rc, time.perf_counter() - t0, log.read_text()
 
@@ -122,11 +129,17 @@ def last_line(text: str) -> str:
     return lines[-1][:200] if lines else ""
 
 
+def failure(what: str, rc: int, text: str, timeout_s: float) -> str:
+    if rc == 124:
+        return f"{what} stopped: over the {timeout_s:.0f} s limit (3 × budget + 5 min)"
+    return f"{what} failed (exit {rc}): {last_line(text)}"
+
+
 def baseline_row(name: str, cmd: list[str], settings: str, out: Path, timeout_s: float) -> Row:
     rc, wall, text = run_logged(cmd, out / f"{name}.log", out, timeout_s)
     found = _RESULT.findall(text)
     if rc != 0 or not found:
-        return Row(name, settings, None, wall, f"failed (exit {rc}): {last_line(text)}")
+        return Row(name, settings, None, wall, failure("run", rc, text, timeout_s))
     _, acc, n, train_s = found[-1]
     return Row(name, settings, float(acc), wall, f"train {train_s} s on its own clock; {n} test images")
 
@@ -154,7 +167,6 @@ def has_budget(command: str) -> bool | None:
 
 
 def _wide_env() -> dict[str, str]:
-    import os
     return {**os.environ, "COLUMNS": "200"}
 
 
@@ -162,12 +174,12 @@ def imgclf_row(name: str, train_cmd: list[str], settings: str, run: Path, args, 
     """Train (or cv), then predict the test folder and score it; wall time covers both."""
     rc, wall, text = run_logged(train_cmd, out / f"{name}.log", out, timeout_s)
     if rc != 0:
-        return Row(name, settings, None, wall, f"failed (exit {rc}): {last_line(text)}")
+        return Row(name, settings, None, wall, failure("training", rc, text, timeout_s))
     submission = run / "peers_submission.csv"
     predict = imgclf("predict", str(run), str(args.dataset / "test"), "--out", str(submission), "--category", "name")
     rc, wall_p, text = run_logged(predict, out / f"{name}-predict.log", out, timeout_s)
     if rc != 0:
-        return Row(name, settings, None, wall + wall_p, f"predict failed (exit {rc}): {last_line(text)}")
+        return Row(name, settings, None, wall + wall_p, failure("predict", rc, text, timeout_s))
     return Row(name, settings, score(submission, args.labels), wall + wall_p, f"train {wall:.0f} s + predict {wall_p:.0f} s")
 
 
