@@ -33,6 +33,7 @@ EMBEDDED_WEIGHTS = {
 # The names a config key accepts are declared once, here; the tuples other modules check against
 # are derived from them, so a new strategy or head is added in one place.
 AugmentPreset = Literal["none", "light", "medium", "strong"]
+Flips = Literal["none", "h", "hv", "d4"]
 Head = Literal["linear", "mlp", "mlp_bn"]
 Strategy = Literal["full", "linear_probe", "gradual", "bn_only"]
 BnPolicy = Literal["train", "frozen_stats", "frozen"]
@@ -43,6 +44,7 @@ TTAAggregate = Literal["mean_probs", "mean_logits"]
 TTAUncertainty = Literal["margin", "entropy"]
 
 AUGMENT_PRESETS: tuple[str, ...] = get_args(AugmentPreset)
+FLIP_GROUPS: tuple[str, ...] = get_args(Flips)
 HEADS: tuple[str, ...] = get_args(Head)
 STRATEGIES: tuple[str, ...] = get_args(Strategy)
 BN_POLICIES: tuple[str, ...] = get_args(BnPolicy)
@@ -65,11 +67,35 @@ class DataConfig(_Section):
     split_file: str | None = Field(None, description="Reuse a saved split.csv instead of drawing a new one.")
     subset: float = Field(1.0, gt=0.0, le=1.0, description="Stratified fraction of the training split to use.")
     augment: AugmentPreset = "medium"
+    crop_scale: tuple[float, float] | None = Field(
+        None, description="RandomResizedCrop area range [lo, hi] as fractions of the image (1 = whole); None = the preset's.")
+    crop_ratio: tuple[float, float] | None = Field(
+        None, description="RandomResizedCrop aspect-ratio range [lo, hi]; None = [0.75, 1.333].")
+    flips: Flips | None = Field(
+        None, description="Training flips: none | h (left-right) | hv (and up-down) | d4 (flips and 90° turns); "
+                          "None = the preset's (h; none for augment=none).")
+    color_jitter: float | None = Field(
+        None, ge=0.0, le=1.0, description="Brightness/contrast/saturation jitter (0 = off); None = the preset's.")
+    eval_crop_pct: float | None = Field(
+        None, gt=0.0, le=1.0, description="Eval centre crop as a fraction of the resized image (1.0 = no border cut); "
+                                          "None = the model's (0.875 for most).")
     batch_size: int = Field(32, ge=1, le=4096)
     num_workers: int | None = Field(None, ge=0, le=64, description="None = chosen from the CPU count.")
     cache: bool = Field(True, description="Decode each image once into a resize cache.")
     cache_dir: str | None = Field(None, description="Where the resize cache lives; None = <dataset>/.imgclf-cache.")
     blocklist: str | None = Field(None, description="A reviewed blocklist (CSV: path or sha256, reason); None = <dataset>/blocklist.csv if present.")
+
+    @model_validator(mode="after")
+    def _augment_keys(self) -> "DataConfig":
+        for key, (lo_min, hi_max) in (("crop_scale", (0.0, 1.0)), ("crop_ratio", (0.0, None))):
+            pair = getattr(self, key)
+            if pair is not None and not (lo_min < pair[0] <= pair[1] and (hi_max is None or pair[1] <= hi_max)):
+                bound = f" <= {hi_max:g}" if hi_max is not None else ""
+                raise ValueError(f"{key} must be [lo, hi] with 0 < lo <= hi{bound}, got {list(pair)}")
+        if self.augment == "strong" and self.color_jitter is not None:
+            raise ValueError("color_jitter has no effect with data.augment=strong (RandAugment changes colour "
+                             "itself); drop it or use augment=medium")
+        return self
 
 
 def _snapshot_architecture(weights: str) -> str | None:

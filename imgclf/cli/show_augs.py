@@ -23,20 +23,36 @@ def show_augs_command(
     seed: int = typer.Option(0, help="Seed of the image choice and the augmentations."),
     out: Path = typer.Option(Path("augs.png"), "--out", "-o", help="PNG to write."),
 ) -> None:
-    """Original, validation view and N training augmentations of a few images per class, as one PNG.
+    """Original, eval view and N training augmentations of a few images per class, as one PNG.
 
-    Uses the training pipeline itself (resize cache, the backbone's preprocessing, data.augment),
-    de-normalised for display. Needs no weights and runs in seconds: look before you train.
+    The training pipeline itself (resize cache, the backbone's preprocessing,
+    data.augment and its override keys), de-normalised for display; no weights.
+    The original is outlined in red where the eval centre crop cuts it.
+
+    Presets (data.augment), as the training transform applies them:
+      none:   no random crop, flips none, no colour jitter
+      light:  crop scale 0.6-1, ratio 0.75-1.33, flips h, no colour jitter
+      medium: crop scale 0.35-1, ratio 0.75-1.33, flips h, colour jitter 0.3
+      strong: crop scale 0.25-1, ratio 0.75-1.33, flips h, no colour jitter,
+              RandAugment m9, random erasing 0.25
+
+    Override one part with --set (None = the preset's):
+      data.crop_scale=[0.8,1]   data.crop_ratio=[0.9,1.1]   data.color_jitter=0.2
+      data.flips=none|h|hv|d4   (d4: flips and quarter turns, for no "up")
+      data.eval_crop_pct=1.0    (eval keeps the border; model default 0.875)
     """
-    from imgclf.report.augs import write_aug_preview
+    from imgclf.data.transforms import AugmentSpec
+    from imgclf.report.augs import backbone_preprocessing, write_aug_preview
 
     if not dataset.exists():
         raise DataError(f"dataset not found: {dataset}")
     cfg = build_cli_config(config, set_)
     t0 = time.perf_counter()
+    pre = backbone_preprocessing(cfg)
     path, shown = write_aug_preview(dataset, cfg, out, n=n, per_class=per_class, max_classes=max_classes, seed=seed)
     console.print(
-        f"wrote {path}: {shown} image(s) × (original, validation, {n} augmentations), "
-        f"augment={cfg.data.augment}, backbone {cfg.model.backbone} ({time.perf_counter() - t0:.1f}s)",
+        f"wrote {path}: {shown} image(s) × (original, eval view, {n} augmentations); "
+        f"augment {AugmentSpec.from_config(cfg.data).describe()}; eval crop {pre.crop_pct:g} of {pre.resize_short_side} px; "
+        f"backbone {cfg.model.backbone} ({time.perf_counter() - t0:.1f}s)",
         highlight=False, soft_wrap=True,
     )

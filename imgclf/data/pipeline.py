@@ -16,7 +16,7 @@ from imgclf.data.images import load_rgb
 from imgclf.data.samples import TrainingSet
 from imgclf.runtime import loader_workers
 from imgclf.data.split import load_split, save_split, stratified_group_split, stratified_subset
-from imgclf.data.transforms import Preprocessing, eval_transform, train_transform
+from imgclf.data.transforms import AugmentSpec, Preprocessing, eval_transform, train_transform
 
 log = logging.getLogger("imgclf")
 
@@ -82,7 +82,7 @@ def build_data(cfg: DataConfig, samples: TrainingSet, pre: Preprocessing, split_
     loader = image_loader(cfg, samples.root, pre)
     paths = samples.paths
     labels = samples.labels
-    train_data = ImageDataset([paths[i] for i in train_idx], [labels[i] for i in train_idx], train_transform(pre, cfg.augment), loader)
+    train_data = ImageDataset([paths[i] for i in train_idx], [labels[i] for i in train_idx], train_transform(pre, AugmentSpec.from_config(cfg)), loader)
     val_data = ImageDataset([paths[i] for i in val_idx], [labels[i] for i in val_idx], eval_transform(pre), loader)
     return DataBundle(samples, pre, train_idx, val_idx, train_data, val_data, loader)
 

@@ -1,7 +1,14 @@
 """Train and eval transforms, built on timm's factory with the model's own preprocessing.
 
 Augmentation exists only in the train transform; eval (validation, test, prediction) is
-resize + centre crop + normalise, deterministic by construction.
+resize + centre crop + normalise, deterministic by construction, whatever the augmentation keys.
+The eval crop is ``Preprocessing.crop_pct`` (data.eval_crop_pct, else the model's), saved with the run.
+
+Example::
+
+    spec = AugmentSpec("medium", crop_scale=(0.8, 1.0), flips="d4")
+    spec.describe()  # 'medium: crop scale 0.8-1, ratio 0.75-1.33, flips d4, colour jitter 0.3'
+    train_transform(pre, spec)
 """
 
 from __future__ import annotations
@@ -12,17 +19,74 @@ from typing import Any, Callable
 
 import torch
 from timm.data import create_transform
+from torchvision import transforms
 
-from imgclf.config import AUGMENT_PRESETS
+from imgclf.data.dihedral import RandomDihedral
+from imgclf.errors import ConfigError
+
+from imgclf.config import AUGMENT_PRESETS, FLIP_GROUPS
 
 PRESETS = AUGMENT_PRESETS  # the names config.py declares
+FLIPS = FLIP_GROUPS  # the names config.py declares
+DEFAULT_RATIO = (3 / 4, 4 / 3)  # timm's RandomResizedCrop default aspect-ratio range
 
-# What each preset adds, on top of the model's own size/interpolation/mean/std.
-_PRESET_KWARGS: dict[str, dict[str, Any]] = {
-    "light": dict(scale=(0.6, 1.0), hflip=0.5, color_jitter=None),
-    "medium": dict(scale=(0.35, 1.0), hflip=0.5, color_jitter=0.3),
-    "strong": dict(scale=(0.25, 1.0), hflip=0.5, color_jitter=0.4, auto_augment="rand-m9-mstd0.5-inc1", re_prob=0.25, re_mode="pixel"),
+# What each preset does, on top of the model's own size/interpolation/mean/std. Each of
+# scale / flips / color_jitter can be overridden by its own data.* key (see AugmentSpec).
+# strong: timm turns colour jitter off under RandAugment (which changes colour itself), so
+# it is listed as None here: the table says what really happens.
+_PRESETS: dict[str, dict[str, Any]] = {
+    "none": dict(scale=None, flips="none", color_jitter=None),
+    "light": dict(scale=(0.6, 1.0), flips="h", color_jitter=None),
+    "medium": dict(scale=(0.35, 1.0), flips="h", color_jitter=0.3),
+    "strong": dict(scale=(0.25, 1.0), flips="h", color_jitter=None,
+                   extra=dict(auto_augment="rand-m9-mstd0.5-inc1", re_prob=0.25, re_mode="pixel")),
 }
+_FLIP_PROBS = {"none": (0.0, 0.0), "h": (0.5, 0.0), "hv": (0.5, 0.5), "d4": (0.0, 0.0)}
+
+
+@dataclass(frozen=True)
+class AugmentSpec:
+    """The training augmentation: a preset, and the keys that override its parts (None = the preset's).
+
+    ``crop_scale``/``crop_ratio``: RandomResizedCrop's area fraction and aspect-ratio ranges;
+    ``flips``: none | h (left-right, p=0.5) | hv (and up-down, p=0.5) | d4 (one of the 8 flips and
+    quarter turns, uniformly); ``color_jitter``: brightness/contrast/saturation strength (0 = off).
+    """
+
+    preset: str = "medium"
+    crop_scale: tuple[float, float] | None = None
+    crop_ratio: tuple[float, float] | None = None
+    flips: str | None = None
+    color_jitter: float | None = None
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> "AugmentSpec":
+        """From a :class:`imgclf.config.DataConfig` (its ``augment`` and override keys)."""
+        def pair(v):
+            return None if v is None else (float(v[0]), float(v[1]))
+        return cls(cfg.augment, pair(cfg.crop_scale), pair(cfg.crop_ratio), cfg.flips, cfg.color_jitter)
+
+    def resolved(self) -> dict[str, Any]:
+        """The effective settings: ``scale`` (None = no random crop), ``ratio``, ``flips``, ``color_jitter``."""
+        if self.preset not in PRESETS:
+            raise ConfigError(f"unknown augmentation preset {self.preset!r}; choose one of {', '.join(PRESETS)}")
+        if self.flips is not None and self.flips not in FLIPS:
+            raise ConfigError(f"unknown flips {self.flips!r}; choose one of {', '.join(FLIPS)}")
+        base = _PRESETS[self.preset]
+        jitter = base["color_jitter"] if self.color_jitter is None else (self.color_jitter or None)
+        return dict(
+            scale=self.crop_scale or base["scale"], ratio=self.crop_ratio or DEFAULT_RATIO,
+            flips=self.flips or base["flips"], color_jitter=jitter, extra=base.get("extra", {}),
+        )
+
+    def describe(self) -> str:
+        """One line a person can check: ``medium: crop scale 0.35-1, ratio 0.75-1.33, flips h, colour jitter 0.3``."""
+        r = self.resolved()
+        crop = "no random crop" if r["scale"] is None else (
+            f"crop scale {r['scale'][0]:g}-{r['scale'][1]:g}, ratio {r['ratio'][0]:.3g}-{r['ratio'][1]:.3g}")
+        jitter = f"colour jitter {r['color_jitter']:g}" if r["color_jitter"] else "no colour jitter"
+        extra = ", RandAugment m9, random erasing 0.25" if r["extra"] else ""
+        return f"{self.preset}: {crop}, flips {r['flips']}, {jitter}{extra}"
 
 
 @dataclass(frozen=True)
@@ -36,15 +100,17 @@ class Preprocessing:
     crop_pct: float = 0.875
 
     @classmethod
-    def from_model(cls, data_config: dict[str, Any], image_size: int | None = None) -> "Preprocessing":
-        """Take mean/std/interpolation/crop from the model's timm data config; override the size only."""
+    def from_model(cls, data_config: dict[str, Any], image_size: int | None = None,
+                   crop_pct: float | None = None) -> "Preprocessing":
+        """Take mean/std/interpolation/crop from the model's timm data config; ``image_size`` and
+        ``crop_pct`` (data.eval_crop_pct: 1.0 = no border cut) override the model's when given."""
         size = image_size or int(data_config["input_size"][-1])
         return cls(
             image_size=size,
             mean=tuple(float(v) for v in data_config["mean"]),
             std=tuple(float(v) for v in data_config["std"]),
             interpolation=str(data_config.get("interpolation", "bicubic")),
-            crop_pct=float(data_config.get("crop_pct", 0.875)),
+            crop_pct=float(crop_pct if crop_pct is not None else data_config.get("crop_pct", 0.875)),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -76,13 +142,29 @@ def eval_transform(pre: Preprocessing) -> Callable:
     return create_transform(is_training=False, crop_pct=pre.crop_pct, **_model_kwargs(pre))
 
 
-def train_transform(pre: Preprocessing, preset: str) -> Callable:
-    """The training augmentation for ``preset`` (none | light | medium | strong)."""
-    if preset not in PRESETS:
-        raise ValueError(f"unknown augmentation preset {preset!r}; choose one of {', '.join(PRESETS)}")
-    if preset == "none":
-        return eval_transform(pre)
-    return create_transform(is_training=True, **_model_kwargs(pre), **_PRESET_KWARGS[preset])
+def train_transform(pre: Preprocessing, augment: AugmentSpec | str) -> Callable:
+    """The training augmentation for ``augment``: an :class:`AugmentSpec`, or a preset name alone.
+
+    With a random crop (every preset but ``none``, or any preset given ``crop_scale``) this is timm's
+    training transform; without one it is the eval transform (resize, centre crop) plus the flips
+    and colour jitter asked for. ``d4`` puts :class:`RandomDihedral` in front of either.
+    """
+    spec = AugmentSpec(augment) if isinstance(augment, str) else augment
+    r = spec.resolved()
+    hflip, vflip = _FLIP_PROBS[r["flips"]]
+    if r["scale"] is None:
+        steps: list[Callable] = []
+        if hflip:
+            steps.append(transforms.RandomHorizontalFlip(hflip))
+        if vflip:
+            steps.append(transforms.RandomVerticalFlip(vflip))
+        if r["color_jitter"]:
+            steps.append(transforms.ColorJitter(*(3 * [r["color_jitter"]])))
+        base = transforms.Compose([*steps, eval_transform(pre)]) if steps else eval_transform(pre)
+    else:
+        base = create_transform(is_training=True, scale=r["scale"], ratio=r["ratio"], hflip=hflip, vflip=vflip,
+                                color_jitter=r["color_jitter"], **_model_kwargs(pre), **r["extra"])
+    return transforms.Compose([RandomDihedral(), base]) if r["flips"] == "d4" else base
 
 
 def denormalize(batch: torch.Tensor, pre: Preprocessing) -> torch.Tensor:

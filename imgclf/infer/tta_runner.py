@@ -29,7 +29,7 @@ from PIL import Image
 
 from imgclf.config import TTAConfig
 from imgclf.data.datasets import Loader
-from imgclf.data.transforms import train_transform
+from imgclf.data.transforms import AugmentSpec, train_transform
 from imgclf.infer.predictions import Predictions
 from imgclf.run.load import LoadedRun
 from imgclf.infer.tta import Forward, View, run_tta
@@ -94,7 +94,7 @@ class DecodedImages(Sequence):
 def run_views(loaded: LoadedRun, names: Sequence[str]) -> list[View]:
     """The run's views for ``names``; ``random`` views reuse the run's training augmentation."""
     needs_train = any(parse_view(n).kind == "random" for n in names)
-    augment = train_transform(loaded.pre, loaded.cfg.data.augment) if needs_train else None
+    augment = train_transform(loaded.pre, AugmentSpec.from_config(loaded.cfg.data)) if needs_train else None
     pre = loaded.pre
     return build_views(list(names), pre.image_size, pre.mean, pre.std, pre.interpolation, pre.crop_pct, augment)
 

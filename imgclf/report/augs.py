@@ -1,7 +1,9 @@
 """Augmentation preview: a few images per class as the training pipeline really sees them.
 
-Each row is one image: the original (as the image loader returns it, resize cache included),
-its validation view, then ``n`` augmented views drawn by the training transform — the very
+Each row is one image: the original (as the image loader returns it, resize cache included, with
+the part the eval centre crop keeps outlined in red when it cuts anything), its validation view
+(the eval transform: ``data.eval_crop_pct``), then ``n`` augmented views drawn by the training
+transform (``data.augment`` and its override keys ``crop_scale``/``crop_ratio``/``flips``/``color_jitter``) — the very
 objects training uses (``image_loader``, ``train_transform``, ``eval_transform``), undone
 with ``denormalize`` for display. Only the backbone's data config is needed, never its weights.
 
@@ -24,12 +26,13 @@ from PIL import Image, ImageDraw, ImageFont
 from imgclf.config import Config, DataConfig
 from imgclf.data.pipeline import image_loader
 from imgclf.data.samples import TrainingSet, load_training_set
-from imgclf.data.transforms import Preprocessing, denormalize, eval_transform, train_transform
+from imgclf.data.transforms import AugmentSpec, Preprocessing, denormalize, eval_transform, train_transform
 from imgclf.errors import ConfigError, DataError
 from imgclf.io import atomic_path
 
 _BACKGROUND = (245, 245, 245)
 _TEXT = (30, 30, 30)
+_CROP_BOX = (220, 30, 30)
 _MAX_CELL = 160
 _MIN_CELL = 64
 
@@ -81,7 +84,7 @@ def backbone_preprocessing(cfg: Config) -> Preprocessing:
         raise ConfigError("model.backbone is not set")
     with torch.device("meta"):
         model = architecture(cfg.model.backbone)
-    return Preprocessing.from_model(data_config(model), cfg.data.image_size)
+    return Preprocessing.from_model(data_config(model), cfg.data.image_size, cfg.data.eval_crop_pct)
 
 
 def pick_images(samples: TrainingSet, per_class: int, max_classes: int | None, seed: int) -> list[int]:
@@ -110,7 +113,7 @@ def preview_rows(
     if n < 1 or per_class < 1:
         raise ConfigError("--n and --per-class must be at least 1")
     loader = image_loader(data_cfg, samples.root, pre)
-    augment = train_transform(pre, data_cfg.augment)
+    augment = train_transform(pre, AugmentSpec.from_config(data_cfg))
     val_view = eval_transform(pre)
     rows: list[PreviewRow] = []
     py_state = random.getstate()
@@ -150,14 +153,30 @@ def default_cell(image_size: int) -> int:
     return min(image_size, _MAX_CELL)
 
 
-def _fit(image: Image.Image, cell: int) -> Image.Image:
-    """Scale into a ``cell`` square (aspect kept), centred on the background."""
+def eval_crop_box(size: tuple[int, int], pre: Preprocessing) -> tuple[float, float, float, float] | None:
+    """``(left, top, right, bottom)`` of what the eval transform keeps of an image of ``size``
+    (resize the shorter side to ``pre.resize_short_side``, centre crop ``pre.image_size``), in the
+    image's own pixels; None when it keeps the whole image."""
+    w, h = size
+    side = pre.image_size * min(w, h) / pre.resize_short_side
+    if side >= w and side >= h:
+        return None
+    bw, bh = min(side, w), min(side, h)
+    return (w - bw) / 2, (h - bh) / 2, (w + bw) / 2, (h + bh) / 2
+
+
+def _fit(image: Image.Image, cell: int, box: tuple[float, float, float, float] | None = None) -> Image.Image:
+    """Scale into a ``cell`` square (aspect kept), centred on the background; outline ``box`` (image pixels)."""
     w, h = image.size
     scale = cell / max(w, h)
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
     resample = Image.Resampling.NEAREST if scale >= 1 and float(scale).is_integer() else Image.Resampling.LANCZOS
     canvas = Image.new("RGB", (cell, cell), _BACKGROUND)
-    canvas.paste(image.convert("RGB").resize(size, resample), ((cell - size[0]) // 2, (cell - size[1]) // 2))
+    offset = ((cell - size[0]) // 2, (cell - size[1]) // 2)
+    canvas.paste(image.convert("RGB").resize(size, resample), offset)
+    if box is not None:
+        left, top, right, bottom = (offset[i % 2] + v * scale for i, v in enumerate(box))
+        ImageDraw.Draw(canvas).rectangle([left, top, right - 1, bottom - 1], outline=_CROP_BOX)
     return canvas
 
 
@@ -169,14 +188,18 @@ def _clip(draw: ImageDraw.ImageDraw, text: str, font, width: int) -> str:
     return text + "..."
 
 
-def render_grid(rows: list[PreviewRow], cell: int) -> Image.Image:
-    """Draw the preview: a header naming the columns, then per image a caption and its tiles."""
+def render_grid(rows: list[PreviewRow], cell: int, pre: Preprocessing | None = None) -> Image.Image:
+    """Draw the preview: a header naming the columns, then per image a caption and its tiles.
+
+    Given ``pre``, the original's tile outlines what the eval crop keeps and the header names the crop.
+    """
     cols = 2 + len(rows[0].augmented)
     layout = GridLayout(len(rows), cols, cell)
     grid = Image.new("RGB", layout.size, "white")
     draw = ImageDraw.Draw(grid)
     font = ImageFont.load_default(size=11)
-    headers = ["original", "validation"] + [f"train aug {k}" for k in range(1, cols - 1)]
+    val_header = "validation" if pre is None else f"eval {pre.crop_pct:g}"  # the eval crop_pct; fits a 64 px tile
+    headers = ["original", val_header] + [f"train aug {k}" for k in range(1, cols - 1)]
     for col, text in enumerate(headers):
         left = layout.box(0, col)[0]
         draw.text((left, 4), _clip(draw, text, font, cell), fill=_TEXT, font=font)
@@ -186,7 +209,8 @@ def render_grid(rows: list[PreviewRow], cell: int) -> Image.Image:
                   fill=_TEXT, font=font)
         tiles = [row.original, tensor_to_image(row.val)] + [tensor_to_image(t) for t in row.augmented]
         for col, tile in enumerate(tiles):
-            grid.paste(_fit(tile, cell), layout.box(r, col)[:2])
+            box = eval_crop_box(tile.size, pre) if col == 0 and pre is not None else None
+            grid.paste(_fit(tile, cell, box), layout.box(r, col)[:2])
     return grid
 
 
@@ -196,7 +220,7 @@ def aug_preview(
 ) -> Image.Image:
     """The preview image for already-loaded ``samples`` (what the run report embeds)."""
     rows = preview_rows(samples, data_cfg, pre, n=n, per_class=per_class, max_classes=max_classes, seed=seed)
-    return render_grid(rows, cell or default_cell(pre.image_size))
+    return render_grid(rows, cell or default_cell(pre.image_size), pre)
 
 
 def write_aug_preview(
@@ -207,7 +231,7 @@ def write_aug_preview(
     samples = load_training_set(Path(dataset), Path(cfg.data.blocklist) if cfg.data.blocklist else None)
     pre = backbone_preprocessing(cfg)
     rows = preview_rows(samples, cfg.data, pre, n=n, per_class=per_class, max_classes=max_classes, seed=seed)
-    image = render_grid(rows, cell or default_cell(pre.image_size))
+    image = render_grid(rows, cell or default_cell(pre.image_size), pre)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(out) as tmp:

@@ -111,7 +111,7 @@ def set_up(cfg: Config, dataset: Path, run: RunDir, ctx: DistContext, resume: bo
             raise ImgclfError(f"cannot resume {run.root}: the dataset's classes changed since the run started")
         model, weights_info = create_model(cfg.model, len(samples.classes))
         # The model's pretrained config decides the preprocessing (mean/std/interpolation/crop).
-        pre = Preprocessing.from_model(data_config(model), cfg.data.image_size)
+        pre = Preprocessing.from_model(data_config(model), cfg.data.image_size, cfg.data.eval_crop_pct)
         split_out = None if resume or not ctx.is_main else run.split
         # A resume keeps the run's own split, read by rank 0 (other nodes may not see the run directory).
         listing = broadcast_object(ctx, read_split(run.split) if resume and ctx.is_main else None) if resume else None

@@ -1,0 +1,67 @@
+"""bench/datasets.py: the no-up and imbalanced variants of the demo data (file-level helpers; the
+full materialisation writes 1,000 test images and is exercised by bench/peers.py, not here)."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from imgclf.data.demo import CLASS_NAMES
+from imgclf.data.dihedral import dihedral
+from imgclf.errors import ConfigError, DataError
+
+# bench/ holds scripts, not a package: load this one by path, under a name nothing else uses.
+_spec = importlib.util.spec_from_file_location("bench_datasets", Path(__file__).resolve().parents[1] / "bench" / "datasets.py")
+bench_datasets = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(bench_datasets)
+
+
+def _write(folder: Path, names: list[str], rng: np.random.Generator) -> dict[str, np.ndarray]:
+    folder.mkdir(parents=True, exist_ok=True)
+    arrays = {}
+    for name in names:
+        arr = rng.integers(0, 256, (28, 28), dtype=np.uint8)
+        Image.fromarray(arr).save(folder / name)
+        arrays[name] = arr
+    return arrays
+
+
+def test_noup_turns_every_image_by_an_element_of_d4(tmp_path):
+    rng = np.random.default_rng(0)
+    before = _write(tmp_path / "train" / "Bag", [f"train_{i:05d}.png" for i in range(12)], rng)
+    before_test = _write(tmp_path / "test", [f"test_{i:05d}.png" for i in range(12)], rng)
+    bench_datasets._turn_every_image(tmp_path, seed=0)
+    used = set()
+    for folder, originals in ((tmp_path / "train" / "Bag", before), (tmp_path / "test", before_test)):
+        for name, arr in originals.items():
+            after = np.asarray(Image.open(folder / name))
+            ks = [k for k in range(8) if np.array_equal(after, np.asarray(dihedral(Image.fromarray(arr), k)))]
+            assert len(ks) == 1
+            used.add(ks[0])
+    assert len(used) > 3  # not all left upright
+
+
+def test_imbalanced_keeps_a_geometric_decay_and_the_first_images(tmp_path):
+    rng = np.random.default_rng(0)
+    for name in CLASS_NAMES:
+        _write(tmp_path / "train" / name, [f"train_{i:05d}.png" for i in range(20)], rng)
+    bench_datasets._drop_to_sizes(tmp_path / "train", imbalance=10)
+    sizes = [len(list((tmp_path / "train" / name).iterdir())) for name in CLASS_NAMES]
+    assert sizes == bench_datasets.imbalanced_sizes(20, 10) and sizes[0] == 20 and sizes[-1] == 2
+    assert sorted(p.name for p in (tmp_path / "train" / CLASS_NAMES[-1]).iterdir()) == ["train_00000.png", "train_00001.png"]
+
+
+def test_bad_arguments_are_clear_errors(tmp_path):
+    with pytest.raises(ConfigError, match="kind"):
+        bench_datasets.materialise("rotated", tmp_path / "x")
+    with pytest.raises(ConfigError, match="imbalance"):
+        bench_datasets.imbalanced_sizes(10, 0.5)
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "keep.txt").write_text("user data")
+    with pytest.raises(DataError, match="not written by"):
+        bench_datasets.materialise("noup", tmp_path / "mine")
+    assert (tmp_path / "mine" / "keep.txt").read_text() == "user data"
