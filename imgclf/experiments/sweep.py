@@ -152,6 +152,7 @@ class SweepOptions:
     proxy: dict[str, Any] = field(default_factory=dict)
     tracking_uri: str | None = None  # None = tracking.uri, $MLFLOW_TRACKING_URI or <out>/mlflow.db
     on_trial: Callable[[Any], None] | None = None  # called with each finished FrozenTrial
+    timeout: float | None = None  # seconds: launch no new trial after this (a running one finishes)
 
 
 @dataclass
@@ -210,7 +211,7 @@ def run_sweep(dataset: Path, base: Config, space: list[SearchParam], options: Sw
 
     callbacks = [lambda _study, trial: options.on_trial(trial)] if options.on_trial else []
     try:
-        study.optimize(objective, n_trials=options.trials, catch=(_TrialFailed,), callbacks=callbacks)
+        study.optimize(objective, n_trials=options.trials, timeout=options.timeout, catch=(_TrialFailed,), callbacks=callbacks)
     except ImgclfError as exc:
         if exc.exit_code == 130:
             raise SweepInterrupted(
