@@ -74,11 +74,12 @@ def train(
     if is_main():  # every problem with the config, the dataset and the files it names, before anything is written
         validate_for_training(cfg, Path(dataset))
     if seconds is not None:
-        from imgclf.experiments.recipe import run_recipe
+        from imgclf.experiments.recipe import record_total, run_recipe
 
         summary = run_recipe(cfg, Path(dataset), Path(out), seconds, started=started, tracking_uri=tracking_uri,
                              callbacks=_callbacks(progress))
-        return _with_report(summary, Path(out), report)
+        summary = _with_report(summary, Path(out), report)
+        return {**summary, "elapsed_seconds": record_total(Path(out), started)}
     if devices > 1:
         from imgclf.cli.launch import train_on_local_processes
 

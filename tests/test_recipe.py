@@ -78,10 +78,12 @@ def test_search_space_has_the_issue_keys_and_the_config_values():
         assert (key in space) == (key in Config().flat())
 
 
-# Allowance beyond budget × 1.05 for the in-process CLI: parsing and config validation before the recipe's
-# clock starts are a fraction of a second here; the report is written after the recipe's last measurement.
-# The test asserts the recipe's own recorded elapsed time, which the recipe controls, plus this wall guard.
-STARTUP_ALLOWANCE_S = 15.0
+# The recipe's own clock (elapsed_seconds, from api.train's start to the final model) is what the test holds to
+# budget × 1.05: the recipe controls it. The wall-clock guard around the in-process CLI adds a fixed allowance
+# for what lies outside that clock or is not the recipe's to shorten: argument parsing and the first imports of
+# torch/timm/optuna (several seconds on a loaded 2-core machine) and the run report's matplotlib figures (~9 s
+# measured for a tiny run there). It only catches a recipe that ignores its budget altogether.
+STARTUP_ALLOWANCE_S = 30.0
 
 
 def test_train_with_a_budget_plans_searches_and_refits_within_it(tiny_dataset, tiny_overrides, tmp_path, capsys):
@@ -97,14 +99,16 @@ def test_train_with_a_budget_plans_searches_and_refits_within_it(tiny_dataset, t
     assert recipe["elapsed_seconds"] <= budget * 1.05 and recipe["within_budget"]
     assert wall <= budget * 1.05 + STARTUP_ALLOWANCE_S
     table = recipe["proxy"]["table"]
-    assert len(table) >= 1 and table[0]["state"] in ("COMPLETE", "PRUNED", "FAIL")
+    assert len(table) >= 1 and table[0]["state"] == "COMPLETE" and 0 <= table[0]["value"] <= 1  # trial 0: the config's own values
+    assert recipe["elapsed_with_report_seconds"] >= recipe["elapsed_seconds"]
     assert {"data.augment", "train.lr", "train.ema", "train.mixup"} <= set(table[0]["params"])
     chosen = recipe["chosen"]
     assert chosen["image_size"] == 32 and chosen["epochs"] >= 1 and "train.lr" in chosen["params"]
+    assert recipe["estimate"]["val_accuracy"] == max(t["value"] for t in table if t["state"] == "COMPLETE")
     assert recipe["warmup"][0]["images_per_second"] > 0
     summary = json.loads((run / "summary.json").read_text())
     assert summary["val_accuracy"] is None and summary["val_images"] == 0  # refit on every image
-    assert summary["train_images"] == 24 and summary["epochs_run"] == chosen["epochs"]
+    assert summary["train_images"] == 24 and 1 <= summary["epochs_run"] <= chosen["epochs"]  # a slowed machine may stop it early
     assert summary["recipe"]["val_accuracy_estimate"] == recipe["estimate"]["val_accuracy"]
     assert (run / "checkpoints" / "best.safetensors").is_file()
     assert "Budget recipe" in (run / "report.html").read_text()

@@ -23,6 +23,7 @@ EVAL_SPEEDUP = 3.0  # a forward pass costs about a third of a training step (no 
 _UNITS = {"s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
 _BUDGET = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h)\s*$", re.IGNORECASE)
 MIN_BUDGET_S = 10.0
+MIN_PER_CLASS = 10  # a proxy subset smaller than this per class ranks settings by noise
 
 
 def parse_budget(text: str) -> float:
@@ -111,16 +112,17 @@ class ProxyPlan:
 
 
 def plan_proxy(seconds: float, train_images: int, val_images: int, cost: CostModel, size: int,
-               fit_overhead: float, epochs: int = 3, min_trials: int = 4, max_trials: int = 12) -> ProxyPlan:
+               fit_overhead: float, classes: int = 2, epochs: int = 3, min_trials: int = 4, max_trials: int = 12) -> ProxyPlan:
     """Subset and trial count so that at least ``min_trials`` trials of ``epochs`` epochs fit ``seconds``.
 
     A trial costs its fit overhead + ``epochs`` × (its training subset + the validation images at a third
-    of the cost) at the proxy size.
+    of the cost) at the proxy size. The subset keeps at least ``MIN_PER_CLASS`` images a class (and 10 %).
     """
     per_image = cost.seconds_per_image(size)
     val_epoch = val_images * per_image / EVAL_SPEEDUP
     room = seconds / min_trials - fit_overhead - epochs * val_epoch
-    subset = min(1.0, max(0.1, room / max(epochs * train_images * per_image, 1e-9)))
+    floor = max(0.1, MIN_PER_CLASS * classes / max(train_images, 1))
+    subset = min(1.0, max(floor, room / max(epochs * train_images * per_image, 1e-9)))
     trial = fit_overhead + epochs * (subset * train_images * per_image + val_epoch)
     trials = int(max(1, min(max_trials, seconds // max(trial, 1e-9))))
     return ProxyPlan(size=size, subset=round(subset, 3), epochs=epochs, trials=trials, trial_seconds=trial, seconds=seconds)

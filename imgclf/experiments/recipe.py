@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import math
+import statistics
 import tempfile
 import time
 from collections.abc import Iterable
@@ -37,7 +38,9 @@ log = logging.getLogger("imgclf")
 
 STUDY = "recipe"
 WARMUP_STEPS = 3  # optimiser steps per warm-up epoch; the second epoch's images/s is the measurement
-REPORT_RESERVE = 0.04  # share of the budget kept for the final set-up, calibration and report
+# Kept for the final calibration and the run report (its figures took ~9 s for a tiny run on a loaded
+# 2-core machine): 5 % of the budget, at least 5 s, at most a minute.
+REPORT_RESERVE = (0.05, 5.0, 60.0)
 _OPTIONAL = {  # keys another part of imgclf may add to the config: searched only when Config has them
     "data.flips": ("none", "h", "hv", "d4"),
     "data.crop_scale": ((0.08, 1.0), (0.35, 1.0), (0.7, 1.0)),
@@ -82,14 +85,32 @@ def own_values(cfg: Config, space: list[SearchParam]) -> dict[str, Any]:
     return {p.key: _choice(flat[p.key]) for p in space}
 
 
-class _Rows:
-    """A ``fit`` callback that keeps the metrics rows."""
+class _StepTimer:
+    """A ``fit`` callback timing each training step of the last epoch (the first epoch warms up lazy kernels
+    and the allocator); that epoch's first step (loader start) is left out, the median of the others is the
+    measurement."""
 
     def __init__(self):
+        self.seconds: list[float] = []
         self.rows: list[dict[str, Any]] = []
+        self._last: float | None = None
+
+    def on_epoch_start(self, epoch: int, epochs: int, steps: int) -> None:
+        self._last, self.seconds = None, []
+
+    def on_train_batch_end(self, epoch: int, step: int, loss: float) -> None:
+        now = time.perf_counter()
+        if self._last is not None:
+            self.seconds.append(now - self._last)
+        self._last = now
 
     def on_epoch_end(self, row: dict[str, Any]) -> None:
         self.rows.append(row)
+
+    def images_per_second(self, batch_size: int) -> float:
+        if not self.seconds:  # one step an epoch: the epoch's own figure
+            return float(self.rows[-1]["images_per_second"])
+        return batch_size / statistics.median(self.seconds)
 
 
 def warm_up(cfg: Config, dataset: Path, size: int | None, folder: Path) -> dict[str, Any]:
@@ -101,13 +122,13 @@ def warm_up(cfg: Config, dataset: Path, size: int | None, folder: Path) -> dict[
         values["data.image_size"] = int(size)
     from imgclf.train.loop import fit
 
-    rows, t0 = _Rows(), time.perf_counter()
-    summary = fit(with_overrides(cfg, values), dataset, folder, callbacks=[rows], preflight=False)
+    timer, t0 = _StepTimer(), time.perf_counter()
+    summary = fit(with_overrides(cfg, values), dataset, folder, callbacks=[timer], preflight=False)
     wall = time.perf_counter() - t0
     return {
-        "size": int(summary["image_size"]), "images_per_second": float(rows.rows[-1]["images_per_second"]),
-        "overhead_seconds": max(wall - sum(float(r["epoch_seconds"]) for r in rows.rows), 0.0),
-        "images": int(summary["train_images"]), "seconds": wall,
+        "size": int(summary["image_size"]), "images_per_second": timer.images_per_second(cfg.data.batch_size),
+        "overhead_seconds": max(wall - sum(float(r["epoch_seconds"]) for r in timer.rows), 0.0),
+        "images": int(summary["train_images"]), "classes": int(summary["num_classes"]), "seconds": wall,
     }
 
 
@@ -130,6 +151,36 @@ def proxy_overrides(cfg: Config, plan: ProxyPlan) -> dict[str, Any]:
             "train.checkpoint_every": plan.epochs, "tracking.enabled": False}
 
 
+class _Deadline:
+    """A proxy-trial callback: past ``ends_at`` the trial is pruned (Optuna records it, the sweep goes on and,
+    its timeout spent, starts no other) — once one trial has finished, so the recipe always has a result."""
+
+    def __init__(self, clock: Clock, ends_at: float, table: list[dict[str, Any]]):
+        self.clock, self.ends_at, self.table = clock, ends_at, table
+
+    def on_train_batch_end(self, epoch: int, step: int, loss: float) -> None:
+        import optuna
+
+        if self.clock.elapsed() > self.ends_at and any(row["state"] == "COMPLETE" for row in self.table):
+            raise optuna.TrialPruned(f"the proxy's share of the budget is spent (epoch {epoch}, step {step})")
+
+
+class _FinalDeadline:
+    """The final model's callback: stop after an epoch when one more (as long as the longest so far) would end
+    past ``ends_at`` — the safety net for a machine that slowed down after the plan was made."""
+
+    def __init__(self, clock: Clock, ends_at: float):
+        self.clock, self.ends_at = clock, ends_at
+        self.stop_training = False
+        self.longest = 0.0
+
+    def on_epoch_end(self, row: dict[str, Any]) -> None:
+        self.longest = max(self.longest, float(row.get("epoch_seconds") or 0.0))
+        if self.clock.elapsed() + self.longest > self.ends_at:
+            self.stop_training = True
+            log.warning("recipe: stopping the final model after epoch %s: another would end past the budget", row.get("epoch"))
+
+
 def run_proxy(cfg: Config, dataset: Path, run: RunDir, plan: ProxyPlan, clock: Clock, ends_at: float) -> dict[str, Any]:
     """The proxy sweep into ``RUN/proxy``; launches no trial after ``ends_at`` less one trial's estimate.
     Returns the trial table, the best values and the best proxy score."""
@@ -142,9 +193,11 @@ def run_proxy(cfg: Config, dataset: Path, run: RunDir, plan: ProxyPlan, clock: C
                                 direction=direction_for(cfg.train.monitor), load_if_exists=True)
     study.enqueue_trial(own_values(cfg, space))  # trial 0: the config as it is, the yardstick
     table: list[dict[str, Any]] = []
+    timeout = ends_at - clock.elapsed() - plan.trial_seconds  # Optuna starts no trial once it is spent
     options = SweepOptions(
-        trials=plan.trials, study=STUDY, out=run.proxy, seed=cfg.train.seed, proxy=proxy_overrides(cfg, plan),
-        timeout=max(ends_at - clock.elapsed() - plan.trial_seconds, 0.0), on_trial=lambda t: table.append(_trial_row(t)),
+        trials=plan.trials if timeout > 0 else 1, study=STUDY, out=run.proxy, seed=cfg.train.seed,
+        proxy=proxy_overrides(cfg, plan), timeout=timeout if timeout > 0 else None,  # at least one trial, always
+        on_trial=lambda t: table.append(_trial_row(t)), callbacks=(_Deadline(clock, ends_at, table),),
     )
     result = run_sweep(dataset, cfg, space, options)
     return {"trials": table, "best_params": {k: _choice(v) for k, v in result.best_params.items()},
@@ -155,7 +208,8 @@ def _trial_row(trial) -> dict[str, Any]:
     seconds = (trial.datetime_complete - trial.datetime_start).total_seconds() if trial.datetime_complete else None
     return {"trial": trial.number, "state": trial.state.name, "value": trial.value,
             "params": {k: _choice(v) for k, v in trial.params.items()}, "seconds": seconds,
-            "train_seconds": trial.user_attrs.get("train_seconds"), "run_dir": trial.user_attrs.get("run_dir")}
+            "train_seconds": trial.user_attrs.get("train_seconds"), "run_dir": trial.user_attrs.get("run_dir"),
+            "error": trial.user_attrs.get("error")}
 
 
 def proxy_speed(table: list[dict[str, Any]]) -> float | None:
@@ -193,19 +247,20 @@ def run_recipe(cfg: Config, dataset: Path, out: Path, budget: float, *, started:
     cap, images = points[0]["size"], points[0]["images"]
     overhead = max(p["overhead_seconds"] for p in points)
     val_images = round(images * (cfg.data.val_fraction or 0.2))
-    plan = plan_proxy(PROXY_SHARE * budget - clock.elapsed(), images - val_images, val_images, cost,
-                      proxy_size(cap), overhead)
+    plan = plan_proxy(PROXY_SHARE * budget, images - val_images, val_images, cost, proxy_size(cap), overhead,
+                      classes=points[0]["classes"])
     if not cfg.data.val_fraction:  # the proxy needs a validation split even when the final model has none
         cfg_proxy = with_overrides(cfg, {"data.val_fraction": 0.2})
     else:
         cfg_proxy = cfg
     t_proxy = clock.elapsed()
-    proxy = run_proxy(cfg_proxy, Path(dataset), run, plan, clock, PROXY_SHARE * budget)
+    proxy = run_proxy(cfg_proxy, Path(dataset), run, plan, clock, t_proxy + PROXY_SHARE * budget)
     proxy_seconds = clock.elapsed() - t_proxy
     speed = proxy_speed(proxy["trials"])
     if speed:  # the proxy's own timing corrects the warm-up's model at small sizes
         cost = CostModel.fit([*((p["size"], p["images_per_second"]) for p in points), (plan.size, speed)])
-    left = budget * (1 - REPORT_RESERVE) - clock.elapsed() - overhead
+    share, low, high = REPORT_RESERVE
+    left = budget - min(max(share * budget, low), high) - clock.elapsed() - overhead
     size, epochs = plan_final(left, images, cost, cap, max(cfg.train.epochs, MIN_EPOCHS))
     final = final_config(cfg, proxy["best_params"], size, epochs)
     record = {
@@ -222,13 +277,14 @@ def run_recipe(cfg: Config, dataset: Path, out: Path, budget: float, *, started:
     }
     log.info("recipe: final model at %dpx for %d epoch(s) on all %d images (%.0fs left of %.0fs)", size, epochs, images, left, budget)
     atomic_write_json(run.recipe, {**record, "status": "training the final model"})
-    summary = train_final(final, Path(dataset), run, tracking_uri, callbacks)
+    deadline = _FinalDeadline(clock, budget * 1.05 - min(max(share * budget, low), high))
+    summary = train_final(final, Path(dataset), run, tracking_uri, [*callbacks, deadline])
     return _finish(run, summary, record, clock)
 
 
 def _finish(run: RunDir, summary: dict[str, Any], record: dict[str, Any], clock: Clock) -> dict[str, Any]:
     elapsed = clock.elapsed()
-    record = {**record, "status": "done", "elapsed_seconds": elapsed,
+    record = {**record, "status": "done", "elapsed_seconds": elapsed, "epochs_run": summary.get("epochs_run"),
               "within_budget": elapsed <= record["budget_seconds"] * 1.05}
     atomic_write_json(run.recipe, record)
     summary = {**summary, "recipe": {"budget_seconds": record["budget_seconds"], "elapsed_seconds": elapsed,
@@ -236,3 +292,11 @@ def _finish(run: RunDir, summary: dict[str, Any], record: dict[str, Any], clock:
                                      "validation": record["estimate"]["note"]}}
     atomic_write_json(run.summary, summary)
     return summary
+
+
+def record_total(out: Path, started: float) -> float:
+    """After the run report: the command's whole time so far, into ``recipe.json`` (``elapsed_with_report_seconds``)."""
+    run, total = RunDir(Path(out)), time.perf_counter() - started
+    if run.recipe.is_file():
+        atomic_write_json(run.recipe, {**run.read_recipe(), "elapsed_with_report_seconds": total})
+    return total

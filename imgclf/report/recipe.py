@@ -2,24 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-from imgclf.errors import RunDirError
 from imgclf.report import html as h
 from imgclf.run.rundir import RunDir
-
-
-def read_recipe(run: RunDir) -> dict[str, Any] | None:
-    if not run.recipe.is_file():
-        return None
-    try:
-        recipe = json.loads(run.recipe.read_text())
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise RunDirError(f"cannot read {run.recipe}: {str(exc).splitlines()[0]}") from None
-    if not isinstance(recipe, dict):
-        raise RunDirError(f"cannot read {run.recipe}: not a JSON object")
-    return recipe
 
 
 def _short(value: Any) -> str:
@@ -40,13 +26,13 @@ def proxy_rows(recipe: dict[str, Any]) -> list[dict[str, Any]]:
 
 def recipe_section(run: RunDir) -> str | None:
     """None when the run was not trained with ``--budget``."""
-    recipe = read_recipe(run)
-    if recipe is None:
+    if not run.recipe.is_file():
         return None
+    recipe = run.read_recipe()
     chosen, proxy, estimate = recipe.get("chosen", {}), recipe.get("proxy", {}), recipe.get("estimate", {})
     elapsed = recipe.get("elapsed_seconds")
     plan = (
-        f"Budget {h.format_value(recipe.get('budget_seconds'))} s, used {h.format_value(elapsed)} s "
+        f"Budget {h.format_value(recipe.get('budget_seconds'))} s, used {h.format_value(elapsed)} s before this report "
         f"({recipe.get('status', '?')}). Warm-up: "
         + ", ".join(f"{w['images_per_second']:.1f} images/s at {w['size']} px" for w in recipe.get("warmup", []))
         + f". Proxy: {proxy.get('trials_planned')} trial(s) planned on {proxy.get('subset')} of the data at "

@@ -153,6 +153,10 @@ class RunDir:
         self.require("info")
         return _json_object(self.info)
 
+    def read_recipe(self) -> dict[str, Any]:
+        self.require("recipe")
+        return _json_object(self.recipe)
+
     def read_summary(self) -> dict[str, Any]:
         self.require("summary")
         return _json_object(self.summary)
@@ -212,6 +216,10 @@ class BlendDir:
 
     def fold(self, k: int) -> RunDir:
         return RunDir(self.root / f"fold_{k}")
+
+    def read_recipe(self) -> dict[str, Any]:
+        self.require("recipe")
+        return _json_object(self.recipe)
 
     def read_summary(self) -> dict[str, Any]:
         return _json_object(self.summary)

@@ -69,6 +69,8 @@ def _fit(t: Training, hooks: CallbackList) -> dict[str, Any]:
             t.rows.append(_epoch(t, epoch, hooks))
             _record(t, epoch)
             hooks.on_epoch_end(t.rows[-1])
+            if hooks.stop_requested():  # a callback's stop_training (e.g. a time budget): end like early stopping
+                t.stopper.should_stop = True
     except KeyboardInterrupt:
         raise t.checkpointer.interrupted(epoch) from None
     summary = broadcast_object(t.ctx, finish(t) if t.ctx.is_main else None)
