@@ -113,3 +113,24 @@ def test_train_with_a_budget_plans_searches_and_refits_within_it(tiny_dataset, t
     assert (run / "checkpoints" / "best.safetensors").is_file()
     assert "Budget recipe" in (run / "report.html").read_text()
     assert "no validation of its own" in out
+
+
+def test_list_valued_choices_survive_an_rdb_study_and_the_enqueued_first_trial(tmp_path):
+    """``data.crop_scale`` values are lists: Optuna's storage keeps their labels, the config gets the lists."""
+    import optuna
+
+    from imgclf.experiments.recipe import LabelledChoice, config_values
+
+    param = LabelledChoice("data.crop_scale", "categorical", choices=((0.08, 1.0), (0.35, 1.0), (0.7, 1.0)))
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'o.db'}", study_name="s")
+    study.enqueue_trial({param.key: json.dumps([0.35, 1.0])})
+    seen = []
+    study.optimize(lambda t: seen.append(param.suggest(t)) or float(len(seen)), n_trials=3)
+    assert seen[0] == [0.35, 1.0] and all(v in ([0.08, 1.0], [0.35, 1.0], [0.7, 1.0]) for v in seen)
+    assert config_values(study.best_params, [param])[param.key] in ([0.08, 1.0], [0.35, 1.0], [0.7, 1.0])
+
+
+@pytest.mark.parametrize("flag", [["--refit"], ["--devices", "2"]])
+def test_budget_with_a_flag_it_replaces_is_one_line_exit_2(tiny_dataset, tmp_path, capsys, flag):
+    code, _, err = cli(["train", tiny_dataset, "--out", tmp_path / "run", "--budget", "1m", *flag], capsys)
+    assert code == 2 and "--budget cannot be combined with" in err and len(err.strip().splitlines()) == 1

@@ -17,12 +17,14 @@ Everything it chose and why goes to ``RUN/recipe.json`` (the run report shows it
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import statistics
 import tempfile
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +48,21 @@ _OPTIONAL = {  # keys another part of imgclf may add to the config: searched onl
     "data.crop_scale": ((0.08, 1.0), (0.35, 1.0), (0.7, 1.0)),
     "data.eval_crop_pct": (None, 1.0),
 }
+
+
+@dataclass(frozen=True)
+class LabelledChoice(SearchParam):
+    """A categorical parameter whose values are lists (``data.crop_scale``): Optuna stores each as its JSON label
+    (a storage keeps only plain values), and ``suggest`` hands the config the value itself."""
+
+    def labels(self) -> list[str]:
+        return [json.dumps(list(c)) for c in self.choices]
+
+    def suggest(self, trial) -> Any:
+        return self.value_of(trial.suggest_categorical(self.key, self.labels()))
+
+    def value_of(self, label: Any) -> Any:
+        return list(self.choices[self.labels().index(label)]) if isinstance(label, str) else label
 
 
 class Clock:
@@ -72,7 +89,9 @@ def search_space(cfg: Config) -> list[SearchParam]:
     for key, choices in _OPTIONAL.items():
         if key in keys:
             own = _choice(flat[key])
-            space.append(SearchParam(key, "categorical", choices=choices if own in choices else (*choices, own)))
+            choices = choices if own in choices else (*choices, own)
+            kind = LabelledChoice if isinstance(own, tuple) else SearchParam
+            space.append(kind(key, "categorical", choices=choices))
     return space
 
 
@@ -81,8 +100,15 @@ def _choice(value: Any) -> Any:
 
 
 def own_values(cfg: Config, space: list[SearchParam]) -> dict[str, Any]:
+    """The config's value of each parameter, as Optuna stores it (a label for a :class:`LabelledChoice`)."""
     flat = cfg.flat()
-    return {p.key: _choice(flat[p.key]) for p in space}
+    return {p.key: json.dumps(flat[p.key]) if isinstance(p, LabelledChoice) else flat[p.key] for p in space}
+
+
+def config_values(params: dict[str, Any], space: list[SearchParam]) -> dict[str, Any]:
+    """Optuna's stored params back to config values."""
+    by_key = {p.key: p for p in space}
+    return {k: by_key[k].value_of(v) if isinstance(by_key.get(k), LabelledChoice) else v for k, v in params.items()}
 
 
 class _StepTimer:
@@ -200,14 +226,14 @@ def run_proxy(cfg: Config, dataset: Path, run: RunDir, plan: ProxyPlan, clock: C
         on_trial=lambda t: table.append(_trial_row(t)), callbacks=(_Deadline(clock, ends_at, table),),
     )
     result = run_sweep(dataset, cfg, space, options)
-    return {"trials": table, "best_params": {k: _choice(v) for k, v in result.best_params.items()},
+    return {"trials": table, "best_params": config_values(result.best_params, space),
             "best_value": result.best_value, "best_trial": result.best_trial, "monitor": result.monitor}
 
 
 def _trial_row(trial) -> dict[str, Any]:
     seconds = (trial.datetime_complete - trial.datetime_start).total_seconds() if trial.datetime_complete else None
     return {"trial": trial.number, "state": trial.state.name, "value": trial.value,
-            "params": {k: _choice(v) for k, v in trial.params.items()}, "seconds": seconds,
+            "params": dict(trial.params), "seconds": seconds,
             "train_seconds": trial.user_attrs.get("train_seconds"), "run_dir": trial.user_attrs.get("run_dir"),
             "error": trial.user_attrs.get("error")}
 
@@ -227,8 +253,7 @@ def proxy_speed(table: list[dict[str, Any]]) -> float | None:
 def final_config(cfg: Config, best: dict[str, Any], size: int, epochs: int) -> Config:
     from imgclf.train.refit import refit_config
 
-    values = {k: list(v) if isinstance(v, tuple) else v for k, v in best.items()}
-    return refit_config(with_overrides(cfg, {**values, "data.image_size": int(size)}), epochs)
+    return refit_config(with_overrides(cfg, {**best, "data.image_size": int(size)}), epochs)
 
 
 def train_final(cfg: Config, dataset: Path, run: RunDir, tracking_uri: str | None, callbacks: Iterable[Any]) -> dict[str, Any]:
