@@ -1,8 +1,8 @@
 """``imgclf train DATASET --budget 20m``: the recipe that plans itself within a wall-clock budget.
 
-1. **Warm-up** (a few real training steps, tracking off, in a temporary folder) at the model's size
-   and at the proxy size: images/s at both fit the cost model of :mod:`imgclf.experiments.budget`
-   (seconds per image = a + b·s²).
+1. **Warm-up** (a few real training steps, tracking off, in a temporary folder) at the proxy size and,
+   when that costs at most 5 % of the budget, at the model's size: images/s fit the cost model of
+   :mod:`imgclf.experiments.budget` (seconds per image = a + b·s²).
 2. **Proxy search** (≤ 30 % of the budget): the Optuna sweep (:func:`run_sweep`) on a subset at a small
    size, over the augmentation preset, LR, weight decay, EMA and mixup — plus ``data.flips``,
    ``data.crop_scale`` and ``data.eval_crop_pct`` where the config has those keys. The first trial is
@@ -40,6 +40,7 @@ log = logging.getLogger("imgclf")
 
 STUDY = "recipe"
 WARMUP_STEPS = 3  # optimiser steps per warm-up epoch; the second epoch's images/s is the measurement
+WARMUP_SHARE = 0.05  # the warm-up at the model's full size runs only if its estimate is at most this share
 # Kept for the final calibration and the run report (its figures took ~9 s for a tiny run on a loaded
 # 2-core machine): 5 % of the budget, at least 5 s, at most a minute.
 REPORT_RESERVE = (0.05, 5.0, 60.0)
@@ -158,17 +159,38 @@ def warm_up(cfg: Config, dataset: Path, size: int | None, folder: Path) -> dict[
     }
 
 
-def measure(cfg: Config, dataset: Path) -> tuple[list[dict[str, Any]], CostModel]:
-    """Warm-ups at the model's size and at the proxy size; the cost model fitted to them."""
+def model_size(cfg: Config) -> int | None:
+    """The size the final model may use at most: ``data.image_size``, else the backbone's pretrained size
+    (timm's config; None when timm has none — the first warm-up then finds it)."""
+    if cfg.data.image_size:
+        return int(cfg.data.image_size)
+    from timm.models import get_pretrained_cfg
+
+    pretrained = get_pretrained_cfg(cfg.model.backbone) if cfg.model.backbone else None
+    size = getattr(pretrained, "input_size", None)
+    return int(size[-1]) if size else None
+
+
+def measure(cfg: Config, dataset: Path, budget: float) -> tuple[list[dict[str, Any]], CostModel, int]:
+    """Warm-ups at the proxy size and, when its s² estimate costs at most ``WARMUP_SHARE`` of the budget, at the
+    model's size; the cost model fitted to them; the model's size. Without a second point the model is pure
+    s² from the small size, which overestimates large sizes (the safe side)."""
+    cap = model_size(cfg)
     with tempfile.TemporaryDirectory(prefix="imgclf-warmup-") as tmp:
-        first = warm_up(cfg, dataset, None, Path(tmp) / "cap")
-        points = [first]
-        small = proxy_size(first["size"])
-        if small != first["size"]:
-            points.append(warm_up(cfg, dataset, small, Path(tmp) / "proxy"))
+        if cap is None:
+            points = [warm_up(cfg, dataset, None, Path(tmp) / "cap")]
+            cap = points[0]["size"]
+            if proxy_size(cap) != cap:
+                points.append(warm_up(cfg, dataset, proxy_size(cap), Path(tmp) / "proxy"))
+        else:
+            points = [warm_up(cfg, dataset, proxy_size(cap), Path(tmp) / "proxy")]
+            small = points[0]
+            steps = small["seconds"] - small["overhead_seconds"]
+            if cap != small["size"] and small["overhead_seconds"] + steps * (cap / small["size"]) ** 2 <= WARMUP_SHARE * budget:
+                points.append(warm_up(cfg, dataset, cap, Path(tmp) / "cap"))
     cost = CostModel.fit([(p["size"], p["images_per_second"]) for p in points])
     log.info("recipe warm-up: %s", ", ".join(f"{p['images_per_second']:.1f} images/s at {p['size']}px" for p in points))
-    return points, cost
+    return points, cost, cap
 
 
 def proxy_overrides(cfg: Config, plan: ProxyPlan) -> dict[str, Any]:
@@ -268,8 +290,8 @@ def run_recipe(cfg: Config, dataset: Path, out: Path, budget: float, *, started:
                tracking_uri: str | None = None, callbacks: Iterable[Any] = ()) -> dict[str, Any]:
     """Warm-up, proxy search and the final refit into ``out`` within ``budget`` seconds; return its summary."""
     clock, run = Clock(started), RunDir(Path(out))
-    points, cost = measure(cfg, Path(dataset))
-    cap, images = points[0]["size"], points[0]["images"]
+    points, cost, cap = measure(cfg, Path(dataset), budget)
+    images = points[0]["images"]
     overhead = max(p["overhead_seconds"] for p in points)
     val_images = round(images * (cfg.data.val_fraction or 0.2))
     plan = plan_proxy(PROXY_SHARE * budget, images - val_images, val_images, cost, proxy_size(cap), overhead,
@@ -310,6 +332,7 @@ def run_recipe(cfg: Config, dataset: Path, out: Path, budget: float, *, started:
 def _finish(run: RunDir, summary: dict[str, Any], record: dict[str, Any], clock: Clock) -> dict[str, Any]:
     elapsed = clock.elapsed()
     record = {**record, "status": "done", "elapsed_seconds": elapsed, "epochs_run": summary.get("epochs_run"),
+              "clock": "from the start of api.train (the train command), after Python's start-up and imports",
               "within_budget": elapsed <= record["budget_seconds"] * 1.05}
     atomic_write_json(run.recipe, record)
     summary = {**summary, "recipe": {"budget_seconds": record["budget_seconds"], "elapsed_seconds": elapsed,
