@@ -214,17 +214,16 @@ class _Deadline:
 
 
 class _FinalDeadline:
-    """The final model's callback: stop after an epoch when one more (as long as the longest so far) would end
-    past ``ends_at`` — the safety net for a machine that slowed down after the plan was made."""
+    """The final model's callback: stop after an epoch when one more (as long as the latest; the first also
+    fills the resize cache, so it is not the guide for later ones) would end past ``ends_at`` — the safety
+    net for a machine that slowed down after the plan was made."""
 
     def __init__(self, clock: Clock, ends_at: float):
         self.clock, self.ends_at = clock, ends_at
         self.stop_training = False
-        self.longest = 0.0
 
     def on_epoch_end(self, row: dict[str, Any]) -> None:
-        self.longest = max(self.longest, float(row.get("epoch_seconds") or 0.0))
-        if self.clock.elapsed() + self.longest > self.ends_at:
+        if self.clock.elapsed() + float(row.get("epoch_seconds") or 0.0) > self.ends_at:
             self.stop_training = True
             log.warning("recipe: stopping the final model after epoch %s: another would end past the budget", row.get("epoch"))
 
