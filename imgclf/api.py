@@ -39,7 +39,7 @@ def train(
     dataset: str | Path | None = None, out: str | Path | None = None, *, config: str | Path | None = None,
     overrides: Sequence[str] = (), resume: str | Path | None = None, deterministic: bool = False,
     tracking_uri: str | None = None, from_sweep: str | None = None, storage: str | None = None, devices: int = 1,
-    refit: bool = False, progress: Any = True, report: bool = True,
+    refit: bool = False, progress: Any = True, report: bool = True, budget: str | float | None = None,
 ) -> dict[str, Any]:
     """Fine-tune on ``dataset`` into run directory ``out``, as ``imgclf train`` does; return the summary.
 
@@ -48,9 +48,14 @@ def train(
     that many local processes; ``refit`` then trains ``OUT/refit`` on every image for the best epoch count.
     ``progress``: True for the CLI's progress bar, False for none, or a training callback
     (:class:`imgclf.train.callbacks.Callback`). The summary gains ``run_dir`` and ``report`` (the HTML page).
+    ``budget`` (``"20m"``, or seconds) runs the recipe of :mod:`imgclf.experiments.recipe` instead: warm-up,
+    proxy search, then the final model on every image, all within the budget (+5 % at most).
     """
     from imgclf.runtime import is_main_process as is_main
     from imgclf.train.preflight import validate_for_training
+
+    started = time.perf_counter()
+    seconds = _budget_seconds(budget, resume, devices, refit)
 
     if resume is not None:
         if config or overrides:
@@ -68,6 +73,13 @@ def train(
         RunDir(out).check_new()
     if is_main():  # every problem with the config, the dataset and the files it names, before anything is written
         validate_for_training(cfg, Path(dataset))
+    if seconds is not None:
+        from imgclf.experiments.recipe import record_total, run_recipe
+
+        summary = run_recipe(cfg, Path(dataset), Path(out), seconds, started=started, tracking_uri=tracking_uri,
+                             callbacks=_callbacks(progress))
+        summary = _with_report(summary, Path(out), report)
+        return {**summary, "elapsed_seconds": record_total(Path(out), started)}
     if devices > 1:
         from imgclf.cli.launch import train_on_local_processes
 
@@ -79,6 +91,18 @@ def train(
     if refit:
         summary = refit_run(cfg, Path(dataset), RunDir(Path(out)), summary, tracking_uri, progress)
     return _with_report(summary, Path(out), report)
+
+
+def _budget_seconds(budget: str | float | None, resume: Any, devices: int, refit: bool) -> float | None:
+    if budget is None:
+        return None
+    from imgclf.experiments.budget import parse_budget
+
+    seconds = parse_budget(f"{budget}s" if isinstance(budget, (int, float)) else budget)
+    for given, flag in ((resume is not None, "--resume"), (devices > 1, "--devices"), (refit, "--refit")):
+        if given:
+            raise ConfigError(f"--budget cannot be combined with {flag} (the recipe refits on every image itself, in one process)")
+    return seconds
 
 
 def _apply_sweep(cfg: Config, study: str, storage: str | None) -> Config:

@@ -1,8 +1,9 @@
 """The README's worked example, run command by command as written, on generated competition-style downloads.
 
 The commands are read from README.md itself (the fenced block under "Your own photos"), so the test
-follows the README: only the download path is replaced, and the tiny test model is set on the
-commands that take ``--set``. Sample ids have no file extensions, as in many competitions.
+follows the README: only the download path is replaced, the tiny test model is set on the
+commands that take ``--set``, ``--budget`` is shortened to 15 s, and ``data/holdout`` (the labelled
+images the README evaluates on) is generated. Sample ids have no file extensions, as in many competitions.
 """
 
 from __future__ import annotations
@@ -61,11 +62,21 @@ def flat_download(root: Path, per_class: int = 8, test: int = 6) -> Path:
     return root
 
 
+def make_holdout(root: Path, per_class: int = 3) -> None:
+    rng = np.random.default_rng(7)
+    for c, name in enumerate(CLASSES):
+        (root / "train" / name).mkdir(parents=True)
+        for i in range(per_class):
+            make_image(rng, c).save(root / "train" / name / f"h{i:03d}.jpg", quality=95)
+
+
 def run_readme(download: Path, workdir: Path, capsys) -> None:
     commands = readme_commands()
+    make_holdout(workdir / "data" / "holdout")
     assert [c[0] for c in commands] == ["prepare", "show-augs", "train", "evaluate", "evaluate", "predict"]
     for args in commands:
         args = [str(download) if a == DOWNLOAD else a for a in args]
+        args = ["15s" if i and args[i - 1] == "--budget" else a for i, a in enumerate(args)]
         if args[0] in ("show-augs", "train"):  # the tiny test model instead of the default backbone
             args += [x for o in TINY for x in ("--set", o)]
         code, _, err = cli(args, capsys)

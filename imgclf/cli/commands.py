@@ -32,6 +32,7 @@ def train(
     storage: Optional[str] = typer.Option(None, "--storage", help="Storage URL of the --from-sweep study (default sqlite:///sweeps/<study>/optuna.db)."),
     devices: int = typer.Option(1, "--devices", min=1, help="Data-parallel on N local processes (one per GPU, or N CPU processes): launches torchrun for you. data.batch_size stays the global batch."),
     refit: bool = typer.Option(False, "--refit", help="After training, train one more model on every image (RUN/refit) for the best epoch count validation chose; predict with RUN/refit."),
+    budget: Optional[str] = typer.Option(None, "--budget", help="Wall-clock budget like 90s, 20m or 1.5h: measure speed, search augmentation/LR/EMA/mixup on a small proxy (<= 30%), then train the final model on every image at the size and epochs that fit. Writes RUN/recipe.json."),
     print_config: bool = typer.Option(False, "--print-config", help="Print the resolved config (defaults, then --config, then --set) as YAML and exit; a starting point for your own config file."),
 ) -> None:
     """Fine-tune a pretrained backbone on DATASET and write a run directory.
@@ -50,11 +51,15 @@ def train(
         return
     summary = api.train(dataset, out, config=config, overrides=set_, resume=resume, deterministic=deterministic,
                         tracking_uri=tracking_uri, from_sweep=from_sweep, storage=storage, devices=devices, refit=refit,
-                        progress=RichTrainingProgress())
+                        progress=RichTrainingProgress(), budget=budget)
     if not is_main():
         return  # under torchrun, rank 0 reports for every process
     report = summary["report"]
     refit_note = f" — refit: {summary['refit']['run']} (predict with it)" if summary.get("refit") else ""
+    if summary.get("recipe"):
+        estimate = summary["recipe"]["val_accuracy_estimate"]
+        refit_note += (f" — budget {summary['recipe']['budget_seconds']:.0f}s, used {summary['recipe']['elapsed_seconds']:.0f}s"
+                       + (f"; proxy val accuracy {estimate:.4f} (the final model has no validation of its own)" if estimate is not None else ""))
     console.print(
         f"[bold]done[/]: {describe_result(summary)}, {summary['train_seconds']:.0f}s of training — run: {summary['run_dir']}{refit_note}"
         + (f" — report: {report}" if report else ""),

@@ -152,6 +152,8 @@ class SweepOptions:
     proxy: dict[str, Any] = field(default_factory=dict)
     tracking_uri: str | None = None  # None = tracking.uri, $MLFLOW_TRACKING_URI or <out>/mlflow.db
     on_trial: Callable[[Any], None] | None = None  # called with each finished FrozenTrial
+    timeout: float | None = None  # seconds: launch no new trial after this (a running one finishes)
+    callbacks: tuple[Any, ...] = ()  # more ``fit`` callbacks for every trial (e.g. one that prunes at a deadline)
 
 
 @dataclass
@@ -206,11 +208,11 @@ def run_sweep(dataset: Path, base: Config, space: list[SearchParam], options: Sw
     tracking_uri = tracking_uri_in(out, options.tracking_uri, cfg.tracking.uri)
 
     def objective(trial) -> float:
-        return _run_trial(trial, dataset, cfg, space, out, tracking_uri, options.study)
+        return _run_trial(trial, dataset, cfg, space, out, tracking_uri, options.study, options.callbacks)
 
     callbacks = [lambda _study, trial: options.on_trial(trial)] if options.on_trial else []
     try:
-        study.optimize(objective, n_trials=options.trials, catch=(_TrialFailed,), callbacks=callbacks)
+        study.optimize(objective, n_trials=options.trials, timeout=options.timeout, catch=(_TrialFailed,), callbacks=callbacks)
     except ImgclfError as exc:
         if exc.exit_code == 130:
             raise SweepInterrupted(
@@ -230,7 +232,8 @@ def _check_study(study, monitor: str, out: Path) -> None:
         raise ConfigError(f"{trials_dir} holds trials of another study; choose another --out or --study")
 
 
-def _run_trial(trial, dataset: Path, cfg: Config, space: list[SearchParam], out: Path, tracking_uri: str, study_name: str) -> float:
+def _run_trial(trial, dataset: Path, cfg: Config, space: list[SearchParam], out: Path, tracking_uri: str, study_name: str,
+               extra: tuple[Any, ...] = ()) -> float:
     import optuna
 
     from imgclf.experiments.tracking import tracking_session
@@ -245,7 +248,7 @@ def _run_trial(trial, dataset: Path, cfg: Config, space: list[SearchParam], out:
         with tracking_session(trial_cfg, run_dir, tracking_uri, run_name=f"{study_name}-{trial.number:04d}", tags=tags,
                               killed=(optuna.TrialPruned,)) as tracking:
             pruning = PruningCallback(trial, trial_cfg.train.monitor)
-            summary = fit(trial_cfg, Path(dataset), run_dir, callbacks=[*tracking, pruning])
+            summary = fit(trial_cfg, Path(dataset), run_dir, callbacks=[*tracking, pruning, *extra])
     except TrainingInterrupted:
         raise
     except ImgclfError as exc:

@@ -27,6 +27,7 @@ from matplotlib.ticker import MaxNLocator
 from imgclf.errors import ImgclfError, RunDirError
 from imgclf.report import html as h
 from imgclf.report.plots import fig_to_base64, learning_curves
+from imgclf.report.recipe import recipe_section
 from imgclf.run.rundir import RunDir, read_metrics, read_run_csv
 
 log = logging.getLogger("imgclf")
@@ -316,6 +317,7 @@ def render_run_report(run_dir: Path) -> str:
     data = read_run(run_dir)
     parts = [
         overview_section(data),
+        _guarded("Budget recipe", lambda: recipe_section(data.run)),
         _guarded("Learning curves", lambda: curves_section(data)),
         _guarded("Validation results", lambda: "".join(results_sections(data))),
         _guarded("Most confidently wrong validation images", lambda: gallery_section(data)),

@@ -8,7 +8,7 @@
 
 config.yaml · metrics.csv · summary.json · split.csv · classes.json · preprocessing.json ·
 environment.json · run.json · val_predictions.csv · calibration.json · mlflow_run.json · report.html ·
-checkpoints/{best.safetensors,last.pt} · eval/ · export/
+recipe.json and proxy/ (``--budget``) · checkpoints/{best.safetensors,last.pt} · eval/ · export/
 """
 
 from __future__ import annotations
@@ -99,6 +99,10 @@ class RunDir:
     def export(self) -> Path: return self.root / "export"
     @property
     def refit_run(self) -> "RunDir": return RunDir(self.root / "refit")
+    @property
+    def recipe(self) -> Path: return self.root / "recipe.json"
+    @property
+    def proxy(self) -> Path: return self.root / "proxy"
 
     def holds_run(self) -> bool:
         """True once training wrote a checkpoint or a summary here."""
@@ -148,6 +152,10 @@ class RunDir:
     def read_info(self) -> dict[str, Any]:
         self.require("info")
         return _json_object(self.info)
+
+    def read_recipe(self) -> dict[str, Any]:
+        self.require("recipe")
+        return _json_object(self.recipe)
 
     def read_summary(self) -> dict[str, Any]:
         self.require("summary")
@@ -219,6 +227,10 @@ class BlendDir:
 
     def fold(self, k: int) -> RunDir:
         return RunDir(self.root / f"fold_{k}")
+
+    def read_recipe(self) -> dict[str, Any]:
+        self.require("recipe")
+        return _json_object(self.recipe)
 
     def read_summary(self) -> dict[str, Any]:
         return _json_object(self.summary)

@@ -10,7 +10,9 @@ sweep pruning and tests are all callbacks::
     fit(cfg, dataset, out, callbacks=[PrintLoss()])
 
 Epochs and steps count from 1, like the ``epoch`` column of ``metrics.csv``. Under DDP the
-callbacks run in rank 0 only. A hook may raise (e.g. ``optuna.TrialPruned``) to end training.
+callbacks run in rank 0 only. A hook may raise (e.g. ``optuna.TrialPruned``) to end training; a callback
+that sets ``stop_training = True`` (checked after each ``on_epoch_end``) ends it like early stopping
+instead: the epochs so far are kept and the summary is written.
 """
 
 from __future__ import annotations
@@ -48,6 +50,9 @@ class CallbackList(Callback):
             fn = getattr(cb, hook, None)
             if fn is not None:
                 fn(*args)
+
+    def stop_requested(self) -> bool:
+        return any(getattr(cb, "stop_training", False) for cb in self.callbacks)
 
     def on_fit_start(self, cfg: Any, run_dir: Path, info: dict[str, Any]) -> None:
         self._call("on_fit_start", cfg, run_dir, info)

@@ -69,6 +69,10 @@ def _fit(t: Training, hooks: CallbackList) -> dict[str, Any]:
             t.rows.append(_epoch(t, epoch, hooks))
             _record(t, epoch)
             hooks.on_epoch_end(t.rows[-1])
+            # A callback's stop_training (e.g. a time budget) ends the run like early stopping; rank 0
+            # alone runs callbacks, so every rank learns its decision.
+            if broadcast_object(t.ctx, hooks.stop_requested()):
+                t.stopper.should_stop = True
     except KeyboardInterrupt:
         raise t.checkpointer.interrupted(epoch) from None
     summary = broadcast_object(t.ctx, finish(t) if t.ctx.is_main else None)

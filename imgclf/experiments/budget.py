@@ -1,0 +1,128 @@
+"""Wall-clock budgets for ``--budget``: parsing, and the pure planning arithmetic of the recipe.
+
+Cost model (documented, measured twice per recipe): training one image at size ``s`` costs
+``a + b·s²`` seconds. The ``b·s²`` part is the network (a convnet's work grows with the number of
+pixels); ``a`` is what does not shrink with the size (decoding, the loader, the optimiser step
+spread over a batch). The warm-up measures throughput at two sizes, which fixes ``a`` and ``b``;
+with one measurement the model is pure ``s²`` (``a = 0``), which overestimates the speed-up of
+small sizes, so the recipe re-plans with the proxy trials' own timing before the final model.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+from imgclf.errors import ConfigError
+
+SIZE_LADDER = (64, 96, 128, 160, 192, 224, 256, 288, 320, 384, 448, 512)
+MIN_EPOCHS = 6  # the final model prefers this many epochs: the size shrinks first
+PROXY_SHARE = 0.30  # at most this share of the budget goes to the proxy search
+EVAL_SPEEDUP = 3.0  # a forward pass costs about a third of a training step (no backward)
+_UNITS = {"s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
+_BUDGET = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h)\s*$", re.IGNORECASE)
+MIN_BUDGET_S = 10.0
+MIN_PER_CLASS = 10  # a proxy subset smaller than this per class ranks settings by noise
+
+
+def parse_budget(text: str) -> float:
+    """``"90s"`` → 90.0, ``"20m"`` → 1200.0, ``"1.5h"`` → 5400.0 (seconds); anything else is one ConfigError line."""
+    match = _BUDGET.match(str(text))
+    if not match:
+        raise ConfigError(f"--budget must be a number with a unit s, m or h, like 90s, 20m or 1.5h (got {text!r})")
+    seconds = float(match.group(1)) * _UNITS[match.group(2).lower()]
+    if not math.isfinite(seconds) or seconds < MIN_BUDGET_S:
+        raise ConfigError(f"--budget must be at least {MIN_BUDGET_S:.0f}s: the warm-up alone takes seconds (got {text!r})")
+    return seconds
+
+
+@dataclass(frozen=True)
+class CostModel:
+    """Seconds to train one image at size ``s``: ``a + b·s²`` (see the module docstring)."""
+
+    a: float
+    b: float
+
+    @classmethod
+    def fit(cls, points: list[tuple[int, float]]) -> "CostModel":
+        """From ``[(size, images_per_second), ...]``: one point gives pure s², two or more a least-squares line in s²."""
+        pts = [(float(s) ** 2, 1.0 / ips) for s, ips in points if ips > 0 and math.isfinite(ips)]
+        if not pts:
+            raise ConfigError("the warm-up measured no training throughput")
+        xs = {x for x, _ in pts}
+        if len(xs) < 2:
+            x, y = pts[-1]
+            return cls(0.0, y / x)
+        n = len(pts)
+        mx, my = sum(x for x, _ in pts) / n, sum(y for _, y in pts) / n
+        b = sum((x - mx) * (y - my) for x, y in pts) / sum((x - mx) ** 2 for x, _ in pts)
+        if b <= 0:  # noise: the larger size was not slower; fall back to s² through the largest size
+            x, y = max(pts)
+            return cls(0.0, y / x)
+        a = max(my - b * mx, 0.0)
+        return cls(a, b)
+
+    def seconds_per_image(self, size: int) -> float:
+        return self.a + self.b * float(size) ** 2
+
+
+def ladder(cap: int) -> list[int]:
+    """The sizes the recipe may choose: the ladder's rungs below the model's size, and that size."""
+    return [s for s in SIZE_LADDER if s < cap] + [int(cap)]
+
+
+def proxy_size(cap: int) -> int:
+    """The proxy search's size: the largest rung at most half the model's size (the smallest rung if none)."""
+    rungs = ladder(cap)
+    small = [s for s in rungs if s <= cap / 2]
+    return small[-1] if small else rungs[0]
+
+
+def plan_final(seconds: float, images: int, cost: CostModel, cap: int, max_epochs: int,
+               per_epoch_overhead: float = 0.0) -> tuple[int, int]:
+    """``(size, epochs)`` for the final model in ``seconds`` on ``images`` images.
+
+    The largest size of the ladder that fits ``MIN_EPOCHS`` epochs (then as many more epochs as fit, up to
+    ``max_epochs``); when none does, the smallest size with as many epochs as fit (at least one).
+    """
+    max_epochs = max(int(max_epochs), 1)
+
+    def epochs_at(size: int) -> int:
+        per_epoch = images * cost.seconds_per_image(size) + per_epoch_overhead
+        return int(seconds // per_epoch) if per_epoch > 0 else max_epochs
+
+    want = min(MIN_EPOCHS, max_epochs)
+    for size in reversed(ladder(cap)):
+        epochs = epochs_at(size)
+        if epochs >= want:
+            return size, min(epochs, max_epochs)
+    smallest = ladder(cap)[0]
+    return smallest, max(1, min(epochs_at(smallest), max_epochs))
+
+
+@dataclass(frozen=True)
+class ProxyPlan:
+    size: int
+    subset: float
+    epochs: int
+    trials: int
+    trial_seconds: float  # the estimate the trial count came from
+    seconds: float  # the share of the budget the proxy may spend
+
+
+def plan_proxy(seconds: float, train_images: int, val_images: int, cost: CostModel, size: int,
+               fit_overhead: float, classes: int = 2, epochs: int = 3, min_trials: int = 4, max_trials: int = 12) -> ProxyPlan:
+    """Subset and trial count so that at least ``min_trials`` trials of ``epochs`` epochs fit ``seconds``.
+
+    A trial costs its fit overhead + ``epochs`` × (its training subset + the validation images at a third
+    of the cost) at the proxy size. The subset keeps at least ``MIN_PER_CLASS`` images a class (and 10 %).
+    """
+    per_image = cost.seconds_per_image(size)
+    val_epoch = val_images * per_image / EVAL_SPEEDUP
+    room = seconds / min_trials - fit_overhead - epochs * val_epoch
+    floor = max(0.1, MIN_PER_CLASS * classes / max(train_images, 1))
+    subset = min(1.0, max(floor, room / max(epochs * train_images * per_image, 1e-9)))
+    trial = fit_overhead + epochs * (subset * train_images * per_image + val_epoch)
+    trials = int(max(1, min(max_trials, seconds // max(trial, 1e-9))))
+    return ProxyPlan(size=size, subset=round(subset, 3), epochs=epochs, trials=trials, trial_seconds=trial, seconds=seconds)

@@ -1,0 +1,349 @@
+"""``imgclf train DATASET --budget 20m``: the recipe that plans itself within a wall-clock budget.
+
+1. **Warm-up** (a few real training steps, tracking off, in a temporary folder) at the proxy size and,
+   when that costs at most 5 % of the budget, at the model's size: images/s fit the cost model of
+   :mod:`imgclf.experiments.budget` (seconds per image = a + b·s²).
+2. **Proxy search** (≤ 30 % of the budget): the Optuna sweep (:func:`run_sweep`) on a subset at a small
+   size, over the augmentation preset, LR, weight decay, EMA and mixup — plus ``data.flips``,
+   ``data.crop_scale`` and ``data.eval_crop_pct`` where the config has those keys. The first trial is
+   the config's own values. No trial starts once the proxy's share (less one trial's estimate) is spent.
+3. **Final model**: the best proxy values, refit on every image (``data.val_fraction=0``) at the largest
+   size that fits ≥ 6 epochs in what is left, re-planned with the proxy's measured speed. It has no
+   validation of its own: the proxy's validation score is the recipe's estimate.
+
+Everything it chose and why goes to ``RUN/recipe.json`` (the run report shows it); the trials live in
+``RUN/proxy/``. The recipe aims to end by the budget; ``budget × 1.05`` is the hard promise.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import statistics
+import tempfile
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from imgclf.config import AUGMENT_PRESETS, Config, known_keys, with_overrides
+from imgclf.experiments.budget import (
+    MIN_EPOCHS, PROXY_SHARE, CostModel, ProxyPlan, plan_final, plan_proxy, proxy_size,
+)
+from imgclf.experiments.space import SearchParam
+from imgclf.io import atomic_write_json
+from imgclf.run.rundir import RunDir
+
+log = logging.getLogger("imgclf")
+
+STUDY = "recipe"
+WARMUP_STEPS = 3  # optimiser steps per warm-up epoch; the second epoch's images/s is the measurement
+WARMUP_SHARE = 0.05  # the warm-up at the model's full size runs only if its estimate is at most this share
+# Kept for the final calibration and the run report (its figures took ~9 s for a tiny run on a loaded
+# 2-core machine): 5 % of the budget, at least 5 s, at most a minute.
+REPORT_RESERVE = (0.05, 5.0, 60.0)
+_OPTIONAL = {  # keys another part of imgclf may add to the config: searched only when Config has them
+    "data.flips": ("none", "h", "hv", "d4"),
+    "data.crop_scale": ((0.08, 1.0), (0.35, 1.0), (0.7, 1.0)),
+    "data.eval_crop_pct": (None, 1.0),
+}
+
+
+@dataclass(frozen=True)
+class LabelledChoice(SearchParam):
+    """A categorical parameter whose values are lists (``data.crop_scale``): Optuna stores each as its JSON label
+    (a storage keeps only plain values), and ``suggest`` hands the config the value itself."""
+
+    def labels(self) -> list[str]:
+        return [json.dumps(list(c)) for c in self.choices]
+
+    def suggest(self, trial) -> Any:
+        return self.value_of(trial.suggest_categorical(self.key, self.labels()))
+
+    def value_of(self, label: Any) -> Any:
+        return list(self.choices[self.labels().index(label)]) if isinstance(label, str) else label
+
+
+class Clock:
+    """Seconds since the recipe (or the command) started."""
+
+    def __init__(self, started: float | None = None):
+        self.started = time.perf_counter() if started is None else started
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.started
+
+
+def search_space(cfg: Config) -> list[SearchParam]:
+    """What matters most on unknown data, around ``cfg``'s own values (which are always among the choices)."""
+    lr, wd = cfg.train.lr, cfg.train.weight_decay
+    space = [
+        SearchParam("data.augment", "categorical", choices=tuple(AUGMENT_PRESETS)),
+        SearchParam("train.lr", "float", low=lr / 3, high=min(lr * 3, 10.0), log=True),
+        SearchParam("train.weight_decay", "float", low=0.0, high=max(0.1, 2 * wd)),
+        SearchParam("train.ema", "categorical", choices=(False, True)),
+        SearchParam("train.mixup", "categorical", choices=tuple(sorted({0.0, 0.2, float(cfg.train.mixup)}))),
+    ]
+    keys, flat = set(known_keys()), cfg.flat()
+    for key, choices in _OPTIONAL.items():
+        if key in keys:
+            own = _choice(flat[key])
+            choices = choices if own in choices else (*choices, own)
+            kind = LabelledChoice if isinstance(own, tuple) else SearchParam
+            space.append(kind(key, "categorical", choices=choices))
+    return space
+
+
+def _choice(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list) else value
+
+
+def own_values(cfg: Config, space: list[SearchParam]) -> dict[str, Any]:
+    """The config's value of each parameter, as Optuna stores it (a label for a :class:`LabelledChoice`)."""
+    flat = cfg.flat()
+    return {p.key: json.dumps(flat[p.key]) if isinstance(p, LabelledChoice) else flat[p.key] for p in space}
+
+
+def config_values(params: dict[str, Any], space: list[SearchParam]) -> dict[str, Any]:
+    """Optuna's stored params back to config values."""
+    by_key = {p.key: p for p in space}
+    return {k: by_key[k].value_of(v) if isinstance(by_key.get(k), LabelledChoice) else v for k, v in params.items()}
+
+
+class _StepTimer:
+    """A ``fit`` callback timing each training step of the last epoch (the first epoch warms up lazy kernels
+    and the allocator); that epoch's first step (loader start) is left out, the median of the others is the
+    measurement."""
+
+    def __init__(self):
+        self.seconds: list[float] = []
+        self.rows: list[dict[str, Any]] = []
+        self._last: float | None = None
+
+    def on_epoch_start(self, epoch: int, epochs: int, steps: int) -> None:
+        self._last, self.seconds = None, []
+
+    def on_train_batch_end(self, epoch: int, step: int, loss: float) -> None:
+        now = time.perf_counter()
+        if self._last is not None:
+            self.seconds.append(now - self._last)
+        self._last = now
+
+    def on_epoch_end(self, row: dict[str, Any]) -> None:
+        self.rows.append(row)
+
+    def images_per_second(self, batch_size: int) -> float:
+        if not self.seconds:  # one step an epoch: the epoch's own figure
+            return float(self.rows[-1]["images_per_second"])
+        return batch_size / statistics.median(self.seconds)
+
+
+def warm_up(cfg: Config, dataset: Path, size: int | None, folder: Path) -> dict[str, Any]:
+    """Two epochs of ``WARMUP_STEPS`` steps on every image at ``size`` (None: the config's): measured images/s,
+    the fit's fixed overhead, the resolved size and the number of images."""
+    values = {"data.val_fraction": 0.0, "data.split_file": None, "train.epochs": 2, "train.patience": None,
+              "train.warmup_epochs": 0, "train.max_steps_per_epoch": WARMUP_STEPS, "tracking.enabled": False}
+    if size is not None:
+        values["data.image_size"] = int(size)
+    from imgclf.train.loop import fit
+
+    timer, t0 = _StepTimer(), time.perf_counter()
+    summary = fit(with_overrides(cfg, values), dataset, folder, callbacks=[timer], preflight=False)
+    wall = time.perf_counter() - t0
+    return {
+        "size": int(summary["image_size"]), "images_per_second": timer.images_per_second(cfg.data.batch_size),
+        "overhead_seconds": max(wall - sum(float(r["epoch_seconds"]) for r in timer.rows), 0.0),
+        "images": int(summary["train_images"]), "classes": int(summary["num_classes"]), "seconds": wall,
+    }
+
+
+def model_size(cfg: Config) -> int | None:
+    """The size the final model may use at most: ``data.image_size``, else the backbone's pretrained size
+    (timm's config; None when timm has none — the first warm-up then finds it)."""
+    if cfg.data.image_size:
+        return int(cfg.data.image_size)
+    from timm.models import get_pretrained_cfg
+
+    pretrained = get_pretrained_cfg(cfg.model.backbone) if cfg.model.backbone else None
+    size = getattr(pretrained, "input_size", None)
+    return int(size[-1]) if size else None
+
+
+def measure(cfg: Config, dataset: Path, budget: float) -> tuple[list[dict[str, Any]], CostModel, int]:
+    """Warm-ups at the proxy size and, when its s² estimate costs at most ``WARMUP_SHARE`` of the budget, at the
+    model's size; the cost model fitted to them; the model's size. Without a second point the model is pure
+    s² from the small size, which overestimates large sizes (the safe side)."""
+    cap = model_size(cfg)
+    with tempfile.TemporaryDirectory(prefix="imgclf-warmup-") as tmp:
+        if cap is None:
+            points = [warm_up(cfg, dataset, None, Path(tmp) / "cap")]
+            cap = points[0]["size"]
+            if proxy_size(cap) != cap:
+                points.append(warm_up(cfg, dataset, proxy_size(cap), Path(tmp) / "proxy"))
+        else:
+            points = [warm_up(cfg, dataset, proxy_size(cap), Path(tmp) / "proxy")]
+            small = points[0]
+            steps = small["seconds"] - small["overhead_seconds"]
+            if cap != small["size"] and small["overhead_seconds"] + steps * (cap / small["size"]) ** 2 <= WARMUP_SHARE * budget:
+                points.append(warm_up(cfg, dataset, cap, Path(tmp) / "cap"))
+    cost = CostModel.fit([(p["size"], p["images_per_second"]) for p in points])
+    log.info("recipe warm-up: %s", ", ".join(f"{p['images_per_second']:.1f} images/s at {p['size']}px" for p in points))
+    return points, cost, cap
+
+
+def proxy_overrides(cfg: Config, plan: ProxyPlan) -> dict[str, Any]:
+    return {"data.image_size": plan.size, "data.subset": plan.subset, "train.epochs": plan.epochs,
+            "train.patience": None, "train.warmup_epochs": min(cfg.train.warmup_epochs, 1.0),
+            "train.checkpoint_every": plan.epochs, "tracking.enabled": False}
+
+
+class _Deadline:
+    """A proxy-trial callback: past ``ends_at`` the trial is pruned (Optuna records it, the sweep goes on and,
+    its timeout spent, starts no other) — once one trial has finished, so the recipe always has a result."""
+
+    def __init__(self, clock: Clock, ends_at: float, table: list[dict[str, Any]]):
+        self.clock, self.ends_at, self.table = clock, ends_at, table
+
+    def on_train_batch_end(self, epoch: int, step: int, loss: float) -> None:
+        import optuna
+
+        if self.clock.elapsed() > self.ends_at and any(row["state"] == "COMPLETE" for row in self.table):
+            raise optuna.TrialPruned(f"the proxy's share of the budget is spent (epoch {epoch}, step {step})")
+
+
+class _FinalDeadline:
+    """The final model's callback: stop after an epoch when one more (as long as the latest; the first also
+    fills the resize cache, so it is not the guide for later ones) would end past ``ends_at`` — the safety
+    net for a machine that slowed down after the plan was made."""
+
+    def __init__(self, clock: Clock, ends_at: float):
+        self.clock, self.ends_at = clock, ends_at
+        self.stop_training = False
+
+    def on_epoch_end(self, row: dict[str, Any]) -> None:
+        if self.clock.elapsed() + float(row.get("epoch_seconds") or 0.0) > self.ends_at:
+            self.stop_training = True
+            log.warning("recipe: stopping the final model after epoch %s: another would end past the budget", row.get("epoch"))
+
+
+def run_proxy(cfg: Config, dataset: Path, run: RunDir, plan: ProxyPlan, clock: Clock, ends_at: float) -> dict[str, Any]:
+    """The proxy sweep into ``RUN/proxy``; launches no trial after ``ends_at`` less one trial's estimate.
+    Returns the trial table, the best values and the best proxy score."""
+    import optuna
+
+    from imgclf.experiments.sweep import SweepOptions, default_storage, direction_for, open_storage, run_sweep
+
+    space = search_space(cfg)
+    study = optuna.create_study(study_name=STUDY, storage=open_storage(default_storage(run.proxy)),
+                                direction=direction_for(cfg.train.monitor), load_if_exists=True)
+    study.enqueue_trial(own_values(cfg, space))  # trial 0: the config as it is, the yardstick
+    table: list[dict[str, Any]] = []
+    timeout = ends_at - clock.elapsed() - plan.trial_seconds  # Optuna starts no trial once it is spent
+    options = SweepOptions(
+        trials=plan.trials if timeout > 0 else 1, study=STUDY, out=run.proxy, seed=cfg.train.seed,
+        proxy=proxy_overrides(cfg, plan), timeout=timeout if timeout > 0 else None,  # at least one trial, always
+        on_trial=lambda t: table.append(_trial_row(t)), callbacks=(_Deadline(clock, ends_at, table),),
+    )
+    result = run_sweep(dataset, cfg, space, options)
+    return {"trials": table, "best_params": config_values(result.best_params, space),
+            "best_value": result.best_value, "best_trial": result.best_trial, "monitor": result.monitor}
+
+
+def _trial_row(trial) -> dict[str, Any]:
+    seconds = (trial.datetime_complete - trial.datetime_start).total_seconds() if trial.datetime_complete else None
+    return {"trial": trial.number, "state": trial.state.name, "value": trial.value,
+            "params": dict(trial.params), "seconds": seconds,
+            "train_seconds": trial.user_attrs.get("train_seconds"), "run_dir": trial.user_attrs.get("run_dir"),
+            "error": trial.user_attrs.get("error")}
+
+
+def proxy_speed(table: list[dict[str, Any]]) -> float | None:
+    """Mean images/s the finished proxy trials measured (their summary.json), or None."""
+    speeds = []
+    for row in table:
+        run = RunDir(Path(row["run_dir"])) if row.get("run_dir") else None
+        if run is not None and run.is_finished():
+            speed = run.read_summary().get("mean_images_per_second")
+            if isinstance(speed, (int, float)) and math.isfinite(speed) and speed > 0:
+                speeds.append(float(speed))
+    return sum(speeds) / len(speeds) if speeds else None
+
+
+def final_config(cfg: Config, best: dict[str, Any], size: int, epochs: int) -> Config:
+    from imgclf.train.refit import refit_config
+
+    return refit_config(with_overrides(cfg, {**best, "data.image_size": int(size)}), epochs)
+
+
+def train_final(cfg: Config, dataset: Path, run: RunDir, tracking_uri: str | None, callbacks: Iterable[Any]) -> dict[str, Any]:
+    from imgclf.experiments.tracking import tracking_session
+    from imgclf.train.loop import fit
+
+    with tracking_session(cfg, run.root, tracking_uri) as tracking:
+        return fit(cfg, dataset, run.root, callbacks=[*callbacks, *tracking], preflight=False)
+
+
+def run_recipe(cfg: Config, dataset: Path, out: Path, budget: float, *, started: float | None = None,
+               tracking_uri: str | None = None, callbacks: Iterable[Any] = ()) -> dict[str, Any]:
+    """Warm-up, proxy search and the final refit into ``out`` within ``budget`` seconds; return its summary."""
+    clock, run = Clock(started), RunDir(Path(out))
+    points, cost, cap = measure(cfg, Path(dataset), budget)
+    images = points[0]["images"]
+    overhead = max(p["overhead_seconds"] for p in points)
+    val_images = round(images * (cfg.data.val_fraction or 0.2))
+    plan = plan_proxy(PROXY_SHARE * budget, images - val_images, val_images, cost, proxy_size(cap), overhead,
+                      classes=points[0]["classes"])
+    if not cfg.data.val_fraction:  # the proxy needs a validation split even when the final model has none
+        cfg_proxy = with_overrides(cfg, {"data.val_fraction": 0.2})
+    else:
+        cfg_proxy = cfg
+    t_proxy = clock.elapsed()
+    proxy = run_proxy(cfg_proxy, Path(dataset), run, plan, clock, t_proxy + PROXY_SHARE * budget)
+    proxy_seconds = clock.elapsed() - t_proxy
+    speed = proxy_speed(proxy["trials"])
+    if speed:  # the proxy's own timing corrects the warm-up's model at small sizes
+        cost = CostModel.fit([*((p["size"], p["images_per_second"]) for p in points), (plan.size, speed)])
+    share, low, high = REPORT_RESERVE
+    left = budget - min(max(share * budget, low), high) - clock.elapsed() - overhead
+    size, epochs = plan_final(left, images, cost, cap, max(cfg.train.epochs, MIN_EPOCHS))
+    final = final_config(cfg, proxy["best_params"], size, epochs)
+    record = {
+        "budget_seconds": budget, "warmup": points, "cost_model": {"a": cost.a, "b": cost.b, "formula": "seconds/image = a + b*size^2"},
+        "proxy": {"size": plan.size, "subset": plan.subset, "epochs": plan.epochs, "trials_planned": plan.trials,
+                  "trial_seconds_estimate": plan.trial_seconds, "share_seconds": PROXY_SHARE * budget,
+                  "seconds": proxy_seconds, "monitor": proxy["monitor"], "best_trial": proxy["best_trial"],
+                  "best_value": proxy["best_value"], "table": proxy["trials"], "images_per_second": speed},
+        "chosen": {"params": proxy["best_params"], "image_size": size, "epochs": epochs, "images": images,
+                   "seconds_planned": left, "refit_on_all_images": True},
+        "estimate": {"val_accuracy": proxy["best_value"] if proxy["monitor"] == "val_accuracy" else None,
+                     "note": "the proxy's validation score (subset, small size); the final model was trained on "
+                             "every image and has no validation of its own"},
+    }
+    log.info("recipe: final model at %dpx for %d epoch(s) on all %d images (%.0fs left of %.0fs)", size, epochs, images, left, budget)
+    atomic_write_json(run.recipe, {**record, "status": "training the final model"})
+    deadline = _FinalDeadline(clock, budget * 1.05 - min(max(share * budget, low), high))
+    summary = train_final(final, Path(dataset), run, tracking_uri, [*callbacks, deadline])
+    return _finish(run, summary, record, clock)
+
+
+def _finish(run: RunDir, summary: dict[str, Any], record: dict[str, Any], clock: Clock) -> dict[str, Any]:
+    elapsed = clock.elapsed()
+    record = {**record, "status": "done", "elapsed_seconds": elapsed, "epochs_run": summary.get("epochs_run"),
+              "clock": "from the start of api.train (the train command), after Python's start-up and imports",
+              "within_budget": elapsed <= record["budget_seconds"] * 1.05}
+    atomic_write_json(run.recipe, record)
+    summary = {**summary, "recipe": {"budget_seconds": record["budget_seconds"], "elapsed_seconds": elapsed,
+                                     "val_accuracy_estimate": record["estimate"]["val_accuracy"],
+                                     "validation": record["estimate"]["note"]}}
+    atomic_write_json(run.summary, summary)
+    return summary
+
+
+def record_total(out: Path, started: float) -> float:
+    """After the run report: the command's whole time so far, into ``recipe.json`` (``elapsed_with_report_seconds``)."""
+    run, total = RunDir(Path(out)), time.perf_counter() - started
+    if run.recipe.is_file():
+        atomic_write_json(run.recipe, {**run.read_recipe(), "elapsed_with_report_seconds": total})
+    return total

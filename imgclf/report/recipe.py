@@ -1,0 +1,49 @@
+"""The run report's "Budget recipe" section: what ``train --budget`` measured, tried and chose (``recipe.json``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from imgclf.report import html as h
+from imgclf.run.rundir import RunDir
+
+
+def _short(value: Any) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def proxy_rows(recipe: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per proxy trial: its number, state, score, seconds and each searched value."""
+    proxy = recipe.get("proxy", {})
+    rows = []
+    for trial in proxy.get("table", []):
+        row = {"trial": trial.get("trial"), "state": trial.get("state"), proxy.get("monitor", "value"): trial.get("value"),
+               "seconds": trial.get("seconds")}
+        row.update({key.split(".", 1)[-1]: _short(v) for key, v in (trial.get("params") or {}).items()})
+        rows.append(row)
+    return rows
+
+
+def recipe_section(run: RunDir) -> str | None:
+    """None when the run was not trained with ``--budget``."""
+    if not run.recipe.is_file():
+        return None
+    recipe = run.read_recipe()
+    chosen, proxy, estimate = recipe.get("chosen", {}), recipe.get("proxy", {}), recipe.get("estimate", {})
+    elapsed = recipe.get("elapsed_seconds")
+    plan = (
+        f"Budget {h.format_value(recipe.get('budget_seconds'))} s, used {h.format_value(elapsed)} s before this report "
+        f"({recipe.get('status', '?')}). Warm-up: "
+        + ", ".join(f"{w['images_per_second']:.1f} images/s at {w['size']} px" for w in recipe.get("warmup", []))
+        + f". Proxy: {proxy.get('trials_planned')} trial(s) planned on {proxy.get('subset')} of the data at "
+        f"{proxy.get('size')} px for {proxy.get('epochs')} epoch(s), {h.format_value(proxy.get('seconds'))} s spent. "
+        f"Final model: {chosen.get('image_size')} px, {chosen.get('epochs')} epoch(s) on all {chosen.get('images')} images."
+    )
+    params = [{"key": k, "value": _short(v)} for k, v in (chosen.get("params") or {}).items()]
+    return h.section(
+        "Budget recipe",
+        h.paragraph(plan),
+        h.paragraph(f"Estimate: {h.format_value(estimate.get('val_accuracy'))} validation accuracy — {estimate.get('note', '')}.", "note"),
+        h.table(params) if params else "",
+        h.table(proxy_rows(recipe), highlight={proxy.get("monitor", "value"): "max" if proxy.get("monitor") == "val_accuracy" else "min"}),
+    )
