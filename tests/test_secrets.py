@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from conftest import TINY
+from conftest import TINY, cli
 from imgclf.cli.main import run
 from imgclf.competition import download_competition, submit_file
 from imgclf.config import load_config, save_config
@@ -284,13 +284,8 @@ def _run_files_text(folder) -> str:
 
 def _cli(args, capsys) -> tuple[int, str, str]:
     """(exit code, stdout + stderr, stderr)."""
-    try:
-        run([str(a) for a in args])
-        code = 0
-    except SystemExit as exc:
-        code = exc.code or 0
-    captured = capsys.readouterr()
-    return code, captured.out + captured.err, captured.err
+    code, out, err = cli(args, capsys)
+    return code, out + err, err
 
 
 TRAIN_FAST = [*TINY, "train.epochs=1", "train.max_steps_per_epoch=1", "tracking.enabled=true"]

@@ -8,8 +8,7 @@ import time
 
 import pytest
 
-from conftest import TINY
-from imgclf.cli.main import run
+from conftest import TINY, cli
 from imgclf.config import build_config
 from imgclf.errors import ConfigError
 from imgclf.safe_yaml import MAX_BYTES, YAMLLimitError, load_yaml, read_yaml_file
@@ -30,13 +29,8 @@ DEEP_BLOCK = "- " * 20_000 + "x\n"  # block sequences in compact form, one insid
 
 def _cli(args: list, capsys) -> tuple[int, str, float]:
     started = time.monotonic()
-    try:
-        run([str(a) for a in args])
-        code = 0
-    except SystemExit as exc:
-        code = exc.code or 0
-    captured = capsys.readouterr()
-    return code, captured.out + captured.err, time.monotonic() - started
+    code, out, err = cli(args, capsys)
+    return code, out + err, time.monotonic() - started
 
 
 def _assert_one_line(code: int, output: str, seconds: float, fragment: str) -> None:

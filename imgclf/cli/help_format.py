@@ -18,8 +18,8 @@ def _no_flag_metavar(param: Any) -> None:
         param.metavar = ""
 
 
-class Command(TyperCommand):
-    """A typer command whose flags (its own and ``--help``) show no ``<bool>``."""
+class _NoBoolMetavar:
+    """Mixed into a typer command or group: its flags (its own and ``--help``) show no ``<bool>``."""
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
@@ -32,15 +32,9 @@ class Command(TyperCommand):
         return option
 
 
-class Group(TyperGroup):
+class Command(_NoBoolMetavar, TyperCommand):
+    """A typer command whose flags show no ``<bool>``."""
+
+
+class Group(_NoBoolMetavar, TyperGroup):
     """A typer group whose flags (``--version``, ``--help``) show no ``<bool>``."""
-
-    def __init__(self, *args: Any, **kwargs: Any):
-        super().__init__(*args, **kwargs)
-        for param in self.params:
-            _no_flag_metavar(param)
-
-    def get_help_option(self, ctx: click.Context) -> Any:
-        option = super().get_help_option(ctx)
-        _no_flag_metavar(option)
-        return option

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from imgclf.errors import DataError
+from imgclf.io import missing_parents
 
 log = logging.getLogger("imgclf")
 
@@ -217,13 +218,6 @@ def _copy_entry(zf: zipfile.ZipFile, info: zipfile.ZipInfo, dest: Path, archive:
             out.write(chunk)
 
 
-def _missing_parents(folder: Path) -> list[Path]:
-    """``folder`` and its ancestors that do not exist yet, deepest first."""
-    missing = []
-    while not folder.exists() and folder != folder.parent:
-        missing.append(folder)
-        folder = folder.parent
-    return missing
 
 
 def safe_extract(archive: Path, target: Path, limits: ExtractLimits = ExtractLimits(), budget: ExtractBudget | None = None) -> Path:
@@ -237,7 +231,7 @@ def safe_extract(archive: Path, target: Path, limits: ExtractLimits = ExtractLim
         budget = ExtractBudget(limits)
         budget.add_source_archive(archive.stat().st_size)
     entries = check_archive(archive, budget)
-    made = _missing_parents(target.parent)
+    made = missing_parents(target.parent)
     tmp = None
     try:
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -30,7 +30,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from imgclf.errors import DataError, ImgclfError
-from imgclf.io import atomic_write_json
+from imgclf.io import atomic_write_json, missing_parents
 
 MARKER = ".imgclf-dataset.json"
 _FORMAT = "imgclf-dataset"
@@ -100,12 +100,6 @@ def check_out_dir(out: Path) -> bool:
     return empty
 
 
-def _missing_parents(folder: Path) -> list[Path]:
-    missing = []
-    while not folder.exists() and folder != folder.parent:
-        missing.append(folder)
-        folder = folder.parent
-    return missing
 
 
 def _create(out: Path) -> None:
@@ -143,7 +137,7 @@ def claim_out_dir(out: Path) -> Iterator[None]:
     one DataError line that says what was left.
     """
     fresh = check_out_dir(out)
-    made = _missing_parents(out)
+    made = missing_parents(out)
     try:
         _create(out)
         if fresh:

@@ -8,7 +8,6 @@ tracking, a store that fails costs one warning, never the training.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
@@ -21,6 +20,7 @@ from imgclf.experiments.tracking import connect_store, ensure_experiment, resolv
 from imgclf.experiments.urls import one_line
 from imgclf.run.rundir import RunDir
 from imgclf.secrets import mask_url
+from imgclf.errors import RunDirError
 from imgclf.io import atomic_write_json
 
 log = logging.getLogger("imgclf")
@@ -63,12 +63,9 @@ def open_parent(cfg: Config, cv_dir: Path, tracking_uri: str | None) -> ParentRu
 
 
 def _saved_parent(cv_dir: Path, uri: str, experiment: str) -> str | None:
-    path = RunDir(cv_dir).mlflow_run
-    if not path.is_file():
-        return None
     try:
-        saved = json.loads(path.read_text())
-    except (OSError, ValueError):
+        saved = RunDir(cv_dir).read_mlflow_run()
+    except RunDirError:
         return None
     same = saved.get("tracking_uri") == mask_url(uri) and saved.get("experiment") == experiment
     return saved.get("run_id") if same else None

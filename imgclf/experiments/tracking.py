@@ -39,6 +39,7 @@ import pandas as pd
 
 from imgclf.config import Config
 from imgclf.experiments.urls import one_line, sqlalchemy_url
+from imgclf.errors import RunDirError
 from imgclf.io import atomic_write_json
 from imgclf.run.rundir import RunDir
 from imgclf.runtime import is_main_process
@@ -168,12 +169,9 @@ class MlflowTracker:
 
     def _reattach(self, run_dir: Path) -> str | None:
         """On resume, keep logging into the run the interrupted training created."""
-        path = RunDir(run_dir).mlflow_run
-        if not path.is_file():
-            return None
         try:
-            saved = json.loads(path.read_text())
-        except (OSError, ValueError):
+            saved = RunDir(run_dir).read_mlflow_run()
+        except RunDirError:
             return None
         if saved.get("tracking_uri") != mask_url(self.tracking_uri) or saved.get("experiment") != self.experiment:
             return None
