@@ -104,3 +104,15 @@ def test_train_refit_trains_on_every_image_for_the_chosen_epochs(tmp_path, tiny_
     assert parent["refit"]["run"] == str(out / "refit")
     code, _, err = cli(["predict", out / "refit", tiny_dataset / "test", "--out", tmp_path / "sub.csv"], capsys)
     assert code == 0, err and (tmp_path / "sub.csv").is_file()
+
+
+def test_a_damaged_onnx_export_and_a_zero_class_preview_are_one_line_errors(tmp_path, tiny_dataset, capsys):
+    out = tmp_path / "run"
+    fit(load_config(None, [*TINY, "train.epochs=1"]), tiny_dataset, out)
+    (out / "export").mkdir()
+    (out / "export" / "model.onnx").write_bytes(b"not a protobuf" * 8)
+    code, _, err = cli(["predict", out, tiny_dataset / "test", "--out", tmp_path / "s.csv", "--engine", "onnx"], capsys)
+    assert code == 2 and "is not a model ONNX Runtime can load" in _one_error_line(err)
+    code, _, err = cli(["show-augs", tiny_dataset, "--out", tmp_path / "a.png", "--max-classes", "0"], capsys)
+    assert code == 2 and "--max-classes" in err and "Traceback" not in err
+    assert not (tmp_path / "s.csv").exists() and not (tmp_path / "a.png").exists()

@@ -19,7 +19,7 @@ def show_augs_command(
     set_: list[str] = typer.Option([], "--set", "-s", help=SET_HELP),
     n: int = typer.Option(8, "--n", help="Augmented versions per image."),
     per_class: int = typer.Option(1, "--per-class", help="Images per class."),
-    max_classes: int = typer.Option(12, "--max-classes", help="Show at most this many classes (a random, reproducible choice)."),
+    max_classes: int = typer.Option(12, "--max-classes", min=1, help="Show at most this many classes (a random, reproducible choice)."),
     seed: int = typer.Option(0, help="Seed of the image choice and the augmentations."),
     out: Path = typer.Option(Path("augs.png"), "--out", "-o", help="PNG to write."),
 ) -> None:

@@ -211,7 +211,12 @@ class OnnxEngine:
         self.path = Path(path)
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self.session = ort.InferenceSession(str(self.path), sess_options=options, providers=onnx_providers(device))
+        try:
+            self.session = ort.InferenceSession(str(self.path), sess_options=options, providers=onnx_providers(device))
+        except Exception as exc:  # onnxruntime raises its own pybind types for a damaged or foreign file
+            first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+            raise RunDirError(f"{self.path} is not a model ONNX Runtime can load ({first}); delete it and run "
+                              "imgclf export again") from None
         self.metadata: dict[str, str] = dict(self.session.get_modelmeta().custom_metadata_map)
 
     def eval(self) -> "OnnxEngine":
