@@ -130,6 +130,33 @@ def test_list_valued_choices_survive_an_rdb_study_and_the_enqueued_first_trial(t
     assert config_values(study.best_params, [param])[param.key] in ([0.08, 1.0], [0.35, 1.0], [0.7, 1.0])
 
 
+def test_default_search_space_survives_tpe_past_its_start_up_trials_on_a_database(tmp_path):
+    """CI once failed here: with the default ``data.crop_scale`` (None: the preset's), the list choices went to
+    Optuna raw; read back from the database as lists they no longer matched the tuples asked for, and TPE's
+    relative sampling (from trial 11 on, so only on a fast machine) raised "dynamic value space". The whole
+    default space must run past TPE's start-up trials, warn about nothing, and give values the config accepts."""
+    import warnings
+
+    import optuna
+
+    from imgclf.config import with_overrides
+    from imgclf.experiments.recipe import config_values, own_values
+
+    cfg = Config()
+    space = search_space(cfg)
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'o.db'}", study_name="s",
+                                sampler=optuna.samplers.TPESampler(seed=0, constant_liar=True))
+    study.enqueue_trial(own_values(cfg, space))
+    values = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        study.optimize(lambda t: values.append({p.key: p.suggest(t) for p in space}) or len(values) % 3, n_trials=14)
+    assert len(values) == 14 and values[0]["data.crop_scale"] is None
+    assert any(isinstance(v["data.crop_scale"], list) for v in values)
+    for trial in study.trials:
+        with_overrides(cfg, config_values(trial.params, space))  # every stored value is one the config takes
+
+
 @pytest.mark.parametrize("flag", [["--refit"], ["--devices", "2"]])
 def test_budget_with_a_flag_it_replaces_is_one_line_exit_2(tiny_dataset, tmp_path, capsys, flag):
     code, _, err = cli(["train", tiny_dataset, "--out", tmp_path / "run", "--budget", "1m", *flag], capsys)

@@ -57,13 +57,14 @@ class LabelledChoice(SearchParam):
     (a storage keeps only plain values), and ``suggest`` hands the config the value itself."""
 
     def labels(self) -> list[str]:
-        return [json.dumps(list(c)) for c in self.choices]
+        return [_label(c) for c in self.choices]
 
     def suggest(self, trial) -> Any:
         return self.value_of(trial.suggest_categorical(self.key, self.labels()))
 
     def value_of(self, label: Any) -> Any:
-        return list(self.choices[self.labels().index(label)]) if isinstance(label, str) else label
+        choice = self.choices[self.labels().index(label)]
+        return list(choice) if isinstance(choice, tuple) else choice
 
 
 class Clock:
@@ -91,9 +92,15 @@ def search_space(cfg: Config) -> list[SearchParam]:
         if key in keys:
             own = _choice(flat[key])
             choices = choices if own in choices else (*choices, own)
-            kind = LabelledChoice if isinstance(own, tuple) else SearchParam
+            # Any list-valued choice makes the whole parameter labelled: Optuna's database keeps only plain
+            # values, and a choice it reads back as a list would differ from the tuple asked for next trial.
+            kind = LabelledChoice if any(isinstance(c, tuple) for c in choices) else SearchParam
             space.append(kind(key, "categorical", choices=choices))
     return space
+
+
+def _label(choice: Any) -> str:
+    return json.dumps(list(choice) if isinstance(choice, tuple) else choice)
 
 
 def _choice(value: Any) -> Any:
@@ -103,7 +110,7 @@ def _choice(value: Any) -> Any:
 def own_values(cfg: Config, space: list[SearchParam]) -> dict[str, Any]:
     """The config's value of each parameter, as Optuna stores it (a label for a :class:`LabelledChoice`)."""
     flat = cfg.flat()
-    return {p.key: json.dumps(flat[p.key]) if isinstance(p, LabelledChoice) else flat[p.key] for p in space}
+    return {p.key: _label(_choice(flat[p.key])) if isinstance(p, LabelledChoice) else flat[p.key] for p in space}
 
 
 def config_values(params: dict[str, Any], space: list[SearchParam]) -> dict[str, Any]:
