@@ -178,11 +178,13 @@ def predict(
     run_dir: str | Path, images: str | Path | Sequence[str | Path], out: str | Path = "submission.csv", *,
     probs: str | Path | None = None, sample: str | Path | None = None, category: str = "auto",
     tta: str | int | TTAConfig | None = None, batch_size: int = 64, device: str = "cpu", engine: str = "torch",
+    progress: Any = True,
 ) -> dict[str, Any]:
     """Write a competition submission for ``images`` (a folder, files or glob patterns), as ``imgclf predict`` does.
 
     ``tta``: None (the run's saved TTA config), ``"none"``, ``"adaptive"``, a number of views or a TTAConfig.
-    Returns rows, format, forward passes and seconds.
+    ``progress``: True for the CLI's progress bar, False for none, or an object with ``start(total)``,
+    ``advance(images)`` and ``stop()``. Returns rows, format, forward passes and seconds.
     """
     from imgclf.infer.jobs import predict_folder
 
@@ -193,7 +195,15 @@ def predict(
     tta_cfg = tta if isinstance(tta, TTAConfig) else _run_tta(Path(run_dir), None if tta is None else str(tta))
     return predict_folder(Path(run_dir), images, Path(out), probs_out=Path(probs) if probs else None,
                           sample=Path(sample) if sample else None, category=category, batch_size=batch_size,
-                          device=device, engine=engine, tta=tta_cfg)
+                          device=device, engine=engine, tta=tta_cfg, progress=_predict_progress(progress))
+
+
+def _predict_progress(progress: Any) -> Any:
+    if progress is True:
+        from imgclf.cli.console import RichPredictProgress
+
+        return RichPredictProgress()
+    return None if progress in (False, None) else progress
 
 
 def _run_tta(run_dir: Path, mode: str | None) -> TTAConfig:

@@ -53,6 +53,37 @@ def test_api_predict_writes_what_the_cli_writes(trained, tmp_path: Path, capsys)
     assert loaded.classes == ["alpha", "beta", "gamma"] and not loaded.model.training
 
 
+class _Recorder:
+    def __init__(self):
+        self.totals, self.advances, self.stopped = [], [], 0
+
+    def start(self, total):
+        self.totals.append(total)
+
+    def advance(self, images):
+        self.advances.append(images)
+
+    def stop(self):
+        self.stopped += 1
+
+
+@pytest.mark.parametrize("engine", ["torch", "onnx"])
+@pytest.mark.parametrize("tta,total", [("none", 6), ("2", 12), ("adaptive", None)])
+def test_predict_progress_counts_every_forward_pass(trained, tmp_path: Path, tta, total, engine):
+    """predict's progress bar: told the passes to come (unknown for adaptive TTA), advanced by each batch's images,
+    and its count ends at the passes the prediction reports, on both engines."""
+    import imgclf
+
+    run_dir, data = trained
+    progress = _Recorder()
+    result = imgclf.predict(run_dir, data / "test", tmp_path / "s.csv", tta=tta, batch_size=4, engine=engine,
+                            progress=progress)
+    assert progress.totals == [total] and progress.stopped == 1
+    assert sum(progress.advances) == result["forward_passes"] and max(progress.advances) <= 4
+    if total is not None:
+        assert result["forward_passes"] == total
+
+
 def test_api_errors_are_imgclf_errors(trained, tmp_path: Path):
     import imgclf
     from imgclf.errors import DataError

@@ -70,3 +70,30 @@ class RichTrainingProgress(Callback):
             f"({row['images_per_second']:.0f} img/s)",
             highlight=False,
         )
+
+
+class RichPredictProgress:
+    """The progress bar of ``predict``: images through the model (a TTA view counts as one more); without a
+    known total (adaptive TTA decides per image) it counts passes and shows the time."""
+
+    def __init__(self, out: Console | None = None):
+        self.console = out or err_console
+        self._progress: Progress | None = None
+        self._task = None
+
+    def start(self, total: int | None) -> None:
+        self._progress = Progress(
+            TextColumn("predicting"), BarColumn(), MofNCompleteColumn(), TextColumn("forward passes"),
+            TimeElapsedColumn(), TimeRemainingColumn(), console=self.console, transient=True,
+        )
+        self._progress.start()
+        self._task = self._progress.add_task("predict", total=total)
+
+    def advance(self, images: int) -> None:
+        if self._progress is not None:
+            self._progress.update(self._task, advance=images)
+
+    def stop(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None

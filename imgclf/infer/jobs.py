@@ -107,10 +107,29 @@ def _calibration_report(loaded, pred: Predictions, y: np.ndarray) -> dict[str, A
     }
 
 
+def expected_passes(images: int, members: int, tta: TTAConfig | None) -> int | None:
+    """Forward passes a prediction will make: known ahead except for adaptive TTA."""
+    if tta is None or tta.mode == "none":
+        return images * members
+    return images * members * min(tta.n, len(tta.views)) if tta.mode == "fixed" else None
+
+
+def _predict_with_progress(models, paths: list[Path], progress: Any, **kwargs: Any):
+    from imgclf.infer.model_set import predict_model_set
+
+    if progress is None:
+        return predict_model_set(models, paths, **kwargs)
+    progress.start(expected_passes(len(paths), len(models.members), kwargs.get("tta")))
+    try:
+        return predict_model_set(models, paths, on_images=progress.advance, **kwargs)
+    finally:
+        progress.stop()
+
+
 def predict_folder(
     run_dir: Path, images: str | Path | Sequence[str | Path], out: Path, *, probs_out: Path | None = None,
     sample: Path | None = None, category: str = "auto", tta: TTAConfig | None = None, batch_size: int = 64,
-    device: str = "cpu", engine: str = "torch",
+    device: str = "cpu", engine: str = "torch", progress: Any = None,
 ) -> dict[str, Any]:
     """Predict the images named by ``images`` (a folder, files or glob patterns) and write a submission.
 
@@ -118,7 +137,8 @@ def predict_folder(
     are blended with their weights (see :mod:`imgclf.infer.model_set`). With a sample submission
     (``sample``, or ``sample_submission.csv`` beside an images folder), its ids are matched to files
     first — a missing or ambiguous id fails before any inference — and only the images it lists are
-    predicted, in its order.
+    predicted, in its order. ``progress`` (optional) gets ``start(total)`` with the forward passes to come (None
+    when adaptive TTA decides per image), ``advance(n)`` after each pass of ``n`` images, and ``stop()``.
     """
     from imgclf.infer.model_set import predict_model_set, resolve_model_set
 
@@ -132,7 +152,8 @@ def predict_folder(
     listed = match_sample_ids(fmt, paths, base)
     if len(listed) < len(paths):
         log.info("predicting the %d image(s) the sample lists; %d other image(s) ignored", len(listed), len(paths) - len(listed))
-    pred = predict_model_set(models, listed, root=base.parent, batch_size=batch_size, device=device, tta=tta, engine=engine)
+    pred = _predict_with_progress(models, listed, progress, root=base.parent, batch_size=batch_size, device=device,
+                                  tta=tta, engine=engine)
     if pred.bad:
         raise DataError(
             f"{len(pred.bad)} test image(s) could not be decoded, e.g. {pred.bad[0]}; a submission needs every row — "

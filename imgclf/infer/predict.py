@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +15,7 @@ from imgclf.data.datasets import ImageDataset
 from imgclf.data.pipeline import image_loader, make_loader
 from imgclf.data.transforms import eval_transform
 from imgclf.errors import ConfigError
-from imgclf.infer.predictions import Predictions
+from imgclf.infer.predictions import CountedModel, Predictions
 from imgclf.run.load import LoadedRun
 from imgclf.eval.logits import predict_logits
 from imgclf.runtime import autocast_dtype
@@ -30,13 +32,15 @@ def predict_paths(
     tta: TTAConfig | None = None,
     calibrated: bool = True,
     engine: str = "torch",
+    on_images: Callable[[int], None] | None = None,
 ) -> Predictions:
     """Probabilities for ``paths``; unreadable files are skipped and listed in ``bad``.
 
     ``calibrated`` divides logits by the run's fitted temperature (it changes confidence, not
     the argmax); adaptive TTA's thresholds are meant for calibrated probabilities. ``engine``
     ``onnx`` runs the run's ONNX export with ONNX Runtime (exported on first use) behind the
-    same decoding, cache and transforms.
+    same decoding, cache and transforms. ``on_images(n)`` is called after every forward pass of ``n`` images
+    (TTA makes several per image), for a progress bar.
     """
     device = torch.device(device)
     if engine == "onnx":
@@ -46,6 +50,8 @@ def predict_paths(
         device = torch.device("cpu")  # ONNX Runtime takes host arrays and moves them itself
     elif engine != "torch":
         raise ConfigError(f"unknown engine {engine!r}; choose torch or onnx")
+    if on_images is not None:
+        loaded = dataclasses.replace(loaded, model=CountedModel(loaded.model, on_images))
     temperature = loaded.temperature if calibrated else 1.0
     loader_fn = image_loader(loaded.cfg.data, root, loaded.pre)
     t0 = time.perf_counter()

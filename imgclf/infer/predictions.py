@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -20,3 +22,21 @@ class Predictions:
     @property
     def total_passes(self) -> int:
         return int(self.passes.sum())
+
+
+class CountedModel:
+    """A model (PyTorch or :class:`imgclf.infer.export.OnnxEngine`) that reports how many images each forward
+    pass took to ``on_images`` (a progress bar counts them), and otherwise behaves as the model does."""
+
+    def __init__(self, model: Any, on_images: Callable[[int], None]):
+        self.model = model
+        self.on_images = on_images
+
+    def eval(self) -> "CountedModel":
+        self.model.eval()
+        return self
+
+    def __call__(self, images: Any) -> Any:
+        out = self.model(images)
+        self.on_images(int(images.shape[0]))
+        return out
