@@ -58,9 +58,9 @@ def train(
     seconds = _budget_seconds(budget, resume, devices, refit)
 
     if resume is not None:
-        if config or overrides:
-            raise ConfigError("--resume continues a run with its saved config.yaml; drop --config/--set")
-        cfg, dataset, out = resumed_config(Path(resume), dataset)
+        if config:
+            raise ConfigError("--resume continues a run with its saved config.yaml; drop --config")
+        cfg, dataset, out = resumed_config(Path(resume), dataset, overrides)
         if deterministic and not cfg.train.deterministic:
             raise ConfigError("--resume continues a run with its saved config.yaml, which has train.deterministic=false; drop --deterministic")
     else:
@@ -73,6 +73,8 @@ def train(
         RunDir(out).check_new()
     if is_main():  # every problem with the config, the dataset and the files it names, before anything is written
         validate_for_training(cfg, Path(dataset))
+        if resume is not None and overrides:
+            _start_extension(RunDir(Path(out)), cfg)
     if seconds is not None:
         from imgclf.experiments.recipe import record_total, run_recipe
 
@@ -114,12 +116,50 @@ def _apply_sweep(cfg: Config, study: str, storage: str | None) -> Config:
     return cfg
 
 
-def resumed_config(run_dir: Path, dataset: str | Path | None) -> tuple[Config, Path, Path]:
-    """The saved config, the dataset it trained on (unless given) and the run directory of a run to resume."""
+# What ``--resume`` may change: how long the run goes on (extending a finished run, or an interrupted one).
+RESUME_OVERRIDES = ("train.epochs", "train.patience")
+
+
+def resumed_config(run_dir: Path, dataset: str | Path | None, overrides: Sequence[str] = ()) -> tuple[Config, Path, Path]:
+    """The saved config, the dataset it trained on (unless given) and the run directory of a run to resume.
+
+    ``overrides`` may set only :data:`RESUME_OVERRIDES`: ``train.epochs=N`` extends a run, finished or not, to N
+    epochs (the learning-rate schedule is recomputed for N, as timm's ``--resume`` with more ``--epochs`` does).
+    ``train`` then makes it the run's ``config.yaml``; a finished run loses its ``summary.json`` until it
+    finishes again.
+    """
     run = RunDir(run_dir)
     run.require("config", "info", "last")
     cfg = build_config(read_yaml(run.config))
+    if overrides:
+        cfg = _extended(run, cfg, overrides)
     return cfg, Path(dataset or run.read_info()["dataset"]), run_dir
+
+
+def _extended(run: RunDir, cfg: Config, overrides: Sequence[str]) -> Config:
+    from imgclf.config import parse_override
+
+    keys = [parse_override(o)[0] for o in overrides]
+    if any(k not in RESUME_OVERRIDES for k in keys):
+        bad = next(k for k in keys if k not in RESUME_OVERRIDES)
+        raise ConfigError(f"--resume continues a run with its saved config.yaml; --set may change only "
+                          f"{' and '.join(RESUME_OVERRIDES)} there (got {bad})")
+    new = load_config(run.config, list(overrides))
+    done = run.read_summary()["epochs_run"] if run.is_finished() else 0
+    if run.is_finished() and new.train.epochs <= done:
+        raise ConfigError(f"{run.root} already trained {done} epoch(s); to extend it set train.epochs above {done}")
+    return new
+
+
+def _start_extension(run: RunDir, cfg: Config) -> None:
+    """Once the extended config passed every check: it becomes the run's config, and a finished run is
+    unfinished again (no summary) until the extension writes its own."""
+    from imgclf.config import save_config
+
+    save_config(cfg, run.config)
+    if run.is_finished():
+        log.info("extending %s from %d to %d epochs", run.root, run.read_summary()["epochs_run"], cfg.train.epochs)
+        run.summary.unlink()
 
 
 def _fit_tracked(cfg: Config, dataset: Path, out: Path, resume: bool, tracking_uri: str | None, callbacks: list[Any]) -> dict[str, Any]:

@@ -182,3 +182,42 @@ def test_resume_refuses_deterministic_flag_the_run_did_not_have(tmp_path, tiny_d
         run(["train", "--resume", str(out), "--deterministic"])
     assert exc.value.code == 2
     assert "drop --deterministic" in capsys.readouterr().err
+
+
+def test_resume_with_more_epochs_extends_a_finished_run_and_keeps_its_first_epochs(tmp_path, tiny_dataset, capsys):
+    """--resume RUN --set train.epochs=N continues a finished run: the earlier epochs' rows stay, the new ones
+    follow, the config and summary say N; patience comes from the new config, and an early stop is lifted."""
+    from conftest import cli
+
+    out = tmp_path / "run"
+    code, _, err = cli(["train", tiny_dataset, "--out", out, *[a for o in [*TINY, "train.epochs=2"] for a in ("--set", o)]], capsys)
+    assert code == 0, err
+    before = _values(out / "metrics.csv")
+    last_before = load_training_state(out / "checkpoints" / "last.pt")
+    last_before["early_stopping"]["should_stop"] = True  # as if patience had ended it: extending must lift that
+    torch.save(last_before, out / "checkpoints" / "last.pt")
+    code, _, err = cli(["train", "--resume", out, "--set", "train.epochs=4", "--set", "train.patience=9"], capsys)
+    assert code == 0, err
+    rows = read_metrics(out / "metrics.csv")
+    assert [r["epoch"] for r in rows] == [1, 2, 3, 4] and _values(out / "metrics.csv")[:2] == before
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["epochs_run"] == 4 and not summary["stopped_early"]
+    saved = read_yaml(out / "config.yaml")["train"]
+    assert saved["epochs"] == 4 and saved["patience"] == 9
+    assert load_training_state(out / "checkpoints" / "last.pt")["epoch"] == 3  # 0-based: the fourth epoch
+
+
+@pytest.mark.parametrize("sets,message", [
+    (["train.epochs=2"], "already trained 2 epoch(s); to extend it set train.epochs above 2"),
+    (["train.lr=0.1"], "may change only train.epochs and train.patience there (got train.lr)"),
+])
+def test_resume_refuses_what_it_cannot_extend_and_keeps_the_finished_run(tmp_path, tiny_dataset, capsys, sets, message):
+    from conftest import cli
+
+    out = tmp_path / "run"
+    code, _, err = cli(["train", tiny_dataset, "--out", out, *[a for o in [*TINY, "train.epochs=2"] for a in ("--set", o)]], capsys)
+    assert code == 0, err
+    files = {p: p.read_bytes() for p in (out / "summary.json", out / "config.yaml", out / "metrics.csv")}
+    code, _, err = cli(["train", "--resume", out, *[a for o in sets for a in ("--set", o)]], capsys)
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+    assert all(p.read_bytes() == data for p, data in files.items())  # nothing of the finished run changed

@@ -25,7 +25,7 @@ def train(
     config: Optional[Path] = typer.Option(None, "--config", "-c", help=CONFIG_HELP),
     set_: list[str] = typer.Option([], "--set", "-s", help=SET_HELP),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run directory to create (default runs/<time>-<backbone>)."),
-    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue an interrupted run from its last checkpoint."),
+    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue an interrupted run from its last checkpoint; with --set train.epochs=N, extend a run (finished or not) to N epochs."),
     deterministic: bool = typer.Option(False, "--deterministic", help="Seed everything and use deterministic algorithms (sets train.deterministic=true): two runs of one config give the same metrics."),
     tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow store (default $MLFLOW_TRACKING_URI or sqlite:///<runs folder>/mlflow.db; tracking.enabled=false turns it off)."),
     from_sweep: Optional[str] = typer.Option(None, "--from-sweep", help="Apply the best values of this sweep study (backbone, weights, image size, subset, epochs stay this config's)."),

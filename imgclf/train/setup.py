@@ -187,10 +187,22 @@ def _restore(t: Training) -> None:
         raise RunDirError(f"{t.run.last} does not fit the model and optimiser of {t.run.config} ({first})") from None
     t.start_epoch = int(state["epoch"]) + 1
     t.checkpointer.saved_epochs = t.start_epoch
+    _extend(t, state)
     # metrics rows count epochs from 1, so the checkpointed epoch's own row is epoch == start_epoch
     rows = [r for r in read_metrics(t.run.metrics) if r["epoch"] <= t.start_epoch] if t.ctx.is_main else None
     t.rows = broadcast_object(t.ctx, rows)
     log.info("resuming %s at epoch %d", t.run.root, t.start_epoch + 1)
+
+
+def _extend(t: Training, state: dict[str, Any]) -> None:
+    """A resume with more epochs than the checkpoint was made for (``--resume RUN --set train.epochs=N``): the
+    config's patience applies, and a run that had stopped early gets a fresh patience count."""
+    t.stopper.patience = t.cfg.train.patience
+    planned = int(state.get("config", {}).get("train", {}).get("epochs", t.cfg.train.epochs))
+    if t.cfg.train.epochs > planned and t.stopper.should_stop:
+        log.info("the run had stopped early (no improvement for %d epochs); the extension starts a fresh count",
+                 t.stopper.bad_epochs)
+        t.stopper.should_stop, t.stopper.bad_epochs = False, 0
 
 
 def _write_run_header(run: RunDir, cfg: Config, classes: list[str], pre: Preprocessing, device: torch.device, dataset: Path) -> None:
