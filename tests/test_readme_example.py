@@ -70,10 +70,17 @@ def make_holdout(root: Path, per_class: int = 3) -> None:
             make_image(rng, c).save(root / "train" / name / f"h{i:03d}.jpg", quality=95)
 
 
-def run_readme(download: Path, workdir: Path, capsys) -> None:
+def run_readme(download: Path, workdir: Path, capsys, monkeypatch) -> list[tuple]:
+    """Run the README's commands; ``kaggle submit`` goes to a stand-in for the Kaggle client (no network here),
+    which records what would have been sent. Returns those records."""
+    import imgclf.competition
+
+    sent: list[tuple] = []
+    monkeypatch.setattr(imgclf.competition, "submit_file", lambda file, competition, message, api=None:
+                        sent.append((Path(file).resolve(), competition, Path(file).read_text())))
     commands = readme_commands()
     make_holdout(workdir / "data" / "holdout")
-    assert [c[0] for c in commands] == ["prepare", "show-augs", "train", "evaluate", "evaluate", "predict"]
+    assert [c[0] for c in commands] == ["prepare", "show-augs", "train", "evaluate", "evaluate", "predict", "kaggle"]
     for args in commands:
         args = [str(download) if a == DOWNLOAD else a for a in args]
         args = ["15s" if i and args[i - 1] == "--budget" else a for i, a in enumerate(args)]
@@ -81,6 +88,7 @@ def run_readme(download: Path, workdir: Path, capsys) -> None:
             args += [x for o in TINY for x in ("--set", o)]
         code, _, err = cli(args, capsys)
         assert code == 0, f"imgclf {' '.join(args)} failed: {err}"
+    return sent
 
 
 @pytest.mark.parametrize("layout", ["class_folders", "flat"])
@@ -88,9 +96,12 @@ def test_readme_worked_example_runs_end_to_end(layout: str, tmp_path: Path, caps
     make = class_folder_download if layout == "class_folders" else flat_download
     download = make(tmp_path / "download")
     monkeypatch.chdir(tmp_path)
-    run_readme(download, tmp_path, capsys)
+    sent = run_readme(download, tmp_path, capsys, monkeypatch)
     sample = pd.read_csv(download / "sample_submission.csv", dtype=str)
-    sub = pd.read_csv(tmp_path / "submission.csv", dtype=str)
+    submission = tmp_path / "runs" / "lite0" / "submission.csv"
+    sub = pd.read_csv(submission, dtype=str)
+    # kaggle submit found, without --file, the very file predict wrote
+    assert sent == [(submission.resolve(), "cars", submission.read_text())]
     assert list(sub.columns) == list(sample.columns)
     assert list(sub.iloc[:, 0]) == list(sample.iloc[:, 0])  # the sample's ids, stems as given, in its order
     expected = {"0", "1", "2"} if layout == "class_folders" else set(CLASSES)
