@@ -10,7 +10,7 @@ import pytest
 from imgclf.errors import ConfigError
 from imgclf.experiments.budget import MIN_EPOCHS, CostModel, ladder, parse_budget, plan_final, plan_proxy, proxy_size
 from imgclf.experiments.recipe import search_space
-from imgclf.config import Config
+from imgclf.config import Config, read_yaml
 from tests.conftest import cli
 
 
@@ -161,3 +161,38 @@ def test_default_search_space_survives_tpe_past_its_start_up_trials_on_a_databas
 def test_budget_with_a_flag_it_replaces_is_one_line_exit_2(tiny_dataset, tmp_path, capsys, flag):
     code, _, err = cli(["train", tiny_dataset, "--out", tmp_path / "run", "--budget", "1m", *flag], capsys)
     assert code == 2 and "--budget cannot be combined with" in err and len(err.strip().splitlines()) == 1
+
+
+def test_cv_with_a_budget_searches_then_trains_the_folds_within_it(tiny_dataset, tiny_overrides, tmp_path, capsys):
+    budget = 30.0
+    out = tmp_path / "cv"
+    sets = [a for o in tiny_overrides for a in ("--set", o)]
+    t0 = time.perf_counter()
+    code, stdout, err = cli(["cv", tiny_dataset, "--folds", "2", "--out", out, "--budget", "30s", *sets], capsys)
+    wall = time.perf_counter() - t0
+    assert code == 0, err
+    recipe = json.loads((out / "recipe.json").read_text())
+    assert recipe["status"] == "done" and recipe["within_budget"] and recipe["elapsed_seconds"] <= budget * 1.05
+    assert wall <= budget * 1.05 + STARTUP_ALLOWANCE_S
+    chosen = recipe["chosen"]
+    assert chosen["folds"] == 2 and not chosen["refit_on_all_images"] and chosen["image_size"] == 32
+    assert recipe["proxy"]["table"][0]["state"] == "COMPLETE"
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["folds"] == 2 and recipe["estimate"]["val_accuracy"] == summary["oof"]["accuracy"]
+    for fold in ("fold_1", "fold_2"):  # every fold trained with the proxy's best values at the chosen size
+        fold_cfg = read_yaml(out / fold / "config.yaml")
+        assert fold_cfg["data"]["image_size"] == 32 and fold_cfg["train"]["lr"] == chosen["params"]["train.lr"]
+        assert 1 <= json.loads((out / fold / "summary.json").read_text())["epochs_run"] <= chosen["epochs"]
+    assert "Budget recipe" in (out / "report.html").read_text() and "2 CV folds" in (out / "report.html").read_text()
+    assert "budget recipe:" in stdout
+
+
+@pytest.mark.parametrize("extra,message", [(["--refit"], "drop --refit"), ([], "already holds a CV")])
+def test_cv_budget_refuses_refit_and_an_existing_cv_in_one_line(tiny_dataset, tmp_path, capsys, extra, message):
+    out = tmp_path / "cv"
+    if not extra:
+        out.mkdir()
+        (out / "cv.json").write_text("{}")
+    code, _, err = cli(["cv", tiny_dataset, "--folds", "2", "--out", out, "--budget", "1m", *extra], capsys)
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+    assert not (out / "recipe.json").exists()

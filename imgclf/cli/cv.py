@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any, Optional
 
@@ -18,10 +19,10 @@ def _fold_trainer(parent, tracking_uri: Optional[str]):
     from imgclf.experiments.tracking import tracking_session
     from imgclf.train.loop import TrainingInterrupted, fit
 
-    def train_one(cfg: Config, dataset: Path, out: Path, resume: bool, name: str) -> dict[str, Any]:
+    def train_one(cfg: Config, dataset: Path, out: Path, resume: bool, name: str, callbacks=()) -> dict[str, Any]:
         try:
-            with tracking_session(cfg, out, tracking_uri, run_name=f"{out.parent.name}/{name}", tags=parent.child_tags(name)) as callbacks:
-                return fit(cfg, dataset, out, resume=resume, callbacks=[RichTrainingProgress(), *callbacks])
+            with tracking_session(cfg, out, tracking_uri, run_name=f"{out.parent.name}/{name}", tags=parent.child_tags(name)) as tracking:
+                return fit(cfg, dataset, out, resume=resume, callbacks=[RichTrainingProgress(), *callbacks, *tracking])
         except TrainingInterrupted as exc:  # its hint names `train --resume`; for a CV the whole command resumes
             first = str(exc).split(";")[0].split(",")[0]
             raise TrainingInterrupted(f"{name} {first}; run the same imgclf cv command again to resume the CV") from None
@@ -37,6 +38,7 @@ def cv_command(
     set_: list[str] = typer.Option([], "--set", "-s", help=SET_HELP),
     refit: bool = typer.Option(False, "--refit", help="After the folds, train one more model on every image for the median best epoch of the folds (CV_DIR/refit)."),
     tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow store (default $MLFLOW_TRACKING_URI or sqlite:///CV_DIR/mlflow.db)."),
+    budget: Optional[str] = typer.Option(None, "--budget", help="Wall-clock budget like 20m or 1.5h for the whole CV: measure speed, search augmentation/LR/EMA/mixup on a small proxy (<= 30%), then train the K folds at the size and epochs that fit; the folds are the final model (predict CV_DIR). Writes CV_DIR/recipe.json."),
 ) -> None:
     """K-fold cross-validation: stratified folds that keep duplicate groups whole, one run per fold.
 
@@ -46,19 +48,40 @@ def cv_command(
     """
     from imgclf.experiments.cv import run_cv
     from imgclf.experiments.cv_tracking import close_parent, open_parent
+    from imgclf.experiments.recipe_cv import run_cv_recipe
     from imgclf.train.preflight import validate_for_training
 
+    started = time.perf_counter()
+    seconds = _cv_budget(budget, refit, out)
     cfg = build_cli_config(config, set_)
     validate_for_training(cfg, dataset)
     out.mkdir(parents=True, exist_ok=True)
     parent = open_parent(cfg, out, tracking_uri)
     try:
-        summary = run_cv(cfg, dataset, out, folds=folds, refit=refit, train_one=_fold_trainer(parent, tracking_uri))
+        train_one = _fold_trainer(parent, tracking_uri)
+        if seconds is None:
+            summary = run_cv(cfg, dataset, out, folds=folds, refit=refit, train_one=train_one)
+        else:
+            summary = run_cv_recipe(cfg, dataset, out, seconds, folds=folds, train_one=train_one, started=started)
     except BaseException:
         close_parent(parent, None, "FAILED")
         raise
     close_parent(parent, summary)
     _print_cv(summary, out)
+
+
+def _cv_budget(budget: Optional[str], refit: bool, out: Path) -> Optional[float]:
+    """Seconds of ``--budget`` (None without it), checked before anything is written."""
+    if budget is None:
+        return None
+    from imgclf.errors import ConfigError
+    from imgclf.experiments.budget import parse_budget
+    from imgclf.experiments.recipe_cv import check_new_cv
+
+    if refit:
+        raise ConfigError("--budget makes the K folds the final model (no refit); drop --refit")
+    check_new_cv(out)
+    return parse_budget(budget)
 
 
 def _print_cv(summary: dict[str, Any], out: Path) -> None:
@@ -76,6 +99,10 @@ def _print_cv(summary: dict[str, Any], out: Path) -> None:
     if summary["refit"]:
         r = summary["refit"]
         console.print(f"refit: {out / r['run']} on all {r['train_images']} images for {r['epochs']} epoch(s) ({r['epochs_from']})", highlight=False)
+    if summary.get("recipe"):
+        r = summary["recipe"]
+        console.print(f"budget recipe: {r['elapsed_seconds']:.0f}s of {r['budget_seconds']:.0f}s; what it tried and chose: "
+                      f"{out / 'recipe.json'}", highlight=False, soft_wrap=True)
     console.print(f"label-issue candidates: {summary['label_issues']} in {out / 'label_issues.csv'} — report: {summary['report']}", highlight=False, soft_wrap=True)
 
 

@@ -12,7 +12,8 @@ from imgclf.experiments.oof import OOF_NAME, read_oof_csv
 from imgclf.io import read_json
 from imgclf.report import html as h
 from imgclf.report.plots import fig_to_base64, learning_curves
-from imgclf.run.rundir import BlendDir
+from imgclf.report.recipe import recipe_section
+from imgclf.run.rundir import BlendDir, RunDir
 
 TOP_ISSUES = 20
 
@@ -73,6 +74,9 @@ def render_cv_report(cv_dir: Path) -> str:
         h.section("Out-of-fold confusion matrix", _confusion(cv_dir, classes)),
         h.section("Label-issue candidates", _issues(cv_dir)),
     ]
+    recipe = recipe_section(RunDir(cv_dir))  # cv --budget: what the recipe tried and chose
+    if recipe:
+        parts.insert(1, recipe)
     refit = summary.get("refit")
     if refit:
         parts.append(h.section("Refit", h.paragraph(

@@ -292,45 +292,72 @@ def train_final(cfg: Config, dataset: Path, run: RunDir, tracking_uri: str | Non
         return fit(cfg, dataset, run.root, callbacks=[*callbacks, *tracking], preflight=False)
 
 
-def run_recipe(cfg: Config, dataset: Path, out: Path, budget: float, *, started: float | None = None,
-               tracking_uri: str | None = None, callbacks: Iterable[Any] = ()) -> dict[str, Any]:
-    """Warm-up, proxy search and the final refit into ``out`` within ``budget`` seconds; return its summary."""
-    clock, run = Clock(started), RunDir(Path(out))
+@dataclass
+class Search:
+    """What the warm-up and the proxy search found: the cost model (corrected by the proxy's own speed), the
+    largest size, the images, the fixed overhead of one fit, and the ``recipe.json`` record so far."""
+
+    cost: CostModel
+    cap: int
+    images: int
+    overhead: float
+    best_params: dict[str, Any]
+    record: dict[str, Any]
+
+
+def search(cfg: Config, dataset: Path, run: RunDir, budget: float, clock: Clock) -> Search:
+    """Steps 1 and 2 of the recipe: the warm-up, then the proxy search into ``run.proxy``."""
     points, cost, cap = measure(cfg, Path(dataset), budget)
     images = points[0]["images"]
     overhead = max(p["overhead_seconds"] for p in points)
     val_images = round(images * (cfg.data.val_fraction or 0.2))
     plan = plan_proxy(PROXY_SHARE * budget, images - val_images, val_images, cost, proxy_size(cap), overhead,
                       classes=points[0]["classes"])
-    if not cfg.data.val_fraction:  # the proxy needs a validation split even when the final model has none
-        cfg_proxy = with_overrides(cfg, {"data.val_fraction": 0.2})
-    else:
-        cfg_proxy = cfg
+    # the proxy needs a validation split even when the final model has none
+    cfg_proxy = cfg if cfg.data.val_fraction else with_overrides(cfg, {"data.val_fraction": 0.2})
     t_proxy = clock.elapsed()
     proxy = run_proxy(cfg_proxy, Path(dataset), run, plan, clock, t_proxy + PROXY_SHARE * budget)
     proxy_seconds = clock.elapsed() - t_proxy
     speed = proxy_speed(proxy["trials"])
     if speed:  # the proxy's own timing corrects the warm-up's model at small sizes
         cost = CostModel.fit([*((p["size"], p["images_per_second"]) for p in points), (plan.size, speed)])
-    share, low, high = REPORT_RESERVE
-    left = budget - min(max(share * budget, low), high) - clock.elapsed() - overhead
-    size, epochs = plan_final(left, images, cost, cap, max(cfg.train.epochs, MIN_EPOCHS))
-    final = final_config(cfg, proxy["best_params"], size, epochs)
     record = {
         "budget_seconds": budget, "warmup": points, "cost_model": {"a": cost.a, "b": cost.b, "formula": "seconds/image = a + b*size^2"},
         "proxy": {"size": plan.size, "subset": plan.subset, "epochs": plan.epochs, "trials_planned": plan.trials,
                   "trial_seconds_estimate": plan.trial_seconds, "share_seconds": PROXY_SHARE * budget,
                   "seconds": proxy_seconds, "monitor": proxy["monitor"], "best_trial": proxy["best_trial"],
                   "best_value": proxy["best_value"], "table": proxy["trials"], "images_per_second": speed},
-        "chosen": {"params": proxy["best_params"], "image_size": size, "epochs": epochs, "images": images,
+    }
+    return Search(cost, cap, images, overhead, proxy["best_params"], record)
+
+
+def report_reserve(budget: float) -> float:
+    """Seconds kept back for calibration and the report: 5 % of the budget, at least 5 s, at most a minute."""
+    share, low, high = REPORT_RESERVE
+    return min(max(share * budget, low), high)
+
+
+def run_recipe(cfg: Config, dataset: Path, out: Path, budget: float, *, started: float | None = None,
+               tracking_uri: str | None = None, callbacks: Iterable[Any] = ()) -> dict[str, Any]:
+    """Warm-up, proxy search and the final refit into ``out`` within ``budget`` seconds; return its summary."""
+    clock, run = Clock(started), RunDir(Path(out))
+    found = search(cfg, dataset, run, budget, clock)
+    left = budget - report_reserve(budget) - clock.elapsed() - found.overhead
+    size, epochs = plan_final(left, found.images, found.cost, found.cap, max(cfg.train.epochs, MIN_EPOCHS))
+    final = final_config(cfg, found.best_params, size, epochs)
+    proxy = found.record["proxy"]
+    record = {
+        **found.record,
+        "chosen": {"params": found.best_params, "image_size": size, "epochs": epochs, "images": found.images,
                    "seconds_planned": left, "refit_on_all_images": True},
         "estimate": {"val_accuracy": proxy["best_value"] if proxy["monitor"] == "val_accuracy" else None,
                      "note": "the proxy's validation score (subset, small size); the final model was trained on "
                              "every image and has no validation of its own"},
     }
-    log.info("recipe: final model at %dpx for %d epoch(s) on all %d images (%.0fs left of %.0fs)", size, epochs, images, left, budget)
+    log.info("recipe: final model at %dpx for %d epoch(s) on all %d images (%.0fs left of %.0fs)", size, epochs,
+             found.images, left, budget)
     atomic_write_json(run.recipe, {**record, "status": "training the final model"})
-    deadline = _FinalDeadline(clock, budget * 1.05 - min(max(share * budget, low), high))
+    deadline = _FinalDeadline(clock, budget * 1.05 - report_reserve(budget))
     summary = train_final(final, Path(dataset), run, tracking_uri, [*callbacks, deadline])
     return _finish(run, summary, record, clock)
 

@@ -140,7 +140,7 @@ def predict_folder(
     predicted, in its order. ``progress`` (optional) gets ``start(total)`` with the forward passes to come (None
     when adaptive TTA decides per image), ``advance(n)`` after each pass of ``n`` images, and ``stop()``.
     """
-    from imgclf.infer.model_set import predict_model_set, resolve_model_set
+    from imgclf.infer.model_set import resolve_model_set
 
     models = resolve_model_set(run_dir)
     classes = models.classes()

@@ -24,6 +24,13 @@ def proxy_rows(recipe: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def _final_text(chosen: dict[str, Any]) -> str:
+    if chosen.get("folds"):
+        return (f"Final model: {chosen['folds']} CV folds at {chosen.get('image_size')} px, up to {chosen.get('epochs')} "
+                f"epoch(s) each, about {h.format_value(chosen.get('per_fold_seconds'))} s per fold.")
+    return f"Final model: {chosen.get('image_size')} px, {chosen.get('epochs')} epoch(s) on all {chosen.get('images')} images."
+
+
 def recipe_section(run: RunDir) -> str | None:
     """None when the run was not trained with ``--budget``."""
     if not run.recipe.is_file():
@@ -37,7 +44,7 @@ def recipe_section(run: RunDir) -> str | None:
         + ", ".join(f"{w['images_per_second']:.1f} images/s at {w['size']} px" for w in recipe.get("warmup", []))
         + f". Proxy: {proxy.get('trials_planned')} trial(s) planned on {proxy.get('subset')} of the data at "
         f"{proxy.get('size')} px for {proxy.get('epochs')} epoch(s), {h.format_value(proxy.get('seconds'))} s spent. "
-        f"Final model: {chosen.get('image_size')} px, {chosen.get('epochs')} epoch(s) on all {chosen.get('images')} images."
+        + _final_text(chosen)
     )
     params = [{"key": k, "value": _short(v)} for k, v in (chosen.get("params") or {}).items()]
     return h.section(

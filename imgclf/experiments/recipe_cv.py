@@ -1,0 +1,88 @@
+"""``imgclf cv DATASET --budget 20m``: the budget recipe of :mod:`imgclf.experiments.recipe` ending in a CV ensemble.
+
+The warm-up and the proxy search are the same as for ``train --budget`` (into ``CV_DIR/proxy``, at most 30 % of
+the budget). What is left, less the folds' fixed overhead and a reserve for OOF scores, label issues and the
+report, is split evenly between the K folds: each trains on (K-1)/K of the images and validates on the rest
+every epoch, at the largest size that fits at least six epochs. The folds together are the final model
+(``imgclf predict CV_DIR`` blends them), so there is no refit; the OOF score is an honest estimate of it.
+
+A fold whose next epoch would end past its share of the time left stops early (its best epoch is kept), so a
+machine that slows down mid-way costs epochs, not the budget. ``CV_DIR/recipe.json`` records the plan.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from imgclf.config import Config, with_overrides
+from imgclf.errors import ConfigError
+from imgclf.experiments.budget import MIN_EPOCHS, plan_final
+from imgclf.experiments.recipe import Clock, _FinalDeadline, report_reserve, search
+from imgclf.io import atomic_write_json
+from imgclf.run.rundir import BlendDir, RunDir
+
+log = logging.getLogger("imgclf")
+
+# A validation image costs about a third of a training image (a forward pass, no backward, no augmentation).
+EVAL_COST = 1 / 3
+# OOF scores, cleanlab's label issues and the CV report, on top of the run report's reserve (measured ~10 s
+# for a tiny CV on the 2-core build machine).
+CV_EXTRA_RESERVE = 10.0
+
+
+def fold_images(images: int, folds: int) -> int:
+    """Training-image equivalents one fold's epoch costs: its training part plus its validation part."""
+    return round(images * (folds - 1) / folds + EVAL_COST * images / folds)
+
+
+def with_fold_deadlines(train_one: Callable[..., dict[str, Any]], clock: Clock, ends_at: float, folds: int):
+    """``train_one`` with a deadline per fold: fold i may use an even share of the time left for folds i..K."""
+
+    def timed(cfg: Config, dataset: Path, out: Path, resume: bool, name: str, callbacks: Sequence[Any] = ()) -> dict[str, Any]:
+        index = int(name.rsplit("_", 1)[-1]) if name.startswith("fold_") else folds
+        share = (ends_at - clock.elapsed()) / max(folds - index + 1, 1)
+        return train_one(cfg, dataset, out, resume, name, callbacks=[*callbacks, _FinalDeadline(clock, clock.elapsed() + share)])
+
+    return timed
+
+
+def check_new_cv(out: Path) -> None:
+    if BlendDir(Path(out)).cv_spec.is_file():
+        raise ConfigError(f"{out} already holds a CV; --budget plans a new one, so choose another --out (or resume "
+                          f"this one without --budget: imgclf cv DATASET --out {out} --config {RunDir(Path(out)).config})")
+
+
+def run_cv_recipe(cfg: Config, dataset: Path, out: Path, budget: float, *, folds: int,
+                  train_one: Callable[..., dict[str, Any]], started: float | None = None) -> dict[str, Any]:
+    """Warm-up, proxy search, then a K-fold CV of the best proxy values into ``out``, within ``budget`` seconds."""
+    from imgclf.experiments.cv import run_cv
+    from imgclf.experiments.cv_report import write_cv_report
+
+    check_new_cv(out)
+    clock, run = Clock(started), RunDir(Path(out))
+    found = search(cfg, dataset, run, budget, clock)
+    reserve = report_reserve(budget) + CV_EXTRA_RESERVE
+    left = budget - reserve - clock.elapsed() - folds * found.overhead
+    size, epochs = plan_final(left / folds, fold_images(found.images, folds), found.cost, found.cap,
+                              max(cfg.train.epochs, MIN_EPOCHS))
+    final = with_overrides(cfg, {**found.best_params, "data.image_size": int(size), "train.epochs": int(epochs)})
+    record = {**found.record, "chosen": {
+        "params": found.best_params, "image_size": size, "epochs": epochs, "images": found.images, "folds": folds,
+        "seconds_planned": left, "per_fold_seconds": left / folds, "refit_on_all_images": False,
+    }}
+    log.info("recipe: %d folds at %dpx for up to %d epoch(s) each (%.0fs left of %.0fs)", folds, size, epochs, left, budget)
+    atomic_write_json(run.recipe, {**record, "status": "training the folds"})
+    timed = with_fold_deadlines(train_one, clock, budget * 1.05 - reserve, folds)
+    summary = run_cv(final, Path(dataset), Path(out), folds=folds, train_one=timed)
+    elapsed = clock.elapsed()
+    oof = summary["oof"].get("accuracy")
+    record = {**record, "status": "done", "elapsed_seconds": elapsed, "within_budget": elapsed <= budget * 1.05,
+              "clock": "from the start of the cv command, after Python's start-up and imports",
+              "estimate": {"val_accuracy": oof, "note": f"the out-of-fold accuracy of the {folds} folds, which "
+                                                        "together are the final model"}}
+    atomic_write_json(run.recipe, record)
+    write_cv_report(out)  # again, now that the recipe is done: its section shows the final record
+    return {**summary, "recipe": {"budget_seconds": budget, "elapsed_seconds": elapsed, "oof_accuracy": oof}}
