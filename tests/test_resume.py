@@ -21,7 +21,7 @@ from imgclf.run.rundir import read_metrics
 
 # 48 training images in batches of 4: 12 steps an epoch, so a kill can land inside one.
 RESUME = [*TINY, "train.epochs=3", "data.batch_size=4", "model.dropout=0.3", "data.augment=medium"]
-TIME_COLUMNS = {"epoch_seconds", "images_per_second"}
+TIME_COLUMNS = {"epoch_seconds", "images_per_second", "epoch_cpu_seconds"}
 
 
 def _dataset(tmp_path: Path) -> Path:

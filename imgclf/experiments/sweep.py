@@ -130,12 +130,15 @@ class PruningCallback:
         self.trial = trial
         self.monitor = monitor
         self.seconds = 0.0
+        self.cpu_seconds = 0.0
 
     def on_epoch_end(self, row: dict[str, Any]) -> None:
         import optuna
 
         self.seconds += float(row.get("epoch_seconds", 0.0))
+        self.cpu_seconds += float(row.get("epoch_cpu_seconds", 0.0))
         self.trial.set_user_attr("train_seconds", self.seconds)
+        self.trial.set_user_attr("train_cpu_seconds", self.cpu_seconds)
         self.trial.report(float(row[self.monitor]), int(row["epoch"]))
         if self.trial.should_prune():
             raise optuna.TrialPruned(f"pruned after epoch {row['epoch']} ({self.monitor} {row[self.monitor]:.4f})")
@@ -256,6 +259,7 @@ def _run_trial(trial, dataset: Path, cfg: Config, space: list[SearchParam], out:
         log.warning("trial %d failed: %s", trial.number, exc)
         raise _TrialFailed(str(exc)) from None
     trial.set_user_attr("train_seconds", summary["train_seconds"])
+    trial.set_user_attr("train_cpu_seconds", summary.get("train_cpu_seconds"))
     trial.set_user_attr("epochs_run", summary["epochs_run"])
     return float(summary[trial_cfg.train.monitor])
 

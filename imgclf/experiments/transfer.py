@@ -15,6 +15,7 @@ Example::
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import warnings
@@ -68,6 +69,7 @@ class TransferResult:
     monitor: str
     markdown: str
     out: Path
+    cpu_ratio: float = math.nan  # the same in CPU seconds of the training process (NaN when a trial lacks them)
 
 
 def pick_trials(study, top: int, bottom: int) -> list[tuple[str, Any]]:
@@ -112,30 +114,54 @@ def sweep_transfer(
         target = with_overrides(target, {"tracking.experiment": f"transfer-{study_name}"})
     rows = []
     for group, trial in picked:
-        cfg, applied, _ = apply_sweep_params(target, dict(trial.params))
+        cfg, applied, _ = apply_sweep_params(target, decoded(trial.params))
         run_dir = out / f"trial-{trial.number:04d}"
         if RunDir(run_dir).holds_run():
             raise ConfigError(f"{run_dir} already holds a run; choose another --out")
         with tracking_session(cfg, run_dir, tracking_uri, tags={"imgclf.study": study_name, "imgclf.trial": str(trial.number)}) as cbs:
             summary = fit(cfg, dataset, run_dir, callbacks=cbs)
         proxy_seconds = float(trial.user_attrs.get("train_seconds", math.nan))
+        proxy_cpu = float(trial.user_attrs.get("train_cpu_seconds") or math.nan)
         row = {
             "trial": trial.number, "group": group, "proxy_score": float(trial.value), "target_score": float(summary[monitor]),
             "proxy_seconds": proxy_seconds, "target_seconds": float(summary["train_seconds"]),
             "ratio": float(summary["train_seconds"]) / proxy_seconds if proxy_seconds > 0 else math.nan,
+            "proxy_cpu_seconds": proxy_cpu, "target_cpu_seconds": float(summary.get("train_cpu_seconds") or math.nan),
             **{k: v for k, v in applied.items()}, "run_dir": str(run_dir),
         }
         rows.append(row)
         if on_run:
             on_run(row)
     rho, p = _spearman([r["proxy_score"] for r in rows], [r["target_score"] for r in rows])
-    proxy_mean = _mean([r["proxy_seconds"] for r in rows])
-    ratio = _mean([r["target_seconds"] for r in rows]) / proxy_mean if proxy_mean > 0 else math.nan
-    markdown = _markdown(study_name, monitor, rows, rho, p, ratio)
+    ratio = _ratio(rows, "target_seconds", "proxy_seconds")
+    cpu_ratio = _ratio(rows, "target_cpu_seconds", "proxy_cpu_seconds")
+    markdown = _markdown(study_name, monitor, rows, rho, p, ratio, cpu_ratio)
     out.mkdir(parents=True, exist_ok=True)
     write_csv(out / "transfer.csv", rows)
     atomic_write_text(out / "transfer.md", markdown)
-    return TransferResult(rows=rows, spearman=rho, spearman_p=p, compute_ratio=ratio, monitor=monitor, markdown=markdown, out=out)
+    return TransferResult(rows=rows, spearman=rho, spearman_p=p, compute_ratio=ratio, monitor=monitor, markdown=markdown,
+                          out=out, cpu_ratio=cpu_ratio)
+
+
+def decoded(params: dict[str, Any]) -> dict[str, Any]:
+    """A trial's values as config values: the budget recipe stores list values (``data.crop_scale``) and
+    its ``null`` choices as JSON text labels, which Optuna's storage can hold."""
+    out = {}
+    for key, value in params.items():
+        if isinstance(value, str) and (value.startswith("[") or value == "null"):
+            try:
+                value = json.loads(value)
+            except ValueError:
+                pass  # a plain string that merely starts with "[": the config judges it
+        out[key] = value
+    return out
+
+
+def _ratio(rows: list[dict[str, Any]], target: str, proxy: str) -> float:
+    """Mean target over mean proxy, over the rows that have both (NaN when none has)."""
+    both = [r for r in rows if not (math.isnan(r[target]) or math.isnan(r[proxy]))]
+    proxy_mean = _mean([r[proxy] for r in both])
+    return _mean([r[target] for r in both]) / proxy_mean if proxy_mean > 0 else math.nan
 
 
 def _spearman(x: list[float], y: list[float]) -> tuple[float, float]:
@@ -154,7 +180,7 @@ def _mean(values: list[float]) -> float:
     return sum(finite) / len(finite) if finite else math.nan
 
 
-def _markdown(study: str, monitor: str, rows: list[dict[str, Any]], rho: float, p: float, ratio: float) -> str:
+def _markdown(study: str, monitor: str, rows: list[dict[str, Any]], rho: float, p: float, ratio: float, cpu_ratio: float) -> str:
     shown = [{k: v for k, v in r.items() if k != "run_dir"} for r in rows]
     rho_text = "undefined (fewer than 2 trials or constant scores)" if math.isnan(rho) else f"{rho:.3f} (p = {p:.3g}, n = {len(rows)})"
     return (
@@ -162,5 +188,24 @@ def _markdown(study: str, monitor: str, rows: list[dict[str, Any]], rho: float, 
         f"Scores are {monitor}; `group` says whether a trial was among the proxy's best or worst.\n\n"
         f"{markdown_table(shown)}\n"
         f"- Spearman rank correlation between proxy and target scores: **{rho_text}**\n"
-        f"- Compute ratio (mean target seconds / mean proxy seconds per trial): **{ratio:.1f}×**\n"
+        f"- Compute ratio (mean target seconds / mean proxy seconds per trial): **{ratio:.1f}×** wall-clock, "
+        f"**{cpu_ratio:.1f}×** in CPU seconds of the training process (the fairer figure on a shared machine: "
+        f"other jobs stretch wall time, not CPU time)\n"
     )
+
+
+def recipe_transfer_job(run_dir: Path) -> tuple[str, str, Config, Path]:
+    """``(study, storage URL, target config, out)`` to check a ``--budget`` run's proxy search: the proxy study
+    in ``RUN/proxy``, and the run's own final config — with a validation split again, since the recipe's final
+    model trained on every image — as the target. Results go to ``RUN/transfer``."""
+    from imgclf.config import build_config, read_yaml
+    from imgclf.experiments.recipe import STUDY
+    from imgclf.experiments.sweep import default_storage
+
+    run = RunDir(Path(run_dir))
+    if not run.recipe.is_file() or not run.proxy.is_dir():
+        raise ConfigError(f"{run_dir} is not a --budget run (no recipe.json and proxy/ in it)")
+    cfg = build_config(read_yaml(run.config))
+    if not cfg.data.val_fraction:
+        cfg = with_overrides(cfg, {"data.val_fraction": 0.2, "data.split_file": None})
+    return STUDY, default_storage(run.proxy), cfg, run.root / "transfer"

@@ -31,6 +31,9 @@ from imgclf.io import atomic_write_json, atomic_write_text
 METRIC_COLUMNS = [
     "epoch", "lr", "train_loss", "train_accuracy", "val_loss", "val_accuracy",
     "epoch_seconds", "images_per_second", "trainable_params",
+    # CPU seconds of the training process's threads in the epoch's training pass (loader worker processes not
+    # counted): unlike wall time, barely moved by other jobs on a shared machine.
+    "epoch_cpu_seconds",
 ]
 MAX_JSON_BYTES = 50 * 2**20  # run files are small; a larger one is not ours
 

@@ -46,6 +46,7 @@ def _summary(t: Training) -> dict[str, Any]:
         "epochs_run": len(rows),
         "stopped_early": bool(stopper.should_stop and len(rows) < cfg.train.epochs),
         "train_seconds": train_seconds,
+        "train_cpu_seconds": sum(float(r.get("epoch_cpu_seconds") or 0.0) for r in rows),
         "mean_epoch_seconds": train_seconds / max(len(rows), 1),
         "mean_images_per_second": float(np.mean([r["images_per_second"] for r in rows])) if rows else None,
         "backbone": cfg.model.backbone,

@@ -93,9 +93,9 @@ def _epoch(t: Training, epoch: int, hooks: CallbackList) -> dict[str, Any]:
     seed_everything(epoch_seed(t.cfg.train.seed, epoch - 1) + t.ctx.rank)
     t.sampler.set_epoch(epoch - 1)
     hooks.on_epoch_start(epoch, t.cfg.train.epochs, t.steps_per_epoch)
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     loss, acc, seen, bad = _train_one_epoch(t, epoch, hooks)
-    seconds = time.perf_counter() - t0
+    seconds, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     loss, acc, seen, bad = reduce_epoch(t.ctx, loss, acc, seen, bad)
     t.skipped.update(t.data.samples.rel(t.data.train_data.paths[i]) for i in bad)
     if not seen:
@@ -107,6 +107,7 @@ def _epoch(t: Training, epoch: int, hooks: CallbackList) -> dict[str, Any]:
         "epoch": epoch, "lr": t.optimizer.param_groups[-1]["lr"],
         "train_loss": loss, "train_accuracy": acc, "val_loss": val.loss, "val_accuracy": val.accuracy,
         "epoch_seconds": seconds, "images_per_second": seen / seconds if seconds > 0 else float("nan"),
+        "epoch_cpu_seconds": cpu,
         "trainable_params": t.finetuner.trainable_parameters(),
     }
 
