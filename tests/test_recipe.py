@@ -164,11 +164,11 @@ def test_budget_with_a_flag_it_replaces_is_one_line_exit_2(tiny_dataset, tmp_pat
 
 
 def test_cv_with_a_budget_searches_then_trains_the_folds_within_it(tiny_dataset, tiny_overrides, tmp_path, capsys):
-    budget = 30.0
+    budget = 45.0
     out = tmp_path / "cv"
     sets = [a for o in tiny_overrides for a in ("--set", o)]
     t0 = time.perf_counter()
-    code, stdout, err = cli(["cv", tiny_dataset, "--folds", "2", "--out", out, "--budget", "30s", *sets], capsys)
+    code, stdout, err = cli(["cv", tiny_dataset, "--folds", "2", "--out", out, "--budget", "45s", *sets], capsys)
     wall = time.perf_counter() - t0
     assert code == 0, err
     recipe = json.loads((out / "recipe.json").read_text())
