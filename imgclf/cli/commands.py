@@ -88,7 +88,8 @@ def evaluate(
     tta_ns: str = tta_options.NS_OPTION,
     tta_measure: bool = tta_options.MEASURE_OPTION,
 ) -> None:
-    """Accuracy, macro-F1, per-class precision/recall and the confusion matrix of a run."""
+    """The run's metric (train.metric), accuracy, macro-F1, log-loss (before and after temperature scaling),
+    per-class precision/recall and the confusion matrix of a run."""
     from imgclf.infer.jobs import evaluate_run
     from imgclf.runtime import resolve_device
 
@@ -106,14 +107,25 @@ def evaluate(
         table.add_row(str(row[0]), f"{row[1]:.3f}", f"{row[2]:.3f}", f"{row[3]:.3f}", str(row[4]))
     console.print(table)
     console.print(
-        f"accuracy {result['accuracy']:.4f}  macro-F1 {result['macro_f1']:.4f}  images {result['images']}  "
+        f"{score_text(result)}  images {result['images']}  "
         f"{tta_options.tta_text(tta_cfg)}, {tta_options.passes_text(result['forward_passes'], result['images'], result['passes_per_image'])}  "
         f"({result['seconds']:.1f}s)",
         highlight=False, soft_wrap=True,
     )
     if "ece_before" in result:
-        console.print(f"calibration: temperature {result['temperature']:.3f}, ECE {result['ece_before']:.4f} → {result['ece_after']:.4f}")
+        console.print(f"calibration: temperature {result['temperature']:.3f}, ECE {result['ece_before']:.4f} → {result['ece_after']:.4f}, "
+                      f"log-loss {result['log_loss_before']:.4f} → {result['log_loss_after']:.4f}")
     console.print(f"written to {result['out']}")
+
+
+def score_text(result: dict) -> str:
+    """``qwk 0.81 (the run's metric)  accuracy 0.90  macro-F1 0.88  log-loss 0.31``: the run's metric first."""
+    names = {"accuracy": "accuracy", "macro_f1": "macro-F1", "log_loss": "log-loss"}
+    metric = result.get("metric", "accuracy")
+    shown = [metric, *(k for k in names if k != metric)]
+    parts = [f"{names.get(k, k)} {result[k]:.4f}" + (" (the run's metric)" if k == metric else "")
+             for k in shown if result.get(k) is not None]
+    return "  ".join(parts)
 
 
 def predict(

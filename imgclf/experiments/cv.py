@@ -36,6 +36,7 @@ from imgclf.config import Config, build_config, read_yaml, save_config, with_ove
 from imgclf.data.samples import TrainingSet, load_training_set
 from imgclf.data.split import save_split
 from imgclf.errors import ConfigError, DataError
+from imgclf.eval.metrics import Metric, get_metric, metric_of
 from imgclf.experiments.label_issues import LABEL_ISSUES_NAME, rank_label_issues, write_label_issues
 from imgclf.experiments.oof import OOF_NAME, Oof, read_run_oof, scores, write_oof
 from imgclf.experiments.stats import mean_std_ci
@@ -177,23 +178,28 @@ def interval(values: list[float]) -> dict[str, Any]:
     return {"mean": mean, "std": clean(std), "ci95": [clean(lo), clean(hi)], "values": values}
 
 
-def summarize(out: Path, k: int, oof: Oof) -> dict[str, Any]:
-    """Per-fold rows (scored on calibrated probabilities), the spread over folds, and the OOF scores."""
+def summarize(out: Path, k: int, oof: Oof, metric: Metric | None = None) -> dict[str, Any]:
+    """Per-fold rows (scored on calibrated probabilities), the spread over folds, and the OOF scores;
+    ``metric`` (the config's ``train.metric``, default accuracy) is among them and named in ``metric``."""
+    metric = metric or get_metric("accuracy")
     rows = []
     for i in range(1, k + 1):
         run_summary = BlendDir(out).fold(i).read_summary()
         mask = oof.folds == i
         rows.append({
-            "fold": i, **scores(oof.labels[mask], oof.probs[mask]),
+            "fold": i, **scores(oof.labels[mask], oof.probs[mask], metric),
             "best_epoch": run_summary.get("best_epoch"), "epochs_run": run_summary.get("epochs_run"),
             "temperature": run_summary.get("temperature"), "train_seconds": run_summary.get("train_seconds"),
             "train_images": run_summary.get("train_images"),
         })
+    names = dict.fromkeys((metric.name, "accuracy", "macro_f1", "log_loss"))  # the run's metric first
     return {
         "folds": k,
+        "metric": metric.name,
+        **({"metric_k": metric.k} if metric.name == "top_k" else {}),
         "per_fold": rows,
-        "cv": {metric: interval([r[metric] for r in rows]) for metric in ("accuracy", "macro_f1", "log_loss")},
-        "oof": scores(oof.labels, oof.probs),
+        "cv": {name: interval([r[name] for r in rows]) for name in names},
+        "oof": scores(oof.labels, oof.probs, metric),
         "train_seconds": sum(r["train_seconds"] or 0.0 for r in rows),
         "refit": False,
     }
@@ -226,7 +232,7 @@ def run_cv(
     oof = collect_oof(out, folds, samples.classes)
     write_oof(out / OOF_NAME, oof)
     atomic_write_json(BlendDir(out).classes, samples.classes)
-    summary = summarize(out, folds, oof)
+    summary = summarize(out, folds, oof, metric_of(cfg.train))
     summary["actions"] = actions
     ranked = rank_label_issues(oof.labels, oof.probs)
     write_label_issues(out / LABEL_ISSUES_NAME, oof, ranked)
