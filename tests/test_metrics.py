@@ -10,6 +10,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import TINY, cli
 from scipy.special import softmax
 from sklearn.metrics import (
     accuracy_score,
@@ -20,7 +21,6 @@ from sklearn.metrics import (
     top_k_accuracy_score,
 )
 
-from conftest import TINY, cli
 from imgclf.config import METRICS, TrainConfig, load_config
 from imgclf.errors import ConfigError
 from imgclf.eval.metrics import METRIC_NAMES, get_metric, monitor_direction
@@ -146,6 +146,7 @@ def test_oof_scores_and_ensemble_weights_use_the_metric():
 @pytest.fixture(scope="module")
 def macro_f1_run(tmp_path_factory):
     from conftest import make_dataset
+
     from imgclf.train.loop import fit
 
     root = tmp_path_factory.mktemp("metric")
@@ -180,8 +181,52 @@ def test_evaluate_writes_the_metric_and_log_loss_around_temperature_scaling(macr
 
 
 def test_tta_compare_scores_every_row_with_the_metric(macro_f1_run, tmp_path, capsys):
-    code, out, err = cli(["evaluate", macro_f1_run, "--out", tmp_path / "eval", "--tta-compare", "--tta-ns", "2"], capsys)
+    code, _, err = cli(["evaluate", macro_f1_run, "--out", tmp_path / "eval", "--tta-compare", "--tta-ns", "2"], capsys)
     assert code == 0, err
     table = pd.read_csv(tmp_path / "eval" / "tta_compare.csv")
     assert (table["metric"] == "macro_f1").all() and table["score"].between(0, 1).all()
     assert "| macro_f1 |" in (tmp_path / "eval" / "tta_compare.md").read_text()
+
+
+def test_cv_summary_scores_folds_with_the_metric_and_an_old_cv_still_resumes(tmp_path):
+    from imgclf.config import save_config
+    from imgclf.experiments.cv import _check_resume, summarize
+    from imgclf.experiments.ensemble import member_metric
+    from imgclf.experiments.oof import Oof
+    from imgclf.io import atomic_write_json
+
+    for k in (1, 2):
+        atomic_write_json(tmp_path / f"fold_{k}" / "summary.json", {"best_epoch": k, "epochs_run": 2, "train_seconds": 1.0})
+    oof = Oof([f"i{i}" for i in range(len(Y))], Y, P, ["a", "b", "c", "d"], np.array([1, 2] * (len(Y) // 2)))
+    summary = summarize(tmp_path, 2, oof, get_metric("qwk"))
+    assert summary["metric"] == "qwk" and next(iter(summary["cv"])) == "qwk"
+    assert summary["oof"]["qwk"] == pytest.approx(cohen_kappa_score(Y, PRED, weights="quadratic"))
+    assert [r["qwk"] for r in summary["per_fold"]] == summary["cv"]["qwk"]["values"]
+    # A CV folder saved before train.metric existed (monitor: val_accuracy) resumes under today's defaults.
+    cfg = load_config(None, TINY)
+    atomic_write_json(tmp_path / "cv.json", {"folds": 2})
+    save_config(load_config(None, [*TINY, "train.monitor=val_accuracy"]), tmp_path / "cv_config.yaml")
+    assert _check_resume(cfg, tmp_path, 2)[1] is False
+    save_config(load_config(None, [*TINY, "train.metric=top_k", "train.metric_k=3"]), tmp_path / "cv_config.yaml")
+    with pytest.raises(ConfigError, match="another config"):
+        _check_resume(cfg, tmp_path, 2)
+    assert member_metric(tmp_path).label == "top-3 accuracy"  # an ensemble member's metric: its saved config's
+
+
+def test_a_sweep_minimises_the_log_loss_of_its_trials(tiny_dataset, tmp_path):
+    import optuna
+
+    from imgclf.experiments.space import read_space
+    from imgclf.experiments.sweep import SweepOptions, run_sweep
+
+    space_file = tmp_path / "space.yaml"
+    space_file.write_text("space:\n  train.lr: {type: float, low: 1.0e-4, high: 1.0e-2, log: true}\n"
+                          "proxy:\n  train.epochs: 1\n  train.max_steps_per_epoch: 1\n")
+    params, proxy = read_space(space_file)
+    result = run_sweep(tiny_dataset, load_config(None, [*TINY, "train.metric=log_loss"]), params,
+                       SweepOptions(trials=1, study="ll", out=tmp_path / "sweep", proxy=proxy))
+    assert result.direction == "minimize" and result.monitor == "val_log_loss"
+    trial_summary = json.loads((tmp_path / "sweep" / "trials" / "0000" / "summary.json").read_text())
+    assert result.best_value == pytest.approx(trial_summary["val_log_loss"])
+    study = optuna.load_study(study_name="ll", storage=f"sqlite:///{tmp_path / 'sweep' / 'optuna.db'}")
+    assert study.user_attrs["monitor"] == "val_log_loss"

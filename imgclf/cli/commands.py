@@ -40,6 +40,9 @@ def train(
     The run directory holds config.yaml, metrics.csv (one row per epoch, with its time),
     summary.json, split.csv, classes.json, environment.json, val_predictions.csv and
     checkpoints/ (best.safetensors, last.pt).
+
+    --set train.metric=accuracy|log_loss|macro_f1|qwk|roc_auc|top_k (the competition's metric) picks the
+    kept checkpoint and early stopping and adds val_<metric> to metrics.csv and summary.json.
     """
     from imgclf import api
     from imgclf.runtime import is_main_process as is_main

@@ -116,9 +116,17 @@ def _check_resume(cfg: Config, out: Path, k: int) -> tuple[Config, bool]:
     if spec["folds"] != k:
         raise ConfigError(f"{out} holds a {spec['folds']}-fold CV; use --folds {spec['folds']} to resume it, or another --out")
     saved = build_config(read_yaml(out / CONFIG_NAME))
-    if saved.to_dict() != cfg.to_dict():
+    if _resolved(saved) != _resolved(cfg):
         raise ConfigError(f"{out} was started with another config ({out / CONFIG_NAME}); use the same --config/--set to resume, or another --out")
     return saved, False
+
+
+def _resolved(cfg: Config) -> dict[str, Any]:
+    """The config as it trains: ``train.monitor`` resolved (a CV started when it defaulted to
+    val_accuracy resumes under a config that leaves it to the default metric, accuracy)."""
+    tree = cfg.to_dict()
+    tree["train"]["monitor"] = cfg.train.monitored
+    return tree
 
 
 def _record_start(cfg: Config, dataset: Path, out: Path, k: int) -> None:
