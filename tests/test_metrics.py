@@ -230,3 +230,26 @@ def test_a_sweep_minimises_the_log_loss_of_its_trials(tiny_dataset, tmp_path):
     assert result.best_value == pytest.approx(trial_summary["val_log_loss"])
     study = optuna.load_study(study_name="ll", storage=f"sqlite:///{tmp_path / 'sweep' / 'optuna.db'}")
     assert study.user_attrs["monitor"] == "val_log_loss"
+
+
+def test_the_run_report_shows_the_run_s_metric(macro_f1_run):
+    from imgclf.report.run_report import render_run_report
+
+    page = render_run_report(macro_f1_run)
+    assert ">val_macro_f1<" in page and ">best_value<" in page and ">monitor<" in page
+
+
+def test_compare_shows_and_sorts_by_the_runs_metric(tmp_path):
+    from imgclf.config import save_config
+    from imgclf.experiments.compare import compare_runs, load_runs
+    from imgclf.io import atomic_write_json
+
+    runs = []
+    for name, value in (("a", 0.4), ("b", 0.2), ("c", 0.3)):
+        run = tmp_path / name
+        save_config(load_config(None, [*TINY, "train.metric=log_loss", f"train.seed={len(runs)}"]), run / "config.yaml")
+        atomic_write_json(run / "summary.json", {"metric": "log_loss", "val_log_loss": value, "val_accuracy": 0.5})
+        runs.append(run)
+    comparison = compare_runs(load_runs(runs), sort="val_log_loss")
+    assert "val_log_loss" in comparison.columns
+    assert [r["run"] for r in comparison.rows] == ["b", "c", "a"]  # lower log-loss first
