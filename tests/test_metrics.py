@@ -253,3 +253,11 @@ def test_compare_shows_and_sorts_by_the_runs_metric(tmp_path):
     comparison = compare_runs(load_runs(runs), sort="val_log_loss")
     assert "val_log_loss" in comparison.columns
     assert [r["run"] for r in comparison.rows] == ["b", "c", "a"]  # lower log-loss first
+
+
+def test_a_run_without_validation_keeps_its_last_epoch_whatever_the_metric_s_direction(tiny_dataset, tmp_path):
+    from imgclf.train.loop import fit
+
+    summary = fit(load_config(None, [*TINY, "train.metric=log_loss", "data.val_fraction=0", "train.patience=null"]),
+                  tiny_dataset, tmp_path / "run")
+    assert summary["best_epoch"] == 2 and summary["val_log_loss"] is None and summary["best_value"] is None

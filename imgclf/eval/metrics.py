@@ -110,6 +110,8 @@ class Metric:
     def score(self, labels: Any, probs: Any = None, *, logits: Any = None) -> float:
         """The metric of ``probs`` (rows renormalised) or of ``softmax(logits)``; NaN for no rows."""
         y = np.asarray(labels, dtype=np.int64)
+        if len(y) == 0:
+            return float("nan")  # no validation images (a run on every image)
         if logits is not None:
             p = softmax(np.asarray(logits, dtype=np.float64), axis=1)
         else:
@@ -117,8 +119,6 @@ class Metric:
             p = p / p.sum(1, keepdims=True)  # probabilities read back from CSV are rounded
         if p.ndim != 2 or len(y) != p.shape[0]:
             raise ValueError(f"{self.name}: expected (samples, classes) scores for {len(y)} labels, got shape {p.shape}")
-        if len(y) == 0:
-            return float("nan")
         return self.fn(y, p, self.k)
 
     def better(self, a: float, b: float) -> bool:

@@ -164,8 +164,8 @@ def _record(t: Training, epoch: int) -> None:
             raise DataError(f"validation gave no finite loss in epoch {epoch}: every validation image failed to load or "
                             "the model diverged; check the dataset")
         improved = t.stopper.update(epoch - 1, row[t.cfg.train.monitored])
-    else:  # no validation split (refit on all data): the newest weights are the ones to keep
-        improved = t.stopper.update(epoch - 1, float(epoch))
+    else:  # no validation split (refit on all data): the newest weights are the ones to keep, in either direction
+        improved = t.stopper.update(epoch - 1, float(epoch) if t.stopper.mode == "max" else -float(epoch))
     if improved:
         t.checkpointer.save_best(t.eval_model, epoch)  # the EMA weights when train.ema is on
     if t.checkpointer.due(epoch, t.stopper.should_stop):
