@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from imgclf.errors import ConfigError
 from imgclf.safe_yaml import YAMLLimitError, load_yaml, read_yaml_file
@@ -184,6 +184,15 @@ class TrainConfig(_Section):
                                 "roc_auc (one-vs-rest, macro) | top_k (k = train.metric_k). It picks the kept checkpoint "
                                 "(unless train.monitor is set), early stopping, sweep objectives, CV/ensemble scores and evaluate.")
     metric_k: int = Field(5, ge=1, le=1000, description="top_k: how many of the most probable classes may hold the label.")
+
+    @field_validator("metric", mode="before")
+    @classmethod
+    def _known_metric(cls, name: Any) -> Any:
+        if isinstance(name, str) and name not in METRICS:
+            close = difflib.get_close_matches(name, METRICS, n=1, cutoff=0.5)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ValueError(f"unknown metric {_short_repr(name)}{hint}; choose one of {', '.join(METRICS)}")
+        return name
 
     @property
     def monitored(self) -> str:
