@@ -262,3 +262,11 @@ def test_a_run_without_validation_keeps_its_last_epoch_whatever_the_metric_s_dir
     summary = fit(load_config(None, [*TINY, "train.metric=log_loss", "data.val_fraction=0", "train.patience=null"]),
                   tiny_dataset, tmp_path / "run")
     assert summary["best_epoch"] == 2 and summary["val_log_loss"] is None and summary["best_value"] is None
+
+
+def test_train_says_the_metric_first():
+    from imgclf.cli.commands import describe_result
+
+    text = describe_result({"metric": "qwk", "val_qwk": 0.8123, "val_accuracy": 0.9, "best_epoch": 3, "epochs_run": 5})
+    assert text == "val qwk 0.8123, val accuracy 0.9000 (best epoch 3 of 5)"
+    assert describe_result({"val_accuracy": 0.9, "best_epoch": 1, "epochs_run": 1}).startswith("val accuracy 0.9000")

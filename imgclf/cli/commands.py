@@ -73,7 +73,9 @@ def train(
 def describe_result(summary: dict) -> str:
     if summary.get("val_accuracy") is None:
         return f"trained {summary['epochs_run']} epoch(s) on every image (no validation split)"
-    return f"val accuracy {summary['val_accuracy']:.4f} (best epoch {summary['best_epoch']} of {summary['epochs_run']})"
+    metric = summary.get("metric", "accuracy")
+    own = f"val {metric} {summary[f'val_{metric}']:.4f}, " if metric != "accuracy" and summary.get(f"val_{metric}") is not None else ""
+    return f"{own}val accuracy {summary['val_accuracy']:.4f} (best epoch {summary['best_epoch']} of {summary['epochs_run']})"
 
 
 def evaluate(
