@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from imgclf.errors import ConfigError
 from imgclf.safe_yaml import YAMLLimitError, load_yaml, read_yaml_file
@@ -38,6 +38,7 @@ Head = Literal["linear", "mlp", "mlp_bn"]
 Strategy = Literal["full", "linear_probe", "gradual", "bn_only"]
 BnPolicy = Literal["train", "frozen_stats", "frozen"]
 Monitor = Literal["val_accuracy", "val_loss"]
+MetricName = Literal["accuracy", "log_loss", "macro_f1", "qwk", "roc_auc", "top_k"]  # registry: imgclf.eval.metrics
 Device = Literal["auto", "cpu", "cuda"]
 TTAMode = Literal["none", "fixed", "adaptive"]
 TTAAggregate = Literal["mean_probs", "mean_logits"]
@@ -49,6 +50,7 @@ HEADS: tuple[str, ...] = get_args(Head)
 STRATEGIES: tuple[str, ...] = get_args(Strategy)
 BN_POLICIES: tuple[str, ...] = get_args(BnPolicy)
 MONITORS: tuple[str, ...] = get_args(Monitor)
+METRICS: tuple[str, ...] = get_args(MetricName)
 DEVICES: tuple[str, ...] = get_args(Device)
 TTA_MODES: tuple[str, ...] = get_args(TTAMode)
 TTA_AGGREGATES: tuple[str, ...] = get_args(TTAAggregate)
@@ -161,7 +163,8 @@ class TrainConfig(_Section):
     grad_clip: float | None = Field(1.0, gt=0.0)
     patience: int | None = Field(10, ge=1, description="Early-stopping patience in epochs; None = full schedule.")
     min_delta: float = Field(0.0, ge=0.0)
-    monitor: Monitor = "val_accuracy"
+    monitor: Monitor | None = Field(
+        None, description="What early stopping and the kept checkpoint follow: val_accuracy | val_loss; None = val_<train.metric>.")
     seed: int = Field(0, ge=0, lt=2**32, description="Seeds model init, data order and augmentation (numpy and torch take 0..2**32-1).")
     device: Device = "auto"
     amp: bool = Field(True, description="Mixed precision (bf16, or fp16 + GradScaler) when CUDA is present.")
@@ -176,6 +179,25 @@ class TrainConfig(_Section):
     mixup: float = Field(0.0, ge=0.0, le=10.0, description="Mixup alpha (timm Mixup); 0 = off. Training batches only.")
     cutmix: float = Field(0.0, ge=0.0, le=10.0, description="CutMix alpha (timm Mixup); 0 = off. Training batches only.")
     accumulate: int = Field(1, ge=1, le=1024, description="Gradient accumulation: one optimiser step per N batches (effective batch = N x data.batch_size).")
+    metric: MetricName = Field(
+        "accuracy", description="The competition's metric: accuracy | log_loss | macro_f1 | qwk (quadratic weighted kappa) | "
+                                "roc_auc (one-vs-rest, macro) | top_k (k = train.metric_k). It picks the kept checkpoint "
+                                "(unless train.monitor is set), early stopping, sweep objectives, CV/ensemble scores and evaluate.")
+    metric_k: int = Field(5, ge=1, le=1000, description="top_k: how many of the most probable classes may hold the label.")
+
+    @field_validator("metric", mode="before")
+    @classmethod
+    def _known_metric(cls, name: Any) -> Any:
+        if isinstance(name, str) and name not in METRICS:
+            close = difflib.get_close_matches(name, METRICS, n=1, cutoff=0.5)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ValueError(f"unknown metric {_short_repr(name)}{hint}; choose one of {', '.join(METRICS)}")
+        return name
+
+    @property
+    def monitored(self) -> str:
+        """The metrics.csv column early stopping and the best checkpoint follow."""
+        return self.monitor or f"val_{self.metric}"
 
 
 class TTAConfig(_Section):

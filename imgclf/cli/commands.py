@@ -40,6 +40,9 @@ def train(
     The run directory holds config.yaml, metrics.csv (one row per epoch, with its time),
     summary.json, split.csv, classes.json, environment.json, val_predictions.csv and
     checkpoints/ (best.safetensors, last.pt).
+
+    --set train.metric=accuracy|log_loss|macro_f1|qwk|roc_auc|top_k (the competition's metric) picks the
+    kept checkpoint and early stopping and adds val_<metric> to metrics.csv and summary.json.
     """
     from imgclf import api
     from imgclf.runtime import is_main_process as is_main
@@ -70,7 +73,9 @@ def train(
 def describe_result(summary: dict) -> str:
     if summary.get("val_accuracy") is None:
         return f"trained {summary['epochs_run']} epoch(s) on every image (no validation split)"
-    return f"val accuracy {summary['val_accuracy']:.4f} (best epoch {summary['best_epoch']} of {summary['epochs_run']})"
+    metric = summary.get("metric", "accuracy")
+    own = f"val {metric} {summary[f'val_{metric}']:.4f}, " if metric != "accuracy" and summary.get(f"val_{metric}") is not None else ""
+    return f"{own}val accuracy {summary['val_accuracy']:.4f} (best epoch {summary['best_epoch']} of {summary['epochs_run']})"
 
 
 def evaluate(
@@ -88,7 +93,8 @@ def evaluate(
     tta_ns: str = tta_options.NS_OPTION,
     tta_measure: bool = tta_options.MEASURE_OPTION,
 ) -> None:
-    """Accuracy, macro-F1, per-class precision/recall and the confusion matrix of a run."""
+    """The run's metric (train.metric), accuracy, macro-F1, log-loss (before and after temperature scaling),
+    per-class precision/recall and the confusion matrix of a run."""
     from imgclf.infer.jobs import evaluate_run
     from imgclf.runtime import resolve_device
 
@@ -106,14 +112,25 @@ def evaluate(
         table.add_row(str(row[0]), f"{row[1]:.3f}", f"{row[2]:.3f}", f"{row[3]:.3f}", str(row[4]))
     console.print(table)
     console.print(
-        f"accuracy {result['accuracy']:.4f}  macro-F1 {result['macro_f1']:.4f}  images {result['images']}  "
+        f"{score_text(result)}  images {result['images']}  "
         f"{tta_options.tta_text(tta_cfg)}, {tta_options.passes_text(result['forward_passes'], result['images'], result['passes_per_image'])}  "
         f"({result['seconds']:.1f}s)",
         highlight=False, soft_wrap=True,
     )
     if "ece_before" in result:
-        console.print(f"calibration: temperature {result['temperature']:.3f}, ECE {result['ece_before']:.4f} → {result['ece_after']:.4f}")
+        console.print(f"calibration: temperature {result['temperature']:.3f}, ECE {result['ece_before']:.4f} → {result['ece_after']:.4f}, "
+                      f"log-loss {result['log_loss_before']:.4f} → {result['log_loss_after']:.4f}")
     console.print(f"written to {result['out']}")
+
+
+def score_text(result: dict) -> str:
+    """``qwk 0.81 (the run's metric)  accuracy 0.90  macro-F1 0.88  log-loss 0.31``: the run's metric first."""
+    names = {"accuracy": "accuracy", "macro_f1": "macro-F1", "log_loss": "log-loss"}
+    metric = result.get("metric", "accuracy")
+    shown = [metric, *(k for k in names if k != metric)]
+    parts = [f"{names.get(k, k)} {result[k]:.4f}" + (" (the run's metric)" if k == metric else "")
+             for k in shown if result.get(k) is not None]
+    return "  ".join(parts)
 
 
 def predict(

@@ -84,13 +84,20 @@ def _cv_budget(budget: Optional[str], refit: bool, out: Path) -> Optional[float]
     return parse_budget(budget)
 
 
+def _extra_metric(summary: dict[str, Any]) -> list[str]:
+    """The run's train.metric when it is not one of the three columns always shown."""
+    name = summary.get("metric", "accuracy")
+    return [] if name in ("accuracy", "macro_f1", "log_loss") else [name]
+
+
 def _print_cv(summary: dict[str, Any], out: Path) -> None:
-    table = Table(title=f"{summary['folds']}-fold CV: {out}")
-    for col in ("fold", "images", "accuracy", "macro-F1", "log-loss", "best epoch", "seconds", "run"):
+    table = Table(title=f"{summary['folds']}-fold CV: {out} (metric: {summary.get('metric', 'accuracy')})")
+    extra = _extra_metric(summary)
+    for col in ("fold", "images", *extra, "accuracy", "macro-F1", "log-loss", "best epoch", "seconds", "run"):
         table.add_column(col, justify="right")
     for r, action in zip(summary["per_fold"], summary["actions"]):
-        table.add_row(str(r["fold"]), str(r["images"]), f"{r['accuracy']:.4f}", f"{r['macro_f1']:.4f}", f"{r['log_loss']:.4f}",
-                      str(r["best_epoch"]), f"{r['train_seconds'] or 0:.0f}", action)
+        table.add_row(str(r["fold"]), str(r["images"]), *(f"{r[m]:.4f}" for m in extra), f"{r['accuracy']:.4f}",
+                      f"{r['macro_f1']:.4f}", f"{r['log_loss']:.4f}", str(r["best_epoch"]), f"{r['train_seconds'] or 0:.0f}", action)
     console.print(table)
     for metric, v in summary["cv"].items():
         lo, hi = v["ci95"]
@@ -109,22 +116,27 @@ def _print_cv(summary: dict[str, Any], out: Path) -> None:
 def ensemble_command(
     members: list[Path] = typer.Argument(..., help="Run directories and/or CV folders (same dataset, same classes)."),
     out: Path = typer.Option(..., "--out", "-o", help="Ensemble folder to write (predict ENS_DIR TEST_DIR uses it)."),
-    weights: str = typer.Option("optimize", "--weights", help="optimize (minimise OOF log-loss; weights >= 0, sum 1) or equal."),
+    weights: str = typer.Option("optimize", "--weights", help="optimize (minimise OOF log-loss; weights >= 0, sum 1; with another metric, equal weights are kept when they score better on it) or equal."),
+    metric: Optional[str] = typer.Option(None, "--metric", help="Score members and blend with this metric (accuracy, log_loss, macro_f1, qwk, roc_auc, top_k); default: the first member's train.metric."),
 ) -> None:
     """Blend runs and CV folders: weights chosen on their out-of-fold predictions; prints each member's OOF score and the ensemble's."""
     from imgclf.errors import ConfigError
+    from imgclf.eval.metrics import get_metric
     from imgclf.experiments.ensemble import build_ensemble
 
     if weights not in ("optimize", "equal"):
         raise ConfigError(f"--weights must be optimize or equal (got {weights!r})")
-    summary = build_ensemble(members, out, method=weights)
-    table = Table(title=f"ensemble {out}: OOF scores on {summary['oof_images']} images")
-    for col in ("member", "weight", "accuracy", "macro-F1", "log-loss"):
+    summary = build_ensemble(members, out, method=weights, metric=get_metric(metric) if metric else None)
+    table = Table(title=f"ensemble {out}: OOF scores on {summary['oof_images']} images (metric: {summary['metric']})")
+    extra = _extra_metric(summary)
+    for col in ("member", "weight", *extra, "accuracy", "macro-F1", "log-loss"):
         table.add_column(col, justify="left" if col == "member" else "right")
     for r in summary["members"]:
-        table.add_row(r["member"], f"{r['weight']:.3f}", f"{r['accuracy']:.4f}", f"{r['macro_f1']:.4f}", f"{r['log_loss']:.4f}")
-    for name, key in ((f"ensemble ({summary['weights']} weights)", "ensemble"), ("equal weights", "equal_weights")):
+        table.add_row(r["member"], f"{r['weight']:.3f}", *(f"{r[m]:.4f}" for m in extra), f"{r['accuracy']:.4f}",
+                      f"{r['macro_f1']:.4f}", f"{r['log_loss']:.4f}")
+    for name, key in ((f"ensemble (weights: {summary['weights_chosen_by']})", "ensemble"), ("equal weights", "equal_weights")):
         s = summary[key]
-        table.add_row(f"[bold]{name}[/]", "", f"{s['accuracy']:.4f}", f"{s['macro_f1']:.4f}", f"{s['log_loss']:.4f}")
+        table.add_row(f"[bold]{name}[/]", "", *(f"{s[m]:.4f}" for m in extra), f"{s['accuracy']:.4f}", f"{s['macro_f1']:.4f}",
+                      f"{s['log_loss']:.4f}")
     console.print(table)
     console.print(f"written to {out} — imgclf predict {out} TEST_DIR writes the blended submission", highlight=False, soft_wrap=True)

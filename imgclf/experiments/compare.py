@@ -35,7 +35,7 @@ log = logging.getLogger("imgclf")
 
 METRIC_COLUMNS = ("val_accuracy", "val_loss", "val_macro_f1", "best_epoch", "epochs_run", "train_seconds", "total_params", "trainable_params")
 # Smaller is better for these; larger for every other sortable column.
-ASCENDING = ("val_loss", "train_seconds", "total_params", "trainable_params", "mean_epoch_seconds")
+ASCENDING = ("val_loss", "val_log_loss", "train_seconds", "total_params", "trainable_params", "mean_epoch_seconds")
 # Keys that differ between runs without saying anything about the experiment.
 IGNORED_KEYS = ("tracking.uri", "data.num_workers", "data.cache_dir")
 
@@ -145,14 +145,16 @@ def compare_runs(runs: list[RunRecord], sort: str = "val_accuracy") -> Compariso
     if not runs:
         raise RunDirError("nothing to compare: give run directories or --experiment NAME")
     differing = differing_keys(runs)
-    columns = ["run", *differing, *METRIC_COLUMNS]
+    # Runs scored with another train.metric add its val_<metric> column (e.g. val_qwk).
+    own = [f"val_{m}" for m in dict.fromkeys(r.summary.get("metric") for r in runs) if m and f"val_{m}" not in METRIC_COLUMNS]
+    columns = ["run", *differing, *own, *METRIC_COLUMNS]
     if sort not in columns:
         raise ConfigError(f"--sort {sort!r} is not a column; choose one of {', '.join(c for c in columns if c != 'run')}")
     rows = []
     for r in runs:
         row: dict[str, Any] = {"run": r.name}
         row.update({k: r.config.get(k) for k in differing})
-        row.update({m: r.summary.get(m) for m in METRIC_COLUMNS})
+        row.update({m: r.summary.get(m) for m in (*own, *METRIC_COLUMNS)})
         rows.append(row)
     order = sorted(range(len(rows)), key=lambda i: _sort_key(rows[i].get(sort), sort))
     rows = [rows[i] for i in order]
@@ -184,7 +186,8 @@ def write_report(comparison: Comparison, out: Path, title: str = "Run comparison
 
 
 def render_html(comparison: Comparison, title: str = "Run comparison") -> str:
-    best = {m: ("min" if m in ASCENDING else "max") for m in ("val_accuracy", "val_loss", "val_macro_f1", "train_seconds")}
+    scores = [c for c in comparison.columns if c.startswith("val_") and c != "val_images"]
+    best = {m: ("min" if m in ASCENDING else "max") for m in (*scores, "train_seconds")}
     curves = learning_curves({r.name: r.metrics for r in comparison.runs})
     differing = ", ".join(comparison.differing) or "none (the runs share one config)"
     paths = "\n".join(f"{r.name}: {r.path}" for r in comparison.runs)

@@ -36,6 +36,7 @@ from imgclf.config import Config, build_config, read_yaml, save_config, with_ove
 from imgclf.data.samples import TrainingSet, load_training_set
 from imgclf.data.split import save_split
 from imgclf.errors import ConfigError, DataError
+from imgclf.eval.metrics import Metric, get_metric, metric_of
 from imgclf.experiments.label_issues import LABEL_ISSUES_NAME, rank_label_issues, write_label_issues
 from imgclf.experiments.oof import OOF_NAME, Oof, read_run_oof, scores, write_oof
 from imgclf.experiments.stats import mean_std_ci
@@ -115,9 +116,17 @@ def _check_resume(cfg: Config, out: Path, k: int) -> tuple[Config, bool]:
     if spec["folds"] != k:
         raise ConfigError(f"{out} holds a {spec['folds']}-fold CV; use --folds {spec['folds']} to resume it, or another --out")
     saved = build_config(read_yaml(out / CONFIG_NAME))
-    if saved.to_dict() != cfg.to_dict():
+    if _resolved(saved) != _resolved(cfg):
         raise ConfigError(f"{out} was started with another config ({out / CONFIG_NAME}); use the same --config/--set to resume, or another --out")
     return saved, False
+
+
+def _resolved(cfg: Config) -> dict[str, Any]:
+    """The config as it trains: ``train.monitor`` resolved (a CV started when it defaulted to
+    val_accuracy resumes under a config that leaves it to the default metric, accuracy)."""
+    tree = cfg.to_dict()
+    tree["train"]["monitor"] = cfg.train.monitored
+    return tree
 
 
 def _record_start(cfg: Config, dataset: Path, out: Path, k: int) -> None:
@@ -177,23 +186,28 @@ def interval(values: list[float]) -> dict[str, Any]:
     return {"mean": mean, "std": clean(std), "ci95": [clean(lo), clean(hi)], "values": values}
 
 
-def summarize(out: Path, k: int, oof: Oof) -> dict[str, Any]:
-    """Per-fold rows (scored on calibrated probabilities), the spread over folds, and the OOF scores."""
+def summarize(out: Path, k: int, oof: Oof, metric: Metric | None = None) -> dict[str, Any]:
+    """Per-fold rows (scored on calibrated probabilities), the spread over folds, and the OOF scores;
+    ``metric`` (the config's ``train.metric``, default accuracy) is among them and named in ``metric``."""
+    metric = metric or get_metric("accuracy")
     rows = []
     for i in range(1, k + 1):
         run_summary = BlendDir(out).fold(i).read_summary()
         mask = oof.folds == i
         rows.append({
-            "fold": i, **scores(oof.labels[mask], oof.probs[mask]),
+            "fold": i, **scores(oof.labels[mask], oof.probs[mask], metric),
             "best_epoch": run_summary.get("best_epoch"), "epochs_run": run_summary.get("epochs_run"),
             "temperature": run_summary.get("temperature"), "train_seconds": run_summary.get("train_seconds"),
             "train_images": run_summary.get("train_images"),
         })
+    names = dict.fromkeys((metric.name, "accuracy", "macro_f1", "log_loss"))  # the run's metric first
     return {
         "folds": k,
+        "metric": metric.name,
+        **({"metric_k": metric.k} if metric.name == "top_k" else {}),
         "per_fold": rows,
-        "cv": {metric: interval([r[metric] for r in rows]) for metric in ("accuracy", "macro_f1", "log_loss")},
-        "oof": scores(oof.labels, oof.probs),
+        "cv": {name: interval([r[name] for r in rows]) for name in names},
+        "oof": scores(oof.labels, oof.probs, metric),
         "train_seconds": sum(r["train_seconds"] or 0.0 for r in rows),
         "refit": False,
     }
@@ -226,7 +240,7 @@ def run_cv(
     oof = collect_oof(out, folds, samples.classes)
     write_oof(out / OOF_NAME, oof)
     atomic_write_json(BlendDir(out).classes, samples.classes)
-    summary = summarize(out, folds, oof)
+    summary = summarize(out, folds, oof, metric_of(cfg.train))
     summary["actions"] = actions
     ranked = rank_label_issues(oof.labels, oof.probs)
     write_label_issues(out / LABEL_ISSUES_NAME, oof, ranked)

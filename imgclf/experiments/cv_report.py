@@ -7,6 +7,7 @@ import csv
 from pathlib import Path
 from typing import Any
 
+from imgclf.eval.metrics import get_metric
 from imgclf.experiments.label_issues import LABEL_ISSUES_NAME
 from imgclf.experiments.oof import OOF_NAME, read_oof_csv
 from imgclf.io import read_json
@@ -63,13 +64,16 @@ def render_cv_report(cv_dir: Path) -> str:
     spec = read_json(files.cv_spec)
     classes = files.read_classes()
     folds = spec["fold_dirs"]
-    per_fold = [{k: r.get(k) for k in ("fold", "images", "accuracy", "macro_f1", "log_loss", "best_epoch", "epochs_run",
-                                      "temperature", "train_seconds")} for r in summary["per_fold"]]
+    metric = get_metric(summary.get("metric", "accuracy"), summary.get("metric_k", 5))
+    columns = dict.fromkeys(("fold", "images", metric.name, "accuracy", "macro_f1", "log_loss", "best_epoch", "epochs_run",
+                             "temperature", "train_seconds"))
+    per_fold = [{k: r.get(k) for k in columns} for r in summary["per_fold"]]
     parts = [
         h.section("Cross-validation", h.table(_spread_rows(summary)),
-                  h.paragraph("Scores use each fold's calibrated probabilities (softmax(logit / temperature)); "
+                  h.paragraph(f"The run's metric (train.metric) is {metric.label} ({'higher' if metric.direction == 'max' else 'lower'} "
+                              "is better). Scores use each fold's calibrated probabilities (softmax(logit / temperature)); "
                               "the interval is Student-t over folds.", "note")),
-        h.section("Per fold", h.table(per_fold, highlight={"accuracy": "max", "log_loss": "min"})),
+        h.section("Per fold", h.table(per_fold, highlight={"accuracy": "max", "log_loss": "min", metric.name: metric.direction})),
         h.section("Learning curves", _curves(cv_dir, folds)),
         h.section("Out-of-fold confusion matrix", _confusion(cv_dir, classes)),
         h.section("Label-issue candidates", _issues(cv_dir)),

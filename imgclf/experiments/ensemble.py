@@ -24,6 +24,7 @@ import numpy as np
 from scipy.optimize import minimize
 
 from imgclf.errors import ImgclfError
+from imgclf.eval.metrics import Metric, get_metric, metric_of
 from imgclf.experiments.oof import OOF_NAME, Oof, read_oof, scores, write_oof
 from imgclf.infer.model_set import ENSEMBLE_FILE, relative_member, resolve_model_set
 from imgclf.io import atomic_write_json
@@ -110,8 +111,38 @@ def aligned_oofs(members: Sequence[Path]) -> list[Oof]:
     return oofs
 
 
-def build_ensemble(members: Sequence[Path], out: Path, *, method: str = "optimize") -> dict[str, Any]:
-    """Weight ``members`` (runs, CV folders or ensembles) on their OOF log-loss and write ``out``."""
+def member_metric(member: Path) -> Metric:
+    """The ``train.metric`` a run, CV folder (``cv_config.yaml``) or ensemble folder (its summary) was scored with."""
+    from imgclf.config import build_config, read_yaml
+    from imgclf.run.rundir import RunDir
+
+    member = Path(member)
+    for config in (BlendDir(member).cv_config, RunDir(member).config):
+        if config.is_file():
+            return metric_of(build_config(read_yaml(config)).train)
+    summary = BlendDir(member).summary
+    saved = BlendDir(member).read_summary() if summary.is_file() else {}
+    return get_metric(saved.get("metric", "accuracy"), saved.get("metric_k", 5))
+
+
+def choose_weights(probs: Sequence[np.ndarray], labels: np.ndarray, method: str, metric: Metric) -> tuple[np.ndarray, str]:
+    """The blend weights and how they were chosen. ``optimize`` minimises OOF log-loss (smooth, convex: a
+    stand-in that every metric rewards); for another metric the equal-weight blend is kept when it scores
+    better on that metric."""
+    weights = blend_weights(probs, labels, method)
+    if method != "optimize" or metric.name == "log_loss" or len(probs) == 1:
+        return weights, "equal" if method == "equal" or len(probs) == 1 else "log-loss optimal"
+    equal = blend_weights(probs, labels, "equal")
+    if metric.better(metric.score(labels, blend(probs, equal)), metric.score(labels, blend(probs, weights))):
+        log.info("equal weights score better on %s than the log-loss-optimal ones; using equal weights", metric.label)
+        return equal, f"equal (better {metric.name} than log-loss optimal)"
+    return weights, "log-loss optimal"
+
+
+def build_ensemble(members: Sequence[Path], out: Path, *, method: str = "optimize", metric: Metric | None = None) -> dict[str, Any]:
+    """Weight ``members`` (runs, CV folders or ensembles) on their OOF predictions and write ``out``.
+
+    ``metric``: what the members and the blend are scored with (default: the first member's ``train.metric``)."""
     members = [Path(m) for m in members]
     if len(members) < 1:
         raise EnsembleError("an ensemble needs at least one member")
@@ -123,17 +154,21 @@ def build_ensemble(members: Sequence[Path], out: Path, *, method: str = "optimiz
         resolve_model_set(member)  # every member must be predictable too, not only scored
     oofs = aligned_oofs(members)
     labels, probs = oofs[0].labels, [o.probs for o in oofs]
-    weights = blend_weights(probs, labels, method)
+    metric = metric or member_metric(members[0])
+    weights, chosen_by = choose_weights(probs, labels, method, metric)
     equal = blend_weights(probs, labels, "equal")
     blended = Oof(oofs[0].paths, labels, blend(probs, weights), oofs[0].classes)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    rows = [{"member": str(m), "weight": float(w), **scores(labels, p)} for m, w, p in zip(members, weights, probs)]
+    rows = [{"member": str(m), "weight": float(w), **scores(labels, p, metric)} for m, w, p in zip(members, weights, probs)]
     summary = {
         "members": rows,
         "weights": "optimize" if method == "optimize" else "equal",
-        "ensemble": scores(labels, blended.probs),
-        "equal_weights": scores(labels, blend(probs, equal)),
+        "weights_chosen_by": chosen_by,
+        "metric": metric.name,
+        **({"metric_k": metric.k} if metric.name == "top_k" else {}),
+        "ensemble": scores(labels, blended.probs, metric),
+        "equal_weights": scores(labels, blend(probs, equal), metric),
         "oof_images": len(labels),
         "classes": len(oofs[0].classes),
     }

@@ -18,6 +18,7 @@ from scipy.special import softmax
 from sklearn.metrics import f1_score, log_loss
 
 from imgclf.errors import RunDirError
+from imgclf.eval.metrics import Metric
 from imgclf.io import atomic_path
 from imgclf.run.rundir import BlendDir, RunDir, read_run_csv
 
@@ -97,15 +98,21 @@ def read_oof(member: Path) -> Oof:
     return read_run_oof(member)
 
 
-def scores(labels: np.ndarray, probs: np.ndarray) -> dict[str, Any]:
-    """Accuracy, macro-F1 and log-loss (natural log) of probabilities against labels."""
+def scores(labels: np.ndarray, probs: np.ndarray, metric: Metric | None = None) -> dict[str, Any]:
+    """Accuracy, macro-F1 and log-loss (natural log) of probabilities against labels, and ``metric``
+    (the run's ``train.metric``) under its own name when it is another one."""
     n_classes = probs.shape[1]
     probs = np.clip(probs, 1e-15, None)
     probs = probs / probs.sum(1, keepdims=True)  # rows read back from CSV are rounded
     preds = probs.argmax(1)
+    extra = {metric.name: metric.score(labels, probs)} if metric is not None and metric.name not in _BASIC else {}
     return {
         "images": int(len(labels)),
         "accuracy": float((preds == labels).mean()) if len(labels) else float("nan"),
         "macro_f1": float(f1_score(labels, preds, labels=list(range(n_classes)), average="macro", zero_division=0)),
         "log_loss": float(log_loss(labels, probs, labels=list(range(n_classes)))) if len(labels) else float("nan"),
+        **extra,
     }
+
+
+_BASIC = ("accuracy", "macro_f1", "log_loss")  # what scores() always gives

@@ -244,7 +244,7 @@ def run_proxy(cfg: Config, dataset: Path, run: RunDir, plan: ProxyPlan, clock: C
 
     space = search_space(cfg)
     study = optuna.create_study(study_name=STUDY, storage=open_storage(default_storage(run.proxy)),
-                                direction=direction_for(cfg.train.monitor), load_if_exists=True)
+                                direction=direction_for(cfg.train.monitored), load_if_exists=True)
     study.enqueue_trial(own_values(cfg, space))  # trial 0: the config as it is, the yardstick
     table: list[dict[str, Any]] = []
     timeout = ends_at - clock.elapsed() - plan.trial_seconds  # Optuna starts no trial once it is spent

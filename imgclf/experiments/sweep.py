@@ -26,6 +26,7 @@ from typing import Any, Callable
 
 from imgclf.config import Config, with_overrides
 from imgclf.errors import ConfigError, ImgclfError
+from imgclf.eval.metrics import monitor_direction
 from imgclf.experiments.space import SearchParam, check_space
 from imgclf.experiments.tracking import tracking_uri_in
 from imgclf.experiments.urls import one_line, sqlalchemy_url
@@ -61,7 +62,8 @@ def default_storage(out: str | Path) -> str:
 
 
 def direction_for(monitor: str) -> str:
-    return "maximize" if monitor == "val_accuracy" else "minimize"
+    """Optuna's direction for a monitored column: ``val_loss``, ``val_accuracy`` or ``val_<train.metric>``."""
+    return "maximize" if monitor_direction(monitor) == "max" else "minimize"
 
 
 def open_storage(url: str, *, create: bool = True):
@@ -196,7 +198,7 @@ def run_sweep(dataset: Path, base: Config, space: list[SearchParam], options: Sw
     out = Path(options.out)
     url = options.storage or default_storage(out)
     storage = open_storage(url)
-    monitor = cfg.train.monitor
+    monitor = cfg.train.monitored  # val_<train.metric> unless train.monitor is set
     study = optuna.create_study(
         study_name=options.study, storage=storage, direction=direction_for(monitor), load_if_exists=True,
         sampler=optuna.samplers.TPESampler(seed=options.seed, constant_liar=True),
@@ -250,7 +252,7 @@ def _run_trial(trial, dataset: Path, cfg: Config, space: list[SearchParam], out:
         tags = {"imgclf.study": study_name, "imgclf.trial": str(trial.number)}
         with tracking_session(trial_cfg, run_dir, tracking_uri, run_name=f"{study_name}-{trial.number:04d}", tags=tags,
                               killed=(optuna.TrialPruned,)) as tracking:
-            pruning = PruningCallback(trial, trial_cfg.train.monitor)
+            pruning = PruningCallback(trial, trial_cfg.train.monitored)
             summary = fit(trial_cfg, Path(dataset), run_dir, callbacks=[*tracking, pruning, *extra])
     except TrainingInterrupted:
         raise
@@ -261,7 +263,11 @@ def _run_trial(trial, dataset: Path, cfg: Config, space: list[SearchParam], out:
     trial.set_user_attr("train_seconds", summary["train_seconds"])
     trial.set_user_attr("train_cpu_seconds", summary.get("train_cpu_seconds"))
     trial.set_user_attr("epochs_run", summary["epochs_run"])
-    return float(summary[trial_cfg.train.monitor])
+    value = summary.get(trial_cfg.train.monitored)
+    if value is None:  # no validation split, or the metric is undefined on it (e.g. ROC AUC of one class)
+        trial.set_user_attr("error", f"{trial_cfg.train.monitored} is undefined for this trial")
+        raise _TrialFailed(f"{trial_cfg.train.monitored} is undefined for this trial")
+    return float(value)
 
 
 def _result(study, storage: str, monitor: str) -> SweepResult:

@@ -108,7 +108,7 @@ def sweep_transfer(
     dataset = Path(dataset or study.user_attrs.get("dataset", ""))
     if not str(dataset) or not dataset.exists():
         raise DataError(f"dataset of study {study_name!r} not found ({dataset}); pass --dataset")
-    monitor = study.user_attrs.get("monitor", target.train.monitor)
+    monitor = study.user_attrs.get("monitor", target.train.monitored)
     out = Path(out or Path(study.user_attrs.get("out", Path("sweeps") / study_name)) / "transfer")
     if target.tracking.experiment == "imgclf":
         target = with_overrides(target, {"tracking.experiment": f"transfer-{study_name}"})

@@ -14,6 +14,7 @@ import torch
 from imgclf.config import TTAConfig
 from imgclf.data.samples import load_training_set, resolve_test_images
 from imgclf.errors import DataError
+from imgclf.eval.metrics import get_metric, metric_of
 from imgclf.eval.scores import most_confused, score
 from imgclf.infer.evaluate import write_scores
 from imgclf.infer.predict import predict_paths
@@ -78,6 +79,7 @@ def evaluate_run(
     scores = score(y, pred.probs.argmax(1), loaded.classes)
     out = Path(out) if out else loaded.run.eval.root
     extra = {
+        **_metric_report(loaded, pred, y),
         "evaluated_on": what,
         "tta": (tta.mode if tta else "none"),
         "forward_passes": pred.total_passes,
@@ -91,19 +93,36 @@ def evaluate_run(
     return {**scores.to_dict(), **extra, "out": str(out), "per_class": scores.per_class}
 
 
+def _metric_report(loaded, pred: Predictions, y: np.ndarray) -> dict[str, Any]:
+    """The run's ``train.metric`` (name and value, on the calibrated probabilities) and the log-loss."""
+    metric = metric_of(loaded.cfg.train)
+    report: dict[str, Any] = {"metric": metric.name, **({"metric_k": metric.k} if metric.name == "top_k" else {})}
+    report["log_loss"] = _finite(get_metric("log_loss").score(y, pred.probs)) if len(y) else None
+    if metric.name not in ("accuracy", "macro_f1", "log_loss"):  # those are in the scores already
+        report[metric.name] = _finite(metric.score(y, pred.probs)) if len(y) else None
+    return report
+
+
+def _finite(value: float) -> float | None:
+    return float(value) if np.isfinite(value) else None
+
+
 def _calibration_report(loaded, pred: Predictions, y: np.ndarray) -> dict[str, Any]:
-    """ECE before/after temperature scaling, when the run has a fitted temperature."""
-    if pred.logits is None or loaded.temperature == 1.0:
+    """ECE and log-loss before/after temperature scaling, when the run has a fitted temperature."""
+    if pred.logits is None or loaded.temperature == 1.0 or not len(y):
         return {}
     from imgclf.eval.calibration import expected_calibration_error
 
     logits = torch.from_numpy(pred.logits)
     before = torch.softmax(logits, 1).numpy()
     after = torch.softmax(logits / loaded.temperature, 1).numpy()
+    log_loss = get_metric("log_loss")
     return {
         "temperature": loaded.temperature,
         "ece_before": float(expected_calibration_error(before, y)),
         "ece_after": float(expected_calibration_error(after, y)),
+        "log_loss_before": log_loss.score(y, before),
+        "log_loss_after": log_loss.score(y, after),
     }
 
 

@@ -35,14 +35,15 @@ import torch
 
 from imgclf.config import TTAConfig
 from imgclf.errors import ConfigError
+from imgclf.eval.metrics import Metric, get_metric, metric_of
 from imgclf.infer.tta_threshold import choose_adaptive_threshold
 from imgclf.infer.tta import Forward, TTAResult, View, adaptive_tta, fixed_tta, view_logits
 from imgclf.io import atomic_write_text
 from imgclf.run.rundir import EvalDir
 
 DEFAULT_NS = (2, 4, 10)
-COLUMNS = ("setting", "mode", "max_views", "threshold", "accuracy", "delta_pp_vs_full", "forward_passes",
-           "passes_per_image", "share_of_full_passes", "wall_seconds", "timing", "passes_histogram")
+COLUMNS = ("setting", "mode", "max_views", "threshold", "accuracy", "delta_pp_vs_full", "metric", "score", "delta_score_vs_full",
+           "forward_passes", "passes_per_image", "share_of_full_passes", "wall_seconds", "timing", "passes_histogram")
 
 
 @dataclass
@@ -59,6 +60,9 @@ class CompareRow:
     passes_histogram: str  # "views×images", e.g. "2×812 3×90 10×98"
     delta_pp_vs_full: float = 0.0  # accuracy minus that of the largest fixed N, in percentage points
     share_of_full_passes: float = 1.0  # forward passes / those of the largest fixed N
+    metric: str = "accuracy"  # the run's train.metric
+    score: float = float("nan")  # that metric on the row's (calibrated) probabilities
+    delta_score_vs_full: float = 0.0  # score minus that of the largest fixed N
 
 
 @dataclass
@@ -134,11 +138,13 @@ class _Rows:
     """Builds the table's rows, replayed from the view logits (or run for real when ``measure``)."""
 
     def __init__(self, forward: Forward, images: Sequence[Any], y: np.ndarray, views: Sequence[View], z: np.ndarray,
-                 seconds: Sequence[float], cfg: TTAConfig, batch_size: int, temperature: float, measure: bool):
+                 seconds: Sequence[float], cfg: TTAConfig, batch_size: int, temperature: float, measure: bool,
+                 metric: Metric):
         self.forward, self.images, self.y, self.views, self.z = forward, images, y, views, z
         self.per_pass = np.asarray(seconds) / len(images)
         self.cfg, self.batch_size, self.temperature, self.measure = cfg, batch_size, temperature, measure
         self.look, self.look_views = _lookup(z)
+        self.metric = metric
 
     def part(self, n: int | None = None, trial: TTAConfig | None = None, index: np.ndarray | None = None
              ) -> tuple[np.ndarray, TTAResult, float | None]:
@@ -160,21 +166,25 @@ class _Rows:
         n_img = len(self.images)
         correct = sum(int((res.predictions == self.y[idx]).sum()) for idx, res, _ in parts)
         passes = np.zeros(n_img, dtype=int)
+        probs = np.zeros((n_img, self.z.shape[2]))
         for idx, res, _ in parts:
             passes[idx] = res.passes
+            probs[idx] = res.probs
         if self.measure:
             wall = float(sum(s for _, _, s in parts))
         else:  # image i got views 0..passes[i]-1 (TTA adds views in order): count the images per view
             got = np.array([(passes > v).sum() for v in range(len(self.views))])
             wall = float((got * self.per_pass).sum())
         return CompareRow(setting, mode, max_views, threshold, correct / n_img, int(passes.sum()), float(passes.mean()),
-                          wall, "measured" if self.measure else "estimated", histogram_text(passes))
+                          wall, "measured" if self.measure else "estimated", histogram_text(passes),
+                          metric=self.metric.name, score=self.metric.score(self.y, probs))
 
 
 def compare_tta(forward: Forward, images: Sequence[Any], labels: Any, views: Sequence[View], cfg: TTAConfig,
                 ns: Sequence[int] = DEFAULT_NS, batch_size: int = 64, temperature: float = 1.0, *,
                 choose_on: tuple[np.ndarray, np.ndarray] | None = None, tolerance: float = 0.001,
-                measure: bool = False, logits: tuple[np.ndarray, list[float]] | None = None) -> CompareResult:
+                measure: bool = False, logits: tuple[np.ndarray, list[float]] | None = None,
+                metric: Metric | None = None) -> CompareResult:
     """The comparison table for ``images`` with class indices ``labels`` (see the module docstring).
 
     ``views`` are the run's views in ``cfg.views`` order; ``ns`` the fixed N to show (each in
@@ -191,7 +201,7 @@ def compare_tta(forward: Forward, images: Sequence[Any], labels: Any, views: Seq
     if not ns or ns[0] < 1 or ns[-1] > len(views):
         raise ConfigError(f"--tta-ns must lie in 1..{len(views)} (the listed views), got {','.join(map(str, ns))}")
     z, seconds = logits or all_view_logits(forward, images, views, batch_size)
-    build = _Rows(forward, images, y, views, z, seconds, cfg, batch_size, temperature, measure)
+    build = _Rows(forward, images, y, views, z, seconds, cfg, batch_size, temperature, measure, metric or get_metric("accuracy"))
     max_views = min(cfg.max_views, len(views))
 
     rows = [build.row("none", "none", 1, "", [build.part(n=1)])]
@@ -204,6 +214,7 @@ def compare_tta(forward: Forward, images: Sequence[Any], labels: Any, views: Seq
     full = rows[0] if ns[-1] == 1 else next(r for r in rows if r.setting == f"fixed {ns[-1]}")
     for r in rows:
         r.delta_pp_vs_full = 100.0 * (r.accuracy - full.accuracy)
+        r.delta_score_vs_full = r.score - full.score
         r.share_of_full_passes = r.forward_passes / max(full.forward_passes, 1)
     timing = ("wall time measured by running each row with the model" if measure else
               "wall time estimated (*): images per view × measured seconds per forward pass of that view")
@@ -259,10 +270,13 @@ def write_compare(out: Path, result: CompareResult) -> tuple[Path, Path]:
 
 
 def formatted(row: CompareRow) -> dict[str, str]:
-    """Display strings, shared by the Markdown file and the CLI's rich table."""
+    """Display strings, shared by the Markdown file and the CLI's rich table (the run's metric first
+    when it is not accuracy)."""
+    own = {} if row.metric == "accuracy" else {row.metric: f"{row.score:.4f}", f"Δ {row.metric}": f"{row.delta_score_vs_full:+.4f}"}
     return {
         "setting": row.setting,
         "threshold": row.threshold or "–",
+        **own,
         "accuracy": f"{100 * row.accuracy:.2f} %",
         "Δ vs full (pp)": f"{row.delta_pp_vs_full:+.2f}",
         "passes": str(row.forward_passes),
@@ -276,7 +290,8 @@ def formatted(row: CompareRow) -> dict[str, str]:
 def markdown(result: CompareResult) -> str:
     cells = [formatted(r) for r in result.rows]
     head = list(cells[0])
-    right = {"accuracy", "Δ vs full (pp)", "passes", "per image", "share of full", "wall s"}
+    right = {"accuracy", "Δ vs full (pp)", "passes", "per image", "share of full", "wall s", result.rows[0].metric,
+             f"Δ {result.rows[0].metric}"}
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---:" if h in right else ":---" for h in head) + "|"]
     lines += ["| " + " | ".join(c[h] for h in head) + " |" for c in cells]
     if any(r.timing == "estimated" for r in result.rows):
@@ -307,7 +322,7 @@ def compare_run(run_dir: Path, dataset: Path | None = None, out: Path | None = N
     y = np.array([label_of[p] for p in images.paths], dtype=np.int64)
     temperature = loaded.temperature if calibrated else 1.0
     result = compare_tta(model_forward(loaded, device), images, y, run_views(loaded, cfg.views), cfg, ns, batch_size,
-                         temperature, tolerance=tolerance, measure=measure)
+                         temperature, tolerance=tolerance, measure=measure, metric=metric_of(loaded.cfg.train))
     result.decode_seconds = decode_seconds
     result.caption = f"{loaded.run.root.name} on {what}: {result.caption}"
     out = Path(out) if out else loaded.run.eval.root

@@ -35,7 +35,7 @@ log = logging.getLogger("imgclf")
 GALLERY_SIZE = 24
 THUMB = 128
 _SUMMARY_KEYS = [
-    "val_accuracy", "val_macro_f1", "val_loss", "best_epoch", "epochs_run", "stopped_early", "train_seconds",
+    "val_accuracy", "val_macro_f1", "val_loss", "metric", "monitor", "best_value", "best_epoch", "epochs_run", "stopped_early", "train_seconds",
     "mean_images_per_second", "backbone", "weights", "pretrained", "head", "strategy", "bn_policy", "image_size",
     "num_classes", "train_images", "val_images", "trainable_params", "total_params", "device", "seed",
 ]
@@ -104,14 +104,17 @@ _HEADLINE = [
 def overview_section(data: RunData) -> str:
     if not data.summary:
         return h.section("Overview", h.paragraph("No summary.json: the run did not finish.", "note"))
+    metric = data.summary.get("metric", "accuracy")
+    own = [] if metric in ("accuracy", "macro_f1") else [(f"val_{metric}", f"{metric} (the run's metric)")]
     cards = "".join(
         f'<div class="stat"><div class="big">{h.escape(h.format_value(data.summary[key], 3))}</div>{h.escape(label)}</div>'
-        for key, label in _HEADLINE if key in data.summary
+        for key, label in [*own, *_HEADLINE] if key in data.summary
     )
     details = [(key, data.summary[key]) for key in _SUMMARY_KEYS if key in data.summary]
     scored = data.run.read_eval_metrics()
     if scored:
-        details += [(f"eval {k}", scored[k]) for k in ("accuracy", "macro_f1", "images", "evaluated_on", "tta") if k in scored]
+        details += [(f"eval {k}", scored[k]) for k in dict.fromkeys((scored.get("metric", "accuracy"), "accuracy", "macro_f1", "log_loss",
+                                                                     "images", "evaluated_on", "tta")) if k in scored]
     # Three key/value pairs per row keep a long summary on one screen.
     per_row = 3
     rows = []

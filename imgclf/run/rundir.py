@@ -294,7 +294,10 @@ def _json_object(path: Path) -> dict[str, Any]:
 def write_metrics(path: Path, rows: list[dict[str, Any]]) -> None:
     """Rewrite metrics.csv atomically (a kill never leaves half a row)."""
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=METRIC_COLUMNS, extrasaction="ignore")
+    # A run scored with train.metric other than accuracy adds its val_<metric> column after val_accuracy.
+    extra = [k for k in (rows[0] if rows else {}) if k.startswith("val_") and k not in METRIC_COLUMNS]
+    at = METRIC_COLUMNS.index("val_accuracy") + 1
+    writer = csv.DictWriter(buf, fieldnames=[*METRIC_COLUMNS[:at], *extra, *METRIC_COLUMNS[at:]], extrasaction="ignore")
     writer.writeheader()
     for row in rows:
         writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})

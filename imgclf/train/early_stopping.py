@@ -1,8 +1,12 @@
-"""Early stopping on a validation metric, with state that survives a resume."""
+"""Early stopping on a validation metric, with state that survives a resume. The same decision
+keeps ``checkpoints/best.safetensors``: an epoch that improves the monitored value is the best."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
+
+from imgclf.eval.metrics import monitor_direction
 
 
 @dataclass
@@ -28,9 +32,12 @@ class EarlyStopping:
 
     def update(self, epoch: int, value: float) -> bool:
         """Record ``value`` for ``epoch``; return True when it is a new best."""
-        improved = self.best is None or (
-            value > self.best + self.min_delta if self.mode == "max" else value < self.best - self.min_delta
-        )
+        if self.best is None or (math.isfinite(value) and not math.isfinite(self.best)):
+            improved = True  # the first epoch is always kept; a defined value replaces an undefined (NaN) best
+        elif not math.isfinite(value):
+            improved = False  # an undefined metric (e.g. ROC AUC of one class) never improves
+        else:
+            improved = value > self.best + self.min_delta if self.mode == "max" else value < self.best - self.min_delta
         if improved:
             self.best, self.best_epoch, self.bad_epochs = value, epoch, 0
         else:
@@ -45,3 +52,14 @@ class EarlyStopping:
     def load_state_dict(self, state: dict) -> None:
         for key, value in state.items():
             setattr(self, key, value)
+
+
+def stopper_for(train) -> EarlyStopping:
+    """The early stopping a ``TrainConfig`` asks for: on ``train.monitored`` (``val_<train.metric>``
+    unless ``train.monitor`` is set), in that metric's direction.
+
+    >>> from imgclf.config import TrainConfig
+    >>> stopper_for(TrainConfig(metric="log_loss")).mode
+    'min'
+    """
+    return EarlyStopping(train.patience, monitor_direction(train.monitored, train.metric_k), train.min_delta)

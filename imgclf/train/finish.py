@@ -9,6 +9,7 @@ import torch
 
 from imgclf.eval.calibration import expected_calibration_error, fit_temperature, reliability_curve
 from imgclf.eval.logits import EvalResult, write_val_predictions
+from imgclf.eval.metrics import metric_of
 from imgclf.io import atomic_write_json
 from imgclf.run.checkpoint import load_weights
 from imgclf.run.rundir import RunDir
@@ -29,7 +30,11 @@ def finish(t: Training) -> dict[str, Any]:
         write_val_predictions(t.run.val_predictions, val, t.data, t.data.val_idx)
         t.skipped.update(t.data.samples.rel(t.data.val_data.paths[i]) for i in val.bad)
         summary.update(val_accuracy=val.accuracy, val_loss=val.loss, val_macro_f1=val.macro_f1, **calibrate(val, t.run))
+        metric = metric_of(t.cfg.train)
+        if metric.name != "accuracy":
+            summary[metric.column] = _finite(metric.score(val.labels, logits=val.logits))
     else:
+        summary[metric_of(t.cfg.train).column] = None
         summary.update(val_accuracy=None, val_loss=None, val_macro_f1=None,
                        validation="none: every training image was used for training, so this run has no validation score")
     summary["skipped_images"] = sorted(t.skipped)
@@ -63,6 +68,10 @@ def _summary(t: Training) -> dict[str, Any]:
         "total_params": sum(p.numel() for p in t.model.parameters()),
         "trainable_params": max((r["trainable_params"] for r in rows), default=t.finetuner.trainable_parameters()),
         "best_epoch_val_accuracy": best.get("val_accuracy"),
+        "metric": cfg.train.metric,
+        **({"metric_k": cfg.train.metric_k} if cfg.train.metric == "top_k" else {}),
+        "monitor": cfg.train.monitored,
+        "best_value": _finite(stopper.best) if t.has_validation else None,  # the monitored value of the kept epoch
         "excluded_images": t.data.samples.excluded,
         "device": str(t.ctx.device),
         "seed": cfg.train.seed,
@@ -91,6 +100,11 @@ def calibrate(val: EvalResult, run: RunDir) -> dict[str, Any]:
         "reliability": {"confidence": _nan_none(conf), "accuracy": _nan_none(acc), "count": [int(c) for c in count]},
     })
     return result
+
+
+def _finite(value: float | None) -> float | None:
+    """JSON has no NaN: an undefined score is written as null."""
+    return float(value) if value is not None and np.isfinite(value) else None
 
 
 def _nan_none(values) -> list[float | None]:

@@ -22,6 +22,7 @@ import torch
 
 from imgclf.config import Config
 from imgclf.errors import DataError, ImgclfError
+from imgclf.eval.metrics import metric_of
 from imgclf.run.checkpoint import model_state
 from imgclf.run.rundir import RunDir, write_metrics
 from imgclf.runtime import resolve_device, use_channels_last
@@ -103,9 +104,11 @@ def _epoch(t: Training, epoch: int, hooks: CallbackList) -> dict[str, Any]:
                         f"({len(bad)} unreadable); check the files, the manifest and data.cache_dir")
     val = validate(t)
     t.skipped.update(t.data.samples.rel(t.data.val_data.paths[i]) for i in val.bad)
+    metric = metric_of(t.cfg.train)
+    extra = {} if metric.name == "accuracy" else {metric.column: metric.score(val.labels, logits=val.logits)}
     return {
         "epoch": epoch, "lr": t.optimizer.param_groups[-1]["lr"],
-        "train_loss": loss, "train_accuracy": acc, "val_loss": val.loss, "val_accuracy": val.accuracy,
+        "train_loss": loss, "train_accuracy": acc, "val_loss": val.loss, "val_accuracy": val.accuracy, **extra,
         "epoch_seconds": seconds, "images_per_second": seen / seconds if seconds > 0 else float("nan"),
         "epoch_cpu_seconds": cpu,
         "trainable_params": t.finetuner.trainable_parameters(),
@@ -161,9 +164,9 @@ def _record(t: Training, epoch: int) -> None:
         if not math.isfinite(row["val_loss"]):
             raise DataError(f"validation gave no finite loss in epoch {epoch}: every validation image failed to load or "
                             "the model diverged; check the dataset")
-        improved = t.stopper.update(epoch - 1, row[t.cfg.train.monitor])
-    else:  # no validation split (refit on all data): the newest weights are the ones to keep
-        improved = t.stopper.update(epoch - 1, float(epoch))
+        improved = t.stopper.update(epoch - 1, row[t.cfg.train.monitored])
+    else:  # no validation split (refit on all data): the newest weights are the ones to keep, in either direction
+        improved = t.stopper.update(epoch - 1, float(epoch) if t.stopper.mode == "max" else -float(epoch))
     if improved:
         t.checkpointer.save_best(t.eval_model, epoch)  # the EMA weights when train.ema is on
     if t.checkpointer.due(epoch, t.stopper.should_stop):

@@ -33,7 +33,7 @@ from imgclf.train.checkpointer import Checkpointer
 from imgclf.train.distributed import (
     DistContext, broadcast_object, eval_indices, gather_objects, per_rank_batch, train_sampler, wrap_ddp,
 )
-from imgclf.train.early_stopping import EarlyStopping
+from imgclf.train.early_stopping import EarlyStopping, stopper_for
 from imgclf.train.schedule import warmup_cosine
 from imgclf.train.step import AmpStep, Criterion, make_ema
 from imgclf.train.sync_bn import convert_sync_batchnorm
@@ -154,7 +154,7 @@ def _training(cfg: Config, ctx: DistContext, run: RunDir, data: DataBundle, mode
     updates = math.ceil(steps / cfg.train.accumulate)  # optimiser steps per epoch: the schedule counts these
     total, warmup = updates * cfg.train.epochs, int(round(cfg.train.warmup_epochs * updates))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: warmup_cosine(s, total, warmup))
-    stopper = EarlyStopping(cfg.train.patience, "max" if cfg.train.monitor == "val_accuracy" else "min", cfg.train.min_delta)
+    stopper = stopper_for(cfg.train)
     rank_batch = per_rank_batch(ctx, cfg.data.batch_size)
     # One loader for the whole run (workers persist across epochs unless the run must be
     # deterministic); the sampler's permutation changes with set_epoch.
