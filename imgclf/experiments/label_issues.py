@@ -39,7 +39,10 @@ def rank_label_issues(labels: np.ndarray, probs: np.ndarray) -> np.ndarray:
 
     probs = np.clip(probs, 1e-12, None)
     probs = probs / probs.sum(1, keepdims=True)
-    return np.asarray(find_label_issues(labels, probs, return_indices_ranked_by="self_confidence"), dtype=int)
+    # n_jobs=1: cleanlab otherwise forks a multiprocessing pool from this process, which already runs torch's and
+    # the loaders' threads; a fork taken while one of them holds a lock deadlocks the pool's workers (seen in a
+    # test run that hung for 20 minutes in Pool.terminate). The work is a few array passes: one process is fast.
+    return np.asarray(find_label_issues(labels, probs, return_indices_ranked_by="self_confidence", n_jobs=1), dtype=int)
 
 
 def render_label_issues(oof: Oof, ranked: np.ndarray) -> str:
