@@ -35,6 +35,6 @@ def weighted_focal_loss(logits: torch.Tensor, target: torch.Tensor, class_weight
     per_sample = (target * per_class).sum(1)
     if class_weights is None:
         return per_sample.mean()
-    sample_weight = target @ class_weights.to(target.device, target.dtype)
+    sample_weight = (target * class_weights.to(target.device, target.dtype)).sum(1)  # not a matmul: autocast leaves it fp32
     # clamp: a batch of zero-weight classes only contributes nothing (instead of 0 / 0)
     return (sample_weight * per_sample).sum() / sample_weight.sum().clamp_min(1e-12)
