@@ -61,11 +61,16 @@ def train_and_score(root: Path, overrides: list[str], out: Path) -> dict[str, fl
     train_s = time.perf_counter() - t0
     submission = out / "bench_submission.csv"
     predict_folder(out, dataset / "test", submission, category="name")
-    with open(answers, newline="") as fh:
+    return {**score(submission, answers), "val_macro_f1": summary.get("val_macro_f1"), "train_s": train_s}
+
+
+def score(submission: Path, answers: Path) -> dict[str, float]:
+    """Accuracy, macro-F1 and the worst class's recall of a submission (Id, class name) against
+    ANSWERS (``Id`` and ``label`` columns); an id the submission lacks counts as wrong."""
+    with open(answers, newline="", encoding="utf-8-sig") as fh:
         truth = {r["Id"]: r["label"] for r in csv.DictReader(fh)}
-    with open(submission, newline="") as fh:
-        rows = list(csv.reader(fh))[1:]
-    predicted = {r[0]: r[1] for r in rows}
+    with open(submission, newline="", encoding="utf-8-sig") as fh:
+        predicted = {r[0]: r[1] for r in list(csv.reader(fh))[1:] if len(r) >= 2}
     ids = sorted(truth)
     y, p = [truth[i] for i in ids], [predicted.get(i, "") for i in ids]
     classes = sorted(set(y))
@@ -73,8 +78,6 @@ def train_and_score(root: Path, overrides: list[str], out: Path) -> dict[str, fl
         "accuracy": float(np.mean([a == b for a, b in zip(y, p)])),
         "macro_f1": float(f1_score(y, p, labels=classes, average="macro", zero_division=0)),
         "worst_recall": float(min(recall_score(y, p, labels=classes, average=None, zero_division=0))),
-        "val_macro_f1": summary.get("val_macro_f1"),
-        "train_s": train_s,
     }
 
 

@@ -172,3 +172,20 @@ def test_a_tiny_run_with_all_three_options_records_them(tmp_path, capsys):
     assert summary["loss"] == "focal(gamma=1.5)" and summary["sampler"] == "balanced"
     assert set(summary["class_weights"]) == {"alpha", "beta", "gamma"}
     assert all(w > 0 for w in summary["class_weights"].values())
+
+
+def test_the_imbalance_benchmark_scores_macro_f1_and_the_worst_class(tmp_path):
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("bench_imbalance", Path(__file__).resolve().parents[1] / "bench" / "imbalance.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    answers, submission = tmp_path / "answers.csv", tmp_path / "sub.csv"
+    answers.write_text("Id,Category,label\n1,0,a\n2,0,a\n3,1,b\n4,1,b\n")
+    submission.write_text("Id,Category\n1,a\n2,a\n3,a\n")  # id 4 missing: wrong
+    scores = bench.score(submission, answers)
+    assert scores["accuracy"] == 0.5 and scores["worst_recall"] == 0.0
+    assert scores["macro_f1"] == pytest.approx((2 * 2 / 3 * 1 / (2 / 3 + 1) + 0) / 2)
+    table = bench.table({"baseline": [{**scores, "train_s": 1.0}]}, [0])
+    assert "| baseline | 0.500 | 0.400 | 0.000 | seed 0: 0.500 / 0.400 | 1 |" in table
