@@ -86,6 +86,9 @@ class DataConfig(_Section):
     cache: bool = Field(True, description="Decode each image once into a resize cache.")
     cache_dir: str | None = Field(None, description="Where the resize cache lives; None = <dataset>/.imgclf-cache.")
     blocklist: str | None = Field(None, description="A reviewed blocklist (CSV: path or sha256, reason); None = <dataset>/blocklist.csv if present.")
+    sampler: Literal["none", "balanced"] = Field(
+        "none", description="Training order: none (a shuffle) | balanced (torch WeightedRandomSampler with inverse class "
+                            "frequencies, with replacement, same epoch length, seeded from train.seed; works under DDP).")
 
     @model_validator(mode="after")
     def _augment_keys(self) -> "DataConfig":
@@ -184,6 +187,13 @@ class TrainConfig(_Section):
                                 "roc_auc (one-vs-rest, macro) | top_k (k = train.metric_k). It picks the kept checkpoint "
                                 "(unless train.monitor is set), early stopping, sweep objectives, CV/ensemble scores and evaluate.")
     metric_k: int = Field(5, ge=1, le=1000, description="top_k: how many of the most probable classes may hold the label.")
+    class_weights: str = Field(
+        "none", description="Per-class loss weights: none | balanced (sklearn compute_class_weight on the training split) | "
+                            "a YAML/JSON/CSV file of class: weight (unlisted classes 1.0). Validation loss stays unweighted.")
+    loss: Literal["ce", "focal"] = Field(
+        "ce", description="Training loss: ce (cross-entropy) | focal (softmax focal loss; composes with label smoothing, "
+                          "mixup and class_weights by acting on the soft target).")
+    focal_gamma: float = Field(2.0, ge=0.0, le=10.0, description="train.loss=focal: focusing exponent (0 = cross-entropy).")
 
     @field_validator("metric", mode="before")
     @classmethod

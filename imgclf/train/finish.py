@@ -75,6 +75,17 @@ def _summary(t: Training) -> dict[str, Any]:
         "excluded_images": t.data.samples.excluded,
         "device": str(t.ctx.device),
         "seed": cfg.train.seed,
+        **_imbalance(t),
+    }
+
+
+def _imbalance(t: Training) -> dict[str, Any]:
+    """What the run did about class imbalance: the loss, the sampler and the class weights it used."""
+    weights = t.criterion.class_weights if t.criterion is not None else None
+    return {
+        "loss": t.cfg.train.loss if t.cfg.train.loss == "ce" else f"focal(gamma={t.cfg.train.focal_gamma:g})",
+        "sampler": t.cfg.data.sampler,
+        "class_weights": dict(zip(t.data.samples.classes, weights.tolist())) if weights is not None else None,
     }
 
 

@@ -63,6 +63,7 @@ def dataset_problems(dataset: Path | None) -> list[str]:
 
 def file_problems(cfg: Config) -> list[str]:
     """Files the config names must exist now, not when training reaches them."""
+    from imgclf.data.balance import is_weight_file, read_class_weight_file
     from imgclf.models.hub import is_snapshot_folder, weights_problem
     from imgclf.models.weights import WEIGHT_FILE_SUFFIXES
 
@@ -70,6 +71,11 @@ def file_problems(cfg: Config) -> list[str]:
     for key, value in (("data.blocklist", cfg.data.blocklist), ("data.split_file", cfg.data.split_file)):
         if value and not Path(value).is_file():
             problems.append(f"{key}: file not found: {value}")
+    if is_weight_file(cfg.train.class_weights):
+        try:
+            read_class_weight_file(cfg.train.class_weights)  # the class names are checked against the dataset at set-up
+        except ImgclfError as exc:
+            problems.append(str(exc))
     weights = cfg.model.weights
     if weights == "hub" or is_snapshot_folder(weights):  # hub: cached, or reachable within a second
         problem = weights_problem(weights, cfg.model.backbone)

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from imgclf.config import Config, save_config
+from imgclf.data.balance import BalancedSampler, class_weights, is_weight_file
 from imgclf.data.pipeline import DataBundle, build_data, make_loader
 from imgclf.data.samples import load_training_set
 from imgclf.data.split import read_split
@@ -109,6 +110,8 @@ def set_up(cfg: Config, dataset: Path, run: RunDir, ctx: DistContext, resume: bo
         samples = load_training_set(dataset, Path(cfg.data.blocklist) if cfg.data.blocklist else None)
         if resume and ctx.is_main and samples.classes != run.read_classes():
             raise ImgclfError(f"cannot resume {run.root}: the dataset's classes changed since the run started")
+        if is_weight_file(cfg.train.class_weights):
+            class_weights(cfg.train.class_weights, [], samples.classes)  # a bad file stops here, before any write
         model, weights_info = create_model(cfg.model, len(samples.classes))
         # The model's pretrained config decides the preprocessing (mean/std/interpolation/crop).
         pre = Preprocessing.from_model(data_config(model), cfg.data.image_size, cfg.data.eval_crop_pct)
@@ -158,7 +161,7 @@ def _training(cfg: Config, ctx: DistContext, run: RunDir, data: DataBundle, mode
     rank_batch = per_rank_batch(ctx, cfg.data.batch_size)
     # One loader for the whole run (workers persist across epochs unless the run must be
     # deterministic); the sampler's permutation changes with set_epoch.
-    sampler = train_sampler(ctx, data.train_data, epoch_seed(cfg.train.seed, 0))
+    sampler = _sampler(cfg, ctx, data)
     loader = make_loader(
         data.train_data, rank_batch, shuffle=False, sampler=sampler, num_workers=loader_workers(cfg.data.num_workers),
         pin_memory=ctx.device.type == "cuda", persistent=not cfg.train.deterministic, drop_last=len(sampler) > rank_batch,
@@ -166,9 +169,31 @@ def _training(cfg: Config, ctx: DistContext, run: RunDir, data: DataBundle, mode
     return Training(
         cfg, ctx, run, data, model, finetuner, optimizer, scheduler, AmpStep(ctx.device, cfg.train.amp, cfg.train.grad_clip),
         stopper, Checkpointer(run, ctx.is_main, cfg.train.checkpoint_every, cfg.train.epochs), sampler, loader, steps, weights_info,
-        criterion=Criterion(len(data.samples.classes), cfg.train.label_smoothing, cfg.train.mixup, cfg.train.cutmix),
+        criterion=_criterion(cfg, data, ctx.is_main),
         ema=make_ema(model, cfg.train.ema_decay) if cfg.train.ema else None,
     )
+
+
+def _sampler(cfg: Config, ctx: DistContext, data: DataBundle) -> Any:
+    """The training sampler: a seeded shuffle sharded by rank, or class-balanced draws (data.sampler)."""
+    if cfg.data.sampler == "balanced":
+        return BalancedSampler(data.train_data.labels, len(data.samples.classes), epoch_seed(cfg.train.seed, 0),
+                               rank=ctx.rank, world_size=ctx.world_size)
+    return train_sampler(ctx, data.train_data, epoch_seed(cfg.train.seed, 0))
+
+
+def _criterion(cfg: Config, data: DataBundle, is_main: bool) -> Criterion:
+    """The training loss with the class weights train.class_weights resolves to (logged once)."""
+    classes = data.samples.classes
+    weights = class_weights(cfg.train.class_weights, data.train_data.labels, classes)
+    if weights is not None and is_main:
+        log.info("class weights (%s): %s", cfg.train.class_weights, ", ".join(f"{c}={w:.3g}" for c, w in zip(classes, weights)))
+    if weights is not None and cfg.data.sampler == "balanced" and is_main:
+        log.warning("data.sampler=balanced and train.class_weights=%s both correct the imbalance: rare classes "
+                    "count twice over", cfg.train.class_weights)
+    return Criterion(len(classes), cfg.train.label_smoothing, cfg.train.mixup, cfg.train.cutmix,
+                     class_weights=torch.as_tensor(weights, dtype=torch.float32) if weights is not None else None,
+                     focal_gamma=cfg.train.focal_gamma if cfg.train.loss == "focal" else None)
 
 
 def _restore(t: Training) -> None:

@@ -55,10 +55,16 @@ class Criterion:
     ``Mixup`` (smoothing folded into its soft targets) with soft-target cross-entropy.
 
     It is only ever called on training batches: validation and prediction never see mixed images.
+    With ``class_weights`` (one per class) or ``focal_gamma`` (focal loss), both kinds of target go
+    through :func:`imgclf.train.losses.weighted_focal_loss`, which acts on the target distribution.
     """
 
-    def __init__(self, num_classes: int, label_smoothing: float, mixup: float = 0.0, cutmix: float = 0.0):
+    def __init__(self, num_classes: int, label_smoothing: float, mixup: float = 0.0, cutmix: float = 0.0,
+                 class_weights: torch.Tensor | None = None, focal_gamma: float | None = None):
+        self.num_classes = num_classes
         self.label_smoothing = label_smoothing
+        self.class_weights = class_weights
+        self.focal_gamma = focal_gamma  # None: cross-entropy
         self.mixup = None
         if mixup > 0 or cutmix > 0:
             from timm.data import Mixup
@@ -74,6 +80,11 @@ class Criterion:
         return self.mixup(images, labels)
 
     def __call__(self, logits: torch.Tensor, labels: torch.Tensor, soft: torch.Tensor | None) -> torch.Tensor:
+        if self.class_weights is not None or self.focal_gamma is not None:
+            from imgclf.train.losses import soft_targets, weighted_focal_loss
+
+            target = soft if soft is not None else soft_targets(labels, self.num_classes, self.label_smoothing)
+            return weighted_focal_loss(logits, target.float(), self.class_weights, self.focal_gamma or 0.0)
         if soft is not None:
             return self.soft_ce(logits, soft)
         return torch.nn.functional.cross_entropy(logits, labels, label_smoothing=self.label_smoothing)
