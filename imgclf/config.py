@@ -195,6 +195,11 @@ class TrainConfig(_Section):
                           "mixup and class_weights by acting on the soft target).")
     focal_gamma: float = Field(2.0, ge=0.0, le=10.0, description="train.loss=focal: focusing exponent (0 = cross-entropy).")
 
+    @field_validator("class_weights", mode="before")
+    @classmethod
+    def _no_weights(cls, value: Any) -> Any:
+        return "none" if value is None else value  # YAML's `class_weights: null` (or ~) means none
+
     @field_validator("metric", mode="before")
     @classmethod
     def _known_metric(cls, name: Any) -> Any:

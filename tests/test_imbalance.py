@@ -189,3 +189,11 @@ def test_the_imbalance_benchmark_scores_macro_f1_and_the_worst_class(tmp_path):
     assert scores["macro_f1"] == pytest.approx((2 * 2 / 3 * 1 / (2 / 3 + 1) + 0) / 2)
     table = bench.table({"baseline": [{**scores, "train_s": 1.0}]}, [0])
     assert "| baseline | 0.500 | 0.400 | 0.000 | seed 0: 0.500 / 0.400 | 1 |" in table
+
+
+def test_class_weights_null_in_yaml_means_none(tmp_path):
+    from imgclf.config import load_config
+
+    path = tmp_path / "c.yaml"
+    path.write_text("train:\n  class_weights: null\n")
+    assert load_config(path).train.class_weights == "none"
