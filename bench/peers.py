@@ -208,6 +208,15 @@ def run_all(args, out: Path) -> list[Row]:
         plan = plan_naive(budget_s, n_train, probe, res=plan.res, epochs=args.epochs, min_epochs=args.min_epochs)
     print(f"probe: {probe[1]:.1f} train images/s at {probe[0]} px; plan: {plan.res} px, naive {plan.epochs} epochs "
           f"for {n_train} training images", flush=True)
+    rows: list[Row] = []
+    if "baselines" in args.systems:
+        rows += _baseline_rows(args, plan, n_train, budget_s, out, timeout_s)
+    if "imgclf" in args.systems:
+        rows += _imgclf_rows(args, plan, budget_s, out, timeout_s)
+    return rows
+
+
+def _baseline_rows(args, plan: Plan, n_train: int, budget_s: float, out: Path, timeout_s: float) -> list[Row]:
     rows = [baseline_row("naive", [sys.executable, str(args.baselines / "naive_finetune.py"), str(args.dataset),
                                    str(args.labels), str(plan.res), str(plan.epochs), "--flips", "hv"],
                          f"{plan.res} px, {plan.epochs} epochs, flips hv", out, timeout_s)]
@@ -218,6 +227,13 @@ def run_all(args, out: Path) -> list[Row]:
         rows.append(baseline_row("fastai", [sys.executable, str(args.baselines / "fastai_finetune.py"), str(args.dataset),
                                             str(args.labels), str(plan.res), str(max(2, held_out)), "--flip-vert"],
                                  f"{plan.res} px, {max(2, held_out)} epochs, flip-vert", out, timeout_s))
+    return rows
+
+
+def _imgclf_rows(args, plan: Plan, budget_s: float, out: Path, timeout_s: float) -> list[Row]:
+    rows: list[Row] = []
+    n_train = count_train_images(args.dataset)
+    held_out = args.epochs or plan.epochs_for(budget_s, 0.8 * n_train, 0.2 * n_train, share=0.85)
     budget = f"{args.budget:g}m"
     if has_budget("train"):
         run = out / "train-budget"
@@ -252,6 +268,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--epochs", type=int, default=None, help="fix every planned epoch count (naive, fastai, fallback)")
     ap.add_argument("--min-epochs", type=int, default=5, help="plan: the largest size that allows this many naive epochs")
     ap.add_argument("--probe-res", type=int, default=128)
+    ap.add_argument("--systems", nargs="+", choices=("baselines", "imgclf"), default=["baselines", "imgclf"],
+                    help="which rows to run (default both): `--systems imgclf` re-runs imgclf's rows after a change")
     args = ap.parse_args(argv)
     for path in (args.dataset / "train", args.dataset / "test", args.labels, args.baselines / "naive_finetune.py"):
         if not path.exists():

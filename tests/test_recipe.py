@@ -196,3 +196,20 @@ def test_cv_budget_refuses_refit_and_an_existing_cv_in_one_line(tiny_dataset, tm
     code, _, err = cli(["cv", tiny_dataset, "--folds", "2", "--out", out, "--budget", "1m", *extra], capsys)
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1
     assert not (out / "recipe.json").exists()
+
+
+def test_a_budget_too_short_for_three_proxy_trials_skips_the_search(monkeypatch, tmp_path):
+    """One or two proxy trials compare nothing (the first is the config itself): the recipe skips the search,
+    keeps the config's own values, and says so; no trial runs."""
+    from imgclf.experiments import recipe
+    from imgclf.run.rundir import RunDir
+
+    slow = {"size": 96, "images_per_second": 30.0, "overhead_seconds": 2.0, "images": 3000, "classes": 10, "seconds": 10.0}
+    monkeypatch.setattr(recipe, "measure", lambda cfg, dataset, budget: ([slow], CostModel.fit([(96, 30.0)]), 224))
+    monkeypatch.setattr(recipe, "run_proxy", lambda *a, **k: pytest.fail("no proxy trial may run"))
+    cfg = Config()
+    found = recipe.search(cfg, tmp_path / "data", RunDir(tmp_path / "run"), 300.0, recipe.Clock())
+    assert found.record["proxy"]["skipped"].startswith("only ") and found.record["proxy"]["table"] == []
+    assert found.best_params["data.augment"] == cfg.data.augment and found.best_params["train.lr"] == cfg.train.lr
+    assert found.best_params["data.crop_scale"] is None  # the preset's, as the config says
+    assert recipe.plan_proxy(0.3 * 3000.0, 2400, 600, found.cost, 96, 2.0, classes=10).trials >= recipe.MIN_SEARCH_TRIALS

@@ -44,6 +44,12 @@ WARMUP_SHARE = 0.05  # the warm-up at the model's full size runs only if its est
 # Kept for the final calibration and the run report (its figures took ~9 s for a tiny run on a loaded
 # 2-core machine): 5 % of the budget, at least 5 s, at most a minute.
 REPORT_RESERVE = (0.05, 5.0, 60.0)
+# Fewer proxy trials than this compare nothing worth the time (the first is the config itself): no search.
+MIN_SEARCH_TRIALS = 3
+# The final model is planned into this share of the time left: its first epoch also fills the resize cache
+# and epochs vary; a plan that overruns is cut by the deadline before its learning rate has annealed
+# (measured: 4 of 6 planned epochs on the demo data at a 5-minute budget, LR still at a third of its peak).
+PLAN_SHARE = 0.85
 _OPTIONAL = {  # keys another part of imgclf may add to the config: searched only when Config has them
     "data.flips": ("none", "h", "hv", "d4"),
     "data.crop_scale": ((0.08, 1.0), (0.35, 1.0), (0.7, 1.0)),
@@ -258,6 +264,13 @@ def run_proxy(cfg: Config, dataset: Path, run: RunDir, plan: ProxyPlan, clock: C
             "best_value": result.best_value, "best_trial": result.best_trial, "monitor": result.monitor}
 
 
+def skipped_proxy(cfg: Config, plan: ProxyPlan) -> dict[str, Any]:
+    """The proxy result when the budget is too short for a search: no trials, the config's own values."""
+    values = config_values(own_values(cfg, search_space(cfg)), search_space(cfg))
+    return {"trials": [], "best_params": values, "best_value": None, "best_trial": None,
+            "monitor": cfg.train.monitored, "skipped": f"only {plan.trials} trial(s) would fit"}
+
+
 def _trial_row(trial) -> dict[str, Any]:
     seconds = (trial.datetime_complete - trial.datetime_start).total_seconds() if trial.datetime_complete else None
     return {"trial": trial.number, "state": trial.state.name, "value": trial.value,
@@ -316,7 +329,12 @@ def search(cfg: Config, dataset: Path, run: RunDir, budget: float, clock: Clock)
     # the proxy needs a validation split even when the final model has none
     cfg_proxy = cfg if cfg.data.val_fraction else with_overrides(cfg, {"data.val_fraction": 0.2})
     t_proxy = clock.elapsed()
-    proxy = run_proxy(cfg_proxy, Path(dataset), run, plan, clock, t_proxy + PROXY_SHARE * budget)
+    if plan.trials < MIN_SEARCH_TRIALS:  # one or two trials compare nothing: the time goes to the final model
+        log.info("recipe: only %d proxy trial(s) would fit in %.0f%% of the budget; no search, the config's own values",
+                 plan.trials, 100 * PROXY_SHARE)
+        proxy = skipped_proxy(cfg_proxy, plan)
+    else:
+        proxy = run_proxy(cfg_proxy, Path(dataset), run, plan, clock, t_proxy + PROXY_SHARE * budget)
     proxy_seconds = clock.elapsed() - t_proxy
     speed = proxy_speed(proxy["trials"])
     if speed:  # the proxy's own timing corrects the warm-up's model at small sizes
@@ -326,7 +344,8 @@ def search(cfg: Config, dataset: Path, run: RunDir, budget: float, clock: Clock)
         "proxy": {"size": plan.size, "subset": plan.subset, "epochs": plan.epochs, "trials_planned": plan.trials,
                   "trial_seconds_estimate": plan.trial_seconds, "share_seconds": PROXY_SHARE * budget,
                   "seconds": proxy_seconds, "monitor": proxy["monitor"], "best_trial": proxy["best_trial"],
-                  "best_value": proxy["best_value"], "table": proxy["trials"], "images_per_second": speed},
+                  "best_value": proxy["best_value"], "table": proxy["trials"], "images_per_second": speed,
+                  "skipped": proxy.get("skipped")},
     }
     return Search(cost, cap, images, overhead, proxy["best_params"], record)
 
@@ -343,7 +362,7 @@ def run_recipe(cfg: Config, dataset: Path, out: Path, budget: float, *, started:
     clock, run = Clock(started), RunDir(Path(out))
     found = search(cfg, dataset, run, budget, clock)
     left = budget - report_reserve(budget) - clock.elapsed() - found.overhead
-    size, epochs = plan_final(left, found.images, found.cost, found.cap, max(cfg.train.epochs, MIN_EPOCHS))
+    size, epochs = plan_final(PLAN_SHARE * left, found.images, found.cost, found.cap, max(cfg.train.epochs, MIN_EPOCHS))
     final = final_config(cfg, found.best_params, size, epochs)
     proxy = found.record["proxy"]
     record = {
@@ -351,8 +370,9 @@ def run_recipe(cfg: Config, dataset: Path, out: Path, budget: float, *, started:
         "chosen": {"params": found.best_params, "image_size": size, "epochs": epochs, "images": found.images,
                    "seconds_planned": left, "refit_on_all_images": True},
         "estimate": {"val_accuracy": proxy["best_value"] if proxy["monitor"] == "val_accuracy" else None,
-                     "note": "the proxy's validation score (subset, small size); the final model was trained on "
-                             "every image and has no validation of its own"},
+                     "note": ("no estimate: the budget was too short for a proxy search" if proxy.get("skipped") else
+                              "the proxy's validation score (subset, small size)")
+                             + "; the final model was trained on every image and has no validation of its own"},
     }
     log.info("recipe: final model at %dpx for %d epoch(s) on all %d images (%.0fs left of %.0fs)", size, epochs,
              found.images, left, budget)

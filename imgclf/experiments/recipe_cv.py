@@ -20,7 +20,7 @@ from typing import Any
 from imgclf.config import Config, with_overrides
 from imgclf.errors import ConfigError
 from imgclf.experiments.budget import MIN_EPOCHS, plan_final
-from imgclf.experiments.recipe import Clock, _FinalDeadline, report_reserve, search
+from imgclf.experiments.recipe import PLAN_SHARE, Clock, _FinalDeadline, report_reserve, search
 from imgclf.io import atomic_write_json
 from imgclf.run.rundir import BlendDir, RunDir
 
@@ -66,9 +66,10 @@ def run_cv_recipe(cfg: Config, dataset: Path, out: Path, budget: float, *, folds
     found = search(cfg, dataset, run, budget, clock)
     reserve = report_reserve(budget) + CV_EXTRA_RESERVE
     left = budget - reserve - clock.elapsed() - folds * found.overhead
-    size, epochs = plan_final(left / folds, fold_images(found.images, folds), found.cost, found.cap,
+    size, epochs = plan_final(PLAN_SHARE * left / folds, fold_images(found.images, folds), found.cost, found.cap,
                               max(cfg.train.epochs, MIN_EPOCHS))
-    final = with_overrides(cfg, {**found.best_params, "data.image_size": int(size), "train.epochs": int(epochs)})
+    final = with_overrides(cfg, {**found.best_params, "data.image_size": int(size), "train.epochs": int(epochs),
+                                 "train.warmup_epochs": min(cfg.train.warmup_epochs, max(int(epochs) - 1, 0))})
     record = {**found.record, "chosen": {
         "params": found.best_params, "image_size": size, "epochs": epochs, "images": found.images, "folds": folds,
         "seconds_planned": left, "per_fold_seconds": left / folds, "refit_on_all_images": False,
