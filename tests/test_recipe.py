@@ -213,3 +213,22 @@ def test_a_budget_too_short_for_three_proxy_trials_skips_the_search(monkeypatch,
     assert found.best_params["data.augment"] == cfg.data.augment and found.best_params["train.lr"] == cfg.train.lr
     assert found.best_params["data.crop_scale"] is None  # the preset's, as the config says
     assert recipe.plan_proxy(0.3 * 3000.0, 2400, 600, found.cost, 96, 2.0, classes=10).trials >= recipe.MIN_SEARCH_TRIALS
+
+
+def test_warm_up_measures_a_second_size_so_the_cost_model_has_a_fixed_part(monkeypatch, tmp_path):
+    """When the model's own size is too dear to warm up, the smallest size the final model may take is the
+    second point: a + b·s² then fits both, instead of pure s² from one point (which is too fast at small sizes)."""
+    from imgclf.experiments import recipe
+
+    seen = []
+
+    def fake_warm_up(cfg, dataset, size, folder):
+        seen.append(size)
+        ips = 1.0 / (0.004 + 2e-6 * size ** 2)  # a fixed 4 ms an image plus the s² part
+        return {"size": size, "images_per_second": ips, "overhead_seconds": 1.0, "images": 3000, "classes": 10,
+                "seconds": 1.0 + 600 / ips}  # 600 images: the model size would cost far over 5 % of 300 s
+
+    monkeypatch.setattr(recipe, "warm_up", fake_warm_up)
+    points, cost, cap = recipe.measure(Config(), tmp_path, 300.0)
+    assert cap == 224 and seen == [96, 64]
+    assert cost.a == pytest.approx(0.004) and cost.b == pytest.approx(2e-6)

@@ -30,7 +30,7 @@ from typing import Any
 
 from imgclf.config import AUGMENT_PRESETS, Config, known_keys, with_overrides
 from imgclf.experiments.budget import (
-    MIN_EPOCHS, PROXY_SHARE, CostModel, ProxyPlan, plan_final, plan_proxy, proxy_size,
+    MIN_EPOCHS, PROXY_SHARE, CostModel, ProxyPlan, ladder, plan_final, plan_proxy, proxy_size,
 )
 from imgclf.experiments.space import SearchParam
 from imgclf.io import atomic_write_json
@@ -186,8 +186,8 @@ def model_size(cfg: Config) -> int | None:
 
 def measure(cfg: Config, dataset: Path, budget: float) -> tuple[list[dict[str, Any]], CostModel, int]:
     """Warm-ups at the proxy size and, when its s² estimate costs at most ``WARMUP_SHARE`` of the budget, at the
-    model's size; the cost model fitted to them; the model's size. Without a second point the model is pure
-    s² from the small size, which overestimates large sizes (the safe side)."""
+    model's size — else at the smallest size the final model may take; the cost model fitted to them (a + b·s²);
+    the model's size."""
     cap = model_size(cfg)
     with tempfile.TemporaryDirectory(prefix="imgclf-warmup-") as tmp:
         if cap is None:
@@ -201,6 +201,11 @@ def measure(cfg: Config, dataset: Path, budget: float) -> tuple[list[dict[str, A
             steps = small["seconds"] - small["overhead_seconds"]
             if cap != small["size"] and small["overhead_seconds"] + steps * (cap / small["size"]) ** 2 <= WARMUP_SHARE * budget:
                 points.append(warm_up(cfg, dataset, cap, Path(tmp) / "cap"))
+            elif ladder(cap)[0] < small["size"]:
+                # The smallest size the final model may take: a second, cheaper point that measures the fixed
+                # per-image cost (loading, augmentation), which pure s² from the proxy size misses — it planned
+                # 6 epochs at 64 px on the demo data where 5 fitted.
+                points.append(warm_up(cfg, dataset, ladder(cap)[0], Path(tmp) / "low"))
     cost = CostModel.fit([(p["size"], p["images_per_second"]) for p in points])
     log.info("recipe warm-up: %s", ", ".join(f"{p['images_per_second']:.1f} images/s at {p['size']}px" for p in points))
     return points, cost, cap
