@@ -159,6 +159,10 @@ class FinetuneConfig(_Section):
 
 class TrainConfig(_Section):
     epochs: int = Field(20, ge=1, le=10000)
+    time_limit: float | None = Field(
+        None, gt=0.0, description="Seconds the training may take (after set-up): after each epoch the epochs are re-planned "
+                                  "to what fits the time left at the pace so far (train.epochs is the most) and the LR "
+                                  "schedule ends there; None = exactly train.epochs. --budget sets it for its final model.")
     lr: float = Field(1e-3, gt=0.0, le=10.0)
     weight_decay: float = Field(0.05, ge=0.0, le=10.0)
     warmup_epochs: float = Field(1.0, ge=0.0)

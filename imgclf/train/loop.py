@@ -32,6 +32,7 @@ from imgclf.train.distributed import broadcast_object, init_distributed, reduce_
 from imgclf.train.finish import finish
 from imgclf.train.preflight import validate_for_training
 from imgclf.train.setup import Training, epoch_seed, seed_everything, set_up, training_model, validate
+from imgclf.train.time_plan import replanned_epochs
 
 __all__ = ["TrainingInterrupted", "fit"]
 
@@ -62,12 +63,15 @@ def fit(cfg: Config, dataset: Path, out: Path, *, resume: bool = False, callback
 
 def _fit(t: Training, hooks: CallbackList) -> dict[str, Any]:
     hooks.on_fit_start(t.cfg, t.run.root, t.info)
-    epoch = t.start_epoch
+    epoch, started, walls = t.start_epoch, time.perf_counter(), []
     try:
-        for epoch in range(t.start_epoch + 1, t.cfg.train.epochs + 1):
-            if t.stopper.should_stop:
-                break
+        while epoch < t.epochs and not t.stopper.should_stop:
+            epoch += 1
+            t0 = time.perf_counter()
             t.rows.append(_epoch(t, epoch, hooks))
+            walls.append(time.perf_counter() - t0)
+            if t.cfg.train.time_limit:  # before the checkpoint, so last.pt holds the re-planned schedule
+                _replan(t, epoch - t.start_epoch, time.perf_counter() - started, walls)
             _record(t, epoch)
             hooks.on_epoch_end(t.rows[-1])
             # A callback's stop_training (e.g. a time budget) ends the run like early stopping; rank 0
@@ -79,6 +83,18 @@ def _fit(t: Training, hooks: CallbackList) -> dict[str, Any]:
     summary = broadcast_object(t.ctx, finish(t) if t.ctx.is_main else None)
     hooks.on_fit_end(summary, t.run.root)
     return summary
+
+
+def _replan(t: Training, done: int, elapsed: float, walls: list[float]) -> None:
+    """train.time_limit: end at the epoch that fits the time left (rank 0's clock decides for every rank);
+    the LR schedule is stretched or shortened to anneal there."""
+    epochs = t.start_epoch + replanned_epochs(t.cfg.train.time_limit, elapsed, walls, done, t.cfg.train.epochs - t.start_epoch)
+    epochs = broadcast_object(t.ctx, epochs)
+    if epochs != t.epochs and t.ctx.is_main:
+        log.info("train.time_limit: %.0fs of %.0fs used; the run now ends after epoch %d (was %d)",
+                 elapsed, t.cfg.train.time_limit, epochs, t.epochs)
+    t.epochs = t.checkpointer.epochs = epochs
+    t.schedule.total_steps = epochs * t.updates_per_epoch
 
 
 def _epoch(t: Training, epoch: int, hooks: CallbackList) -> dict[str, Any]:
@@ -93,7 +109,7 @@ def _epoch(t: Training, epoch: int, hooks: CallbackList) -> dict[str, Any]:
     # the order comes from the sampler, seeded from (seed, epoch) too.
     seed_everything(epoch_seed(t.cfg.train.seed, epoch - 1) + t.ctx.rank)
     t.sampler.set_epoch(epoch - 1)
-    hooks.on_epoch_start(epoch, t.cfg.train.epochs, t.steps_per_epoch)
+    hooks.on_epoch_start(epoch, t.epochs, t.steps_per_epoch)
     t0, cpu0 = time.perf_counter(), time.process_time()
     loss, acc, seen, bad = _train_one_epoch(t, epoch, hooks)
     seconds, cpu = time.perf_counter() - t0, time.process_time() - cpu0

@@ -35,7 +35,7 @@ from imgclf.train.distributed import (
     DistContext, broadcast_object, eval_indices, gather_objects, per_rank_batch, train_sampler, wrap_ddp,
 )
 from imgclf.train.early_stopping import EarlyStopping, stopper_for
-from imgclf.train.schedule import warmup_cosine
+from imgclf.train.schedule import WarmupCosine
 from imgclf.train.step import AmpStep, Criterion, make_ema
 from imgclf.train.sync_bn import convert_sync_batchnorm
 
@@ -60,6 +60,8 @@ class Training:
     steps_per_epoch: int
     weights_info: dict[str, Any]
     criterion: Criterion | None = None
+    schedule: WarmupCosine | None = None  # the LR multiplier (its length changes under train.time_limit)
+    epochs: int = 0  # the epoch the run ends at: train.epochs, or as re-planned under train.time_limit
     ema: Any = None  # timm ModelEmaV3 when train.ema is on
     lock: RunLock | None = None
     train_model: torch.nn.Module | None = None  # wrapped at the first epoch and whenever the trainable set changes
@@ -71,6 +73,11 @@ class Training:
     def eval_model(self) -> torch.nn.Module:
         """What validation scores and best.safetensors holds: the EMA weights when train.ema is on."""
         return self.ema.module if self.ema is not None else self.model
+
+    @property
+    def updates_per_epoch(self) -> int:
+        """Optimiser steps per epoch: what the LR schedule counts."""
+        return math.ceil(self.steps_per_epoch / self.cfg.train.accumulate)
 
     @property
     def has_validation(self) -> bool:
@@ -155,8 +162,8 @@ def _training(cfg: Config, ctx: DistContext, run: RunDir, data: DataBundle, mode
     optimizer = torch.optim.AdamW(finetuner.param_groups(cfg.train.lr, cfg.train.weight_decay), lr=cfg.train.lr)
     steps = steps_per_epoch(len(data.train_data), cfg)
     updates = math.ceil(steps / cfg.train.accumulate)  # optimiser steps per epoch: the schedule counts these
-    total, warmup = updates * cfg.train.epochs, int(round(cfg.train.warmup_epochs * updates))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: warmup_cosine(s, total, warmup))
+    schedule = WarmupCosine(updates * cfg.train.epochs, int(round(cfg.train.warmup_epochs * updates)))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
     stopper = stopper_for(cfg.train)
     rank_batch = per_rank_batch(ctx, cfg.data.batch_size)
     # One loader for the whole run (workers persist across epochs unless the run must be
@@ -170,7 +177,7 @@ def _training(cfg: Config, ctx: DistContext, run: RunDir, data: DataBundle, mode
         cfg, ctx, run, data, model, finetuner, optimizer, scheduler, AmpStep(ctx.device, cfg.train.amp, cfg.train.grad_clip),
         stopper, Checkpointer(run, ctx.is_main, cfg.train.checkpoint_every, cfg.train.epochs), sampler, loader, steps, weights_info,
         criterion=_criterion(cfg, data, ctx.is_main),
-        ema=make_ema(model, cfg.train.ema_decay) if cfg.train.ema else None,
+        ema=make_ema(model, cfg.train.ema_decay) if cfg.train.ema else None, schedule=schedule, epochs=cfg.train.epochs,
     )
 
 
@@ -212,6 +219,10 @@ def _restore(t: Training) -> None:
         raise RunDirError(f"{t.run.last} does not fit the model and optimiser of {t.run.config} ({first})") from None
     t.start_epoch = int(state["epoch"]) + 1
     t.checkpointer.saved_epochs = t.start_epoch
+    if t.schedule is not None and not t.cfg.train.time_limit:  # the config's epochs rule (an extension changes them)
+        t.schedule.total_steps = t.epochs * t.updates_per_epoch
+    elif t.schedule is not None:  # a time-limited run goes on to the end its restored schedule was re-planned to
+        t.epochs = max(t.start_epoch, min(t.epochs, math.ceil(t.schedule.total_steps / t.updates_per_epoch)))
     _extend(t, state)
     # metrics rows count epochs from 1, so the checkpointed epoch's own row is epoch == start_epoch
     rows = [r for r in read_metrics(t.run.metrics) if r["epoch"] <= t.start_epoch] if t.ctx.is_main else None
