@@ -108,7 +108,13 @@ def test_train_with_a_budget_plans_searches_and_refits_within_it(tiny_dataset, t
     assert recipe["warmup"][0]["images_per_second"] > 0
     summary = json.loads((run / "summary.json").read_text())
     assert summary["val_accuracy"] is None and summary["val_images"] == 0  # refit on every image
-    assert summary["train_images"] == 24 and 1 <= summary["epochs_run"] <= chosen["epochs"]  # a slowed machine may stop it early
+    # the clock re-plans the final model's epochs (train.time_limit), up to max(train.epochs, MIN_EPOCHS)
+    assert summary["train_images"] == 24 and 1 <= summary["epochs_run"] <= MIN_EPOCHS
+    final = read_yaml(run / "config.yaml")
+    assert final["train"]["time_limit"] == pytest.approx(chosen["time_limit"]) and 0 < chosen["time_limit"] < budget
+    # the short-run prior fills the keys the user left at their defaults; the tiny overrides set augment=light
+    assert recipe["prior"] == {"data.flips": "h", "data.eval_crop_pct": 1.0}
+    assert final["tta"]["mode"] == "fixed" and final["tta"]["n"] == 2 and chosen["tta"] == "2 views: identity, hflip"
     assert summary["recipe"]["val_accuracy_estimate"] == recipe["estimate"]["val_accuracy"]
     assert (run / "checkpoints" / "best.safetensors").is_file()
     assert "Budget recipe" in (run / "report.html").read_text()

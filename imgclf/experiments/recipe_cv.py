@@ -20,7 +20,7 @@ from typing import Any
 from imgclf.config import Config, with_overrides
 from imgclf.errors import ConfigError
 from imgclf.experiments.budget import MIN_EPOCHS, plan_final
-from imgclf.experiments.recipe import PLAN_SHARE, Clock, _FinalDeadline, report_reserve, search
+from imgclf.experiments.recipe import PLAN_SHARE, TIME_SHARE, Clock, _FinalDeadline, report_reserve, search, with_flip_tta, with_prior
 from imgclf.io import atomic_write_json
 from imgclf.run.rundir import BlendDir, RunDir
 
@@ -38,12 +38,15 @@ def fold_images(images: int, folds: int) -> int:
     return round(images * (folds - 1) / folds + EVAL_COST * images / folds)
 
 
-def with_fold_deadlines(train_one: Callable[..., dict[str, Any]], clock: Clock, ends_at: float, folds: int):
-    """``train_one`` with a deadline per fold: fold i may use an even share of the time left for folds i..K."""
+def with_fold_deadlines(train_one: Callable[..., dict[str, Any]], clock: Clock, ends_at: float, folds: int,
+                        overhead: float = 0.0):
+    """``train_one`` with a deadline per fold: fold i may use an even share of the time left for folds i..K; its
+    ``train.time_limit`` (that share, less a fit's fixed ``overhead``) re-plans its epochs by the clock."""
 
     def timed(cfg: Config, dataset: Path, out: Path, resume: bool, name: str, callbacks: Sequence[Any] = ()) -> dict[str, Any]:
         index = int(name.rsplit("_", 1)[-1]) if name.startswith("fold_") else folds
         share = (ends_at - clock.elapsed()) / max(folds - index + 1, 1)
+        cfg = with_overrides(cfg, {"train.time_limit": max(TIME_SHARE * (share - overhead), 1.0)})
         return train_one(cfg, dataset, out, resume, name, callbacks=[*callbacks, _FinalDeadline(clock, clock.elapsed() + share)])
 
     return timed
@@ -63,20 +66,22 @@ def run_cv_recipe(cfg: Config, dataset: Path, out: Path, budget: float, *, folds
 
     check_new_cv(out)
     clock, run = Clock(started), RunDir(Path(out))
+    cfg, prior = with_prior(cfg)
     found = search(cfg, dataset, run, budget, clock)
     reserve = report_reserve(budget) + CV_EXTRA_RESERVE
     left = budget - reserve - clock.elapsed() - folds * found.overhead
     size, epochs = plan_final(PLAN_SHARE * left / folds, fold_images(found.images, folds), found.cost, found.cap,
                               max(cfg.train.epochs, MIN_EPOCHS))
-    final = with_overrides(cfg, {**found.best_params, "data.image_size": int(size), "train.epochs": int(epochs),
-                                 "train.warmup_epochs": min(cfg.train.warmup_epochs, max(int(epochs) - 1, 0))})
-    record = {**found.record, "chosen": {
+    final = with_flip_tta(with_overrides(cfg, {
+        **found.best_params, "data.image_size": int(size), "train.epochs": max(int(epochs), cfg.train.epochs, MIN_EPOCHS),
+        "train.warmup_epochs": min(cfg.train.warmup_epochs, max(int(epochs) - 1, 0))}))
+    record = {**found.record, "prior": prior, "chosen": {
         "params": found.best_params, "image_size": size, "epochs": epochs, "images": found.images, "folds": folds,
         "seconds_planned": left, "per_fold_seconds": left / folds, "refit_on_all_images": False,
     }}
     log.info("recipe: %d folds at %dpx for up to %d epoch(s) each (%.0fs left of %.0fs)", folds, size, epochs, left, budget)
     atomic_write_json(run.recipe, {**record, "status": "training the folds"})
-    timed = with_fold_deadlines(train_one, clock, budget * 1.05 - reserve, folds)
+    timed = with_fold_deadlines(train_one, clock, budget * 1.05 - reserve, folds, found.overhead)
     summary = run_cv(final, Path(dataset), Path(out), folds=folds, train_one=timed)
     elapsed = clock.elapsed()
     oof = summary["oof"].get("accuracy")
