@@ -221,7 +221,9 @@ def _baseline_rows(args, plan: Plan, n_train: int, budget_s: float, out: Path, t
                                    str(args.labels), str(plan.res), str(plan.epochs), "--flips", "hv"],
                          f"{plan.res} px, {plan.epochs} epochs, flips hv", out, timeout_s)]
     held_out = args.epochs or plan.epochs_for(budget_s, 0.8 * n_train, 0.2 * n_train, share=0.85)
-    if importlib.util.find_spec("fastai") is None:
+    if "fastai" in args.skip:
+        rows.append(Row("fastai", "–", note="not run (--skip fastai)"))
+    elif importlib.util.find_spec("fastai") is None:
         rows.append(Row("fastai", "–", note="not installed (pip install 'imgclf[bench]')"))
     else:
         rows.append(baseline_row("fastai", [sys.executable, str(args.baselines / "fastai_finetune.py"), str(args.dataset),
@@ -248,7 +250,9 @@ def _imgclf_rows(args, plan: Plan, budget_s: float, out: Path, timeout_s: float)
         settings, name = f"{plan.res} px, {held_out} epochs (planned like fastai)", "imgclf train (FALLBACK: no --budget)"
     rows.append(imgclf_row(name, cmd, settings, run, args, out, timeout_s))
     cv = has_budget("cv")
-    if not cv:
+    if "cv" in args.skip:
+        rows.append(Row("imgclf cv --budget", "–", note="not run (--skip cv)"))
+    elif not cv:
         rows.append(Row("imgclf cv --budget", "–", note="not run: " + ("no `imgclf cv` command" if cv is None
                                                                          else "`imgclf cv` has no --budget")))
     else:
@@ -268,6 +272,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--epochs", type=int, default=None, help="fix every planned epoch count (naive, fastai, fallback)")
     ap.add_argument("--min-epochs", type=int, default=5, help="plan: the largest size that allows this many naive epochs")
     ap.add_argument("--probe-res", type=int, default=128)
+    ap.add_argument("--skip", nargs="+", choices=("fastai", "cv"), default=[],
+                    help="leave these rows out (a row says so): the naive script and imgclf train alone halve the run")
     ap.add_argument("--systems", nargs="+", choices=("baselines", "imgclf"), default=["baselines", "imgclf"],
                     help="which rows to run (default both): `--systems imgclf` re-runs imgclf's rows after a change")
     args = ap.parse_args(argv)

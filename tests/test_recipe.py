@@ -114,6 +114,8 @@ def test_train_with_a_budget_plans_searches_and_refits_within_it(tiny_dataset, t
     assert final["train"]["time_limit"] == pytest.approx(chosen["time_limit"]) and 0 < chosen["time_limit"] < budget
     # the short-run prior fills the keys the user left at their defaults; the tiny overrides set augment=light
     assert recipe["prior"] == {"data.flips": "h", "data.eval_crop_pct": 1.0}
+    orientation = recipe["orientation"]  # the probe ran (or said why not) and its flip group is the final model's
+    assert orientation["flips"] == final["data"]["flips"] and ("accuracy" in orientation or orientation["skipped"])
     assert final["tta"]["mode"] == "fixed" and final["tta"]["n"] == 2 and chosen["tta"] == "2 views: identity, hflip"
     assert summary["recipe"]["val_accuracy_estimate"] == recipe["estimate"]["val_accuracy"]
     assert (run / "checkpoints" / "best.safetensors").is_file()

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from imgclf.errors import ConfigError
 
-SIZE_LADDER = (64, 96, 128, 160, 192, 224, 256, 288, 320, 384, 448, 512)
+SIZE_LADDER = (64, 80, 96, 128, 160, 192, 224, 256, 288, 320, 384, 448, 512)
 MIN_EPOCHS = 6  # the final model prefers this many epochs: the size shrinks first
 PROXY_SHARE = 0.30  # at most this share of the budget goes to the proxy search
 EVAL_SPEEDUP = 3.0  # a forward pass costs about a third of a training step (no backward)

@@ -351,9 +351,16 @@ class Search:
     record: dict[str, Any]
 
 
-def search(cfg: Config, dataset: Path, run: RunDir, budget: float, clock: Clock) -> Search:
-    """Steps 1 and 2 of the recipe: the warm-up, then the proxy search into ``run.proxy``."""
+def search(cfg: Config, dataset: Path, run: RunDir, budget: float, clock: Clock, *, probe_flips: bool = False) -> Search:
+    """Steps 1 and 2 of the recipe: the warm-up, then the proxy search into ``run.proxy`` — with ``probe_flips``
+    (``data.flips`` left to the recipe), the orientation probe between them sets the flip group."""
+    from imgclf.experiments.orientation import oriented
+
     points, cost, cap = measure(cfg, Path(dataset), budget)
+    orientation = {"skipped": "data.flips was set", "flips": cfg.data.flips}
+    if probe_flips:
+        small = ladder(cap)[0]
+        cfg, orientation = oriented(cfg, Path(dataset), small, cost.seconds_per_image(small), budget)
     images = points[0]["images"]
     overhead = max(p["overhead_seconds"] for p in points)
     val_images = round(images * (cfg.data.val_fraction or 0.2))
@@ -373,7 +380,7 @@ def search(cfg: Config, dataset: Path, run: RunDir, budget: float, clock: Clock)
     if speed:  # the proxy's own timing corrects the warm-up's model at small sizes
         cost = CostModel.fit([*((p["size"], p["images_per_second"]) for p in points), (plan.size, speed)])
     record = {
-        "budget_seconds": budget, "warmup": points, "cost_model": {"a": cost.a, "b": cost.b, "formula": "seconds/image = a + b*size^2"},
+        "budget_seconds": budget, "warmup": points, "orientation": orientation, "cost_model": {"a": cost.a, "b": cost.b, "formula": "seconds/image = a + b*size^2"},
         "proxy": {"size": plan.size, "subset": plan.subset, "epochs": plan.epochs, "trials_planned": plan.trials,
                   "trial_seconds_estimate": plan.trial_seconds, "share_seconds": PROXY_SHARE * budget,
                   "seconds": proxy_seconds, "monitor": proxy["monitor"], "best_trial": proxy["best_trial"],
@@ -394,7 +401,7 @@ def run_recipe(cfg: Config, dataset: Path, out: Path, budget: float, *, started:
     """Warm-up, proxy search and the final refit into ``out`` within ``budget`` seconds; return its summary."""
     clock, run = Clock(started), RunDir(Path(out))
     cfg, prior = with_prior(cfg)
-    found = search(cfg, dataset, run, budget, clock)
+    found = search(cfg, dataset, run, budget, clock, probe_flips="data.flips" in prior)
     left = budget - report_reserve(budget) - clock.elapsed() - found.overhead
     most = max(cfg.train.epochs, MIN_EPOCHS)
     size, epochs = plan_final(PLAN_SHARE * left, found.images, found.cost, found.cap, most)

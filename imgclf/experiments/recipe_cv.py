@@ -67,7 +67,7 @@ def run_cv_recipe(cfg: Config, dataset: Path, out: Path, budget: float, *, folds
     check_new_cv(out)
     clock, run = Clock(started), RunDir(Path(out))
     cfg, prior = with_prior(cfg)
-    found = search(cfg, dataset, run, budget, clock)
+    found = search(cfg, dataset, run, budget, clock, probe_flips="data.flips" in prior)
     reserve = report_reserve(budget) + CV_EXTRA_RESERVE
     left = budget - reserve - clock.elapsed() - folds * found.overhead
     size, epochs = plan_final(PLAN_SHARE * left / folds, fold_images(found.images, folds), found.cost, found.cap,

@@ -28,7 +28,27 @@ def _final_text(chosen: dict[str, Any]) -> str:
     if chosen.get("folds"):
         return (f"Final model: {chosen['folds']} CV folds at {chosen.get('image_size')} px, up to {chosen.get('epochs')} "
                 f"epoch(s) each, about {h.format_value(chosen.get('per_fold_seconds'))} s per fold.")
-    return f"Final model: {chosen.get('image_size')} px, {chosen.get('epochs')} epoch(s) on all {chosen.get('images')} images."
+    timed = (f", re-planned by the clock within {h.format_value(chosen['time_limit'])} s (train.time_limit)"
+             if chosen.get("time_limit") else "")
+    tta = f"; predictions use TTA ({chosen['tta']})" if chosen.get("tta") and chosen["tta"] != "none" else ""
+    return (f"Final model: {chosen.get('image_size')} px, about {chosen.get('epochs')} epoch(s) on all "
+            f"{chosen.get('images')} images{timed}{tta}.")
+
+
+def _start_text(recipe: dict[str, Any]) -> str:
+    """The short-run prior and what the orientation probe found (recipes before them have neither)."""
+    parts = []
+    if recipe.get("prior"):
+        parts.append("Started from the short-run prior for the keys left at their defaults: "
+                     + ", ".join(f"{k}={_short(v)}" for k, v in recipe["prior"].items()) + ".")
+    orientation = recipe.get("orientation") or {}
+    if orientation.get("accuracy"):
+        parts.append(f"Orientation probe ({orientation.get('images')} images, held-out accuracy by view: "
+                     + ", ".join(f"{k} {v:.2f}" for k, v in orientation["accuracy"].items())
+                     + f"): data.flips={orientation.get('flips')}.")
+    elif orientation.get("skipped"):
+        parts.append(f"Orientation probe skipped: {orientation['skipped']}.")
+    return " ".join(parts)
 
 
 def recipe_section(run: RunDir) -> str | None:
@@ -51,6 +71,7 @@ def recipe_section(run: RunDir) -> str | None:
     return h.section(
         "Budget recipe",
         h.paragraph(plan),
+        h.paragraph(_start_text(recipe)) if _start_text(recipe) else "",
         h.paragraph(f"Estimate: {h.format_value(estimate.get('val_accuracy'))} validation accuracy — {estimate.get('note', '')}.", "note"),
         h.table(params) if params else "",
         h.table(proxy_rows(recipe), highlight={proxy.get("monitor", "value"): "max" if proxy.get("monitor") == "val_accuracy" else "min"}),
