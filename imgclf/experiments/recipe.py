@@ -92,10 +92,16 @@ class Clock:
         return time.perf_counter() - self.started
 
 
+def left_to_recipe(cfg: Config, key: str) -> bool:
+    """Whether the user left ``key`` alone: at its default and not named in the YAML or a ``--set`` (pydantic's
+    ``model_fields_set``; a config rebuilt by ``with_overrides`` counts every key as named)."""
+    section, name = key.split(".", 1)
+    return cfg.flat()[key] == Config().flat()[key] and name not in getattr(cfg, section).model_fields_set
+
+
 def with_prior(cfg: Config) -> tuple[Config, dict[str, Any]]:
-    """``cfg`` with :data:`SHORT_RUN_PRIOR` on the keys still at their defaults, and those changes."""
-    flat, defaults = cfg.flat(), Config().flat()
-    changes = {k: v for k, v in SHORT_RUN_PRIOR.items() if flat[k] == defaults[k]}
+    """``cfg`` with :data:`SHORT_RUN_PRIOR` on the keys the user left alone, and those changes."""
+    changes = {k: v for k, v in SHORT_RUN_PRIOR.items() if left_to_recipe(cfg, k)}
     return (with_overrides(cfg, changes) if changes else cfg), changes
 
 
