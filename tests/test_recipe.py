@@ -240,3 +240,25 @@ def test_warm_up_measures_a_second_size_so_the_cost_model_has_a_fixed_part(monke
     points, cost, cap = recipe.measure(Config(), tmp_path, 300.0)
     assert cap == 224 and seen == [96, 64]
     assert cost.a == pytest.approx(0.004) and cost.b == pytest.approx(2e-6)
+
+
+def test_the_short_run_prior_fills_only_the_keys_the_user_left_alone():
+    from imgclf.config import load_config, with_overrides
+    from imgclf.experiments.recipe import SHORT_RUN_PRIOR, with_prior
+
+    cfg, changes = with_prior(load_config(None, []))
+    assert changes == SHORT_RUN_PRIOR and cfg.data.augment == "none" and cfg.data.eval_crop_pct == 1.0
+    _, changes = with_prior(load_config(None, ["data.augment=medium", "data.flips=hv"]))  # named: kept, though default
+    assert changes == {"data.eval_crop_pct": 1.0}
+    same, changes = with_prior(with_overrides(Config(), {"train.lr": 0.01}))  # a rebuilt config names every key
+    assert changes == {} and same.data.augment == "medium"
+
+
+def test_flip_tta_only_for_a_model_trained_with_flips_and_no_tta_of_the_users():
+    from imgclf.config import with_overrides
+    from imgclf.experiments.recipe import with_flip_tta
+
+    assert with_flip_tta(with_overrides(Config(), {"data.flips": "d4"})).tta.model_dump(include={"mode", "n"}) == {"mode": "fixed", "n": 2}
+    assert with_flip_tta(with_overrides(Config(), {"data.augment": "none"})).tta.mode == "none"  # none: no flips
+    assert with_flip_tta(with_overrides(Config(), {"tta.mode": "adaptive"})).tta.mode == "adaptive"
+    assert with_flip_tta(with_overrides(Config(), {"tta.views": ["identity", "scale_1.15"]})).tta.mode == "none"
