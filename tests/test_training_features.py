@@ -43,6 +43,27 @@ def test_a_run_with_ema_keeps_and_validates_the_averaged_weights(tmp_path, tiny_
         assert all(torch.equal(best[k], state["ema"][k]) for k in best)
 
 
+def test_the_loop_gives_the_ema_its_step_so_a_short_run_is_not_stuck_at_the_initial_weights(tmp_path, tiny_dataset, monkeypatch):
+    """Without the step, timm's ModelEmaV3 uses the full decay from the first update: 0.999 over the ~100 steps of a
+    budget proxy trial left 90 % of the initial (random-head) weights in the average — chance-level validation."""
+    import importlib
+
+    setup = importlib.import_module("imgclf.train.setup")  # imgclf.train is also the API function
+
+    steps = []
+
+    def recording_ema(model, decay):
+        ema = make_ema(model, decay)
+        update = ema.update
+        ema.update = lambda m, step=None: (steps.append(step), update(m, step=step))
+        return ema
+
+    monkeypatch.setattr(setup, "make_ema", recording_ema)
+    out = tmp_path / "run"
+    fit(load_config(None, [*TINY, "train.ema=true", "train.epochs=2", "train.patience=null"]), tiny_dataset, out)
+    assert steps == list(range(1, len(steps) + 1)) and len(steps) >= 2
+
+
 def test_mixup_mixes_training_batches_and_leaves_odd_batches_alone():
     crit = Criterion(num_classes=3, label_smoothing=0.1, mixup=1.0)
     torch.manual_seed(0)

@@ -159,8 +159,8 @@ def _train_one_epoch(t: Training, epoch: int, hooks: CallbackList) -> tuple[floa
             t.amp.backward(loss / cfg.train.accumulate, t.optimizer, step=stepping)
         if stepping:
             t.scheduler.step()
-            if t.ema is not None:
-                t.ema.update(t.model)
+            if t.ema is not None:  # the optimiser step count: timm's warm-up then shortens the average early on
+                t.ema.update(t.model, step=t.scheduler.last_epoch)
         n = labels.shape[0]
         total_loss += value * n
         correct += (logits.argmax(1) == labels).sum().item()
