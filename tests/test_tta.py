@@ -99,6 +99,24 @@ def test_hflip_views_are_exact_mirrors():
     assert not torch.equal(hflip(image), identity(image))
 
 
+def test_turned_views_are_the_d4_group_of_the_identity():
+    """rot90/rot180/rot270 turn the identity view by quarter turns; with hflip_ they are the eight distinct views
+    of d4, each one the identity's pixels moved (nothing resampled)."""
+    from imgclf.infer.views import SYMMETRY_VIEWS
+
+    image = _image(2)
+    views = dict(zip(SYMMETRY_VIEWS["d4"], _views(list(SYMMETRY_VIEWS["d4"]))))
+    base = views["identity"](image)
+    assert torch.equal(views["rot90"](image), torch.rot90(base, 1, dims=(-2, -1)))
+    assert torch.equal(views["rot180"](image), base.flip(-1).flip(-2))
+    assert torch.equal(views["hflip_rot180"](image), base.flip(-2))  # the vertical mirror
+    assert torch.equal(views["hflip_rot90"](image), torch.rot90(base, 1, dims=(-2, -1)).flip(-1))
+    outs = [view(image) for view in views.values()]
+    assert len({out.numpy().tobytes() for out in outs}) == 8
+    assert all(sorted(out.flatten().tolist()) == sorted(base.flatten().tolist()) for out in outs)
+    assert set(SYMMETRY_VIEWS["hv"]) < set(SYMMETRY_VIEWS["d4"]) and SYMMETRY_VIEWS["h"] == ("identity", "hflip")
+
+
 def test_corner_and_center_crops_are_slices_of_the_tight_resize():
     image = _image(2, w=31, h=22)
     resized = _normalized(F.resize(image, math.floor(SIZE / 0.75), interpolation=T.InterpolationMode.BILINEAR))

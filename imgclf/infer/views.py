@@ -13,6 +13,9 @@ with ``S = image_size`` (sizes are floored, as timm's eval transform does, so th
   the whole image on a neutral border instead of being stretched back up.
 - ``hflip``: the mirrored ``identity``; ``hflip_<view>`` mirrors any view above. The flip
   is applied to the output tensor, so it is exactly the mirror image of the unflipped view.
+- ``rot90 | rot180 | rot270``: ``identity`` turned by quarter turns (counter-clockwise, on the
+  output tensor); with ``hflip_`` these give the eight views of ``d4`` (:data:`SYMMETRY_VIEWS`):
+  for a model trained with ``data.flips`` hv or d4, the views it was trained to be indifferent to.
 - ``random`` / ``random_<i>``: the training transform, seeded from the image's pixels and
   ``i``, so a run is reproducible and does not depend on batch size or image order. Never
   in the default list; needs ``train_transform``.
@@ -49,8 +52,16 @@ CORNERS = ("crop_tl", "crop_tr", "crop_bl", "crop_br")
 _MAX_SCALE = 4.0  # beyond this a "scale" view is mostly upsampling blur or border
 VALID_NAMES_HELP = (
     "identity, hflip, center_crop, crop_tl, crop_tr, crop_bl, crop_br, scale_<f> (e.g. scale_1.15), "
-    "hflip_<view> (e.g. hflip_center_crop), random, random_<i>"
+    "rot90, rot180, rot270, hflip_<view> (e.g. hflip_center_crop), random, random_<i>"
 )
+TURNS = {"rot90": 1, "rot180": 2, "rot270": 3}
+# The views of each training flip group (``data.flips``): the group's own elements, identity first.
+SYMMETRY_VIEWS = {
+    "none": ("identity",),
+    "h": ("identity", "hflip"),
+    "hv": ("identity", "hflip", "hflip_rot180", "rot180"),
+    "d4": ("identity", "hflip", "rot90", "rot180", "rot270", "hflip_rot90", "hflip_rot180", "hflip_rot270"),
+}
 
 
 @dataclass(frozen=True)
@@ -64,6 +75,7 @@ class ViewSpec:
     crop: str = "center"  # center | tl | tr | bl | br
     flip: bool = False
     seed: int = 0  # random views only
+    turns: int = 0  # quarter turns of the output, before the flip
 
 
 def parse_view(name: str) -> ViewSpec:
@@ -77,12 +89,15 @@ def parse_view(name: str) -> ViewSpec:
     spec = _parse_base(base)
     if spec is None or (flip and base.startswith("hflip")):
         raise ConfigError(f"unknown TTA view {name!r}; valid views: {VALID_NAMES_HELP}")
-    return ViewSpec(name=name, kind=spec.kind, scale=spec.scale, tight=spec.tight, crop=spec.crop, flip=flip, seed=spec.seed)
+    return ViewSpec(name=name, kind=spec.kind, scale=spec.scale, tight=spec.tight, crop=spec.crop, flip=flip,
+                    seed=spec.seed, turns=spec.turns)
 
 
 def _parse_base(base: str) -> ViewSpec | None:
     if base == "identity":
         return ViewSpec(base, "resize_crop")
+    if base in TURNS:
+        return ViewSpec(base, "resize_crop", turns=TURNS[base])
     if base == "center_crop":
         return ViewSpec(base, "resize_crop", tight=True)
     if base in CORNERS:
@@ -113,7 +128,7 @@ class ResizeCropView:
         target = image_size / TIGHT_CROP_PCT if spec.tight else image_size * spec.scale / crop_pct
         self.shorter = max(1, math.floor(target))
         self.crop = spec.crop
-        self.flip = spec.flip
+        self.flip, self.turns = spec.flip, spec.turns
         self.mean, self.std = list(mean), list(std)
         self.interpolation = interpolation
 
@@ -122,10 +137,12 @@ class ResizeCropView:
         # Normalise before cropping so that padding (zeros) is the mean colour.
         tensor = F.normalize(F.to_tensor(resized), self.mean, self.std)
         out = _crop(tensor, self.crop, self.size)
+        if self.turns:
+            out = torch.rot90(out, self.turns, dims=(-2, -1)).contiguous()
         return out.flip(-1) if self.flip else out
 
     def __repr__(self) -> str:
-        return f"ResizeCropView({self.name!r}, shorter={self.shorter}, crop={self.crop}, flip={self.flip})"
+        return f"ResizeCropView({self.name!r}, shorter={self.shorter}, crop={self.crop}, turns={self.turns}, flip={self.flip})"
 
 
 def _crop(tensor: torch.Tensor, where: str, size: int) -> torch.Tensor:
