@@ -8,7 +8,9 @@ import time
 import pytest
 
 from imgclf.errors import ConfigError
-from imgclf.experiments.budget import MIN_EPOCHS, CostModel, ladder, parse_budget, plan_final, plan_proxy, proxy_size
+from imgclf.experiments.budget import (
+    MIN_EPOCHS, PLAN_SHARE, PROXY_SHARE, CostModel, ladder, parse_budget, plan_final, plan_proxy, proxy_size, search_seconds,
+)
 from imgclf.experiments.recipe import search_space
 from imgclf.config import Config, read_yaml
 from tests.conftest import cli
@@ -67,6 +69,29 @@ def test_proxy_plan_fits_its_share_and_uses_a_small_size():
     plan = plan_proxy(120.0, 4000, 1000, cost, size=96, fit_overhead=2.0)
     assert 0.1 <= plan.subset <= 1.0 and plan.trials >= 4
     assert plan.trials * plan.trial_seconds <= 120.0 + 1e-9
+
+
+@pytest.mark.parametrize("runs", [1, 5])
+def test_the_search_never_costs_the_final_model_its_size(runs):
+    """The proxy's share is the time beyond MIN_EPOCHS epochs at the size the whole time affords: with or without
+    the search the final model gets the same size; a generous budget gives the search at most PROXY_SHARE, a short
+    one nothing."""
+    cost = CostModel(0.002, 0.01 / 224**2)
+    shares = []
+    for seconds in (5.0, 60.0, 150.0, 400.0, 900.0, 3000.0, 50_000.0):
+        share = search_seconds(seconds, 1000, cost, 224, runs)
+        assert 0.0 <= share <= PROXY_SHARE * seconds
+        alone = plan_final(PLAN_SHARE * seconds / runs, 1000, cost, 224, MIN_EPOCHS)
+        after = plan_final(PLAN_SHARE * (seconds - share) / runs, 1000, cost, 224, MIN_EPOCHS)
+        assert after[0] == alone[0] and (after[1] >= MIN_EPOCHS or share == 0.0)
+        shares.append(share)
+    assert shares[0] == 0.0 and shares[-1] == pytest.approx(PROXY_SHARE * 50_000.0)
+    assert any(0.0 < share < PROXY_SHARE * seconds for share, seconds in zip(shares, (5, 60, 150, 400, 900, 3000)))
+
+
+def test_the_final_ladder_is_finer_than_the_proxy_ladder():
+    assert {112, 144} <= set(ladder(224)) and ladder(224)[-1] == 224 and ladder(100)[-1] == 100
+    assert proxy_size(224) == 96 and proxy_size(160) == 80 and proxy_size(288) == 128
 
 
 def test_search_space_has_the_issue_keys_and_the_config_values():
@@ -242,6 +267,25 @@ def test_warm_up_measures_a_second_size_so_the_cost_model_has_a_fixed_part(monke
     assert cost.a == pytest.approx(0.004) and cost.b == pytest.approx(2e-6)
 
 
+def test_the_second_warm_up_is_where_the_final_model_will_train():
+    """With time to spare the second point is the size the first point's s² plans for the final model (measured
+    where it is used); when that size's warm-up would cost over WARMUP_SHARE, the cheap smallest size instead."""
+    from imgclf.experiments import recipe
+
+    def first(ips: float, images: int = 3000) -> dict:
+        return {"size": 96, "images_per_second": ips, "overhead_seconds": 2.0, "images": images, "classes": 10,
+                "seconds": 2.0 + 6 * 32 / ips}
+
+    budget = 1200.0
+    pure = CostModel.fit([(96, 100.0)])
+    planned, _ = plan_final(PLAN_SHARE * (1 - PROXY_SHARE) * budget, 3000, pure, 224, MIN_EPOCHS)
+    assert 96 < planned < 224 and recipe.second_size(first(100.0), 224, budget) == planned
+    assert recipe.second_size(first(100_000.0), 224, budget) == 224  # a fast machine: the model's own size
+    assert recipe.second_size(first(100.0), 224, 60.0) == 64  # a short budget: the smallest rung
+    tiny = {**first(100.0), "size": 64}
+    assert recipe.second_size(tiny, 64, 60.0) is None  # nothing else to measure
+
+
 def test_the_short_run_prior_fills_only_the_keys_the_user_left_alone():
     from imgclf.config import load_config, with_overrides
     from imgclf.experiments.recipe import SHORT_RUN_PRIOR, with_prior
@@ -258,7 +302,11 @@ def test_flip_tta_only_for_a_model_trained_with_flips_and_no_tta_of_the_users():
     from imgclf.config import with_overrides
     from imgclf.experiments.recipe import with_flip_tta
 
-    assert with_flip_tta(with_overrides(Config(), {"data.flips": "d4"})).tta.model_dump(include={"mode", "n"}) == {"mode": "fixed", "n": 2}
+    for flips, n in (("h", 2), ("hv", 4), ("d4", 8)):  # the views of the group the model was trained with
+        tta = with_flip_tta(with_overrides(Config(), {"data.flips": flips})).tta
+        assert tta.mode == "fixed" and tta.n == n and tta.views[0] == "identity"
+        assert len(set(tta.views[:n])) == n and set(Config().tta.views) <= set(tta.views)
+    assert set(with_flip_tta(with_overrides(Config(), {"data.flips": "hv"})).tta.views[:4]) == {"identity", "hflip", "rot180", "hflip_rot180"}
     assert with_flip_tta(with_overrides(Config(), {"data.augment": "none"})).tta.mode == "none"  # none: no flips
     assert with_flip_tta(with_overrides(Config(), {"tta.mode": "adaptive"})).tta.mode == "adaptive"
     assert with_flip_tta(with_overrides(Config(), {"tta.views": ["identity", "scale_1.15"]})).tta.mode == "none"

@@ -1,9 +1,10 @@
 """``imgclf train DATASET --budget 20m``: the recipe that plans itself within a wall-clock budget.
 
-1. **Warm-up** (a few real training steps, tracking off, in a temporary folder) at the proxy size and,
-   when that costs at most 5 % of the budget, at the model's size: images/s fit the cost model of
+1. **Warm-up** (a few real training steps, tracking off, in a temporary folder) at the proxy size and at
+   the size the final model will likely take (:func:`second_size`): images/s fit the cost model of
    :mod:`imgclf.experiments.budget` (seconds per image = a + b·s²).
-2. **Proxy search** (≤ 30 % of the budget): the Optuna sweep (:func:`run_sweep`) on a subset at a small
+2. **Proxy search** (only with the time the final model's size does not need, ≤ 30 % of the budget:
+   :func:`~imgclf.experiments.budget.search_seconds`): the Optuna sweep (:func:`run_sweep`) on a subset at a small
    size, over the augmentation preset, LR, weight decay, EMA and mixup — plus ``data.flips``,
    ``data.crop_scale`` and ``data.eval_crop_pct`` where the config has those keys. The first trial is
    the config's own values. No trial starts once the proxy's share (less one trial's estimate) is spent.
@@ -30,7 +31,8 @@ from typing import Any
 
 from imgclf.config import AUGMENT_PRESETS, Config, known_keys, with_overrides
 from imgclf.experiments.budget import (
-    MIN_EPOCHS, PROXY_SHARE, CostModel, ProxyPlan, ladder, plan_final, plan_proxy, proxy_size,
+    MIN_EPOCHS, PLAN_SHARE, PROXY_SHARE, CostModel, ProxyPlan, fold_images, ladder, plan_final, plan_proxy, proxy_size,
+    search_seconds,
 )
 from imgclf.experiments.space import SearchParam
 from imgclf.io import atomic_write_json
@@ -41,15 +43,11 @@ log = logging.getLogger("imgclf")
 STUDY = "recipe"
 WARMUP_STEPS = 3  # optimiser steps per warm-up epoch; the second epoch's images/s is the measurement
 WARMUP_SHARE = 0.05  # the warm-up at the model's full size runs only if its estimate is at most this share
-# Kept for the final calibration and the run report (its figures took ~9 s for a tiny run on a loaded
-# 2-core machine): 5 % of the budget, at least 5 s, at most a minute.
-REPORT_RESERVE = (0.05, 5.0, 60.0)
+# Kept for the run report and the last epoch's spread past the clock's plan: 3 % of the budget, at least 5 s, at most
+# 30 s (the report took 1.7 s after a 3-minute budget on the demo data, ~9 s for a tiny run on a loaded machine).
+REPORT_RESERVE = (0.03, 5.0, 30.0)
 # Fewer proxy trials than this compare nothing worth the time (the first is the config itself): no search.
 MIN_SEARCH_TRIALS = 3
-# The final model is planned into this share of the time left: its first epoch also fills the resize cache
-# and epochs vary; a plan that overruns is cut by the deadline before its learning rate has annealed
-# (measured: 4 of 6 planned epochs on the demo data at a 5-minute budget, LR still at a third of its peak).
-PLAN_SHARE = 0.85
 # The final model's train.time_limit, as a share of the time left: it re-plans its epochs after each one, so only
 # the last epoch's spread (and its validation-free finish) needs a margin.
 TIME_SHARE = 0.95
@@ -106,15 +104,20 @@ def with_prior(cfg: Config) -> tuple[Config, dict[str, Any]]:
 
 
 def with_flip_tta(cfg: Config) -> Config:
-    """The final model predicts on each image and its mirror (``tta.mode=fixed``, ``tta.n=2``: the default views
-    start identity, hflip) when it was trained with left-right flips and the user left TTA off: the one view it
-    was trained to be indifferent to (+0.5 pp on the demo data, BENCHMARKS.md "Test-time augmentation")."""
+    """The final model predicts on each image under every flip and turn it was trained with (``tta.mode=fixed`` on
+    the views of ``data.flips``' group, :data:`~imgclf.infer.views.SYMMETRY_VIEWS`: h → identity and mirror,
+    hv → 4 views, d4 → 8) when the user left TTA alone: the views it was trained to be indifferent to (mirror TTA:
+    +0.5 pp on the demo data, BENCHMARKS.md "Test-time augmentation")."""
+    from imgclf.config import TTAConfig
     from imgclf.data.transforms import AugmentSpec
+    from imgclf.infer.views import SYMMETRY_VIEWS
 
     flips = AugmentSpec.from_config(cfg.data).resolved()["flips"]
-    if flips == "none" or cfg.tta.mode != "none" or cfg.tta.views[:2] != ["identity", "hflip"]:
+    if flips == "none" or cfg.tta.mode != "none" or cfg.tta.views != TTAConfig().views:
         return cfg
-    return with_overrides(cfg, {"tta.mode": "fixed", "tta.n": 2})
+    group = list(SYMMETRY_VIEWS[flips])
+    views = group + [view for view in cfg.tta.views if view not in group]
+    return with_overrides(cfg, {"tta.mode": "fixed", "tta.n": len(group), "tta.views": views})
 
 
 def search_space(cfg: Config) -> list[SearchParam]:
@@ -219,9 +222,9 @@ def model_size(cfg: Config) -> int | None:
 
 
 def measure(cfg: Config, dataset: Path, budget: float) -> tuple[list[dict[str, Any]], CostModel, int]:
-    """Warm-ups at the proxy size and, when its s² estimate costs at most ``WARMUP_SHARE`` of the budget, at the
-    model's size — else at the smallest size the final model may take; the cost model fitted to them (a + b·s²);
-    the model's size."""
+    """Warm-ups at the proxy size and at a second size, the one the final model would take by the first point's pure
+    s² (when that costs at most ``WARMUP_SHARE`` of the budget), else the smallest it may take; the cost model
+    fitted to them (a + b·s²); the model's size."""
     cap = model_size(cfg)
     with tempfile.TemporaryDirectory(prefix="imgclf-warmup-") as tmp:
         if cap is None:
@@ -231,18 +234,27 @@ def measure(cfg: Config, dataset: Path, budget: float) -> tuple[list[dict[str, A
                 points.append(warm_up(cfg, dataset, proxy_size(cap), Path(tmp) / "proxy"))
         else:
             points = [warm_up(cfg, dataset, proxy_size(cap), Path(tmp) / "proxy")]
-            small = points[0]
-            steps = small["seconds"] - small["overhead_seconds"]
-            if cap != small["size"] and small["overhead_seconds"] + steps * (cap / small["size"]) ** 2 <= WARMUP_SHARE * budget:
-                points.append(warm_up(cfg, dataset, cap, Path(tmp) / "cap"))
-            elif ladder(cap)[0] < small["size"]:
-                # The smallest size the final model may take: a second, cheaper point that measures the fixed
-                # per-image cost (loading, augmentation), which pure s² from the proxy size misses — it planned
-                # 6 epochs at 64 px on the demo data where 5 fitted.
-                points.append(warm_up(cfg, dataset, ladder(cap)[0], Path(tmp) / "low"))
+            second = second_size(points[0], cap, budget)
+            if second is not None:
+                points.append(warm_up(cfg, dataset, second, Path(tmp) / "second"))
     cost = CostModel.fit([(p["size"], p["images_per_second"]) for p in points])
-    log.info("recipe warm-up: %s", ", ".join(f"{p['images_per_second']:.1f} images/s at {p['size']}px" for p in points))
+    log.info("recipe: warm-up %s", ", ".join(f"{p['images_per_second']:.1f} images/s at {p['size']}px" for p in points))
     return points, cost, cap
+
+
+def second_size(first: dict[str, Any], cap: int, budget: float) -> int | None:
+    """Where to measure the cost model's second point: the size the final model would take with the first point's
+    pure s² (measured where it will be used), if its warm-up costs at most ``WARMUP_SHARE`` of the budget — else,
+    or when that is the first point's size, the smallest size the final model may take (a cheap point that fixes the
+    per-image cost that does not shrink with the size, which pure s² misses: it planned 6 epochs at 64 px on the
+    demo data where 5 fitted); None when there is no other size."""
+    size, steps = first["size"], first["seconds"] - first["overhead_seconds"]
+    pure = CostModel.fit([(size, first["images_per_second"])])
+    planned, _ = plan_final(PLAN_SHARE * (1 - PROXY_SHARE) * budget, first["images"], pure, cap, MIN_EPOCHS)
+    if planned != size and first["overhead_seconds"] + steps * (planned / size) ** 2 <= WARMUP_SHARE * budget:
+        return planned
+    smallest = ladder(cap)[0]
+    return smallest if smallest < size else None
 
 
 def proxy_overrides(cfg: Config, plan: ProxyPlan) -> dict[str, Any]:
@@ -357,9 +369,12 @@ class Search:
     record: dict[str, Any]
 
 
-def search(cfg: Config, dataset: Path, run: RunDir, budget: float, clock: Clock, *, probe_flips: bool = False) -> Search:
+def search(cfg: Config, dataset: Path, run: RunDir, budget: float, clock: Clock, *, probe_flips: bool = False,
+           reserve: float | None = None, folds: int | None = None) -> Search:
     """Steps 1 and 2 of the recipe: the warm-up, then the proxy search into ``run.proxy`` — with ``probe_flips``
-    (``data.flips`` left to the recipe), the orientation probe between them sets the flip group."""
+    (``data.flips`` left to the recipe), the orientation probe between them sets the flip group. The search gets
+    only the time the final model (``folds`` CV folds, or one refit) does not need for its size
+    (:func:`search_seconds`); ``reserve`` is what the caller keeps back after the final model."""
     from imgclf.experiments.orientation import oriented
 
     points, cost, cap = measure(cfg, Path(dataset), budget)
@@ -369,26 +384,38 @@ def search(cfg: Config, dataset: Path, run: RunDir, budget: float, clock: Clock,
         cfg, orientation = oriented(cfg, Path(dataset), small, cost.seconds_per_image(small), budget)
     images = points[0]["images"]
     overhead = max(p["overhead_seconds"] for p in points)
+    runs = folds or 1
+    left = budget - (report_reserve(budget) if reserve is None else reserve) - clock.elapsed() - runs * overhead
+    share = search_seconds(left, fold_images(images, folds) if folds else images, cost, cap, runs)
     val_images = round(images * (cfg.data.val_fraction or 0.2))
-    plan = plan_proxy(PROXY_SHARE * budget, images - val_images, val_images, cost, proxy_size(cap), overhead,
-                      classes=points[0]["classes"])
+    plan = plan_proxy(share, images - val_images, val_images, cost, proxy_size(cap), overhead, classes=points[0]["classes"])
     # the proxy needs a validation split even when the final model has none
     cfg_proxy = cfg if cfg.data.val_fraction else with_overrides(cfg, {"data.val_fraction": 0.2})
     t_proxy = clock.elapsed()
     if plan.trials < MIN_SEARCH_TRIALS:  # one or two trials compare nothing: the time goes to the final model
-        log.info("recipe: only %d proxy trial(s) would fit in %.0f%% of the budget; no search, the config's own values",
-                 plan.trials, 100 * PROXY_SHARE)
+        log.info("recipe: %.0fs of the budget are left beyond what the final model's size needs: %d proxy trial(s) "
+                 "would fit; no search, the config's own values", share, plan.trials)
         proxy = skipped_proxy(cfg_proxy, plan)
     else:
-        proxy = run_proxy(cfg_proxy, Path(dataset), run, plan, clock, t_proxy + PROXY_SHARE * budget)
-    proxy_seconds = clock.elapsed() - t_proxy
+        proxy = run_proxy(cfg_proxy, Path(dataset), run, plan, clock, t_proxy + share)
+    found = _searched(cost, cap, images, overhead, points, orientation, plan, proxy, clock.elapsed() - t_proxy)
+    found.record["budget_seconds"] = budget
+    return found
+
+
+def _searched(cost: CostModel, cap: int, images: int, overhead: float, points: list[dict[str, Any]],
+              orientation: dict[str, Any], plan: ProxyPlan, proxy: dict[str, Any], proxy_seconds: float) -> Search:
+    """The :class:`Search` and its ``recipe.json`` record; the proxy's own timing corrects the warm-up's cost model."""
     speed = proxy_speed(proxy["trials"])
-    if speed:  # the proxy's own timing corrects the warm-up's model at small sizes
+    if speed:
         cost = CostModel.fit([*((p["size"], p["images_per_second"]) for p in points), (plan.size, speed)])
     record = {
-        "budget_seconds": budget, "warmup": points, "orientation": orientation, "cost_model": {"a": cost.a, "b": cost.b, "formula": "seconds/image = a + b*size^2"},
+        "warmup": points, "orientation": orientation,
+        "cost_model": {"a": cost.a, "b": cost.b, "formula": "seconds/image = a + b*size^2"},
         "proxy": {"size": plan.size, "subset": plan.subset, "epochs": plan.epochs, "trials_planned": plan.trials,
-                  "trial_seconds_estimate": plan.trial_seconds, "share_seconds": PROXY_SHARE * budget,
+                  "trial_seconds_estimate": plan.trial_seconds, "share_seconds": plan.seconds,
+                  "share_rule": f"the time left beyond {MIN_EPOCHS} epochs of the final model at the largest size "
+                                f"they allow, at most {PROXY_SHARE:.0%}",
                   "seconds": proxy_seconds, "monitor": proxy["monitor"], "best_trial": proxy["best_trial"],
                   "best_value": proxy["best_value"], "table": proxy["trials"], "images_per_second": speed,
                   "skipped": proxy.get("skipped")},
@@ -397,7 +424,7 @@ def search(cfg: Config, dataset: Path, run: RunDir, budget: float, clock: Clock,
 
 
 def report_reserve(budget: float) -> float:
-    """Seconds kept back for calibration and the report: 5 % of the budget, at least 5 s, at most a minute."""
+    """Seconds kept back for the report (:data:`REPORT_RESERVE`): 3 % of the budget, at least 5 s, at most 30 s."""
     share, low, high = REPORT_RESERVE
     return min(max(share * budget, low), high)
 

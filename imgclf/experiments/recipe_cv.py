@@ -19,23 +19,16 @@ from typing import Any
 
 from imgclf.config import Config, with_overrides
 from imgclf.errors import ConfigError
-from imgclf.experiments.budget import MIN_EPOCHS, plan_final
-from imgclf.experiments.recipe import PLAN_SHARE, TIME_SHARE, Clock, _FinalDeadline, report_reserve, search, with_flip_tta, with_prior
+from imgclf.experiments.budget import MIN_EPOCHS, PLAN_SHARE, fold_images, plan_final
+from imgclf.experiments.recipe import TIME_SHARE, Clock, _FinalDeadline, report_reserve, search, with_flip_tta, with_prior
 from imgclf.io import atomic_write_json
 from imgclf.run.rundir import BlendDir, RunDir
 
 log = logging.getLogger("imgclf")
 
-# A validation image costs about a third of a training image (a forward pass, no backward, no augmentation).
-EVAL_COST = 1 / 3
 # OOF scores, cleanlab's label issues and the CV report, on top of the run report's reserve (measured ~10 s
 # for a tiny CV on the 2-core build machine).
 CV_EXTRA_RESERVE = 10.0
-
-
-def fold_images(images: int, folds: int) -> int:
-    """Training-image equivalents one fold's epoch costs: its training part plus its validation part."""
-    return round(images * (folds - 1) / folds + EVAL_COST * images / folds)
 
 
 def with_fold_deadlines(train_one: Callable[..., dict[str, Any]], clock: Clock, ends_at: float, folds: int,
@@ -67,8 +60,8 @@ def run_cv_recipe(cfg: Config, dataset: Path, out: Path, budget: float, *, folds
     check_new_cv(out)
     clock, run = Clock(started), RunDir(Path(out))
     cfg, prior = with_prior(cfg)
-    found = search(cfg, dataset, run, budget, clock, probe_flips="data.flips" in prior)
     reserve = report_reserve(budget) + CV_EXTRA_RESERVE
+    found = search(cfg, dataset, run, budget, clock, probe_flips="data.flips" in prior, reserve=reserve, folds=folds)
     left = budget - reserve - clock.elapsed() - folds * found.overhead
     size, epochs = plan_final(PLAN_SHARE * left / folds, fold_images(found.images, folds), found.cost, found.cap,
                               max(cfg.train.epochs, MIN_EPOCHS))

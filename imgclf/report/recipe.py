@@ -62,7 +62,8 @@ def recipe_section(run: RunDir) -> str | None:
         f"Budget {h.format_value(recipe.get('budget_seconds'))} s, used {h.format_value(elapsed)} s before this report "
         f"({recipe.get('status', '?')}). Warm-up: "
         + ", ".join(f"{w['images_per_second']:.1f} images/s at {w['size']} px" for w in recipe.get("warmup", []))
-        + (f". Proxy search skipped: {proxy['skipped']} in its share of the budget. " if proxy.get("skipped") else
+        + f". The proxy search's share: {h.format_value(proxy.get('share_seconds'))} s ({proxy.get('share_rule', 'of the budget')})"
+        + (f"; search skipped: {proxy['skipped']} in it. " if proxy.get("skipped") else
            f". Proxy: {proxy.get('trials_planned')} trial(s) planned on {proxy.get('subset')} of the data at "
            f"{proxy.get('size')} px for {proxy.get('epochs')} epoch(s), {h.format_value(proxy.get('seconds'))} s spent. ")
         + _final_text(chosen)
