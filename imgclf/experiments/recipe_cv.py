@@ -1,8 +1,8 @@
 """``imgclf cv DATASET --budget 20m``: the budget recipe of :mod:`imgclf.experiments.recipe` ending in a CV ensemble.
 
-The warm-up and the proxy search are the same as for ``train --budget`` (into ``CV_DIR/proxy``, at most 30 % of
-the budget). What is left, less the folds' fixed overhead and a reserve for OOF scores, label issues and the
-report, is split evenly between the K folds: each trains on (K-1)/K of the images and validates on the rest
+The warm-up and the proxy search are the same as for ``train --budget`` (into ``CV_DIR/proxy``, with only the
+time the folds' size does not need, at most 30 %). What is left, less the folds' fixed overhead and a reserve for
+OOF scores, label issues and the report, is split evenly between the K folds: each trains on (K-1)/K of the images and validates on the rest
 every epoch, at the largest size that fits at least six epochs. The folds together are the final model
 (``imgclf predict CV_DIR`` blends them), so there is no refit; the OOF score is an honest estimate of it.
 
