@@ -9,6 +9,10 @@ reads ``Id`` and ``Category``):
 * ``noup`` — every image, train and test, turned by a random multiple of 90° and flipped left-right
   with probability 1/2 (a uniform element of the dihedral group D4, drawn per image from ``seed``):
   the data no longer has an "up", unlike Fashion-MNIST;
+* ``small`` — every 28 px item, upscaled to 32 px, pasted at a random place on a random 160 x 160 crop of
+  one of scikit-image's grey texture photos (brick, grass, gravel; dimmed): a small object in clutter,
+  whose class is in details a low training size blurs away — like a small defect on a part, and unlike
+  Fashion-MNIST, where 64 px already holds every pixel there is;
 * ``imbalanced`` — class ``k`` (in ``CLASS_NAMES`` order) keeps ``round(n * r ** (-k / (K - 1)))``
   training images, a geometric decay from ``n`` to ``n / r`` (``r`` = ``imbalance``); the test set
   is unchanged (balanced), so accuracy rewards learning the rare classes.
@@ -20,6 +24,7 @@ Usage::
 
     python bench/datasets.py noup bench/.data/noup                       # all 300 per class
     python bench/datasets.py imbalanced bench/.data/imb --imbalance 10
+    python bench/datasets.py small bench/.data/small
     python bench/datasets.py demo bench/.data/small --train-per-class 30
 """
 
@@ -39,7 +44,9 @@ from imgclf.data.demo import CLASS_NAMES, DemoPaths, materialise_demo
 from imgclf.data.dihedral import dihedral
 from imgclf.errors import ConfigError, DataError, ImgclfError
 
-KINDS = ("demo", "noup", "imbalanced")
+KINDS = ("demo", "noup", "small", "imbalanced")
+SMALL_CANVAS, SMALL_ITEM = 160, 32
+TEXTURES = ("brick", "grass", "gravel")
 MARKER = ".bench-dataset.json"
 
 
@@ -68,6 +75,8 @@ def materialise(kind: str, root: Path, *, train_per_class: int | None = None, se
         paths = materialise_demo(staging / "build", train_per_class)
         if kind == "noup":
             _turn_every_image(paths.dataset, seed)
+        elif kind == "small":
+            _paste_on_texture(paths.dataset, seed)
         elif kind == "imbalanced":
             _drop_to_sizes(paths.dataset / "train", imbalance)
         (paths.root / ".complete").unlink()  # not the plain demo any more: materialise_demo must not reuse it
@@ -94,6 +103,26 @@ def _turn_every_image(dataset: Path, seed: int) -> None:
         with Image.open(path) as image:
             turned = dihedral(image.copy(), int(rng.integers(8)))
         turned.save(path, format="PNG")
+
+
+def _paste_on_texture(dataset: Path, seed: int) -> None:
+    """Replace each image by its item, upscaled to ``SMALL_ITEM`` px, on a ``SMALL_CANVAS`` px crop of a texture
+    (the item's own grey level is its opacity, so its black surround shows the texture)."""
+    import skimage.data
+
+    textures = [np.asarray(getattr(skimage.data, name)(), np.float32) * 0.6 for name in TEXTURES]
+    rng = np.random.default_rng(seed)
+    for path in sorted(dataset.rglob("*.png")):
+        with Image.open(path) as image:
+            item = np.asarray(image.convert("L").resize((SMALL_ITEM, SMALL_ITEM), Image.Resampling.BICUBIC), np.float32)
+        texture = textures[int(rng.integers(len(textures)))]
+        y, x = (int(rng.integers(n - SMALL_CANVAS + 1)) for n in texture.shape[:2])
+        canvas = texture[y:y + SMALL_CANVAS, x:x + SMALL_CANVAS].copy()
+        top, left = (int(rng.integers(SMALL_CANVAS - SMALL_ITEM + 1)) for _ in range(2))
+        alpha = item / 255.0
+        patch = canvas[top:top + SMALL_ITEM, left:left + SMALL_ITEM]
+        canvas[top:top + SMALL_ITEM, left:left + SMALL_ITEM] = patch * (1 - alpha) + item * alpha
+        Image.fromarray(np.clip(canvas, 0, 255).astype(np.uint8), "L").save(path, format="PNG")
 
 
 def _drop_to_sizes(train: Path, imbalance: float) -> None:
