@@ -64,6 +64,10 @@ class _Section(BaseModel):
 
 class DataConfig(_Section):
     image_size: int | None = Field(None, ge=16, le=2048, description="Training/eval size; None = the model's own.")
+    start_size: int | None = Field(
+        None, ge=0, le=2048, description="Progressive resizing: the first epoch trains at this size, growing linearly to "
+                                         "image_size by the last third of the epochs (evaluation always at image_size); "
+                                         "None or 0 = off (--budget turns it on at 0.6 x its size unless set).")
     val_fraction: float = Field(0.2, ge=0.0, lt=1.0, description="Stratified validation fraction; 0 = train on every image (no validation score, no early stopping: what refit does).")
     split_seed: int = Field(0, ge=0, lt=2**32, description="Seed of the train/validation split (kept fixed across training seeds).")
     split_file: str | None = Field(None, description="Reuse a saved split.csv instead of drawing a new one.")
@@ -97,6 +101,8 @@ class DataConfig(_Section):
             if pair is not None and not (lo_min < pair[0] <= pair[1] and (hi_max is None or pair[1] <= hi_max)):
                 bound = f" <= {hi_max:g}" if hi_max is not None else ""
                 raise ValueError(f"{key} must be [lo, hi] with 0 < lo <= hi{bound}, got {list(pair)}")
+        if self.start_size and (self.start_size < 16 or (self.image_size and self.start_size > self.image_size)):
+            raise ValueError(f"start_size must be 0 (off) or from 16 up to image_size ({self.image_size}), got {self.start_size}")
         if self.augment == "strong" and self.color_jitter is not None:
             raise ValueError("color_jitter has no effect with data.augment=strong (RandAugment changes colour "
                              "itself); drop it or use augment=medium")

@@ -267,6 +267,25 @@ def test_warm_up_measures_a_second_size_so_the_cost_model_has_a_fixed_part(monke
     assert cost.a == pytest.approx(0.004) and cost.b == pytest.approx(2e-6)
 
 
+def test_the_warm_up_times_images_its_first_epoch_cached(tmp_path):
+    """Both warm-up epochs train on the same few images, so the timed second epoch reads the resize cache as a
+    real run's later epochs do, instead of also timing the decoding of fresh images; the plan still counts every
+    training image."""
+    from imgclf.config import load_config, with_overrides
+    from imgclf.experiments import recipe
+    from tests.conftest import TINY, make_dataset
+
+    data = make_dataset(tmp_path / "data", per_class=30, test=0)
+    cache = tmp_path / "cache"
+    cfg = with_overrides(load_config(None, TINY), {"data.cache": True, "data.cache_dir": str(cache), "data.batch_size": 4})
+    point = recipe.warm_up(cfg, data, 32, tmp_path / "warm")
+    entries = list(cache.rglob("*.jpg"))
+    assert point["images"] == 90 and point["size"] == 32 and point["images_per_second"] > 0
+    # one subset of WARMUP_STEPS batches, read twice: two epochs of fresh images would have cached up to twice as many
+    assert 0 < len(entries) <= recipe.WARMUP_STEPS * 4 + 3  # + the per-class rounding of the stratified subset
+    assert recipe.warmup_subset(with_overrides(cfg, {"data.subset": 0.5}), data)[0] == 45
+
+
 def test_the_second_warm_up_is_where_the_final_model_will_train():
     """With time to spare the second point is the size the first point's s² plans for the final model (measured
     where it is used); when that size's warm-up would cost over WARMUP_SHARE, the cheap smallest size instead."""

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
+from imgclf.data.progressive import size_at
 from imgclf.errors import ConfigError
 
 # The proxy search's sizes; the final model's ladder has the in-between rungs too (112 is 1.36x the pixels of 96,
@@ -26,6 +28,9 @@ PROXY_SHARE = 0.30  # at most this share of the budget goes to the proxy search
 # and epochs vary; a plan that overruns is cut by the deadline before its learning rate has annealed
 # (measured: 4 of 6 planned epochs on the demo data at a 5-minute budget, LR still at a third of its peak).
 PLAN_SHARE = 0.85
+# Progressive resizing under a budget (imgclf.data.progressive): training starts at this share of the final size,
+# never below the smallest rung; the cheaper early epochs buy the final model a larger size.
+START_SHARE = 0.6
 EVAL_SPEEDUP = 3.0  # a forward pass costs about a third of a training step (no backward)
 _UNITS = {"s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
 _BUDGET = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h)\s*$", re.IGNORECASE)
@@ -86,26 +91,47 @@ def proxy_size(cap: int) -> int:
     return small[-1] if small else rungs[0]
 
 
+def progressive_start(size: int) -> int | None:
+    """Where progressive resizing starts for a final ``size``: ``START_SHARE`` of it (a multiple of 8), at least the
+    smallest rung; None when that is not smaller than ``size``."""
+    start = max(PROXY_LADDER[0], int(round(START_SHARE * size / 8)) * 8)
+    return start if start < size else None
+
+
+Start = Callable[[int], "int | None"]  # final size -> progressive resizing's start size (None: off)
+
+
+def run_seconds(images: int, cost: CostModel, size: int, epochs: int, start: Start | None = None) -> float:
+    """Seconds of ``epochs`` epochs of ``images`` images ending at ``size`` (growing from ``start(size)``)."""
+    first = start(size) if start else None
+    if first is None:
+        return images * epochs * cost.seconds_per_image(size)
+    return images * sum(cost.seconds_per_image(size_at(e, epochs, first, size)) for e in range(1, epochs + 1))
+
+
 def plan_final(seconds: float, images: int, cost: CostModel, cap: int, max_epochs: int,
-               per_epoch_overhead: float = 0.0) -> tuple[int, int]:
+               per_epoch_overhead: float = 0.0, start: Start | None = None) -> tuple[int, int]:
     """``(size, epochs)`` for the final model in ``seconds`` on ``images`` images.
 
     The largest size of the ladder that fits ``MIN_EPOCHS`` epochs (then as many more epochs as fit, up to
-    ``max_epochs``); when none does, the smallest size with as many epochs as fit (at least one).
+    ``max_epochs``); when none does, the smallest size with as many epochs as fit (at least one). With ``start``
+    (final size -> first size, :func:`progressive_start`) the epochs grow to the size (progressive resizing).
     """
     max_epochs = max(int(max_epochs), 1)
 
-    def epochs_at(size: int) -> int:
-        per_epoch = images * cost.seconds_per_image(size) + per_epoch_overhead
-        return int(seconds // per_epoch) if per_epoch > 0 else max_epochs
+    def epochs_at(size: int) -> int:  # the cost grows with the epochs: count up to the first that does not fit
+        epochs = 0
+        while epochs < max_epochs and run_seconds(images, cost, size, epochs + 1, start) + (epochs + 1) * per_epoch_overhead <= seconds:
+            epochs += 1
+        return epochs
 
     want = min(MIN_EPOCHS, max_epochs)
     for size in reversed(ladder(cap)):
         epochs = epochs_at(size)
         if epochs >= want:
-            return size, min(epochs, max_epochs)
+            return size, epochs
     smallest = ladder(cap)[0]
-    return smallest, max(1, min(epochs_at(smallest), max_epochs))
+    return smallest, max(1, epochs_at(smallest))
 
 
 def fold_images(images: int, folds: int) -> int:
@@ -113,13 +139,13 @@ def fold_images(images: int, folds: int) -> int:
     return round(images * (folds - 1) / folds + images / folds / EVAL_SPEEDUP)
 
 
-def search_seconds(seconds: float, images: int, cost: CostModel, cap: int, runs: int = 1) -> float:
+def search_seconds(seconds: float, images: int, cost: CostModel, cap: int, runs: int = 1, start: Start | None = None) -> float:
     """What a proxy search may spend of ``seconds`` (the time the final model would have without one; ``runs``
     models of ``images`` images an epoch, as in a CV): only what the largest size the whole time affords does not
     need for ``MIN_EPOCHS`` epochs, at most ``PROXY_SHARE`` of ``seconds``. The search buys settings with the
     epochs beyond the minimum, never with the final model's resolution."""
-    size, _ = plan_final(PLAN_SHARE * seconds / runs, images, cost, cap, MIN_EPOCHS)
-    need = runs * MIN_EPOCHS * images * cost.seconds_per_image(size) / PLAN_SHARE
+    size, _ = plan_final(PLAN_SHARE * seconds / runs, images, cost, cap, MIN_EPOCHS, start=start)
+    need = runs * run_seconds(images, cost, size, MIN_EPOCHS, start) / PLAN_SHARE
     return min(max(seconds - need, 0.0), PROXY_SHARE * seconds)
 
 

@@ -20,7 +20,9 @@ from typing import Any
 from imgclf.config import Config, with_overrides
 from imgclf.errors import ConfigError
 from imgclf.experiments.budget import MIN_EPOCHS, PLAN_SHARE, fold_images, plan_final
-from imgclf.experiments.recipe import TIME_SHARE, Clock, _FinalDeadline, report_reserve, search, with_flip_tta, with_prior
+from imgclf.experiments.recipe import (
+    TIME_SHARE, Clock, _FinalDeadline, growth, report_reserve, search, with_flip_tta, with_growth, with_prior,
+)
 from imgclf.io import atomic_write_json
 from imgclf.run.rundir import BlendDir, RunDir
 
@@ -63,13 +65,15 @@ def run_cv_recipe(cfg: Config, dataset: Path, out: Path, budget: float, *, folds
     reserve = report_reserve(budget) + CV_EXTRA_RESERVE
     found = search(cfg, dataset, run, budget, clock, probe_flips="data.flips" in prior, reserve=reserve, folds=folds)
     left = budget - reserve - clock.elapsed() - folds * found.overhead
+    start = growth(cfg)
     size, epochs = plan_final(PLAN_SHARE * left / folds, fold_images(found.images, folds), found.cost, found.cap,
-                              max(cfg.train.epochs, MIN_EPOCHS))
-    final = with_flip_tta(with_overrides(cfg, {
+                              max(cfg.train.epochs, MIN_EPOCHS), start=start)
+    final = with_flip_tta(with_growth(with_overrides(cfg, {
         **found.best_params, "data.image_size": int(size), "train.epochs": max(int(epochs), cfg.train.epochs, MIN_EPOCHS),
-        "train.warmup_epochs": min(cfg.train.warmup_epochs, max(int(epochs) - 1, 0))}))
+        "train.warmup_epochs": min(cfg.train.warmup_epochs, max(int(epochs) - 1, 0))}), start))
     record = {**found.record, "prior": prior, "chosen": {
-        "params": found.best_params, "image_size": size, "epochs": epochs, "images": found.images, "folds": folds,
+        "params": found.best_params, "image_size": size, "start_size": final.data.start_size or None, "epochs": epochs,
+        "images": found.images, "folds": folds,
         "seconds_planned": left, "per_fold_seconds": left / folds, "refit_on_all_images": False,
     }}
     log.info("recipe: %d folds at %dpx for up to %d epoch(s) each (%.0fs left of %.0fs)", folds, size, epochs, left, budget)

@@ -297,7 +297,9 @@ def write_metrics(path: Path, rows: list[dict[str, Any]]) -> None:
     # A run scored with train.metric other than accuracy adds its val_<metric> column after val_accuracy.
     extra = [k for k in (rows[0] if rows else {}) if k.startswith("val_") and k not in METRIC_COLUMNS]
     at = METRIC_COLUMNS.index("val_accuracy") + 1
-    writer = csv.DictWriter(buf, fieldnames=[*METRIC_COLUMNS[:at], *extra, *METRIC_COLUMNS[at:]], extrasaction="ignore")
+    # Progressive resizing (data.start_size) adds each epoch's training size at the end.
+    tail = ["train_size"] if rows and "train_size" in rows[0] else []
+    writer = csv.DictWriter(buf, fieldnames=[*METRIC_COLUMNS[:at], *extra, *METRIC_COLUMNS[at:], *tail], extrasaction="ignore")
     writer.writeheader()
     for row in rows:
         writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})

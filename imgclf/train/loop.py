@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from imgclf.config import Config
+from imgclf.data.progressive import size_at
 from imgclf.errors import DataError, ImgclfError
 from imgclf.eval.metrics import metric_of
 from imgclf.run.checkpoint import model_state
@@ -31,7 +32,7 @@ from imgclf.train.checkpointer import TrainingInterrupted, training_state
 from imgclf.train.distributed import broadcast_object, init_distributed, reduce_epoch, shutdown
 from imgclf.train.finish import finish
 from imgclf.train.preflight import validate_for_training
-from imgclf.train.setup import Training, epoch_seed, seed_everything, set_up, training_model, validate
+from imgclf.train.setup import Training, epoch_seed, resize_training, seed_everything, set_up, training_model, validate
 from imgclf.train.time_plan import replanned_epochs
 
 __all__ = ["TrainingInterrupted", "fit"]
@@ -63,15 +64,16 @@ def fit(cfg: Config, dataset: Path, out: Path, *, resume: bool = False, callback
 
 def _fit(t: Training, hooks: CallbackList) -> dict[str, Any]:
     hooks.on_fit_start(t.cfg, t.run.root, t.info)
-    epoch, started, walls = t.start_epoch, time.perf_counter(), []
+    epoch, started, walls, sizes = t.start_epoch, time.perf_counter(), [], []
     try:
         while epoch < t.epochs and not t.stopper.should_stop:
             epoch += 1
             t0 = time.perf_counter()
             t.rows.append(_epoch(t, epoch, hooks))
             walls.append(time.perf_counter() - t0)
+            sizes.append(t.train_size)
             if t.cfg.train.time_limit:  # before the checkpoint, so last.pt holds the re-planned schedule
-                _replan(t, epoch - t.start_epoch, time.perf_counter() - started, walls)
+                _replan(t, epoch - t.start_epoch, time.perf_counter() - started, walls, sizes)
             _record(t, epoch)
             hooks.on_epoch_end(t.rows[-1])
             # A callback's stop_training (e.g. a time budget) ends the run like early stopping; rank 0
@@ -85,10 +87,13 @@ def _fit(t: Training, hooks: CallbackList) -> dict[str, Any]:
     return summary
 
 
-def _replan(t: Training, done: int, elapsed: float, walls: list[float]) -> None:
+def _replan(t: Training, done: int, elapsed: float, walls: list[float], sizes: list[int]) -> None:
     """train.time_limit: end at the epoch that fits the time left (rank 0's clock decides for every rank);
-    the LR schedule is stretched or shortened to anneal there."""
-    epochs = t.start_epoch + replanned_epochs(t.cfg.train.time_limit, elapsed, walls, done, t.cfg.train.epochs - t.start_epoch)
+    the LR schedule is stretched or shortened to anneal there. Under progressive resizing each epoch to come
+    is timed at its own size."""
+    start, final, first = t.cfg.data.start_size or None, t.data.pre.image_size, t.start_epoch
+    epochs = first + replanned_epochs(t.cfg.train.time_limit, elapsed, walls, done, t.cfg.train.epochs - first, sizes,
+                                      lambda e, n: size_at(first + e, first + n, start, final))
     epochs = broadcast_object(t.ctx, epochs)
     if epochs != t.epochs and t.ctx.is_main:
         log.info("train.time_limit: %.0fs of %.0fs used; the run now ends after epoch %d (was %d)",
@@ -105,6 +110,9 @@ def _epoch(t: Training, epoch: int, hooks: CallbackList) -> dict[str, Any]:
         t.train_model = None  # release the old DDP wrapper's gradient hooks before wrapping again
     if t.train_model is None:
         t.train_model = training_model(t.model, t.cfg, t.ctx)
+    size = resize_training(t, epoch)
+    if size is not None and t.ctx.is_main:
+        log.info("data.start_size: epoch %d trains at %d px (evaluation at %d px)", epoch, size, t.data.pre.image_size)
     # Augmentation draws from (seed, epoch), offset per rank so ranks augment differently;
     # the order comes from the sampler, seeded from (seed, epoch) too.
     seed_everything(epoch_seed(t.cfg.train.seed, epoch - 1) + t.ctx.rank)
@@ -126,7 +134,7 @@ def _epoch(t: Training, epoch: int, hooks: CallbackList) -> dict[str, Any]:
         "epoch": epoch, "lr": t.optimizer.param_groups[-1]["lr"],
         "train_loss": loss, "train_accuracy": acc, "val_loss": val.loss, "val_accuracy": val.accuracy, **extra,
         "epoch_seconds": seconds, "images_per_second": seen / seconds if seconds > 0 else float("nan"),
-        "epoch_cpu_seconds": cpu,
+        "epoch_cpu_seconds": cpu, **({"train_size": t.train_size} if t.cfg.data.start_size else {}),
         "trainable_params": t.finetuner.trainable_parameters(),
     }
 

@@ -8,7 +8,7 @@ import os
 import random
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +18,10 @@ import torch
 from imgclf.config import Config, save_config
 from imgclf.data.balance import BalancedSampler, class_weights, is_weight_file
 from imgclf.data.pipeline import DataBundle, build_data, make_loader
+from imgclf.data.progressive import size_at
 from imgclf.data.samples import load_training_set
 from imgclf.data.split import read_split
-from imgclf.data.transforms import Preprocessing
+from imgclf.data.transforms import AugmentSpec, Preprocessing, train_transform
 from imgclf.errors import ImgclfError, RunDirError
 from imgclf.eval.logits import EvalResult, evaluate_loader, evaluate_logits, predict_logits
 from imgclf.finetune import Finetuner, configure
@@ -66,6 +67,7 @@ class Training:
     lock: RunLock | None = None
     train_model: torch.nn.Module | None = None  # wrapped at the first epoch and whenever the trainable set changes
     start_epoch: int = 0  # epochs already done (a resume starts after them)
+    train_size: int = 0  # the size the training loader gives now (data.start_size: it grows over the epochs)
     rows: list[dict[str, Any]] = field(default_factory=list)
     skipped: set[str] = field(default_factory=set)
 
@@ -165,20 +167,39 @@ def _training(cfg: Config, ctx: DistContext, run: RunDir, data: DataBundle, mode
     schedule = WarmupCosine(updates * cfg.train.epochs, int(round(cfg.train.warmup_epochs * updates)))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
     stopper = stopper_for(cfg.train)
-    rank_batch = per_rank_batch(ctx, cfg.data.batch_size)
-    # One loader for the whole run (workers persist across epochs unless the run must be
-    # deterministic); the sampler's permutation changes with set_epoch.
     sampler = _sampler(cfg, ctx, data)
-    loader = make_loader(
+    return Training(
+        cfg, ctx, run, data, model, finetuner, optimizer, scheduler, AmpStep(ctx.device, cfg.train.amp, cfg.train.grad_clip),
+        stopper, Checkpointer(run, ctx.is_main, cfg.train.checkpoint_every, cfg.train.epochs), sampler,
+        _train_loader(cfg, ctx, data, sampler), steps, weights_info, criterion=_criterion(cfg, data, ctx.is_main),
+        ema=make_ema(model, cfg.train.ema_decay) if cfg.train.ema else None, schedule=schedule, epochs=cfg.train.epochs,
+        train_size=data.pre.image_size,
+    )
+
+
+def _train_loader(cfg: Config, ctx: DistContext, data: DataBundle, sampler: Any) -> Any:
+    """The training loader: one for the whole run (workers persist across epochs unless the run must be
+    deterministic; progressive resizing makes a new one when the size changes); the sampler's permutation
+    changes with set_epoch."""
+    rank_batch = per_rank_batch(ctx, cfg.data.batch_size)
+    return make_loader(
         data.train_data, rank_batch, shuffle=False, sampler=sampler, num_workers=loader_workers(cfg.data.num_workers),
         pin_memory=ctx.device.type == "cuda", persistent=not cfg.train.deterministic, drop_last=len(sampler) > rank_batch,
     )
-    return Training(
-        cfg, ctx, run, data, model, finetuner, optimizer, scheduler, AmpStep(ctx.device, cfg.train.amp, cfg.train.grad_clip),
-        stopper, Checkpointer(run, ctx.is_main, cfg.train.checkpoint_every, cfg.train.epochs), sampler, loader, steps, weights_info,
-        criterion=_criterion(cfg, data, ctx.is_main),
-        ema=make_ema(model, cfg.train.ema_decay) if cfg.train.ema else None, schedule=schedule, epochs=cfg.train.epochs,
-    )
+
+
+def resize_training(t: Training, epoch: int) -> int | None:
+    """Progressive resizing (data.start_size): give the training loader ``epoch``'s size (a pure function of the
+    epoch and the run's length, so ranks and a resumed run agree); the new size, or None when it is unchanged.
+    The resize cache holds the full size: smaller sizes are resized from it."""
+    size = size_at(epoch, t.epochs, t.cfg.data.start_size or None, t.data.pre.image_size)
+    if size == t.train_size:
+        return None
+    pre = replace(t.data.pre, image_size=size)
+    t.data.train_data.transform = train_transform(pre, AugmentSpec.from_config(t.cfg.data))
+    t.loader = _train_loader(t.cfg, t.ctx, t.data, t.sampler)  # persistent workers hold the old transform
+    t.train_size = size
+    return size
 
 
 def _sampler(cfg: Config, ctx: DistContext, data: DataBundle) -> Any:
