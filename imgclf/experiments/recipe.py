@@ -259,7 +259,7 @@ def model_size(cfg: Config) -> int | None:
     return int(size[-1]) if size else None
 
 
-def measure(cfg: Config, dataset: Path, budget: float) -> tuple[list[dict[str, Any]], CostModel, int]:
+def measure(cfg: Config, dataset: Path, budget: float, start: Start | None = None) -> tuple[list[dict[str, Any]], CostModel, int]:
     """Warm-ups at the proxy size and at a second size, the one the final model would take by the first point's pure
     s² (when that costs at most ``WARMUP_SHARE`` of the budget), else the smallest it may take; the cost model
     fitted to them (a + b·s²); the model's size."""
@@ -272,7 +272,7 @@ def measure(cfg: Config, dataset: Path, budget: float) -> tuple[list[dict[str, A
                 points.append(warm_up(cfg, dataset, proxy_size(cap), Path(tmp) / "proxy"))
         else:
             points = [warm_up(cfg, dataset, proxy_size(cap), Path(tmp) / "proxy")]
-            second = second_size(points[0], cap, budget, growth(cfg))
+            second = second_size(points[0], cap, budget, start)
             if second is not None:
                 points.append(warm_up(cfg, dataset, second, Path(tmp) / "second"))
     cost = CostModel.fit([(p["size"], p["images_per_second"]) for p in points])
@@ -408,14 +408,15 @@ class Search:
 
 
 def search(cfg: Config, dataset: Path, run: RunDir, budget: float, clock: Clock, *, probe_flips: bool = False,
-           reserve: float | None = None, folds: int | None = None) -> Search:
+           reserve: float | None = None, folds: int | None = None, start: Start | None = None) -> Search:
     """Steps 1 and 2 of the recipe: the warm-up, then the proxy search into ``run.proxy`` — with ``probe_flips``
     (``data.flips`` left to the recipe), the orientation probe between them sets the flip group. The search gets
     only the time the final model (``folds`` CV folds, or one refit) does not need for its size
-    (:func:`search_seconds`); ``reserve`` is what the caller keeps back after the final model."""
+    (:func:`search_seconds`, with progressive resizing from ``start``: :func:`growth`); ``reserve`` is what the
+    caller keeps back after the final model."""
     from imgclf.experiments.orientation import oriented
 
-    points, cost, cap = measure(cfg, Path(dataset), budget)
+    points, cost, cap = measure(cfg, Path(dataset), budget, start)
     orientation = {"skipped": "data.flips was set", "flips": cfg.data.flips}
     if probe_flips:
         small = ladder(cap)[0]
@@ -424,7 +425,7 @@ def search(cfg: Config, dataset: Path, run: RunDir, budget: float, clock: Clock,
     overhead = max(p["overhead_seconds"] for p in points)
     runs = folds or 1
     left = budget - (report_reserve(budget) if reserve is None else reserve) - clock.elapsed() - runs * overhead
-    share = search_seconds(left, fold_images(images, folds) if folds else images, cost, cap, runs, start=growth(cfg))
+    share = search_seconds(left, fold_images(images, folds) if folds else images, cost, cap, runs, start=start)
     val_images = round(images * (cfg.data.val_fraction or 0.2))
     plan = plan_proxy(share, images - val_images, val_images, cost, proxy_size(cap), overhead, classes=points[0]["classes"])
     # the proxy needs a validation split even when the final model has none
@@ -470,12 +471,11 @@ def report_reserve(budget: float) -> float:
 def run_recipe(cfg: Config, dataset: Path, out: Path, budget: float, *, started: float | None = None,
                tracking_uri: str | None = None, callbacks: Iterable[Any] = ()) -> dict[str, Any]:
     """Warm-up, proxy search and the final refit into ``out`` within ``budget`` seconds; return its summary."""
-    clock, run = Clock(started), RunDir(Path(out))
+    clock, run, start = Clock(started), RunDir(Path(out)), growth(cfg)  # growth: before the prior names every key
     cfg, prior = with_prior(cfg)
-    found = search(cfg, dataset, run, budget, clock, probe_flips="data.flips" in prior)
+    found = search(cfg, dataset, run, budget, clock, probe_flips="data.flips" in prior, start=start)
     left = budget - report_reserve(budget) - clock.elapsed() - found.overhead
     most = max(cfg.train.epochs, MIN_EPOCHS)
-    start = growth(cfg)
     size, epochs = plan_final(PLAN_SHARE * left, found.images, found.cost, found.cap, most, start=start)
     # The size comes from the warm-up's cost model; the epochs from the clock (train.time_limit re-plans them after
     # each epoch, up to ``most``, and the LR schedule anneals by the limit), so a mis-measured warm-up costs neither

@@ -60,12 +60,12 @@ def run_cv_recipe(cfg: Config, dataset: Path, out: Path, budget: float, *, folds
     from imgclf.experiments.cv_report import write_cv_report
 
     check_new_cv(out)
-    clock, run = Clock(started), RunDir(Path(out))
+    clock, run, start = Clock(started), RunDir(Path(out)), growth(cfg)  # growth: before the prior names every key
     cfg, prior = with_prior(cfg)
     reserve = report_reserve(budget) + CV_EXTRA_RESERVE
-    found = search(cfg, dataset, run, budget, clock, probe_flips="data.flips" in prior, reserve=reserve, folds=folds)
+    found = search(cfg, dataset, run, budget, clock, probe_flips="data.flips" in prior, reserve=reserve, folds=folds,
+                   start=start)
     left = budget - reserve - clock.elapsed() - folds * found.overhead
-    start = growth(cfg)
     size, epochs = plan_final(PLAN_SHARE * left / folds, fold_images(found.images, folds), found.cost, found.cap,
                               max(cfg.train.epochs, MIN_EPOCHS), start=start)
     final = with_flip_tta(with_growth(with_overrides(cfg, {

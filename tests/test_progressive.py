@@ -1,0 +1,133 @@
+"""Progressive resizing (``data.start_size``): the schedule, the loop that follows it, the clock's re-plan and the
+budget recipe that plans with it."""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+import torch
+
+from imgclf.config import Config, load_config, with_overrides
+from imgclf.data.progressive import MULTIPLE, full_size_epochs, relative_cost, size_at
+from imgclf.experiments.budget import MIN_EPOCHS, CostModel, ladder, plan_final, progressive_start, run_seconds
+from imgclf.train.time_plan import pace_at, replanned_epochs
+from tests.conftest import TINY, cli
+
+
+@pytest.mark.parametrize("epochs", [1, 2, 3, 4, 6, 7, 10, 30])
+@pytest.mark.parametrize("start, final", [(64, 112), (96, 160), (16, 48), (130, 224)])
+def test_the_schedule_grows_from_the_start_to_the_full_size_for_the_last_third(epochs, start, final):
+    sizes = [size_at(e, epochs, start, final) for e in range(1, epochs + 1)]
+    assert sizes == sorted(sizes) and all(start - MULTIPLE <= s <= final for s in sizes)
+    assert sizes[-full_size_epochs(epochs):] == [final] * full_size_epochs(epochs)
+    assert all(s % MULTIPLE == 0 for s in sizes if s != final)
+    if epochs > 1:
+        assert abs(sizes[0] - start) < MULTIPLE and relative_cost(epochs, start, final) < 1.0
+
+
+def test_no_start_or_a_start_not_below_the_size_is_the_full_size_throughout():
+    for start in (None, 0, 160, 300):
+        assert [size_at(e, 6, start or None, 160) for e in range(1, 7)] == [160] * 6
+    assert relative_cost(6, None, 160) == 1.0
+
+
+def test_training_grows_the_size_and_evaluation_stays_at_the_full_size(tiny_dataset, tmp_path, monkeypatch):
+    """The model sees the scheduled size in each training epoch and the full size in every validation batch;
+    metrics.csv records each epoch's size."""
+    import importlib
+
+    loop = importlib.import_module("imgclf.train.loop")  # imgclf.train is also the package's train() function
+
+    seen: list[tuple[bool, int]] = []
+    original = loop.training_model
+
+    def spying(model, cfg, ctx):
+        wrapped = original(model, cfg, ctx)
+        model.register_forward_pre_hook(lambda m, args: seen.append((m.training, args[0].shape[-1])))
+        return wrapped
+
+    monkeypatch.setattr(loop, "training_model", spying)
+    cfg = load_config(None, [*TINY, "data.image_size=48", "data.start_size=16", "train.epochs=4"])
+    loop.fit(cfg, tiny_dataset, tmp_path / "run")
+    with open(tmp_path / "run" / "metrics.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [int(r["train_size"]) for r in rows] == [size_at(e, 4, 16, 48) for e in range(1, 5)] == [16, 32, 48, 48]
+    assert sorted({s for training, s in seen if training}) == [16, 32, 48]
+    assert {s for training, s in seen if not training} == {48}
+
+
+def test_a_start_above_the_size_is_one_line_exit_2(tiny_dataset, tmp_path, capsys):
+    sets = [a for o in [*TINY, "data.image_size=32", "data.start_size=64"] for a in ("--set", o)]
+    code, out, err = cli(["train", tiny_dataset, "--out", tmp_path / "run", *sets], capsys)
+    assert code == 2 and "start_size" in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_the_clock_times_each_epoch_to_come_at_its_own_size():
+    """After two cheap 64 px epochs (10 s), the epochs to come at 128 px are timed at 4x the pace, not 10 s."""
+    sizes, walls = [64, 64], [12.0, 10.0]
+    assert pace_at(sizes, walls, 64) == 10.0 and pace_at(sizes, walls, 128) == 40.0
+    schedule = lambda e, n: 64 if e <= 2 else 128  # noqa: E731
+    assert replanned_epochs(200.0, 22.0, walls, 2, 20, sizes, schedule) == 6  # 178 s left: four more at 40 s
+    assert replanned_epochs(200.0, 22.0, walls, 2, 20) == 19  # at one pace for all, 17 more would "fit"
+
+
+def test_the_budget_plan_with_growth_affords_a_larger_final_size_in_the_same_time():
+    cost = CostModel(0.008, 2.5e-6)  # about 60 images/s at 64 px, 15 at 160 (a 2-core CPU, lite0)
+    for seconds in (300.0, 450.0, 600.0, 1200.0, 3000.0):
+        plain = plan_final(seconds, 3000, cost, 224, 20)
+        grown = plan_final(seconds, 3000, cost, 224, 20, start=progressive_start)
+        assert grown[0] >= plain[0] and grown[0] in ladder(224)
+        if grown[1] >= MIN_EPOCHS:
+            assert run_seconds(3000, cost, grown[0], grown[1], progressive_start) <= seconds
+    assert any(plan_final(s, 3000, cost, 224, 20, start=progressive_start)[0] > plan_final(s, 3000, cost, 224, 20)[0]
+               for s in (300.0, 450.0, 600.0, 1200.0))
+    assert progressive_start(160) == 96 and progressive_start(64) is None and progressive_start(80) == 64
+
+
+def test_the_recipe_grows_unless_the_user_chose_a_start_or_turned_it_off():
+    from imgclf.experiments.recipe import growth, with_growth
+
+    left = Config()
+    assert growth(left) is progressive_start
+    final = with_overrides(left, {"data.image_size": 160})
+    assert with_growth(final, growth(left)).data.start_size == 96
+    assert with_growth(with_overrides(left, {"data.image_size": 64}), growth(left)).data.start_size == 0
+    off = load_config(None, ["data.start_size=0"])
+    assert growth(off) is None and with_growth(with_overrides(off, {"data.image_size": 160}), None).data.start_size == 0
+    own = load_config(None, ["data.start_size=128"])
+    assert growth(own)(160) == 128 and growth(own)(112) is None
+
+
+def test_train_budget_gives_the_final_model_the_growth_it_planned_with(monkeypatch, tmp_path):
+    """The recipe decides on progressive resizing from the user's own config (before its prior names every key):
+    the final model trains from progressive_start(size) and recipe.json says so; a user's 0 keeps it off."""
+    from imgclf.experiments import recipe
+
+    cost = CostModel(0.008, 2.5e-6)
+    seen: dict = {}
+
+    def fake_search(cfg, dataset, run, budget, clock, *, probe_flips=False, reserve=None, folds=None, start=None):
+        seen["start"] = start
+        record = {"proxy": {"best_value": None, "monitor": "val_accuracy", "skipped": "too short"}, "budget_seconds": budget}
+        return recipe.Search(cost, 224, 3000, 1.0, {}, record)
+
+    def fake_train_final(cfg, dataset, run, tracking_uri, callbacks):
+        seen["cfg"] = cfg
+        return {"epochs_run": cfg.train.epochs}
+
+    monkeypatch.setattr(recipe, "search", fake_search)
+    monkeypatch.setattr(recipe, "train_final", fake_train_final)
+    recipe.run_recipe(Config(), tmp_path, tmp_path / "run", 1200.0)
+    final = seen["cfg"]
+    assert seen["start"] is progressive_start and final.data.image_size > 64
+    assert final.data.start_size == progressive_start(final.data.image_size)
+    assert json_of(tmp_path / "run" / "recipe.json")["chosen"]["start_size"] == final.data.start_size
+    recipe.run_recipe(load_config(None, ["data.start_size=0"]), tmp_path, tmp_path / "run2", 1200.0)
+    assert seen["start"] is None and not seen["cfg"].data.start_size
+
+
+def json_of(path):
+    import json
+
+    return json.loads(path.read_text())
