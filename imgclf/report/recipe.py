@@ -25,13 +25,14 @@ def proxy_rows(recipe: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _final_text(chosen: dict[str, Any]) -> str:
+    grown = f" (progressive resizing from {chosen['start_size']} px)" if chosen.get("start_size") else ""
     if chosen.get("folds"):
-        return (f"Final model: {chosen['folds']} CV folds at {chosen.get('image_size')} px, up to {chosen.get('epochs')} "
+        return (f"Final model: {chosen['folds']} CV folds at {chosen.get('image_size')} px{grown}, up to {chosen.get('epochs')} "
                 f"epoch(s) each, about {h.format_value(chosen.get('per_fold_seconds'))} s per fold.")
     timed = (f", re-planned by the clock within {h.format_value(chosen['time_limit'])} s (train.time_limit)"
              if chosen.get("time_limit") else "")
     tta = f"; predictions use TTA ({chosen['tta']})" if chosen.get("tta") and chosen["tta"] != "none" else ""
-    return (f"Final model: {chosen.get('image_size')} px, about {chosen.get('epochs')} epoch(s) on all "
+    return (f"Final model: {chosen.get('image_size')} px{grown}, about {chosen.get('epochs')} epoch(s) on all "
             f"{chosen.get('images')} images{timed}{tta}.")
 
 

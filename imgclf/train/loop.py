@@ -92,8 +92,8 @@ def _replan(t: Training, done: int, elapsed: float, walls: list[float], sizes: l
     the LR schedule is stretched or shortened to anneal there. Under progressive resizing each epoch to come
     is timed at its own size."""
     start, final, first = t.cfg.data.start_size or None, t.data.pre.image_size, t.start_epoch
-    epochs = first + replanned_epochs(t.cfg.train.time_limit, elapsed, walls, done, t.cfg.train.epochs - first, sizes,
-                                      lambda e, n: size_at(first + e, first + n, start, final))
+    grown = (sizes, lambda e, n: size_at(first + e, first + n, start, final)) if start else (None, None)
+    epochs = first + replanned_epochs(t.cfg.train.time_limit, elapsed, walls, done, t.cfg.train.epochs - first, *grown)
     epochs = broadcast_object(t.ctx, epochs)
     if epochs != t.epochs and t.ctx.is_main:
         log.info("train.time_limit: %.0fs of %.0fs used; the run now ends after epoch %d (was %d)",
