@@ -238,7 +238,7 @@ def test_a_budget_too_short_for_three_proxy_trials_skips_the_search(monkeypatch,
     from imgclf.run.rundir import RunDir
 
     slow = {"size": 96, "images_per_second": 30.0, "overhead_seconds": 2.0, "images": 3000, "classes": 10, "seconds": 10.0}
-    monkeypatch.setattr(recipe, "measure", lambda cfg, dataset, budget: ([slow], CostModel.fit([(96, 30.0)]), 224))
+    monkeypatch.setattr(recipe, "measure", lambda cfg, dataset, budget, start=None: ([slow], CostModel.fit([(96, 30.0)]), 224))
     monkeypatch.setattr(recipe, "run_proxy", lambda *a, **k: pytest.fail("no proxy trial may run"))
     cfg = Config()
     found = recipe.search(cfg, tmp_path / "data", RunDir(tmp_path / "run"), 300.0, recipe.Clock())
