@@ -161,6 +161,10 @@ class FinetuneConfig(_Section):
     stage_epochs: int = Field(1, ge=1, description="gradual: epochs between two unfreezing steps.")
     layer_decay: float | None = Field(None, gt=0.0, le=1.0, description="Layer-wise LR decay; None = off.")
     head_lr: float | None = Field(None, gt=0.0, description="Separate head learning rate; None = train.lr.")
+    freeze_bottom: float = Field(
+        0.0, ge=0.0, lt=1.0, description="Share of the backbone's layer groups (timm's, stem first) that never train, "
+                                         "like fastai's freeze_to: their backward pass is skipped, so each step is cheaper "
+                                         "(the early, high-resolution layers cost the most); 0 = none. Any strategy.")
 
 
 class TrainConfig(_Section):

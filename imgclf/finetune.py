@@ -73,6 +73,8 @@ class Finetuner:
         top_down = list(range(len(self.groups)))[::-1]
         self.chunks = [list(map(int, c)) for c in np.array_split(top_down, cfg.stages)] if self.groups else []
         self._trainable: frozenset[str] | None = None  # the set after the last on_epoch_start
+        # freeze_bottom: the first groups (stem first) never train, whatever the strategy
+        self.frozen_groups = frozen_group_count(cfg.freeze_bottom, len(self.groups))
 
     def stage_at(self, epoch: int) -> int:
         """``gradual``: how many backbone stages are unfrozen at ``epoch`` (0 = head only)."""
@@ -151,6 +153,7 @@ class Finetuner:
             raise ConfigError(f"unknown finetune.strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
         if self.cfg.bn == "frozen":
             names -= self._bn_params
+        names -= {f"backbone.{name}" for names_ in self.groups[: self.frozen_groups] for name in names_}
         names |= {name for name, _ in self.model.head.named_parameters(prefix="head")}
         return names
 
@@ -185,6 +188,9 @@ class Finetuner:
                 "linear_probe": "linear_probe: backbone frozen, head trains",
                 "bn_only": "bn_only: backbone BatchNorm affine parameters and head train",
             }[strategy]
+        if self.frozen_groups:
+            what += f"; the lowest {self.frozen_groups} of {len(self.groups)} layer groups stay frozen " \
+                    f"(up to {_group_label(self.groups[self.frozen_groups - 1])})"
         total = sum(p.numel() for p in self.model.parameters())
         return f"{what}; {self.trainable_parameters():,} of {total:,} parameters trainable, bn={self.cfg.bn}"
 
@@ -233,6 +239,18 @@ def validate(cfg: FinetuneConfig, model: ImageClassifier) -> None:
             )
     if cfg.bn != "train" and not any(True for _ in _bn_modules(model.backbone)):
         log.warning("finetune.bn=%s has no effect: backbone %s has no BatchNorm layers", cfg.bn, arch)
+
+
+def frozen_group_count(share: float, n_groups: int) -> int:
+    """How many of ``n_groups`` layer groups ``finetune.freeze_bottom=share`` freezes: the nearest
+    whole number, at least one when ``share`` is above 0, and never all of them.
+
+    >>> frozen_group_count(0.35, 17), frozen_group_count(0.01, 17), frozen_group_count(0.0, 17)
+    (6, 1, 0)
+    """
+    if share <= 0 or n_groups == 0:
+        return 0
+    return min(n_groups - 1, max(1, round(share * n_groups)))
 
 
 def backbone_groups(backbone: nn.Module) -> list[list[str]]:

@@ -278,3 +278,44 @@ def test_trainable_parameters_counts_elements():
     assert finetuner.trainable_parameters() == sum(p.numel() for p in model.head.parameters())
     finetuner = configure(model, FinetuneConfig(strategy="full"))
     assert finetuner.trainable_parameters() == sum(p.numel() for p in model.parameters())
+
+
+@pytest.mark.parametrize("strategy", ["full", "gradual"])
+def test_freeze_bottom_keeps_the_lowest_groups_fixed_and_the_rest_training(strategy):
+    model = make_model()
+    groups = backbone_groups(model.backbone)
+    cfg = FinetuneConfig(strategy=strategy, freeze_bottom=0.35, head_epochs=0, stages=1)
+    finetuner = configure(model, cfg)
+    n = finetuner.frozen_groups
+    assert n == round(0.35 * len(groups)) and 0 < n < len(groups)
+    assert f"the lowest {n} of {len(groups)} layer groups stay frozen" in finetuner.describe(0)
+    model.train()
+    before = snapshot(model)
+    train_step(model, finetuner)
+    moved = changed(model, before)
+    frozen = [f"backbone.{name}" for names in groups[:n] for name in names]
+    training = [f"backbone.{name}" for names in groups[n:] for name in names if not name.startswith("bn")]
+    assert_moved(moved, frozen, False, "frozen bottom groups")
+    assert_moved(moved, [t for t in training if "conv" in t], True, "upper backbone convolutions")
+    assert "backbone.conv_stem.weight" in frozen
+    # the frozen layers' running statistics still follow the data (bn=train): only the weights stay fixed
+    assert "backbone.bn1.running_mean" in moved
+
+
+def test_freeze_bottom_skips_the_backward_pass_through_the_frozen_layers():
+    model = make_model()
+    configure(model, FinetuneConfig(freeze_bottom=0.35))
+    seen = []
+    model.backbone.conv_stem.register_full_backward_hook(lambda *a: seen.append("stem"))
+    model.backbone.blocks[-1].register_full_backward_hook(lambda *a: seen.append("top"))
+    model(torch.randn(2, 3, 32, 32)).sum().backward()
+    assert seen == ["top"]  # autograd never reached the stem: no gradient work below the frozen groups
+
+
+def test_freeze_bottom_out_of_range_is_a_config_error():
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="freeze_bottom"):
+        FinetuneConfig(freeze_bottom=1.0)
+    with pytest.raises(ValidationError, match="freeze_bottom"):
+        FinetuneConfig(freeze_bottom=-0.1)

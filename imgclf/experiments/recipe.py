@@ -58,7 +58,11 @@ TIME_SHARE = 0.95
 # regularisation: on the whole image, mirrored left-right, it beat the medium preset (random resized crops from 35 %
 # of the area, colour jitter, eval crop 0.875) by 3.6 pp on the demo data and 5.6 pp on the no-up data (64 px,
 # 5 epochs, every image; BENCHMARKS.md "The recipe's starting point").
-SHORT_RUN_PRIOR: dict[str, Any] = {"data.augment": "none", "data.flips": "h", "data.eval_crop_pct": 1.0}
+# The lowest third of the backbone's layer groups stays frozen (finetune.freeze_bottom): their backward pass is the
+# costliest per parameter (highest resolution), so each step is cheaper and the budget buys a larger size or more
+# epochs (BENCHMARKS.md "Freezing the lowest layers under a budget").
+SHORT_RUN_PRIOR: dict[str, Any] = {"data.augment": "none", "data.flips": "h", "data.eval_crop_pct": 1.0,
+                                   "finetune.freeze_bottom": 0.35}
 _OPTIONAL = {  # keys another part of imgclf may add to the config: searched only when Config has them
     "data.flips": ("none", "h", "hv", "d4"),
     "data.crop_scale": ((0.08, 1.0), (0.35, 1.0), (0.7, 1.0)),
