@@ -11,6 +11,10 @@ Strategies (``finetune.strategy``) decide which parameters train (``requires_gra
   chunks of (nearly) equal group count.
 - ``bn_only``: the backbone's BatchNorm affine parameters and the head.
 
+``finetune.freeze_bottom`` (a share, 0 = off) keeps the lowest groups of the same grouping frozen whatever the
+strategy (fastai's ``freeze_to``): the nearest whole number of groups, at least one, never all. Autograd then
+stops above them, so their backward pass (the costliest per parameter: the highest resolution) is skipped.
+
 The BN policy (``finetune.bn``) applies to the **backbone's** BatchNorm layers only:
 
 - ``train``: running statistics update whenever the model trains; affine parameters train when
