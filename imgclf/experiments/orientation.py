@@ -6,13 +6,13 @@ fine-tune's capacity when they are all upright (cars, clothes, faces). The data 
 trained on some images is as good on the *turned* copies of held-out images as on the images themselves only
 when turned images are already what the data looks like.
 
-The probe, in a few seconds before the proxy search:
+The probe, in a few seconds before the proxy search (:mod:`imgclf.experiments.feature_probe`):
 
 1. up to ``PROBE_IMAGES`` training images (stratified), the eval transform at the proxy size, the pretrained
    backbone frozen: one feature vector per image and per view (identity, left-right flip, up-down flip,
    quarter turn);
-2. scikit-learn's logistic regression on the identity features, cross-validated (``FOLDS`` stratified folds):
-   each held-out image is scored as it is and in each view, by a model that never saw it;
+2. a logistic regression on the identity features, cross-validated: each held-out image is scored as it is and
+   in each view, by a model that never saw it;
 3. a view is "seen in the data" unless it loses held-out accuracy against the identity, by more than ``TOLERANCE``
    and by more than chance would (McNemar's test on the same images).
 
@@ -33,11 +33,12 @@ import numpy as np
 import torch
 
 from imgclf.config import Config
+from imgclf.experiments.feature_probe import PROBE_IMAGES, embed, held_out_correct, probe_set
+
+__all__ = ["PROBE_IMAGES", "Orientation", "choose_flips", "held_out_correct", "lost", "oriented", "probe_orientation", "view"]
 
 log = logging.getLogger("imgclf")
 
-PROBE_IMAGES = 320  # images the probe embeds (each in 4 views)
-FOLDS = 4
 # A view within this much held-out accuracy of the identity is "seen in the data". An upright dataset loses far
 # more than this on up-down flipped or turned images; a dataset without an up loses nothing but noise (the
 # paired difference on a few hundred images has a standard error of about 1-2 pp).
@@ -92,62 +93,13 @@ def choose_flips(correct: dict[str, np.ndarray], tolerance: float = TOLERANCE) -
     return "hv" if "rot90" in gone else "d4"
 
 
-def held_out_correct(features: dict[str, np.ndarray], labels: np.ndarray, seed: int = 0) -> dict[str, np.ndarray]:
-    """Per image and view: was it classified right by a logistic regression trained, in cross-validation, on the
-    identity features of the other images?"""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import StratifiedKFold
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    folds = min(FOLDS, int(np.bincount(labels).min()))
-    correct = {name: np.zeros(len(labels), dtype=bool) for name in features}
-    for train, test in StratifiedKFold(folds, shuffle=True, random_state=seed).split(features["identity"], labels):
-        model = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=500))
-        model.fit(features["identity"][train], labels[train])
-        for name, feats in features.items():
-            correct[name][test] = model.predict(feats[test]) == labels[test]
-    return correct
-
-
 def probe_orientation(cfg: Config, dataset: Path, size: int) -> Orientation | None:
-    """Run the probe at ``size`` px; None when the data has fewer than two images in some class per fold (too
-    few to tell)."""
-    from imgclf.data.pipeline import image_loader
-    from imgclf.data.samples import load_training_set
-    from imgclf.data.split import stratified_subset
-    from imgclf.data.transforms import Preprocessing, eval_transform
-    from imgclf.models.backbones import create_model, data_config
-
-    samples = load_training_set(Path(dataset), Path(cfg.data.blocklist) if cfg.data.blocklist else None)
-    labels = np.asarray(samples.labels)
-    if len(samples.classes) < 2 or np.bincount(labels, minlength=len(samples.classes)).min() < 2:
+    """Run the probe at ``size`` px; None when the data has fewer than two images in some class (too few to tell)."""
+    probe = probe_set(cfg, dataset, size)
+    if probe is None:
         return None
-    fraction = min(1.0, PROBE_IMAGES / len(labels))
-    chosen = stratified_subset(labels, np.arange(len(labels)), fraction, cfg.data.split_seed)
-    model, _ = create_model(cfg.model, len(samples.classes))
-    pre = Preprocessing.from_model(data_config(model), size, 1.0)
-    load, transform = image_loader(cfg.data, samples.root, pre), eval_transform(pre)
-    backbone, kept = model.backbone.eval(), []
-    features: dict[str, list[np.ndarray]] = {name: [] for name in VIEWS}
-    with torch.inference_mode():
-        for start in range(0, len(chosen), 64):
-            images = []
-            for i in chosen[start:start + 64]:
-                try:
-                    images.append(transform(load(samples.paths[i])))
-                    kept.append(int(i))
-                except Exception:  # noqa: BLE001 — an unreadable image: training reports it; the probe skips it
-                    continue
-            if images:
-                batch = torch.stack(images)
-                for name in VIEWS:
-                    features[name].append(backbone(view(batch, name)).float().numpy())
-    kept_labels = labels[kept]
-    if len(kept) < 2 * len(samples.classes) or np.bincount(kept_labels, minlength=len(samples.classes)).min() < 2:
-        return None
-    correct = held_out_correct({k: np.concatenate(v) for k, v in features.items()}, kept_labels, cfg.train.seed)
-    return Orientation(choose_flips(correct), {k: float(v.mean()) for k, v in correct.items()}, len(kept))
+    correct = held_out_correct(embed(probe, size, VIEWS, view), probe.labels, cfg.train.seed)
+    return Orientation(choose_flips(correct), {k: float(v.mean()) for k, v in correct.items()}, len(probe.labels))
 
 
 PROBE_SHARE = 0.03  # the probe runs when its estimate is at most this share of the budget

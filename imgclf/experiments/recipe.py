@@ -414,11 +414,13 @@ class Search:
 def search(cfg: Config, dataset: Path, run: RunDir, budget: float, clock: Clock, *, probe_flips: bool = False,
            reserve: float | None = None, folds: int | None = None, start: Start | None = None) -> Search:
     """Steps 1 and 2 of the recipe: the warm-up, then the proxy search into ``run.proxy`` — with ``probe_flips``
-    (``data.flips`` left to the recipe), the orientation probe between them sets the flip group. The search gets
+    (``data.flips`` left to the recipe), the orientation probe between them sets the flip group; the resolution
+    probe then caps the size at what the data's pixels need. The search gets
     only the time the final model (``folds`` CV folds, or one refit) does not need for its size
     (:func:`search_seconds`, with progressive resizing from ``start``: :func:`growth`); ``reserve`` is what the
     caller keeps back after the final model."""
     from imgclf.experiments.orientation import oriented
+    from imgclf.experiments.resolution import resolution_cap
 
     points, cost, cap = measure(cfg, Path(dataset), budget, start)
     orientation = {"skipped": "data.flips was set", "flips": cfg.data.flips}
@@ -427,9 +429,14 @@ def search(cfg: Config, dataset: Path, run: RunDir, budget: float, clock: Clock,
         cfg, orientation = oriented(cfg, Path(dataset), small, cost.seconds_per_image(small), budget)
     images = points[0]["images"]
     overhead = max(p["overhead_seconds"] for p in points)
-    runs = folds or 1
-    left = budget - (report_reserve(budget) if reserve is None else reserve) - clock.elapsed() - runs * overhead
-    share = search_seconds(left, fold_images(images, folds) if folds else images, cost, cap, runs, start=start)
+    runs, per_run = folds or 1, fold_images(images, folds) if folds else images
+
+    def left() -> float:
+        return budget - (report_reserve(budget) if reserve is None else reserve) - clock.elapsed() - runs * overhead
+
+    largest, _ = plan_final(PLAN_SHARE * left() / runs, per_run, cost, cap, MIN_EPOCHS, start=start)
+    cap, resolution = resolution_cap(cfg, Path(dataset), largest, cost, budget)
+    share = search_seconds(left(), per_run, cost, cap, runs, start=start)
     val_images = round(images * (cfg.data.val_fraction or 0.2))
     plan = plan_proxy(share, images - val_images, val_images, cost, proxy_size(cap), overhead, classes=points[0]["classes"])
     # the proxy needs a validation split even when the final model has none
@@ -442,7 +449,7 @@ def search(cfg: Config, dataset: Path, run: RunDir, budget: float, clock: Clock,
     else:
         proxy = run_proxy(cfg_proxy, Path(dataset), run, plan, clock, t_proxy + share)
     found = _searched(cost, cap, images, overhead, points, orientation, plan, proxy, clock.elapsed() - t_proxy)
-    found.record["budget_seconds"] = budget
+    found.record.update(budget_seconds=budget, resolution=resolution)
     return found
 
 

@@ -37,7 +37,7 @@ def _final_text(chosen: dict[str, Any]) -> str:
 
 
 def _start_text(recipe: dict[str, Any]) -> str:
-    """The short-run prior and what the orientation probe found (recipes before them have neither)."""
+    """The short-run prior and what the orientation and resolution probes found (older recipes lack them)."""
     parts = []
     if recipe.get("prior"):
         parts.append("Started from the short-run prior for the keys left at their defaults: "
@@ -49,6 +49,14 @@ def _start_text(recipe: dict[str, Any]) -> str:
                      + f"): data.flips={orientation.get('flips')}.")
     elif orientation.get("skipped"):
         parts.append(f"Orientation probe skipped: {orientation['skipped']}.")
+    resolution = recipe.get("resolution") or {}
+    if resolution.get("accuracy"):
+        parts.append(f"Resolution probe ({resolution.get('images')} images, held-out accuracy by size: "
+                     + ", ".join(f"{k} px {v:.2f}" for k, v in resolution["accuracy"].items())
+                     + f"): {resolution.get('size')} px is enough (of up to {resolution.get('largest')} px; a larger size "
+                     f"must add more than {resolution.get('tolerance', 0):.0%}).")
+    elif resolution.get("skipped"):
+        parts.append(f"Resolution probe skipped: {resolution['skipped']}.")
     return " ".join(parts)
 
 
