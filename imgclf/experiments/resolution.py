@@ -10,7 +10,7 @@ and the epochs that 192 px costs are lost for nothing. The data says which (:mod
 2. held-out accuracy of a logistic regression at each size (cross-validated, as for the orientation probe);
 3. the final size is the smallest from which no larger candidate is more than ``TOLERANCE`` more accurate
    (:func:`enough_size`). Measured (BENCHMARKS.md, "The resolution probe"): Fashion-MNIST upscaled from 28 px
-   flattens from 96 px (0.82 there, 0.83 at 192), a 32 px object in a 160 px scene keeps climbing (0.18 at 96 px,
+   flattens from 96 px (0.82 there, 0.83 at 192), a 32 px object in a 160 px scene keeps climbing (0.19 at 96 px,
    0.34 at 192, 0.44 at 224).
 
 The recipe then trains at that size, and the clock turns the time a larger size would have taken into epochs.
@@ -33,6 +33,7 @@ log = logging.getLogger("imgclf")
 # difference between two sizes on the probe's 320 images has a standard error of about 1-2 pp.
 TOLERANCE = 0.03
 PROBE_SHARE = 0.05  # the probe runs when its estimate is at most this share of the budget
+FIT_SECONDS = 2.0  # the four cross-validated logistic regressions of one size (320 x 1280 features, 10 classes: 1.8-2.1 s measured)
 
 
 def candidate_sizes(largest: int) -> list[int]:
@@ -72,11 +73,11 @@ def probe_resolution(cfg: Config, dataset: Path, sizes: list[int]) -> tuple[dict
 
 def resolution_cap(cfg: Config, dataset: Path, largest: int, cost: CostModel, budget: float) -> tuple[int, dict[str, Any]]:
     """The size the final model needs at most (``largest`` when the probe cannot tell, or it would cost more than
-    ``PROBE_SHARE`` of the budget at ``cost``) and the record for ``recipe.json``."""
+    ``PROBE_SHARE`` of the budget: forward passes at ``cost``, plus the fits) and the record for ``recipe.json``."""
     sizes = candidate_sizes(largest)
     if len(sizes) < 2:
         return largest, {"skipped": f"{largest}px is the smallest size the recipe uses", "size": largest}
-    estimate = PROBE_IMAGES * sum(cost.seconds_per_image(s) for s in sizes) / EVAL_SPEEDUP
+    estimate = PROBE_IMAGES * sum(cost.seconds_per_image(s) for s in sizes) / EVAL_SPEEDUP + FIT_SECONDS * len(sizes)
     if estimate > PROBE_SHARE * budget:
         return largest, {"skipped": f"its estimate ({estimate:.0f}s) is over {PROBE_SHARE:.0%} of the budget", "size": largest}
     found = probe_resolution(cfg, dataset, sizes)
