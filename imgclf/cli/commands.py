@@ -32,7 +32,7 @@ def train(
     storage: Optional[str] = typer.Option(None, "--storage", help="Storage URL of the --from-sweep study (default sqlite:///sweeps/<study>/optuna.db)."),
     devices: int = typer.Option(1, "--devices", min=1, help="Data-parallel on N local processes (one per GPU, or N CPU processes): launches torchrun for you. data.batch_size stays the global batch."),
     refit: bool = typer.Option(False, "--refit", help="After training, train one more model on every image (RUN/refit) for the best epoch count validation chose; predict with RUN/refit."),
-    budget: Optional[str] = typer.Option(None, "--budget", help="Wall-clock budget like 90s, 20m or 1.5h: measure speed, choose the largest image size that fits (training grows to it from 0.6x: progressive resizing), search augmentation/LR/EMA/mixup on a small proxy with the time that size does not need (<= 30%), then train the final model on every image at that size, its epochs timed by the clock. Writes RUN/recipe.json."),
+    budget: Optional[str] = typer.Option(None, "--budget", help="Wall-clock budget like 90s, 20m or 1.5h: measure speed, choose the largest image size that fits and that the data needs (a frozen-feature probe by size; training grows to it from 0.6x: progressive resizing), search augmentation/LR/EMA/mixup on a small proxy with the time that size does not need (<= 30%), then train the final model on every image at that size, its epochs timed by the clock. Writes RUN/recipe.json."),
     print_config: bool = typer.Option(False, "--print-config", help="Print the resolved config (defaults, then --config, then --set) as YAML and exit; a starting point for your own config file."),
 ) -> None:
     """Fine-tune a pretrained backbone on DATASET and write a run directory.
