@@ -56,11 +56,11 @@ def test_the_cap_says_why_when_the_probe_does_not_run(tmp_path):
 
 
 def test_the_cap_is_the_probes_choice_with_what_it_measured(tmp_path, monkeypatch):
-    monkeypatch.setattr(resolution, "probe_resolution", lambda cfg, dataset, sizes: ({s: 0.5 + 0.001 * s for s in sizes}, 40))
+    monkeypatch.setattr(resolution, "probe_resolution", lambda cfg, dataset, sizes, source=None: ({s: 0.5 + 0.001 * s for s in sizes}, 40))
     size, record = resolution_cap(_tiny_config(), tmp_path, 128, CostModel(0.0, 1e-9), 600.0)
     # 64 px is 0.064 below 128 px (more than the tolerance), 80 px 0.048, 96 px 0.032: 128 px
     assert size == 128 and record["largest"] == 128 and record["accuracy"] == pytest.approx({"64": 0.564, "80": 0.58, "96": 0.596, "128": 0.628})
-    monkeypatch.setattr(resolution, "probe_resolution", lambda cfg, dataset, sizes: ({s: 0.8 for s in sizes}, 40))
+    monkeypatch.setattr(resolution, "probe_resolution", lambda cfg, dataset, sizes, source=None: ({s: 0.8 for s in sizes}, 40))
     assert resolution_cap(_tiny_config(), tmp_path, 128, CostModel(0.0, 1e-9), 600.0)[0] == 64
 
 
@@ -69,7 +69,7 @@ def test_the_budget_recipe_trains_at_the_size_the_probe_found(tiny_dataset, tiny
     cap and recipe.json follow the probe (faked here: with random weights the probe's choice would be noise)."""
     seen = []
 
-    def probe(cfg, dataset, sizes):
+    def probe(cfg, dataset, sizes, source=None):
         seen.append(list(sizes))
         return {s: (0.9 if s <= 32 else 0.91) for s in sizes}, 24
 
@@ -95,3 +95,37 @@ def test_embed_gives_one_feature_row_per_probe_image_at_each_size(tmp_path):
     small, large = embed(probe, 32)["identity"], embed(probe, 48)["identity"]
     assert small.shape == large.shape and small.shape[0] == len(probe.labels) == 18
     assert not np.allclose(small, large)  # each size is its own view of the images
+
+
+def test_the_two_probes_decode_the_probe_images_once(tmp_path, monkeypatch):
+    from imgclf.experiments import feature_probe
+    from imgclf.experiments.orientation import probe_orientation
+
+    calls = []
+    real = feature_probe.probe_set
+    monkeypatch.setattr(feature_probe, "probe_set", lambda *a: calls.append(a) or real(*a))
+    torch.manual_seed(0)
+    root = make_dataset(tmp_path / "data", per_class=6, test=0)
+    source = feature_probe.shared_probe(_tiny_config(), root, 48)
+    assert probe_orientation(_tiny_config(), root, 32, source) is not None
+    assert probe_resolution(_tiny_config(), root, [32, 48], source)[1] == 18
+    assert len(calls) == 1 and calls[0][2] == 48
+
+
+def test_probe_images_are_kept_no_larger_than_the_cache_would_keep_them(tmp_path):
+    from PIL import Image
+
+    from imgclf.data.pipeline import cached_side
+    from imgclf.data.transforms import Preprocessing
+    from imgclf.experiments.feature_probe import probe_set
+
+    root = tmp_path / "big"
+    for c in ("a", "b"):
+        (root / "train" / c).mkdir(parents=True)
+        for i in range(3):
+            Image.new("RGB", (400, 300), (200 * (c == "a"), 50 * i, 100)).save(root / "train" / c / f"{i}.png")
+    cfg = with_overrides(_tiny_config(), {"data.cache": False})  # the loader hands back the 400 x 300 originals
+    probe = probe_set(cfg, root, 48)
+    side = cached_side(Preprocessing.from_model(probe.data_config, 48, 1.0))
+    assert side < 300 and all(min(image.size) == side for image in probe.images)
+    assert probe.images[0].size == (round(400 * side / 300), side)  # the aspect ratio is kept

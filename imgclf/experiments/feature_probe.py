@@ -36,14 +36,42 @@ class ProbeSet:
     labels: np.ndarray
 
 
+ProbeSource = Callable[[], "ProbeSet | None"]  # the probe images, decoded on the first call
+
+
+def shared_probe(cfg: Config, dataset: Path, size: int) -> ProbeSource:
+    """:func:`probe_set` at ``size`` (the largest size any probe will embed), decoded once, on the first probe that
+    runs, and handed to the others."""
+    kept: list[ProbeSet | None] = []
+
+    def source() -> ProbeSet | None:
+        if not kept:
+            kept.append(probe_set(cfg, dataset, size))
+        return kept[0]
+
+    return source
+
+
 def _enough(labels: np.ndarray, classes: int) -> bool:
     return classes >= 2 and len(labels) >= 2 * classes and np.bincount(labels, minlength=classes).min() >= 2
 
 
+def _bounded(image: Any, side: int) -> Any:
+    """``image`` with its shorter side at most ``side`` (the probe keeps its images in memory: with
+    ``data.cache=false`` they would be the full-size originals)."""
+    short = min(image.size)
+    if short <= side:
+        return image
+    from PIL import Image
+
+    scale = side / short
+    return image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.BICUBIC)
+
+
 def probe_set(cfg: Config, dataset: Path, size: int) -> ProbeSet | None:
-    """The stratified probe subset, decoded for sizes up to ``size`` (through the resize cache when it is on);
-    None when some class has fewer than two readable images (too few to tell)."""
-    from imgclf.data.pipeline import image_loader
+    """The stratified probe subset, decoded for sizes up to ``size`` (through the resize cache when it is on,
+    shrunk to the cache's side when it is off); None when some class has fewer than two readable images."""
+    from imgclf.data.pipeline import cached_side, image_loader
     from imgclf.data.samples import load_training_set
     from imgclf.data.split import stratified_subset
     from imgclf.data.transforms import Preprocessing
@@ -55,11 +83,12 @@ def probe_set(cfg: Config, dataset: Path, size: int) -> ProbeSet | None:
         return None
     chosen = stratified_subset(labels, np.arange(len(labels)), min(1.0, PROBE_IMAGES / len(labels)), cfg.data.split_seed)
     model, _ = create_model(cfg.model, classes)
-    load = image_loader(cfg.data, samples.root, Preprocessing.from_model(data_config(model), size, 1.0))
+    pre = Preprocessing.from_model(data_config(model), size, 1.0)
+    load, side = image_loader(cfg.data, samples.root, pre), cached_side(pre)
     images, kept = [], []
     for i in chosen:
         try:
-            images.append(load(samples.paths[i]))
+            images.append(_bounded(load(samples.paths[i]), side))
             kept.append(int(i))
         except Exception:  # noqa: BLE001 — an unreadable image: training reports it; the probe skips it
             continue

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from imgclf.config import Config
-from imgclf.experiments.feature_probe import PROBE_IMAGES, embed, held_out_correct, probe_set
+from imgclf.experiments.feature_probe import PROBE_IMAGES, ProbeSource, embed, held_out_correct, probe_set
 
 __all__ = ["PROBE_IMAGES", "Orientation", "choose_flips", "held_out_correct", "lost", "oriented", "probe_orientation", "view"]
 
@@ -93,9 +93,10 @@ def choose_flips(correct: dict[str, np.ndarray], tolerance: float = TOLERANCE) -
     return "hv" if "rot90" in gone else "d4"
 
 
-def probe_orientation(cfg: Config, dataset: Path, size: int) -> Orientation | None:
-    """Run the probe at ``size`` px; None when the data has fewer than two images in some class (too few to tell)."""
-    probe = probe_set(cfg, dataset, size)
+def probe_orientation(cfg: Config, dataset: Path, size: int, source: ProbeSource | None = None) -> Orientation | None:
+    """Run the probe at ``size`` px (on ``source()``'s images when given: shared with the resolution probe); None
+    when the data has fewer than two images in some class (too few to tell)."""
+    probe = source() if source else probe_set(cfg, dataset, size)
     if probe is None:
         return None
     correct = held_out_correct(embed(probe, size, VIEWS, view), probe.labels, cfg.train.seed)
@@ -105,7 +106,8 @@ def probe_orientation(cfg: Config, dataset: Path, size: int) -> Orientation | No
 PROBE_SHARE = 0.03  # the probe runs when its estimate is at most this share of the budget
 
 
-def oriented(cfg: Config, dataset: Path, size: int, seconds_per_image: float, budget: float) -> tuple[Config, dict[str, Any]]:
+def oriented(cfg: Config, dataset: Path, size: int, seconds_per_image: float, budget: float,
+             source: ProbeSource | None = None) -> tuple[Config, dict[str, Any]]:
     """``cfg`` with ``data.flips`` set by the probe at ``size`` px, and the record for ``recipe.json``; ``cfg``
     unchanged (and why) when the probe's estimate — ``seconds_per_image``, a training image's cost at ``size``,
     for a third of each of its forward passes — is over ``PROBE_SHARE`` of the budget, or the data is too small."""
@@ -114,7 +116,7 @@ def oriented(cfg: Config, dataset: Path, size: int, seconds_per_image: float, bu
     estimate = PROBE_IMAGES * len(VIEWS) * seconds_per_image / 3
     if estimate > PROBE_SHARE * budget:
         return cfg, {"skipped": f"its estimate ({estimate:.0f}s) is over {PROBE_SHARE:.0%} of the budget", "flips": cfg.data.flips}
-    found = probe_orientation(cfg, dataset, size)
+    found = probe_orientation(cfg, dataset, size, source)
     if found is None:
         return cfg, {"skipped": "too few images a class to tell", "flips": cfg.data.flips}
     log.info("recipe orientation probe: data.flips=%s (held-out accuracy %s)", found.flips,

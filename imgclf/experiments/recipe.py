@@ -419,14 +419,16 @@ def search(cfg: Config, dataset: Path, run: RunDir, budget: float, clock: Clock,
     only the time the final model (``folds`` CV folds, or one refit) does not need for its size
     (:func:`search_seconds`, with progressive resizing from ``start``: :func:`growth`); ``reserve`` is what the
     caller keeps back after the final model."""
+    from imgclf.experiments.feature_probe import shared_probe
     from imgclf.experiments.orientation import oriented
     from imgclf.experiments.resolution import resolution_cap
 
     points, cost, cap = measure(cfg, Path(dataset), budget, start)
+    source = shared_probe(cfg, Path(dataset), cap)  # both probes embed the same images, decoded once
     orientation = {"skipped": "data.flips was set", "flips": cfg.data.flips}
     if probe_flips:
         small = ladder(cap)[0]
-        cfg, orientation = oriented(cfg, Path(dataset), small, cost.seconds_per_image(small), budget)
+        cfg, orientation = oriented(cfg, Path(dataset), small, cost.seconds_per_image(small), budget, source)
     images = points[0]["images"]
     overhead = max(p["overhead_seconds"] for p in points)
     runs, per_run = folds or 1, fold_images(images, folds) if folds else images
@@ -435,7 +437,7 @@ def search(cfg: Config, dataset: Path, run: RunDir, budget: float, clock: Clock,
         return budget - (report_reserve(budget) if reserve is None else reserve) - clock.elapsed() - runs * overhead
 
     largest, _ = plan_final(PLAN_SHARE * left() / runs, per_run, cost, cap, MIN_EPOCHS, start=start)
-    cap, resolution = resolution_cap(cfg, Path(dataset), largest, cost, budget)
+    cap, resolution = resolution_cap(cfg, Path(dataset), largest, cost, budget, source)
     share = search_seconds(left(), per_run, cost, cap, runs, start=start)
     val_images = round(images * (cfg.data.val_fraction or 0.2))
     plan = plan_proxy(share, images - val_images, val_images, cost, proxy_size(cap), overhead, classes=points[0]["classes"])

@@ -25,7 +25,7 @@ from typing import Any
 
 from imgclf.config import Config
 from imgclf.experiments.budget import EVAL_SPEEDUP, PROXY_LADDER, CostModel
-from imgclf.experiments.feature_probe import PROBE_IMAGES, embed, held_out_correct, probe_set
+from imgclf.experiments.feature_probe import PROBE_IMAGES, ProbeSource, embed, held_out_correct, probe_set
 
 log = logging.getLogger("imgclf")
 
@@ -60,10 +60,11 @@ def enough_size(accuracy: dict[int, float], tolerance: float = TOLERANCE) -> int
     return sizes[-1]
 
 
-def probe_resolution(cfg: Config, dataset: Path, sizes: list[int]) -> tuple[dict[int, float], int] | None:
-    """Held-out accuracy of the frozen features at each of ``sizes``, and the number of images; None when the data
-    has fewer than two images in some class."""
-    probe = probe_set(cfg, dataset, max(sizes))
+def probe_resolution(cfg: Config, dataset: Path, sizes: list[int],
+                     source: ProbeSource | None = None) -> tuple[dict[int, float], int] | None:
+    """Held-out accuracy of the frozen features at each of ``sizes`` (on ``source()``'s images when given), and the
+    number of images; None when the data has fewer than two images in some class."""
+    probe = source() if source else probe_set(cfg, dataset, max(sizes))
     if probe is None:
         return None
     accuracy = {size: float(held_out_correct(embed(probe, size), probe.labels, cfg.train.seed)["identity"].mean())
@@ -71,7 +72,8 @@ def probe_resolution(cfg: Config, dataset: Path, sizes: list[int]) -> tuple[dict
     return accuracy, len(probe.labels)
 
 
-def resolution_cap(cfg: Config, dataset: Path, largest: int, cost: CostModel, budget: float) -> tuple[int, dict[str, Any]]:
+def resolution_cap(cfg: Config, dataset: Path, largest: int, cost: CostModel, budget: float,
+                   source: ProbeSource | None = None) -> tuple[int, dict[str, Any]]:
     """The size the final model needs at most (``largest`` when the probe cannot tell, or it would cost more than
     ``PROBE_SHARE`` of the budget: forward passes at ``cost``, plus the fits) and the record for ``recipe.json``."""
     sizes = candidate_sizes(largest)
@@ -80,7 +82,7 @@ def resolution_cap(cfg: Config, dataset: Path, largest: int, cost: CostModel, bu
     estimate = PROBE_IMAGES * sum(cost.seconds_per_image(s) for s in sizes) / EVAL_SPEEDUP + FIT_SECONDS * len(sizes)
     if estimate > PROBE_SHARE * budget:
         return largest, {"skipped": f"its estimate ({estimate:.0f}s) is over {PROBE_SHARE:.0%} of the budget", "size": largest}
-    found = probe_resolution(cfg, dataset, sizes)
+    found = probe_resolution(cfg, dataset, sizes, source)
     if found is None:
         return largest, {"skipped": "too few images a class to tell", "size": largest}
     accuracy, images = found
