@@ -173,6 +173,11 @@ class TrainConfig(_Section):
         None, gt=0.0, description="Seconds the training may take (after set-up): after each epoch the epochs are re-planned "
                                   "to what fits the time left at the pace so far (train.epochs is the most) and the LR "
                                   "schedule ends there; None = exactly train.epochs. --budget sets it for its final model.")
+    time_cost: tuple[float, float] | None = Field(
+        None, description="[a, b]: seconds to train one image at size s as a + b*s^2, for train.time_limit to time the "
+                          "epochs of progressive resizing (data.start_size) at sizes not trained yet from the nearest "
+                          "one trained; None = by pixels (s^2, which overestimates larger sizes). --budget sets it from "
+                          "its warm-up.")
     lr: float = Field(1e-3, gt=0.0, le=10.0)
     weight_decay: float = Field(0.05, ge=0.0, le=10.0)
     warmup_epochs: float = Field(1.0, ge=0.0)
@@ -208,6 +213,13 @@ class TrainConfig(_Section):
         "ce", description="Training loss: ce (cross-entropy) | focal (softmax focal loss; composes with label smoothing, "
                           "mixup and class_weights by acting on the soft target).")
     focal_gamma: float = Field(2.0, ge=0.0, le=10.0, description="train.loss=focal: focusing exponent (0 = cross-entropy).")
+
+    @field_validator("time_cost")
+    @classmethod
+    def _positive_cost(cls, value: tuple[float, float] | None) -> tuple[float, float] | None:
+        if value is not None and (min(value) < 0 or value[1] <= 0):
+            raise ValueError("needs a >= 0 and b > 0 (seconds per image = a + b*size^2)")
+        return value
 
     @field_validator("class_weights", mode="before")
     @classmethod

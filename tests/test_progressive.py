@@ -11,7 +11,7 @@ import torch
 from imgclf.config import Config, load_config, with_overrides
 from imgclf.data.progressive import MULTIPLE, full_size_epochs, relative_cost, size_at
 from imgclf.experiments.budget import MIN_EPOCHS, CostModel, ladder, plan_final, progressive_start, run_seconds
-from imgclf.train.time_plan import pace_at, replanned_epochs
+from imgclf.train.time_plan import Growth, pace_at, replanned_epochs
 from tests.conftest import TINY, cli
 
 
@@ -57,6 +57,27 @@ def test_training_grows_the_size_and_evaluation_stays_at_the_full_size(tiny_data
     assert {s for training, s in seen if not training} == {48}
 
 
+def test_the_loop_times_the_epochs_to_come_by_train_time_cost(tiny_dataset, tmp_path, monkeypatch):
+    """Under a time limit the loop hands the clock each epoch's size and training seconds (as metrics.csv records
+    them) and train.time_cost's a + b*s^2."""
+    import importlib
+
+    loop = importlib.import_module("imgclf.train.loop")
+    seen = []
+    original = loop.replanned_epochs
+    monkeypatch.setattr(loop, "replanned_epochs", lambda *a: seen.append(a[-1]) or original(*a))
+    cfg = load_config(None, [*TINY, "data.image_size=48", "data.start_size=16", "train.epochs=3",
+                             "train.time_limit=3600", "train.time_cost=[0.5, 0.001]"])
+    loop.fit(cfg, tiny_dataset, tmp_path / "run")
+    with open(tmp_path / "run" / "metrics.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    growth = seen[-1]
+    assert growth.sizes == [int(r["train_size"]) for r in rows] == [16, 32, 48]
+    assert growth.trains == pytest.approx([float(r["epoch_seconds"]) for r in rows], rel=1e-4)
+    assert growth.cost(100) == pytest.approx(0.5 + 0.001 * 100 * 100)
+    assert [growth.size_of(e, 3) for e in (1, 2, 3)] == [16, 32, 48]
+
+
 def test_a_start_above_the_size_is_one_line_exit_2(tiny_dataset, tmp_path, capsys):
     sets = [a for o in [*TINY, "data.image_size=32", "data.start_size=64"] for a in ("--set", o)]
     code, out, err = cli(["train", tiny_dataset, "--out", tmp_path / "run", *sets], capsys)
@@ -68,8 +89,25 @@ def test_the_clock_times_each_epoch_to_come_at_its_own_size():
     sizes, walls = [64, 64], [12.0, 10.0]
     assert pace_at(sizes, walls, 64) == 10.0 and pace_at(sizes, walls, 128) == 40.0
     schedule = lambda e, n: 64 if e <= 2 else 128  # noqa: E731
-    assert replanned_epochs(200.0, 22.0, walls, 2, 20, sizes, schedule) == 6  # 178 s left: four more at 40 s
+    assert replanned_epochs(200.0, 22.0, walls, 2, 20, Growth(sizes, walls, schedule)) == 6  # 178 s left: four more at 40 s
     assert replanned_epochs(200.0, 22.0, walls, 2, 20) == 19  # at one pace for all, 17 more would "fit"
+
+
+def test_the_clock_scales_only_the_training_part_and_by_the_measured_cost_model():
+    """Session 25's small-object run: epoch 1 trained at 112 px in 47 s; by pixels the clock timed 192 px at 138 s
+    an epoch and cut 6 epochs to 4 (106-111 s measured). The warm-up's a + b*s^2 times it at 103 s, and validation
+    (at the final size whatever the training size) is not scaled at all."""
+    a, b = 0.004867, 6.129e-7
+    cost = lambda s: a + b * s * s  # noqa: E731
+    assert pace_at([112], [47.0], 192) == pytest.approx(47.0 * (192 / 112) ** 2)
+    assert pace_at([112], [47.0], 192, [47.0], cost) == pytest.approx(47.0 * cost(192) / cost(112))
+    assert 100 < pace_at([112], [47.0], 192, [47.0], cost) < 106
+    assert pace_at([112], [57.0], 192, [47.0], cost) == pytest.approx(10.0 + 47.0 * cost(192) / cost(112))
+    assert pace_at([112, 192], [47.0, 108.0], 192, [47.0, 108.0], cost) == 108.0  # measured beats modelled
+    schedule = lambda e, n: size_at(e, n, 112, 192)  # noqa: E731
+    by_pixels = replanned_epochs(431.0, 47.0, [47.0], 1, 20, Growth([112], [47.0], schedule))
+    by_cost = replanned_epochs(431.0, 47.0, [47.0], 1, 20, Growth([112], [47.0], schedule, cost))
+    assert by_pixels == 4 and by_cost == 5
 
 
 def test_the_budget_plan_with_growth_affords_a_larger_final_size_in_the_same_time():
@@ -95,6 +133,8 @@ def test_the_recipe_grows_unless_the_user_chose_a_start_or_turned_it_off():
     assert with_growth(with_overrides(left, {"data.image_size": 64}), growth(left)).data.start_size == 0
     off = load_config(None, ["data.start_size=0"])
     assert growth(off) is None and with_growth(with_overrides(off, {"data.image_size": 160}), None).data.start_size == 0
+    assert with_growth(final, growth(left), CostModel(0.005, 6e-7)).train.time_cost == (0.005, 6e-7)
+    assert with_growth(with_overrides(left, {"data.image_size": 64}), growth(left), CostModel(0.005, 6e-7)).train.time_cost is None
     own = load_config(None, ["data.start_size=128"])
     assert growth(own)(160) == 128 and growth(own)(112) is None
 
@@ -123,6 +163,7 @@ def test_train_budget_gives_the_final_model_the_growth_it_planned_with(monkeypat
     assert seen["start"] is progressive_start and final.data.image_size > 64
     assert final.data.start_size == progressive_start(final.data.image_size)
     assert json_of(tmp_path / "run" / "recipe.json")["chosen"]["start_size"] == final.data.start_size
+    assert final.train.time_cost == (cost.a, cost.b)  # the clock times the larger epochs by the warm-up's model
     recipe.run_recipe(load_config(None, ["data.start_size=0"]), tmp_path, tmp_path / "run2", 1200.0)
     assert seen["start"] is None and not seen["cfg"].data.start_size
 

@@ -119,11 +119,14 @@ def growth(cfg: Config) -> Start | None:
     return (lambda size: own if own < size else None) if own else None
 
 
-def with_growth(cfg: Config, start: Start | None) -> Config:
-    """The final config with the ``data.start_size`` the plan counted on (0 when ``start`` gives none at its size)."""
+def with_growth(cfg: Config, start: Start | None, cost: CostModel | None = None) -> Config:
+    """The final config with the ``data.start_size`` the plan counted on (0 when ``start`` gives none at its size),
+    and the warm-up's ``cost`` as ``train.time_cost``, by which the clock times the larger epochs to come."""
     if start is None:
         return cfg
-    return with_overrides(cfg, {"data.start_size": start(int(cfg.data.image_size)) or 0})
+    first = start(int(cfg.data.image_size)) or 0
+    timed = {"train.time_cost": [cost.a, cost.b]} if first and cost is not None and cost.b > 0 else {}
+    return with_overrides(cfg, {"data.start_size": first, **timed})
 
 
 def with_flip_tta(cfg: Config) -> Config:
@@ -494,7 +497,7 @@ def run_recipe(cfg: Config, dataset: Path, out: Path, budget: float, *, started:
     # each epoch, up to ``most``, and the LR schedule anneals by the limit), so a mis-measured warm-up costs neither
     # the budget nor an unfinished schedule.
     final = with_flip_tta(with_growth(with_overrides(final_config(cfg, found.best_params, size, epochs),
-                                         {"train.epochs": max(epochs, most), "train.time_limit": TIME_SHARE * left}), start))
+                                         {"train.epochs": max(epochs, most), "train.time_limit": TIME_SHARE * left}), start, found.cost))
     proxy = found.record["proxy"]
     record = {
         **found.record,

@@ -70,7 +70,7 @@ def run_cv_recipe(cfg: Config, dataset: Path, out: Path, budget: float, *, folds
                               max(cfg.train.epochs, MIN_EPOCHS), start=start)
     final = with_flip_tta(with_growth(with_overrides(cfg, {
         **found.best_params, "data.image_size": int(size), "train.epochs": max(int(epochs), cfg.train.epochs, MIN_EPOCHS),
-        "train.warmup_epochs": min(cfg.train.warmup_epochs, max(int(epochs) - 1, 0))}), start))
+        "train.warmup_epochs": min(cfg.train.warmup_epochs, max(int(epochs) - 1, 0))}), start, found.cost))
     record = {**found.record, "prior": prior, "chosen": {
         "params": found.best_params, "image_size": size, "start_size": final.data.start_size or None, "epochs": epochs,
         "images": found.images, "folds": folds,

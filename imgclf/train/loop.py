@@ -33,7 +33,7 @@ from imgclf.train.distributed import broadcast_object, init_distributed, reduce_
 from imgclf.train.finish import finish
 from imgclf.train.preflight import validate_for_training
 from imgclf.train.setup import Training, epoch_seed, resize_training, seed_everything, set_up, training_model, validate
-from imgclf.train.time_plan import replanned_epochs
+from imgclf.train.time_plan import Growth, pixels, replanned_epochs
 
 __all__ = ["TrainingInterrupted", "fit"]
 
@@ -64,7 +64,7 @@ def fit(cfg: Config, dataset: Path, out: Path, *, resume: bool = False, callback
 
 def _fit(t: Training, hooks: CallbackList) -> dict[str, Any]:
     hooks.on_fit_start(t.cfg, t.run.root, t.info)
-    epoch, started, walls, sizes = t.start_epoch, time.perf_counter(), [], []
+    epoch, started, walls, sizes, trains = t.start_epoch, time.perf_counter(), [], [], []
     try:
         while epoch < t.epochs and not t.stopper.should_stop:
             epoch += 1
@@ -72,8 +72,9 @@ def _fit(t: Training, hooks: CallbackList) -> dict[str, Any]:
             t.rows.append(_epoch(t, epoch, hooks))
             walls.append(time.perf_counter() - t0)
             sizes.append(t.train_size)
+            trains.append(t.rows[-1]["epoch_seconds"])
             if t.cfg.train.time_limit:  # before the checkpoint, so last.pt holds the re-planned schedule
-                _replan(t, epoch - t.start_epoch, time.perf_counter() - started, walls, sizes)
+                _replan(t, epoch - t.start_epoch, time.perf_counter() - started, walls, sizes, trains)
             _record(t, epoch)
             hooks.on_epoch_end(t.rows[-1])
             # A callback's stop_training (e.g. a time budget) ends the run like early stopping; rank 0
@@ -87,13 +88,14 @@ def _fit(t: Training, hooks: CallbackList) -> dict[str, Any]:
     return summary
 
 
-def _replan(t: Training, done: int, elapsed: float, walls: list[float], sizes: list[int]) -> None:
+def _replan(t: Training, done: int, elapsed: float, walls: list[float], sizes: list[int], trains: list[float]) -> None:
     """train.time_limit: end at the epoch that fits the time left (rank 0's clock decides for every rank);
     the LR schedule is stretched or shortened to anneal there. Under progressive resizing each epoch to come
-    is timed at its own size."""
-    start, final, first = t.cfg.data.start_size or None, t.data.pre.image_size, t.start_epoch
-    grown = (sizes, lambda e, n: size_at(first + e, first + n, start, final)) if start else (None, None)
-    epochs = first + replanned_epochs(t.cfg.train.time_limit, elapsed, walls, done, t.cfg.train.epochs - first, *grown)
+    is timed at its own size, scaled from the nearest size trained so far by ``train.time_cost``."""
+    start, final, first, cost = t.cfg.data.start_size or None, t.data.pre.image_size, t.start_epoch, t.cfg.train.time_cost
+    grown = Growth(sizes, trains, lambda e, n: size_at(first + e, first + n, start, final),
+                   pixels if cost is None else lambda s: cost[0] + cost[1] * s * s) if start else None
+    epochs = first + replanned_epochs(t.cfg.train.time_limit, elapsed, walls, done, t.cfg.train.epochs - first, grown)
     epochs = broadcast_object(t.ctx, epochs)
     if epochs != t.epochs and t.ctx.is_main:
         log.info("train.time_limit: %.0fs of %.0fs used; the run now ends after epoch %d (was %d)",

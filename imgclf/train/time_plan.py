@@ -5,13 +5,15 @@ epochs so far have kept; the learning-rate schedule (:class:`imgclf.train.schedu
 stretched or shortened to end there, so the run anneals by the limit instead of being cut at a high LR
 (a plan made from a few warm-up steps is off whenever the machine's speed changes). ``train.epochs`` stays
 the most it may run. Under progressive resizing (``data.start_size``) the epochs differ in size: each future epoch is
-timed at its own size (:func:`pace_at`).
+timed at its own size (:func:`pace_at`), scaled from the nearest size trained so far by ``train.time_cost`` (the
+budget warm-up's measured ``a + b·s²`` per image) or, without it, by pixels.
 """
 
 from __future__ import annotations
 
 import statistics
 from collections.abc import Callable
+from dataclasses import dataclass
 
 
 def epoch_pace(walls: list[float]) -> float:
@@ -21,31 +23,55 @@ def epoch_pace(walls: list[float]) -> float:
     return statistics.fmean(later) if later else walls[0]
 
 
-def pace_at(sizes: list[int], walls: list[float], size: int) -> float:
-    """Seconds an epoch at ``size`` is expected to take, from epochs of ``sizes`` that took ``walls``: the
-    :func:`epoch_pace` of those at that size, else the nearest size's scaled by pixels (from a smaller size that
+def pixels(size: int) -> float:
+    """The default relative cost of one training image at ``size``: its pixels."""
+    return float(size) ** 2
+
+
+@dataclass(frozen=True)
+class Growth:
+    """What the clock needs under progressive resizing: each past epoch's training size and training seconds (its
+    wall time less validation, which runs at the final size whatever the training size), the size of epoch ``e`` in
+    a run of ``n`` (``size_of(e, n)``), and the relative cost of one training image at a size (``train.time_cost``,
+    the budget warm-up's ``a + b·s²``; by default the pixels, which overestimates larger sizes)."""
+
+    sizes: list[int]
+    trains: list[float]
+    size_of: Callable[[int, int], int]
+    cost: Callable[[int], float] = pixels
+
+
+def pace_at(sizes: list[int], walls: list[float], size: int, trains: list[float] | None = None,
+            cost: Callable[[int], float] = pixels) -> float:
+    """Seconds an epoch at ``size`` is expected to take, from epochs of ``sizes`` that took ``walls`` (of which
+    ``trains`` trained; the rest validated): the :func:`epoch_pace` of those at that size, else the nearest size's
+    with its training part scaled by ``cost(size) / cost(nearest)`` (by pixels, the default, a smaller size's
     overestimates: the per-image cost that does not grow with the size is scaled too).
 
     >>> pace_at([64, 64, 96], [50.0, 40.0, 90.0], 64), pace_at([64, 64, 96], [50.0, 40.0, 90.0], 128)
     (40.0, 160.0)
+    >>> pace_at([64, 64], [50.0, 40.0], 128, trains=[45.0, 30.0], cost=lambda s: 4096 + s * s)  # 10 + 30 x 2.5
+    85.0
     """
-    history = list(zip(sizes, walls))
+    trains = walls if trains is None else trains
+    history = list(zip(sizes, walls, trains))
     later = history[1:] or history  # the first epoch also fills the resize cache
-    same = [w for s, w in later if s == size]
+    same = [w for s, w, _ in later if s == size]
     if same:
         return statistics.fmean(same)
     if not later:
         return 0.0
-    near = min({s for s, _ in later}, key=lambda s: (abs(s - size), -s))
-    return statistics.fmean(w for s, w in later if s == near) * (size / near) ** 2
+    near = min({s for s, _, _ in later}, key=lambda s: (abs(s - size), -s))
+    wall = statistics.fmean(w for s, w, _ in later if s == near)
+    train = min(statistics.fmean(t for s, _, t in later if s == near), wall)
+    return wall - train + train * cost(size) / cost(near)
 
 
 def replanned_epochs(limit: float, elapsed: float, walls: list[float], done: int, most: int,
-                     sizes: list[int] | None = None, size_of: Callable[[int, int], int] | None = None) -> int:
+                     growth: Growth | None = None) -> int:
     """The epoch count the run should end at: ``done`` plus as many epochs as fit ``limit - elapsed`` seconds
-    at :func:`epoch_pace`, at most ``most``; ``done`` (stop now) when not one more fits. With ``sizes`` (each
-    past epoch's training size) and ``size_of(epoch, epochs)`` (the size of an epoch in a run of ``epochs``),
-    each future epoch costs its own size's :func:`pace_at`.
+    at :func:`epoch_pace`, at most ``most``; ``done`` (stop now) when not one more fits. With ``growth``
+    (progressive resizing) each future epoch costs its own size's :func:`pace_at`.
 
     >>> replanned_epochs(100, 30, [30.0], 1, 20)
     3
@@ -55,13 +81,14 @@ def replanned_epochs(limit: float, elapsed: float, walls: list[float], done: int
     if not walls:
         return most
     left = max(limit - elapsed, 0.0)
-    if sizes is None or size_of is None:
+    if growth is None:
         pace = epoch_pace(walls)
         more = int(left // pace) if pace > 0 else most
         return max(done, min(most, done + more))
     best = done
     for epochs in range(done + 1, most + 1):
-        if sum(pace_at(sizes, walls, size_of(e, epochs)) for e in range(done + 1, epochs + 1)) > left:
+        g = growth
+        if sum(pace_at(g.sizes, walls, g.size_of(e, epochs), g.trains, g.cost) for e in range(done + 1, epochs + 1)) > left:
             break
         best = epochs
     return best
