@@ -7,7 +7,9 @@
    :func:`~imgclf.experiments.budget.search_seconds`): the Optuna sweep (:func:`run_sweep`) on a subset at a small
    size, over the augmentation preset, LR, weight decay, EMA and mixup — plus ``data.flips``,
    ``data.crop_scale`` and ``data.eval_crop_pct`` where the config has those keys. The first trial is
-   the config's own values. No trial starts once the proxy's share (less one trial's estimate) is spent.
+   the config's own values, and it stays the choice unless a trial beats it by more than one standard error
+   of its validation accuracy (:func:`clear_winner`). No trial starts once the proxy's share (less one trial's
+   estimate) is spent.
 3. **Final model**: the best proxy values, refit on every image (``data.val_fraction=0``) at the largest
    size that fits ≥ 6 epochs in what is left, re-planned with the proxy's measured speed. It has no
    validation of its own: the proxy's validation score is the recipe's estimate.
@@ -50,6 +52,10 @@ WARMUP_SHARE = 0.05  # the warm-up at the model's full size runs only if its est
 REPORT_RESERVE = (0.03, 5.0, 30.0)
 # Fewer proxy trials than this compare nothing worth the time (the first is the config itself): no search.
 MIN_SEARCH_TRIALS = 3
+# A proxy trial replaces the config's own values (trial 0) only when its validation accuracy beats trial 0's by more
+# than this many standard errors of trial 0's (binomial, on the proxy's validation images): the best of a few noisy
+# trials beats the yardstick by chance, and the flips it picks also set the final model's TTA views.
+SEARCH_MARGIN_SE = 1.0
 # The final model's train.time_limit, as a share of the time left: it re-plans its epochs after each one, so only
 # the last epoch's spread (and its validation-free finish) needs a margin.
 TIME_SHARE = 0.95
@@ -337,9 +343,11 @@ class _FinalDeadline:
             log.warning("recipe: stopping the final model after epoch %s: another would end past the budget", row.get("epoch"))
 
 
-def run_proxy(cfg: Config, dataset: Path, run: RunDir, plan: ProxyPlan, clock: Clock, ends_at: float) -> dict[str, Any]:
+def run_proxy(cfg: Config, dataset: Path, run: RunDir, plan: ProxyPlan, clock: Clock, ends_at: float,
+              val_images: int = 0) -> dict[str, Any]:
     """The proxy sweep into ``RUN/proxy``; launches no trial after ``ends_at`` less one trial's estimate.
-    Returns the trial table, the best values and the best proxy score."""
+    Returns the trial table, the best values and the best proxy score (the config's own unless a trial is
+    clearly better on the ``val_images`` validation images: :func:`clear_winner`)."""
     import optuna
 
     from imgclf.experiments.sweep import SweepOptions, default_storage, direction_for, open_storage, run_sweep
@@ -356,8 +364,29 @@ def run_proxy(cfg: Config, dataset: Path, run: RunDir, plan: ProxyPlan, clock: C
         on_trial=lambda t: table.append(_trial_row(t)), callbacks=(_Deadline(clock, ends_at, table),),
     )
     result = run_sweep(dataset, cfg, space, options)
-    return {"trials": table, "best_params": config_values(result.best_params, space),
-            "best_value": result.best_value, "best_trial": result.best_trial, "monitor": result.monitor}
+    return clear_winner({"trials": table, "best_params": config_values(result.best_params, space),
+                         "best_value": result.best_value, "best_trial": result.best_trial, "monitor": result.monitor},
+                        config_values(own_values(cfg, space), space), val_images)
+
+
+def clear_winner(proxy: dict[str, Any], own: dict[str, Any], val_images: int) -> dict[str, Any]:
+    """``proxy`` as the search left it, or with the config's ``own`` values (trial 0) kept when the best trial's
+    validation accuracy is within :data:`SEARCH_MARGIN_SE` standard errors of trial 0's on ``val_images``
+    images; ``proxy["kept"]`` says which and why. Other monitors (a loss) keep the search's best."""
+    first = next((r for r in proxy["trials"] if r.get("trial") == 0 and r.get("state") == "COMPLETE"), None)
+    best = proxy.get("best_value")
+    if proxy.get("monitor") != "val_accuracy" or first is None or best is None or proxy.get("best_trial") == 0 or val_images < 1:
+        return proxy
+    p = float(first["value"])
+    margin = SEARCH_MARGIN_SE * math.sqrt(max(p * (1 - p), 0.0) / val_images)
+    gain = float(best) - p
+    if gain > margin:
+        return {**proxy, "kept": f"trial {proxy['best_trial']}: +{gain:.1%} over trial 0, more than the {margin:.1%} "
+                                 f"margin ({SEARCH_MARGIN_SE:g} standard error on {val_images} validation images)"}
+    return {**proxy, "best_params": own, "best_value": p, "best_trial": 0,
+            "kept": f"trial 0 (the config's own values): the best, trial {proxy['best_trial']}, was only {gain:+.1%} "
+                    f"better, within the {margin:.1%} margin ({SEARCH_MARGIN_SE:g} standard error on {val_images} "
+                    "validation images)"}
 
 
 def skipped_proxy(cfg: Config, plan: ProxyPlan) -> dict[str, Any]:
@@ -416,22 +445,18 @@ class Search:
 
 def search(cfg: Config, dataset: Path, run: RunDir, budget: float, clock: Clock, *, probe_flips: bool = False,
            reserve: float | None = None, folds: int | None = None, start: Start | None = None) -> Search:
-    """Steps 1 and 2 of the recipe: the warm-up, then the proxy search into ``run.proxy`` — with ``probe_flips``
-    (``data.flips`` left to the recipe), the orientation probe between them sets the flip group; the resolution
-    probe then caps the size at what the data's pixels need. The search gets
+    """Steps 1 and 2 of the recipe: the warm-up, then the proxy search into ``run.proxy``. Between them the
+    resolution probe caps the size at what the data's pixels need and, with ``probe_flips`` (``data.flips`` left
+    to the recipe), the orientation probe at that size sets the flip group. The search gets
     only the time the final model (``folds`` CV folds, or one refit) does not need for its size
     (:func:`search_seconds`, with progressive resizing from ``start``: :func:`growth`); ``reserve`` is what the
     caller keeps back after the final model."""
     from imgclf.experiments.feature_probe import shared_probe
-    from imgclf.experiments.orientation import oriented
+    from imgclf.experiments.orientation import oriented, probe_size
     from imgclf.experiments.resolution import resolution_cap
 
     points, cost, cap = measure(cfg, Path(dataset), budget, start)
     source = shared_probe(cfg, Path(dataset), cap)  # both probes embed the same images, decoded once
-    orientation = {"skipped": "data.flips was set", "flips": cfg.data.flips}
-    if probe_flips:
-        small = ladder(cap)[0]
-        cfg, orientation = oriented(cfg, Path(dataset), small, cost.seconds_per_image(small), budget, source)
     images = points[0]["images"]
     overhead = max(p["overhead_seconds"] for p in points)
     runs, per_run = folds or 1, fold_images(images, folds) if folds else images
@@ -441,6 +466,10 @@ def search(cfg: Config, dataset: Path, run: RunDir, budget: float, clock: Clock,
 
     largest, _ = plan_final(PLAN_SHARE * left() / runs, per_run, cost, cap, MIN_EPOCHS, start=start)
     cap, resolution = resolution_cap(cfg, Path(dataset), largest, cost, budget, source)
+    orientation = {"skipped": "data.flips was set", "flips": cfg.data.flips}
+    if probe_flips:  # at the size the data needs: where its details, and so its "up", can be seen
+        at = probe_size(ladder(cap), cost.seconds_per_image, budget)
+        cfg, orientation = oriented(cfg, Path(dataset), at, cost.seconds_per_image(at), budget, source)
     share = search_seconds(left(), per_run, cost, cap, runs, start=start)
     val_images = round(images * (cfg.data.val_fraction or 0.2))
     plan = plan_proxy(share, images - val_images, val_images, cost, proxy_size(cap), overhead, classes=points[0]["classes"])
@@ -452,7 +481,7 @@ def search(cfg: Config, dataset: Path, run: RunDir, budget: float, clock: Clock,
                  "would fit; no search, the config's own values", share, plan.trials)
         proxy = skipped_proxy(cfg_proxy, plan)
     else:
-        proxy = run_proxy(cfg_proxy, Path(dataset), run, plan, clock, t_proxy + share)
+        proxy = run_proxy(cfg_proxy, Path(dataset), run, plan, clock, t_proxy + share, val_images)
     found = _searched(cost, cap, images, overhead, points, orientation, plan, proxy, clock.elapsed() - t_proxy)
     found.record.update(budget_seconds=budget, resolution=resolution)
     return found
@@ -473,7 +502,7 @@ def _searched(cost: CostModel, cap: int, images: int, overhead: float, points: l
                                 f"they allow, at most {PROXY_SHARE:.0%}",
                   "seconds": proxy_seconds, "monitor": proxy["monitor"], "best_trial": proxy["best_trial"],
                   "best_value": proxy["best_value"], "table": proxy["trials"], "images_per_second": speed,
-                  "skipped": proxy.get("skipped")},
+                  "skipped": proxy.get("skipped"), "kept": proxy.get("kept")},
     }
     return Search(cost, cap, images, overhead, proxy["best_params"], record)
 

@@ -74,7 +74,8 @@ def recipe_section(run: RunDir) -> str | None:
         + f". The proxy search's share: {h.format_value(proxy.get('share_seconds'))} s ({proxy.get('share_rule', 'of the budget')})"
         + (f"; search skipped: {proxy['skipped']} in it. " if proxy.get("skipped") else
            f". Proxy: {proxy.get('trials_planned')} trial(s) planned on {proxy.get('subset')} of the data at "
-           f"{proxy.get('size')} px for {proxy.get('epochs')} epoch(s), {h.format_value(proxy.get('seconds'))} s spent. ")
+           f"{proxy.get('size')} px for {proxy.get('epochs')} epoch(s), {h.format_value(proxy.get('seconds'))} s spent"
+           + (f"; chosen: {proxy['kept']}. " if proxy.get("kept") else ". "))
         + _final_text(chosen)
     )
     params = [{"key": k, "value": _short(v)} for k, v in (chosen.get("params") or {}).items()]
