@@ -106,3 +106,16 @@ def test_probe_declines_when_a_class_is_too_small_or_the_budget_too_short(tmp_pa
     assert same is cfg and "over 3% of the budget" in record["skipped"]
     same, record = oriented(cfg, root, 32, seconds_per_image=1e-6, budget=60.0)
     assert same is cfg and record["skipped"] == "too few images a class to tell"
+
+
+def test_the_probe_looks_at_the_largest_size_its_share_of_the_budget_affords(tmp_path):
+    """320 images x 4 views at a third of a training image's cost: at 0.03 s an image 12.8 s, within 3 % of 600 s;
+    at 0.05 s 21 s, not; with no size affordable the smallest (and oriented() then says it was skipped)."""
+    from imgclf.experiments.orientation import probe_seconds, probe_size
+
+    per_image = {64: 0.01, 96: 0.02, 128: 0.03, 192: 0.05}.__getitem__
+    assert probe_seconds(0.03) == pytest.approx(12.8)
+    assert probe_size([64, 96, 128, 192], per_image, 600.0) == 128
+    assert probe_size([64, 96, 128, 192], per_image, 6000.0) == 192
+    assert probe_size([64, 96], per_image, 10.0) == 64
+    assert probe_orientation(_tiny_config(), _images(tmp_path / "up", _upright), 32).size == 32

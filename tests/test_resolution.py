@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from imgclf.config import Config, read_yaml, with_overrides
-from imgclf.experiments import resolution
+from imgclf.experiments import orientation, resolution
 from imgclf.experiments.budget import CostModel
 from imgclf.experiments.resolution import candidate_sizes, enough_size, probe_resolution, resolution_cap
 from tests.conftest import TINY, cli, make_dataset
@@ -66,15 +66,22 @@ def test_the_cap_is_the_probes_choice_with_what_it_measured(tmp_path, monkeypatc
 
 def test_the_budget_recipe_trains_at_the_size_the_probe_found(tiny_dataset, tiny_overrides, tmp_path, capsys, monkeypatch):
     """The user's 48 px is the most the recipe may use; the probe says 32 px is enough: the final model, its warm-up
-    cap and recipe.json follow the probe (faked here: with random weights the probe's choice would be noise)."""
+    cap, the orientation probe and recipe.json follow the probe (faked here: with random weights the probe's choice
+    would be noise)."""
     seen = []
 
     def probe(cfg, dataset, sizes, source=None):
         seen.append(list(sizes))
         return {s: (0.9 if s <= 32 else 0.91) for s in sizes}, 24
 
+    def flips_at(cfg, dataset, size, source=None):
+        seen.append(size)
+        return orientation.Orientation("h", {"identity": 0.9, "hflip": 0.9, "vflip": 0.5, "rot90": 0.5}, 24, size=size)
+
     monkeypatch.setattr(resolution, "probe_resolution", probe)
+    monkeypatch.setattr(orientation, "probe_orientation", flips_at)
     monkeypatch.setattr(resolution, "PROBE_SHARE", 1.0)  # whether it fits 5 % of a 40 s budget depends on the machine
+    monkeypatch.setattr(orientation, "PROBE_SHARE", 1.0)
     monkeypatch.setattr(resolution, "PROXY_LADDER", (32, 40))  # the real ladder starts at 64 px
     run = tmp_path / "run"
     sets = [a for o in tiny_overrides if not o.startswith("data.image_size") for a in ("--set", o)]
@@ -83,6 +90,7 @@ def test_the_budget_recipe_trains_at_the_size_the_probe_found(tiny_dataset, tiny
     recipe = json.loads((run / "recipe.json").read_text())
     assert seen and seen[0][-1] == recipe["resolution"]["largest"] and 32 in seen[0]
     assert recipe["resolution"]["size"] == 32 and recipe["resolution"]["accuracy"]["32"] == 0.9
+    assert seen[1] == 32 and recipe["orientation"]["size"] == 32  # the orientation probe looks at the size found
     assert recipe["chosen"]["image_size"] == 32 and read_yaml(run / "config.yaml")["data"]["image_size"] == 32
     assert "Resolution probe (24 images" in (run / "report.html").read_text()
 
