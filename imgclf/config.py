@@ -190,7 +190,9 @@ class TrainConfig(_Section):
     seed: int = Field(0, ge=0, lt=2**32, description="Seeds model init, data order and augmentation (numpy and torch take 0..2**32-1).")
     device: Device = "auto"
     amp: bool = Field(True, description="Mixed precision (bf16, or fp16 + GradScaler) when CUDA is present.")
-    channels_last: bool = True
+    channels_last: bool = Field(
+        True, description="Train, validate and predict in the NHWC memory format, on CUDA and on the CPU (oneDNN): "
+                          "1.4-1.7x per training step and per prediction on a 2-core Xeon (BENCHMARKS.md); false = NCHW.")
     compile: bool = False
     sync_bn: bool = False
     deterministic: bool = False

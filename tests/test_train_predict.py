@@ -162,3 +162,28 @@ def test_print_config_shows_resolved_config_that_round_trips(tmp_path, capsys):
     (tmp_path / "c.yaml").write_text(out)
     code, again, _ = cli(["train", "--print-config", "--config", tmp_path / "c.yaml"], capsys)
     assert code == 0 and yaml.safe_load(again) == tree
+
+
+def test_a_loaded_run_predicts_in_channels_last_on_the_cpu_unless_turned_off(trained: Path):
+    """NHWC pays in oneDNN's CPU convolutions too (BENCHMARKS.md "Memory format"): the loaded model's conv weights
+    are channels_last, and its logits match the default layout's; train.channels_last=false keeps NCHW."""
+    import torch
+
+    from imgclf.runtime import use_channels_last
+    from imgclf.run.load import load_run
+
+    assert use_channels_last(torch.device("cpu"), True) and not use_channels_last(torch.device("cpu"), False)
+    assert not use_channels_last(torch.device("meta"), True)
+    loaded = load_run(trained)
+    convs = [m.weight for m in loaded.model.modules() if isinstance(m, torch.nn.Conv2d) and m.weight.shape[-1] > 1]
+    assert convs and all(w.is_contiguous(memory_format=torch.channels_last) for w in convs)
+    assert any(not w.is_contiguous() for w in convs)  # (a depthwise kernel, one input channel, is both)
+    config = trained / "config.yaml"
+    data = yaml.safe_load(config.read_text())
+    data["train"]["channels_last"] = False
+    config.write_text(yaml.safe_dump(data))
+    plain = load_run(trained)
+    assert all(m.weight.is_contiguous() for m in plain.model.modules() if isinstance(m, torch.nn.Conv2d))
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(loaded.model(x), plain.model(x), atol=1e-5)

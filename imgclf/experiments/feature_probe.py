@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from imgclf.config import Config
+from imgclf.runtime import use_channels_last
 
 PROBE_IMAGES = 320  # images a probe embeds
 FOLDS = 4
@@ -83,6 +84,8 @@ def probe_set(cfg: Config, dataset: Path, size: int) -> ProbeSet | None:
         return None
     chosen = stratified_subset(labels, np.arange(len(labels)), min(1.0, PROBE_IMAGES / len(labels)), cfg.data.split_seed)
     model, _ = create_model(cfg.model, classes)
+    if use_channels_last(torch.device("cpu"), cfg.train.channels_last):
+        model.to(memory_format=torch.channels_last)
     pre = Preprocessing.from_model(data_config(model), size, 1.0)
     load, side = image_loader(cfg.data, samples.root, pre), cached_side(pre)
     images, kept = [], []

@@ -14,6 +14,7 @@ from imgclf.models.backbones import create_model
 from imgclf.models.classifier import ImageClassifier
 from imgclf.run.checkpoint import load_weights
 from imgclf.run.rundir import RunDir
+from imgclf.runtime import use_channels_last
 
 
 @dataclass
@@ -41,6 +42,8 @@ def load_run(run_dir: Path, device: torch.device | str = "cpu") -> LoadedRun:
     except (RuntimeError, OSError, ValueError) as exc:
         raise WeightsError(f"{run.best} does not fit the model in {run.config}: {str(exc).splitlines()[0]}") from None
     model.to(device).eval()
+    if use_channels_last(torch.device(device), cfg.train.channels_last):
+        model.to(memory_format=torch.channels_last)
     return LoadedRun(run, cfg, classes, pre, model, run.temperature())
 
 

@@ -1,0 +1,19 @@
+"""bench/memory_format.py: the table runs on a tiny model (its figures are a benchmark, not a test)."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+_spec = importlib.util.spec_from_file_location("bench_memory_format", Path(__file__).resolve().parents[1] / "bench" / "memory_format.py")
+bench = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(bench)
+
+
+def test_the_table_has_both_formats_for_training_and_forward_at_each_size(capsys):
+    result = bench.main(["--weights", "none", "--backbone", "test_efficientnet", "--sizes", "32", "--steps", "1",
+                         "--rounds", "1", "--batch", "4"])
+    rates = result["images_per_s"][32]
+    assert set(rates) == {"nchw", "nhwc"} and all(set(r) == {"train", "forward"} for r in rates.values())
+    assert all(v > 0 for r in rates.values() for v in r.values())
+    assert "| 32 px |" in capsys.readouterr().out
