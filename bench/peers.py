@@ -238,7 +238,9 @@ def _imgclf_rows(args, plan: Plan, budget_s: float, out: Path, timeout_s: float)
     n_train = count_train_images(args.dataset)
     held_out = args.epochs or plan.epochs_for(budget_s, 0.8 * n_train, 0.2 * n_train, share=0.85)
     budget = f"{args.budget:g}m"
-    if has_budget("train"):
+    if "train" in args.skip:
+        rows.append(Row("imgclf train --budget", "–", note="not run (--skip train)"))
+    elif has_budget("train"):
         run = out / "train-budget"
         cmd, settings, name = imgclf("train", str(args.dataset), "--budget", budget, "--out", str(run)), \
             f"--budget {budget}", "imgclf train --budget"
@@ -249,7 +251,8 @@ def _imgclf_rows(args, plan: Plan, budget_s: float, out: Path, timeout_s: float)
         if held_out <= 1:
             cmd += ["--set", "train.warmup_epochs=0"]  # imgclf refuses a warm-up as long as the run
         settings, name = f"{plan.res} px, {held_out} epochs (planned like fastai)", "imgclf train (FALLBACK: no --budget)"
-    rows.append(imgclf_row(name, cmd, settings, run, args, out, timeout_s))
+    if "train" not in args.skip:
+        rows.append(imgclf_row(name, cmd, settings, run, args, out, timeout_s))
     cv = has_budget("cv")
     if "cv" in args.skip:
         rows.append(Row("imgclf cv --budget", "–", note="not run (--skip cv)"))
@@ -273,8 +276,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--epochs", type=int, default=None, help="fix every planned epoch count (naive, fastai, fallback)")
     ap.add_argument("--min-epochs", type=int, default=5, help="plan: the largest size that allows this many naive epochs")
     ap.add_argument("--probe-res", type=int, default=128)
-    ap.add_argument("--skip", nargs="+", choices=("fastai", "cv"), default=[],
-                    help="leave these rows out (a row says so): the naive script and imgclf train alone halve the run")
+    ap.add_argument("--skip", nargs="+", choices=("fastai", "cv", "train"), default=[],
+                    help="leave these rows out (a row says so): the naive script and imgclf train alone halve the run; "
+                         "`--systems imgclf --skip train` runs cv --budget alone")
     ap.add_argument("--systems", nargs="+", choices=("baselines", "imgclf"), default=["baselines", "imgclf"],
                     help="which rows to run (default both): `--systems imgclf` re-runs imgclf's rows after a change")
     args = ap.parse_args(argv)

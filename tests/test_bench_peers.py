@@ -45,3 +45,19 @@ def test_table_is_relative_to_the_naive_row():
     text = peers.table(rows)
     assert "| imgclf | --budget 2m | 83.0 % | +3.0 | 110 | 1.10 |" in text
     assert "| fastai | – | – | – | – | – | not installed |" in text
+
+
+def test_skipping_train_and_cv_leaves_rows_that_say_so(tmp_path, monkeypatch):
+    """`--skip train` runs cv --budget alone (here skipped too): no imgclf command runs, each row says why."""
+    import argparse
+
+    ran = []
+    monkeypatch.setattr(peers, "imgclf_row", lambda *a, **k: ran.append(a) or peers.Row(a[0], a[2], 0.9, 1.0))
+    monkeypatch.setattr(peers, "count_train_images", lambda dataset: 100)
+    args = argparse.Namespace(dataset=tmp_path, epochs=None, budget=1.0, skip=["train", "cv"])
+    rows = peers._imgclf_rows(args, peers.Plan(64, 1, images_per_s=10.0), 60.0, tmp_path, 60.0)
+    assert not ran and [(r.system, r.note) for r in rows] == [
+        ("imgclf train --budget", "not run (--skip train)"), ("imgclf cv --budget", "not run (--skip cv)")]
+    args.skip = ["cv"]
+    rows = peers._imgclf_rows(args, peers.Plan(64, 1, images_per_s=10.0), 60.0, tmp_path, 60.0)
+    assert len(ran) == 1 and rows[0].accuracy == 0.9
