@@ -105,3 +105,15 @@ def closing_port():
     stop.set()
     thread.join(timeout=5)
     listener.close()
+
+
+def bench_module(name: str):
+    """``bench/<name>.py`` imported as a module (the bench scripts are not a package)."""
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", Path(__file__).resolve().parents[1] / "bench" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module

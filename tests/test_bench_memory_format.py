@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
+from tests.conftest import bench_module
 
-_spec = importlib.util.spec_from_file_location("bench_memory_format", Path(__file__).resolve().parents[1] / "bench" / "memory_format.py")
-bench = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(bench)
+bench = bench_module("memory_format")
 
 
 def test_the_table_has_both_formats_for_training_and_forward_at_each_size(capsys):

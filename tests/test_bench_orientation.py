@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
+from tests.conftest import bench_module, make_dataset
 
-from tests.conftest import make_dataset
-
-_spec = importlib.util.spec_from_file_location("bench_orientation", Path(__file__).resolve().parents[1] / "bench" / "orientation.py")
-bench = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(bench)
+bench = bench_module("orientation")
 
 
 def test_the_table_has_a_row_per_size_with_each_views_accuracy_and_the_flip_group(tmp_path, capsys):

@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
+from tests.conftest import bench_module, make_dataset
 
-from tests.conftest import make_dataset
-
-_spec = importlib.util.spec_from_file_location("bench_resolution", Path(__file__).resolve().parents[1] / "bench" / "resolution.py")
-bench = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(bench)
+bench = bench_module("resolution")
 
 
 def test_the_table_has_a_column_per_size_and_the_size_the_recipe_would_take(tmp_path, capsys):
