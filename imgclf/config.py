@@ -178,6 +178,10 @@ class TrainConfig(_Section):
                           "epochs of progressive resizing (data.start_size) at sizes not trained yet from the nearest "
                           "one trained; None = by pixels (s^2, which overestimates larger sizes). --budget sets it from "
                           "its warm-up.")
+    budget_members: int = Field(
+        3, ge=1, le=10, description="--budget (train): the most models it trains, each on every image, as an equal-weight "
+                                    "ensemble that predict blends; only as many as each still get the size one model would "
+                                    "and 6 epochs. 1 = always one model (a single file to export).")
     lr: float = Field(1e-3, gt=0.0, le=10.0)
     weight_decay: float = Field(0.05, ge=0.0, le=10.0)
     warmup_epochs: float = Field(1.0, ge=0.0)

@@ -71,6 +71,10 @@ def train(
 
 
 def describe_result(summary: dict) -> str:
+    members = int((summary.get("recipe") or {}).get("members") or 1)
+    if members > 1:
+        return (f"trained {members} models on every image (no validation split), the first for {summary['epochs_run']} "
+                "epoch(s): an equal-weight ensemble that predict blends")
     if summary.get("val_accuracy") is None:
         return f"trained {summary['epochs_run']} epoch(s) on every image (no validation split)"
     metric = summary.get("metric", "accuracy")

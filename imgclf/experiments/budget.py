@@ -134,6 +134,27 @@ def plan_final(seconds: float, images: int, cost: CostModel, cap: int, max_epoch
     return smallest, max(1, epochs_at(smallest))
 
 
+def plan_members(seconds: float, images: int, cost: CostModel, cap: int, max_epochs: int, most: int,
+                 per_run_overhead: float = 0.0, start: Start | None = None) -> tuple[int, int, int]:
+    """``(members, size, epochs)``: how many models ``train --budget`` trains in ``seconds``, each on every image for
+    ``epochs`` epochs at ``size``.
+
+    The size comes first: the one :func:`plan_final` gives a single model. Then the most members (up to ``most``)
+    of which each still gets that size and ``MIN_EPOCHS`` epochs in an even share of ``seconds`` (less a fit's
+    ``per_run_overhead`` for each model after the first); the extra epochs a single model would have are spent
+    on them. One model when no two fit. Past ``MIN_EPOCHS`` a fine-tune's extra epochs buy less than another model
+    does (demo data, 96 px: one model for 17 epochs 91.1 %; three for 6 epochs each 90.9, 90.1 and 90.3 %,
+    together 91.6 %; BENCHMARKS.md "An ensemble under train --budget").
+    """
+    size, epochs = plan_final(seconds, images, cost, cap, max_epochs, start=start)
+    for members in range(max(int(most), 1), 1, -1):
+        share = (seconds - (members - 1) * per_run_overhead) / members
+        each_size, each_epochs = plan_final(share, images, cost, cap, max_epochs, start=start)
+        if each_size >= size and each_epochs >= min(MIN_EPOCHS, max_epochs):
+            return members, each_size, each_epochs
+    return 1, size, epochs
+
+
 def fold_images(images: int, folds: int) -> int:
     """Training-image equivalents one CV fold's epoch costs: its training part plus its validation part."""
     return round(images * (folds - 1) / folds + images / folds / EVAL_SPEEDUP)

@@ -35,8 +35,8 @@ import numpy as np
 
 from imgclf.config import AUGMENT_PRESETS, Config, known_keys, with_overrides
 from imgclf.experiments.budget import (
-    MIN_EPOCHS, PLAN_SHARE, PROXY_SHARE, CostModel, ProxyPlan, Start, fold_images, ladder, plan_final, plan_proxy,
-    progressive_start, proxy_size, search_seconds,
+    MIN_EPOCHS, PLAN_SHARE, PROXY_SHARE, CostModel, ProxyPlan, Start, fold_images, ladder, plan_final, plan_members,
+    plan_proxy, progressive_start, proxy_size, search_seconds,
 )
 from imgclf.experiments.space import SearchParam
 from imgclf.io import atomic_write_json
@@ -59,6 +59,9 @@ SEARCH_MARGIN_SE = 1.0
 # The final model's train.time_limit, as a share of the time left: it re-plans its epochs after each one, so only
 # the last epoch's spread (and its validation-free finish) needs a margin.
 TIME_SHARE = 0.95
+MEMBERS_DIR = "members"  # train --budget's final models after the first: RUN/members/2, RUN/members/3, ...
+# A final model after the first starts only when its share of the time left is at least this share of the planned one.
+MEMBER_FLOOR = 0.5
 # Where the recipe starts for the keys the user left at their defaults (the proxy's trial 0, and the final model when
 # the budget is too short for a search). A fine-tune of a few epochs from pretrained weights needs no heavy
 # regularisation: on the whole image, mirrored left-right, it beat the medium preset (random resized crops from 35 %
@@ -515,47 +518,107 @@ def report_reserve(budget: float) -> float:
 
 def run_recipe(cfg: Config, dataset: Path, out: Path, budget: float, *, started: float | None = None,
                tracking_uri: str | None = None, callbacks: Iterable[Any] = ()) -> dict[str, Any]:
-    """Warm-up, proxy search and the final refit into ``out`` within ``budget`` seconds; return its summary."""
+    """Warm-up, proxy search and the final refit into ``out`` (one model, or an equal-weight ensemble of up to
+    ``train.budget_members``: :func:`~imgclf.experiments.budget.plan_members`) within ``budget`` seconds; return
+    the (first) final model's summary."""
     clock, run, start = Clock(started), RunDir(Path(out)), growth(cfg)  # growth: before the prior names every key
     cfg, prior = with_prior(cfg)
     found = search(cfg, dataset, run, budget, clock, probe_flips="data.flips" in prior, start=start)
     left = budget - report_reserve(budget) - clock.elapsed() - found.overhead
     most = max(cfg.train.epochs, MIN_EPOCHS)
-    size, epochs = plan_final(PLAN_SHARE * left, found.images, found.cost, found.cap, most, start=start)
+    members, size, epochs = plan_members(PLAN_SHARE * left, found.images, found.cost, found.cap, most,
+                                         cfg.train.budget_members, found.overhead, start=start)
     # The size comes from the warm-up's cost model; the epochs from the clock (train.time_limit re-plans them after
     # each epoch, up to ``most``, and the LR schedule anneals by the limit), so a mis-measured warm-up costs neither
     # the budget nor an unfinished schedule.
     final = with_flip_tta(with_growth(with_overrides(final_config(cfg, found.best_params, size, epochs),
-                                         {"train.epochs": max(epochs, most), "train.time_limit": TIME_SHARE * left}), start, found.cost))
+                                                     {"train.epochs": max(epochs, most)}), start, found.cost))
+    first = even_share(clock, budget - report_reserve(budget), members, found.overhead, slack=0.05 * budget)
+    limit = first[0]
+    record = _final_record(found, prior, final, members, epochs, left, limit)
+    log.info("recipe: %s at %dpx%s on all %d images, about %d epoch(s) each (re-planned by the clock within %.0fs; "
+             "%.0fs left of %.0fs)", "one final model" if members == 1 else f"{members} final models (an ensemble)",
+             size, f" (growing from {final.data.start_size}px)" if final.data.start_size else "",
+             found.images, epochs, limit, left, budget)
+    atomic_write_json(run.recipe, {**record, "status": "training the final model"})
+    summaries = train_members(final, Path(dataset), run, members, clock, budget, found.overhead, tracking_uri, callbacks,
+                              first=first)
+    return _finish(run, summaries, record, clock)
+
+
+def _final_record(found: Search, prior: dict[str, Any], final: Config, members: int, epochs: int, left: float,
+                  limit: float) -> dict[str, Any]:
     proxy = found.record["proxy"]
-    record = {
+    tta = final.tta.mode if final.tta.mode != "fixed" else f"{final.tta.n} views: {', '.join(final.tta.views[:final.tta.n])}"
+    trained = ("the final model was trained on every image and has no validation of its own" if members == 1 else
+               f"the {members} final models (an equal-weight ensemble) were each trained on every image and have no "
+               "validation of their own")
+    return {
         **found.record,
         "prior": prior,
-        "chosen": {"params": found.best_params, "image_size": size, "start_size": final.data.start_size or None,
-                   "epochs": epochs, "images": found.images,
-                   "tta": final.tta.mode if final.tta.mode != "fixed" else f"{final.tta.n} views: {', '.join(final.tta.views[:final.tta.n])}",
-                   "seconds_planned": left, "time_limit": final.train.time_limit, "refit_on_all_images": True},
+        "chosen": {"params": found.best_params, "image_size": int(final.data.image_size), "members": members,
+                   "start_size": final.data.start_size or None, "epochs": epochs, "images": found.images, "tta": tta,
+                   "seconds_planned": left, "time_limit": limit, "refit_on_all_images": True},
         "estimate": {"val_accuracy": proxy["best_value"] if proxy["monitor"] == "val_accuracy" else None,
                      "note": ("no estimate: the budget was too short for a proxy search" if proxy.get("skipped") else
-                              "the proxy's validation score (subset, small size)")
-                             + "; the final model was trained on every image and has no validation of its own"},
+                              "the proxy's validation score (subset, small size)") + "; " + trained},
     }
-    log.info("recipe: final model at %dpx%s on all %d images, about %d epoch(s) (re-planned by the clock within %.0fs; "
-             "%.0fs left of %.0fs)", size, f" (growing from {final.data.start_size}px)" if final.data.start_size else "",
-             found.images, epochs, final.train.time_limit, left, budget)
-    atomic_write_json(run.recipe, {**record, "status": "training the final model"})
-    deadline = _FinalDeadline(clock, budget * 1.05 - report_reserve(budget))
-    summary = train_final(final, Path(dataset), run, tracking_uri, [*callbacks, deadline])
-    return _finish(run, summary, record, clock)
 
 
-def _finish(run: RunDir, summary: dict[str, Any], record: dict[str, Any], clock: Clock) -> dict[str, Any]:
-    elapsed = clock.elapsed()
+def even_share(clock: Clock, ends_at: float, runs_left: int, overhead: float, slack: float = 0.0) -> tuple[float, float]:
+    """``(train.time_limit, deadline)`` for the next of ``runs_left`` models sharing the time until ``ends_at`` evenly:
+    :data:`TIME_SHARE` of its share less a fit's fixed ``overhead`` (by which the clock re-plans its epochs), and the
+    end of its share plus its part of ``slack`` (where :class:`_FinalDeadline` stops it)."""
+    runs_left = max(int(runs_left), 1)
+    share = (ends_at - clock.elapsed()) / runs_left
+    return max(TIME_SHARE * (share - overhead), 1.0), clock.elapsed() + share + slack / runs_left
+
+
+def member_dir(run: RunDir, index: int) -> Path:
+    """Where the recipe's model ``index`` (0-based) trains: the run itself for the first, ``RUN/members/<n>`` after."""
+    return run.root if index == 0 else run.root / MEMBERS_DIR / str(index + 1)
+
+
+def train_members(final: Config, dataset: Path, run: RunDir, members: int, clock: Clock, budget: float, overhead: float,
+                  tracking_uri: str | None, callbacks: Iterable[Any], first: tuple[float, float] | None = None) -> list[dict[str, Any]]:
+    """The final models, one after another, each with an even share of the time left (the last ends by the budget,
+    +5 % at most) and its own seed; then, for more than one, ``RUN/ensemble.json`` (equal weights), which
+    ``predict RUN`` blends. A model whose share has shrunk below half the planned one (a machine that slowed down)
+    is not started: the ensemble keeps the models it has. ``first``: the first model's ``(time_limit, deadline)``
+    as the plan recorded them (:func:`even_share` at that moment)."""
+    ends_at, callbacks = budget - report_reserve(budget), list(callbacks)
+    planned = (ends_at - clock.elapsed()) / members
+    summaries: list[dict[str, Any]] = []
+    for index in range(members):
+        limit, deadline = first if index == 0 and first else even_share(clock, ends_at, members - index, overhead,
+                                                                         slack=0.05 * budget)
+        if index and (ends_at - clock.elapsed()) / (members - index) < MEMBER_FLOOR * planned:
+            log.warning("recipe: %d of %d final models trained; too little time is left for another", index, members)
+            break
+        member = with_overrides(final, {"train.time_limit": limit, "train.seed": (final.train.seed + index) % 2**32})
+        summaries.append(train_final(member, dataset, RunDir(member_dir(run, index)), tracking_uri,
+                                     [*callbacks, _FinalDeadline(clock, deadline)]))
+    if len(summaries) > 1:
+        from imgclf.infer.model_set import ENSEMBLE_FILE
+
+        atomic_write_json(run.root / ENSEMBLE_FILE, {
+            "members": [{"path": member_dir(run, i).relative_to(run.root).as_posix(), "weight": 1.0 / len(summaries)}
+                        for i in range(len(summaries))],
+            "weights": "equal", "source": "train --budget: each model on every image, with its own seed"})
+    return summaries
+
+
+def _finish(run: RunDir, summaries: list[dict[str, Any]], record: dict[str, Any], clock: Clock) -> dict[str, Any]:
+    elapsed, summary = clock.elapsed(), summaries[0]
+    trained = [{"path": member_dir(run, i).relative_to(run.root).as_posix(), "epochs_run": s.get("epochs_run"),
+                "train_seconds": s.get("train_seconds")} for i, s in enumerate(summaries)]
     record = {**record, "status": "done", "elapsed_seconds": elapsed, "epochs_run": summary.get("epochs_run"),
+              "members_trained": trained,
               "clock": "from the start of api.train (the train command), after Python's start-up and imports",
               "within_budget": elapsed <= record["budget_seconds"] * 1.05}
     atomic_write_json(run.recipe, record)
     summary = {**summary, "recipe": {"budget_seconds": record["budget_seconds"], "elapsed_seconds": elapsed,
+                                     "members": len(summaries),
                                      "val_accuracy_estimate": record["estimate"]["val_accuracy"],
                                      "validation": record["estimate"]["note"]}}
     atomic_write_json(run.summary, summary)

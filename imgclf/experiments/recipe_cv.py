@@ -21,7 +21,7 @@ from imgclf.config import Config, with_overrides
 from imgclf.errors import ConfigError
 from imgclf.experiments.budget import MIN_EPOCHS, PLAN_SHARE, fold_images, plan_final
 from imgclf.experiments.recipe import (
-    TIME_SHARE, Clock, _FinalDeadline, growth, report_reserve, search, with_flip_tta, with_growth, with_prior,
+    Clock, _FinalDeadline, even_share, growth, report_reserve, search, with_flip_tta, with_growth, with_prior,
 )
 from imgclf.io import atomic_write_json
 from imgclf.run.rundir import BlendDir, RunDir
@@ -40,9 +40,9 @@ def with_fold_deadlines(train_one: Callable[..., dict[str, Any]], clock: Clock, 
 
     def timed(cfg: Config, dataset: Path, out: Path, resume: bool, name: str, callbacks: Sequence[Any] = ()) -> dict[str, Any]:
         index = int(name.rsplit("_", 1)[-1]) if name.startswith("fold_") else folds
-        share = (ends_at - clock.elapsed()) / max(folds - index + 1, 1)
-        cfg = with_overrides(cfg, {"train.time_limit": max(TIME_SHARE * (share - overhead), 1.0)})
-        return train_one(cfg, dataset, out, resume, name, callbacks=[*callbacks, _FinalDeadline(clock, clock.elapsed() + share)])
+        limit, deadline = even_share(clock, ends_at, folds - index + 1, overhead)
+        cfg = with_overrides(cfg, {"train.time_limit": limit})
+        return train_one(cfg, dataset, out, resume, name, callbacks=[*callbacks, _FinalDeadline(clock, deadline)])
 
     return timed
 

@@ -6,7 +6,9 @@ Each is a *model set*: its member runs and their blending weights (summing to 1)
 - a CV folder (``cv.json``, written by ``imgclf cv``): its fold runs, equal weights
   (the refit model, if any, is a run of its own: predict ``CV_DIR/refit`` to use it);
 - an ensemble folder (``ensemble.json``, written by ``imgclf ensemble``): its members — runs or
-  CV folders — with the weights chosen on their out-of-fold predictions.
+  CV folders — with the weights chosen on their out-of-fold predictions;
+- a ``train --budget`` run that trained several models: ``ensemble.json`` in the run lists the run itself
+  (``"."``) and ``members/2``, ... with equal weights.
 
 Example::
 
@@ -101,9 +103,14 @@ def _ensemble_members(root: Path, depth: int) -> list[tuple[Path, float]]:
         weight = float(entry["weight"])
         if weight <= 0:
             continue
-        inner = (
-            _ensemble_members(member, depth + 1) if (member / ENSEMBLE_FILE).is_file() else resolve_model_set(member).members
-        )
+        if member.resolve() == root.resolve():  # "." in train --budget's ensemble: the run the manifest sits in
+            if not RunDir(root).config.is_file():
+                raise RunDirError(f"{root / ENSEMBLE_FILE} lists the folder itself, which is not a run (no config.yaml)")
+            inner = ((root, 1.0),)
+        elif (member / ENSEMBLE_FILE).is_file():
+            inner = _ensemble_members(member, depth + 1)
+        else:
+            inner = resolve_model_set(member).members
         members.extend((run, weight * w) for run, w in inner)
     if not members:
         raise RunDirError(f"{root / ENSEMBLE_FILE} has no member with a positive weight")

@@ -32,6 +32,12 @@ def _final_text(chosen: dict[str, Any]) -> str:
     timed = (f", re-planned by the clock within {h.format_value(chosen['time_limit'])} s (train.time_limit)"
              if chosen.get("time_limit") else "")
     tta = f"; predictions use TTA ({chosen['tta']})" if chosen.get("tta") and chosen["tta"] != "none" else ""
+    members = int(chosen.get("members") or 1)
+    if members > 1:
+        return (f"Final models: {members}, an equal-weight ensemble (this run and members/2 to members/{members}; "
+                f"predict blends them), each {chosen.get('image_size')} px{grown}, about {chosen.get('epochs')} epoch(s) "
+                f"on all {chosen.get('images')} images with its own seed{timed}"
+                f"{tta}. The curves below are the first model's.")
     return (f"Final model: {chosen.get('image_size')} px{grown}, about {chosen.get('epochs')} epoch(s) on all "
             f"{chosen.get('images')} images{timed}{tta}.")
 
