@@ -158,6 +158,27 @@ def test_train_with_a_budget_plans_searches_and_refits_within_it(tiny_dataset, t
     assert (run / "checkpoints" / "best.safetensors").is_file()
     assert "Budget recipe" in (run / "report.html").read_text()
     assert "no validation of its own" in out
+    # as many final models as the plan chose (tiny images leave room for several), the first in the run itself
+    trained = recipe["members_trained"]
+    assert [m["path"] for m in trained] == ["."] + [f"members/{i}" for i in range(2, len(trained) + 1)]
+    assert len(trained) == chosen["members"] == summary["recipe"]["members"]
+    import imgclf
+
+    result = imgclf.predict(run, tiny_dataset / "test", out=tmp_path / "sub.csv")
+    assert result["models"] == len(trained)  # predict RUN blends every final model
+    if len(trained) > 1:
+        manifest = json.loads((run / "ensemble.json").read_text())
+        assert [m["path"] for m in manifest["members"]] == [m["path"] for m in trained]
+        assert all((run / m["path"] / "checkpoints" / "best.safetensors").is_file() for m in trained)
+        assert "equal-weight ensemble" in (run / "report.html").read_text()
+        code, out, err = cli(["export", run, "--format", "timm", "--out", tmp_path / "timm"], capsys)
+        assert code == 0 and f"an ensemble of {len(trained)} models" in out  # export says it wrote one of them
+        from imgclf.infer.jobs import evaluate_run
+
+        scored = evaluate_run(run, tiny_dataset, tmp_path / "eval")  # evaluate scores the blend predict makes
+        assert scored["models"] == len(trained) and scored["images"] == summary["train_images"]
+    else:
+        assert not (run / "ensemble.json").exists()
 
 
 def test_list_valued_choices_survive_an_rdb_study_and_the_enqueued_first_trial(tmp_path):

@@ -109,7 +109,8 @@ def evaluate(
         tta_options.print_tta_compare(run_dir, dataset, out, tta_cfg, tta_ns, batch_size, device, tta_measure)
         return
     result = evaluate_run(run_dir, dataset, out, tta=tta_cfg, batch_size=batch_size, device=device)
-    table = Table(title=f"{run_dir} on {result['evaluated_on']}")
+    blend = f" (the blend of its {result['models']} models)" if result.get("models", 1) > 1 else ""
+    table = Table(title=f"{run_dir}{blend} on {result['evaluated_on']}")
     for col in ("class", "precision", "recall", "f1", "support"):
         table.add_column(col, justify="right" if col != "class" else "left")
     for row in result["per_class"].itertuples(index=False):

@@ -31,3 +31,7 @@ def export_command(
         + (f" — load with timm.create_model('local-dir:{result['out']}', pretrained=True)" if result["format"] == "timm" else ""),
         highlight=False, soft_wrap=True,
     )
+    if result["ensemble_members"]:
+        console.print(f"note: {run_dir} is an ensemble of {result['ensemble_members']} models (ensemble.json), which "
+                      f"predict blends; this exported the first, the run itself — export {run_dir}/members/N for the others",
+                      highlight=False, soft_wrap=True)

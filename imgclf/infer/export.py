@@ -84,8 +84,16 @@ def export_run(run_dir: Path, fmt: str = "onnx", out: Path | None = None) -> dic
     size = sum(f.stat().st_size for f in out.iterdir()) if out.is_dir() else out.stat().st_size
     return {
         "out": str(out), "format": fmt, "classes": len(loaded.classes), "image_size": loaded.pre.image_size,
-        "bytes": size, "opset": OPSET if fmt == "onnx" else None,
+        "bytes": size, "opset": OPSET if fmt == "onnx" else None, "ensemble_members": _ensemble_size(Path(run_dir)),
     }
+
+
+def _ensemble_size(run_dir: Path) -> int | None:
+    """How many models ``predict RUN_DIR`` blends when the run is also an ensemble (``train --budget``'s ensemble.json
+    lists the run itself and ``members/N``); None for a single model. Export writes the run's own model only."""
+    from imgclf.infer.model_set import ENSEMBLE_FILE, resolve_model_set
+
+    return len(resolve_model_set(run_dir).members) if (run_dir / ENSEMBLE_FILE).is_file() else None
 
 
 def timm_model(loaded: LoadedRun) -> torch.nn.Module:

@@ -70,10 +70,14 @@ def evaluate_run(
     run_dir: Path, dataset: Path | None = None, out: Path | None = None, *, tta: TTAConfig | None = None,
     batch_size: int = 64, device: str = "cpu",
 ) -> dict[str, Any]:
-    """Score the run; write metrics.json, per_class.csv, confusion_matrix.{csv,png} into ``out``."""
-    loaded = load_run(run_dir, device)
+    """Score the run; write metrics.json, per_class.csv, confusion_matrix.{csv,png} into ``out``. A ``train --budget``
+    run that trained several models (its ``ensemble.json``) is scored as the blend ``predict`` makes of them."""
+    from imgclf.infer.model_set import predict_model_set, resolve_model_set
+
+    loaded, models = load_run(run_dir, device), resolve_model_set(run_dir)
     paths, labels, root, what = evaluation_images(run_dir, dataset, loaded.classes)
-    pred = predict_paths(loaded, paths, root=root, batch_size=batch_size, device=device, tta=tta)
+    kwargs = dict(root=root, batch_size=batch_size, device=device, tta=tta)
+    pred = predict_paths(loaded, paths, **kwargs) if models.kind == "run" else predict_model_set(models, paths, **kwargs)
     keep = {p: i for i, p in enumerate(paths)}
     y = labels[[keep[p] for p in pred.paths]]
     scores = score(y, pred.probs.argmax(1), loaded.classes)
@@ -81,6 +85,7 @@ def evaluate_run(
     extra = {
         **_metric_report(loaded, pred, y),
         "evaluated_on": what,
+        "models": len(models.members),
         "tta": (tta.mode if tta else "none"),
         "forward_passes": pred.total_passes,
         "passes_per_image": passes_histogram(pred),
