@@ -157,11 +157,12 @@ def test_train_with_a_budget_plans_searches_and_refits_within_it(tiny_dataset, t
     assert summary["recipe"]["val_accuracy_estimate"] == recipe["estimate"]["val_accuracy"]
     assert (run / "checkpoints" / "best.safetensors").is_file()
     assert "Budget recipe" in (run / "report.html").read_text()
-    assert "no validation of its own" in out
+    assert "no validation of its own" in out or "no validation of their own" in out
     # as many final models as the plan chose (tiny images leave room for several), the first in the run itself
     trained = recipe["members_trained"]
     assert [m["path"] for m in trained] == ["."] + [f"members/{i}" for i in range(2, len(trained) + 1)]
-    assert len(trained) == chosen["members"] == summary["recipe"]["members"]
+    # (as many as planned unless one overran its share so far that the next would get under half of its own)
+    assert 1 <= len(trained) <= chosen["members"] and summary["recipe"]["members"] == len(trained)
     import imgclf
 
     result = imgclf.predict(run, tiny_dataset / "test", out=tmp_path / "sub.csv")

@@ -62,7 +62,9 @@ def train(
     if summary.get("recipe"):
         estimate = summary["recipe"]["val_accuracy_estimate"]
         refit_note += (f" — budget {summary['recipe']['budget_seconds']:.0f}s, used {summary['recipe']['elapsed_seconds']:.0f}s"
-                       + (f"; proxy val accuracy {estimate:.4f} (the final model has no validation of its own)" if estimate is not None else ""))
+                       + (f"; proxy val accuracy {estimate:.4f} (" + ("the final models have no validation of their own)"
+                          if summary["recipe"].get("members", 1) > 1 else "the final model has no validation of its own)")
+                          if estimate is not None else ""))
     console.print(
         f"[bold]done[/]: {describe_result(summary)}, {summary['train_seconds']:.0f}s of training — run: {summary['run_dir']}{refit_note}"
         + (f" — report: {report}" if report else ""),

@@ -34,7 +34,8 @@ def _final_text(chosen: dict[str, Any]) -> str:
     tta = f"; predictions use TTA ({chosen['tta']})" if chosen.get("tta") and chosen["tta"] != "none" else ""
     members = int(chosen.get("members") or 1)
     if members > 1:
-        return (f"Final models: {members}, an equal-weight ensemble (this run and members/2 to members/{members}; "
+        others = "members/2" if members == 2 else f"members/2 to members/{members}"
+        return (f"Final models: {members}, an equal-weight ensemble (this run and {others}; "
                 f"predict blends them), each {chosen.get('image_size')} px{grown}, about {chosen.get('epochs')} epoch(s) "
                 f"on all {chosen.get('images')} images with its own seed{timed}"
                 f"{tta}. The curves below are the first model's.")
