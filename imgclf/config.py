@@ -172,7 +172,8 @@ class TrainConfig(_Section):
     time_limit: float | None = Field(
         None, gt=0.0, description="Seconds the training may take (after set-up): after each epoch the epochs are re-planned "
                                   "to what fits the time left at the pace so far (train.epochs is the most) and the LR "
-                                  "schedule ends there; None = exactly train.epochs. --budget sets it for its final model.")
+                                  "schedule ends there (the last epoch partial when a share of one fits); None = exactly "
+                                  "train.epochs. --budget sets it for its final model.")
     time_cost: tuple[float, float] | None = Field(
         None, description="[a, b]: seconds to train one image at size s as a + b*s^2, for train.time_limit to time the "
                           "epochs of progressive resizing (data.start_size) at sizes not trained yet from the nearest "

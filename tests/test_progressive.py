@@ -64,8 +64,8 @@ def test_the_loop_times_the_epochs_to_come_by_train_time_cost(tiny_dataset, tmp_
 
     loop = importlib.import_module("imgclf.train.loop")
     seen = []
-    original = loop.replanned_epochs
-    monkeypatch.setattr(loop, "replanned_epochs", lambda *a: seen.append(a[-1]) or original(*a))
+    original = loop.replanned
+    monkeypatch.setattr(loop, "replanned", lambda *a: seen.append(a[5]) or original(*a))
     cfg = load_config(None, [*TINY, "data.image_size=48", "data.start_size=16", "train.epochs=3",
                              "train.time_limit=3600", "train.time_cost=[0.5, 0.001]"])
     loop.fit(cfg, tiny_dataset, tmp_path / "run")

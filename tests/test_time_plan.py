@@ -14,7 +14,7 @@ import importlib
 from imgclf.config import Config, with_overrides
 from imgclf.run.rundir import RunDir, read_metrics
 from imgclf.train.schedule import WarmupCosine, warmup_cosine
-from imgclf.train.time_plan import epoch_pace, replanned_epochs
+from imgclf.train.time_plan import MIN_PARTIAL, epoch_pace, replanned, replanned_epochs
 from tests.conftest import TINY
 
 loop = importlib.import_module("imgclf.train.loop")  # imgclf.train is also the API function
@@ -34,6 +34,19 @@ def test_pace_leaves_out_the_first_epoch_once_there_are_others():
 ])
 def test_replanned_epochs(limit, elapsed, walls, done, most, expected):
     assert replanned_epochs(limit, elapsed, walls, done, most) == expected
+
+
+@pytest.mark.parametrize("limit, elapsed, walls, trains, done, most, expected", [
+    (100, 30, [30.0], None, 1, 20, (4, 0.333)),  # two whole epochs leave 10 s: a third of one more
+    (100, 30, [30.0], [20.0], 1, 20, (3, 1.0)),  # its 10 s of validation leave nothing to train: whole epochs only
+    (100, 30, [30.0], [20.0], 1, 3, (3, 1.0)),  # never past train.epochs
+    (100, 20, [40.0, 30.0], None, 2, 20, (5, 0.667)),  # at 30 s (not the first epoch's 40): 2 whole and 20 s
+    (100, 30, [30.0], None, 1, 3, (3, 1.0)),
+    (100, 36, [30.0], None, 1, 20, (3, 1.0)),  # 4 s left: under MIN_PARTIAL of an epoch
+])
+def test_replanned_adds_a_partial_last_epoch_when_a_share_of_one_fits(limit, elapsed, walls, trains, done, most, expected):
+    assert replanned(limit, elapsed, walls, done, most, trains=trains) == expected
+    assert expected[1] == 1.0 or expected[1] >= MIN_PARTIAL
 
 
 def test_schedule_length_can_change_and_ends_at_the_floor():
@@ -83,3 +96,57 @@ def test_without_a_time_limit_the_epochs_and_schedule_are_the_configs(tiny_datas
     rows, summary, planned = _fit(tmp_path, tiny_dataset, monkeypatch, **{"train.epochs": 4})
     assert len(rows) == 4 and planned == [4, 4, 4, 4]
     assert rows[2]["lr"] > 0.1 * Config().train.lr  # epoch 3 of 4: not annealed yet
+
+
+class _SecondPerBatch:
+    """A fake clock for the loop, advanced 1 s by every training batch; it records the batches of each epoch and the
+    batches each epoch announced."""
+
+    def __init__(self):
+        self.now, self.batches, self.announced = 0.0, {}, {}
+
+    def perf_counter(self) -> float:
+        return self.now
+
+    def on_epoch_start(self, epoch: int, epochs: int, steps: int) -> None:
+        self.announced[epoch] = steps
+
+    def on_train_batch_end(self, epoch: int, step: int, loss: float) -> None:
+        self.now += 1.0
+        self.batches[epoch] = self.batches.get(epoch, 0) + 1
+
+    def on_epoch_end(self, row: dict) -> None:
+        self.planned = [*getattr(self, "planned", []), row.get("planned_epochs")]
+
+
+def test_a_time_limit_fills_its_end_with_a_partial_epoch_and_the_lr_anneals_there(tiny_dataset, tmp_path, monkeypatch):
+    clock = _SecondPerBatch()
+    monkeypatch.setattr(loop, "time", types.SimpleNamespace(perf_counter=clock.perf_counter, process_time=lambda: 0.0))
+    cfg = with_overrides(Config(), {**dict(o.split("=", 1) for o in TINY), "data.val_fraction": 0.0,
+                                    "train.patience": None, "train.epochs": 10, "data.batch_size": 2})
+    loop.fit(with_overrides(cfg, {"train.epochs": 1}), tiny_dataset, tmp_path / "probe", callbacks=[clock], preflight=False)
+    batches = clock.batches[1]
+    assert batches >= 4
+    clock.now, clock.batches, clock.announced, clock.planned = 0.0, {}, {}, []
+    # 2.5 epochs of time: two whole epochs, then half of one
+    summary = loop.fit(with_overrides(cfg, {"train.time_limit": 2.5 * batches}), tiny_dataset, tmp_path / "run",
+                       callbacks=[clock], preflight=False)
+    rows = read_metrics(RunDir(tmp_path / "run").metrics)
+    half = -(-batches // 2)
+    assert clock.batches == {1: batches, 2: batches, 3: half} and clock.announced[3] == half
+    assert summary["epochs_run"] == 3 and len(rows) == 3
+    assert rows[-1]["lr"] == pytest.approx(0.01 * Config().train.lr)  # the cosine ended with the partial epoch
+    assert clock.now <= 2.5 * batches + 1
+    assert clock.planned == [pytest.approx(2 + half / batches, abs=1e-3)] * 3  # callbacks see where the schedule ends
+    assert "planned_epochs" not in rows[0]  # not a metrics.csv column
+
+
+@pytest.mark.parametrize("planned, stops", [(3.3, False), (4.0, True), (None, True), (3.0, False)])
+def test_the_budget_deadline_counts_a_planned_partial_epoch_at_its_share(planned, stops):
+    """400 s gone, the deadline at 450 s, 100 s epochs: a third of one fits, a whole one does not; the last epoch
+    (planned 3.0) ends the run anyway."""
+    from imgclf.experiments.recipe import _FinalDeadline
+
+    deadline = _FinalDeadline(types.SimpleNamespace(elapsed=lambda: 400.0), 450.0)
+    deadline.on_epoch_end({"epoch": 3, "epoch_seconds": 100.0, **({"planned_epochs": planned} if planned else {})})
+    assert deadline.stop_training is stops

@@ -332,16 +332,18 @@ class _Deadline:
 
 
 class _FinalDeadline:
-    """The final model's callback: stop after an epoch when one more (as long as the latest; the first also
-    fills the resize cache, so it is not the guide for later ones) would end past ``ends_at`` — the safety
-    net for a machine that slowed down after the plan was made."""
+    """The final model's callback: stop after an epoch when the next (as long as the latest, or the share of it
+    that the clock planned for a partial last epoch: the row's ``planned_epochs``; the first epoch also fills
+    the resize cache, so it is not the guide for later ones) would end past ``ends_at`` — the safety net for a
+    machine that slowed down after the plan was made."""
 
     def __init__(self, clock: Clock, ends_at: float):
         self.clock, self.ends_at = clock, ends_at
         self.stop_training = False
 
     def on_epoch_end(self, row: dict[str, Any]) -> None:
-        if self.clock.elapsed() + float(row.get("epoch_seconds") or 0.0) > self.ends_at:
+        share = min(1.0, float(row.get("planned_epochs") or math.inf) - float(row.get("epoch") or 0))
+        if share > 0 and self.clock.elapsed() + share * float(row.get("epoch_seconds") or 0.0) > self.ends_at:
             self.stop_training = True
             log.warning("recipe: stopping the final model after epoch %s: another would end past the budget", row.get("epoch"))
 

@@ -33,7 +33,7 @@ from imgclf.train.distributed import broadcast_object, init_distributed, reduce_
 from imgclf.train.finish import finish
 from imgclf.train.preflight import validate_for_training
 from imgclf.train.setup import Training, epoch_seed, resize_training, seed_everything, set_up, training_model, validate
-from imgclf.train.time_plan import Growth, pixels, replanned_epochs
+from imgclf.train.time_plan import Growth, pixels, replanned
 
 __all__ = ["TrainingInterrupted", "fit"]
 
@@ -68,13 +68,15 @@ def _fit(t: Training, hooks: CallbackList) -> dict[str, Any]:
     try:
         while epoch < t.epochs and not t.stopper.should_stop:
             epoch += 1
-            t0 = time.perf_counter()
+            t0, partial = time.perf_counter(), t.steps_in(epoch) < t.steps_per_epoch
             t.rows.append(_epoch(t, epoch, hooks))
             walls.append(time.perf_counter() - t0)
             sizes.append(t.train_size)
             trains.append(t.rows[-1]["epoch_seconds"])
-            if t.cfg.train.time_limit:  # before the checkpoint, so last.pt holds the re-planned schedule
-                _replan(t, epoch - t.start_epoch, time.perf_counter() - started, walls, sizes, trains)
+            if t.cfg.train.time_limit:  # before the checkpoint: last.pt holds the re-planned schedule
+                if not partial:  # a partial epoch was the plan's last
+                    _replan(t, epoch - t.start_epoch, time.perf_counter() - started, walls, sizes, trains)
+                t.rows[-1]["planned_epochs"] = t.planned_epochs  # for callbacks (not a metrics.csv column)
             _record(t, epoch)
             hooks.on_epoch_end(t.rows[-1])
             # A callback's stop_training (e.g. a time budget) ends the run like early stopping; rank 0
@@ -89,19 +91,21 @@ def _fit(t: Training, hooks: CallbackList) -> dict[str, Any]:
 
 
 def _replan(t: Training, done: int, elapsed: float, walls: list[float], sizes: list[int], trains: list[float]) -> None:
-    """train.time_limit: end at the epoch that fits the time left (rank 0's clock decides for every rank);
-    the LR schedule is stretched or shortened to anneal there. Under progressive resizing each epoch to come
-    is timed at its own size, scaled from the nearest size trained so far by ``train.time_cost``."""
+    """train.time_limit: end at the epoch that fits the time left, the last one partial where the time holds part of
+    one (rank 0's clock decides for every rank); the LR schedule is stretched or shortened to anneal there. Under
+    progressive resizing each epoch to come is timed at its own size, scaled from the nearest size trained so far by
+    ``train.time_cost``."""
     start, final, first, cost = t.cfg.data.start_size or None, t.data.pre.image_size, t.start_epoch, t.cfg.train.time_cost
     grown = Growth(sizes, trains, lambda e, n: size_at(first + e, first + n, start, final),
                    pixels if cost is None else lambda s: cost[0] + cost[1] * s * s) if start else None
-    epochs = first + replanned_epochs(t.cfg.train.time_limit, elapsed, walls, done, t.cfg.train.epochs - first, grown)
-    epochs = broadcast_object(t.ctx, epochs)
-    if epochs != t.epochs and t.ctx.is_main:
-        log.info("train.time_limit: %.0fs of %.0fs used; the run now ends after epoch %d (was %d)",
-                 elapsed, t.cfg.train.time_limit, epochs, t.epochs)
+    epochs, fraction = replanned(t.cfg.train.time_limit, elapsed, walls, done, t.cfg.train.epochs - first, grown, trains)
+    epochs, fraction = broadcast_object(t.ctx, (first + epochs, fraction))
+    if (epochs, fraction) != (t.epochs, 1.0) and t.ctx.is_main:
+        log.info("train.time_limit: %.0fs of %.0fs used; the run now ends after epoch %d%s (was %d)", elapsed,
+                 t.cfg.train.time_limit, epochs, f", which trains on {fraction:.0%} of the images" if fraction < 1 else "",
+                 t.epochs)
     t.epochs = t.checkpointer.epochs = epochs
-    t.schedule.total_steps = epochs * t.updates_per_epoch
+    t.schedule.total_steps = (epochs - 1) * t.updates_per_epoch + max(1, math.ceil(fraction * t.updates_per_epoch))
 
 
 def _epoch(t: Training, epoch: int, hooks: CallbackList) -> dict[str, Any]:
@@ -119,7 +123,7 @@ def _epoch(t: Training, epoch: int, hooks: CallbackList) -> dict[str, Any]:
     # the order comes from the sampler, seeded from (seed, epoch) too.
     seed_everything(epoch_seed(t.cfg.train.seed, epoch - 1) + t.ctx.rank)
     t.sampler.set_epoch(epoch - 1)
-    hooks.on_epoch_start(epoch, t.epochs, t.steps_per_epoch)
+    hooks.on_epoch_start(epoch, t.epochs, t.steps_in(epoch))
     t0, cpu0 = time.perf_counter(), time.process_time()
     loss, acc, seen, bad = _train_one_epoch(t, epoch, hooks)
     seconds, cpu = time.perf_counter() - t0, time.process_time() - cpu0
@@ -145,7 +149,7 @@ def _train_one_epoch(t: Training, epoch: int, hooks: CallbackList) -> tuple[floa
     """One pass over the training loader. With ``train.accumulate`` = N the optimiser steps once per
     N batches (each batch's loss divided by N, so the step equals one batch N times as large);
     under DDP the gradients are synchronised on the stepping batch only."""
-    model, device, cfg = t.train_model, t.ctx.device, t.cfg
+    model, device, cfg, steps = t.train_model, t.ctx.device, t.cfg, t.steps_in(epoch)
     model.train()
     total_loss, correct, seen, step = 0.0, 0, 0, 0
     bad: list[int] = []
@@ -157,7 +161,7 @@ def _train_one_epoch(t: Training, epoch: int, hooks: CallbackList) -> tuple[floa
         if use_channels_last(device, cfg.train.channels_last):
             images = images.contiguous(memory_format=torch.channels_last)
         step += 1
-        stepping = step % cfg.train.accumulate == 0 or step >= t.steps_per_epoch
+        stepping = step % cfg.train.accumulate == 0 or step >= steps
         mixed, soft = t.criterion.mix(images, labels)
         with (nullcontext() if stepping or not hasattr(model, "no_sync") else model.no_sync()):
             with t.amp.autocast():
@@ -176,7 +180,7 @@ def _train_one_epoch(t: Training, epoch: int, hooks: CallbackList) -> tuple[floa
         correct += (logits.argmax(1) == labels).sum().item()
         seen += n
         hooks.on_train_batch_end(epoch, step, value)
-        if step >= t.steps_per_epoch:
+        if step >= steps:
             break
     return total_loss / max(seen, 1), correct / max(seen, 1), seen, bad
 

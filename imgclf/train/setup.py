@@ -81,6 +81,21 @@ class Training:
         """Optimiser steps per epoch: what the LR schedule counts."""
         return math.ceil(self.steps_per_epoch / self.cfg.train.accumulate)
 
+    def steps_in(self, epoch: int) -> int:
+        """Batches epoch ``epoch`` (from 1) trains: ``steps_per_epoch``, but a last epoch that
+        ``train.time_limit`` planned as partial stops where the LR schedule ends."""
+        if self.schedule is None:
+            return self.steps_per_epoch
+        updates_left = self.schedule.total_steps - (epoch - 1) * self.updates_per_epoch
+        return max(1, min(self.steps_per_epoch, updates_left * self.cfg.train.accumulate))
+
+    @property
+    def planned_epochs(self) -> float:
+        """Where the LR schedule ends, in epochs: 3.5 = after half of epoch 4 (a partial last epoch)."""
+        if self.schedule is None:
+            return float(self.epochs)
+        return round(self.schedule.total_steps / self.updates_per_epoch, 3)
+
     @property
     def has_validation(self) -> bool:
         return len(self.data.val_data) > 0
