@@ -100,12 +100,20 @@ def _replan(t: Training, done: int, elapsed: float, walls: list[float], sizes: l
                    pixels if cost is None else lambda s: cost[0] + cost[1] * s * s) if start else None
     epochs, fraction = replanned(t.cfg.train.time_limit, elapsed, walls, done, t.cfg.train.epochs - first, grown, trains)
     epochs, fraction = broadcast_object(t.ctx, (first + epochs, fraction))
-    if (epochs, fraction) != (t.epochs, 1.0) and t.ctx.is_main:
-        log.info("train.time_limit: %.0fs of %.0fs used; the run now ends after epoch %d%s (was %d)", elapsed,
-                 t.cfg.train.time_limit, epochs, f", which trains on {fraction:.0%} of the images" if fraction < 1 else "",
-                 t.epochs)
+    updates = t.updates_per_epoch
+    total = (epochs - 1) * updates + max(1, math.ceil(fraction * updates))
+    if total != t.schedule.total_steps and t.ctx.is_main:
+        log.info("train.time_limit: %.0fs of %.0fs used; the run now ends after %s (was: after %s)", elapsed,
+                 t.cfg.train.time_limit, _run_end(total, updates), _run_end(t.schedule.total_steps, updates))
     t.epochs = t.checkpointer.epochs = epochs
-    t.schedule.total_steps = (epochs - 1) * t.updates_per_epoch + max(1, math.ceil(fraction * t.updates_per_epoch))
+    t.schedule.total_steps = total
+
+
+def _run_end(total_updates: int, updates_per_epoch: int) -> str:
+    """Where a schedule of ``total_updates`` ends, in words: ``epoch 6`` or ``epoch 6 (on 52% of the images)``."""
+    epoch = math.ceil(total_updates / updates_per_epoch)
+    share = (total_updates - (epoch - 1) * updates_per_epoch) / updates_per_epoch
+    return f"epoch {epoch}" + (f" (on {share:.0%} of the images)" if share < 1 else "")
 
 
 def _epoch(t: Training, epoch: int, hooks: CallbackList) -> dict[str, Any]:
