@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# make test-stress: the crash, resume, distributed and concurrent-sweep tests, RUNS times in a row,
+# make test-stress: the crash, resume, clock (train.time_limit), distributed and concurrent-sweep tests, RUNS times in a row,
 # while BURNERS CPU-burning processes load the machine. A test that passes only on an idle machine
 # fails here. Prints one line per run and exits non-zero if any run failed.
 set -uo pipefail
@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 RUNS=${RUNS:-5}
 BURNERS=${BURNERS:-2}
 PY=${PY:-.venv/bin/python}
-TESTS=(tests/test_resume.py tests/test_distributed.py tests/test_sweep.py tests/test_tracking.py)
+TESTS=(tests/test_resume.py tests/test_time_plan.py tests/test_distributed.py tests/test_sweep.py tests/test_tracking.py)
 
 burners=()
 for _ in $(seq "$BURNERS"); do
