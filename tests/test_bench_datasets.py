@@ -4,6 +4,7 @@ full materialisation writes 1,000 test images and is exercised by bench/peers.py
 from __future__ import annotations
 
 import importlib.util
+import io
 from pathlib import Path
 
 import numpy as np
@@ -65,3 +66,54 @@ def test_bad_arguments_are_clear_errors(tmp_path):
     with pytest.raises(DataError, match="not written by"):
         bench_datasets.materialise("noup", tmp_path / "mine")
     assert (tmp_path / "mine" / "keep.txt").read_text() == "user data"
+
+
+def _fake_upstream(folder: Path, n: int = 10_000) -> np.ndarray:
+    """idx files like Debian's: image ``i`` carries its own row number in its first two pixels, label ``i % 10``."""
+    import gzip
+
+    folder.mkdir()
+    images = np.zeros((n, 28, 28), np.uint8)
+    images[:, 0, 0], images[:, 0, 1] = np.arange(n) % 256, np.arange(n) // 256
+    labels = (np.arange(n) % 10).astype(np.uint8)
+    with gzip.open(folder / "t10k-images-idx3-ubyte.gz", "wb") as fh:
+        fh.write(b"\0" * 16 + images.tobytes())
+    with gzip.open(folder / "t10k-labels-idx1-ubyte.gz", "wb") as fh:
+        fh.write(b"\0" * 8 + labels.tobytes())
+    return labels
+
+
+def test_extra_test_images_come_from_the_rest_of_the_official_test_split(tmp_path):
+    import csv
+
+    from imgclf.data.demo import DemoPaths, demo_npz_bytes
+
+    labels = _fake_upstream(tmp_path / "upstream")
+    paths = DemoPaths.for_root(tmp_path / "ds")
+    (paths.dataset / "test").mkdir(parents=True)
+    paths.answers.parent.mkdir(parents=True)
+    paths.answers.write_text("Id,Category,label\n")
+    (paths.dataset / "sample_submission.csv").write_text("Id,Category\n")
+    bench_datasets._add_extra_test(paths, 40, seed=0, upstream=tmp_path / "upstream")
+
+    with np.load(io.BytesIO(demo_npz_bytes())) as npz:
+        taken = set(npz["test_source_index"].tolist())
+    rows = list(csv.DictReader(paths.answers.open()))
+    assert len(rows) == 40 and len(list((paths.dataset / "test").iterdir())) == 40
+    sample = list(csv.DictReader((paths.dataset / "sample_submission.csv").open()))
+    assert [r["Id"] for r in sample] == [r["Id"] for r in rows]
+    per_class = {}
+    for r in rows:
+        pixels = np.asarray(Image.open(paths.dataset / "test" / r["Id"]))
+        source = int(pixels[0, 0]) + 256 * int(pixels[0, 1])
+        assert r["Id"] == f"extra_{source + 1:05d}.png" and source not in taken
+        assert r["label"] == CLASS_NAMES[labels[source]]
+        per_class[r["label"]] = per_class.get(r["label"], 0) + 1
+    assert per_class == {name: 4 for name in CLASS_NAMES}
+
+
+def test_extra_test_refuses_a_missing_source_or_an_uneven_count(tmp_path):
+    with pytest.raises(ConfigError, match="multiple of 10"):
+        bench_datasets.materialise("demo", tmp_path / "x", extra_test=15)
+    with pytest.raises(DataError, match="apt-get install dataset-fashion-mnist"):
+        bench_datasets.read_upstream_test(tmp_path / "nowhere")
