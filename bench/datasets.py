@@ -45,6 +45,7 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 from PIL import Image
@@ -87,14 +88,13 @@ def materialise(kind: str, root: Path, *, train_per_class: int | None = None, se
     staging = Path(tempfile.mkdtemp(prefix=f".{root.name}.partial-", dir=root.parent))
     try:
         paths = materialise_demo(staging / "build", train_per_class)
-        if extra_test:
-            _add_extra_test(paths, extra_test, seed, upstream)
-        if kind == "noup":
-            _turn_every_image(paths.dataset, seed)
-        elif kind == "small":
-            _paste_on_texture(paths.dataset, seed)
+        change = {"noup": _turn_every_image, "small": _paste_on_texture}.get(kind)
+        if change:
+            change(paths.dataset, seed)
         elif kind == "imbalanced":
             _drop_to_sizes(paths.dataset / "train", imbalance)
+        if extra_test:  # after the change, so that the training images are those of the plain kind
+            _add_extra_test(paths, extra_test, seed, upstream, change)
         (paths.root / ".complete").unlink()  # not the plain demo any more: materialise_demo must not reuse it
         (paths.root / MARKER).write_text(json.dumps(params, sort_keys=True) + "\n")
         if root.exists():
@@ -125,8 +125,10 @@ def read_upstream_test(upstream: Path = UPSTREAM) -> tuple[np.ndarray, np.ndarra
     return images, labels
 
 
-def _add_extra_test(paths: DemoPaths, n: int, seed: int, upstream: Path) -> None:
-    """Append ``n`` upstream test images (``n / 10`` a class, none of the demo's own) to the test folder and answers."""
+def _add_extra_test(paths: DemoPaths, n: int, seed: int, upstream: Path,
+                    change: Callable[[Path, int], None] | None = None) -> None:
+    """Append ``n`` upstream test images (``n / 10`` a class, none of the demo's own) to the test folder and answers,
+    each changed like the kind's own images by ``change(folder, seed)`` (with a seed of their own)."""
     import io
 
     images, labels = read_upstream_test(upstream)
@@ -140,14 +142,21 @@ def _add_extra_test(paths: DemoPaths, n: int, seed: int, upstream: Path) -> None
         if len(free) < per_class:
             raise ConfigError(f"--extra-test {n}: only {len(free)} more test images of class {CLASS_NAMES[label]}")
         chosen += rng.choice(free, per_class, replace=False).tolist()
+    extra = paths.root / "extra"
+    extra.mkdir()
+    for row in chosen:
+        Image.fromarray(images[row]).save(extra / f"extra_{row + 1:05d}.png", format="PNG")
+    if change:
+        change(extra, seed + 1)
     index_of = {name: i for i, name in enumerate(SORTED_CLASS_NAMES)}
     with open(paths.answers, "a", newline="", encoding="utf-8") as answers, \
             open(paths.dataset / "sample_submission.csv", "a", newline="", encoding="utf-8") as sample:
         for row in sorted(chosen):
             image_id, name = f"extra_{row + 1:05d}.png", CLASS_NAMES[int(labels[row])]
-            Image.fromarray(images[row]).save(paths.dataset / "test" / image_id, format="PNG")
+            (extra / image_id).rename(paths.dataset / "test" / image_id)
             csv.writer(answers).writerow([image_id, index_of[name], name])
             csv.writer(sample).writerow([image_id, 0])
+    extra.rmdir()
 
 
 def _turn_every_image(dataset: Path, seed: int) -> None:

@@ -94,7 +94,10 @@ def test_extra_test_images_come_from_the_rest_of_the_official_test_split(tmp_pat
     paths.answers.parent.mkdir(parents=True)
     paths.answers.write_text("Id,Category,label\n")
     (paths.dataset / "sample_submission.csv").write_text("Id,Category\n")
-    bench_datasets._add_extra_test(paths, 40, seed=0, upstream=tmp_path / "upstream")
+    changed = []
+    bench_datasets._add_extra_test(paths, 40, seed=0, upstream=tmp_path / "upstream",
+                                   change=lambda folder, seed: changed.append((len(list(folder.iterdir())), seed)))
+    assert changed == [(40, 1)]  # the kind's change (noup, small) turns the extra images too, with their own seed
 
     with np.load(io.BytesIO(demo_npz_bytes())) as npz:
         taken = set(npz["test_source_index"].tolist())
