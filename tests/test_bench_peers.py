@@ -47,6 +47,11 @@ def test_table_is_relative_to_the_naive_row():
     assert "| fastai | – | – | – | – | – | not installed |" in text
 
 
+def test_precision_note_is_the_binomial_standard_error():
+    assert "standard error of 0.9 pp (6,000 images: 0.4 pp)" in peers.precision_note(0.9, 1000)
+    assert peers.precision_note(0.5, 10_000).endswith("standard error of 0.5 pp.")
+
+
 def test_skipping_train_and_cv_leaves_rows_that_say_so(tmp_path, monkeypatch):
     """`--skip train` runs cv --budget alone (here skipped too): no imgclf command runs, each row says why."""
     import argparse
