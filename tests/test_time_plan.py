@@ -150,3 +150,9 @@ def test_the_budget_deadline_counts_a_planned_partial_epoch_at_its_share(planned
     deadline = _FinalDeadline(types.SimpleNamespace(elapsed=lambda: 400.0), 450.0)
     deadline.on_epoch_end({"epoch": 3, "epoch_seconds": 100.0, **({"planned_epochs": planned} if planned else {})})
     assert deadline.stop_training is stops
+
+
+def test_the_replan_is_logged_only_when_the_end_moves_by_a_quarter_epoch_or_more():
+    assert loop.replan_news(152, 155, 20) is None  # 3 of 20 batches: drift
+    assert loop.replan_news(150, 155, 20) == "ends after epoch 8 (on 50% of the images) (was: after epoch 8 (on 75% of the images))"
+    assert loop.replan_news(400, 160, 20) == "ends after epoch 20 (was: after epoch 8)"

@@ -33,7 +33,7 @@ from imgclf.train.distributed import broadcast_object, init_distributed, reduce_
 from imgclf.train.finish import finish
 from imgclf.train.preflight import validate_for_training
 from imgclf.train.setup import Training, epoch_seed, resize_training, seed_everything, set_up, training_model, validate
-from imgclf.train.time_plan import Growth, pixels, replanned
+from imgclf.train.time_plan import MIN_PARTIAL, Growth, pixels, replanned
 
 __all__ = ["TrainingInterrupted", "fit"]
 
@@ -102,11 +102,24 @@ def _replan(t: Training, done: int, elapsed: float, walls: list[float], sizes: l
     epochs, fraction = broadcast_object(t.ctx, (first + epochs, fraction))
     updates = t.updates_per_epoch
     total = (epochs - 1) * updates + max(1, math.ceil(fraction * updates))
-    if total != t.schedule.total_steps and t.ctx.is_main:
-        log.info("train.time_limit: %.0fs of %.0fs used; the run now ends after %s (was: after %s)", elapsed,
-                 t.cfg.train.time_limit, _run_end(total, updates), _run_end(t.schedule.total_steps, updates))
+    news = replan_news(total, t.schedule.total_steps, updates)
+    if news and t.ctx.is_main:
+        log.info("train.time_limit: %.0fs of %.0fs used; the run now %s", elapsed, t.cfg.train.time_limit, news)
     t.epochs = t.checkpointer.epochs = epochs
     t.schedule.total_steps = total
+
+
+def replan_news(total: int, before: int, updates: int) -> str | None:
+    """The re-plan's log line (``ends after epoch 7 (was: after epoch 8 (on 40% of the images))``), or None when the
+    end moved by less than :data:`MIN_PARTIAL` of an epoch: a clock that re-plans after every epoch would otherwise
+    log each few per cent of drift.
+
+    >>> replan_news(152, 155, 20), replan_news(140, 155, 20)
+    (None, 'ends after epoch 7 (was: after epoch 8 (on 75% of the images))')
+    """
+    if abs(total - before) < MIN_PARTIAL * updates:
+        return None
+    return f"ends after {_run_end(total, updates)} (was: after {_run_end(before, updates)})"
 
 
 def _run_end(total_updates: int, updates_per_epoch: int) -> str:
