@@ -40,6 +40,7 @@ from __future__ import annotations
 import argparse
 import csv
 import gzip
+import io
 import json
 import shutil
 import sys
@@ -129,8 +130,6 @@ def _add_extra_test(paths: DemoPaths, n: int, seed: int, upstream: Path,
                     change: Callable[[Path, int], None] | None = None) -> None:
     """Append ``n`` upstream test images (``n / 10`` a class, none of the demo's own) to the test folder and answers,
     each changed like the kind's own images by ``change(folder, seed)`` (with a seed of their own)."""
-    import io
-
     images, labels = read_upstream_test(upstream)
     with np.load(io.BytesIO(demo_npz_bytes()), allow_pickle=False) as npz:
         taken = set(npz["test_source_index"].tolist())
