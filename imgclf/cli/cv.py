@@ -49,24 +49,25 @@ def cv_command(
     from imgclf.experiments.cv import run_cv
     from imgclf.experiments.cv_tracking import close_parent, open_parent
     from imgclf.experiments.recipe_cv import run_cv_recipe
+    from imgclf.run.claim import claim_folder
     from imgclf.train.preflight import validate_for_training
 
     started = time.perf_counter()
     seconds = _cv_budget(budget, refit, out)
     cfg = build_cli_config(config, set_)
     validate_for_training(cfg, dataset)
-    out.mkdir(parents=True, exist_ok=True)
-    parent = open_parent(cfg, out, tracking_uri)
-    try:
-        train_one = _fold_trainer(parent, tracking_uri)
-        if seconds is None:
-            summary = run_cv(cfg, dataset, out, folds=folds, refit=refit, train_one=train_one)
-        else:
-            summary = run_cv_recipe(cfg, dataset, out, seconds, folds=folds, train_one=train_one, started=started)
-    except BaseException:
-        close_parent(parent, None, "FAILED")
-        raise
-    close_parent(parent, summary)
+    with claim_folder(out, "cv"):  # a new or empty folder, or this CV's own (to resume); one writer
+        parent = open_parent(cfg, out, tracking_uri)
+        try:
+            train_one = _fold_trainer(parent, tracking_uri)
+            if seconds is None:
+                summary = run_cv(cfg, dataset, out, folds=folds, refit=refit, train_one=train_one)
+            else:
+                summary = run_cv_recipe(cfg, dataset, out, seconds, folds=folds, train_one=train_one, started=started)
+        except BaseException:
+            close_parent(parent, None, "FAILED")
+            raise
+        close_parent(parent, summary)
     _print_cv(summary, out)
 
 

@@ -28,6 +28,7 @@ from imgclf.eval.metrics import Metric, get_metric, metric_of
 from imgclf.experiments.oof import OOF_NAME, Oof, read_oof, scores, write_oof
 from imgclf.infer.model_set import ENSEMBLE_FILE, relative_member, resolve_model_set
 from imgclf.io import atomic_write_json
+from imgclf.run.claim import claim_folder
 from imgclf.run.rundir import BlendDir
 
 log = logging.getLogger("imgclf")
@@ -142,7 +143,19 @@ def choose_weights(probs: Sequence[np.ndarray], labels: np.ndarray, method: str,
 def build_ensemble(members: Sequence[Path], out: Path, *, method: str = "optimize", metric: Metric | None = None) -> dict[str, Any]:
     """Weight ``members`` (runs, CV folders or ensembles) on their OOF predictions and write ``out``.
 
-    ``metric``: what the members and the blend are scored with (default: the first member's ``train.metric``)."""
+    ``out`` is a new or empty folder, or an earlier ensemble (:func:`imgclf.run.claim.claim_folder`), never a member
+    or a folder inside one. ``metric``: what the members and the blend are scored with (default: the first member's
+    ``train.metric``)."""
+    out = Path(out)
+    for member in members:
+        if out.resolve().is_relative_to(Path(member).resolve()):
+            raise EnsembleError(f"--out {out} is {'' if out.resolve() == Path(member).resolve() else 'inside '}the member "
+                                f"{member}; an ensemble never writes into its members: choose another --out")
+    with claim_folder(out, "ensemble"):
+        return _build_ensemble(members, out, method, metric)
+
+
+def _build_ensemble(members: Sequence[Path], out: Path, method: str, metric: Metric | None) -> dict[str, Any]:
     members = [Path(m) for m in members]
     if len(members) < 1:
         raise EnsembleError("an ensemble needs at least one member")

@@ -38,6 +38,7 @@ import numpy as np
 import torch
 
 from imgclf.errors import ConfigError, RunDirError
+from imgclf.run.claim import check_file_out, check_folder
 from imgclf.run.load import LoadedRun, load_run
 from imgclf.io import atomic_path
 from imgclf.run.rundir import RunDir
@@ -51,6 +52,7 @@ OPSET = 17
 INPUT_NAME = "image"
 OUTPUT_NAME = "logits"
 _SUFFIX = {"onnx": "model.onnx", "torchscript": "model.torchscript.pt", "timm": "timm"}
+_FILE_SUFFIXES = {"onnx": (".onnx",), "torchscript": (".pt", ".pth")}  # what an earlier export of the kind is called
 
 
 def export_metadata(loaded: LoadedRun) -> dict[str, str]:
@@ -73,8 +75,12 @@ def export_run(run_dir: Path, fmt: str = "onnx", out: Path | None = None) -> dic
     """Export ``run_dir``'s best checkpoint to ``out`` (default ``RUN_DIR/export/model.<fmt>``)."""
     if fmt not in FORMATS:
         raise ConfigError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
-    loaded = load_run(run_dir, "cpu")
     out = Path(out) if out else default_export_path(run_dir, fmt)
+    if fmt == "timm":  # the folder is replaced whole: only a new or empty one, or an earlier timm export
+        check_folder(out, "timm")
+    else:
+        check_file_out(out, "--out", _FILE_SUFFIXES[fmt])
+    loaded = load_run(run_dir, "cpu")
     if fmt == "onnx":
         export_onnx(loaded, out)
     elif fmt == "timm":

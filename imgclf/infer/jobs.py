@@ -27,7 +27,8 @@ from imgclf.infer.submission import (
     write_submission,
 )
 from imgclf.run.load import load_run
-from imgclf.run.rundir import read_run_csv
+from imgclf.run.claim import check_distinct, check_file_out
+from imgclf.run.rundir import RunDir, read_run_csv
 
 log = logging.getLogger("imgclf")
 
@@ -150,6 +151,14 @@ def _predict_with_progress(models, paths: list[Path], progress: Any, **kwargs: A
         progress.stop()
 
 
+def check_outputs(out: Path, probs_out: Path | None, sample: Path | None) -> None:
+    """The submission and the probabilities: two different CSV files, neither the sample nor a run's own file."""
+    check_distinct({"--out": out, "--probs": probs_out}, inputs={"--sample": sample})
+    check_file_out(out, "--out", (".csv",), own=(RunDir(Path(out).parent).submission.name,))
+    if probs_out is not None:
+        check_file_out(probs_out, "--probs", (".csv",))
+
+
 def predict_folder(
     run_dir: Path, images: str | Path | Sequence[str | Path], out: Path, *, probs_out: Path | None = None,
     sample: Path | None = None, category: str = "auto", tta: TTAConfig | None = None, batch_size: int = 64,
@@ -166,12 +175,13 @@ def predict_folder(
     """
     from imgclf.infer.model_set import resolve_model_set
 
-    models = resolve_model_set(run_dir)
-    classes = models.classes()
     paths, base = resolve_test_images(images)
     one_folder = isinstance(images, (str, Path)) or len(images) == 1
     if sample is None and one_folder and Path(images if isinstance(images, (str, Path)) else images[0]).is_dir():
         sample = find_sample_submission(base)  # chosen files or a glob: a sample only when given
+    check_outputs(out, probs_out, sample)
+    models = resolve_model_set(run_dir)
+    classes = models.classes()
     fmt = read_format(sample, classes, category)
     listed = match_sample_ids(fmt, paths, base)
     if len(listed) < len(paths):

@@ -1,7 +1,10 @@
-"""One writer per run directory: a lock file held for the life of a training run.
+"""One writer per output folder: a lock file held for the life of the command that writes it.
 
-An OS lock (``flock``) on ``RUN/.imgclf.lock``: it is released when the process ends, however it
-ends, so a crash never leaves a stale lock, and a second ``train`` on the same folder stops at once.
+An OS lock (``flock``) on ``FOLDER/.imgclf.lock``: it is released when the process ends, however it
+ends, so a crash never leaves a stale lock, and a second ``train`` (``cv``, ``ensemble``) on the same
+folder stops at once. The file also says which command wrote the folder (``train``, ``cv``,
+``ensemble``): :meth:`RunDir.writer` reads it to tell a command's own earlier output,
+which it may resume or re-run, from anything else.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ class RunLock:
         self._created = created  # the folder was made for this run: remove it if nothing else got written
 
     @classmethod
-    def acquire(cls, run: RunDir) -> "RunLock":
+    def acquire(cls, run: RunDir, kind: str = "train") -> "RunLock":
         created = not run.root.exists()
         run.root.mkdir(parents=True, exist_ok=True)
         fd = os.open(run.lock, os.O_RDWR | os.O_CREAT, 0o644)
@@ -28,7 +31,10 @@ class RunLock:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             os.close(fd)
-            raise ConfigError(f"{run.root} is in use by another imgclf training; wait for it or choose another --out") from None
+            what = "training" if kind == "train" else kind
+            raise ConfigError(f"{run.root} is in use by another imgclf {what}; wait for it or choose another --out") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, kind.encode("ascii"), 0)
         return cls(fd, run, created)
 
     def release(self) -> None:

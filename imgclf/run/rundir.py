@@ -36,6 +36,7 @@ METRIC_COLUMNS = [
     "epoch_cpu_seconds",
 ]
 MAX_JSON_BYTES = 50 * 2**20  # run files are small; a larger one is not ours
+_MAX_WRITER = 32
 
 
 @dataclass(frozen=True)
@@ -130,6 +131,17 @@ class RunDir:
             raise RunDirError(f"--out {self.root} is a file, not a folder; choose a new folder")
         if self.root.is_dir() and any(p.name != self.lock.name for p in self.root.iterdir()):
             raise RunDirError(f"--out {self.root} is not empty and holds no imgclf run; choose a new or empty folder")
+
+    def writer(self) -> str | None:
+        """The command named in the lock file (:class:`imgclf.run.lock.RunLock` writes it: ``train``, ``cv``,
+        ``ensemble``); None without a lock, or for a lock from before the name was kept there."""
+        try:
+            with open(self.lock, "rb") as fh:
+                text = fh.read(_MAX_WRITER + 1)
+        except OSError:
+            return None
+        name = text.decode("ascii", "replace").strip()
+        return name if name.isidentifier() and len(text) <= _MAX_WRITER else None
 
     def remove_stale_temporaries(self) -> list[Path]:
         """Delete the ``.NAME.*.tmp`` files a killed atomic write left behind; return them."""
