@@ -22,6 +22,7 @@ from typing import Any
 
 from imgclf.config import Config, TTAConfig, build_config, load_config, read_yaml
 from imgclf.errors import ConfigError, DataError
+from imgclf.run.claim import start_over
 from imgclf.run.load import LoadedRun
 from imgclf.run.load import load_run as _load_run
 from imgclf.run.rundir import RunDir
@@ -75,6 +76,8 @@ def train(
         validate_for_training(cfg, Path(dataset))
         if resume is not None and overrides:
             _start_extension(RunDir(Path(out)), cfg)
+        if resume is None:
+            start_over(RunDir(Path(out)))  # a run killed before its first checkpoint starts again here
     if seconds is not None:
         from imgclf.experiments.recipe import record_total, run_recipe
 

@@ -9,9 +9,12 @@ from pathlib import Path
 import pytest
 
 from conftest import TINY, cli
+from imgclf.config import load_config
 from imgclf.errors import RunDirError
 from imgclf.run.claim import check_distinct, check_file_out, check_folder, claim_folder, folder_kind
+from imgclf.run.lock import RunLock
 from imgclf.run.rundir import RunDir
+from imgclf.train.loop import TrainingInterrupted, fit
 
 
 def _sets(*extra: str) -> list[str]:
@@ -164,3 +167,51 @@ def test_a_single_file_output_may_replace_its_own_kind_only(tmp_path):
     with pytest.raises(RunDirError, match="is not a .csv file"):
         check_file_out(tmp_path / "notes.txt", "--out", (".csv",))
 
+
+class _InterruptInEpoch:
+    """Ctrl-C in the middle of epoch ``epoch``."""
+
+    def __init__(self, epoch: int):
+        self.epoch, self.seen = epoch, 0
+
+    def on_epoch_end(self, row):
+        self.seen = row["epoch"]
+
+    def on_train_batch_end(self, *args, **kwargs):
+        if self.seen + 1 == self.epoch:
+            raise KeyboardInterrupt
+
+
+def test_a_run_killed_before_its_first_checkpoint_starts_again_with_the_same_out(tmp_path, tiny_dataset, capsys):
+    out = tmp_path / "run"
+    # checkpoint_every=3: epoch 1 writes metrics.csv and best weights, and the kill in epoch 2 comes before last.pt.
+    cfg = load_config(None, [*TINY, "train.epochs=3", "train.checkpoint_every=3"])
+    with pytest.raises(TrainingInterrupted, match="nothing to resume, start the run again"):
+        fit(cfg, tiny_dataset, out, callbacks=[_InterruptInEpoch(2)])
+    assert (out / "checkpoints" / "best.safetensors").is_file() and not (out / "checkpoints" / "last.pt").exists()
+    assert RunDir(out).is_unfinished()
+
+    code, _, err = cli(["train", tiny_dataset, "--out", out, *_sets("train.epochs=1")], capsys)
+    assert code == 0, err
+    assert json.loads((out / "summary.json").read_text())["epochs_run"] == 1
+    assert len((out / "metrics.csv").read_text().splitlines()) == 2  # the killed run's rows are gone
+
+
+def test_a_killed_runs_folder_with_a_users_file_in_it_is_still_refused(tmp_path, tiny_dataset, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "run.json").write_text("{}")
+    (out / ".imgclf.lock").write_text("train")
+    (out / "notes.txt").write_text("mine")
+    assert "holds no imgclf run" in _refused(["train", tiny_dataset, "--out", out, *_sets()], out, capsys)
+
+
+def test_a_fresh_start_over_a_killed_run_still_being_written_is_refused(tmp_path, tiny_dataset, capsys):
+    out = tmp_path / "run"
+    lock = RunLock.acquire(RunDir(out))  # a training that has not reached its first checkpoint yet
+    (out / "run.json").write_text("{}")
+    try:
+        line = _refused(["train", tiny_dataset, "--out", out, *_sets()], out, capsys)
+    finally:
+        lock.release()
+    assert "in use by another imgclf training" in line

@@ -133,3 +133,14 @@ def check_distinct(outputs: Mapping[str, Path | None], inputs: Mapping[str, Path
             raise RunDirError(f"{flag} {path} is the same file as {seen[where]}; give each output its own file")
         seen[where] = flag
 
+
+def start_over(run: RunDir) -> None:
+    """Clear a run of ours killed before its first checkpoint (:meth:`RunDir.is_unfinished`) for a new start, under
+    its lock: a training still writing there is refused before any file of it is removed."""
+    if not run.is_unfinished():
+        return
+    lock = RunLock.acquire(run)
+    try:
+        run.clear_unfinished()
+    finally:
+        lock.release()

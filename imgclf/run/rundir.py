@@ -19,6 +19,7 @@ import json
 import math
 import os
 import platform
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -124,12 +125,13 @@ class RunDir:
         return "new"
 
     def check_new(self) -> None:
-        """A new run goes into a new or empty folder: never over another run, never over a user's files."""
+        """A new run goes into a new or empty folder, or over a run of ours that never reached a checkpoint
+        (nothing to resume: :meth:`clear_unfinished` then starts it again); never over a user's files."""
         if self.holds_run():
             raise RunDirError(f"run directory {self.root} already holds a run; choose another --out or use --resume {self.root}")
         if self.root.exists() and not self.root.is_dir():
             raise RunDirError(f"--out {self.root} is a file, not a folder; choose a new folder")
-        if self.root.is_dir() and any(p.name != self.lock.name for p in self.root.iterdir()):
+        if self.root.is_dir() and any(p.name != self.lock.name for p in self.root.iterdir()) and not self.is_unfinished():
             raise RunDirError(f"--out {self.root} is not empty and holds no imgclf run; choose a new or empty folder")
 
     def writer(self) -> str | None:
@@ -143,11 +145,43 @@ class RunDir:
         name = text.decode("ascii", "replace").strip()
         return name if name.isidentifier() and len(text) <= _MAX_WRITER else None
 
-    def remove_stale_temporaries(self) -> list[Path]:
-        """Delete the ``.NAME.*.tmp`` files a killed atomic write left behind; return them."""
+    def _started_files(self) -> tuple[Path, ...]:
+        """What a training (or ``--budget``'s search) writes before its first checkpoint."""
+        return (self.lock, self.info, self.config, self.classes, self.preprocessing, self.environment, self.split,
+                self.metrics, self.val_predictions, self.calibration, self.mlflow_run, self.checkpoints, self.recipe,
+                self.proxy)
+
+    def is_unfinished(self) -> bool:
+        """A run of ours killed before its first checkpoint: a lock, run.json or recipe.json says imgclf started it,
+        nothing else is here but what a run writes before ``last.pt``, and neither ``last.pt`` nor a summary exists."""
+        if not self.root.is_dir() or self.holds_run() or not any(p.exists() for p in (self.lock, self.info, self.recipe)):
+            return False
+        if self.writer() not in (None, "train"):
+            return False
+        known = {p.name for p in self._started_files()}
+        stale = {p.name for p in self.remove_stale_temporaries(dry_run=True)}
+        checkpoints = {p.name for p in self.checkpoints.iterdir()} if self.checkpoints.is_dir() else set()
+        return ({p.name for p in self.root.iterdir()} <= known | stale
+                and checkpoints <= {self.best.name} | stale)
+
+    def clear_unfinished(self) -> None:
+        """Remove what a run killed before its first checkpoint left (the lock stays), so a new start is clean."""
+        if not self.is_unfinished():
+            return
+        self.remove_stale_temporaries()
+        for path in self._started_files():
+            if path == self.lock:
+                continue
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink(missing_ok=True)
+
+    def remove_stale_temporaries(self, dry_run: bool = False) -> list[Path]:
+        """Delete the ``.NAME.*.tmp`` files a killed atomic write left behind (``dry_run``: only list them); return them."""
         stale = [p for folder in (self.root, self.checkpoints) if folder.is_dir()
                  for p in folder.glob(".*.tmp") if p.is_file()]
-        for path in stale:
+        for path in [] if dry_run else stale:
             path.unlink(missing_ok=True)
         return stale
 
