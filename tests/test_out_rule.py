@@ -215,3 +215,19 @@ def test_a_fresh_start_over_a_killed_run_still_being_written_is_refused(tmp_path
     finally:
         lock.release()
     assert "in use by another imgclf training" in line
+
+
+def test_report_out_over_a_runs_other_file_exits_2_and_changes_nothing(tmp_path, capsys):
+    run = _fake_run(tmp_path / "run")
+    assert "is not a .html/.htm file" in _refused(["report", run, "--out", run / "summary.json"], run, capsys)
+
+
+def test_compare_out_over_a_runs_report_exits_2_and_changes_nothing(tmp_path, capsys):
+    a, b = _fake_run(tmp_path / "a"), _fake_run(tmp_path / "b")
+    (a / "report.html").write_text("<html>run a's own report</html>")
+    assert "is a file of a training run" in _refused(["compare", a, b, "--out", a / "report.html"], a, capsys)
+
+
+def test_show_augs_out_over_another_kind_of_file_exits_2_and_changes_nothing(tmp_path, tiny_dataset, capsys):
+    mine = _users_folder(tmp_path / "mine")
+    assert "is not a" in _refused(["show-augs", tiny_dataset, "--out", mine / "notes.txt", *_sets()], mine, capsys)

@@ -23,6 +23,12 @@ def compare_command(
 
     if bool(run_dirs) == bool(experiment):
         raise ConfigError("give either RUN_DIR... or --experiment NAME (not both)")
+    if out is not None:
+        from imgclf.experiments.compare import report_paths
+        from imgclf.run.claim import check_file_out
+
+        for path in report_paths(out):  # the page and its .md/.csv: earlier comparisons, never a run's files
+            check_file_out(path, "--out", (path.suffix.lower(),), own=tuple(p.name for p in report_paths(Path("."))))
     if experiment:
         from imgclf.experiments.tracking import tracking_uri_in
 

@@ -43,9 +43,11 @@ def show_augs_command(
     """
     from imgclf.data.transforms import AugmentSpec
     from imgclf.report.augs import backbone_preprocessing, write_aug_preview
+    from imgclf.run.claim import check_file_out
 
     if not dataset.exists():
         raise DataError(f"dataset not found: {dataset}")
+    check_file_out(out, "--out", (".png", ".jpg", ".jpeg", ".svg", ".pdf"))  # an earlier preview, never another file
     cfg = build_cli_config(config, set_)
     t0 = time.perf_counter()
     pre = backbone_preprocessing(cfg)
