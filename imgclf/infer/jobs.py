@@ -13,6 +13,7 @@ import torch
 
 from imgclf.config import TTAConfig
 from imgclf.data.samples import load_training_set, resolve_test_images
+from imgclf.data.split import read_split_frame
 from imgclf.errors import DataError
 from imgclf.eval.metrics import get_metric, metric_of
 from imgclf.eval.scores import most_confused, score
@@ -27,7 +28,6 @@ from imgclf.infer.submission import (
     write_submission,
 )
 from imgclf.run.load import load_run
-from imgclf.run.rundir import read_run_csv
 
 log = logging.getLogger("imgclf")
 
@@ -39,9 +39,9 @@ def evaluation_images(run_dir: Path, dataset: Path | None, classes: list[str]) -
     run = RunDir(Path(run_dir))
     if dataset is None:
         run.require("split", "info")
-        root = Path(run.read_info()["dataset"])
-        root = root.parent if root.is_file() else root
-        split = read_run_csv(run.split, ("path", "label", "split"), dtype=str, keep_default_na=False)
+        listed = run.read_dataset()
+        root = listed.parent if listed.is_file() else listed
+        split = read_split_frame(run.split, ("path", "label", "split"), inside=not listed.is_file())
         val = split[split["split"] == "val"]
         paths = [root / p for p in val["path"]]
         missing = [p for p in paths if not p.is_file()]
