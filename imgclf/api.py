@@ -139,7 +139,7 @@ def resumed_config(run_dir: Path, dataset: str | Path | None, overrides: Sequenc
     bad = next((k for k in keys if k not in RESUME_OVERRIDES and k not in USER_KEYS), None)
     if bad is not None:
         raise ConfigError(f"--resume continues a run with its saved config.yaml; --set may change only "
-                          f"{' and '.join(RESUME_OVERRIDES)} there, and {', '.join(USER_KEYS)} (got {bad})")
+                          f"{' and '.join(RESUME_OVERRIDES)} there (got {bad}); {' and '.join(USER_KEYS)} are yours to set")
     cfg = run_config(run, load_config(None, [o for o, k in zip(overrides, keys) if k in USER_KEYS]))
     if _extension(overrides):
         cfg = _extended(run, cfg, _extension(overrides))
