@@ -176,7 +176,8 @@ def test_evaluate_refuses_a_members_symlink_out_of_the_run(work, capsys):
 
 def test_a_budget_run_whose_members_lie_inside_it_still_predicts(work, capsys):
     shutil.copytree(work["run"], work["root"] / "copy")
-    shutil.move(str(work["root"] / "copy"), work["run"] / "members" / "2") if (work["run"] / "members").mkdir() is None else None
+    (work["run"] / "members").mkdir()
+    shutil.move(work["root"] / "copy", work["run"] / "members" / "2")
     _budget_manifest(work["run"], "members/2")
     code, _, err = predict(work["run"], work, capsys)
     assert code == 0, err[-1500:]
