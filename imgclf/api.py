@@ -74,7 +74,7 @@ def train(
         RunDir(out).check_new()
     if is_main():  # every problem with the config, the dataset and the files it names, before anything is written
         validate_for_training(cfg, Path(dataset))
-        if resume is not None and overrides:
+        if resume is not None and _extension(overrides):
             _start_extension(RunDir(Path(out)), cfg)
         if resume is None:
             start_over(RunDir(Path(out)))  # a run killed before its first checkpoint starts again here
@@ -120,6 +120,7 @@ def _apply_sweep(cfg: Config, study: str, storage: str | None) -> Config:
 
 
 # What ``--resume`` may change: how long the run goes on (extending a finished run, or an interrupted one).
+# The user's own settings (imgclf.run.trust.USER_KEYS: tracking.uri, data.cache_dir) may be given too.
 RESUME_OVERRIDES = ("train.epochs", "train.patience")
 
 
@@ -129,25 +130,36 @@ def resumed_config(run_dir: Path, dataset: str | Path | None, overrides: Sequenc
     ``overrides`` may set only :data:`RESUME_OVERRIDES`: ``train.epochs=N`` extends a run, finished or not, to N
     epochs (the learning-rate schedule is recomputed for N, as timm's ``--resume`` with more ``--epochs`` does).
     ``train`` then makes it the run's ``config.yaml``; a finished run loses its ``summary.json`` until it
-    finishes again.
+    finishes again. What the run may not decide (where tracking data and files go) comes from the user: the run's
+    values for ``USER_KEYS`` are ignored, and ``overrides`` may set them.
     """
+    from imgclf.config import parse_override
+    from imgclf.run.trust import USER_KEYS, run_config
+
     run = RunDir(run_dir)
     run.require("config", "info", "last")
-    cfg = build_config(read_yaml(run.config))
-    if overrides:
-        cfg = _extended(run, cfg, overrides)
-    return cfg, Path(dataset or run.read_info()["dataset"]), run_dir
+    keys = [parse_override(o)[0] for o in overrides]
+    bad = next((k for k in keys if k not in RESUME_OVERRIDES and k not in USER_KEYS), None)
+    if bad is not None:
+        raise ConfigError(f"--resume continues a run with its saved config.yaml; --set may change only "
+                          f"{' and '.join(RESUME_OVERRIDES)} there (got {bad}); {' and '.join(USER_KEYS)} are yours to set")
+    cfg = run_config(run, load_config(None, [o for o, k in zip(overrides, keys) if k in USER_KEYS]))
+    if _extension(overrides):
+        cfg = _extended(run, cfg, _extension(overrides))
+    return cfg, Path(dataset) if dataset else run.read_dataset(), run_dir
+
+
+def _extension(overrides: Sequence[str]) -> list[str]:
+    """The ``--set`` values that extend a resumed run (:data:`RESUME_OVERRIDES`)."""
+    from imgclf.config import parse_override
+
+    return [o for o in overrides if parse_override(o)[0] in RESUME_OVERRIDES]
 
 
 def _extended(run: RunDir, cfg: Config, overrides: Sequence[str]) -> Config:
-    from imgclf.config import parse_override
+    from imgclf.config import parse_override, with_overrides
 
-    keys = [parse_override(o)[0] for o in overrides]
-    if any(k not in RESUME_OVERRIDES for k in keys):
-        bad = next(k for k in keys if k not in RESUME_OVERRIDES)
-        raise ConfigError(f"--resume continues a run with its saved config.yaml; --set may change only "
-                          f"{' and '.join(RESUME_OVERRIDES)} there (got {bad})")
-    new = load_config(run.config, list(overrides))
+    new = with_overrides(cfg, dict(parse_override(o) for o in overrides))
     done = run.read_summary()["epochs_run"] if run.is_finished() else 0
     if run.is_finished() and new.train.epochs <= done:
         raise ConfigError(f"{run.root} already trained {done} epoch(s); to extend it set train.epochs above {done}")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 
 import numpy as np
 import pandas as pd
@@ -86,17 +86,40 @@ def save_split(path: Path, rel_paths: list[str], labels: list[str], is_val: np.n
         frame.to_csv(tmp, index=False)
 
 
-def read_split(path: Path) -> dict[str, str]:
-    """A saved split.csv as {relative path: "train" | "val"}."""
+SPLITS = ("train", "val")
+
+
+def read_split_frame(path: Path, columns: tuple[str, ...] = ("path", "split"), *, inside: bool = False):
+    """A split.csv as a DataFrame of strings, checked: the ``columns`` and split values train or val; with
+    ``inside`` (the split of a dataset folder, whose images all lie in it), image paths relative to the dataset
+    that stay inside it (no absolute path, no ``..``). A CSV list may name images anywhere: so may its split."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"split file not found: {path}")
     try:
         frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+    except (OSError, UnicodeDecodeError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise DataError(f"{path} is not a readable split file ({str(exc).splitlines()[0][:120]})") from None
-    if not {"path", "split"} <= set(frame.columns):
-        raise DataError(f"{path} is not a split file (needs columns path,split)")
+    if not set(columns) <= set(frame.columns):
+        raise DataError(f"{path} is not a split file (needs columns {','.join(columns)})")
+    other = frame.loc[~frame["split"].isin(SPLITS), "split"]
+    if len(other):
+        raise DataError(f"{path} has split value {other.iloc[0][:40]!r}; each image is train or val")
+    outside = [p for p in frame["path"] if inside and not _stays_inside(p)]
+    if outside:
+        raise DataError(f"{path} names image {outside[0][:80]!r}, which is not a path inside the dataset")
+    return frame
+
+
+def _stays_inside(rel: str) -> bool:
+    posix = PurePosixPath(rel.replace("\\", "/"))
+    return bool(rel.strip()) and "\0" not in rel and not posix.is_absolute() and ".." not in posix.parts \
+        and not PureWindowsPath(rel).drive
+
+
+def read_split(path: Path) -> dict[str, str]:
+    """A saved split.csv as {relative path: "train" | "val"}."""
+    frame = read_split_frame(path)
     return dict(zip(frame["path"], frame["split"]))
 
 

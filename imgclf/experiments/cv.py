@@ -41,8 +41,10 @@ from imgclf.experiments.label_issues import LABEL_ISSUES_NAME, rank_label_issues
 from imgclf.experiments.oof import OOF_NAME, Oof, read_run_oof, scores, write_oof
 from imgclf.experiments.stats import mean_std_ci
 from imgclf.infer.model_set import CV_FILE
-from imgclf.io import atomic_path, atomic_write_json, read_json
+from imgclf.io import atomic_path, atomic_write_json
 from imgclf.run.rundir import BlendDir, RunDir
+from imgclf.run.specs import read_cv_spec, read_folds
+from imgclf.run.trust import run_config
 
 log = logging.getLogger("imgclf")
 
@@ -82,9 +84,8 @@ def plan_folds(samples: TrainingSet, out: Path, k: int, seed: int) -> np.ndarray
     rel = _rel_paths(samples)
     path = out / FOLDS_NAME
     if path.is_file():
-        frame = pd.read_csv(path, dtype={"path": str}, keep_default_na=False)
-        lookup = dict(zip(frame["path"], frame["fold"].astype(int)))
-        if set(lookup) != set(rel) or frame["fold"].nunique() != k:
+        lookup = read_folds(BlendDir(out))
+        if set(lookup) != set(rel) or set(lookup.values()) != set(range(1, k + 1)):
             raise DataError(f"{path} does not match the dataset any more (images or --folds changed); use a new --out")
         return np.array([lookup[p] for p in rel], dtype=int)
     folds = make_folds(samples.labels, samples.groups, k, seed)
@@ -112,9 +113,9 @@ def _check_resume(cfg: Config, out: Path, k: int) -> tuple[Config, bool]:
     spec_path = out / CV_FILE
     if not spec_path.is_file():
         return cfg, True
-    spec = read_json(spec_path)
-    if spec["folds"] != k:
-        raise ConfigError(f"{out} holds a {spec['folds']}-fold CV; use --folds {spec['folds']} to resume it, or another --out")
+    held = read_cv_spec(BlendDir(out)).folds
+    if held != k:
+        raise ConfigError(f"{out} holds a {held}-fold CV; use --folds {held} to resume it, or another --out")
     saved = build_config(read_yaml(out / CONFIG_NAME))
     if _resolved(saved) != _resolved(cfg):
         raise ConfigError(f"{out} was started with another config ({out / CONFIG_NAME}); use the same --config/--set to resume, or another --out")
@@ -151,8 +152,8 @@ def train_runs(cfg: Config, dataset: Path, out: Path, k: int, train_one: TrainFn
         if state == "done":
             actions.append("skipped")
             continue
-        if state == "resume":
-            fold_cfg = build_config(read_yaml(RunDir(run_dir).config))
+        if state == "resume":  # the fold's own config, but where tracking data and files go is the user's cfg's
+            fold_cfg = run_config(RunDir(run_dir), cfg)
         else:
             fold_cfg = with_overrides(cfg, {"data.split_file": str((out / "splits" / f"fold_{i}.csv").resolve())})
         log.info("fold %d/%d: %s %s", i, k, "resuming" if state == "resume" else "training", run_dir)

@@ -12,9 +12,11 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from imgclf.config import Config, build_config, read_yaml
-from imgclf.io import atomic_write_json, read_json
-from imgclf.run.rundir import RunDir
+from imgclf.config import Config
+from imgclf.io import atomic_write_json
+from imgclf.run.rundir import BlendDir, RunDir
+from imgclf.run.specs import read_cv_spec
+from imgclf.run.trust import run_config
 from imgclf.train.refit import refit_config
 
 log = logging.getLogger("imgclf")
@@ -35,12 +37,12 @@ def run_refit(cfg: Config, dataset: Path, out: Path, epochs: int, train_one) -> 
     """Train (or resume, or skip when done) ``out/refit``; return its entry for the CV summary."""
     target = RunDir(out).refit_run
     run_dir = target.root
-    folds = read_json(out / "cv.json")["fold_dirs"]
-    fold_best = [int(RunDir(out / f).read_summary().get("best_epoch") or 0) for f in folds]
+    folds = read_cv_spec(BlendDir(out)).fold_dirs
+    fold_best = [int(RunDir(f).read_summary().get("best_epoch") or 0) for f in folds]
     state = target.state()
     if state != "done":
         if state == "resume":
-            run_cfg = build_config(read_yaml(RunDir(run_dir).config))
+            run_cfg = run_config(RunDir(run_dir), cfg)
         else:
             run_cfg = refit_config(cfg, epochs)
         log.info("refit: training %s on every image for %d epoch(s) (%s)", run_dir, epochs, EPOCHS_FROM)

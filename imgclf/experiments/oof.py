@@ -52,12 +52,40 @@ def read_run_oof(run_dir: Path) -> Oof:
     if not path.is_file() or not run.classes.is_file():
         raise RunDirError(f"{run_dir} has no out-of-fold predictions ({path.name} and {run.classes.name} of a finished run)")
     classes = run.read_classes()
-    frame = read_run_csv(path, ("path", "label"), dtype={"path": str, "label": str}, keep_default_na=False)
-    logits = frame[[f"logit_{j}" for j in range(len(classes))]].to_numpy(dtype=float)
-    index = {c: i for i, c in enumerate(classes)}
-    labels = np.array([index[v] for v in frame["label"]], dtype=int)
+    columns = [f"logit_{j}" for j in range(len(classes))]
+    frame = read_run_csv(path, ("path", "label", *columns), dtype={"path": str, "label": str}, keep_default_na=False)
+    logits = _numbers(frame, columns, path)
+    labels = _labels(frame, classes, path)
     probs = softmax(logits / temperature_of(run_dir), axis=1) if len(frame) else np.zeros((0, len(classes)))
     return Oof(frame["path"].tolist(), labels, probs, classes)
+
+
+def _labels(frame: pd.DataFrame, classes: list[str], path: Path) -> np.ndarray:
+    index = {c: i for i, c in enumerate(classes)}
+    unknown = [v for v in frame["label"] if v not in index]
+    if unknown:
+        raise RunDirError(f"{path} has label {unknown[0][:60]!r}, which is not in the run's classes")
+    return np.array([index[v] for v in frame["label"]], dtype=int)
+
+
+def _numbers(frame: pd.DataFrame, columns: list[str], path: Path) -> np.ndarray:
+    """The columns as finite floats; anything else is one line naming the file."""
+    values = frame[columns].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=float)
+    if not np.isfinite(values).all():
+        row, col = np.argwhere(~np.isfinite(values))[0]
+        raise RunDirError(f"{path} is not a valid predictions file: {columns[col]} of row {row + 2} is "
+                          f"{str(frame[columns[col]].iloc[row])[:40]!r}, not a finite number")
+    return values
+
+
+def _folds(frame: pd.DataFrame, path: Path) -> np.ndarray | None:
+    if "fold" not in frame.columns:
+        return None
+    folds = pd.to_numeric(frame["fold"], errors="coerce").to_numpy(dtype=float)
+    bad = ~np.isfinite(folds) | (folds != np.round(folds)) | (folds < 1)
+    if bad.any():
+        raise RunDirError(f"{path} is not a valid predictions file: fold {str(frame['fold'].iloc[int(np.argmax(bad))])[:40]!r} is not a fold number")
+    return folds.astype(int)
 
 
 def write_oof(path: Path, oof: Oof) -> None:
@@ -74,15 +102,14 @@ def write_oof(path: Path, oof: Oof) -> None:
 
 
 def read_oof_csv(path: Path, classes: list[str]) -> Oof:
-    frame = pd.read_csv(path, dtype={"path": str, "label": str, "pred": str}, keep_default_na=False)
+    """oof.csv, checked: a path and a known label per row, finite probabilities per class, integer folds."""
+    frame = read_run_csv(path, ("path", "label"), dtype={"path": str, "label": str, "pred": str, "fold": str},
+                         keep_default_na=False)
     columns = [f"{PROB_PREFIX}{c}" for c in classes]
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         raise RunDirError(f"{path} does not match classes.json: column {missing[0]} is missing")
-    index = {c: i for i, c in enumerate(classes)}
-    labels = np.array([index[v] for v in frame["label"]], dtype=int)
-    folds = frame["fold"].to_numpy(dtype=int) if "fold" in frame.columns else None
-    return Oof(frame["path"].tolist(), labels, frame[columns].to_numpy(dtype=float), classes, folds)
+    return Oof(frame["path"].tolist(), _labels(frame, classes, path), _numbers(frame, columns, path), classes, _folds(frame, path))
 
 
 def read_oof(member: Path) -> Oof:

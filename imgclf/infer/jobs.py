@@ -13,6 +13,7 @@ import torch
 
 from imgclf.config import TTAConfig
 from imgclf.data.samples import load_training_set, resolve_test_images
+from imgclf.data.split import read_split_frame
 from imgclf.errors import DataError
 from imgclf.eval.metrics import get_metric, metric_of
 from imgclf.eval.scores import most_confused, score
@@ -28,21 +29,19 @@ from imgclf.infer.submission import (
 )
 from imgclf.run.load import load_run
 from imgclf.run.claim import check_distinct, check_file_out
-from imgclf.run.rundir import RunDir, read_run_csv
+from imgclf.run.rundir import RunDir
 
 log = logging.getLogger("imgclf")
 
 
 def evaluation_images(run_dir: Path, dataset: Path | None, classes: list[str]) -> tuple[list[Path], np.ndarray, Path, str]:
     """The run's own validation images (from split.csv), or every labelled image of ``dataset``."""
-    from imgclf.run.rundir import RunDir
-
     run = RunDir(Path(run_dir))
     if dataset is None:
         run.require("split", "info")
-        root = Path(run.read_info()["dataset"])
-        root = root.parent if root.is_file() else root
-        split = read_run_csv(run.split, ("path", "label", "split"), dtype=str, keep_default_na=False)
+        listed = run.read_dataset()
+        root = listed.parent if listed.is_file() else listed
+        split = read_split_frame(run.split, ("path", "label", "split"), inside=not listed.is_file())
         val = split[split["split"] == "val"]
         paths = [root / p for p in val["path"]]
         missing = [p for p in paths if not p.is_file()]

@@ -10,6 +10,10 @@ Each is a *model set*: its member runs and their blending weights (summing to 1)
 - a ``train --budget`` run that trained several models: ``ensemble.json`` in the run lists the run itself
   (``"."``) and ``members/2``, ... with equal weights.
 
+A CV folder's folds and a run's members must lie inside it (symlinks followed): a folder from someone else
+cannot make ``predict`` blend a model from elsewhere. An ensemble folder names runs beside it by design
+(``imgclf ensemble A B --out ENS`` writes ``../A``); what it names is what the user blended.
+
 Example::
 
     models = resolve_model_set(Path("cv/lite0"))
@@ -19,7 +23,6 @@ Example::
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +31,8 @@ from typing import Any
 import numpy as np
 
 from imgclf.errors import RunDirError
-from imgclf.run.rundir import RunDir
+from imgclf.run.rundir import BlendDir, RunDir
+from imgclf.run.specs import inside, read_cv_spec, read_ensemble_spec
 
 CV_FILE = "cv.json"
 ENSEMBLE_FILE = "ensemble.json"
@@ -50,15 +54,6 @@ class ModelSet:
         return first
 
 
-def _read_json(path: Path, owner: Path) -> Any:
-    if not path.is_file():
-        raise RunDirError(f"{owner} is not a finished run, CV folder or ensemble: {path.name} is missing")
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise RunDirError(f"cannot read {path}: {str(exc).splitlines()[0]}") from None
-
-
 def relative_member(path: Path, root: Path) -> str:
     """How ``root``'s manifest names a member: relative to ``root`` when possible, so folders can move together."""
     try:
@@ -72,9 +67,11 @@ def resolve_model_set(path: Path) -> ModelSet:
     root = Path(path)
     if not root.is_dir():
         raise RunDirError(f"run directory not found: {root}")
-    if (root / ENSEMBLE_FILE).is_file():
-        return ModelSet("ensemble", root, tuple(_ensemble_members(root, depth=0)))
-    if (root / CV_FILE).is_file():
+    if BlendDir(root).ensemble_spec.is_file():
+        members = _ensemble_members(root, depth=0)
+        total = sum(w for _, w in members)  # a hand-written ensemble.json need not sum to 1
+        return ModelSet("ensemble", root, tuple((run, w / total) for run, w in members))
+    if BlendDir(root).cv_spec.is_file():
         return ModelSet("cv", root, tuple(_cv_members(root)))
     if RunDir(root).config.is_file():
         return ModelSet("run", root, ((root, 1.0),))
@@ -82,10 +79,7 @@ def resolve_model_set(path: Path) -> ModelSet:
 
 
 def _cv_members(root: Path) -> list[tuple[Path, float]]:
-    spec = _read_json(root / CV_FILE, root)
-    folds = [root / name for name in spec.get("fold_dirs", [])]
-    if not folds:
-        raise RunDirError(f"{root / CV_FILE} lists no folds")
+    folds = read_cv_spec(BlendDir(root)).fold_dirs
     unfinished = [f.name for f in folds if not RunDir(f).is_finished()]
     if unfinished:
         raise RunDirError(f"CV folder {root} is not finished ({', '.join(unfinished)} not trained); run imgclf cv again to finish it")
@@ -95,26 +89,31 @@ def _cv_members(root: Path) -> list[tuple[Path, float]]:
 def _ensemble_members(root: Path, depth: int) -> list[tuple[Path, float]]:
     if depth > 8:
         raise RunDirError(f"ensemble {root} nests too deeply (a member refers back to itself?)")
-    spec = _read_json(root / ENSEMBLE_FILE, root)
+    spec = BlendDir(root).ensemble_spec
+    in_run = RunDir(root).config.is_file()  # train --budget's members: the run itself and members/N, all inside it
     members: list[tuple[Path, float]] = []
-    for entry in spec.get("members", []):
-        member = Path(entry["path"])
-        member = member if member.is_absolute() else root / member
-        weight = float(entry["weight"])
+    for name, weight in read_ensemble_spec(spec):
+        member = inside(root, name, spec) if in_run else _beside(root, name, spec)
         if weight <= 0:
             continue
         if member.resolve() == root.resolve():  # "." in train --budget's ensemble: the run the manifest sits in
-            if not RunDir(root).config.is_file():
-                raise RunDirError(f"{root / ENSEMBLE_FILE} lists the folder itself, which is not a run (no config.yaml)")
-            inner = ((root, 1.0),)
-        elif (member / ENSEMBLE_FILE).is_file():
-            inner = _ensemble_members(member, depth + 1)
+            if not in_run:
+                raise RunDirError(f"{spec} lists the folder itself, which is not a run (no config.yaml)")
+            inner: tuple[tuple[Path, float], ...] = ((root, 1.0),)
+        elif BlendDir(member).ensemble_spec.is_file():
+            inner = tuple(_ensemble_members(member, depth + 1))
         else:
             inner = resolve_model_set(member).members
         members.extend((run, weight * w) for run, w in inner)
-    if not members:
-        raise RunDirError(f"{root / ENSEMBLE_FILE} has no member with a positive weight")
     return members
+
+
+def _beside(root: Path, name: str, spec: Path) -> Path:
+    """An ensemble folder's member: a path relative to the folder (``imgclf ensemble`` writes those)."""
+    if not name.strip() or "\0" in name:
+        raise RunDirError(f"{spec} names a member that is not a path: {name[:60]!r}")
+    member = Path(name)
+    return member if member.is_absolute() else root / member
 
 
 def predict_model_set(models: ModelSet, paths: list[Path], **kwargs: Any):

@@ -214,15 +214,15 @@ def gallery_section(data: RunData, size: int = GALLERY_SIZE) -> str:
 
 
 def augmentation_section(data: RunData, n: int = 6, max_classes: int = 8) -> str:
-    from imgclf.config import build_config, read_yaml
     from imgclf.data.samples import load_training_set
     from imgclf.data.transforms import Preprocessing
     from imgclf.report.augs import aug_preview
+    from imgclf.run.trust import run_config
 
     title = "Augmentation preview"
     if data.dataset_root is None or not data.run.preprocessing.is_file():
         return h.section(title, h.paragraph("The run's dataset folder or preprocessing.json is missing.", "note"))
-    cfg = build_config(read_yaml(data.run.config))
+    cfg = run_config(data.run)  # its cache_dir is the user's to choose, not the run's
     pre = Preprocessing.from_dict(json.loads(data.run.preprocessing.read_text()))
     samples = load_training_set(data.dataset_root, Path(cfg.data.blocklist) if cfg.data.blocklist else None)
     grid = aug_preview(samples, cfg.data, pre, n=n, per_class=1, max_classes=max_classes)

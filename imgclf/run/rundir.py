@@ -38,6 +38,7 @@ METRIC_COLUMNS = [
 ]
 MAX_JSON_BYTES = 50 * 2**20  # run files are small; a larger one is not ours
 _MAX_WRITER = 32
+INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "box", "hamming", "lanczos")  # what timm's eval transforms know
 
 
 @dataclass(frozen=True)
@@ -202,6 +203,13 @@ class RunDir:
         self.require("info")
         return _json_object(self.info)
 
+    def read_dataset(self) -> Path:
+        """The dataset run.json says the run trained on (a folder or a CSV list)."""
+        dataset = self.read_info().get("dataset")
+        if not isinstance(dataset, str) or not dataset.strip() or "\0" in dataset:
+            raise RunDirError(f"{self.info} does not name the dataset the run trained on (a \"dataset\" path); pass DATASET")
+        return Path(dataset)
+
     def read_recipe(self) -> dict[str, Any]:
         self.require("recipe")
         return _json_object(self.recipe)
@@ -218,11 +226,12 @@ class RunDir:
             _positive_int(data.get("image_size"))
             and all(isinstance(data.get(k), list) and len(data[k]) == 3 and all(_finite(v) for v in data[k]) for k in ("mean", "std"))
             and all(_finite(v) and v > 0 for v in data.get("std") or [0])
-            and isinstance(data.get("interpolation"), str)
+            and data.get("interpolation") in INTERPOLATIONS
             and _finite(data.get("crop_pct")) and 0 < data["crop_pct"] <= 1
         )
         if not ok:
-            raise RunDirError(f"{self.preprocessing} is not a valid preprocessing file (image_size, mean, std, interpolation, crop_pct)")
+            raise RunDirError(f"{self.preprocessing} is not a valid preprocessing file (image_size, mean, std, "
+                              f"interpolation one of {', '.join(INTERPOLATIONS)}, crop_pct)")
         return data
 
     def read_environment(self) -> dict[str, Any]:
@@ -292,6 +301,9 @@ def _class_list(path: Path) -> list[str]:
     classes = read_run_json(path)
     if not isinstance(classes, list) or not classes or not all(isinstance(c, str) for c in classes):
         raise RunDirError(f"{path} must be a JSON list of class names")
+    if len(set(classes)) < len(classes):
+        twice = next(c for i, c in enumerate(classes) if c in classes[:i])
+        raise RunDirError(f"{path} names class {twice[:60]!r} twice; a class list names each class once")
     return classes
 
 
