@@ -104,7 +104,7 @@ _PHASH_DRAFT = (256, 256)  # decode JPEGs at reduced scale for hashing: the hash
 class CleanOptions(BaseModel):
     """Thresholds and per-flag policy (``drop`` / ``keep`` / ``keep_one`` of each duplicate group)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)  # a threshold of inf or nan checks nothing
 
     min_side: int = Field(32, ge=1, description="Images whose shorter side is below this are 'tiny'.")
     max_aspect: float = Field(5.0, gt=1.0, description="Long/short side ratio above which an image is 'extreme_aspect'.")
