@@ -5,9 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from conftest import cli, make_dataset
+from conftest import TINY, cli, make_dataset, make_image
+from imgclf.errors import DataError
+from imgclf.infer.submission import SubmissionFormat, match_sample_ids
 
 
 def _one_error_line(err: str) -> str:
@@ -30,3 +33,77 @@ def test_prepare_refuses_a_non_finite_or_non_positive_limit(tmp_path: Path, caps
     assert code == 2
     assert option in _one_error_line(err)
     assert not (tmp_path / "out").exists()
+
+
+# --- predict: the sample submission ---------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> Path:
+    import imgclf
+
+    data = make_dataset(tmp_path_factory.mktemp("data"), per_class=4, test=0)
+    out = tmp_path_factory.mktemp("runs") / "run"
+    imgclf.train(data, out, overrides=[*TINY, "train.epochs=1"], progress=False, report=False)
+    return out
+
+
+def _test_images(folder: Path, n: int) -> Path:
+    rng = np.random.default_rng(3)
+    folder.mkdir(parents=True)
+    for i in range(n):
+        make_image(rng, i % 3).save(folder / f"img_{i:03d}.png")
+    return folder
+
+
+@pytest.fixture
+def no_inference(monkeypatch):
+    """Fails the test if predict gets as far as loading a model."""
+    import imgclf.infer.jobs
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a model was loaded before the sample was checked")
+
+    monkeypatch.setattr(imgclf.infer.jobs, "_predict_with_progress", refuse)
+
+
+def test_header_only_sample_submission_is_one_line_error(run: Path, tmp_path: Path, capsys, no_inference):
+    folder = _test_images(tmp_path / "test", 3)
+    (tmp_path / "sample_submission.csv").write_text("Id,Category\n")
+    code, _, err = cli(["predict", run, folder, "--out", tmp_path / "sub.csv"], capsys)
+    assert code == 2 and "has a header but no rows" in _one_error_line(err)
+    assert not (tmp_path / "sub.csv").exists()
+
+
+def test_huge_sample_submission_fails_before_any_model_is_loaded(run: Path, tmp_path: Path, capsys, no_inference):
+    folder = _test_images(tmp_path / "test", 5)
+    rows = "".join(f"nothing_{i:07d}.jpg,0\n" for i in range(200_000))  # 200k ids naming no image: ~4 MB
+    (tmp_path / "sample_submission.csv").write_text("Id,Category\n" + rows)
+    code, _, err = cli(["predict", run, folder, "--out", tmp_path / "sub.csv"], capsys)
+    line = _one_error_line(err)
+    assert code == 2 and "MB, more than a sample for 5 image(s) can be" in line and len(line) < 300
+    assert not (tmp_path / "sub.csv").exists()
+
+
+def test_sample_submission_with_more_ids_than_images_fails_before_any_model_is_loaded(run: Path, tmp_path: Path, capsys, no_inference):
+    folder = _test_images(tmp_path / "test", 5)
+    (tmp_path / "sample_submission.csv").write_text("Id,Category\n" + "".join(f"img_{i:03d}.png,0\n" for i in range(40)))
+    code, _, err = cli(["predict", run, folder, "--out", tmp_path / "sub.csv"], capsys)
+    assert code == 2 and "lists more ids than the 5 image(s) given" in _one_error_line(err)
+
+
+def test_sample_ids_naming_no_image_are_matched_in_linear_time_with_a_bounded_message(tmp_path: Path):
+    # 20k ids against 20k images, none matching: the old error message compared every id with a set
+    # rebuilt per id (ids x images); this test would not finish. The message names three ids at most.
+    paths = [tmp_path / f"{i:07d}.jpg" for i in range(20_000)]
+    ids = tuple(f"missing-{'x' * 500}-{i}" for i in range(20_000))
+    with pytest.raises(DataError) as caught:
+        match_sample_ids(SubmissionFormat(ids=ids), paths, tmp_path)
+    message = str(caught.value)
+    assert "20000 id(s) with no image among the 20000 given" in message
+    assert len(message) < 400 and "\n" not in message
+
+
+def test_a_sample_id_of_ten_thousand_digits_is_not_a_traceback(tmp_path: Path):
+    paths = [tmp_path / "0001.jpg"]
+    with pytest.raises(DataError, match="1 id\\(s\\) with no image"):
+        match_sample_ids(SubmissionFormat(ids=("9" * 10_000,)), paths, tmp_path)

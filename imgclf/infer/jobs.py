@@ -172,7 +172,7 @@ def predict_folder(
     one_folder = isinstance(images, (str, Path)) or len(images) == 1
     if sample is None and one_folder and Path(images if isinstance(images, (str, Path)) else images[0]).is_dir():
         sample = find_sample_submission(base)  # chosen files or a glob: a sample only when given
-    fmt = read_format(sample, classes, category)
+    fmt = read_format(sample, classes, category, max_rows=len(paths))
     listed = match_sample_ids(fmt, paths, base)
     if len(listed) < len(paths):
         log.info("predicting the %d image(s) the sample lists; %d other image(s) ignored", len(listed), len(paths) - len(listed))
