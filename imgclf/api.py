@@ -71,6 +71,10 @@ def train(
             cfg = _apply_sweep(cfg, from_sweep, storage)
         out = Path(out) if out else default_run_dir(cfg)
         RunDir(out).check_new()
+    if devices > 1:  # a count the machine cannot hold is refused before any process starts
+        from imgclf.cli.launch import check_devices
+
+        check_devices(devices, cfg.train.device)
     if is_main():  # every problem with the config, the dataset and the files it names, before anything is written
         validate_for_training(cfg, Path(dataset))
         if resume is not None and overrides:

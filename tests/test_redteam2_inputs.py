@@ -107,3 +107,25 @@ def test_a_sample_id_of_ten_thousand_digits_is_not_a_traceback(tmp_path: Path):
     paths = [tmp_path / "0001.jpg"]
     with pytest.raises(DataError, match="1 id\\(s\\) with no image"):
         match_sample_ids(SubmissionFormat(ids=("9" * 10_000,)), paths, tmp_path)
+
+
+def _sets(overrides: list[str]) -> list[str]:
+    return [a for o in overrides for a in ("--set", o)]
+
+
+# --- train --devices: more processes than the machine holds ---------------------------------------
+
+def test_devices_999_on_the_cpu_is_refused_before_any_process_starts(tiny_dataset: Path, tmp_path: Path, capsys, monkeypatch):
+    import torch.multiprocessing as mp
+
+    from imgclf.runtime import usable_cpus
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a process was started")
+
+    monkeypatch.setattr(mp, "start_processes", refuse)
+    out = tmp_path / "run"
+    code, _, err = cli(["train", tiny_dataset, "--out", out, "--devices", "999", *_sets([*TINY, "train.device=cpu"])], capsys)
+    line = _one_error_line(err)
+    assert code == 2 and "--devices 999" in line and f"may use {usable_cpus()} core(s)" in line
+    assert not out.exists()
