@@ -129,3 +129,17 @@ def test_devices_999_on_the_cpu_is_refused_before_any_process_starts(tiny_datase
     line = _one_error_line(err)
     assert code == 2 and "--devices 999" in line and f"may use {usable_cpus()} core(s)" in line
     assert not out.exists()
+
+
+# --- train.epochs=1 with the default warm-up ------------------------------------------------------
+
+def test_epochs_1_clamps_the_warmup_with_one_log_line(tiny_dataset: Path, tmp_path: Path, capsys):
+    import json
+
+    overrides = [o for o in TINY if not o.startswith(("train.warmup_epochs", "train.epochs"))]  # warm-up: the default 1
+    out = tmp_path / "run"
+    code, _, err = cli(["train", tiny_dataset, "--out", out, *_sets([*overrides, "train.epochs=1", "train.max_steps_per_epoch=2"])], capsys)
+    assert code == 0, err
+    text = " ".join(err.split())  # the log handler may wrap a long line
+    assert text.count("does not fit") == 1 and "train.warmup_epochs=1 does not fit a 1-epoch run: the warm-up is 0 epoch(s)" in text
+    assert json.loads((out / "summary.json").read_text())["epochs_run"] == 1
