@@ -143,3 +143,21 @@ def test_epochs_1_clamps_the_warmup_with_one_log_line(tiny_dataset: Path, tmp_pa
     text = " ".join(err.split())  # the log handler may wrap a long line
     assert text.count("does not fit") == 1 and "train.warmup_epochs=1 does not fit a 1-epoch run: the warm-up is 0 epoch(s)" in text
     assert json.loads((out / "summary.json").read_text())["epochs_run"] == 1
+
+
+# --- prepare: a PNG saved as .jpg -----------------------------------------------------------------
+
+def test_png_saved_as_jpg_is_flagged_as_wrong_extension_and_kept(tmp_path: Path, capsys):
+    from imgclf.data.manifest import read_manifest
+
+    src = make_dataset(tmp_path / "src", per_class=3, test=0)
+    png = src / "train" / "alpha" / "alpha_000.png"
+    png.rename(png.with_suffix(".jpg"))  # PNG bytes under a JPEG name
+    code, _, err = cli(["prepare", src, "--out", tmp_path / "out"], capsys)
+    assert code == 0, err
+    table = read_manifest(tmp_path / "out").set_index("path")
+    row = table.loc["train/alpha/alpha_000.jpg"]
+    assert row["format"] == "PNG" and row["flags"] == "wrong_extension" and bool(row["keep"])
+    assert "PNG data in a .jpg file" in row["reasons"]
+    assert (table.drop(index="train/alpha/alpha_000.jpg")["flags"].fillna("") == "").all()
+    assert "wrong_extension" in (tmp_path / "out" / "cleaning_report.md").read_text()
