@@ -161,3 +161,42 @@ def test_png_saved_as_jpg_is_flagged_as_wrong_extension_and_kept(tmp_path: Path,
     assert "PNG data in a .jpg file" in row["reasons"]
     assert (table.drop(index="train/alpha/alpha_000.jpg")["flags"].fillna("") == "").all()
     assert "wrong_extension" in (tmp_path / "out" / "cleaning_report.md").read_text()
+
+
+# --- data.augment=strong: posterize at the top magnitude ------------------------------------------
+
+def _strong_with_only_posterize_at_magnitude_10():
+    from timm.data.auto_augment import RandAugment
+
+    from imgclf.data.transforms import Preprocessing, train_transform
+
+    transform = train_transform(Preprocessing(32, (0.5,) * 3, (0.5,) * 3), "strong")
+    rand = next(t for t in transform.transforms if isinstance(t, RandAugment))
+    rand.ops = [op for op in rand.ops if op.name.startswith("Posterize")]
+    assert rand.ops, "no posterize op in the strong preset"
+    for op in rand.ops:
+        op.prob, op.magnitude, op.magnitude_std = 1.0, 10, 0  # 4 - 4 * 10 / 10 = 0 bits asked for
+    return transform
+
+
+def test_strong_augment_posterize_at_zero_bits_gives_an_image_not_an_error():
+    image = make_image(np.random.default_rng(0), 1)
+    tensor = _strong_with_only_posterize_at_magnitude_10()(image)
+    assert tuple(tensor.shape) == (3, 32, 32)
+
+
+def test_an_augmentation_error_is_never_counted_as_an_unreadable_image(tmp_path: Path):
+    from imgclf.data.datasets import ImageDataset
+
+    path = tmp_path / "ok.png"
+    make_image(np.random.default_rng(0), 0).save(path)
+
+    def broken_augmentation(image):
+        raise ValueError("bits must be between or equal to 1 and 8")
+
+    with pytest.raises(ValueError, match="bits must be"):
+        ImageDataset([path], [0], broken_augmentation)[0]
+    tensor, label, index, ok = ImageDataset([path], [0], _strong_with_only_posterize_at_magnitude_10())[0]
+    assert ok and tuple(tensor.shape) == (3, 32, 32)
+    (tmp_path / "bad.png").write_bytes(b"not an image")
+    assert ImageDataset([tmp_path / "bad.png"], [0], broken_augmentation)[0][3] is False  # decoding still counts
