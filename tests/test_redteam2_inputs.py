@@ -3,6 +3,8 @@ damaged input should get one line and exit 2. One test per case, named for it.""
 
 from __future__ import annotations
 
+import errno
+import os
 from pathlib import Path
 
 import numpy as np
@@ -14,9 +16,9 @@ from imgclf.infer.submission import SubmissionFormat, match_sample_ids
 
 
 def _one_error_line(err: str) -> str:
-    lines = [line for line in err.strip().splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error:"), err
-    assert "Traceback" not in err
+    """The one ``error:`` line of a command's stderr (a training command logs before it fails)."""
+    lines = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and "Traceback" not in err, err
     return lines[0]
 
 
@@ -200,3 +202,84 @@ def test_an_augmentation_error_is_never_counted_as_an_unreadable_image(tmp_path:
     assert ok and tuple(tensor.shape) == (3, 32, 32)
     (tmp_path / "bad.png").write_bytes(b"not an image")
     assert ImageDataset([tmp_path / "bad.png"], [0], broken_augmentation)[0][3] is False  # decoding still counts
+
+
+# --- a full disk while writing the checkpoint -----------------------------------------------------
+
+class _FullDisk:
+    """A file on a disk that fills up after ``room`` bytes: writes then fail with ENOSPC, as the OS says."""
+
+    def __init__(self, fh, room: int):
+        self._fh, self._room = fh, room
+
+    def write(self, data) -> int:
+        if len(data) > self._room:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        self._room -= len(data)
+        return self._fh.write(data)
+
+    def __getattr__(self, name):
+        return getattr(self._fh, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self._fh.close()
+
+
+def test_full_disk_while_writing_the_checkpoint_is_one_line_and_keeps_the_previous_one(tiny_dataset: Path, tmp_path: Path, capsys, monkeypatch):
+    import builtins
+
+    import imgclf.io
+    from imgclf.run.checkpoint import load_training_state
+
+    opened = []
+
+    def open_on_a_filling_disk(path, mode="r", *args, **kwargs):
+        fh = builtins.open(path, mode, *args, **kwargs)
+        if "w" not in mode:
+            return fh
+        opened.append(path)
+        return _FullDisk(fh, room=100) if len(opened) == 2 else fh  # epoch 2's last.pt: torch gets ENOSPC
+
+    monkeypatch.setattr(imgclf.io, "open", open_on_a_filling_disk, raising=False)
+    out = tmp_path / "run"
+    code, _, err = cli(["train", tiny_dataset, "--out", out, *_sets([*TINY, "train.max_steps_per_epoch=1"])], capsys)
+    line = _one_error_line(err)
+    assert code == 2 and len(opened) == 2
+    assert "no space left on the device to write" in line and "last.pt is kept" in line and "enforce fail" not in line
+    assert load_training_state(out / "checkpoints" / "last.pt")["epoch"] == 0  # epoch 1's, intact
+    assert not [p.name for p in (out / "checkpoints").iterdir() if p.name.endswith(".tmp")]
+
+
+def test_full_disk_in_safetensors_is_a_disk_full_error(tmp_path: Path, monkeypatch):
+    import torch
+    from safetensors import SafetensorError
+
+    import imgclf.run.checkpoint
+    from imgclf.errors import DiskFullError
+
+    def full(*args, **kwargs):
+        raise SafetensorError('Error while serializing: IoError(Os { code: 28, kind: StorageFull, message: "No space left on device" })')
+
+    monkeypatch.setattr(imgclf.run.checkpoint, "save_file", full)
+    with pytest.raises(DiskFullError, match="no space left on the device to write .*best.safetensors"):
+        imgclf.run.checkpoint.save_weights({"w": torch.zeros(2)}, tmp_path / "best.safetensors")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_full_disk_while_writing_any_run_file_keeps_the_previous_one(tmp_path: Path, monkeypatch):
+    import imgclf.io
+    from imgclf.errors import DiskFullError
+
+    (tmp_path / "summary.json").write_text('{"old": true}\n')
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))  # a disk with delayed allocation fails at fsync
+
+    monkeypatch.setattr(imgclf.io.os, "fsync", full)
+    with pytest.raises(DiskFullError, match="summary.json \\(nothing was half-written; the previous summary.json is kept\\)"):
+        imgclf.io.atomic_write_json(tmp_path / "summary.json", {"new": True})
+    assert [p.name for p in tmp_path.iterdir()] == ["summary.json"]
+    assert (tmp_path / "summary.json").read_text() == '{"old": true}\n'
