@@ -283,3 +283,30 @@ def test_full_disk_while_writing_any_run_file_keeps_the_previous_one(tmp_path: P
         imgclf.io.atomic_write_json(tmp_path / "summary.json", {"new": True})
     assert [p.name for p in tmp_path.iterdir()] == ["summary.json"]
     assert (tmp_path / "summary.json").read_text() == '{"old": true}\n'
+
+
+# --- a secret's value inside a config value -------------------------------------------------------
+
+TOKEN = "tok-5ecret-98765"
+
+
+@pytest.mark.parametrize("key", ["tracking.experiment", "data.cache_dir"])
+def test_secret_inside_a_config_value_is_refused_and_written_nowhere(tiny_dataset: Path, tmp_path: Path, capsys, monkeypatch, key: str):
+    monkeypatch.setenv("IMGCLF_TEST_API_TOKEN", TOKEN)
+    monkeypatch.chdir(tmp_path)
+    value = f"exp-{TOKEN}" if key == "tracking.experiment" else str(tmp_path / f"cache-{TOKEN}")
+    out = tmp_path / "run"
+    code, stdout, err = cli(["train", tiny_dataset, "--out", out, *_sets([*TINY, "tracking.enabled=true", "data.cache=true", f"{key}={value}"])], capsys)
+    line = _one_error_line(err)
+    assert code == 2 and f"config key {key!r} holds the value of a secret" in line
+    assert TOKEN not in stdout + err
+    assert not out.exists()
+    assert not [p for p in tmp_path.rglob("*") if TOKEN in p.name or (p.is_file() and TOKEN.encode() in p.read_bytes())]
+
+
+def test_a_password_in_the_tracking_uri_is_not_a_secret_in_a_config_value(monkeypatch):
+    from imgclf.config import load_config
+
+    monkeypatch.setenv("IMGCLF_TEST_API_TOKEN", TOKEN)
+    cfg = load_config(None, [f"tracking.uri=http://me:{TOKEN}@localhost:5000?token={TOKEN}"])
+    assert TOKEN in cfg.tracking.uri  # mask_url hides it wherever the URI is written (config.yaml, MLflow tags)
