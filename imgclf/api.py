@@ -72,6 +72,7 @@ def train(
             cfg = _apply_sweep(cfg, from_sweep, storage)
         out = Path(out) if out else default_run_dir(cfg)
         RunDir(out).check_new()
+    _check_devices(devices, cfg)  # a count the machine cannot hold is refused before any process starts
     if is_main():  # every problem with the config, the dataset and the files it names, before anything is written
         validate_for_training(cfg, Path(dataset))
         if resume is not None and _extension(overrides):
@@ -96,6 +97,13 @@ def train(
     if refit:
         summary = refit_run(cfg, Path(dataset), RunDir(Path(out)), summary, tracking_uri, progress)
     return _with_report(summary, Path(out), report)
+
+
+def _check_devices(devices: int, cfg: Config) -> None:
+    if devices > 1:
+        from imgclf.cli.launch import check_devices
+
+        check_devices(devices, cfg.train.device)
 
 
 def _budget_seconds(budget: str | float | None, resume: Any, devices: int, refit: bool) -> float | None:

@@ -418,7 +418,21 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     for text in overrides or []:
         key, value = parse_override(text)
         set_in(tree, key, value)
-    return build_config(tree)
+    return _without_secrets(build_config(tree))
+
+
+def _without_secrets(cfg: Config) -> Config:
+    """Refuse a config value that holds a secret (``--set tracking.experiment=exp-$TOKEN``): it would be
+    written in clear where no masking reaches — an MLflow experiment name, a cache folder's name."""
+    from imgclf.secrets import keys_holding_secrets
+
+    keys = keys_holding_secrets(cfg.flat())
+    if keys:
+        raise ConfigError(
+            f"config key {keys[0]!r} holds the value of a secret (a password, token or key of your environment): "
+            "it would be written in clear, e.g. into MLflow or a folder name; choose a value without it"
+        )
+    return cfg
 
 
 def _deep_merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:

@@ -29,3 +29,7 @@ class WeightsError(ImgclfError):
 
 class RunDirError(ImgclfError):
     """A run directory is missing files that the command needs."""
+
+
+class DiskFullError(ImgclfError):
+    """No space left on the device while writing a file (the write is atomic: nothing is half-written)."""

@@ -5,12 +5,18 @@ A kill at any moment leaves either the old file or the new one, never half of on
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, BinaryIO, Iterator
+
+from imgclf.errors import DiskFullError
+
+# "No space left on device" and "Disk quota exceeded": the user's to fix, not a bug.
+DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 
 @contextmanager
@@ -24,7 +30,10 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise _disk_full(exc, path) from None
     os.close(fd)
     tmp_path = Path(tmp)
     # mkstemp creates 0600 files; give the result the permissions a plain open() would.
@@ -36,9 +45,59 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         with open(tmp_path, "rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp_path, path)
-    except BaseException:
+    except BaseException as exc:
         tmp_path.unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise _disk_full(exc, path) from None
         raise
+
+
+@contextmanager
+def atomic_stream(path: str | Path) -> Iterator[Any]:
+    """A binary file object that becomes ``path`` on success (as :func:`atomic_path`), for writers that hide
+    the OS's error behind their own: ``torch.save`` reports a full disk as ``RuntimeError: [enforce fail at
+    inline_container.cc:672] ... unexpected pos``. The OSError of a failed write is raised instead.
+
+    Example::
+
+        with atomic_stream(run.last) as fh:
+            torch.save(state, fh)
+    """
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        sink = _ErrorKeepingFile(fh)
+        try:
+            yield sink
+        except Exception:
+            if sink.error is not None:
+                raise sink.error from None
+            raise
+
+
+class _ErrorKeepingFile:
+    """A file that remembers the first OSError of its writes."""
+
+    def __init__(self, fh: BinaryIO):
+        self._fh = fh
+        self.error: OSError | None = None
+
+    def write(self, data: bytes) -> int:
+        try:
+            return self._fh.write(data)
+        except OSError as exc:
+            self.error = self.error or exc
+            raise
+
+    def flush(self) -> None:
+        self._fh.flush()
+
+
+def _disk_full(exc: OSError, path: Path) -> OSError | DiskFullError:
+    """A one-line :class:`DiskFullError` for a full disk or quota; any other OSError unchanged."""
+    if exc.errno not in DISK_FULL_ERRNOS:
+        return exc
+    kept = f"; the previous {path.name} is kept" if path.exists() else ""
+    return DiskFullError(f"no space left on the device to write {path} (nothing was half-written{kept}): "
+                         "free some space, then run the command again")
 
 
 def missing_parents(folder: Path) -> list[Path]:

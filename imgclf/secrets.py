@@ -222,6 +222,23 @@ def redact(text: Any, *urls: str | None, env: Mapping[str, str] | None = None) -
     return _URL_IN_TEXT.sub(lambda m: _mask_one_url(m.group()), text)
 
 
+def keys_holding_secrets(params: Mapping[str, Any], env: Mapping[str, str] | None = None) -> list[str]:
+    """The keys of ``params`` (a flat config) whose value holds a known secret anywhere but in a URL's
+    password or secret query value (which :func:`mask_url` hides wherever the value is written).
+
+    >>> env = {"MY_TOKEN": "hunter2-token"}
+    >>> keys_holding_secrets({"tracking.experiment": "exp-hunter2-token", "tracking.uri": "http://me:hunter2-token@host"}, env)
+    ['tracking.experiment']
+    """
+    known = secret_values(env)
+    found = []
+    for key, value in params.items():
+        texts = value if isinstance(value, (list, tuple)) else [value]
+        if any(isinstance(t, str) and any(v in (mask_url(t) or "") for v in known) for t in texts):
+            found.append(key)
+    return found
+
+
 def redact_params(params: Mapping[str, Any]) -> dict[str, Any]:
     """A copy of ``params`` (e.g. MLflow params, a flat config) with every string value redacted,
     and the whole value masked where the key names a secret (``*.password``, ``*_token`` ...)."""

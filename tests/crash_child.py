@@ -10,6 +10,7 @@ No progress output is parsed and nothing is timed: the moment is chosen by the p
 
 from __future__ import annotations
 
+import io
 import os
 import signal
 import sys
@@ -33,9 +34,14 @@ def die_while_saving(epoch: int) -> None:
 
     def save(obj, f, *args, **kwargs):
         if isinstance(obj, dict) and obj.get("epoch") == epoch - 1 and "optimizer" in obj:
-            real_save(obj, f, *args, **kwargs)
-            data = Path(f).read_bytes()
-            Path(f).write_bytes(data[: len(data) // 2])
+            buffer = io.BytesIO()
+            real_save(obj, buffer, *args, **kwargs)
+            half = buffer.getvalue()[: len(buffer.getvalue()) // 2]
+            if hasattr(f, "write"):  # imgclf hands torch an open file (to keep the OSError of a full disk)
+                f.write(half)
+                f.flush()
+            else:
+                Path(f).write_bytes(half)
             os.kill(os.getpid(), signal.SIGKILL)
         return real_save(obj, f, *args, **kwargs)
 

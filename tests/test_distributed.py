@@ -17,6 +17,7 @@ from imgclf.config import load_config
 from imgclf.run.checkpoint import load_training_state
 from imgclf.train.loop import fit
 from imgclf.run.rundir import read_metrics
+from imgclf.runtime import usable_cpus
 
 # Two processes sum gradients in another order than one process, so results differ by float32
 # rounding, which AdamW carries on: it divides each step by the gradient's running RMS, so an
@@ -225,6 +226,7 @@ def test_devices_flag_under_torchrun_is_a_one_line_error(tiny_dataset, tiny_over
     assert not (tmp_path / "r").exists()
 
 
+@pytest.mark.skipif(usable_cpus() < 2, reason="--devices 2 on the CPU needs two cores (one process per core)")
 def test_devices_flag_trains_on_two_local_processes_that_meet_in_a_file_store(tiny_dataset, tiny_overrides, tmp_path, capsys):
     from imgclf.cli.main import run
 

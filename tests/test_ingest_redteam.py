@@ -248,7 +248,7 @@ def test_credential_file_in_a_zip_is_never_extracted(tmp_path, capsys):
 @pytest.mark.parametrize("value", ["0", "-1"])
 def test_bad_archive_cap_is_a_config_error(tmp_path, capsys, value):
     src = _classes(tmp_path / "src")
-    _fails(["prepare", src, "--out", tmp_path / "out", "--max-archive-gb", value], capsys, "max_archive_bytes")
+    _fails(["prepare", src, "--out", tmp_path / "out", "--max-archive-gb", value], capsys, "--max-archive-gb")
     assert not (tmp_path / "out").exists()
 
 

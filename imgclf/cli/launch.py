@@ -22,12 +22,22 @@ from imgclf.runtime import usable_cpus
 from imgclf.train.distributed import launched_world_size
 
 
-def train_on_local_processes(devices: int, cfg: Config, dataset: Path, out: Path, resume: bool, tracking_uri: str | None) -> dict:
+def check_devices(devices: int, device: str) -> None:
+    """Refuse, before anything starts, more processes than the machine can hold: one per GPU, or on the
+    CPU one per core this process may use (``--devices 999`` on 2 cores started process after process)."""
     if launched_world_size() > 1:
         raise ConfigError("--devices launches its own processes; under torchrun, drop --devices")
-    gpus = torch.cuda.device_count() if cfg.train.device != "cpu" else 0
+    gpus = torch.cuda.device_count() if device != "cpu" else 0
     if gpus and devices > gpus:
         raise ConfigError(f"--devices {devices} but this machine has {gpus} GPU(s); use --devices {gpus} or fewer")
+    cpus = usable_cpus()
+    if not gpus and devices > cpus:
+        raise ConfigError(f"--devices {devices} but training runs on the CPU, and this process may use {cpus} core(s); "
+                          f"use --devices {cpus} or fewer")
+
+
+def train_on_local_processes(devices: int, cfg: Config, dataset: Path, out: Path, resume: bool, tracking_uri: str | None) -> dict:
+    check_devices(devices, cfg.train.device)
     import torch.multiprocessing as mp
 
     threads = max(1, usable_cpus() // devices)

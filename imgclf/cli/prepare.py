@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import typer
@@ -22,6 +23,10 @@ _POLICY_HELP = (
     "Per-flag policy FLAG=drop|keep|keep_one|propose (repeatable), e.g. --policy tiny=drop. Defaults: unreadable files "
     "drop, exact_duplicate keep_one, label_conflict and train_test_leak propose, everything else keep. Flags: " + ", ".join(FLAGS) + "."
 )
+
+
+# PrepareOptions fields whose option is named otherwise.
+_OPTION_OF = {"cache_image_size": "cache-size", "max_archive_bytes": "max-archive-gb"}
 
 
 class _Bars:
@@ -78,7 +83,7 @@ def prepare_command(
                 max_pixels=max_pixels,
                 policy=parse_policy(policy),
             ),
-            max_archive_bytes=None if max_archive_gb is None else int(max_archive_gb * 1024**3),
+            max_archive_bytes=_gib_to_bytes(max_archive_gb),
             max_archive_files=max_archive_files,
             max_archive_ratio=max_archive_ratio,
             allow_outside=allow_outside,
@@ -90,10 +95,25 @@ def prepare_command(
         )
     except ValidationError as exc:
         first = exc.errors()[0]
-        raise ConfigError(f"prepare: {'.'.join(str(p) for p in first['loc'])}: {first['msg']}") from None
+        field = str(first["loc"][-1]) if first["loc"] else ""
+        option = _OPTION_OF.get(field, field.replace("_", "-"))
+        if first["type"] == "value_error":
+            message, shown = first["msg"].removeprefix("Value error, "), ""
+        else:
+            message, shown = first["msg"].lower(), f" (got {first.get('input')!r})"
+        raise ConfigError(f"prepare: --{option}: {message}{shown}") from None
     with _Bars() as bars:
         result = prepare(src, out, options, progress=bars, write_report=write_cleaning_report)
     _print_summary(result)
+
+
+def _gib_to_bytes(gib: float | None) -> int | None:
+    """``--max-archive-gb`` in bytes; inf, nan or a size below one byte is refused (int(inf) would be a traceback)."""
+    if gib is None:
+        return None
+    if not math.isfinite(gib) or gib * 1024**3 < 1:
+        raise ConfigError(f"prepare: --max-archive-gb must be a positive, finite number of GiB (got {gib!r}); leave it out for no fixed cap")
+    return int(gib * 1024**3)
 
 
 def _print_summary(result: PrepareResult) -> None:

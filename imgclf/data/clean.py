@@ -57,6 +57,7 @@ FLAGS: dict[str, str] = {
     "high_bit_depth": "16/32-bit samples (scaled to 8-bit RGB)",
     "greyscale": "greyscale (converted to RGB)",
     "exif_rotated": "EXIF orientation (applied)",
+    "wrong_extension": "the file's extension names another format (decoded by its content)",
     "exact_duplicate": "byte-identical copy in the same class",
     "near_duplicate": "the same photo, altered (verified on pixels), in the same class",
     "label_conflict": "the same photo (identical or verified near copy) appears under another class",
@@ -78,6 +79,7 @@ DEFAULT_POLICY: dict[str, Policy] = {
     "high_bit_depth": "keep",
     "greyscale": "keep",
     "exif_rotated": "keep",
+    "wrong_extension": "keep",  # the decoder reads the content, not the name: informational
     "exact_duplicate": "keep_one",  # the same bytes twice in one class add nothing
     # Near copies stay (they are real training signal) but share a dup_group, so a split or fold never
     # puts one copy in train and another in validation.
@@ -96,6 +98,12 @@ _MAGIC = (
     (b"II*\x00", "TIFF"),
     (b"MM\x00*", "TIFF"),
 )
+# The extensions each format Pillow reports may carry (MPO: a phone's multi-picture JPEG).
+_JPEG_EXTENSIONS = (".jpg", ".jpeg", ".jpe", ".jfif")
+_FORMAT_EXTENSIONS = {
+    "JPEG": _JPEG_EXTENSIONS, "MPO": _JPEG_EXTENSIONS, "PNG": (".png",), "WEBP": (".webp",), "BMP": (".bmp", ".dib"),
+    "TIFF": (".tif", ".tiff"), "GIF": (".gif",),
+}
 _EXIF_ORIENTATION = 0x0112
 _ROTATION_TEXT = {2: "mirrored", 3: "rotated 180°", 4: "flipped", 5: "transposed", 6: "rotated 90°", 7: "transversed", 8: "rotated 270°"}
 _PHASH_DRAFT = (256, 256)  # decode JPEGs at reduced scale for hashing: the hashes use 64 px anyway
@@ -104,7 +112,7 @@ _PHASH_DRAFT = (256, 256)  # decode JPEGs at reduced scale for hashing: the hash
 class CleanOptions(BaseModel):
     """Thresholds and per-flag policy (``drop`` / ``keep`` / ``keep_one`` of each duplicate group)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)  # a threshold of inf or nan checks nothing
 
     min_side: int = Field(32, ge=1, description="Images whose shorter side is below this are 'tiny'.")
     max_aspect: float = Field(5.0, gt=1.0, description="Long/short side ratio above which an image is 'extreme_aspect'.")
@@ -250,8 +258,9 @@ def analyze_file(path: Path, max_pixels: int = CleanOptions().max_pixels) -> Fil
     return facts
 
 
-def file_flags(facts: FileAnalysis, options: CleanOptions) -> list[tuple[str, str]]:
-    """``(flag, reason)`` pairs for one file's own problems (duplicates are found by :func:`assess`)."""
+def file_flags(facts: FileAnalysis, options: CleanOptions, name: str = "") -> list[tuple[str, str]]:
+    """``(flag, reason)`` pairs for one file's own problems (duplicates are found by :func:`assess`);
+    ``name`` (the file's name or path) is checked against the format found in it."""
     if facts.error == "decompression_bomb" or (facts.width * facts.height > options.max_pixels and not facts.error):
         detail = facts.detail or f"{facts.width}x{facts.height} pixels"
         return [("decompression_bomb", f"decompression bomb: {detail} exceeds the limit of {options.max_pixels}")]
@@ -281,6 +290,15 @@ def file_flags(facts: FileAnalysis, options: CleanOptions) -> list[tuple[str, st
     if facts.orientation != 1:
         text = _ROTATION_TEXT.get(facts.orientation, f"code {facts.orientation}")
         out.append(("exif_rotated", f"EXIF orientation {facts.orientation} ({text}) applied"))
-    return out
+    return out + _extension_flags(facts.format, name)
+
+
+def _extension_flags(fmt: str, name: str) -> list[tuple[str, str]]:
+    """``wrong_extension`` when the name's extension is not one of the format's (a PNG saved as .jpg)."""
+    suffix = Path(name).suffix.lower()
+    expected = _FORMAT_EXTENSIONS.get(fmt)
+    if not suffix or not expected or suffix in expected:
+        return []
+    return [("wrong_extension", f"{fmt} data in a {suffix} file (decoded as {fmt}; rename it {expected[0]})")]
 
 

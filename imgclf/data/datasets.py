@@ -22,6 +22,7 @@ class ImageDataset(Dataset):
 
     A broken file must never stop a run: the item comes back as a zero tensor with
     ``ok=False`` and :func:`collate_skip_bad` drops it from the batch, reporting its index.
+    Only decoding counts: an error in ``transform`` on a decoded image propagates.
     """
 
     def __init__(self, paths: Sequence[Path], labels: Sequence[int] | None, transform: Callable, loader: Loader = load_rgb):
@@ -39,12 +40,14 @@ class ImageDataset(Dataset):
 
     def __getitem__(self, index: int):
         try:
-            tensor = self.transform(self.load_image(index))
-            self._shape = tuple(tensor.shape)
-            return tensor, self.labels[index], index, True
+            image = self.load_image(index)  # fully decoded: a file's problems all surface here
         except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
             log.warning("skipping unreadable image %s: %s", self.paths[index], str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
             return torch.zeros(self._shape or (3, 1, 1)), self.labels[index], index, False
+        # Outside the try: an augmentation that fails on a decoded image is a bug to see, never an unreadable file.
+        tensor = self.transform(image)
+        self._shape = tuple(tensor.shape)
+        return tensor, self.labels[index], index, True
 
 
 def collate_skip_bad(items):

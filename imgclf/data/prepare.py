@@ -63,7 +63,8 @@ ReportWriter = Callable[[Path, pd.DataFrame], tuple[Path, Path]]
 
 
 class PrepareOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # inf or nan would switch a safety cap off without saying so (--max-archive-ratio inf): refused.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     clean: CleanOptions = CleanOptions()
     max_archive_bytes: int | None = Field(None, ge=1, description="Cap on the bytes extracted from all archives; None = ratio and free disk only.")

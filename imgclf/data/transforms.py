@@ -18,7 +18,9 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
+from PIL import Image
 from timm.data import create_transform
+from timm.data.auto_augment import AugmentOp, posterize
 from torchvision import transforms
 
 from imgclf.data.dihedral import RandomDihedral
@@ -162,9 +164,27 @@ def train_transform(pre: Preprocessing, augment: AugmentSpec | str) -> Callable:
             steps.append(transforms.ColorJitter(*(3 * [r["color_jitter"]])))
         base = transforms.Compose([*steps, eval_transform(pre)]) if steps else eval_transform(pre)
     else:
-        base = create_transform(is_training=True, scale=r["scale"], ratio=r["ratio"], hflip=hflip, vflip=vflip,
-                                color_jitter=r["color_jitter"], **_model_kwargs(pre), **r["extra"])
+        base = _posterize_keeps_a_bit(create_transform(
+            is_training=True, scale=r["scale"], ratio=r["ratio"], hflip=hflip, vflip=vflip,
+            color_jitter=r["color_jitter"], **_model_kwargs(pre), **r["extra"]))
     return transforms.Compose([RandomDihedral(), base]) if r["flips"] == "d4" else base
+
+
+def posterize_at_least_one_bit(img: Image.Image, bits_to_keep: int, **kwargs: Any) -> Image.Image:
+    """timm's posterize with at least 1 bit kept. RandAugment's increasing posterize keeps ``4 - 4 * m / 10``
+    bits, so a magnitude drawn at 10 or above (m9 with std 0.5: about 1 draw in 40) asks for 0 bits, which
+    Pillow refuses (ValueError): the image was then dropped as if unreadable. 1 bit is the strongest it takes."""
+    return posterize(img, max(1, int(bits_to_keep)), **kwargs)
+
+
+def _posterize_keeps_a_bit(transform: Callable) -> Callable:
+    """``transform`` with every (Rand/Auto)Augment posterize op replaced by :func:`posterize_at_least_one_bit`."""
+    for step in getattr(transform, "transforms", ()):
+        ops = list(getattr(step, "ops", ())) + [op for sub in getattr(step, "policy", ()) for op in sub]
+        for op in ops:
+            if isinstance(op, AugmentOp) and op.name.startswith("Posterize"):
+                op.aug_fn = posterize_at_least_one_bit
+    return transform
 
 
 def denormalize(batch: torch.Tensor, pre: Preprocessing) -> torch.Tensor:

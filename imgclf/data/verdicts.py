@@ -94,7 +94,7 @@ def assess(
     dropped for unreadable data: a submission needs a prediction for every test image.
     """
     rows = sorted(records, key=lambda r: (r["split"], r["path"]))
-    flags = [file_flags(FileAnalysis.from_dict(r), options) for r in rows]
+    flags = [file_flags(FileAnalysis.from_dict(r), options, str(r["path"])) for r in rows]
     dups = find_duplicates(
         _items(rows, flags, root), threshold=options.min_similarity, radius=options.hash_radius, load_many=load_many, progress=progress
     )

@@ -181,7 +181,7 @@ def predict_folder(
     check_outputs(out, probs_out, sample)
     models = resolve_model_set(run_dir)
     classes = models.classes()
-    fmt = read_format(sample, classes, category)
+    fmt = read_format(sample, classes, category, max_rows=len(paths))
     listed = match_sample_ids(fmt, paths, base)
     if len(listed) < len(paths):
         log.info("predicting the %d image(s) the sample lists; %d other image(s) ignored", len(listed), len(paths) - len(listed))

@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+import errno
+import os
 import pickle
 from pathlib import Path
 from typing import Any
@@ -15,7 +17,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from imgclf.errors import RunDirError
-from imgclf.io import atomic_path
+from imgclf.io import atomic_path, atomic_stream
 
 TRAINING_STATE_KEYS = ("model", "optimizer", "scheduler", "scaler", "early_stopping", "epoch")
 
@@ -31,7 +33,13 @@ def save_weights(model: torch.nn.Module | dict[str, torch.Tensor], path: Path, m
     state = model if isinstance(model, dict) else model_state(model)
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
     with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata=metadata)
+        try:
+            save_file(tensors, str(tmp), metadata=metadata)
+        except SafetensorError as exc:
+            # safetensors reports a full disk as "Error while serializing: IoError(Os { code: 28, kind: StorageFull ...})".
+            if "StorageFull" in str(exc) or "QuotaExceeded" in str(exc):
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp)) from None
+            raise
 
 
 def load_weights(path: Path) -> dict[str, torch.Tensor]:
@@ -46,8 +54,8 @@ def save_training_state(path: Path, state: dict[str, Any]) -> None:
     """Atomically write the resume checkpoint (model, optimiser, scheduler, scaler, early stopping, epoch).
 
     No RNG state: every epoch re-seeds from (seed, epoch), so a resumed epoch draws what it would have."""
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    with atomic_stream(path) as fh:  # a full disk is then a one-line DiskFullError, not torch's "enforce fail"
+        torch.save(state, fh)
 
 
 def load_training_state(path: Path) -> dict[str, Any]:

@@ -42,7 +42,6 @@ def training_problems(cfg: Config, dataset: Path | None) -> list[str]:
     return [
         *dataset_problems(dataset),
         *file_problems(cfg),
-        *schedule_problems(cfg),
         *device_problems(cfg),
         *model_problems(cfg),
     ]
@@ -87,17 +86,6 @@ def file_problems(cfg: Config) -> list[str]:
         problems.append(
             f"model.weights: unknown weights {weights!r}; use {'|'.join(EMBEDDED_WEIGHTS)}, "
             f"a {'/'.join(WEIGHT_FILE_SUFFIXES)} file, a snapshot folder, hub or none"
-        )
-    return problems
-
-
-def schedule_problems(cfg: Config) -> list[str]:
-    t = cfg.train
-    problems = []
-    if t.warmup_epochs > 0 and t.warmup_epochs >= t.epochs:
-        problems.append(
-            f"train.warmup_epochs={t.warmup_epochs:g} must be below train.epochs={t.epochs}, "
-            "or the learning rate never reaches train.lr (for a run this short, --set train.warmup_epochs=0)"
         )
     return problems
 

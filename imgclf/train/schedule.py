@@ -22,6 +22,16 @@ def warmup_cosine(step: int, total_steps: int, warmup_steps: int, floor: float =
     return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
+def short_run_warmup(warmup_epochs: float, epochs: int) -> float:
+    """The warm-up a run of ``epochs`` can have: a warm-up as long as the run would never reach the
+    learning rate, so it is cut to ``epochs - 1`` (none for one epoch), the rule ``--refit`` applies.
+
+    >>> short_run_warmup(1.0, 1), short_run_warmup(5.0, 3), short_run_warmup(0.5, 2)
+    (0, 2, 0.5)
+    """
+    return warmup_epochs if warmup_epochs < epochs else max(epochs - 1, 0)
+
+
 class WarmupCosine:
     """:func:`warmup_cosine` as a ``LambdaLR`` multiplier whose length can change mid-run: ``train.time_limit``
     re-plans the epochs after each one, and the cosine then anneals by the new end. (A callable object, so

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from imgclf.config import Config, save_config
+from imgclf.config import Config, TrainConfig, save_config
 from imgclf.data.balance import BalancedSampler, class_weights, is_weight_file
 from imgclf.data.pipeline import DataBundle, build_data, make_loader
 from imgclf.data.progressive import size_at
@@ -36,7 +36,7 @@ from imgclf.train.distributed import (
     DistContext, broadcast_object, eval_indices, gather_objects, per_rank_batch, train_sampler, wrap_ddp,
 )
 from imgclf.train.early_stopping import EarlyStopping, stopper_for
-from imgclf.train.schedule import WarmupCosine
+from imgclf.train.schedule import WarmupCosine, short_run_warmup
 from imgclf.train.step import AmpStep, Criterion, make_ema
 from imgclf.train.sync_bn import convert_sync_batchnorm
 
@@ -179,7 +179,7 @@ def _training(cfg: Config, ctx: DistContext, run: RunDir, data: DataBundle, mode
     optimizer = torch.optim.AdamW(finetuner.param_groups(cfg.train.lr, cfg.train.weight_decay), lr=cfg.train.lr)
     steps = steps_per_epoch(len(data.train_data), cfg)
     updates = math.ceil(steps / cfg.train.accumulate)  # optimiser steps per epoch: the schedule counts these
-    schedule = WarmupCosine(updates * cfg.train.epochs, int(round(cfg.train.warmup_epochs * updates)))
+    schedule = WarmupCosine(updates * cfg.train.epochs, int(round(_warmup_epochs(cfg.train, ctx.is_main) * updates)))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
     stopper = stopper_for(cfg.train)
     sampler = _sampler(cfg, ctx, data)
@@ -190,6 +190,15 @@ def _training(cfg: Config, ctx: DistContext, run: RunDir, data: DataBundle, mode
         ema=make_ema(model, cfg.train.ema_decay) if cfg.train.ema else None, schedule=schedule, epochs=cfg.train.epochs,
         train_size=data.pre.image_size,
     )
+
+
+def _warmup_epochs(train: TrainConfig, is_main: bool) -> float:
+    """``train.warmup_epochs``, shortened (with one log line) when the run is too short to hold it."""
+    warmup = short_run_warmup(train.warmup_epochs, train.epochs)
+    if warmup != train.warmup_epochs and is_main:
+        log.info("train.warmup_epochs=%g does not fit a %d-epoch run: the warm-up is %g epoch(s), so the learning "
+                 "rate reaches train.lr", train.warmup_epochs, train.epochs, warmup)
+    return warmup
 
 
 def _train_loader(cfg: Config, ctx: DistContext, data: DataBundle, sampler: Any) -> Any:
