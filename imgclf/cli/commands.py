@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 from rich.table import Table
 
 from imgclf.cli import tta_options
 from imgclf.cli.console import RichTrainingProgress, console
-from imgclf.config import Config, load_config
+
+if TYPE_CHECKING:
+    from imgclf.config import Config
 
 CONFIG_HELP = "YAML config file (sections data/model/finetune/train/tta/tracking); `imgclf train --print-config` shows every key with its default."
 SET_HELP = "Override one config key, e.g. --set train.epochs=5 --set model.head=mlp_bn (repeatable)."
 
 
 def build_cli_config(config: Optional[Path], overrides: list[str] | None) -> Config:
+    from imgclf.config import load_config  # pydantic: not on the path of --help and --version
+
     return load_config(config, overrides or [])
 
 
@@ -45,7 +49,6 @@ def train(
     kept checkpoint and early stopping and adds val_<metric> to metrics.csv and summary.json.
     """
     from imgclf import api
-    from imgclf.runtime import is_main_process as is_main
 
     if print_config:
         import yaml
@@ -55,6 +58,8 @@ def train(
     summary = api.train(dataset, out, config=config, overrides=set_, resume=resume, deterministic=deterministic,
                         tracking_uri=tracking_uri, from_sweep=from_sweep, storage=storage, devices=devices, refit=refit,
                         progress=RichTrainingProgress(), budget=budget)
+    from imgclf.runtime import is_main_process as is_main  # torch: after the config's errors
+
     if not is_main():
         return  # under torchrun, rank 0 reports for every process
     report = summary["report"]

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 from rich.table import Table
 
 from imgclf.cli.commands import CONFIG_HELP, SET_HELP, build_cli_config
 from imgclf.cli.console import RichTrainingProgress, console
-from imgclf.config import Config
+
+if TYPE_CHECKING:
+    from imgclf.config import Config
 
 
 def _fold_trainer(parent, tracking_uri: Optional[str]):
@@ -46,14 +48,14 @@ def cv_command(
     95 % interval over folds, OOF scores), label_issues.csv (cleanlab, blocklist format) and report.html.
     Run it again to resume: finished folds are skipped. `imgclf predict CV_DIR TEST_DIR` averages the folds.
     """
+    started = time.perf_counter()
+    cfg = build_cli_config(config, set_)  # a config error answers before torch is imported
     from imgclf.experiments.cv import run_cv
     from imgclf.experiments.cv_tracking import close_parent, open_parent
     from imgclf.experiments.recipe_cv import run_cv_recipe
     from imgclf.train.preflight import validate_for_training
 
-    started = time.perf_counter()
     seconds = _cv_budget(budget, refit, out)
-    cfg = build_cli_config(config, set_)
     validate_for_training(cfg, dataset)
     out.mkdir(parents=True, exist_ok=True)
     parent = open_parent(cfg, out, tracking_uri)

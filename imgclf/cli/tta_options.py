@@ -7,13 +7,15 @@ override it; the result is validated like any config (bad values → one-line Co
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 
-from imgclf.config import Config, TTAConfig, build_config, read_yaml, with_overrides
 from imgclf.errors import ConfigError
 from imgclf.run.rundir import RunDir
+
+if TYPE_CHECKING:
+    from imgclf.config import Config, TTAConfig
 
 TTA_OPTION: Any = typer.Option(
     None, "--tta",
@@ -30,6 +32,8 @@ def run_config(run_dir: Path) -> Config:
 
     For a CV or ensemble folder: the config of its first member run.
     """
+    from imgclf.config import Config, build_config, read_yaml  # pydantic: not on the path of --help
+
     path = RunDir(Path(run_dir)).config
     if not path.is_file() and Path(run_dir).is_dir():
         from imgclf.errors import RunDirError
@@ -57,6 +61,8 @@ def parse_tta(value: str | None) -> dict[str, Any]:
 def tta_from_options(run_dir: Path, tta: str | None = None, threshold: float | None = None,
                      max_views: int | None = None, budget: int | None = None, views: str | None = None) -> TTAConfig:
     """The TTAConfig the options ask for, on top of the run's ``tta`` config section."""
+    from imgclf.config import with_overrides
+
     values = parse_tta(tta)
     adaptive_only = {"tta.threshold": threshold, "tta.max_views": max_views, "tta.budget": budget}
     values.update({k: v for k, v in adaptive_only.items() if v is not None})
