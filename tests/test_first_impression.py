@@ -5,6 +5,7 @@ from __future__ import annotations
 from rich.table import Table
 
 from imgclf.cli.console import RedactingConsole
+from imgclf.cli.tta_options import passes_text
 
 HEADS = ["setting", "threshold", "views per image", "accuracy", "log-loss", "forward passes", "per image",
          "share of full passes", "wall s", "%"]
@@ -41,3 +42,19 @@ def test_a_narrow_table_and_text_piped_keep_the_console_width(capsys, monkeypatc
     console.print("word " * 30)
     out = capsys.readouterr().out
     assert max(len(line) for line in out.splitlines()) <= 80
+
+
+def test_passes_of_one_model_are_views_per_image():
+    assert passes_text(2460, 1000, {"2": 900, "3": 40, "10": 60}) == \
+        "forward passes 2460 (2.46/image; views per image: 2×900, 3×40, 10×60)"
+
+
+def test_passes_of_a_blend_with_fixed_views_are_views_per_image_per_model():
+    text = passes_text(12 * 100, 100, {"12": 100}, models=6)
+    assert text == "forward passes 1200 over 6 models (12.00/image; views per image per model: 2×100)"
+
+
+def test_passes_of_a_blend_with_adaptive_tta_say_they_count_all_models_together():
+    text = passes_text(12 * 16 + 27, 17, {"12": 16, "27": 1}, models=6, adaptive=True)
+    assert "over 6 models" in text and "passes per image, all 6 models together: 12×16, 27×1" in text
+    assert "views per image:" not in text

@@ -125,7 +125,7 @@ def evaluate(
     console.print(table)
     console.print(
         f"{score_text(result)}  images {result['images']}  "
-        f"{tta_options.tta_text(tta_cfg)}, {tta_options.passes_text(result['forward_passes'], result['images'], result['passes_per_image'])}  "
+        f"{tta_options.tta_text(tta_cfg)}, {tta_options.passes_text(result['forward_passes'], result['images'], result['passes_per_image'], result.get('models', 1), tta_cfg.mode == 'adaptive')}  "
         f"({result['seconds']:.1f}s)",
         highlight=False, soft_wrap=True,
     )
@@ -171,7 +171,7 @@ def predict(
                          device=device, engine=engine, tta=tta_cfg)
     console.print(
         f"wrote {result['out']}: {result['images']} rows, format {result['format']}, {tta_options.tta_text(tta_cfg)}, "
-        f"{tta_options.passes_text(result['forward_passes'], result['images'], result['passes_per_image'])} in {result['seconds']:.1f}s",
+        f"{tta_options.passes_text(result['forward_passes'], result['images'], result['passes_per_image'], result.get('models', 1), tta_cfg.mode == 'adaptive')} in {result['seconds']:.1f}s",
         highlight=False, soft_wrap=True,
     )
 

@@ -83,11 +83,23 @@ def tta_from_options(run_dir: Path, tta: str | None = None, threshold: float | N
     return cfg
 
 
-def passes_text(forward_passes: int, images: int, histogram: dict[str, int]) -> str:
-    """``forward passes 2460 (2.46/image; views per image: 2×900, 3×40, 10×60)``."""
+def passes_text(forward_passes: int, images: int, histogram: dict[str, int], models: int = 1, adaptive: bool = False) -> str:
+    """``forward passes 2460 (2.46/image; views per image: 2×900, 3×40, 10×60)``.
+
+    ``histogram`` counts each image's passes over all ``models`` of a blend. Without adaptive TTA every model
+    sees the same views, so the line shows views per image per model; with it, models may differ per image,
+    so it shows the passes of all models together and says so.
+    """
     per_image = forward_passes / images if images else 0.0
+    if models <= 1:
+        hist = ", ".join(f"{k}×{v}" for k, v in histogram.items())
+        return f"forward passes {forward_passes} ({per_image:.2f}/image; views per image: {hist or '-'})"
+    if not adaptive and all(int(k) % models == 0 for k in histogram):
+        hist = ", ".join(f"{int(k) // models}×{v}" for k, v in histogram.items())
+        return f"forward passes {forward_passes} over {models} models ({per_image:.2f}/image; views per image per model: {hist or '-'})"
     hist = ", ".join(f"{k}×{v}" for k, v in histogram.items())
-    return f"forward passes {forward_passes} ({per_image:.2f}/image; views per image: {hist or '-'})"
+    return (f"forward passes {forward_passes} over {models} models ({per_image:.2f}/image; "
+            f"passes per image, all {models} models together: {hist or '-'})")
 
 
 def tta_text(cfg: Optional[TTAConfig]) -> str:
