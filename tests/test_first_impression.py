@@ -58,3 +58,17 @@ def test_passes_of_a_blend_with_adaptive_tta_say_they_count_all_models_together(
     text = passes_text(12 * 16 + 27, 17, {"12": 16, "27": 1}, models=6, adaptive=True)
     assert "over 6 models" in text and "passes per image, all 6 models together: 12×16, 27×1" in text
     assert "views per image:" not in text
+
+
+def test_every_file_the_readme_says_a_run_folder_holds_is_a_name_the_code_writes():
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    readme = (root / "README.md").read_text()
+    table = readme.split("### What a run directory holds", 1)[1].split("\n### ", 1)[0]
+    named = set(re.findall(r"[\w.-]+\.(?:csv|json|html|yaml|pt|ts|safetensors|onnx|db|png)\b", table))
+    source = "\n".join(p.read_text() for p in (root / "imgclf").rglob("*.py"))
+    assert "model.torchscript.pt" in named
+    missing = sorted(name for name in named if f'"{name}"' not in source and f"'{name}'" not in source)
+    assert missing == []
