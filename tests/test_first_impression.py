@@ -72,3 +72,18 @@ def test_every_file_the_readme_says_a_run_folder_holds_is_a_name_the_code_writes
     assert "model.torchscript.pt" in named
     missing = sorted(name for name in named if f'"{name}"' not in source and f"'{name}'" not in source)
     assert missing == []
+
+
+def test_the_cleaning_chart_legend_sits_outside_the_bars():
+    import pandas as pd
+
+    from imgclf.report.cleaning import class_chart
+
+    rows = [{"label": f"class_{c}", "split": "train", "keep": k % 7 != 0}
+            for c in range(5) for k in range(10 + 20 * c)]
+    fig = class_chart(pd.DataFrame(rows))
+    renderer = fig.canvas.get_renderer()
+    ax = fig.axes[0]
+    legend, axes = ax.get_legend().get_window_extent(renderer), ax.get_window_extent(renderer)
+    assert legend.y0 >= axes.y1 - 1  # above the plotting area, so no bar is covered
+    assert legend.y1 <= fig.bbox.y1 + 1  # and still on the figure
