@@ -136,7 +136,10 @@ def ensemble_command(
     for r in summary["members"]:
         table.add_row(r["member"], f"{r['weight']:.3f}", *(f"{r[m]:.4f}" for m in extra), f"{r['accuracy']:.4f}",
                       f"{r['macro_f1']:.4f}", f"{r['log_loss']:.4f}")
-    for name, key in ((f"ensemble (weights: {summary['weights_chosen_by']})", "ensemble"), ("equal weights", "equal_weights")):
+    rows = ((f"ensemble (weights: {summary['weights_chosen_by']}; fitted on these OOF predictions: optimistic)", "ensemble"),
+            ("ensemble, nested (each fold's weights fitted on the other folds)", "ensemble_nested"),
+            ("equal weights", "equal_weights"))
+    for name, key in ((n, k) for n, k in rows if k in summary):
         s = summary[key]
         table.add_row(f"[bold]{name}[/]", "", *(f"{s[m]:.4f}" for m in extra), f"{s['accuracy']:.4f}", f"{s['macro_f1']:.4f}",
                       f"{s['log_loss']:.4f}")
