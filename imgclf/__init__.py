@@ -8,14 +8,7 @@ light module (``imgclf.errors``) stays fast.
 from __future__ import annotations
 
 import importlib
-from importlib.metadata import PackageNotFoundError
-from importlib.metadata import version as _version
 from typing import Any
-
-try:
-    __version__ = _version("imgclf")
-except PackageNotFoundError:  # a source checkout on PYTHONPATH, not installed
-    __version__ = "0.0.0+unknown"
 
 __all__ = ["__version__", "load_run", "predict", "train"]
 
@@ -44,3 +37,15 @@ def load_run(*args: Any, **kwargs: Any) -> Any:
     from imgclf.api import load_run as _load_run
 
     return _load_run(*args, **kwargs)
+
+
+def __getattr__(name: str) -> Any:
+    # __version__ on first use: importlib.metadata costs 50 ms that `imgclf --help` need not pay.
+    if name != "__version__":
+        raise AttributeError(f"module 'imgclf' has no attribute {name!r}")
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("imgclf")
+    except PackageNotFoundError:  # a source checkout on PYTHONPATH, not installed
+        return "0.0.0+unknown"

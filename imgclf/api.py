@@ -18,14 +18,15 @@ import logging
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from imgclf.config import Config, TTAConfig, build_config, load_config, read_yaml
 from imgclf.errors import ConfigError, DataError
 from imgclf.run.claim import start_over
-from imgclf.run.load import LoadedRun
-from imgclf.run.load import load_run as _load_run
 from imgclf.run.rundir import RunDir
+
+if TYPE_CHECKING:
+    from imgclf.run.load import LoadedRun
 
 __all__ = ["train", "fit_run", "predict", "load_run", "default_run_dir"]
 
@@ -52,9 +53,6 @@ def train(
     ``budget`` (``"20m"``, or seconds) runs the recipe of :mod:`imgclf.experiments.recipe` instead: warm-up,
     proxy search, then the final model on every image, all within the budget (+5 % at most).
     """
-    from imgclf.runtime import is_main_process as is_main
-    from imgclf.train.preflight import validate_for_training
-
     started = time.perf_counter()
     seconds = _budget_seconds(budget, resume, devices, refit)
 
@@ -73,6 +71,9 @@ def train(
         out = Path(out) if out else default_run_dir(cfg)
         RunDir(out).check_new()
     _check_devices(devices, cfg)  # a count the machine cannot hold is refused before any process starts
+    from imgclf.runtime import is_main_process as is_main  # torch: after the config, so its errors come at once
+    from imgclf.train.preflight import validate_for_training
+
     if is_main():  # every problem with the config, the dataset and the files it names, before anything is written
         validate_for_training(cfg, Path(dataset))
         if resume is not None and _extension(overrides):
@@ -277,4 +278,6 @@ def _run_tta(run_dir: Path, mode: str | None) -> TTAConfig:
 
 def load_run(run_dir: str | Path, device: str = "cpu") -> LoadedRun:
     """A finished run ready for inference: ``.model`` (eval mode), ``.classes``, ``.pre``, ``.temperature``, ``.cfg``."""
+    from imgclf.run.load import load_run as _load_run  # torch: imported on first use, not by `import imgclf.api`
+
     return _load_run(Path(run_dir), device)

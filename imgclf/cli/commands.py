@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 from rich.table import Table
 
 from imgclf.cli import tta_options
 from imgclf.cli.console import RichTrainingProgress, console
-from imgclf.config import Config, load_config
+
+if TYPE_CHECKING:
+    from imgclf.config import Config
 
 CONFIG_HELP = "YAML config file (sections data/model/finetune/train/tta/tracking); `imgclf train --print-config` shows every key with its default."
 SET_HELP = "Override one config key, e.g. --set train.epochs=5 --set model.head=mlp_bn (repeatable)."
 
 
 def build_cli_config(config: Optional[Path], overrides: list[str] | None) -> Config:
+    from imgclf.config import load_config  # pydantic: not on the path of --help and --version
+
     return load_config(config, overrides or [])
 
 
@@ -45,7 +49,6 @@ def train(
     kept checkpoint and early stopping and adds val_<metric> to metrics.csv and summary.json.
     """
     from imgclf import api
-    from imgclf.runtime import is_main_process as is_main
 
     if print_config:
         import yaml
@@ -55,6 +58,8 @@ def train(
     summary = api.train(dataset, out, config=config, overrides=set_, resume=resume, deterministic=deterministic,
                         tracking_uri=tracking_uri, from_sweep=from_sweep, storage=storage, devices=devices, refit=refit,
                         progress=RichTrainingProgress(), budget=budget)
+    from imgclf.runtime import is_main_process as is_main  # torch: after the config's errors
+
     if not is_main():
         return  # under torchrun, rank 0 reports for every process
     report = summary["report"]
@@ -120,7 +125,7 @@ def evaluate(
     console.print(table)
     console.print(
         f"{score_text(result)}  images {result['images']}  "
-        f"{tta_options.tta_text(tta_cfg)}, {tta_options.passes_text(result['forward_passes'], result['images'], result['passes_per_image'])}  "
+        f"{tta_options.tta_text(tta_cfg)}, {tta_options.passes_text(result['forward_passes'], result['images'], result['passes_per_image'], result.get('models', 1), tta_cfg.mode == 'adaptive')}  "
         f"({result['seconds']:.1f}s)",
         highlight=False, soft_wrap=True,
     )
@@ -166,7 +171,7 @@ def predict(
                          device=device, engine=engine, tta=tta_cfg)
     console.print(
         f"wrote {result['out']}: {result['images']} rows, format {result['format']}, {tta_options.tta_text(tta_cfg)}, "
-        f"{tta_options.passes_text(result['forward_passes'], result['images'], result['passes_per_image'])} in {result['seconds']:.1f}s",
+        f"{tta_options.passes_text(result['forward_passes'], result['images'], result['passes_per_image'], result.get('models', 1), tta_cfg.mode == 'adaptive')} in {result['seconds']:.1f}s",
         highlight=False, soft_wrap=True,
     )
 

@@ -11,17 +11,40 @@ from typing import Any
 
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.measure import Measurement
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
 
 from imgclf.secrets import install_log_redaction, redact
 from imgclf.train.callbacks import Callback
 
 
+#: Widest a table is drawn when the output is not a terminal: its content decides below that.
+MAX_PIPED_WIDTH = 1000
+
+
 class RedactingConsole(Console):
-    """A rich Console that masks secrets in the text it is given to print."""
+    """A rich Console that masks secrets in the text it is given to print.
+
+    Piped into a file or a notebook cell, rich would draw at 80 columns and cut a wide table's cells
+    (``setti…``); there is no screen to fit there, so a table is drawn as wide as its content.
+    """
 
     def print(self, *objects: Any, **kwargs: Any) -> None:
-        super().print(*(redact(o) if isinstance(o, str) else o for o in objects), **kwargs)
+        objects = tuple(redact(o) if isinstance(o, str) else o for o in objects)
+        wide = [self._natural_width(o) for o in objects if isinstance(o, Table)] if not self.is_terminal else []
+        if not wide or max(wide) <= self.width:
+            super().print(*objects, **kwargs)
+            return
+        previous = self._width  # print(width=) only narrows: widen the console for this one call
+        self.width = max(wide)
+        try:
+            super().print(*objects, **kwargs)
+        finally:
+            self._width = previous
+
+    def _natural_width(self, table: Table) -> int:
+        return min(Measurement.get(self, self.options.update_width(MAX_PIPED_WIDTH), table).maximum, MAX_PIPED_WIDTH)
 
 
 console = RedactingConsole()

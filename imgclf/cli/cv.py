@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 from rich.table import Table
 
 from imgclf.cli.commands import CONFIG_HELP, SET_HELP, build_cli_config
 from imgclf.cli.console import RichTrainingProgress, console
-from imgclf.config import Config
+
+if TYPE_CHECKING:
+    from imgclf.config import Config
 
 
 def _fold_trainer(parent, tracking_uri: Optional[str]):
@@ -46,15 +48,15 @@ def cv_command(
     95 % interval over folds, OOF scores), label_issues.csv (cleanlab, blocklist format) and report.html.
     Run it again to resume: finished folds are skipped. `imgclf predict CV_DIR TEST_DIR` averages the folds.
     """
+    started = time.perf_counter()
+    cfg = build_cli_config(config, set_)  # a config error answers before torch is imported
     from imgclf.experiments.cv import run_cv
     from imgclf.experiments.cv_tracking import close_parent, open_parent
     from imgclf.experiments.recipe_cv import run_cv_recipe
     from imgclf.run.claim import claim_folder
     from imgclf.train.preflight import validate_for_training
 
-    started = time.perf_counter()
     seconds = _cv_budget(budget, refit, out)
-    cfg = build_cli_config(config, set_)
     validate_for_training(cfg, dataset)
     with claim_folder(out, "cv"):  # a new or empty folder, or this CV's own (to resume); one writer
         parent = open_parent(cfg, out, tracking_uri)
@@ -135,7 +137,10 @@ def ensemble_command(
     for r in summary["members"]:
         table.add_row(r["member"], f"{r['weight']:.3f}", *(f"{r[m]:.4f}" for m in extra), f"{r['accuracy']:.4f}",
                       f"{r['macro_f1']:.4f}", f"{r['log_loss']:.4f}")
-    for name, key in ((f"ensemble (weights: {summary['weights_chosen_by']})", "ensemble"), ("equal weights", "equal_weights")):
+    rows = ((f"ensemble (weights: {summary['weights_chosen_by']}; fitted on these OOF predictions: optimistic)", "ensemble"),
+            ("ensemble, nested (each fold's weights fitted on the other folds)", "ensemble_nested"),
+            ("equal weights", "equal_weights"))
+    for name, key in ((n, k) for n, k in rows if k in summary):
         s = summary[key]
         table.add_row(f"[bold]{name}[/]", "", *(f"{s[m]:.4f}" for m in extra), f"{s['accuracy']:.4f}", f"{s['macro_f1']:.4f}",
                       f"{s['log_loss']:.4f}")

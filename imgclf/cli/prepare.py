@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from pydantic import ValidationError
@@ -13,11 +14,11 @@ from rich.table import Table
 
 from imgclf.cli.console import console
 from imgclf.data.clean import FLAGS, CleanOptions, parse_policy
-from imgclf.data.duplicates import CANDIDATE_RADIUS
-from imgclf.data.prepare import PrepareOptions, PrepareResult, prepare
-from imgclf.data.verify import NEAR_COPY_THRESHOLD
+from imgclf.data.near_copy import CANDIDATE_RADIUS, NEAR_COPY_THRESHOLD
 from imgclf.errors import ConfigError
-from imgclf.report.cleaning import write_cleaning_report
+
+if TYPE_CHECKING:
+    from imgclf.data.prepare import PrepareResult
 
 _POLICY_HELP = (
     "Per-flag policy FLAG=drop|keep|keep_one|propose (repeatable), e.g. --policy tiny=drop. Defaults: unreadable files "
@@ -73,6 +74,9 @@ def prepare_command(
 
     By default only unreadable files and byte-identical copies within a class are left out. Near copies are kept and grouped (never split across train/validation); label conflicts and train/test leaks are proposed in blocklist.proposed.csv. Review cleaning_report.html, then save the edited blocklist.proposed.csv as blocklist.csv (`imgclf train` honours it) or re-run with --apply-proposed.
     """
+    from imgclf.data.prepare import PrepareOptions, prepare  # pandas, torch: only when the command runs
+    from imgclf.report.cleaning import write_cleaning_report  # matplotlib
+
     try:
         options = PrepareOptions(
             clean=CleanOptions(

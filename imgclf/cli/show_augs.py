@@ -41,14 +41,14 @@ def show_augs_command(
       data.flips=none|h|hv|d4   (d4: flips and quarter turns, for no "up")
       data.eval_crop_pct=1.0    (eval keeps the border; model default 0.875)
     """
+    if not dataset.exists():
+        raise DataError(f"dataset not found: {dataset}")
+    cfg = build_cli_config(config, set_)  # a config error answers before torch is imported
     from imgclf.data.transforms import AugmentSpec
     from imgclf.report.augs import backbone_preprocessing, write_aug_preview
     from imgclf.run.claim import check_file_out
 
-    if not dataset.exists():
-        raise DataError(f"dataset not found: {dataset}")
     check_file_out(out, "--out", (".png", ".jpg", ".jpeg", ".svg", ".pdf"))  # an earlier preview, never another file
-    cfg = build_cli_config(config, set_)
     t0 = time.perf_counter()
     pre = backbone_preprocessing(cfg)
     path, shown = write_aug_preview(dataset, cfg, out, n=n, per_class=per_class, max_classes=max_classes, seed=seed)

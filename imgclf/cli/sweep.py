@@ -38,6 +38,7 @@ def sweep_command(
     Each trial is an ordinary run directory <out>/trials/NNNN. Then: imgclf train DATASET --from-sweep STUDY,
     and imgclf sweep-transfer STUDY --target CONFIG to check the proxy's ranking holds on the target.
     """
+    base = build_cli_config(config, set_)  # a config error answers before torch and optuna are imported
     import optuna
 
     from imgclf.experiments.space import read_proxy, read_space
@@ -46,7 +47,6 @@ def sweep_command(
     params, proxy_values = read_space(space)
     if proxy is not None:
         proxy_values = read_proxy(proxy)
-    base = build_cli_config(config, set_)
     study = study or space.stem
     out = out or default_out(study)
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # one line per trial below instead

@@ -7,13 +7,15 @@ override it; the result is validated like any config (bad values → one-line Co
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 
-from imgclf.config import Config, TTAConfig, build_config, read_yaml, with_overrides
 from imgclf.errors import ConfigError
 from imgclf.run.rundir import RunDir
+
+if TYPE_CHECKING:
+    from imgclf.config import Config, TTAConfig
 
 TTA_OPTION: Any = typer.Option(
     None, "--tta",
@@ -30,6 +32,8 @@ def run_config(run_dir: Path) -> Config:
 
     For a CV or ensemble folder: the config of its first member run.
     """
+    from imgclf.config import Config, build_config, read_yaml  # pydantic: not on the path of --help
+
     path = RunDir(Path(run_dir)).config
     if not path.is_file() and Path(run_dir).is_dir():
         from imgclf.errors import RunDirError
@@ -57,6 +61,8 @@ def parse_tta(value: str | None) -> dict[str, Any]:
 def tta_from_options(run_dir: Path, tta: str | None = None, threshold: float | None = None,
                      max_views: int | None = None, budget: int | None = None, views: str | None = None) -> TTAConfig:
     """The TTAConfig the options ask for, on top of the run's ``tta`` config section."""
+    from imgclf.config import with_overrides
+
     values = parse_tta(tta)
     adaptive_only = {"tta.threshold": threshold, "tta.max_views": max_views, "tta.budget": budget}
     values.update({k: v for k, v in adaptive_only.items() if v is not None})
@@ -77,11 +83,23 @@ def tta_from_options(run_dir: Path, tta: str | None = None, threshold: float | N
     return cfg
 
 
-def passes_text(forward_passes: int, images: int, histogram: dict[str, int]) -> str:
-    """``forward passes 2460 (2.46/image; views per image: 2×900, 3×40, 10×60)``."""
+def passes_text(forward_passes: int, images: int, histogram: dict[str, int], models: int = 1, adaptive: bool = False) -> str:
+    """``forward passes 2460 (2.46/image; views per image: 2×900, 3×40, 10×60)``.
+
+    ``histogram`` counts each image's passes over all ``models`` of a blend. Without adaptive TTA every model
+    sees the same views, so the line shows views per image per model; with it, models may differ per image,
+    so it shows the passes of all models together and says so.
+    """
     per_image = forward_passes / images if images else 0.0
+    if models <= 1:
+        hist = ", ".join(f"{k}×{v}" for k, v in histogram.items())
+        return f"forward passes {forward_passes} ({per_image:.2f}/image; views per image: {hist or '-'})"
+    if not adaptive and all(int(k) % models == 0 for k in histogram):
+        hist = ", ".join(f"{int(k) // models}×{v}" for k, v in histogram.items())
+        return f"forward passes {forward_passes} over {models} models ({per_image:.2f}/image; views per image per model: {hist or '-'})"
     hist = ", ".join(f"{k}×{v}" for k, v in histogram.items())
-    return f"forward passes {forward_passes} ({per_image:.2f}/image; views per image: {hist or '-'})"
+    return (f"forward passes {forward_passes} over {models} models ({per_image:.2f}/image; "
+            f"passes per image, all {models} models together: {hist or '-'})")
 
 
 def tta_text(cfg: Optional[TTAConfig]) -> str:

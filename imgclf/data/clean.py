@@ -32,10 +32,8 @@ from typing import Literal
 from PIL import Image, ImageOps, UnidentifiedImageError
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from imgclf.data.duplicates import CANDIDATE_RADIUS
-from imgclf.data.hashing import pack_hashes, perceptual_hashes
 from imgclf.data.images import to_rgb
-from imgclf.data.verify import NEAR_COPY_THRESHOLD
+from imgclf.data.near_copy import CANDIDATE_RADIUS, NEAR_COPY_THRESHOLD
 from imgclf.errors import ConfigError
 
 #: drop = leave out of training; keep = keep and report; propose = keep, and list in
@@ -219,6 +217,8 @@ def analyze_file(path: Path, max_pixels: int = CleanOptions().max_pixels) -> Fil
 
     Images above ``max_pixels`` are not decoded (that is what a decompression bomb wants).
     """
+    from imgclf.data.hashing import pack_hashes, perceptual_hashes  # numpy: not on the path of `prepare --help`
+
     path = Path(path)
     size = path.stat().st_size
     facts = FileAnalysis(sha256=sha256_file(path), bytes=size)

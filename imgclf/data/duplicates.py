@@ -26,18 +26,13 @@ from pathlib import Path
 import numpy as np
 
 from imgclf.data.hashindex import median_nn_distance, radius_pairs
+from imgclf.data.near_copy import CANDIDATE_RADIUS, NEAR_COPY_THRESHOLD
 from imgclf.data.verify import (
-    NEAR_COPY_THRESHOLD,
     detail_correlation,
     pixels_equal,
     thumbnail,
 )
 
-#: Hash radius for candidates: altered copies of bench/dedup_corpus.py's photos sat at most 6 bits from
-#: their original's whole or crop hash (1,200 copies; 800 further 5 % crops), and all 8,574 copies of the
-#: 10k set were found at 7. The 4x16-bit index then probes 1-bit flips only; radius 11 probes 2-bit flips
-#: (6x slower, measured at 10k hashes).
-CANDIDATE_RADIUS = 7
 #: Median nearest-neighbour pHash distance at or below which a set counts as homogeneous (look-alike).
 #: Random 64-bit hashes stay above 12 for sets of up to a million images (binomial tail), and a set of
 #: unrelated photos sits around 20; at 12 or less, hash matches between distinct images are common.

@@ -21,18 +21,11 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps
-from scipy.ndimage import gaussian_filter
 
 from imgclf.data.images import load_rgb, to_rgb
+from imgclf.data.near_copy import NEAR_COPY_THRESHOLD
 
 SIDE = 64
-#: Minimum detail correlation for "near copy". Measured with bench/dedup.py (2-core shared build machine,
-#: 2026-12-02, best alignment): altered copies (JPEG q40, x0.5, 5 % crop, brightness +-10 %, PNG) scored
-#: >= 0.937 over 1,200 pairs of 200 photos and >= 0.926 over 8,574 pairs of the 10k set (lowest: the
-#: 5 % crops); the 298 pairs checked among 500 look-alike distinct micrographs (median pHash
-#: nearest-neighbour distance 12) scored <= 0.794. 0.88 sits between, 0.05 below the copies and 0.09
-#: above the look-alikes.
-NEAR_COPY_THRESHOLD = 0.88
 _SCALES = (1.0, 0.95, 0.90)
 _MARGIN = 4
 _SURE = 0.97
@@ -52,6 +45,8 @@ def thumbnail(path: Path) -> np.ndarray:
 
 
 def _detail(image: np.ndarray) -> np.ndarray:
+    from scipy.ndimage import gaussian_filter  # 0.2 s to import: not on the path of `imgclf prepare --help`
+
     return image - gaussian_filter(image, _SIGMA, mode="reflect")
 
 

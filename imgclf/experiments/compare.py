@@ -36,6 +36,12 @@ log = logging.getLogger("imgclf")
 METRIC_COLUMNS = ("val_accuracy", "val_loss", "val_macro_f1", "best_epoch", "epochs_run", "train_seconds", "total_params", "trainable_params")
 # Smaller is better for these; larger for every other sortable column.
 ASCENDING = ("val_loss", "val_log_loss", "train_seconds", "total_params", "trainable_params", "mean_epoch_seconds")
+# A --budget run's final model has no validation: this column ranks every run, by val_accuracy where the run has
+# one, else by the recipe's proxy estimate (summary.json: recipe.val_accuracy_estimate). Shown when a budget run is.
+ESTIMATE = "val_accuracy_estimate"
+ESTIMATE_NOTE = (f"{ESTIMATE}: val_accuracy, or for a --budget run (whose final model trains on every image and has no "
+                 "validation of its own) its proxy search's validation score, on a subset at a small size; --sort "
+                 f"{ESTIMATE} ranks every run.")
 # Keys that differ between runs without saying anything about the experiment.
 IGNORED_KEYS = ("tracking.uri", "data.num_workers", "data.cache_dir")
 
@@ -147,7 +153,8 @@ def compare_runs(runs: list[RunRecord], sort: str = "val_accuracy") -> Compariso
     differing = differing_keys(runs)
     # Runs scored with another train.metric add its val_<metric> column (e.g. val_qwk).
     own = [f"val_{m}" for m in dict.fromkeys(r.summary.get("metric") for r in runs) if m and f"val_{m}" not in METRIC_COLUMNS]
-    columns = ["run", *differing, *own, *METRIC_COLUMNS]
+    budget = any(isinstance(r.summary.get("recipe"), dict) for r in runs)
+    columns = ["run", *differing, *own, *METRIC_COLUMNS, *([ESTIMATE] if budget else [])]
     if sort not in columns:
         raise ConfigError(f"--sort {sort!r} is not a column; choose one of {', '.join(c for c in columns if c != 'run')}")
     rows = []
@@ -155,11 +162,22 @@ def compare_runs(runs: list[RunRecord], sort: str = "val_accuracy") -> Compariso
         row: dict[str, Any] = {"run": r.name}
         row.update({k: r.config.get(k) for k in differing})
         row.update({m: r.summary.get(m) for m in (*own, *METRIC_COLUMNS)})
+        if budget:
+            row[ESTIMATE] = accuracy_estimate(r.summary)
         rows.append(row)
     order = sorted(range(len(rows)), key=lambda i: _sort_key(rows[i].get(sort), sort))
     rows = [rows[i] for i in order]
     runs = [runs[i] for i in order]
-    return Comparison(columns=columns, rows=rows, differing=differing, sort=sort, runs=runs, markdown=markdown_table(rows, columns))
+    markdown = markdown_table(rows, columns) + (f"\n{ESTIMATE_NOTE}\n" if budget else "")
+    return Comparison(columns=columns, rows=rows, differing=differing, sort=sort, runs=runs, markdown=markdown)
+
+
+def accuracy_estimate(summary: dict[str, Any]) -> float | None:
+    """The run's val_accuracy, else (a --budget run) its recipe's proxy estimate, else None."""
+    if summary.get("val_accuracy") is not None:
+        return summary["val_accuracy"]
+    recipe = summary.get("recipe")
+    return recipe.get("val_accuracy_estimate") if isinstance(recipe, dict) else None
 
 
 def _sort_key(value: Any, column: str) -> tuple:
@@ -195,6 +213,7 @@ def render_html(comparison: Comparison, title: str = "Run comparison") -> str:
         title,
         html.section("Runs", html.table(comparison.rows, comparison.columns, highlight=best, text_columns=["run"])),
         html.paragraph(f"Config keys that differ: {differing}.", "note"),
+        html.paragraph(ESTIMATE_NOTE, "note") if ESTIMATE in comparison.columns else "",
         html.section("Learning curves", html.image(fig_to_base64(curves), "learning curves of all runs")),
         pareto_section(run_points([r.path for r in comparison.runs], [r.name for r in comparison.runs])),
         html.section("Run directories", html.preformatted(paths)),

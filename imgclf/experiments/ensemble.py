@@ -126,7 +126,8 @@ def member_metric(member: Path) -> Metric:
     return get_metric(saved.get("metric", "accuracy"), saved.get("metric_k", 5))
 
 
-def choose_weights(probs: Sequence[np.ndarray], labels: np.ndarray, method: str, metric: Metric) -> tuple[np.ndarray, str]:
+def choose_weights(probs: Sequence[np.ndarray], labels: np.ndarray, method: str, metric: Metric,
+                   quiet: bool = False) -> tuple[np.ndarray, str]:
     """The blend weights and how they were chosen. ``optimize`` minimises OOF log-loss (smooth, convex: a
     stand-in that every metric rewards); for another metric the equal-weight blend is kept when it scores
     better on that metric."""
@@ -135,9 +136,34 @@ def choose_weights(probs: Sequence[np.ndarray], labels: np.ndarray, method: str,
         return weights, "equal" if method == "equal" or len(probs) == 1 else "log-loss optimal"
     equal = blend_weights(probs, labels, "equal")
     if metric.better(metric.score(labels, blend(probs, equal)), metric.score(labels, blend(probs, weights))):
-        log.info("equal weights score better on %s than the log-loss-optimal ones; using equal weights", metric.label)
+        if not quiet:
+            log.info("equal weights score better on %s than the log-loss-optimal ones; using equal weights", metric.label)
         return equal, f"equal (better {metric.name} than log-loss optimal)"
     return weights, "log-loss optimal"
+
+
+#: Parts of the OOF images for the nested estimate when the members share no CV folds.
+NESTED_PARTS = 5
+NESTED_NOTE = ("ensemble: weights fitted and scored on the same OOF predictions (optimistic); "
+               "ensemble_nested: each fold scored with weights fitted on the other folds (honest)")
+
+
+def nested_blend(oofs: Sequence[Oof], method: str, metric: Metric) -> np.ndarray | None:
+    """The blend's OOF probabilities with each fold's weights fitted on the other folds only, so the score on them
+    is not measured on the predictions the weights were fitted to. Folds: the members' CV folds when they share
+    them, else :data:`NESTED_PARTS` seeded parts. None when there are too few images to hold one out."""
+    labels, probs = oofs[0].labels, [o.probs for o in oofs]
+    folds = oofs[0].folds
+    if folds is None or any(o.folds is None or not np.array_equal(o.folds, folds) for o in oofs):
+        folds = np.random.default_rng(0).permutation(len(labels)) % NESTED_PARTS
+    if len(labels) < 2 or len(np.unique(folds)) < 2:
+        return None
+    nested = np.zeros_like(probs[0])
+    for fold in np.unique(folds):
+        held = folds == fold
+        weights, _ = choose_weights([p[~held] for p in probs], labels[~held], method, metric, quiet=True)
+        nested[held] = blend([p[held] for p in probs], weights)
+    return nested
 
 
 def build_ensemble(members: Sequence[Path], out: Path, *, method: str = "optimize", metric: Metric | None = None) -> dict[str, Any]:
@@ -182,6 +208,7 @@ def _build_ensemble(members: Sequence[Path], out: Path, method: str, metric: Met
         **({"metric_k": metric.k} if metric.name == "top_k" else {}),
         "ensemble": scores(labels, blended.probs, metric),
         "equal_weights": scores(labels, blend(probs, equal), metric),
+        **_nested_scores(oofs, labels, method, metric),
         "oof_images": len(labels),
         "classes": len(oofs[0].classes),
     }
@@ -193,3 +220,8 @@ def _build_ensemble(members: Sequence[Path], out: Path, method: str, metric: Met
     })
     atomic_write_json(BlendDir(out).summary, summary)
     return summary
+
+
+def _nested_scores(oofs: Sequence[Oof], labels: np.ndarray, method: str, metric: Metric) -> dict[str, Any]:
+    nested = nested_blend(oofs, method, metric)
+    return {} if nested is None else {"ensemble_nested": scores(labels, nested, metric), "ensemble_note": NESTED_NOTE}

@@ -123,17 +123,24 @@ def _groups(table: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
     return [(str(g), rows) for g, rows in dup.groupby("dup_group", sort=True)]
 
 
-def class_chart_png(table: pd.DataFrame) -> bytes:
-    """Horizontal bar chart of kept/dropped training images per class."""
+def class_chart(table: pd.DataFrame) -> Figure:
+    """Horizontal bar chart of kept/dropped training images per class, its legend above the bars."""
     counts = class_counts(table).iloc[::-1]
-    fig = Figure(figsize=(7, max(2.5, 0.22 * len(counts) + 1)), dpi=100)
+    fig = Figure(figsize=(7, max(2.5, 0.22 * len(counts) + 1.3)), dpi=100)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
     ax.barh(counts["label"].astype(str), counts["kept"], color="#4c78a8", label="kept")
     ax.barh(counts["label"].astype(str), counts["dropped"], left=counts["kept"], color="#e45756", label="dropped")
     ax.set_xlabel("training images")
-    ax.legend(loc="lower right")
+    # Outside the axes: inside, it covered the longest bars (the largest classes reach the right edge).
+    ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.0), ncol=2, frameon=False, borderaxespad=0.2)
     fig.tight_layout()
+    return fig
+
+
+def class_chart_png(table: pd.DataFrame) -> bytes:
+    """:func:`class_chart` as PNG bytes."""
+    fig = class_chart(table)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", metadata={"Software": None})
     return buf.getvalue()

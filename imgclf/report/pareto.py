@@ -105,7 +105,7 @@ def pareto_figure(points: Sequence[RunPoint], cost: str = "train_seconds") -> Fi
         for i in shown:
             ax.annotate(points[i].name, (xs[i], ys[i]), textcoords="offset points", xytext=(4, 4), fontsize=7)
     if not shown:
-        ax.text(0.5, 0.5, f"no run recorded {COSTS[cost]}", ha="center", va="center", transform=ax.transAxes)
+        ax.text(0.5, 0.5, f"no run recorded both validation accuracy and {COSTS[cost]}", ha="center", va="center", transform=ax.transAxes)
     ax.set_xlabel(COSTS[cost])
     ax.set_ylabel("validation accuracy")
     ax.grid(alpha=0.3)
@@ -122,8 +122,12 @@ def pareto_section(points: Sequence[RunPoint], title: str = "Accuracy against co
         xs = [getattr(p, cost) for p in points]
         if not any(_finite(x) for x in xs):
             continue
-        on_front[cost] = set(pareto_front(xs, [p.accuracy for p in points]))
-        parts.append(h.image(fig_to_base64(pareto_figure(points, cost)), f"validation accuracy against {label}"))
+        plotted = [p for p, x in zip(points, xs) if _finite(x) and _finite(p.accuracy)]
+        if plotted:
+            on_front[cost] = set(pareto_front(xs, [p.accuracy for p in points]))
+            parts.append(h.image(fig_to_base64(pareto_figure(points, cost)), f"validation accuracy against {label}"))
+        if len(plotted) < sum(_finite(x) for x in xs):
+            parts.append(h.paragraph(unplotted_note(points, cost), "note"))
     if not parts:
         return h.section(title, h.paragraph("No run recorded accuracy with training time or latency.", "note"))
     rows = [
@@ -132,6 +136,14 @@ def pareto_section(points: Sequence[RunPoint], title: str = "Accuracy against co
         for i, p in enumerate(points)
     ]
     return h.section(title, *parts, h.table(rows, highlight={"val_accuracy": "max", "train_seconds": "min", "latency_ms": "min"}))
+
+
+def unplotted_note(points: Sequence[RunPoint], cost: str) -> str:
+    """One line naming the runs whose ``cost`` the table shows but the chart cannot place (no validation accuracy)."""
+    left = [p for p in points if _finite(getattr(p, cost)) and not _finite(p.accuracy)]
+    named = ", ".join(f"{p.name} ({getattr(p, cost):.1f})" for p in left)
+    return (f"Not on the {COSTS[cost]} chart, for want of a validation accuracy to plot against: {named} "
+            "(a --budget run's final model trains on every image and has no validation of its own).")
 
 
 def write_comparison_page(run_dirs: Sequence[Path], out: Path, title: str = "Run comparison") -> Path:

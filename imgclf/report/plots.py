@@ -76,7 +76,10 @@ def learning_curves(
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
     if len(runs) <= 12:
-        axes[-1].legend(fontsize="small", loc="best")
+        # One legend naming every run that drew a line in any panel: a run without validation (a --budget
+        # run) has no val_loss line, so the last panel's own handles would leave it out.
+        labelled = {label: handle for ax in axes for handle, label in zip(*ax.get_legend_handles_labels())}
+        axes[-1].legend(list(labelled.values()), list(labelled), fontsize="small", loc="best")
     fig.tight_layout()
     return fig
 
