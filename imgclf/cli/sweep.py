@@ -38,8 +38,6 @@ def sweep_command(
     Each trial is an ordinary run directory <out>/trials/NNNN. Then: imgclf train DATASET --from-sweep STUDY,
     and imgclf sweep-transfer STUDY --target CONFIG to check the proxy's ranking holds on the target.
     """
-    import optuna
-
     from imgclf.experiments.space import read_proxy, read_space
     from imgclf.experiments.sweep import SweepOptions, default_out, run_sweep
 
@@ -49,7 +47,6 @@ def sweep_command(
     base = build_cli_config(config, set_)
     study = study or space.stem
     out = out or default_out(study)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)  # one line per trial below instead
 
     def on_trial(trial) -> None:
         value = "—" if trial.value is None else f"{trial.value:.4f}"
