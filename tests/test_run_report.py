@@ -152,3 +152,44 @@ def test_unreadable_run_file_is_one_line_error(run_copy, capsys):
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert "summary.json" in err and "Traceback" not in err
+
+
+def _as_budget_run_without_validation(run_dir: Path) -> dict:
+    """The run as a --budget run that trained on every image looks: no validation predictions, NaN val tiles, 0
+    validation images, and the recipe's estimate in summary.json (the shape the recipe writes)."""
+    (run_dir / "val_predictions.csv").unlink()
+    summary = json.loads((run_dir / "summary.json").read_text())
+    estimate = {"metric": "accuracy", "value": 0.82, "se": 0.015, "images": 394,
+                "what": "the submitted 2-model blend with 4-view TTA on 394 held-out images no model trained on"}
+    summary.update(val_accuracy=None, val_images=0, recipe={"budget_seconds": 540, "estimate": estimate})
+    (run_dir / "summary.json").write_text(json.dumps(summary))
+    return estimate
+
+
+def test_a_finished_run_with_an_estimate_shows_it_first_and_never_says_it_did_not_finish(run_copy):
+    estimate = _as_budget_run_without_validation(run_copy)
+    page = render_run_report(run_copy)
+    assert "did not finish" not in page
+    assert "0 validation images" not in page and ">0</div>validation images" not in page
+    assert "—</div>validation accuracy" not in page
+    tiles = re.findall(r'<div class="stat"><div class="big">(.*?)</div>(.*?)</div>', page)
+    assert tiles[0] == ("0.820 ± 0.015", "accuracy estimate<div>" + estimate["what"])
+    assert "accuracy estimate 0.820 ± 0.015" in page  # the subtitle too
+    assert "kept no validation split" in page and "imgclf evaluate RUN DATASET" in page
+
+
+def test_a_run_without_validation_shows_its_latest_evaluation_in_tiles_and_tables(run_copy):
+    _as_budget_run_without_validation(run_copy)
+    (run_copy / "summary.json").write_text(json.dumps({**json.loads((run_copy / "summary.json").read_text()), "recipe": {}}))
+    page_before = render_run_report(run_copy)
+    assert "kept no validation split" in page_before
+    (run_copy / "eval").mkdir()
+    (run_copy / "eval" / "metrics.json").write_text(json.dumps({"accuracy": 0.75, "macro_f1": 0.7, "images": 4,
+                                                                "evaluated_on": "all labelled images of data/cars/holdout"}))
+    classes = json.loads((run_copy / "classes.json").read_text())
+    pd.DataFrame([[1 if i == j else 0 for j in classes] for i in classes], index=classes, columns=classes).to_csv(run_copy / "eval" / "confusion_matrix.csv")
+    pd.DataFrame({"class": classes, "precision": 1.0, "recall": 1.0, "f1": 1.0, "support": 1}).to_csv(run_copy / "eval" / "per_class.csv", index=False)
+    page = render_run_report(run_copy)
+    assert "imgclf evaluate on all labelled images of data/cars/holdout" in page
+    assert "accuracy, imgclf evaluate" in page and "kept no validation split" not in page
+    assert "did not finish" not in page

@@ -102,3 +102,26 @@ def test_preview_uses_the_resize_cache_like_training(tiny_dataset, tiny_override
     samples = load_training_set(tiny_dataset)
     preview_rows(samples, cfg.data, backbone_preprocessing(cfg), n=1, per_class=1)
     assert any(p.is_file() for p in (tmp_path / "cache").rglob("*"))
+
+
+def test_show_augs_budget_previews_the_recipes_prior_not_the_medium_preset(tiny_dataset, tmp_path, capsys):
+    from conftest import cli
+    from imgclf.cli.show_augs import preview_config
+    from imgclf.config import load_config
+    from imgclf.data.transforms import AugmentSpec
+    from imgclf.experiments.recipe import with_prior
+
+    cfg = load_config(None, ["model.weights=none", "model.backbone=test_efficientnet", "data.image_size=32"])
+    shown, changes = preview_config(cfg, budget=True)
+    trained = with_prior(cfg)[0]  # what train --budget starts from
+    assert AugmentSpec.from_config(shown.data) == AugmentSpec.from_config(trained.data)
+    assert shown.data.eval_crop_pct == trained.data.eval_crop_pct
+    assert AugmentSpec.from_config(shown.data) != AugmentSpec.from_config(cfg.data)  # not the medium preset
+    assert preview_config(cfg, budget=False)[0] is cfg and preview_config(cfg, budget=False)[1] == changes
+    sets = [x for o in ("model.weights=none", "model.backbone=test_efficientnet", "data.image_size=32", "data.num_workers=0")
+            for x in ("--set", o)]
+    code, out, err = cli(["show-augs", tiny_dataset, "--budget", "--n", "2", "--out", tmp_path / "b.png", *sets], capsys)
+    assert code == 0, err
+    assert f"augment {AugmentSpec.from_config(trained.data).describe()}" in out and "as `train --budget` trains it" in out
+    code, out, err = cli(["show-augs", tiny_dataset, "--n", "2", "--out", tmp_path / "m.png", *sets], capsys)
+    assert code == 0 and "show-augs --budget" in out  # the plain preview says the budget run differs

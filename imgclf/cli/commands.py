@@ -90,8 +90,8 @@ def describe_result(summary: dict) -> str:
 
 
 def evaluate(
-    run_dir: Path = typer.Argument(..., help="A finished run directory."),
-    dataset: Optional[Path] = typer.Argument(None, help="Labelled data to score on (default: the run's own validation split)."),
+    run_dir: Path = typer.Argument(..., help="A finished run directory (a budget run with members is scored as their blend), a CV folder or an ensemble folder."),
+    dataset: Optional[Path] = typer.Argument(None, help="Labelled data to score on, e.g. the holdout folder of `imgclf prepare --holdout` (default: the run's own validation split; a CV or ensemble folder's out-of-fold predictions)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder for metrics.json, per_class.csv, confusion_matrix.csv/png (default RUN_DIR/eval)."),
     batch_size: int = typer.Option(64, min=1, help="Images per forward pass."),
     device: str = typer.Option("cpu", help="cpu or cuda."),
@@ -123,10 +123,10 @@ def evaluate(
     for row in result["per_class"].itertuples(index=False):
         table.add_row(str(row[0]), f"{row[1]:.3f}", f"{row[2]:.3f}", f"{row[3]:.3f}", str(row[4]))
     console.print(table)
+    how = (f"{tta_options.tta_text(tta_cfg)}, {tta_options.passes_text(result['forward_passes'], result['images'], result['passes_per_image'], result.get('models', 1), tta_cfg.mode == 'adaptive')}"
+           if result.get("source") != "oof" else "no forward pass (the folds' own predictions, without TTA; pass a DATASET to predict it anew)")
     console.print(
-        f"{score_text(result)}  images {result['images']}  "
-        f"{tta_options.tta_text(tta_cfg)}, {tta_options.passes_text(result['forward_passes'], result['images'], result['passes_per_image'], result.get('models', 1), tta_cfg.mode == 'adaptive')}  "
-        f"({result['seconds']:.1f}s)",
+        f"{score_text(result)}  images {result['images']}  {how}  ({result['seconds']:.1f}s)",
         highlight=False, soft_wrap=True,
     )
     if "ece_before" in result:

@@ -7,6 +7,7 @@ renders it (rich may fold a long line inside a secret), log records through the 
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 from rich.console import Console
@@ -51,8 +52,28 @@ console = RedactingConsole()
 err_console = RedactingConsole(stderr=True)
 
 
+class SayOnce(logging.Filter):
+    """Drops a repeat of a record logged with ``extra={"once": True}``: a fact of the whole command (the blocklist in
+    force, the frozen layers) that the library states each time it builds a fit, and a budget run builds several.
+    The handler lives for one command, so each such line shows once per command."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.said: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not getattr(record, "once", False):
+            return True
+        message = record.getMessage()
+        if message in self.said:
+            return False
+        self.said.add(message)
+        return True
+
+
 def setup_logging(verbose: bool = False) -> None:
     handler = RichHandler(console=err_console, show_time=False, show_path=False, markup=False, rich_tracebacks=False)
+    handler.addFilter(SayOnce())
     root = logging.getLogger("imgclf")
     root.handlers[:] = [handler]
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
@@ -87,12 +108,16 @@ class RichTrainingProgress(Callback):
         if self._progress is not None:
             self._progress.stop()
             self._progress = None
-        self.console.print(
-            f"epoch {row['epoch']:>3}  lr {row['lr']:.2e}  train loss {row['train_loss']:.4f} acc {row['train_accuracy']:.4f}  "
-            f"val loss {row['val_loss']:.4f} acc {row['val_accuracy']:.4f}  {row['epoch_seconds']:.1f}s "
-            f"({row['images_per_second']:.0f} img/s)",
-            highlight=False,
-        )
+        self.console.print(epoch_line(row), highlight=False)
+
+
+def epoch_line(row: dict[str, Any]) -> str:
+    """One epoch's metrics; the validation part only when the epoch was validated (no ``nan`` without a split)."""
+    val = row.get("val_loss")
+    validated = isinstance(val, (int, float)) and math.isfinite(val)
+    return (f"epoch {row['epoch']:>3}  lr {row['lr']:.2e}  train loss {row['train_loss']:.4f} acc {row['train_accuracy']:.4f}  "
+            + (f"val loss {val:.4f} acc {row['val_accuracy']:.4f}  " if validated else "")
+            + f"{row['epoch_seconds']:.1f}s ({row['images_per_second']:.0f} img/s)")
 
 
 class RichPredictProgress:

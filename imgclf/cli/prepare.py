@@ -67,6 +67,7 @@ def prepare_command(
     max_archive_ratio: float = typer.Option(20.0, help="Refuse to extract more than this many bytes per byte of the source's archives (zip bombs); nested archives count too."),
     allow_outside: bool = typer.Option(False, "--allow-outside", help="Let rows of a path,label CSV (and file links) point outside the CSV's (source's) folder."),
     cache_size: int | None = typer.Option(None, "--cache-size", help="Also fill the resize cache for this training image size (e.g. 224)."),
+    holdout: float | None = typer.Option(None, "--holdout", help="Set this share of the kept training images (0 < F < 1; stratified, seeded, duplicate groups whole) aside as a labelled dataset of its own, OUT/holdout/train/<class>/, that training never sees: score any run on it with `imgclf evaluate RUN OUT/holdout`."),
     workers: int | None = typer.Option(None, help="Processes for decoding and caching (default: CPU count)."),
     copy: bool = typer.Option(False, "--copy", help="Copy files instead of hard-linking them into the dataset folder."),
 ) -> None:
@@ -74,6 +75,8 @@ def prepare_command(
 
     By default only unreadable files and byte-identical copies within a class are left out. Near copies are kept and grouped (never split across train/validation); label conflicts and train/test leaks are proposed in blocklist.proposed.csv. Review cleaning_report.html, then save the edited blocklist.proposed.csv as blocklist.csv (`imgclf train` honours it) or re-run with --apply-proposed.
     """
+    if holdout is not None and not 0 < holdout < 1:
+        raise ConfigError(f"--holdout must be a share between 0 and 1, e.g. 0.2 (got {holdout:g})")
     from imgclf.data.prepare import PrepareOptions, prepare  # pandas, torch: only when the command runs
     from imgclf.report.cleaning import write_cleaning_report  # matplotlib
 
@@ -96,6 +99,7 @@ def prepare_command(
             link=not copy,
             max_drop=max_drop,
             apply_proposed=apply_proposed,
+            holdout=holdout or 0.0,
         )
     except ValidationError as exc:
         first = exc.errors()[0]
@@ -123,6 +127,10 @@ def _gib_to_bytes(gib: float | None) -> int | None:
 def _print_summary(result: PrepareResult) -> None:
     table = Table(title=f"prepared {result.out}", show_header=False)
     table.add_row("training images", f"{result.n_train} in {result.n_classes} classes ({result.n_kept_train} kept)")
+    if result.n_holdout:
+        from imgclf.data.holdout import HOLDOUT_DIR
+
+        table.add_row("held out", f"{result.n_holdout} in {result.out / HOLDOUT_DIR} (imgclf evaluate RUN {result.out / HOLDOUT_DIR})")
     table.add_row("test images", str(result.n_test))
     table.add_row("dropped by policy", str(result.n_dropped))
     table.add_row("proposed for review", str(result.n_proposed))

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
 from imgclf.cli.commands import CONFIG_HELP, SET_HELP, build_cli_config
 from imgclf.cli.console import console
+from imgclf.config import Config
 from imgclf.errors import DataError
 
 
@@ -22,6 +23,7 @@ def show_augs_command(
     max_classes: int = typer.Option(12, "--max-classes", min=1, help="Show at most this many classes (a random, reproducible choice)."),
     seed: int = typer.Option(0, help="Seed of the image choice and the augmentations."),
     out: Path = typer.Option(Path("augs.png"), "--out", "-o", help="PNG to write."),
+    budget: bool = typer.Option(False, "--budget", help="Preview what `train --budget` trains with: the recipe's short-run prior on every key the config leaves alone (its flips may still change: the orientation probe decides them)."),
 ) -> None:
     """Original, eval view and N training augmentations of a few images per class, as one PNG.
 
@@ -43,12 +45,13 @@ def show_augs_command(
     """
     if not dataset.exists():
         raise DataError(f"dataset not found: {dataset}")
-    cfg = build_cli_config(config, set_)  # a config error answers before torch is imported
+    base = build_cli_config(config, set_)  # a config error answers before torch is imported
     from imgclf.data.transforms import AugmentSpec
     from imgclf.report.augs import backbone_preprocessing, write_aug_preview
     from imgclf.run.claim import check_file_out
 
     check_file_out(out, "--out", (".png", ".jpg", ".jpeg", ".svg", ".pdf"))  # an earlier preview, never another file
+    cfg, changes = preview_config(base, budget)
     t0 = time.perf_counter()
     pre = backbone_preprocessing(cfg)
     path, shown = write_aug_preview(dataset, cfg, out, n=n, per_class=per_class, max_classes=max_classes, seed=seed)
@@ -58,3 +61,21 @@ def show_augs_command(
         f"backbone {cfg.model.backbone} ({time.perf_counter() - t0:.1f}s)",
         highlight=False, soft_wrap=True,
     )
+    if budget:
+        console.print(f"as `train --budget` trains it: the recipe set {_settings(changes) or 'nothing (the config names every key)'}; "
+                      "data.flips may still change (the orientation probe decides them)", highlight=False, soft_wrap=True)
+    elif changes:
+        console.print(f"note: `train --budget` would train with {_settings(changes)} instead (the recipe's prior for the "
+                      "keys this config leaves alone); `imgclf show-augs --budget` previews that", highlight=False, soft_wrap=True)
+
+
+def preview_config(cfg: Config, budget: bool) -> tuple[Config, dict[str, Any]]:
+    """The config to draw, and the recipe's prior changes: applied with ``budget``, only reported without it."""
+    from imgclf.experiments.recipe import with_prior
+
+    prior, changes = with_prior(cfg)
+    return (prior if budget else cfg), changes
+
+
+def _settings(changes: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in changes.items())

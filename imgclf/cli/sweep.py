@@ -39,8 +39,6 @@ def sweep_command(
     and imgclf sweep-transfer STUDY --target CONFIG to check the proxy's ranking holds on the target.
     """
     base = build_cli_config(config, set_)  # a config error answers before torch and optuna are imported
-    import optuna
-
     from imgclf.experiments.space import read_proxy, read_space
     from imgclf.experiments.sweep import SweepOptions, default_out, run_sweep
 
@@ -49,7 +47,6 @@ def sweep_command(
         proxy_values = read_proxy(proxy)
     study = study or space.stem
     out = out or default_out(study)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)  # one line per trial below instead
 
     def on_trial(trial) -> None:
         value = "—" if trial.value is None else f"{trial.value:.4f}"

@@ -1,7 +1,7 @@
 """The manifest: one CSV row per file of a prepared dataset; everything downstream reads it.
 
 Columns (``MANIFEST_COLUMNS``): ``path`` (relative to the dataset folder, posix), ``label`` (class;
-empty for test), ``split`` (train|test), ``sha256``, ``bytes``, ``width``/``height`` (after EXIF
+empty for test), ``split`` (train|test|holdout: see imgclf.data.holdout), ``sha256``, ``bytes``, ``width``/``height`` (after EXIF
 orientation), ``mode``, ``format``, ``phash`` (hex), ``flags`` (';'-joined), ``reasons``,
 ``dup_group`` (shared by identical files and pixel-verified near copies of one photo, across train
 and test; empty when unique), ``keep`` (the cleaning policy's verdict) and ``source`` (where the file

@@ -3,6 +3,7 @@
 Output (``out``)::
 
     train/<class>/<files>        hard links (or copies) of the source files
+    holdout/train/<class>/       with ``holdout``: a labelled share kept out of train/ (see imgclf.data.holdout)
     test/<files>                 when the source has a test set
     sample_submission.csv        when the source has one
     manifest.csv                 one row per file (see imgclf.data.manifest)
@@ -44,6 +45,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from imgclf.data.blocklist import write_proposed
 from imgclf.data.cache import CacheStats, ResizeCache, cache_short_side, default_workers
 from imgclf.data.clean import CleanOptions, FileAnalysis, analyze_file, sha256_file
+from imgclf.data.holdout import HOLDOUT_DIR, HOLDOUT_SPLIT, hold_out
 from imgclf.data.ingest import ExtractLimits, PlannedFile, SourcePlan, discover
 from imgclf.data.manifest import read_manifest, write_manifest
 from imgclf.data.outdir import check_targets, claim_out_dir, contained, mark_preparing
@@ -77,6 +79,8 @@ class PrepareOptions(BaseModel):
     link: bool = Field(True, description="Hard-link source files into the dataset when possible instead of copying.")
     max_drop: float = Field(0.05, ge=0.0, le=1.0, description="Largest fraction of a class's readable training images the policy may remove.")
     apply_proposed: bool = Field(False, description="Drop what the policy only proposes (label conflicts, leaked train copies).")
+    holdout: float = Field(0.0, ge=0.0, lt=1.0, description="Share of the kept training images set aside in holdout/ (0 = none).")
+    holdout_seed: int = Field(0, description="Seed of the holdout's draw.")
 
 
 @dataclass
@@ -97,6 +101,7 @@ class PrepareResult:
     cache: CacheStats | None = None
     files: dict[str, Path] = field(default_factory=dict)  # manifest, blocklist, report_md, report_html
     table: pd.DataFrame | None = None  # the manifest table, with ``attrs["duplicates"]``
+    n_holdout: int = 0  # training images set aside in holdout/
 
     @property
     def images_per_second(self) -> float:
@@ -139,6 +144,9 @@ def _prepare(src: Path, out: Path, options: PrepareOptions, progress: Progress |
     loader = partial(_thumbnails, workers=workers)
     table = assess(records, clean, load_many=loader, progress=_stage(progress, "checking near copies"))
     check_max_drop(table, options.max_drop, clean.policy)  # before anything is written
+    if options.holdout > 0:
+        table, plan = hold_out(table, plan, options.holdout, options.holdout_seed)
+        check_targets(out, [f.rel for f in plan.train])
 
     mark_preparing(out)
     copied, removed = _materialise(plan, out, options.link)
@@ -171,6 +179,7 @@ def _prepare(src: Path, out: Path, options: PrepareOptions, progress: Progress |
         cache=cache_stats,
         files=files,
         table=table,
+        n_holdout=int((table["split"] == HOLDOUT_SPLIT).sum()),
     )
 
 
@@ -219,7 +228,7 @@ def _materialise(plan: SourcePlan, out: Path, link: bool) -> tuple[int, int]:
     if previous is not None:  # only ever delete what an earlier prepare put there
         for rel in previous["path"]:
             target = contained(out, rel)  # a manifest row such as ../../x.txt is never acted on
-            if rel not in wanted and rel.startswith(("train/", "test/")) and target is not None and target.is_file():
+            if rel not in wanted and rel.startswith(("train/", "test/", f"{HOLDOUT_DIR}/")) and target is not None and target.is_file():
                 target.unlink()
                 removed += 1
     copied = sum(_place(f.src, out / f.rel, link) for f in plan.files)

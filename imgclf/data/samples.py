@@ -157,7 +157,7 @@ def _apply_blocklist(root: Path, items: list[tuple[Path, str]], blocklist: Path 
         else:
             excluded.append({"path": rel, "reason": f"blocklist: {reason}"})
     if len(kept) < len(items):
-        log.info("blocklist %s removed %d image(s)", blocklist_path, len(items) - len(kept))
+        log.info("blocklist %s removed %d image(s)", blocklist_path, len(items) - len(kept), extra={"once": True})
     return kept
 
 

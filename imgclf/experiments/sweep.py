@@ -66,13 +66,35 @@ def direction_for(monitor: str) -> str:
     return "maximize" if monitor_direction(monitor) == "max" else "minimize"
 
 
+class _ToImgclfLog(logging.Handler):
+    """Hands Optuna's log records to the ``imgclf`` logger, so they are formatted, filtered and redacted like ours."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        log.handle(record)
+
+
+def route_optuna_logging() -> None:
+    """Optuna's own lines (warnings and up) through imgclf's logger instead of its default stderr handler; its
+    per-trial INFO lines are dropped (the sweep and the recipe say what each trial did). Idempotent."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optuna.logging.disable_default_handler()
+    optuna.logging.disable_propagation()
+    optuna_log = logging.getLogger("optuna")
+    if not any(isinstance(h, _ToImgclfLog) for h in optuna_log.handlers):
+        optuna_log.addHandler(_ToImgclfLog())
+
+
 def open_storage(url: str, *, create: bool = True):
     """An Optuna RDB storage for ``url``; any failure is a one-line StorageError with the password masked.
 
     ``create=False`` refuses a SQLite file that does not exist yet (reading a study must not create one).
+    Every study is made or loaded on one of these, so this is where Optuna's logging is routed through ours.
     """
     import optuna
 
+    route_optuna_logging()
     real = sqlalchemy_url(url)
     engine_kwargs: dict[str, Any] = {"pool_pre_ping": True}
     if real.startswith("sqlite:///"):

@@ -14,7 +14,7 @@ import torch
 from imgclf.config import TTAConfig
 from imgclf.data.samples import load_training_set, resolve_test_images
 from imgclf.data.split import read_split_frame
-from imgclf.errors import DataError
+from imgclf.errors import DataError, RunDirError
 from imgclf.eval.metrics import get_metric, metric_of
 from imgclf.eval.scores import most_confused, score
 from imgclf.infer.evaluate import write_scores
@@ -29,25 +29,22 @@ from imgclf.infer.submission import (
 )
 from imgclf.run.load import load_run
 from imgclf.run.claim import check_distinct, check_file_out
-from imgclf.run.rundir import RunDir
+from imgclf.run.rundir import BlendDir, RunDir, read_run_csv
 
 log = logging.getLogger("imgclf")
 
 
+NO_IMAGES_HINT = "pass a labelled dataset folder (e.g. one made by `imgclf prepare --holdout`)"
+
+
 def evaluation_images(run_dir: Path, dataset: Path | None, classes: list[str]) -> tuple[list[Path], np.ndarray, Path, str]:
-    """The run's own validation images (from split.csv), or every labelled image of ``dataset``."""
-    run = RunDir(Path(run_dir))
+    """The run's own validation images (from split.csv), or every labelled image of ``dataset``.
+
+    A run with no validation image (a run trained on every image) and no ``dataset`` is a one-line RunDirError
+    saying what to pass.
+    """
     if dataset is None:
-        run.require("split", "info")
-        listed = run.read_dataset()
-        root = listed.parent if listed.is_file() else listed
-        split = read_split_frame(run.split, ("path", "label", "split"), inside=not listed.is_file())
-        val = split[split["split"] == "val"]
-        paths = [root / p for p in val["path"]]
-        missing = [p for p in paths if not p.is_file()]
-        if missing:
-            raise DataError(f"validation image {missing[0]} of this run no longer exists; pass a DATASET to evaluate on")
-        labels = val["label"].tolist()
+        paths, labels, root = _validation_split(Path(run_dir))
         what = "validation split"
     else:
         samples = load_training_set(Path(dataset))
@@ -55,11 +52,48 @@ def evaluation_images(run_dir: Path, dataset: Path | None, classes: list[str]) -
         paths = samples.paths
         labels = [samples.classes[i] for i in samples.labels]
         what = f"all labelled images of {dataset}"
+        if not paths:
+            raise DataError(f"{dataset} has no labelled images to evaluate on; {NO_IMAGES_HINT}")
     unknown = sorted(set(labels) - set(classes))
     if unknown:
         raise DataError(f"the evaluation data has classes the run never saw: {', '.join(unknown[:5])}")
     index = {c: i for i, c in enumerate(classes)}
     return paths, np.array([index[lbl] for lbl in labels]), root, what
+
+
+def _validation_split(run_dir: Path) -> tuple[list[Path], list[str], Path]:
+    run = RunDir(run_dir)
+    if not run.config.is_file():
+        raise RunDirError(f"{run_dir} has no validation split of its own; {NO_IMAGES_HINT}")
+    run.require("split", "info")
+    listed = run.read_dataset()
+    root = listed.parent if listed.is_file() else listed
+    split = read_split_frame(run.split, ("path", "label", "split"), inside=not listed.is_file())
+    val = split[split["split"] == "val"]
+    if val.empty:
+        raise RunDirError(f"{run_dir} has no validation images (it trained on every image): {NO_IMAGES_HINT}")
+    paths = [root / p for p in val["path"]]
+    missing = [p for p in paths if not p.is_file()]
+    if missing:
+        raise DataError(f"validation image {missing[0]} of this run no longer exists; pass a DATASET to evaluate on")
+    return paths, val["label"].tolist(), root
+
+
+def check_held_out(models, run_dir: Path) -> None:
+    """Every member of a run's blend (``train --budget``'s ``members/N``) must have held the run's validation
+    images out of its training, or the blend's score on them would be inflated."""
+    from imgclf.data.split import read_split
+
+    root = Path(run_dir).resolve()
+    val = {p for p, s in read_split(RunDir(root).split).items() if s == "val"}
+    for member, _ in models.members:
+        split = RunDir(Path(member)).split
+        if Path(member).resolve() == root:
+            continue
+        trained = {p for p, s in read_split(split).items() if s != "val"} if split.is_file() else val
+        if val & trained:
+            raise RunDirError(f"member {member} of {run_dir} trained on some of the run's validation images, so they "
+                              f"cannot score the blend; {NO_IMAGES_HINT}")
 
 
 def passes_histogram(pred: Predictions) -> dict[str, int]:
@@ -70,20 +104,33 @@ def evaluate_run(
     run_dir: Path, dataset: Path | None = None, out: Path | None = None, *, tta: TTAConfig | None = None,
     batch_size: int = 64, device: str = "cpu",
 ) -> dict[str, Any]:
-    """Score the run; write metrics.json, per_class.csv, confusion_matrix.{csv,png} into ``out``. A ``train --budget``
-    run that trained several models (its ``ensemble.json``) is scored as the blend ``predict`` makes of them."""
+    """Score ``run_dir`` on ``dataset`` (default: what it holds out); write metrics.json, per_class.csv and
+    confusion_matrix.{csv,png} into ``out`` (default ``run_dir/eval``).
+
+    ``run_dir`` may be any model set (:mod:`imgclf.infer.model_set`): a run, a ``train --budget`` run with
+    members (scored as the blend ``predict`` makes, on the validation split they share), a CV folder or an
+    ensemble folder. Without ``dataset`` a CV or ensemble folder is scored on its out-of-fold predictions
+    (``oof.csv``: each image predicted by models that never trained on it), and a run on its validation split;
+    a run with neither is a one-line RunDirError saying what to pass.
+    """
     from imgclf.infer.model_set import predict_model_set, resolve_model_set
 
-    loaded, models = load_run(run_dir, device), resolve_model_set(run_dir)
-    paths, labels, root, what = evaluation_images(run_dir, dataset, loaded.classes)
+    models = resolve_model_set(run_dir)
+    own = RunDir(Path(run_dir))
+    if dataset is None and not own.config.is_file():
+        return _evaluate_oof(models, out)
+    loaded = load_run(run_dir if own.config.is_file() else models.members[0][0], device)
+    paths, labels, root, what = evaluation_images(run_dir, dataset, models.classes())
+    if dataset is None and models.kind != "run":
+        check_held_out(models, run_dir)
     kwargs = dict(root=root, batch_size=batch_size, device=device, tta=tta)
     pred = predict_paths(loaded, paths, **kwargs) if models.kind == "run" else predict_model_set(models, paths, **kwargs)
     keep = {p: i for i, p in enumerate(paths)}
     y = labels[[keep[p] for p in pred.paths]]
     scores = score(y, pred.probs.argmax(1), loaded.classes)
-    out = Path(out) if out else loaded.run.eval.root
+    out = Path(out) if out else (own.eval if own.config.is_file() else BlendDir(Path(run_dir)).eval).root
     extra = {
-        **_metric_report(loaded, pred, y),
+        **_metric_report(loaded.cfg, pred.probs, y),
         "evaluated_on": what,
         "models": len(models.members),
         "tta": (tta.mode if tta else "none"),
@@ -98,13 +145,43 @@ def evaluate_run(
     return {**scores.to_dict(), **extra, "out": str(out), "per_class": scores.per_class}
 
 
-def _metric_report(loaded, pred: Predictions, y: np.ndarray) -> dict[str, Any]:
+def _evaluate_oof(models, out: Path | None) -> dict[str, Any]:
+    """A CV or ensemble folder scored on its ``oof.csv`` (no forward pass: the folds made those predictions)."""
+    from imgclf.config import build_config, read_yaml
+
+    blend = BlendDir(models.root)
+    if not blend.oof.is_file():
+        raise RunDirError(f"{models.root} has no out-of-fold predictions ({blend.oof.name}); {NO_IMAGES_HINT}")
+    classes = models.classes()
+    columns = [f"prob_{c}" for c in classes]
+    frame = read_run_csv(blend.oof, ("path", "label", *columns), dtype={"path": str, "label": str}, keep_default_na=False)
+    unknown = sorted(set(frame["label"]) - set(classes))
+    if unknown or frame.empty:
+        raise RunDirError(f"{blend.oof} has no usable rows (labels {', '.join(unknown[:3]) or 'none'}); {NO_IMAGES_HINT}")
+    index = {c: i for i, c in enumerate(classes)}
+    y = np.array([index[v] for v in frame["label"]])
+    probs = frame[columns].to_numpy(dtype=float)
+    scores = score(y, probs.argmax(1), classes)
+    cfg = build_config(read_yaml(RunDir(models.members[0][0]).config))
+    out = Path(out) if out else blend.eval.root
+    extra = {
+        **_metric_report(cfg, probs, y),
+        "evaluated_on": f"its out-of-fold predictions ({blend.oof.name}: each of {len(y)} images predicted by "
+                        "models that never trained on it)",
+        "models": len(models.members), "tta": "none", "forward_passes": 0, "passes_per_image": {}, "seconds": 0.0,
+        "skipped_images": [], "most_confused": most_confused(scores.confusion, classes), "source": "oof",
+    }
+    write_scores(out, scores, classes, extra)
+    return {**scores.to_dict(), **extra, "out": str(out), "per_class": scores.per_class}
+
+
+def _metric_report(cfg, probs: np.ndarray, y: np.ndarray) -> dict[str, Any]:
     """The run's ``train.metric`` (name and value, on the calibrated probabilities) and the log-loss."""
-    metric = metric_of(loaded.cfg.train)
+    metric = metric_of(cfg.train)
     report: dict[str, Any] = {"metric": metric.name, **({"metric_k": metric.k} if metric.name == "top_k" else {})}
-    report["log_loss"] = _finite(get_metric("log_loss").score(y, pred.probs)) if len(y) else None
+    report["log_loss"] = _finite(get_metric("log_loss").score(y, probs)) if len(y) else None
     if metric.name not in ("accuracy", "macro_f1", "log_loss"):  # those are in the scores already
-        report[metric.name] = _finite(metric.score(y, pred.probs)) if len(y) else None
+        report[metric.name] = _finite(metric.score(y, probs)) if len(y) else None
     return report
 
 

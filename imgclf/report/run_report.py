@@ -101,15 +101,53 @@ _HEADLINE = [
 ]
 
 
+def recipe_estimate(summary: dict[str, Any]) -> dict[str, Any] | None:
+    """``summary.json``'s ``recipe.estimate`` (metric, value, se, images, what: the score of what a ``--budget``
+    run submits and what it rests on), or None when absent or not of that shape."""
+    estimate = (summary.get("recipe") or {}).get("estimate") if isinstance(summary.get("recipe"), dict) else None
+    if not isinstance(estimate, dict):
+        return None
+    numbers = [estimate.get(k) for k in ("value", "se")]
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) for v in numbers):
+        return None
+    return estimate
+
+
+def _stat(big: str, label: str, small: str = "") -> str:
+    note = f'<div>{h.escape(small)}</div>' if small else ""
+    return f'<div class="stat"><div class="big">{h.escape(big)}</div>{h.escape(label)}{note}</div>'
+
+
+def _shown(key: str, value: Any) -> bool:
+    """A headline tile only for a real value: no "—" accuracy, no "0 validation images" for a run without a split."""
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return False
+    return not (key == "val_images" and value == 0)
+
+
+def headline_cards(data: RunData) -> str:
+    """The estimate of a --budget run first (value ± se and what it rests on), the run's own tiles, then the
+    latest ``imgclf evaluate`` of the run."""
+    cards = []
+    estimate = recipe_estimate(data.summary)
+    if estimate:
+        cards.append(_stat(f"{estimate['value']:.3f} ± {estimate['se']:.3f}", f"{estimate.get('metric', 'accuracy')} estimate",
+                           str(estimate.get("what") or "")))
+    metric = data.summary.get("metric", "accuracy")
+    own = [] if metric in ("accuracy", "macro_f1") else [(f"val_{metric}", f"{metric} (the run's metric)")]
+    cards += [_stat(h.format_value(data.summary[key], 3), label) for key, label in [*own, *_HEADLINE]
+              if key in data.summary and _shown(key, data.summary[key])]
+    scored = data.run.read_eval_metrics()
+    if isinstance(scored.get("accuracy"), (int, float)):
+        cards.append(_stat(h.format_value(scored["accuracy"], 3), "accuracy, imgclf evaluate",
+                           f"on {scored.get('images', '?')} images: {scored.get('evaluated_on', '')}"))
+    return "".join(cards)
+
+
 def overview_section(data: RunData) -> str:
     if not data.summary:
         return h.section("Overview", h.paragraph("No summary.json: the run did not finish.", "note"))
-    metric = data.summary.get("metric", "accuracy")
-    own = [] if metric in ("accuracy", "macro_f1") else [(f"val_{metric}", f"{metric} (the run's metric)")]
-    cards = "".join(
-        f'<div class="stat"><div class="big">{h.escape(h.format_value(data.summary[key], 3))}</div>{h.escape(label)}</div>'
-        for key, label in [*own, *_HEADLINE] if key in data.summary
-    )
+    cards = headline_cards(data)
     details = [(key, data.summary[key]) for key in _SUMMARY_KEYS if key in data.summary]
     scored = data.run.read_eval_metrics()
     if scored:
@@ -157,18 +195,43 @@ def validation_scores(data: RunData):
     return score(labels, preds, data.classes)
 
 
+def evaluated_scores(data: RunData):
+    """For a run without validation predictions: the ``Scores`` of its latest ``imgclf evaluate`` (eval/), and a
+    sentence saying what they are; or None and a sentence saying why there is nothing to show."""
+    from imgclf.eval.scores import Scores
+
+    if not data.summary:
+        return None, "No val_predictions.csv: the run did not finish."
+    files, scored = data.run.eval, data.run.read_eval_metrics()
+    if not (scored and files.confusion_csv.is_file() and files.per_class.is_file()):
+        return None, ("This run kept no validation split (it trained on every image), so it has no validation predictions; "
+                      "`imgclf evaluate RUN DATASET` scores it on labelled images it never saw, and the report then shows them here.")
+    confusion = pd.read_csv(files.confusion_csv, index_col=0).reindex(index=data.classes, columns=data.classes).fillna(0)
+    per_class = pd.read_csv(files.per_class)
+    scores = Scores(accuracy=float(scored.get("accuracy", np.nan)), macro_f1=float(scored.get("macro_f1", np.nan)),
+                    per_class=per_class, confusion=confusion.to_numpy(dtype=int))
+    lead = (f"imgclf evaluate on {scored.get('evaluated_on', 'labelled images')}: {int(scores.confusion.sum())} images, "
+            f"accuracy {scores.accuracy:.4f}, macro-F1 {scores.macro_f1:.4f}.")
+    return scores, lead
+
+
 def results_sections(data: RunData) -> list[str]:
     from imgclf.eval.scores import most_confused
     from imgclf.report.figures import confusion_figure
     from imgclf.report.figures import per_class_figure
 
     scores = validation_scores(data)
+    lead = ""
     if scores is None:
-        note = h.paragraph("No val_predictions.csv: the run did not finish.", "note")
+        scores, lead = evaluated_scores(data)
+    else:
+        lead = f"Validation: {int(scores.confusion.sum())} images, accuracy {scores.accuracy:.4f}, macro-F1 {scores.macro_f1:.4f}."
+    if scores is None:
+        note = h.paragraph(lead, "note")
         return [h.section(title, note) for title in ("Confusion matrix", "Per-class precision and recall", "Most confused classes")]
     confusion = h.section(
         "Confusion matrix",
-        h.paragraph(f"Validation: {int(scores.confusion.sum())} images, accuracy {scores.accuracy:.4f}, macro-F1 {scores.macro_f1:.4f}."),
+        h.paragraph(lead),
         h.image(fig_to_base64(confusion_figure(scores.confusion, data.classes)), "confusion matrix"),
     )
     per_class = h.section(
@@ -330,9 +393,10 @@ def render_run_report(run_dir: Path) -> str:
         _guarded("Calibration", lambda: calibration_section(data)),
         config_section(data),
     ]
-    acc = data.summary.get("val_accuracy")
+    acc, estimate = data.summary.get("val_accuracy"), recipe_estimate(data.summary)
     subtitle = " · ".join(str(s) for s in (
         data.summary.get("backbone"), data.summary.get("weights"),
+        f"{estimate.get('metric', 'accuracy')} estimate {estimate['value']:.3f} ± {estimate['se']:.3f}" if estimate else
         f"validation accuracy {acc:.4f}" if isinstance(acc, (int, float)) and not np.isnan(acc) else None,
         data.run.root.resolve(),
     ) if s)

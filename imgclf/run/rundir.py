@@ -282,6 +282,8 @@ class BlendDir:
     def label_issues(self) -> Path: return self.root / "label_issues.csv"
     @property
     def ensemble_spec(self) -> Path: return self.root / "ensemble.json"
+    @property
+    def eval(self) -> EvalDir: return EvalDir(self.root / "eval")
 
     def fold(self, k: int) -> RunDir:
         return RunDir(self.root / f"fold_{k}")

@@ -133,7 +133,7 @@ def _epoch(t: Training, epoch: int, hooks: CallbackList) -> dict[str, Any]:
     """One epoch (counted from 1): strategy, train, validate; returns its metrics row."""
     if t.finetuner.on_epoch_start(epoch - 1):
         if t.ctx.is_main:
-            log.info(t.finetuner.describe(epoch - 1))
+            log.info(t.finetuner.describe(epoch - 1), extra={"once": True})  # the same for every fit of a --budget run
         t.train_model = None  # release the old DDP wrapper's gradient hooks before wrapping again
     if t.train_model is None:
         t.train_model = training_model(t.model, t.cfg, t.ctx)
