@@ -183,6 +183,14 @@ class TrainConfig(_Section):
         3, ge=1, le=10, description="--budget (train): the most models it trains, each on every image, as an equal-weight "
                                     "ensemble that predict blends; only as many as each still get the size one model would "
                                     "and 6 epochs. 1 = always one model (a single file to export).")
+    budget_search: bool = Field(
+        False, description="--budget: spend up to 30 % of the budget on an Optuna search on a small low-resolution proxy "
+                           "before the final models. Off by default: in every run recorded in BENCHMARKS.md it kept the "
+                           "config's own values (its trial 0), so its time buys the final models nothing.")
+    keep: Literal["best", "last"] = Field(
+        "best", description="Which epoch's weights the run keeps: best = the best train.monitor on validation; last = the "
+                            "last epoch's (no early stopping), so the validation score is an unbiased estimate of the "
+                            "model kept. --budget uses last.")
     lr: float = Field(1e-3, gt=0.0, le=10.0)
     weight_decay: float = Field(0.05, ge=0.0, le=10.0)
     warmup_epochs: float = Field(1.0, ge=0.0)

@@ -150,7 +150,7 @@ def test_train_budget_gives_the_final_model_the_growth_it_planned_with(monkeypat
     def fake_search(cfg, dataset, run, budget, clock, *, probe_flips=False, reserve=None, folds=None, start=None):
         seen["start"] = start
         record = {"proxy": {"best_value": None, "monitor": "val_accuracy", "skipped": "too short"}, "budget_seconds": budget}
-        return recipe.Search(cost, 224, 3000, 1.0, {}, record)
+        return recipe.Search(cost, 224, 3000, 2600, 1.0, {}, record)
 
     def fake_train_final(cfg, dataset, run, tracking_uri, callbacks):
         seen["cfg"] = cfg
@@ -158,6 +158,7 @@ def test_train_budget_gives_the_final_model_the_growth_it_planned_with(monkeypat
 
     monkeypatch.setattr(recipe, "search", fake_search)
     monkeypatch.setattr(recipe, "train_final", fake_train_final)
+    monkeypatch.setattr(recipe, "held_out_estimate", lambda run, final, members: {"value": None})
     recipe.run_recipe(Config(), tmp_path, tmp_path / "run", 1200.0)
     final = seen["cfg"]
     assert seen["start"] is progressive_start and final.data.image_size > 64

@@ -13,7 +13,7 @@ from imgclf.experiments.budget import (
 )
 from imgclf.experiments.recipe import search_space
 from imgclf.infer.views import SYMMETRY_VIEWS
-from imgclf.config import Config, read_yaml
+from imgclf.config import Config, read_yaml, with_overrides
 from tests.conftest import cli
 
 
@@ -124,21 +124,26 @@ def test_train_with_a_budget_plans_searches_and_refits_within_it(tiny_dataset, t
     assert recipe["status"] == "done" and recipe["budget_seconds"] == budget
     assert recipe["elapsed_seconds"] <= budget * 1.05 and recipe["within_budget"]
     assert wall <= budget * 1.05 + STARTUP_ALLOWANCE_S
-    table = recipe["proxy"]["table"]
-    assert len(table) >= 1 and table[0]["state"] == "COMPLETE" and 0 <= table[0]["value"] <= 1  # trial 0: the config's own values
+    # the proxy search is off by default (train.budget_search): no trial, the config's own values, and it says why
+    assert recipe["proxy"]["table"] == [] and recipe["proxy"]["skipped"].startswith("off (train.budget_search=false")
     assert recipe["elapsed_with_report_seconds"] >= recipe["elapsed_seconds"]
-    assert {"data.augment", "train.lr", "train.ema", "train.mixup"} <= set(table[0]["params"])
     chosen = recipe["chosen"]
     assert chosen["image_size"] == 32 and chosen["epochs"] >= 1 and "train.lr" in chosen["params"]
-    best = recipe["proxy"]["best_trial"]  # the search's best, or trial 0 unless a trial is clearly better
-    assert recipe["estimate"]["val_accuracy"] == next(t["value"] for t in table if t["trial"] == best)
-    if best != 0 or recipe["proxy"]["kept"]:
-        assert recipe["proxy"]["kept"].startswith(f"trial {best}")
     assert recipe["warmup"][0]["images_per_second"] > 0
     summary = json.loads((run / "summary.json").read_text())
-    assert summary["val_accuracy"] is None and summary["val_images"] == 0  # refit on every image
+    # the final models hold out data.val_fraction (0.2) of the images and keep their last epoch's weights
+    assert summary["val_images"] > 0 and summary["train_images"] + summary["val_images"] == 24
+    assert summary["keep"] == "last" and chosen["held_out"] == summary["val_images"]
     # the clock re-plans the final model's epochs (train.time_limit), up to max(train.epochs, MIN_EPOCHS)
-    assert summary["train_images"] == 24 and 1 <= summary["epochs_run"] <= MIN_EPOCHS
+    assert 1 <= summary["epochs_run"] <= MIN_EPOCHS
+    # the estimate: the submitted blend with its TTA on the held-out images, with its standard error
+    estimate = recipe["estimate"]
+    assert estimate["images"] == summary["val_images"] and 0.0 <= estimate["value"] <= 1.0
+    assert estimate["se"] == pytest.approx((estimate["value"] * (1 - estimate["value"]) / estimate["images"]) ** 0.5)
+    assert "held-out images no model trained on" in estimate["what"]
+    scored = json.loads((run / "eval" / "metrics.json").read_text())  # RUN/eval holds what the estimate measured
+    assert scored["accuracy"] == estimate["value"] and scored["evaluated_on"] == "validation split"
+    assert summary["recipe"]["estimate"] == estimate and f"estimate {estimate['value']:.4f} ± " in out
     final = read_yaml(run / "config.yaml")
     assert final["train"]["time_limit"] == pytest.approx(chosen["time_limit"]) and 0 < chosen["time_limit"] < budget
     # the short-run prior fills the keys the user left at their defaults; the tiny overrides set augment=light
@@ -154,10 +159,9 @@ def test_train_with_a_budget_plans_searches_and_refits_within_it(tiny_dataset, t
         group = list(SYMMETRY_VIEWS[final["data"]["flips"]])
         assert final["tta"]["mode"] == "fixed" and final["tta"]["views"][:final["tta"]["n"]] == group
         assert chosen["tta"] == f"{len(group)} views: {', '.join(group)}"
-    assert summary["recipe"]["val_accuracy_estimate"] == recipe["estimate"]["val_accuracy"]
     assert (run / "checkpoints" / "best.safetensors").is_file()
     assert "Budget recipe" in (run / "report.html").read_text()
-    assert "no validation of its own" in out or "no validation of their own" in out
+    assert f"Estimate: {estimate['value']:.3f} ± {estimate['se']:.3f}" in (run / "report.html").read_text()
     # as many final models as the plan chose (tiny images leave room for several), the first in the run itself
     trained = recipe["members_trained"]
     assert [m["path"] for m in trained] == ["."] + [f"members/{i}" for i in range(2, len(trained) + 1)]
@@ -177,7 +181,10 @@ def test_train_with_a_budget_plans_searches_and_refits_within_it(tiny_dataset, t
         from imgclf.infer.jobs import evaluate_run
 
         scored = evaluate_run(run, tiny_dataset, tmp_path / "eval")  # evaluate scores the blend predict makes
-        assert scored["models"] == len(trained) and scored["images"] == summary["train_images"]
+        assert scored["models"] == len(trained) and scored["images"] == summary["train_images"] + summary["val_images"]
+        # every model held out the same images: the estimate is of the blend, on images none of them saw
+        splits = {(run / m["path"] / "split.csv").read_text() for m in trained}
+        assert len(splits) == 1
     else:
         assert not (run / "ensemble.json").exists()
 
@@ -235,7 +242,8 @@ def test_cv_with_a_budget_searches_then_trains_the_folds_within_it(tiny_dataset,
     out = tmp_path / "cv"
     sets = [a for o in tiny_overrides for a in ("--set", o)]
     t0 = time.perf_counter()
-    code, stdout, err = cli(["cv", tiny_dataset, "--folds", "2", "--out", out, "--budget", "45s", *sets], capsys)
+    code, stdout, err = cli(["cv", tiny_dataset, "--folds", "2", "--out", out, "--budget", "45s", *sets,
+                             "--set", "train.budget_search=true"], capsys)
     wall = time.perf_counter() - t0
     assert code == 0, err
     recipe = json.loads((out / "recipe.json").read_text())
@@ -245,7 +253,13 @@ def test_cv_with_a_budget_searches_then_trains_the_folds_within_it(tiny_dataset,
     assert chosen["folds"] == 2 and not chosen["refit_on_all_images"] and chosen["image_size"] == 32
     assert recipe["proxy"]["table"][0]["state"] == "COMPLETE"
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["folds"] == 2 and recipe["estimate"]["val_accuracy"] == summary["oof"]["accuracy"]
+    assert summary["folds"] == 2 and recipe["estimate"]["value"] == summary["oof"]["accuracy"]
+    assert recipe["estimate"]["images"] == 24 and "out-of-fold" in recipe["estimate"]["what"]
+    table = recipe["proxy"]["table"]  # the search, turned on: trial 0 is the config's own values
+    assert {"data.augment", "train.lr", "train.ema", "train.mixup"} <= set(table[0]["params"])
+    best = recipe["proxy"]["best_trial"]  # the search's best, or trial 0 unless a trial is clearly better
+    if best != 0 or recipe["proxy"]["kept"]:
+        assert recipe["proxy"]["kept"].startswith(f"trial {best}")
     for fold in ("fold_1", "fold_2"):  # every fold trained with the proxy's best values at the chosen size
         fold_cfg = read_yaml(out / fold / "config.yaml")
         assert fold_cfg["data"]["image_size"] == 32 and fold_cfg["train"]["lr"] == chosen["params"]["train.lr"]
@@ -274,7 +288,7 @@ def test_a_budget_too_short_for_three_proxy_trials_skips_the_search(monkeypatch,
     slow = {"size": 96, "images_per_second": 30.0, "overhead_seconds": 2.0, "images": 3000, "classes": 10, "seconds": 10.0}
     monkeypatch.setattr(recipe, "measure", lambda cfg, dataset, budget, start=None: ([slow], CostModel.fit([(96, 30.0)]), 224))
     monkeypatch.setattr(recipe, "run_proxy", lambda *a, **k: pytest.fail("no proxy trial may run"))
-    cfg = Config()
+    cfg = with_overrides(Config(), {"train.budget_search": True})
     found = recipe.search(cfg, tmp_path / "data", RunDir(tmp_path / "run"), 300.0, recipe.Clock())
     assert found.record["proxy"]["skipped"].startswith("only ") and found.record["proxy"]["table"] == []
     assert found.best_params["data.augment"] == cfg.data.augment and found.best_params["train.lr"] == cfg.train.lr

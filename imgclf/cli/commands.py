@@ -65,11 +65,8 @@ def train(
     report = summary["report"]
     refit_note = f" — refit: {summary['refit']['run']} (predict with it)" if summary.get("refit") else ""
     if summary.get("recipe"):
-        estimate = summary["recipe"]["val_accuracy_estimate"]
         refit_note += (f" — budget {summary['recipe']['budget_seconds']:.0f}s, used {summary['recipe']['elapsed_seconds']:.0f}s"
-                       + (f"; proxy val accuracy {estimate:.4f} (" + ("the final models have no validation of their own)"
-                          if summary["recipe"].get("members", 1) > 1 else "the final model has no validation of its own)")
-                          if estimate is not None else ""))
+                       f"; {estimate_text(summary['recipe'].get('estimate') or {})}")
     console.print(
         f"[bold]done[/]: {describe_result(summary)}, {summary['train_seconds']:.0f}s of training — run: {summary['run_dir']}{refit_note}"
         + (f" — report: {report}" if report else ""),
@@ -77,11 +74,21 @@ def train(
     )
 
 
+def estimate_text(estimate: dict) -> str:
+    """``estimate 0.8230 ± 0.0150 accuracy: the submitted …`` from a budget run's ``recipe.estimate``."""
+    if estimate.get("value") is None:
+        return f"estimate {estimate.get('what', 'none')}"
+    se = f" ± {estimate['se']:.4f}" if estimate.get("se") is not None else ""
+    return f"estimate {estimate['value']:.4f}{se} {estimate.get('metric', 'accuracy')}: {estimate.get('what', '')}"
+
+
 def describe_result(summary: dict) -> str:
     members = int((summary.get("recipe") or {}).get("members") or 1)
     if members > 1:
-        return (f"trained {members} models on every image (no validation split), the first for {summary['epochs_run']} "
-                "epoch(s): an equal-weight ensemble that predict blends")
+        return (f"trained {members} models, the first for {summary['epochs_run']} epoch(s): an equal-weight ensemble "
+                "that predict blends")
+    if summary.get("recipe"):
+        return f"trained one model for {summary['epochs_run']} epoch(s)"
     if summary.get("val_accuracy") is None:
         return f"trained {summary['epochs_run']} epoch(s) on every image (no validation split)"
     metric = summary.get("metric", "accuracy")

@@ -3,18 +3,20 @@
 1. **Warm-up** (a few real training steps, tracking off, in a temporary folder) at the proxy size and at
    the size the final model will likely take (:func:`second_size`): images/s fit the cost model of
    :mod:`imgclf.experiments.budget` (seconds per image = a + b·s²).
-2. **Proxy search** (only with the time the final model's size does not need, ≤ 30 % of the budget:
-   :func:`~imgclf.experiments.budget.search_seconds`): the Optuna sweep (:func:`run_sweep`) on a subset at a small
-   size, over the augmentation preset, LR, weight decay, EMA and mixup — plus ``data.flips``,
-   ``data.crop_scale`` and ``data.eval_crop_pct`` where the config has those keys. The first trial is
-   the config's own values, and it stays the choice unless a trial beats it by more than one standard error
-   of its validation accuracy (:func:`clear_winner`). No trial starts once the proxy's share (less one trial's
-   estimate) is spent.
-3. **Final model**: the best proxy values, refit on every image (``data.val_fraction=0``) at the largest
-   size that fits ≥ 6 epochs in what is left, re-planned with the proxy's measured speed. It has no
-   validation of its own: the proxy's validation score is the recipe's estimate.
+2. **Probes** on frozen features: the resolution probe caps the size only where a larger one is shown (gap + one
+   standard error) to add nothing; the orientation probe picks the flip group (McNemar's test).
+3. **Proxy search**, only with ``train.budget_search`` (off by default: in every run recorded in BENCHMARKS.md it
+   kept its trial 0, the config's own values): the Optuna sweep (:func:`run_sweep`) on a subset at a small size, with
+   the time the final model's size does not need (≤ 30 %); a trial replaces trial 0 only when it beats it by more
+   than one standard error (:func:`clear_winner`).
+4. **Final models** at the largest size that fits ≥ 6 epochs (one model, or up to ``train.budget_members`` as an
+   equal-weight ensemble), re-planned by the clock. Each holds out the same ``data.val_fraction`` of the images
+   (0.2 by default) and keeps its last epoch's weights (``train.keep=last``).
+5. **Estimate**: what is submitted — the blend with its TTA, as ``predict`` makes it — scored on those held-out
+   images, with its standard error (:func:`held_out_estimate`; ``RUN/eval/``). ``data.val_fraction=0`` trains on
+   every image instead and has no estimate.
 
-Everything it chose and why goes to ``RUN/recipe.json`` (the run report shows it); the trials live in
+Everything it chose and why goes to ``RUN/recipe.json`` (the run report shows it); proxy trials live in
 ``RUN/proxy/``. The recipe aims to end by the budget; ``budget × 1.05`` is the hard promise.
 """
 
@@ -35,8 +37,8 @@ import numpy as np
 
 from imgclf.config import AUGMENT_PRESETS, Config, known_keys, with_overrides
 from imgclf.experiments.budget import (
-    MIN_EPOCHS, PLAN_SHARE, PROXY_SHARE, CostModel, ProxyPlan, Start, fold_images, ladder, plan_final, plan_members,
-    plan_proxy, progressive_start, proxy_size, search_seconds,
+    MIN_EPOCHS, PLAN_SHARE, PROXY_SHARE, CostModel, ProxyPlan, Start, epoch_images, estimate_seconds, fold_images, ladder,
+    plan_final, plan_members, plan_proxy, progressive_start, proxy_size, search_seconds,
 )
 from imgclf.experiments.space import SearchParam
 from imgclf.io import atomic_write_json
@@ -394,11 +396,10 @@ def clear_winner(proxy: dict[str, Any], own: dict[str, Any], val_images: int) ->
                     "validation images)"}
 
 
-def skipped_proxy(cfg: Config, plan: ProxyPlan) -> dict[str, Any]:
-    """The proxy result when the budget is too short for a search: no trials, the config's own values."""
+def skipped_proxy(cfg: Config) -> dict[str, Any]:
+    """The proxy result without a search: no trials, the config's own values."""
     values = config_values(own_values(cfg, search_space(cfg)), search_space(cfg))
-    return {"trials": [], "best_params": values, "best_value": None, "best_trial": None,
-            "monitor": cfg.train.monitored, "skipped": f"only {plan.trials} trial(s) would fit"}
+    return {"trials": [], "best_params": values, "best_value": None, "best_trial": None, "monitor": cfg.train.monitored}
 
 
 def _trial_row(trial) -> dict[str, Any]:
@@ -422,9 +423,12 @@ def proxy_speed(table: list[dict[str, Any]]) -> float | None:
 
 
 def final_config(cfg: Config, best: dict[str, Any], size: int, epochs: int) -> Config:
-    from imgclf.train.refit import refit_config
-
-    return refit_config(with_overrides(cfg, {**best, "data.image_size": int(size)}), epochs)
+    """The final models' config: ``best`` at ``size`` for ``epochs`` epochs. The user's ``data.val_fraction`` (0.2 by
+    default; the same split for every model) stays held out, the estimate of what is submitted; the last epoch's
+    weights are kept (``train.keep=last``), since weights picked on those images would make it optimistic."""
+    return with_overrides(cfg, {**best, "data.image_size": int(size), "train.epochs": int(epochs), "train.patience": None,
+                                "train.warmup_epochs": min(cfg.train.warmup_epochs, max(int(epochs) - 1, 0)),
+                                "train.keep": "last"})
 
 
 def train_final(cfg: Config, dataset: Path, run: RunDir, tracking_uri: str | None, callbacks: Iterable[Any]) -> dict[str, Any]:
@@ -443,6 +447,7 @@ class Search:
     cost: CostModel
     cap: int
     images: int
+    per_epoch: int  # training-image equivalents one final model's epoch costs (its validation part included)
     overhead: float
     best_params: dict[str, Any]
     record: dict[str, Any]
@@ -450,12 +455,12 @@ class Search:
 
 def search(cfg: Config, dataset: Path, run: RunDir, budget: float, clock: Clock, *, probe_flips: bool = False,
            reserve: float | None = None, folds: int | None = None, start: Start | None = None) -> Search:
-    """Steps 1 and 2 of the recipe: the warm-up, then the proxy search into ``run.proxy``. Between them the
-    resolution probe caps the size at what the data's pixels need and, with ``probe_flips`` (``data.flips`` left
-    to the recipe), the orientation probe at that size sets the flip group. The search gets
-    only the time the final model (``folds`` CV folds, or one refit) does not need for its size
-    (:func:`search_seconds`, with progressive resizing from ``start``: :func:`growth`); ``reserve`` is what the
-    caller keeps back after the final model."""
+    """Step 1 of the recipe, the warm-up, then the probes: the resolution probe caps the size at what the data's
+    pixels are shown to need and, with ``probe_flips`` (``data.flips`` left to the recipe), the orientation probe at
+    that size sets the flip group. With ``train.budget_search`` the proxy search follows, into ``run.proxy``, with
+    only the time the final model (``folds`` CV folds, or the final models with their validation share) does not need
+    for its size (:func:`search_seconds`, with progressive resizing from ``start``: :func:`growth`); ``reserve`` is
+    what the caller keeps back after the final model."""
     from imgclf.experiments.feature_probe import shared_probe
     from imgclf.experiments.orientation import oriented, probe_size
     from imgclf.experiments.resolution import resolution_cap
@@ -464,7 +469,8 @@ def search(cfg: Config, dataset: Path, run: RunDir, budget: float, clock: Clock,
     source = shared_probe(cfg, Path(dataset), cap)  # both probes embed the same images, decoded once
     images = points[0]["images"]
     overhead = max(p["overhead_seconds"] for p in points)
-    runs, per_run = folds or 1, fold_images(images, folds) if folds else images
+    runs = folds or 1
+    per_run = fold_images(images, folds) if folds else epoch_images(images, float(cfg.data.val_fraction or 0.0))
 
     def left() -> float:
         return budget - (report_reserve(budget) if reserve is None else reserve) - clock.elapsed() - runs * overhead
@@ -475,41 +481,53 @@ def search(cfg: Config, dataset: Path, run: RunDir, budget: float, clock: Clock,
     if probe_flips:  # at the size the data needs: where its details, and so its "up", can be seen
         at = probe_size(ladder(cap), cost.seconds_per_image, budget)
         cfg, orientation = oriented(cfg, Path(dataset), at, cost.seconds_per_image(at), budget, source)
-    share = search_seconds(left(), per_run, cost, cap, runs, start=start)
-    val_images = round(images * (cfg.data.val_fraction or 0.2))
-    plan = plan_proxy(share, images - val_images, val_images, cost, proxy_size(cap), overhead, classes=points[0]["classes"])
-    # the proxy needs a validation split even when the final model has none
-    cfg_proxy = cfg if cfg.data.val_fraction else with_overrides(cfg, {"data.val_fraction": 0.2})
     t_proxy = clock.elapsed()
-    if plan.trials < MIN_SEARCH_TRIALS:  # one or two trials compare nothing: the time goes to the final model
-        log.info("recipe: %.0fs of the budget are left beyond what the final model's size needs: %d proxy trial(s) "
-                 "would fit; no search, the config's own values", share, plan.trials)
-        proxy = skipped_proxy(cfg_proxy, plan)
-    else:
-        proxy = run_proxy(cfg_proxy, Path(dataset), run, plan, clock, t_proxy + share, val_images)
-    found = _searched(cost, cap, images, overhead, points, orientation, plan, proxy, clock.elapsed() - t_proxy)
+    share = search_seconds(left(), per_run, cost, cap, runs, start=start) if cfg.train.budget_search else 0.0
+    plan, proxy = proxy_search(cfg, Path(dataset), run, share, (images, cost, cap, overhead, points[0]["classes"]), clock)
+    found = _searched(cost, cap, (images, per_run), overhead, points, orientation, plan, proxy, clock.elapsed() - t_proxy)
     found.record.update(budget_seconds=budget, resolution=resolution)
     return found
 
 
-def _searched(cost: CostModel, cap: int, images: int, overhead: float, points: list[dict[str, Any]],
-              orientation: dict[str, Any], plan: ProxyPlan, proxy: dict[str, Any], proxy_seconds: float) -> Search:
-    """The :class:`Search` and its ``recipe.json`` record; the proxy's own timing corrects the warm-up's cost model."""
+def proxy_search(cfg: Config, dataset: Path, run: RunDir, share: float, measured: tuple[int, CostModel, int, float, int],
+                 clock: Clock) -> tuple[ProxyPlan | None, dict[str, Any]]:
+    """The proxy search within ``share`` seconds, or the config's own values when it is off (``train.budget_search``,
+    the default) or too few trials would fit; ``measured`` is (images, cost model, size cap, fit overhead, classes)."""
+    if not cfg.train.budget_search:
+        return None, {**skipped_proxy(cfg), "skipped": "off (train.budget_search=false, the default: in every run recorded "
+                                                       "in BENCHMARKS.md the search kept the config's own values)"}
+    images, cost, cap, overhead, classes = measured
+    val_images = round(images * (cfg.data.val_fraction or 0.2))
+    plan = plan_proxy(share, images - val_images, val_images, cost, proxy_size(cap), overhead, classes=classes)
+    # the proxy needs a validation split even when the final model has none
+    cfg_proxy = cfg if cfg.data.val_fraction else with_overrides(cfg, {"data.val_fraction": 0.2})
+    if plan.trials < MIN_SEARCH_TRIALS:  # one or two trials compare nothing: the time goes to the final model
+        log.info("recipe: %.0fs of the budget are left beyond what the final model's size needs: %d proxy trial(s) "
+                 "would fit; no search, the config's own values", share, plan.trials)
+        return plan, {**skipped_proxy(cfg_proxy), "skipped": f"only {plan.trials} trial(s) would fit"}
+    return plan, run_proxy(cfg_proxy, dataset, run, plan, clock, clock.elapsed() + share, val_images)
+
+
+def _searched(cost: CostModel, cap: int, images: tuple[int, int], overhead: float, points: list[dict[str, Any]],
+              orientation: dict[str, Any], plan: ProxyPlan | None, proxy: dict[str, Any], proxy_seconds: float) -> Search:
+    """The :class:`Search` and its ``recipe.json`` record; the proxy's own timing corrects the warm-up's cost model.
+    ``images``: every training image, and what one final model's epoch costs in images."""
     speed = proxy_speed(proxy["trials"])
-    if speed:
+    if speed and plan is not None:
         cost = CostModel.fit([*((p["size"], p["images_per_second"]) for p in points), (plan.size, speed)])
+    searched = {} if plan is None else {
+        "size": plan.size, "subset": plan.subset, "epochs": plan.epochs, "trials_planned": plan.trials,
+        "trial_seconds_estimate": plan.trial_seconds, "share_seconds": plan.seconds,
+        "share_rule": f"the time left beyond {MIN_EPOCHS} epochs of the final model at the largest size they allow, "
+                      f"at most {PROXY_SHARE:.0%}"}
     record = {
         "warmup": points, "orientation": orientation,
         "cost_model": {"a": cost.a, "b": cost.b, "formula": "seconds/image = a + b*size^2"},
-        "proxy": {"size": plan.size, "subset": plan.subset, "epochs": plan.epochs, "trials_planned": plan.trials,
-                  "trial_seconds_estimate": plan.trial_seconds, "share_seconds": plan.seconds,
-                  "share_rule": f"the time left beyond {MIN_EPOCHS} epochs of the final model at the largest size "
-                                f"they allow, at most {PROXY_SHARE:.0%}",
-                  "seconds": proxy_seconds, "monitor": proxy["monitor"], "best_trial": proxy["best_trial"],
+        "proxy": {**searched, "seconds": proxy_seconds, "monitor": proxy["monitor"], "best_trial": proxy["best_trial"],
                   "best_value": proxy["best_value"], "table": proxy["trials"], "images_per_second": speed,
                   "skipped": proxy.get("skipped"), "kept": proxy.get("kept")},
     }
-    return Search(cost, cap, images, overhead, proxy["best_params"], record)
+    return Search(cost, cap, images[0], images[1], overhead, proxy["best_params"], record)
 
 
 def report_reserve(budget: float) -> float:
@@ -520,50 +538,83 @@ def report_reserve(budget: float) -> float:
 
 def run_recipe(cfg: Config, dataset: Path, out: Path, budget: float, *, started: float | None = None,
                tracking_uri: str | None = None, callbacks: Iterable[Any] = ()) -> dict[str, Any]:
-    """Warm-up, proxy search and the final refit into ``out`` (one model, or an equal-weight ensemble of up to
-    ``train.budget_members``: :func:`~imgclf.experiments.budget.plan_members`) within ``budget`` seconds; return
-    the (first) final model's summary."""
+    """Warm-up, probes (and the proxy search, when on), the final models into ``out`` (one model, or an equal-weight
+    ensemble of up to ``train.budget_members``: :func:`~imgclf.experiments.budget.plan_members`) within ``budget``
+    seconds, then the estimate of what is submitted on the images they held out; return the first model's summary."""
     clock, run, start = Clock(started), RunDir(Path(out)), growth(cfg)  # growth: before the prior names every key
     cfg, prior = with_prior(cfg)
     found = search(cfg, dataset, run, budget, clock, probe_flips="data.flips" in prior, start=start)
     left = budget - report_reserve(budget) - clock.elapsed() - found.overhead
     most = max(cfg.train.epochs, MIN_EPOCHS)
-    members, size, epochs = plan_members(PLAN_SHARE * left, found.images, found.cost, found.cap, most,
-                                         cfg.train.budget_members, found.overhead, start=start)
+
+    def plan(seconds: float) -> tuple[int, int, int]:
+        return plan_members(PLAN_SHARE * seconds, found.per_epoch, found.cost, found.cap, most, cfg.train.budget_members,
+                            found.overhead, start=start)
+
+    # The estimate's time comes off the training: planned for the plan without it, which it can only shrink.
+    val_images, views = round(found.images * float(cfg.data.val_fraction or 0.0)), tta_views(with_flip_tta(cfg))
+    members, size, _ = plan(left)
+    held = estimate_seconds(val_images, members, views, found.cost, size)
+    members, size, epochs = plan(left - held)
     # The size comes from the warm-up's cost model; the epochs from the clock (train.time_limit re-plans them after
     # each epoch, up to ``most``, and the LR schedule anneals by the limit), so a mis-measured warm-up costs neither
     # the budget nor an unfinished schedule.
     final = with_flip_tta(with_growth(with_overrides(final_config(cfg, found.best_params, size, epochs),
                                                      {"train.epochs": max(epochs, most)}), start, found.cost))
-    first = even_share(clock, budget - report_reserve(budget), members, found.overhead, slack=0.05 * budget)
-    limit = first[0]
-    record = _final_record(found, prior, final, members, epochs, left, limit)
-    log.info("recipe: %s at %dpx%s on all %d images, about %d epoch(s) each (re-planned by the clock within %.0fs; "
+    first = even_share(clock, budget - report_reserve(budget) - held, members, found.overhead, slack=0.05 * budget)
+    record = _final_record(found, prior, final, members, epochs, left, first[0])
+    log.info("recipe: %s at %dpx%s on %d images%s, about %d epoch(s) each (re-planned by the clock within %.0fs; "
              "%.0fs left of %.0fs)", "one final model" if members == 1 else f"{members} final models (an ensemble)",
              size, f" (growing from {final.data.start_size}px)" if final.data.start_size else "",
-             found.images, epochs, limit, left, budget)
+             found.images - val_images, f" ({val_images} held out for the estimate)" if val_images else "", epochs,
+             first[0], left, budget)
     atomic_write_json(run.recipe, {**record, "status": "training the final model"})
     summaries = train_members(final, Path(dataset), run, members, clock, budget, found.overhead, tracking_uri, callbacks,
-                              first=first)
-    return _finish(run, summaries, record, clock)
+                              first=first, held=held)
+    return _finish(run, summaries, {**record, "estimate": held_out_estimate(run, final, len(summaries))}, clock)
+
+
+def tta_views(cfg: Config) -> int:
+    """Forward passes per image and model that ``cfg``'s TTA makes at most."""
+    return {"none": 1, "fixed": cfg.tta.n}.get(cfg.tta.mode, cfg.tta.max_views)
+
+
+def held_out_estimate(run: RunDir, final: Config, members: int) -> dict[str, Any]:
+    """What the submission is worth: the blend of the final models (``RUN/ensemble.json``) with the run's TTA, as
+    ``predict`` makes it, scored on the validation split that every model held out (``RUN/eval/``), with the binomial
+    standard error of the accuracy."""
+    if not final.data.val_fraction:
+        return {"metric": "accuracy", "value": None, "se": None, "images": 0,
+                "what": "none: data.val_fraction=0 trained every model on every image; pass a labelled holdout to "
+                        "imgclf evaluate (imgclf prepare --holdout makes one)"}
+    from imgclf.infer.jobs import evaluate_run
+    from imgclf.runtime import resolve_device
+
+    device = str(resolve_device(final.train.device, "train.device"))
+    result = evaluate_run(run.root, tta=final.tta, batch_size=final.data.batch_size, device=device)
+    p, n = float(result["accuracy"]), int(result["images"])
+    blend = "model" if members == 1 else f"{members}-model equal-weight blend"
+    tta = "no TTA" if final.tta.mode == "none" else f"{tta_views(final)}-view TTA"
+    estimate = {"metric": "accuracy", "value": p, "se": math.sqrt(p * (1 - p) / n) if n else None, "images": n,
+                "what": f"the submitted {blend} with {tta}, on {n} held-out images no model trained on (RUN/eval)"}
+    metric = result.get("metric")
+    if metric and metric != "accuracy" and result.get(metric) is not None:
+        estimate[metric] = result[metric]
+    log.info("recipe: estimate %.4f ± %.4f accuracy (%s)", p, estimate["se"] or 0.0, estimate["what"])
+    return estimate
 
 
 def _final_record(found: Search, prior: dict[str, Any], final: Config, members: int, epochs: int, left: float,
                   limit: float) -> dict[str, Any]:
-    proxy = found.record["proxy"]
     tta = final.tta.mode if final.tta.mode != "fixed" else f"{final.tta.n} views: {', '.join(final.tta.views[:final.tta.n])}"
-    trained = ("the final model was trained on every image and has no validation of its own" if members == 1 else
-               f"the {members} final models (an equal-weight ensemble) were each trained on every image and have no "
-               "validation of their own")
+    held_out = round(found.images * float(final.data.val_fraction or 0.0))
     return {
         **found.record,
         "prior": prior,
         "chosen": {"params": found.best_params, "image_size": int(final.data.image_size), "members": members,
-                   "start_size": final.data.start_size or None, "epochs": epochs, "images": found.images, "tta": tta,
-                   "seconds_planned": left, "time_limit": limit, "refit_on_all_images": True},
-        "estimate": {"val_accuracy": proxy["best_value"] if proxy["monitor"] == "val_accuracy" else None,
-                     "note": ("no estimate: the budget was too short for a proxy search" if proxy.get("skipped") else
-                              "the proxy's validation score (subset, small size)") + "; " + trained},
+                   "start_size": final.data.start_size or None, "epochs": epochs, "images": found.images - held_out,
+                   "held_out": held_out, "tta": tta, "seconds_planned": left, "time_limit": limit},
+        "estimate": {"status": "measured on the held-out images once the final models are trained"},
     }
 
 
@@ -582,13 +633,14 @@ def member_dir(run: RunDir, index: int) -> Path:
 
 
 def train_members(final: Config, dataset: Path, run: RunDir, members: int, clock: Clock, budget: float, overhead: float,
-                  tracking_uri: str | None, callbacks: Iterable[Any], first: tuple[float, float] | None = None) -> list[dict[str, Any]]:
+                  tracking_uri: str | None, callbacks: Iterable[Any], first: tuple[float, float] | None = None,
+                  held: float = 0.0) -> list[dict[str, Any]]:
     """The final models, one after another, each with an even share of the time left (the last ends by the budget,
     +5 % at most) and its own seed; then, for more than one, ``RUN/ensemble.json`` (equal weights), which
     ``predict RUN`` blends. A model whose share has shrunk below half the planned one (a machine that slowed down)
     is not started: the ensemble keeps the models it has. ``first``: the first model's ``(time_limit, deadline)``
-    as the plan recorded them (:func:`even_share` at that moment)."""
-    ends_at, callbacks = budget - report_reserve(budget), list(callbacks)
+    as the plan recorded them (:func:`even_share` at that moment); ``held``: seconds kept for the estimate after them."""
+    ends_at, callbacks = budget - report_reserve(budget) - held, list(callbacks)
     planned = (ends_at - clock.elapsed()) / members
     summaries: list[dict[str, Any]] = []
     for index in range(members):
@@ -606,7 +658,7 @@ def train_members(final: Config, dataset: Path, run: RunDir, members: int, clock
         atomic_write_json(run.root / ENSEMBLE_FILE, {
             "members": [{"path": member_dir(run, i).relative_to(run.root).as_posix(), "weight": 1.0 / len(summaries)}
                         for i in range(len(summaries))],
-            "weights": "equal", "source": "train --budget: each model on every image, with its own seed"})
+            "weights": "equal", "source": "train --budget: each model on the same training images, with its own seed"})
     return summaries
 
 
@@ -614,15 +666,14 @@ def _finish(run: RunDir, summaries: list[dict[str, Any]], record: dict[str, Any]
     elapsed, summary = clock.elapsed(), summaries[0]
     trained = [{"path": member_dir(run, i).relative_to(run.root).as_posix(), "epochs_run": s.get("epochs_run"),
                 "train_seconds": s.get("train_seconds")} for i, s in enumerate(summaries)]
-    record = {**record, "status": "done", "elapsed_seconds": elapsed, "epochs_run": summary.get("epochs_run"),
+    chosen = {**record["chosen"], "images": summary.get("train_images"), "held_out": summary.get("val_images")}
+    record = {**record, "chosen": chosen, "status": "done", "elapsed_seconds": elapsed, "epochs_run": summary.get("epochs_run"),
               "members_trained": trained,
               "clock": "from the start of api.train (the train command), after Python's start-up and imports",
               "within_budget": elapsed <= record["budget_seconds"] * 1.05}
     atomic_write_json(run.recipe, record)
     summary = {**summary, "recipe": {"budget_seconds": record["budget_seconds"], "elapsed_seconds": elapsed,
-                                     "members": len(summaries),
-                                     "val_accuracy_estimate": record["estimate"]["val_accuracy"],
-                                     "validation": record["estimate"]["note"]}}
+                                     "members": len(summaries), "estimate": record["estimate"]}}
     atomic_write_json(run.summary, summary)
     return summary
 

@@ -13,6 +13,7 @@ machine that slows down mid-way costs epochs, not the budget. ``CV_DIR/recipe.js
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -81,11 +82,13 @@ def run_cv_recipe(cfg: Config, dataset: Path, out: Path, budget: float, *, folds
     timed = with_fold_deadlines(train_one, clock, budget * 1.05 - reserve, folds, found.overhead)
     summary = run_cv(final, Path(dataset), Path(out), folds=folds, train_one=timed)
     elapsed = clock.elapsed()
-    oof = summary["oof"].get("accuracy")
+    oof, images = summary["oof"].get("accuracy"), found.images
     record = {**record, "status": "done", "elapsed_seconds": elapsed, "within_budget": elapsed <= budget * 1.05,
               "clock": "from the start of the cv command, after Python's start-up and imports",
-              "estimate": {"val_accuracy": oof, "note": f"the out-of-fold accuracy of the {folds} folds, which "
-                                                        "together are the final model"}}
+              "estimate": {"metric": "accuracy", "value": oof, "images": images,
+                           "se": math.sqrt(oof * (1 - oof) / images) if oof is not None and images else None,
+                           "what": f"the out-of-fold accuracy of the {folds} folds (each image scored by the fold that "
+                                   "never trained on it; the folds together are the final model)"}}
     atomic_write_json(run.recipe, record)
     write_cv_report(out)  # again, now that the recipe is done: its section shows the final record
     return {**summary, "recipe": {"budget_seconds": budget, "elapsed_seconds": elapsed, "oof_accuracy": oof}}

@@ -37,10 +37,15 @@ def _final_text(chosen: dict[str, Any]) -> str:
         others = "members/2" if members == 2 else f"members/2 to members/{members}"
         return (f"Final models: {members}, an equal-weight ensemble (this run and {others}; "
                 f"predict blends them), each {chosen.get('image_size')} px{grown}, about {chosen.get('epochs')} epoch(s) "
-                f"on all {chosen.get('images')} images with its own seed{timed}"
+                f"on {_images_text(chosen)} with its own seed{timed}"
                 f"{tta}. The curves below are the first model's.")
-    return (f"Final model: {chosen.get('image_size')} px{grown}, about {chosen.get('epochs')} epoch(s) on all "
-            f"{chosen.get('images')} images{timed}{tta}.")
+    return (f"Final model: {chosen.get('image_size')} px{grown}, about {chosen.get('epochs')} epoch(s) on "
+            f"{_images_text(chosen)}{timed}{tta}.")
+
+
+def _images_text(chosen: dict[str, Any]) -> str:
+    held = chosen.get("held_out")
+    return f"{chosen.get('images')} images ({held} more held out for the estimate)" if held else f"all {chosen.get('images')} images"
 
 
 def _start_text(recipe: dict[str, Any]) -> str:
@@ -67,6 +72,26 @@ def _start_text(recipe: dict[str, Any]) -> str:
     return " ".join(parts)
 
 
+def _proxy_text(proxy: dict[str, Any]) -> str:
+    if proxy.get("skipped") and not proxy.get("share_seconds"):
+        return f"Proxy search: {proxy['skipped']}. "
+    return (f"The proxy search's share: {h.format_value(proxy.get('share_seconds'))} s ({proxy.get('share_rule', 'of the budget')})"
+            + (f"; search skipped: {proxy['skipped']} in it. " if proxy.get("skipped") else
+               f". Proxy: {proxy.get('trials_planned')} trial(s) planned on {proxy.get('subset')} of the data at "
+               f"{proxy.get('size')} px for {proxy.get('epochs')} epoch(s), {h.format_value(proxy.get('seconds'))} s spent"
+               + (f"; chosen: {proxy['kept']}. " if proxy.get("kept") else ". ")))
+
+
+def estimate_text(estimate: dict[str, Any]) -> str:
+    """What the submission is worth and what that rests on (``recipe.json``'s ``estimate``; older runs: the proxy's)."""
+    if "val_accuracy" in estimate:  # recipes before the held-out estimate
+        return f"Estimate: {h.format_value(estimate.get('val_accuracy'))} validation accuracy — {estimate.get('note', '')}."
+    if estimate.get("value") is None:
+        return f"Estimate: {estimate.get('what') or estimate.get('status') or 'none'}."
+    se = f" ± {estimate['se']:.3f} (one standard error)" if estimate.get("se") is not None else ""
+    return f"Estimate: {estimate['value']:.3f}{se} {estimate.get('metric', 'accuracy')} — {estimate.get('what', '')}."
+
+
 def recipe_section(run: RunDir) -> str | None:
     """None when the run was not trained with ``--budget``."""
     if not run.recipe.is_file():
@@ -78,19 +103,14 @@ def recipe_section(run: RunDir) -> str | None:
         f"Budget {h.format_value(recipe.get('budget_seconds'))} s, used {h.format_value(elapsed)} s before this report "
         f"({recipe.get('status', '?')}). Warm-up: "
         + ", ".join(f"{w['images_per_second']:.1f} images/s at {w['size']} px" for w in recipe.get("warmup", []))
-        + f". The proxy search's share: {h.format_value(proxy.get('share_seconds'))} s ({proxy.get('share_rule', 'of the budget')})"
-        + (f"; search skipped: {proxy['skipped']} in it. " if proxy.get("skipped") else
-           f". Proxy: {proxy.get('trials_planned')} trial(s) planned on {proxy.get('subset')} of the data at "
-           f"{proxy.get('size')} px for {proxy.get('epochs')} epoch(s), {h.format_value(proxy.get('seconds'))} s spent"
-           + (f"; chosen: {proxy['kept']}. " if proxy.get("kept") else ". "))
-        + _final_text(chosen)
+        + ". " + _proxy_text(proxy) + _final_text(chosen)
     )
     params = [{"key": k, "value": _short(v)} for k, v in (chosen.get("params") or {}).items()]
     return h.section(
         "Budget recipe",
         h.paragraph(plan),
         h.paragraph(_start_text(recipe)) if _start_text(recipe) else "",
-        h.paragraph(f"Estimate: {h.format_value(estimate.get('val_accuracy'))} validation accuracy — {estimate.get('note', '')}.", "note"),
+        h.paragraph(estimate_text(estimate), "note"),
         h.table(params) if params else "",
         h.table(proxy_rows(recipe), highlight={proxy.get("monitor", "value"): "max" if proxy.get("monitor") == "val_accuracy" else "min"}),
     )

@@ -71,7 +71,8 @@ def _summary(t: Training) -> dict[str, Any]:
         "metric": cfg.train.metric,
         **({"metric_k": cfg.train.metric_k} if cfg.train.metric == "top_k" else {}),
         "monitor": cfg.train.monitored,
-        "best_value": _finite(stopper.best) if t.has_validation else None,  # the monitored value of the kept epoch
+        "keep": cfg.train.keep,
+        "best_value": _finite(best.get(cfg.train.monitored, float("nan"))) if t.has_validation else None,  # the kept epoch's
         "excluded_images": t.data.samples.excluded,
         "device": str(t.ctx.device),
         "seed": cfg.train.seed,

@@ -211,12 +211,12 @@ def _record(t: Training, epoch: int) -> None:
     row = t.rows[-1]
     if t.ctx.is_main:
         write_metrics(t.run.metrics, t.rows)
-    if t.has_validation:
-        if not math.isfinite(row["val_loss"]):
-            raise DataError(f"validation gave no finite loss in epoch {epoch}: every validation image failed to load or "
-                            "the model diverged; check the dataset")
+    if t.has_validation and not math.isfinite(row["val_loss"]):
+        raise DataError(f"validation gave no finite loss in epoch {epoch}: every validation image failed to load or "
+                        "the model diverged; check the dataset")
+    if t.has_validation and t.cfg.train.keep == "best":
         improved = t.stopper.update(epoch - 1, row[t.cfg.train.monitored])
-    else:  # no validation split (refit on all data): the newest weights are the ones to keep, in either direction
+    else:  # no validation split (refit on all data) or train.keep=last: the newest weights are kept, in either direction
         improved = t.stopper.update(epoch - 1, float(epoch) if t.stopper.mode == "max" else -float(epoch))
     if improved:
         t.checkpointer.save_best(t.eval_model, epoch)  # the EMA weights when train.ema is on
