@@ -51,7 +51,7 @@ def train(
     ``progress``: True for the CLI's progress bar, False for none, or a training callback
     (:class:`imgclf.train.callbacks.Callback`). The summary gains ``run_dir`` and ``report`` (the HTML page).
     ``budget`` (``"20m"``, or seconds) runs the recipe of :mod:`imgclf.experiments.recipe` instead: warm-up,
-    proxy search, then the final model on every image, all within the budget (+5 % at most).
+    probes, the final model(s), then their held-out estimate, all within the budget (+5 % at most).
     """
     started = time.perf_counter()
     seconds = _budget_seconds(budget, resume, devices, refit)
@@ -71,15 +71,7 @@ def train(
         out = Path(out) if out else default_run_dir(cfg)
         RunDir(out).check_new()
     _check_devices(devices, cfg)  # a count the machine cannot hold is refused before any process starts
-    from imgclf.runtime import is_main_process as is_main  # torch: after the config, so its errors come at once
-    from imgclf.train.preflight import validate_for_training
-
-    if is_main():  # every problem with the config, the dataset and the files it names, before anything is written
-        validate_for_training(cfg, Path(dataset))
-        if resume is not None and _extension(overrides):
-            _start_extension(RunDir(Path(out)), cfg)
-        if resume is None:
-            start_over(RunDir(Path(out)))  # a run killed before its first checkpoint starts again here
+    _preflight(cfg, Path(dataset), RunDir(Path(out)), resume is not None, overrides)
     if seconds is not None:
         from imgclf.experiments.recipe import record_total, run_recipe
 
@@ -93,11 +85,27 @@ def train(
         summary = train_on_local_processes(devices, cfg, Path(dataset), Path(out), resume is not None, tracking_uri)
     else:
         summary = _fit_tracked(cfg, Path(dataset), Path(out), resume is not None, tracking_uri, _callbacks(progress))
-    if not is_main():
+    from imgclf.runtime import is_main_process
+
+    if not is_main_process():
         return summary  # under torchrun, rank 0 reports for every process
     if refit:
         summary = refit_run(cfg, Path(dataset), RunDir(Path(out)), summary, tracking_uri, progress)
     return _with_report(summary, Path(out), report)
+
+
+def _preflight(cfg: Config, dataset: Path, run: RunDir, resuming: bool, overrides: Sequence[str]) -> None:
+    """Every problem with the config, the dataset and the files it names, before anything is written (rank 0)."""
+    from imgclf.runtime import is_main_process  # torch: after the config, so its errors come at once
+    from imgclf.train.preflight import validate_for_training
+
+    if not is_main_process():
+        return
+    validate_for_training(cfg, dataset)
+    if resuming and _extension(overrides):
+        _start_extension(run, cfg)
+    if not resuming:
+        start_over(run)  # a run killed before its first checkpoint starts again here
 
 
 def _check_devices(devices: int, cfg: Config) -> None:

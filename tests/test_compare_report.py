@@ -44,7 +44,9 @@ def test_latency_of_a_run_without_accuracy_is_named_not_an_empty_chart():
 def test_a_budget_run_is_ranked_by_its_estimate_and_the_report_says_what_that_is(tmp_path):
     plain = _run(tmp_path, "plain", {"val_accuracy": 0.80, "train_seconds": 50.0})
     budget = _run(tmp_path, "budget", {"val_accuracy": None, "train_seconds": 90.0,
-                                       "recipe": {"val_accuracy_estimate": 0.85, "members": 1}}, validated=False)
+                                       "recipe": {"estimate": {"metric": "accuracy", "value": 0.85, "se": 0.01,
+                                                                               "images": 1200}, "members": 1}},
+                  validated=False)
     comparison = compare_runs(load_runs([plain, budget]), sort=ESTIMATE)
     assert [r["run"] for r in comparison.rows] == ["budget", "plain"]
     assert [r[ESTIMATE] for r in comparison.rows] == [0.85, 0.80]

@@ -243,6 +243,7 @@ def _started_cv(work: dict[str, Path]) -> Path:
     save_config(load_config(None, TINY), cv / "cv_config.yaml")
     plan_folds(load_training_set(work["data"]), cv, 2, 42)
     (cv / "cv.json").write_text(json.dumps({"folds": 2, "seed": 42, "dataset": str(work["data"]), "fold_dirs": ["fold_1", "fold_2"]}))
+    (cv / ".imgclf.lock").write_text("cv")  # imgclf cv holds its folder under this lock, naming itself
     return cv
 
 

@@ -36,11 +36,11 @@ log = logging.getLogger("imgclf")
 METRIC_COLUMNS = ("val_accuracy", "val_loss", "val_macro_f1", "best_epoch", "epochs_run", "train_seconds", "total_params", "trainable_params")
 # Smaller is better for these; larger for every other sortable column.
 ASCENDING = ("val_loss", "val_log_loss", "train_seconds", "total_params", "trainable_params", "mean_epoch_seconds")
-# A --budget run's final model has no validation: this column ranks every run, by val_accuracy where the run has
-# one, else by the recipe's proxy estimate (summary.json: recipe.val_accuracy_estimate). Shown when a budget run is.
+# A --budget run's summary has no val_accuracy of its own: this column ranks every run, by val_accuracy where the
+# run has one, else by the recipe's held-out estimate (summary.json: recipe.estimate). Shown when a budget run is.
 ESTIMATE = "val_accuracy_estimate"
-ESTIMATE_NOTE = (f"{ESTIMATE}: val_accuracy, or for a --budget run (whose final model trains on every image and has no "
-                 "validation of its own) its proxy search's validation score, on a subset at a small size; --sort "
+ESTIMATE_NOTE = (f"{ESTIMATE}: val_accuracy, or for a --budget run the accuracy of the blend it submits, with its TTA, "
+                 "on the validation images every one of its models held out (recipe.estimate in summary.json); --sort "
                  f"{ESTIMATE} ranks every run.")
 # Keys that differ between runs without saying anything about the experiment.
 IGNORED_KEYS = ("tracking.uri", "data.num_workers", "data.cache_dir")
@@ -173,11 +173,15 @@ def compare_runs(runs: list[RunRecord], sort: str = "val_accuracy") -> Compariso
 
 
 def accuracy_estimate(summary: dict[str, Any]) -> float | None:
-    """The run's val_accuracy, else (a --budget run) its recipe's proxy estimate, else None."""
+    """The run's val_accuracy, else (a --budget run) its recipe's held-out accuracy estimate, else None."""
     if summary.get("val_accuracy") is not None:
         return summary["val_accuracy"]
     recipe = summary.get("recipe")
-    return recipe.get("val_accuracy_estimate") if isinstance(recipe, dict) else None
+    estimate = recipe.get("estimate") if isinstance(recipe, dict) else None
+    if not isinstance(estimate, dict) or estimate.get("metric") != "accuracy":
+        return None
+    value = estimate.get("value")
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 def _sort_key(value: Any, column: str) -> tuple:

@@ -600,7 +600,7 @@ def held_out_estimate(run: RunDir, final: Config, members: int) -> dict[str, Any
     metric = result.get("metric")
     if metric and metric != "accuracy" and result.get(metric) is not None:
         estimate[metric] = result[metric]
-    log.info("recipe: estimate %.4f ± %.4f accuracy (%s)", p, estimate["se"] or 0.0, estimate["what"])
+    log.debug("recipe: estimate %.4f ± %.4f accuracy (%s)", p, estimate["se"] or 0.0, estimate["what"])  # the CLI's last line says it
     return estimate
 
 

@@ -251,13 +251,13 @@ def predict_folder(
     """
     from imgclf.infer.model_set import resolve_model_set
 
+    models = resolve_model_set(run_dir)  # a run that is not there is the first thing to say
+    classes = models.classes()
     paths, base = resolve_test_images(images)
     one_folder = isinstance(images, (str, Path)) or len(images) == 1
     if sample is None and one_folder and Path(images if isinstance(images, (str, Path)) else images[0]).is_dir():
         sample = find_sample_submission(base)  # chosen files or a glob: a sample only when given
     check_outputs(out, probs_out, sample)
-    models = resolve_model_set(run_dir)
-    classes = models.classes()
     fmt = read_format(sample, classes, category, max_rows=len(paths))
     listed = match_sample_ids(fmt, paths, base)
     if len(listed) < len(paths):
