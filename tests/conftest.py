@@ -55,6 +55,16 @@ def make_dataset(root: Path, classes=("alpha", "beta", "gamma"), per_class: int 
     return root
 
 
+def one_epoch_run(root: Path) -> tuple[Path, Path]:
+    """``(dataset, run)``: a tiny dataset under ``root/data`` and a finished one-epoch run of it in ``root/run``."""
+    from imgclf.config import load_config
+    from imgclf.train.loop import fit
+
+    dataset = make_dataset(root / "data", per_class=5, test=3)
+    fit(load_config(None, [*TINY, "train.epochs=1"]), dataset, root / "run")
+    return dataset, root / "run"
+
+
 def cli(args: list, capsys) -> tuple[int, str, str]:
     """Run the real ``imgclf`` entry point in-process; return (exit code, stdout, stderr)."""
     from imgclf.cli.main import run

@@ -120,3 +120,72 @@ def test_extra_test_refuses_a_missing_source_or_an_uneven_count(tmp_path):
         bench_datasets.materialise("demo", tmp_path / "x", extra_test=15)
     with pytest.raises(DataError, match="apt-get install dataset-fashion-mnist"):
         bench_datasets.read_upstream_test(tmp_path / "nowhere")
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_defects_layout_counts_and_answers(tmp_path, capsys):
+    import csv
+
+    out = tmp_path / "defects"
+    assert bench_datasets.main(["defects", str(out), "--train-per-class", "3", "--test-per-class", "2",
+                                "--extra-test", "8"]) == 0
+    dataset = out / "dataset"
+    assert sorted(p.name for p in (dataset / "train").iterdir()) == sorted(bench_datasets.DEFECT_CLASSES)
+    for name in bench_datasets.DEFECT_CLASSES:
+        assert sorted(p.name for p in (dataset / "train" / name).iterdir()) == [f"{name}_{i:05d}.png" for i in (1, 2, 3)]
+    tests = sorted(p.name for p in (dataset / "test").iterdir())
+    assert tests == sorted(f"{prefix}_{i:05d}.png" for prefix in ("test", "extra") for i in range(1, 9))
+    rows = list(csv.DictReader((out / "answers" / "test_labels.csv").open()))
+    assert list(rows[0]) == ["Id", "Category", "label"]
+    assert sorted(r["Id"] for r in rows) == tests and len(rows) == 16
+    sample = list(csv.DictReader((dataset / "sample_submission.csv").open()))
+    assert list(sample[0]) == ["Id", "Category"] and [r["Id"] for r in sample] == [r["Id"] for r in rows]
+    index_of = {name: i for i, name in enumerate(sorted(bench_datasets.DEFECT_CLASSES))}
+    assert all(int(r["Category"]) == index_of[r["label"]] for r in rows)
+    for prefix in ("test_", "extra_"):  # 2 a class in the test set, 8 / 4 a class in the extra images
+        labels = [r["label"] for r in rows if r["Id"].startswith(prefix)]
+        assert sorted(labels) == sorted(bench_datasets.DEFECT_CLASSES * 2)
+    for path in [*(dataset / "train").rglob("*.png"), *(dataset / "test").iterdir()]:
+        with Image.open(path) as image:
+            assert image.mode == "L" and image.size == (bench_datasets.DEFECT_CANVAS,) * 2
+    assert (out / bench_datasets.MARKER).is_file() and "train images 12" in capsys.readouterr().out
+
+
+def test_defects_are_reproducible_and_independent_of_the_other_sizes(tmp_path):
+    build = bench_datasets.materialise
+    full = _files(build("defects", tmp_path / "a", train_per_class=3, test_per_class=2, extra_test=8).root)
+    assert _files(build("defects", tmp_path / "b", train_per_class=3, test_per_class=2, extra_test=8).root) == full
+    plain = _files(build("defects", tmp_path / "c", train_per_class=2, test_per_class=2).root)
+    images = {k: v for k, v in plain.items() if k.endswith(".png")}
+    assert images and all(full[k] == v for k, v in images.items())  # the first images of a larger set, byte for byte
+    other = _files(build("defects", tmp_path / "d", train_per_class=2, test_per_class=2, seed=1).root)
+    assert all(other[k] != v for k, v in images.items())
+
+
+def test_a_defect_changes_a_small_area_of_the_same_background():
+    render = bench_datasets.render_defect
+    for seed in range(6):
+        good = np.asarray(render("good", np.random.default_rng(seed)), int)
+        for name in ("scratch", "crack", "spots"):
+            marked = np.asarray(render(name, np.random.default_rng(seed)), int)
+            changed = marked != good
+            assert 0 < changed.mean() < 0.05, (name, seed, changed.mean())
+            ys, xs = np.nonzero(changed)
+            assert np.ptp(ys) < 90 and np.ptp(xs) < 90  # one mark, not noise over the image
+            assert np.abs(marked - good).max() >= 8  # faint, but there
+    assert not np.array_equal(np.asarray(render("good", np.random.default_rng(0))),
+                              np.asarray(render("good", np.random.default_rng(1))))
+    with pytest.raises(ConfigError, match="defect class"):
+        render("dent", np.random.default_rng(0))
+
+
+def test_defects_arguments_are_clear_errors(tmp_path):
+    with pytest.raises(ConfigError, match="multiple of 4"):
+        bench_datasets.materialise("defects", tmp_path / "x", extra_test=10)
+    with pytest.raises(ConfigError, match="defects kind only"):
+        bench_datasets.materialise("demo", tmp_path / "y", test_per_class=5)
+    with pytest.raises(ConfigError, match="at least one image"):
+        bench_datasets.materialise("defects", tmp_path / "z", train_per_class=0)

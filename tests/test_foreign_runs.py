@@ -14,18 +14,14 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import TINY, cli, make_dataset
+from conftest import TINY, cli, one_epoch_run
 from imgclf.config import load_config
 from imgclf.experiments.oof import read_run_oof, write_oof
-from imgclf.train.loop import fit
 
 
 @pytest.fixture(scope="module")
 def pristine(tmp_path_factory) -> tuple[Path, Path]:
-    root = tmp_path_factory.mktemp("foreign")
-    dataset = make_dataset(root / "data", per_class=5, test=3)
-    fit(load_config(None, [*TINY, "train.epochs=1"]), dataset, root / "run")
-    return dataset, root / "run"
+    return one_epoch_run(tmp_path_factory.mktemp("foreign"))
 
 
 @pytest.fixture

@@ -12,9 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import TINY, cli, make_dataset
-from imgclf.config import load_config
-from imgclf.train.loop import fit
+from conftest import cli, one_epoch_run
 
 RUN_FILES = [
     "config.yaml", "classes.json", "preprocessing.json", "calibration.json", "summary.json", "run.json",
@@ -25,10 +23,7 @@ COMMANDS = ["predict", "evaluate", "report", "compare", "resume"]
 
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory) -> tuple[Path, Path]:
-    root = tmp_path_factory.mktemp("fuzz")
-    dataset = make_dataset(root / "data", per_class=5, test=3)
-    fit(load_config(None, [*TINY, "train.epochs=1"]), dataset, root / "run")
-    return dataset, root / "run"
+    return one_epoch_run(tmp_path_factory.mktemp("fuzz"))
 
 
 def _damage(path: Path, how: str, data: bytes) -> None:

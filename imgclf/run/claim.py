@@ -72,11 +72,7 @@ def check_folder(root: Path, kind: str, flag: str = "--out") -> None:
     root = Path(root)
     if root.exists() and not root.is_dir():
         raise RunDirError(f"{flag} {root} is a file, not a folder; choose a new folder")
-    for parent in root.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise RunDirError(f"{flag} {root} lies under {parent}, which is a file, not a folder")
-            break
+    _check_parents(root, flag)
     if not root.exists() or _is_empty(root):
         return
     found = folder_kind(root)
@@ -98,17 +94,22 @@ def claim_folder(root: Path, kind: str, flag: str = "--out") -> Iterator[Path]:
         lock.release()
 
 
+def _check_parents(path: Path, flag: str) -> None:
+    """Refuse a ``path`` whose nearest existing parent is a file."""
+    for parent in Path(path).parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise RunDirError(f"{flag} {path} lies under {parent}, which is a file, not a folder")
+            return
+
+
 def check_file_out(path: Path, flag: str, suffixes: tuple[str, ...], own: tuple[str, ...] = ()) -> None:
     """Refuse a file output that would replace a folder, another kind of file, or a file of an imgclf folder
     (other than the ``own`` names this command writes there); a new file, or one of ``suffixes``, is fine."""
     path = Path(path)
     if path.is_dir():
         raise RunDirError(f"{flag} {path} is a folder; give a file name such as {path / ('out' + suffixes[0])}")
-    for parent in path.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise RunDirError(f"{flag} {path} lies under {parent}, which is a file, not a folder")
-            break
+    _check_parents(path, flag)
     if not path.exists():
         return
     if path.suffix.lower() not in suffixes:
