@@ -21,7 +21,8 @@ sys.path.insert(0, str(HERE))
 from _common import machine  # noqa: E402
 
 from imgclf.config import Config, with_overrides  # noqa: E402
-from imgclf.experiments.resolution import TOLERANCE, enough_size, paired_gap, probe_resolution  # noqa: E402
+from imgclf.experiments.resolution import TOLERANCE, enough_size, probe_resolution  # noqa: E402
+from imgclf.experiments.stats import paired_gap  # noqa: E402
 
 
 def table(rows: list[tuple[str, dict[int, np.ndarray], float]]) -> str:

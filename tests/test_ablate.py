@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from conftest import cli
-from imgclf.experiments.ablate import grid_cells, load_grid, parse_grid, plan_ablation, run_ablation, shipped_grids
+from imgclf.experiments.ablate import grid_cells, load_grid, parse_grid, plan_ablation, run_ablation, shipped_grids, write_manifest
 from imgclf.experiments.ablation_table import CSV_COLUMNS, collect_results, render_markdown, write_tables
 from imgclf.train.loop import TrainingInterrupted
 from imgclf.run.rundir import write_metrics
@@ -188,6 +188,7 @@ def test_resuming_into_a_folder_of_another_config_is_refused(tmp_path, tiny_data
     cell = plan.cells[0]
     run_dir = plan.run_dir(cell, 0)
     run_dir.mkdir(parents=True)
+    write_manifest(plan)  # as run_ablation leaves its folder: the manifest first
     save_config(with_overrides(plan.configs[(cell.slug, 0)], {"train.epochs": 5}), run_dir / "config.yaml")
     with pytest.raises(ConfigError, match="trained with train.epochs=5, this ablation wants 2"):
         plan_ablation(parse_grid(HEADS), tiny_dataset, seeds=1, out=tmp_path / "ab", overrides=tiny_overrides)

@@ -8,6 +8,7 @@ import json
 import shutil
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from conftest import TINY, cli, make_dataset
@@ -49,7 +50,13 @@ def test_a_run_with_a_validation_split_is_scored_on_it(work: Path, capsys):
     run = _train(work, "split_run")
     code, out, err = cli(["evaluate", run], capsys)
     assert code == 0, err
-    assert json.loads((run / "eval" / "metrics.json").read_text())["evaluated_on"] == "validation split"
+    metrics = json.loads((run / "eval" / "metrics.json").read_text())
+    assert metrics["evaluated_on"] == "validation split"
+    rows = pd.read_csv(run / "eval" / "predictions.csv")  # one row per scored image, in the data's own paths
+    split = pd.read_csv(run / "split.csv")
+    assert sorted(rows["path"]) == sorted(split.loc[split["split"] == "val", "path"])
+    assert rows["correct"].mean() == pytest.approx(metrics["accuracy"])
+    assert (rows["correct"] == (rows["label"] == rows["pred"])).all()
 
 
 def test_a_run_trained_on_every_image_needs_a_dataset_and_says_so(work: Path, capsys):

@@ -231,3 +231,35 @@ def test_compare_out_over_a_runs_report_exits_2_and_changes_nothing(tmp_path, ca
 def test_show_augs_out_over_another_kind_of_file_exits_2_and_changes_nothing(tmp_path, tiny_dataset, capsys):
     mine = _users_folder(tmp_path / "mine")
     assert "is not a" in _refused(["show-augs", tiny_dataset, "--out", mine / "notes.txt", *_sets()], mine, capsys)
+
+
+def test_evaluate_out_a_folder_of_the_users_files_exits_2_and_changes_nothing(tmp_path, capsys):
+    run, mine = _fake_run(tmp_path / "run"), _users_folder(tmp_path / "mine")
+    assert "is not empty and holds no imgclf output" in _refused(["evaluate", run, "--out", mine], mine, capsys)
+
+
+def test_evaluate_out_may_be_an_earlier_evaluation_but_not_a_run(tmp_path, capsys):
+    earlier = tmp_path / "scores"
+    earlier.mkdir()
+    for name in ("metrics.json", "per_class.csv", "confusion_matrix.csv", "confusion_matrix.png", "predictions.csv"):
+        (earlier / name).write_text("x")
+    assert folder_kind(earlier) == "evaluate"
+    check_folder(earlier, "evaluate")  # rewritten by the next evaluation
+    run = _fake_run(tmp_path / "run")
+    assert "holds a training run" in _refused(["evaluate", run, "--out", run], run, capsys)
+
+
+def test_sweep_out_a_folder_of_the_users_files_exits_2_and_changes_nothing(tmp_path, tiny_dataset, capsys):
+    space = tmp_path / "space.yaml"
+    space.write_text("space:\n  train.lr: {type: float, low: 1.0e-4, high: 1.0e-2, log: true}\n")
+    mine = _users_folder(tmp_path / "mine")
+    line = _refused(["sweep", tiny_dataset, "--space", space, "--trials", "1", "--out", mine, *_sets()], mine, capsys)
+    assert "is not empty and holds no imgclf output" in line and "sweep writes only" in line
+
+
+def test_ablate_out_a_folder_of_the_users_files_exits_2_and_changes_nothing(tmp_path, tiny_dataset, capsys):
+    grid = Path(__file__).parents[1] / "imgclf" / "experiments" / "grids" / "heads.yaml"
+    mine = _users_folder(tmp_path / "mine")
+    line = _refused(["ablate", tiny_dataset, "--grid", grid, "--out", mine, *_sets()], mine, capsys)
+    assert "is not empty and holds no imgclf output" in line and "ablate writes only" in line
+    assert folder_kind(mine) is None

@@ -158,7 +158,7 @@ def test_train_budget_gives_the_final_model_the_growth_it_planned_with(monkeypat
 
     monkeypatch.setattr(recipe, "search", fake_search)
     monkeypatch.setattr(recipe, "train_final", fake_train_final)
-    monkeypatch.setattr(recipe, "held_out_estimate", lambda run, final, members: {"value": None})
+    monkeypatch.setattr(recipe, "held_out_estimate", lambda run, final, members: (final, {"value": None}))
     recipe.run_recipe(Config(), tmp_path, tmp_path / "run", 1200.0)
     final = seen["cfg"]
     assert seen["start"] is progressive_start and final.data.image_size > 64

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 
+import numpy as np
 import pytest
 
 from imgclf.errors import ConfigError
@@ -144,6 +145,10 @@ def test_train_with_a_budget_plans_searches_and_refits_within_it(tiny_dataset, t
     scored = json.loads((run / "eval" / "metrics.json").read_text())  # RUN/eval holds what the estimate measured
     assert scored["accuracy"] == estimate["value"] and scored["evaluated_on"] == "validation split"
     assert summary["recipe"]["estimate"] == estimate and f"estimate {estimate['value']:.4f} ± " in out
+    if "over_one_model" in estimate:  # more models or TTA: what they bought over the first model alone, paired
+        effect = estimate["over_one_model"]
+        assert effect["images"] == estimate["images"] and effect["se"] >= 0 and "paired" in effect["what"]
+        assert f"over one model without TTA: {100 * effect['gap']:+.1f} ± {100 * effect['se']:.1f} pp" in out
     final = read_yaml(run / "config.yaml")
     assert final["train"]["time_limit"] == pytest.approx(chosen["time_limit"]) and 0 < chosen["time_limit"] < budget
     # the short-run prior fills the keys the user left at their defaults; the tiny overrides set augment=light
@@ -155,10 +160,19 @@ def test_train_with_a_budget_plans_searches_and_refits_within_it(tiny_dataset, t
     # with it the TTA views, follow whatever the probe chose: the views of that group, no more, no fewer
     if final["data"]["flips"] == "none":  # no flip group, no flip TTA
         assert final["tta"]["mode"] == chosen["tta"] == "none"
-    else:
+    else:  # the flip group's views, kept only when they beat no TTA by more than one standard error
         group = list(SYMMETRY_VIEWS[final["data"]["flips"]])
-        assert final["tta"]["mode"] == "fixed" and final["tta"]["views"][:final["tta"]["n"]] == group
-        assert chosen["tta"] == f"{len(group)} views: {', '.join(group)}"
+        decided = estimate["tta"]
+        assert decided["views"] == f"{len(group)}-view TTA" and decided["images"] == estimate["images"]
+        assert decided["kept"] == (decided["gap"] > decided["se"])
+        if decided["kept"]:
+            assert final["tta"]["mode"] == "fixed" and final["tta"]["views"][:final["tta"]["n"]] == group
+            assert chosen["tta"] == f"{len(group)} views: {', '.join(group)}"
+        else:  # predict RUN reads the run's config: one pass an image; RUN/eval scored what is submitted
+            assert final["tta"]["mode"] == chosen["tta"] == "none" and "with no TTA" in estimate["what"]
+            assert json.loads((run / "eval" / "metrics.json").read_text())["tta"] == "none"
+        assert not list(run.glob(".eval-plain-*"))
+        assert f"The {decided['views']}: {100 * decided['gap']:+.1f} ± " in (run / "report.html").read_text()
     assert (run / "checkpoints" / "best.safetensors").is_file()
     assert "Budget recipe" in (run / "report.html").read_text()
     assert f"Estimate: {estimate['value']:.3f} ± {estimate['se']:.3f}" in (run / "report.html").read_text()
@@ -408,3 +422,65 @@ def test_the_search_keeps_the_configs_own_values_unless_a_trial_is_clearly_bette
     pruned = _proxy([0.5, 0.51])
     pruned["trials"][0]["state"] = "PRUNED"
     assert clear_winner(pruned, own, 600)["best_trial"] == 1  # no yardstick: the search's best
+
+
+def test_what_the_extra_models_and_tta_bought_is_a_paired_gap_with_its_standard_error(tmp_path):
+    """``recipe.estimate.over_one_model``: the submitted predictions against the first model's own, image by image."""
+    from imgclf.experiments.recipe import extras_effect
+    from imgclf.experiments.stats import paired_gap
+    from imgclf.report.recipe import over_one_model_text
+    from imgclf.run.rundir import RunDir
+
+    run = RunDir(tmp_path / "run")
+    (run.root / "eval").mkdir(parents=True)
+    one = [True] * 60 + [False] * 40  # the first model alone: 60 of 100
+    blend = [True] * 55 + [False] * 5 + [True] * 20 + [False] * 20  # 75 of 100: 20 gained, 5 lost
+    for path, correct in ((run.val_predictions, one), (run.eval.predictions, blend)):
+        rows = "".join(f"train/a/{i:03d}.png,a,{'a' if c else 'b'},{c}\n" for i, c in enumerate(correct))
+        path.write_text("path,label,pred,correct\n" + rows)
+    effect = extras_effect(run, "2-model equal-weight blend with 2-view TTA")
+    gap, se = paired_gap(np.array(one), np.array(blend))
+    assert effect["gap"] == pytest.approx(0.15) == pytest.approx(gap) and effect["se"] == pytest.approx(se)
+    assert effect["images"] == 100 and effect["verdict"] == "a gain beyond one standard error"
+    assert over_one_model_text({"over_one_model": effect}).startswith(f"over one model without TTA: +15.0 ± {100 * se:.1f} pp")
+    run.eval.predictions.write_text("path,label,pred,correct\n" + "".join(
+        f"train/a/{i:03d}.png,a,a,{c}\n" for i, c in enumerate([True] * 59 + [False] + [True] * 2 + [False] * 38)))
+    assert "no gain this data can show" in extras_effect(run, "blend")["verdict"]  # 2 gained, 1 lost: within 1 SE
+    run.val_predictions.unlink()
+    assert "skipped" in extras_effect(run, "blend") and over_one_model_text({"over_one_model": {"skipped": "x"}}) == ""
+
+
+def test_flip_tta_is_dropped_unless_it_beats_no_tta_by_more_than_one_standard_error(tmp_path):
+    """``decide_tta``: the scores without TTA replace RUN/eval and the run's config predicts without it, unless the
+    views' paired gain exceeds one standard error."""
+    from imgclf.config import load_config, save_config
+    from imgclf.experiments.recipe import decide_tta
+    from imgclf.run.rundir import RunDir
+
+    run = RunDir(tmp_path / "run")
+    run.eval.root.mkdir(parents=True)
+    final = with_overrides(Config(), {"data.flips": "h", "tta.mode": "fixed", "tta.n": 2})
+    save_config(final, run.config)
+
+    def rows(correct: list[bool]) -> str:
+        return "path,label,pred,correct\n" + "".join(f"a/{i:03d}.png,a,a,{c}\n" for i, c in enumerate(correct))
+
+    def scorer(plain: list[bool]):
+        def scored(cfg, out):
+            (out / "predictions.csv").write_text(rows(plain))
+            (out / "metrics.json").write_text(json.dumps({"tta": cfg.tta.mode}))
+            return {"accuracy": sum(plain) / len(plain), "images": len(plain)}
+        return scored
+
+    tta = [True] * 70 + [False] * 30
+    run.eval.predictions.write_text(rows(tta))
+    kept_cfg, result, decided = decide_tta(run, final, {"accuracy": 0.7}, scorer([True] * 50 + [False] * 50))
+    assert decided["kept"] and decided["gap"] == pytest.approx(0.2) and kept_cfg.tta.mode == "fixed"
+    assert result == {"accuracy": 0.7} and load_config(run.config).tta.mode == "fixed"
+    plain = [True] * 69 + [False] + [True] + [False] * 29  # as accurate: one image gained, one lost
+    dropped_cfg, result, decided = decide_tta(run, final, {"accuracy": 0.7}, scorer(plain))
+    assert not decided["kept"] and decided["gap"] == 0 and dropped_cfg.tta.mode == "none" and result["accuracy"] == 0.7
+    assert load_config(run.config).tta.mode == "none"  # what predict RUN reads
+    assert json.loads(run.eval.metrics.read_text())["tta"] == "none"  # RUN/eval: what is submitted
+    assert run.eval.predictions.read_text() == rows(plain)
+    assert not list(run.root.glob(".eval-plain-*"))

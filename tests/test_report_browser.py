@@ -118,3 +118,36 @@ def test_the_checks_catch_a_broken_image_and_a_console_error(chromium, tmp_path)
     assert any("undefined_function" in line for line in console_messages(result.stderr))
     assert 'data-images-total="2"' in result.stdout
     assert "missing" in re.search(r'data-images-broken="([^"]*)"', result.stdout).group(1)
+
+
+@pytest.fixture(scope="module")
+def budget_report(tmp_path_factory) -> Path:
+    """The report of a real ``train --budget`` run (tiny model and data), as the README's step 3 makes it."""
+    from conftest import TINY, make_dataset
+
+    from imgclf.cli.main import run
+
+    root = tmp_path_factory.mktemp("budget-report")
+    dataset = make_dataset(root / "data", per_class=8, test=0)
+    args = ["train", str(dataset), "--out", str(root / "run"), "--budget", "30s"]
+    for item in TINY:
+        args += ["--set", item]
+    run(args)
+    return root / "run" / "report.html"
+
+
+def test_a_budget_runs_report_shows_its_estimate_and_what_it_rests_on_in_chromium(chromium, budget_report, tmp_path):
+    summary = json.loads((budget_report.parent / "summary.json").read_text())
+    estimate = summary["recipe"]["estimate"]
+    page = budget_report.read_text()
+    probed = tmp_path / "probed.html"
+    probed.write_text(page.replace("</body>", _PROBE + "</body>", 1))
+    result = chromium_run(chromium, tmp_path / "profile", "--enable-logging=stderr", "--v=0", "--virtual-time-budget=5000",
+                          "--dump-dom", probed.as_uri())
+    assert console_messages(result.stderr) == []
+    dom = result.stdout
+    assert 'data-probe="done"' in dom and 'data-images-broken="[]"' in dom
+    text = re.sub(r"<[^>]+>", " ", dom)  # what the reader sees
+    assert f"{estimate['value']:.3f} ± {estimate['se']:.3f}" in text and "accuracy estimate" in text
+    assert "held-out images no model trained on" in text  # what the estimate rests on
+    assert "did not finish" not in text and "0 validation images" not in text

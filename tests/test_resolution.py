@@ -12,6 +12,7 @@ from imgclf.config import Config, read_yaml, with_overrides
 from imgclf.experiments import orientation, resolution
 from imgclf.experiments.budget import CostModel
 from imgclf.experiments.resolution import candidate_sizes, enough_size, probe_resolution, resolution_cap
+from imgclf.experiments.stats import paired_gap
 from tests.conftest import TINY, cli, make_dataset
 
 
@@ -41,7 +42,7 @@ def test_a_gap_within_the_noise_is_no_evidence_for_a_smaller_size():
     small[:224] = True  # 0.70
     large[:200] = True
     large[224:254] = True  # 0.72, 30 images right that 80 px gets wrong and 24 the other way
-    gap, se = resolution.paired_gap(small, large)
+    gap, se = paired_gap(small, large)
     assert gap == pytest.approx(0.01875) and se > 0.02
     assert enough_size({80: small, 224: large}) == 224
     assert enough_size({80: large.copy(), 224: large}) == 80  # the same images right: no gap, no noise

@@ -78,8 +78,12 @@ def estimate_text(estimate: dict) -> str:
     """``estimate 0.8230 ± 0.0150 accuracy: the submitted …`` from a budget run's ``recipe.estimate``."""
     if estimate.get("value") is None:
         return f"estimate {estimate.get('what', 'none')}"
+    from imgclf.report.recipe import over_one_model_text
+
     se = f" ± {estimate['se']:.4f}" if estimate.get("se") is not None else ""
-    return f"estimate {estimate['value']:.4f}{se} {estimate.get('metric', 'accuracy')}: {estimate.get('what', '')}"
+    extras = over_one_model_text(estimate)
+    return (f"estimate {estimate['value']:.4f}{se} {estimate.get('metric', 'accuracy')}: {estimate.get('what', '')}"
+            + (f"; {extras}" if extras else ""))
 
 
 def describe_result(summary: dict) -> str:
@@ -114,9 +118,12 @@ def evaluate(
     """The run's metric (train.metric), accuracy, macro-F1, log-loss (before and after temperature scaling),
     per-class precision/recall and the confusion matrix of a run."""
     from imgclf.infer.jobs import evaluate_run
+    from imgclf.run.claim import check_folder
     from imgclf.runtime import resolve_device
 
     resolve_device(device)
+    if out is not None:  # a new or empty folder, or an earlier evaluation's: never a folder of other files
+        check_folder(out, "evaluate")
 
     tta_cfg = tta_options.tta_from_options(run_dir, tta, tta_threshold, tta_max_views, tta_budget, tta_views)
     if tta_compare:

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any, ContextManager
 
 from imgclf.config import Config, build_config, flatten, load_config, read_yaml, with_overrides
+from imgclf.run.claim import ABLATION_MARK, check_folder
 from imgclf.run.rundir import RunDir
 from imgclf.errors import ConfigError, ImgclfError
 from imgclf.io import atomic_write_json, read_json
@@ -51,7 +52,7 @@ FIXED_KEYS = {
     "data.val_fraction": "every cell must use the same validation split",
     "data.split_file": "every cell must use the same validation split",
 }
-MANIFEST = "ablation.json"
+MANIFEST = ABLATION_MARK
 
 
 @dataclass(frozen=True)
@@ -203,7 +204,9 @@ def plan_ablation(grid: Grid, dataset: Path, seeds: int, out: Path, overrides: l
 
 
 def _check_existing(plan: Plan) -> None:
-    """Refuse to mix runs of another dataset or config into ``out`` (a resume must be the same ablation)."""
+    """Refuse a folder of other files, and runs of another dataset or config in ``out`` (a resume must be the same
+    ablation)."""
+    check_folder(plan.out, "ablate")
     manifest = plan.out / MANIFEST
     if manifest.is_file():
         earlier = read_json(manifest).get("dataset")

@@ -24,7 +24,6 @@ Everything measured goes to ``recipe.json`` (``resolution``).
 from __future__ import annotations
 
 import logging
-import math
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +32,7 @@ import numpy as np
 from imgclf.config import Config
 from imgclf.experiments.budget import EVAL_SPEEDUP, PROXY_LADDER, CostModel
 from imgclf.experiments.feature_probe import PROBE_IMAGES, ProbeSource, embed, held_out_correct, probe_set
+from imgclf.experiments.stats import paired_gap
 
 log = logging.getLogger("imgclf")
 
@@ -51,19 +51,6 @@ def candidate_sizes(largest: int) -> list[int]:
     [64, 80, 96, 128, 144]
     """
     return [s for s in PROXY_LADDER if s < largest] + [int(largest)]
-
-
-def paired_gap(smaller: np.ndarray, larger: np.ndarray) -> tuple[float, float]:
-    """``(gap, se)``: how much more accurate the larger size is on the same images (per-image correctness), and the
-    standard error of that paired difference (from the images one size gets right and the other wrong).
-
-    >>> gap, se = paired_gap(np.array([1, 1, 0, 0], bool), np.array([1, 1, 1, 0], bool))
-    >>> gap, round(se, 3)
-    (0.25, 0.217)
-    """
-    n = len(smaller)
-    gained, lost = int((larger & ~smaller).sum()), int((smaller & ~larger).sum())
-    return (gained - lost) / n, math.sqrt(max(gained + lost - (gained - lost) ** 2 / n, 0.0)) / n
 
 
 def enough_size(correct: dict[int, np.ndarray], tolerance: float = TOLERANCE) -> int:

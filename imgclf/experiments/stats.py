@@ -44,6 +44,20 @@ def mean_std_ci(values: Iterable[float], confidence: float = 0.95) -> tuple[floa
     return mean, std, mean - half, mean + half
 
 
+def paired_gap(smaller: np.ndarray, larger: np.ndarray) -> tuple[float, float]:
+    """``(gap, se)``: how much more accurate ``larger`` (a larger size, a blend) is than ``smaller`` on the same images
+    (per-image correctness), and the standard error of that paired difference (from the images one gets right and
+    the other wrong).
+
+    >>> gap, se = paired_gap(np.array([1, 1, 0, 0], bool), np.array([1, 1, 1, 0], bool))
+    >>> gap, round(se, 3)
+    (0.25, 0.217)
+    """
+    n = len(smaller)
+    gained, lost = int((larger & ~smaller).sum()), int((smaller & ~larger).sum())
+    return (gained - lost) / n, math.sqrt(max(gained + lost - (gained - lost) ** 2 / n, 0.0)) / n
+
+
 def mcnemar(correct_a: Sequence[bool] | np.ndarray, correct_b: Sequence[bool] | np.ndarray) -> dict:
     """McNemar's test for two classifiers scored on the same images.
 

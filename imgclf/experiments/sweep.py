@@ -30,12 +30,13 @@ from imgclf.eval.metrics import monitor_direction
 from imgclf.experiments.space import SearchParam, check_space
 from imgclf.experiments.tracking import tracking_uri_in
 from imgclf.experiments.urls import one_line, sqlalchemy_url
+from imgclf.run.claim import SWEEP_STORAGE, check_folder
 from imgclf.secrets import mask_url
 
 log = logging.getLogger("imgclf")
 
 PRUNERS = ("median", "hyperband", "none")
-STORAGE_NAME = "optuna.db"
+STORAGE_NAME = SWEEP_STORAGE
 _RACE_WORDS = ("already exists", "duplicate", "uniqueviolation", "database is locked")
 
 
@@ -218,6 +219,7 @@ def run_sweep(dataset: Path, base: Config, space: list[SearchParam], options: Sw
     cfg = proxy_config(base, options.proxy, options.study)
     check_space(space, cfg)
     out = Path(options.out)
+    check_folder(out, "sweep")  # new, empty or a sweep's own folder (several workers share one): never other files
     url = options.storage or default_storage(out)
     storage = open_storage(url)
     monitor = cfg.train.monitored  # val_<train.metric> unless train.monitor is set

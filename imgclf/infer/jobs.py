@@ -17,7 +17,7 @@ from imgclf.data.split import read_split_frame
 from imgclf.errors import DataError, RunDirError
 from imgclf.eval.metrics import get_metric, metric_of
 from imgclf.eval.scores import most_confused, score
-from imgclf.infer.evaluate import write_scores
+from imgclf.infer.evaluate import write_predictions, write_scores
 from imgclf.infer.predict import predict_paths
 from imgclf.infer.predictions import Predictions
 from imgclf.infer.submission import (
@@ -142,7 +142,15 @@ def evaluate_run(
     }
     extra.update(_calibration_report(loaded, pred, y))
     write_scores(out, scores, loaded.classes, extra)
+    write_predictions(out, [_relative(p, root) for p in pred.paths], y, pred.probs, loaded.classes)
     return {**scores.to_dict(), **extra, "out": str(out), "per_class": scores.per_class}
+
+
+def _relative(path: Path, root: Path) -> str:
+    try:
+        return Path(path).relative_to(root).as_posix()
+    except ValueError:
+        return Path(path).as_posix()
 
 
 def _evaluate_oof(models, out: Path | None) -> dict[str, Any]:

@@ -89,7 +89,28 @@ def estimate_text(estimate: dict[str, Any]) -> str:
     if estimate.get("value") is None:
         return f"Estimate: {estimate.get('what') or estimate.get('status') or 'none'}."
     se = f" ± {estimate['se']:.3f} (one standard error)" if estimate.get("se") is not None else ""
-    return f"Estimate: {estimate['value']:.3f}{se} {estimate.get('metric', 'accuracy')} — {estimate.get('what', '')}."
+    extras = over_one_model_text(estimate)
+    return (f"Estimate: {estimate['value']:.3f}{se} {estimate.get('metric', 'accuracy')} — {estimate.get('what', '')}."
+            + tta_decision_text(estimate) + (f" The submission {extras}." if extras else ""))
+
+
+def tta_decision_text(estimate: dict[str, Any]) -> str:
+    """`` The 4-view TTA: +0.3 ± 0.9 pp over none, dropped (…).`` from ``estimate["tta"]``; empty without it."""
+    decided = estimate.get("tta") or {}
+    if decided.get("gap") is None:
+        return ""
+    verdict = "kept" if decided.get("kept") else "dropped: predict makes one pass an image"
+    return (f" The {decided.get('views', 'TTA')}: {100 * decided['gap']:+.1f} ± {100 * decided['se']:.1f} pp over none "
+            f"on {decided.get('images')} images, {verdict} ({decided.get('rule', '')}).")
+
+
+def over_one_model_text(estimate: dict[str, Any]) -> str:
+    """``over one model without TTA: +1.2 ± 0.5 pp (…)``, from ``estimate["over_one_model"]``; empty without it."""
+    effect = estimate.get("over_one_model") or {}
+    if effect.get("gap") is None:
+        return ""
+    return (f"over one model without TTA: {100 * effect['gap']:+.1f} ± {100 * effect['se']:.1f} pp on "
+            f"{effect.get('images')} images ({effect.get('verdict', '')})")
 
 
 def recipe_section(run: RunDir) -> str | None:

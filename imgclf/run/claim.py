@@ -30,19 +30,29 @@ from pathlib import Path
 
 from imgclf.errors import RunDirError
 from imgclf.run.lock import RunLock
-from imgclf.run.rundir import BlendDir, RunDir
+from imgclf.run.rundir import BlendDir, EvalDir, RunDir
 
 # What ``export --format timm`` writes (timm's own layout): the whole folder is replaced on a re-export.
 TIMM_EXPORT_FILES = frozenset({"config.json", "model.safetensors"})
 
+# What ``evaluate --out`` writes: a folder holding only these is an earlier evaluation, rewritten by the next one.
+_EVAL = EvalDir(Path("."))
+EVAL_FILES = frozenset(p.name for p in (_EVAL.metrics, _EVAL.per_class, _EVAL.confusion_csv, _EVAL.confusion_png,
+                                         _EVAL.predictions, _EVAL.tta_compare_csv, _EVAL.tta_compare_md))
+
 KINDS = {
     "train": "a training run", "cv": "a cross-validation (imgclf cv)", "ensemble": "an ensemble (imgclf ensemble)",
-    "timm": "a timm export",
+    "timm": "a timm export", "evaluate": "the scores of an evaluation (imgclf evaluate)",
+    "sweep": "a sweep (imgclf sweep)", "ablate": "an ablation (imgclf ablate)",
 }
+SWEEP_STORAGE = "optuna.db"  # a sweep folder's study (imgclf.experiments.sweep), beside its trials/ folder
+# A second worker may find the folder before its first trial, holding only the tracking store (a database study).
+SWEEP_MARKS = (SWEEP_STORAGE, "trials", "mlflow.db")
+ABLATION_MARK = "ablation.json"  # imgclf.experiments.ablate's manifest
 
 
 def folder_kind(root: Path) -> str | None:
-    """Which command wrote ``root``: ``train``, ``cv``, ``ensemble``, ``timm`` (an export), or None."""
+    """Which command wrote ``root``: one of :data:`KINDS` (``timm``: an export), or None."""
     run, blend = RunDir(Path(root)), BlendDir(Path(root))
     if not run.root.is_dir():
         return None
@@ -55,8 +65,15 @@ def folder_kind(root: Path) -> str | None:
         return "train"  # a budget run holds an ensemble.json too: it is a run first
     if blend.ensemble_spec.exists():
         return "ensemble"
-    if {p.name for p in run.root.iterdir()} == TIMM_EXPORT_FILES:
+    if (run.root / ABLATION_MARK).is_file():
+        return "ablate"
+    if any((run.root / mark).exists() for mark in SWEEP_MARKS):
+        return "sweep"
+    names = {p.name for p in run.root.iterdir()} - {run.lock.name}
+    if names == TIMM_EXPORT_FILES:
         return "timm"
+    if names and names <= EVAL_FILES:
+        return "evaluate"
     return None
 
 

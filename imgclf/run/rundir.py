@@ -56,6 +56,8 @@ class EvalDir:
     @property
     def confusion_png(self) -> Path: return self.root / "confusion_matrix.png"
     @property
+    def predictions(self) -> Path: return self.root / "predictions.csv"
+    @property
     def tta_compare_csv(self) -> Path: return self.root / "tta_compare.csv"
     @property
     def tta_compare_md(self) -> Path: return self.root / "tta_compare.md"
