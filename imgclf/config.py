@@ -183,6 +183,10 @@ class TrainConfig(_Section):
         3, ge=1, le=10, description="--budget (train): the most models it trains, each on every image, as an equal-weight "
                                     "ensemble that predict blends; only as many as each still get the size one model would "
                                     "and 6 epochs. 1 = always one model (a single file to export).")
+    budget_probes: bool = Field(
+        True, description="--budget: the resolution probe (caps the size where frozen features show a smaller one loses "
+                          "nothing beyond one standard error) and the orientation probe (the flip group, when data.flips "
+                          "is left to the recipe). Off: the largest size the budget affords, and flips h.")
     budget_search: bool = Field(
         False, description="--budget: spend up to 30 % of the budget on an Optuna search on a small low-resolution proxy "
                            "before the final models. Off by default: in every run recorded in BENCHMARKS.md it kept the "

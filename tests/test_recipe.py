@@ -484,3 +484,20 @@ def test_flip_tta_is_dropped_unless_it_beats_no_tta_by_more_than_one_standard_er
     assert json.loads(run.eval.metrics.read_text())["tta"] == "none"  # RUN/eval: what is submitted
     assert run.eval.predictions.read_text() == rows(plain)
     assert not list(run.root.glob(".eval-plain-*"))
+
+
+def test_with_the_probes_off_the_recipe_takes_the_largest_size_and_the_prior_flips(monkeypatch, tmp_path):
+    """``train.budget_probes=false`` (the ablation's switch): neither probe runs; the size is the largest the budget
+    affords and the flips stay the prior's, and recipe.json says both were off."""
+    from imgclf.experiments import orientation, recipe, resolution
+    from imgclf.run.rundir import RunDir
+
+    point = {"size": 96, "images_per_second": 300.0, "overhead_seconds": 2.0, "images": 3000, "classes": 10, "seconds": 10.0}
+    monkeypatch.setattr(recipe, "measure", lambda cfg, dataset, budget, start=None: ([point], CostModel.fit([(96, 300.0)]), 224))
+    monkeypatch.setattr(resolution, "resolution_cap", lambda *a, **k: pytest.fail("no resolution probe may run"))
+    monkeypatch.setattr(orientation, "oriented", lambda *a, **k: pytest.fail("no orientation probe may run"))
+    cfg, _ = recipe.with_prior(Config.model_validate({"train": {"budget_probes": False}}))  # flips left to the recipe
+    found = recipe.search(cfg, tmp_path / "data", RunDir(tmp_path / "run"), 600.0, recipe.Clock(), probe_flips=True)
+    assert found.record["resolution"] == {"skipped": "off (train.budget_probes=false)", "size": found.cap}
+    assert found.record["orientation"]["skipped"] == "off (train.budget_probes=false)"
+    assert found.record["orientation"]["flips"] == "h" and found.cap == 224

@@ -477,9 +477,13 @@ def search(cfg: Config, dataset: Path, run: RunDir, budget: float, clock: Clock,
         return budget - (report_reserve(budget) if reserve is None else reserve) - clock.elapsed() - runs * overhead
 
     largest, _ = plan_final(PLAN_SHARE * left() / runs, per_run, cost, cap, MIN_EPOCHS, start=start)
-    cap, resolution = resolution_cap(cfg, Path(dataset), largest, cost, budget, source)
-    orientation = {"skipped": "data.flips was set", "flips": cfg.data.flips}
-    if probe_flips:  # at the size the data needs: where its details, and so its "up", can be seen
+    if cfg.train.budget_probes:
+        cap, resolution = resolution_cap(cfg, Path(dataset), largest, cost, budget, source)
+        orientation = {"skipped": "data.flips was set", "flips": cfg.data.flips}
+    else:
+        off = "off (train.budget_probes=false)"
+        cap, resolution, orientation = largest, {"skipped": off, "size": largest}, {"skipped": off, "flips": cfg.data.flips}
+    if probe_flips and cfg.train.budget_probes:  # at the size the data needs: where its details, and so its "up", can be seen
         at = probe_size(ladder(cap), cost.seconds_per_image, budget)
         cfg, orientation = oriented(cfg, Path(dataset), at, cost.seconds_per_image(at), budget, source)
     t_proxy = clock.elapsed()
