@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 
 import pytest
-import torch
 
 from imgclf.config import Config, load_config, with_overrides
 from imgclf.data.progressive import MULTIPLE, full_size_epochs, relative_cost, size_at
@@ -147,16 +146,15 @@ def test_train_budget_gives_the_final_model_the_growth_it_planned_with(monkeypat
     cost = CostModel(0.008, 2.5e-6)
     seen: dict = {}
 
-    def fake_search(cfg, dataset, run, budget, clock, *, probe_flips=False, reserve=None, folds=None, start=None):
+    def fake_measure(cfg, dataset, budget, clock, *, probe_flips=False, reserve=None, folds=None, start=None):
         seen["start"] = start
-        record = {"proxy": {"best_value": None, "monitor": "val_accuracy", "skipped": "too short"}, "budget_seconds": budget}
-        return recipe.Search(cost, 224, 3000, 2600, 1.0, {}, record)
+        return recipe.Measured(cfg, cost, 224, 3000, 2600, 1.0, {"budget_seconds": budget})
 
     def fake_train_final(cfg, dataset, run, tracking_uri, callbacks):
         seen["cfg"] = cfg
         return {"epochs_run": cfg.train.epochs}
 
-    monkeypatch.setattr(recipe, "search", fake_search)
+    monkeypatch.setattr(recipe, "measure_and_probe", fake_measure)
     monkeypatch.setattr(recipe, "train_final", fake_train_final)
     monkeypatch.setattr(recipe, "held_out_estimate", lambda run, final, members: (final, {"value": None}))
     recipe.run_recipe(Config(), tmp_path, tmp_path / "run", 1200.0)

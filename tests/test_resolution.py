@@ -106,7 +106,7 @@ def test_the_budget_recipe_trains_at_the_size_the_probe_found(tiny_dataset, tiny
     monkeypatch.setattr(orientation, "probe_orientation", flips_at)
     monkeypatch.setattr(resolution, "PROBE_SHARE", 1.0)  # whether it fits 5 % of a 40 s budget depends on the machine
     monkeypatch.setattr(orientation, "PROBE_SHARE", 1.0)
-    monkeypatch.setattr(resolution, "PROXY_LADDER", (32, 40))  # the real ladder starts at 64 px
+    monkeypatch.setattr(resolution, "PROBE_LADDER", (32, 40))  # the real ladder starts at 64 px
     run = tmp_path / "run"
     sets = [a for o in tiny_overrides if not o.startswith("data.image_size") for a in ("--set", o)]
     code, _, err = cli(["train", tiny_dataset, "--out", run, "--budget", "40s", *sets, "--set", "data.image_size=48"], capsys)

@@ -5,7 +5,8 @@ Cost model (documented, measured twice per recipe): training one image at size `
 pixels); ``a`` is what does not shrink with the size (decoding, the loader, the optimiser step
 spread over a batch). The warm-up measures throughput at two sizes, which fixes ``a`` and ``b``;
 with one measurement the model is pure ``s²`` (``a = 0``), which overestimates the speed-up of
-small sizes, so the recipe re-plans with the proxy trials' own timing before the final model.
+small sizes. The final model's epochs are re-planned by the clock (``train.time_limit``), so an error here
+costs the size, never the budget.
 """
 
 from __future__ import annotations
@@ -18,12 +19,12 @@ from dataclasses import dataclass
 from imgclf.data.progressive import size_at
 from imgclf.errors import ConfigError
 
-# The proxy search's sizes; the final model's ladder has the in-between rungs too (112 is 1.36x the pixels of 96,
-# 128 is 1.78x): with the epochs re-planned by the clock, a finer ladder turns more of the budget into resolution.
-PROXY_LADDER = (64, 80, 96, 128, 160, 192, 224, 256, 288, 320, 384, 448, 512)
-SIZE_LADDER = tuple(sorted({*PROXY_LADDER, 112, 144, 176}))
+# The sizes the warm-up and the resolution probe compare; the final model's ladder has the in-between rungs too (112
+# is 1.36x the pixels of 96, 128 is 1.78x): with the epochs re-planned by the clock, a finer ladder turns more of the
+# budget into resolution.
+PROBE_LADDER = (64, 80, 96, 128, 160, 192, 224, 256, 288, 320, 384, 448, 512)
+SIZE_LADDER = tuple(sorted({*PROBE_LADDER, 112, 144, 176}))
 MIN_EPOCHS = 6  # the final model prefers this many epochs: the size shrinks first
-PROXY_SHARE = 0.30  # at most this share of the budget goes to the proxy search
 # The final model is planned into this share of the time left: its first epoch also fills the resize cache
 # and epochs vary; a plan that overruns is cut by the deadline before its learning rate has annealed
 # (measured: 4 of 6 planned epochs on the demo data at a 5-minute budget, LR still at a third of its peak).
@@ -38,7 +39,6 @@ EVAL_SPEEDUP = 1.8
 _UNITS = {"s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
 _BUDGET = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h)\s*$", re.IGNORECASE)
 MIN_BUDGET_S = 10.0
-MIN_PER_CLASS = 10  # a proxy subset smaller than this per class ranks settings by noise
 
 
 def parse_budget(text: str) -> float:
@@ -87,9 +87,10 @@ def ladder(cap: int) -> list[int]:
     return [s for s in SIZE_LADDER if s < cap] + [int(cap)]
 
 
-def proxy_size(cap: int) -> int:
-    """The proxy search's size: the largest proxy rung at most half the model's size (the smallest rung if none)."""
-    rungs = [s for s in PROXY_LADDER if s < cap] + [int(cap)]
+def small_size(cap: int) -> int:
+    """The warm-up's first, cheap size: the largest probe rung at most half the model's size (the smallest rung if
+    none)."""
+    rungs = [s for s in PROBE_LADDER if s < cap] + [int(cap)]
     small = [s for s in rungs if s <= cap / 2]
     return small[-1] if small else rungs[0]
 
@@ -97,7 +98,7 @@ def proxy_size(cap: int) -> int:
 def progressive_start(size: int) -> int | None:
     """Where progressive resizing starts for a final ``size``: ``START_SHARE`` of it (a multiple of 8), at least the
     smallest rung; None when that is not smaller than ``size``."""
-    start = max(PROXY_LADDER[0], int(round(START_SHARE * size / 8)) * 8)
+    start = max(PROBE_LADDER[0], int(round(START_SHARE * size / 8)) * 8)
     return start if start < size else None
 
 
@@ -177,40 +178,3 @@ def estimate_seconds(val_images: int, members: int, views: int, cost: CostModel,
 def fold_images(images: int, folds: int) -> int:
     """Training-image equivalents one CV fold's epoch costs: its training part plus its validation part."""
     return epoch_images(images, 1 / folds)
-
-
-def search_seconds(seconds: float, images: int, cost: CostModel, cap: int, runs: int = 1, start: Start | None = None) -> float:
-    """What a proxy search may spend of ``seconds`` (the time the final model would have without one; ``runs``
-    models of ``images`` images an epoch, as in a CV): only what the largest size the whole time affords does not
-    need for ``MIN_EPOCHS`` epochs, at most ``PROXY_SHARE`` of ``seconds``. The search buys settings with the
-    epochs beyond the minimum, never with the final model's resolution."""
-    size, _ = plan_final(PLAN_SHARE * seconds / runs, images, cost, cap, MIN_EPOCHS, start=start)
-    need = runs * run_seconds(images, cost, size, MIN_EPOCHS, start) / PLAN_SHARE
-    return min(max(seconds - need, 0.0), PROXY_SHARE * seconds)
-
-
-@dataclass(frozen=True)
-class ProxyPlan:
-    size: int
-    subset: float
-    epochs: int
-    trials: int
-    trial_seconds: float  # the estimate the trial count came from
-    seconds: float  # the share of the budget the proxy may spend
-
-
-def plan_proxy(seconds: float, train_images: int, val_images: int, cost: CostModel, size: int,
-               fit_overhead: float, classes: int = 2, epochs: int = 3, min_trials: int = 4, max_trials: int = 12) -> ProxyPlan:
-    """Subset and trial count so that at least ``min_trials`` trials of ``epochs`` epochs fit ``seconds``.
-
-    A trial costs its fit overhead + ``epochs`` × (its training subset + the validation images at a third
-    of the cost) at the proxy size. The subset keeps at least ``MIN_PER_CLASS`` images a class (and 10 %).
-    """
-    per_image = cost.seconds_per_image(size)
-    val_epoch = val_images * per_image / EVAL_SPEEDUP
-    room = seconds / min_trials - fit_overhead - epochs * val_epoch
-    floor = max(0.1, MIN_PER_CLASS * classes / max(train_images, 1))
-    subset = min(1.0, max(floor, room / max(epochs * train_images * per_image, 1e-9)))
-    trial = fit_overhead + epochs * (subset * train_images * per_image + val_epoch)
-    trials = int(max(1, min(max_trials, seconds // max(trial, 1e-9))))
-    return ProxyPlan(size=size, subset=round(subset, 3), epochs=epochs, trials=trials, trial_seconds=trial, seconds=seconds)

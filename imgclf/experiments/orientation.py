@@ -6,9 +6,9 @@ fine-tune's capacity when they are all upright (cars, clothes, faces). The data 
 trained on some images is as good on the *turned* copies of held-out images as on the images themselves only
 when turned images are already what the data looks like.
 
-The probe, in a few seconds before the proxy search (:mod:`imgclf.experiments.feature_probe`):
+The probe, in a few seconds before the final model (:mod:`imgclf.experiments.feature_probe`):
 
-1. up to ``PROBE_IMAGES`` training images (stratified), the eval transform at the proxy size, the pretrained
+1. up to ``PROBE_IMAGES`` training images (stratified), the eval transform at the probe size, the pretrained
    backbone frozen: one feature vector per image and per view (identity, left-right flip, up-down flip,
    quarter turn);
 2. a logistic regression on the identity features, cross-validated: each held-out image is scored as it is and

@@ -1,29 +1,27 @@
 """``imgclf train DATASET --budget 20m``: the recipe that plans itself within a wall-clock budget.
 
-1. **Warm-up** (a few real training steps, tracking off, in a temporary folder) at the proxy size and at
+1. **Warm-up** (a few real training steps, tracking off, in a temporary folder) at a small size and at
    the size the final model will likely take (:func:`second_size`): images/s fit the cost model of
    :mod:`imgclf.experiments.budget` (seconds per image = a + b·s²).
 2. **Probes** on frozen features: the resolution probe caps the size only where a larger one is shown (gap + one
    standard error) to add nothing; the orientation probe picks the flip group (McNemar's test).
-3. **Proxy search**, only with ``train.budget_search`` (off by default: in every run recorded in BENCHMARKS.md it
-   kept its trial 0, the config's own values): the Optuna sweep (:func:`run_sweep`) on a subset at a small size, with
-   the time the final model's size does not need (≤ 30 %); a trial replaces trial 0 only when it beats it by more
-   than one standard error (:func:`clear_winner`).
-4. **Final models** at the largest size that fits ≥ 6 epochs (one model, or up to ``train.budget_members`` as an
+3. **Final models** at the largest size that fits ≥ 6 epochs (one model, or up to ``train.budget_members`` as an
    equal-weight ensemble), re-planned by the clock. Each holds out the same ``data.val_fraction`` of the images
    (0.2 by default) and keeps its last epoch's weights (``train.keep=last``).
-5. **Estimate**: what is submitted — the blend with its TTA, as ``predict`` makes it — scored on those held-out
+4. **Estimate**: what is submitted — the blend with its TTA, as ``predict`` makes it — scored on those held-out
    images, with its standard error (:func:`held_out_estimate`; ``RUN/eval/``). The flip TTA stays only when it
    beats no TTA there by more than one standard error (:func:`decide_tta`). ``data.val_fraction=0`` trains on
    every image instead and has no estimate (and keeps the TTA untested).
 
-Everything it chose and why goes to ``RUN/recipe.json`` (the run report shows it); proxy trials live in
-``RUN/proxy/``. The recipe aims to end by the budget; ``budget × 1.05`` is the hard promise.
+There is no hyperparameter search: the proxy search it had (Optuna on a low-resolution subset) kept the config's own
+values in every recorded run and, switched on, cost 8.9 ± 0.7 pp on the thin-defect set (BENCHMARKS.md "Does each
+part of the budget recipe pay?"); ``imgclf sweep`` is there for a search the user asks for.
+
+Everything it chose and why goes to ``RUN/recipe.json`` (the run report shows it). The recipe aims to end by the budget; ``budget × 1.05`` is the hard promise.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import statistics
@@ -36,37 +34,28 @@ from typing import Any
 
 import numpy as np
 
-from imgclf.config import AUGMENT_PRESETS, Config, known_keys, with_overrides
+from imgclf.config import Config, with_overrides
 from imgclf.experiments.budget import (
-    MIN_EPOCHS, PLAN_SHARE, PROXY_SHARE, CostModel, ProxyPlan, Start, epoch_images, estimate_seconds, fold_images, ladder,
-    plan_final, plan_members, plan_proxy, progressive_start, proxy_size, search_seconds,
+    MIN_EPOCHS, PLAN_SHARE, CostModel, Start, epoch_images, estimate_seconds, fold_images, ladder, plan_final,
+    plan_members, progressive_start, small_size,
 )
-from imgclf.experiments.space import SearchParam
 from imgclf.io import atomic_write_json
 from imgclf.run.rundir import RunDir
 
 log = logging.getLogger("imgclf")
 
-STUDY = "recipe"
 WARMUP_STEPS = 4  # optimiser steps per warm-up epoch; the median of the second epoch's last three is the measurement
 WARMUP_SHARE = 0.05  # the warm-up at the model's full size runs only if its estimate is at most this share
 # Kept for the run report and the last epoch's spread past the clock's plan: 3 % of the budget, at least 5 s, at most
 # 30 s (the report took 1.7 s after a 3-minute budget on the demo data, ~9 s for a tiny run on a loaded machine).
 REPORT_RESERVE = (0.03, 5.0, 30.0)
-# Fewer proxy trials than this compare nothing worth the time (the first is the config itself): no search.
-MIN_SEARCH_TRIALS = 3
-# A proxy trial replaces the config's own values (trial 0) only when its validation accuracy beats trial 0's by more
-# than this many standard errors of trial 0's (binomial, on the proxy's validation images): the best of a few noisy
-# trials beats the yardstick by chance, and the flips it picks also set the final model's TTA views.
-SEARCH_MARGIN_SE = 1.0
 # The final model's train.time_limit, as a share of the time left: it re-plans its epochs after each one, so only
 # the last epoch's spread (and its validation-free finish) needs a margin.
 TIME_SHARE = 0.95
 MEMBERS_DIR = "members"  # train --budget's final models after the first: RUN/members/2, RUN/members/3, ...
 # A final model after the first starts only when its share of the time left is at least this share of the planned one.
 MEMBER_FLOOR = 0.5
-# Where the recipe starts for the keys the user left at their defaults (the proxy's trial 0, and the final model when
-# the budget is too short for a search). A fine-tune of a few epochs from pretrained weights needs no heavy
+# Where the recipe starts for the keys the user left at their defaults. A fine-tune of a few epochs from pretrained weights needs no heavy
 # regularisation: on the whole image, mirrored left-right, it beat the medium preset (random resized crops from 35 %
 # of the area, colour jitter, eval crop 0.875) by 3.6 pp on the demo data and 5.6 pp on the no-up data (64 px,
 # 5 epochs, every image; BENCHMARKS.md "The recipe's starting point").
@@ -75,29 +64,6 @@ MEMBER_FLOOR = 0.5
 # epochs (BENCHMARKS.md "Freezing the lowest layers under a budget").
 SHORT_RUN_PRIOR: dict[str, Any] = {"data.augment": "none", "data.flips": "h", "data.eval_crop_pct": 1.0,
                                    "finetune.freeze_bottom": 0.35}
-_OPTIONAL = {  # keys another part of imgclf may add to the config: searched only when Config has them
-    "data.flips": ("none", "h", "hv", "d4"),
-    "data.crop_scale": ((0.08, 1.0), (0.35, 1.0), (0.7, 1.0)),
-    "data.eval_crop_pct": (None, 1.0),
-}
-
-
-@dataclass(frozen=True)
-class LabelledChoice(SearchParam):
-    """A categorical parameter whose values are lists (``data.crop_scale``): Optuna stores each as its JSON label
-    (a storage keeps only plain values), and ``suggest`` hands the config the value itself."""
-
-    def labels(self) -> list[str]:
-        return [_label(c) for c in self.choices]
-
-    def suggest(self, trial) -> Any:
-        return self.value_of(trial.suggest_categorical(self.key, self.labels()))
-
-    def value_of(self, label: Any) -> Any:
-        choice = self.choices[self.labels().index(label)]
-        return list(choice) if isinstance(choice, tuple) else choice
-
-
 class Clock:
     """Seconds since the recipe (or the command) started."""
 
@@ -156,48 +122,6 @@ def with_flip_tta(cfg: Config) -> Config:
     group = list(SYMMETRY_VIEWS[flips])
     views = group + [view for view in cfg.tta.views if view not in group]
     return with_overrides(cfg, {"tta.mode": "fixed", "tta.n": len(group), "tta.views": views})
-
-
-def search_space(cfg: Config) -> list[SearchParam]:
-    """What matters most on unknown data, around ``cfg``'s own values (which are always among the choices)."""
-    lr, wd = cfg.train.lr, cfg.train.weight_decay
-    space = [
-        SearchParam("data.augment", "categorical", choices=tuple(AUGMENT_PRESETS)),
-        SearchParam("train.lr", "float", low=lr / 3, high=min(lr * 3, 10.0), log=True),
-        SearchParam("train.weight_decay", "float", low=0.0, high=max(0.1, 2 * wd)),
-        SearchParam("train.ema", "categorical", choices=(False, True)),
-        SearchParam("train.mixup", "categorical", choices=tuple(sorted({0.0, 0.2, float(cfg.train.mixup)}))),
-    ]
-    keys, flat = set(known_keys()), cfg.flat()
-    for key, choices in _OPTIONAL.items():
-        if key in keys:
-            own = _choice(flat[key])
-            choices = choices if own in choices else (*choices, own)
-            # Any list-valued choice makes the whole parameter labelled: Optuna's database keeps only plain
-            # values, and a choice it reads back as a list would differ from the tuple asked for next trial.
-            kind = LabelledChoice if any(isinstance(c, tuple) for c in choices) else SearchParam
-            space.append(kind(key, "categorical", choices=choices))
-    return space
-
-
-def _label(choice: Any) -> str:
-    return json.dumps(list(choice) if isinstance(choice, tuple) else choice)
-
-
-def _choice(value: Any) -> Any:
-    return tuple(value) if isinstance(value, list) else value
-
-
-def own_values(cfg: Config, space: list[SearchParam]) -> dict[str, Any]:
-    """The config's value of each parameter, as Optuna stores it (a label for a :class:`LabelledChoice`)."""
-    flat = cfg.flat()
-    return {p.key: _label(_choice(flat[p.key])) if isinstance(p, LabelledChoice) else flat[p.key] for p in space}
-
-
-def config_values(params: dict[str, Any], space: list[SearchParam]) -> dict[str, Any]:
-    """Optuna's stored params back to config values."""
-    by_key = {p.key: p for p in space}
-    return {k: by_key[k].value_of(v) if isinstance(by_key.get(k), LabelledChoice) else v for k, v in params.items()}
 
 
 class _StepTimer:
@@ -279,7 +203,7 @@ def model_size(cfg: Config) -> int | None:
 
 
 def measure(cfg: Config, dataset: Path, budget: float, start: Start | None = None) -> tuple[list[dict[str, Any]], CostModel, int]:
-    """Warm-ups at the proxy size and at a second size, the one the final model would take by the first point's pure
+    """Warm-ups at a small size (:func:`~imgclf.experiments.budget.small_size`) and at a second size, the one the final model would take by the first point's pure
     s² (when that costs at most ``WARMUP_SHARE`` of the budget), else the smallest it may take; the cost model
     fitted to them (a + b·s²); the model's size."""
     cap = model_size(cfg)
@@ -287,10 +211,10 @@ def measure(cfg: Config, dataset: Path, budget: float, start: Start | None = Non
         if cap is None:
             points = [warm_up(cfg, dataset, None, Path(tmp) / "cap")]
             cap = points[0]["size"]
-            if proxy_size(cap) != cap:
-                points.append(warm_up(cfg, dataset, proxy_size(cap), Path(tmp) / "proxy"))
+            if small_size(cap) != cap:
+                points.append(warm_up(cfg, dataset, small_size(cap), Path(tmp) / "small"))
         else:
-            points = [warm_up(cfg, dataset, proxy_size(cap), Path(tmp) / "proxy")]
+            points = [warm_up(cfg, dataset, small_size(cap), Path(tmp) / "small")]
             second = second_size(points[0], cap, budget, start)
             if second is not None:
                 points.append(warm_up(cfg, dataset, second, Path(tmp) / "second"))
@@ -307,31 +231,11 @@ def second_size(first: dict[str, Any], cap: int, budget: float, start: Start | N
     demo data where 5 fitted); None when there is no other size."""
     size, steps = first["size"], first["seconds"] - first["overhead_seconds"]
     pure = CostModel.fit([(size, first["images_per_second"])])
-    planned, _ = plan_final(PLAN_SHARE * (1 - PROXY_SHARE) * budget, first["images"], pure, cap, MIN_EPOCHS, start=start)
+    planned, _ = plan_final(PLAN_SHARE * budget, first["images"], pure, cap, MIN_EPOCHS, start=start)
     if planned != size and first["overhead_seconds"] + steps * (planned / size) ** 2 <= WARMUP_SHARE * budget:
         return planned
     smallest = ladder(cap)[0]
     return smallest if smallest < size else None
-
-
-def proxy_overrides(cfg: Config, plan: ProxyPlan) -> dict[str, Any]:
-    return {"data.image_size": plan.size, "data.subset": plan.subset, "train.epochs": plan.epochs,
-            "train.patience": None, "train.warmup_epochs": min(cfg.train.warmup_epochs, 1.0),
-            "train.checkpoint_every": plan.epochs, "tracking.enabled": False}
-
-
-class _Deadline:
-    """A proxy-trial callback: past ``ends_at`` the trial is pruned (Optuna records it, the sweep goes on and,
-    its timeout spent, starts no other) — once one trial has finished, so the recipe always has a result."""
-
-    def __init__(self, clock: Clock, ends_at: float, table: list[dict[str, Any]]):
-        self.clock, self.ends_at, self.table = clock, ends_at, table
-
-    def on_train_batch_end(self, epoch: int, step: int, loss: float) -> None:
-        import optuna
-
-        if self.clock.elapsed() > self.ends_at and any(row["state"] == "COMPLETE" for row in self.table):
-            raise optuna.TrialPruned(f"the proxy's share of the budget is spent (epoch {epoch}, step {step})")
 
 
 class _FinalDeadline:
@@ -351,83 +255,11 @@ class _FinalDeadline:
             log.warning("recipe: stopping the final model after epoch %s: another would end past the budget", row.get("epoch"))
 
 
-def run_proxy(cfg: Config, dataset: Path, run: RunDir, plan: ProxyPlan, clock: Clock, ends_at: float,
-              val_images: int = 0) -> dict[str, Any]:
-    """The proxy sweep into ``RUN/proxy``; launches no trial after ``ends_at`` less one trial's estimate.
-    Returns the trial table, the best values and the best proxy score (the config's own unless a trial is
-    clearly better on the ``val_images`` validation images: :func:`clear_winner`)."""
-    import optuna
-
-    from imgclf.experiments.sweep import SweepOptions, default_storage, direction_for, open_storage, run_sweep
-
-    space = search_space(cfg)
-    study = optuna.create_study(study_name=STUDY, storage=open_storage(default_storage(run.proxy)),
-                                direction=direction_for(cfg.train.monitored), load_if_exists=True)
-    study.enqueue_trial(own_values(cfg, space))  # trial 0: the config as it is, the yardstick
-    table: list[dict[str, Any]] = []
-    timeout = ends_at - clock.elapsed() - plan.trial_seconds  # Optuna starts no trial once it is spent
-    options = SweepOptions(
-        trials=plan.trials if timeout > 0 else 1, study=STUDY, out=run.proxy, seed=cfg.train.seed,
-        proxy=proxy_overrides(cfg, plan), timeout=timeout if timeout > 0 else None,  # at least one trial, always
-        on_trial=lambda t: table.append(_trial_row(t)), callbacks=(_Deadline(clock, ends_at, table),),
-    )
-    result = run_sweep(dataset, cfg, space, options)
-    return clear_winner({"trials": table, "best_params": config_values(result.best_params, space),
-                         "best_value": result.best_value, "best_trial": result.best_trial, "monitor": result.monitor},
-                        config_values(own_values(cfg, space), space), val_images)
-
-
-def clear_winner(proxy: dict[str, Any], own: dict[str, Any], val_images: int) -> dict[str, Any]:
-    """``proxy`` as the search left it, or with the config's ``own`` values (trial 0) kept when the best trial's
-    validation accuracy is within :data:`SEARCH_MARGIN_SE` standard errors of trial 0's on ``val_images``
-    images; ``proxy["kept"]`` says which and why. Other monitors (a loss) keep the search's best."""
-    first = next((r for r in proxy["trials"] if r.get("trial") == 0 and r.get("state") == "COMPLETE"), None)
-    best = proxy.get("best_value")
-    if proxy.get("monitor") != "val_accuracy" or first is None or best is None or proxy.get("best_trial") == 0 or val_images < 1:
-        return proxy
-    p = float(first["value"])
-    margin = SEARCH_MARGIN_SE * math.sqrt(max(p * (1 - p), 0.0) / val_images)
-    gain = float(best) - p
-    if gain > margin:
-        return {**proxy, "kept": f"trial {proxy['best_trial']}: +{gain:.1%} over trial 0, more than the {margin:.1%} "
-                                 f"margin ({SEARCH_MARGIN_SE:g} standard error on {val_images} validation images)"}
-    return {**proxy, "best_params": own, "best_value": p, "best_trial": 0,
-            "kept": f"trial 0 (the config's own values): the best, trial {proxy['best_trial']}, was only {gain:+.1%} "
-                    f"better, within the {margin:.1%} margin ({SEARCH_MARGIN_SE:g} standard error on {val_images} "
-                    "validation images)"}
-
-
-def skipped_proxy(cfg: Config) -> dict[str, Any]:
-    """The proxy result without a search: no trials, the config's own values."""
-    values = config_values(own_values(cfg, search_space(cfg)), search_space(cfg))
-    return {"trials": [], "best_params": values, "best_value": None, "best_trial": None, "monitor": cfg.train.monitored}
-
-
-def _trial_row(trial) -> dict[str, Any]:
-    seconds = (trial.datetime_complete - trial.datetime_start).total_seconds() if trial.datetime_complete else None
-    return {"trial": trial.number, "state": trial.state.name, "value": trial.value,
-            "params": dict(trial.params), "seconds": seconds,
-            "train_seconds": trial.user_attrs.get("train_seconds"), "run_dir": trial.user_attrs.get("run_dir"),
-            "error": trial.user_attrs.get("error")}
-
-
-def proxy_speed(table: list[dict[str, Any]]) -> float | None:
-    """Mean images/s the finished proxy trials measured (their summary.json), or None."""
-    speeds = []
-    for row in table:
-        run = RunDir(Path(row["run_dir"])) if row.get("run_dir") else None
-        if run is not None and run.is_finished():
-            speed = run.read_summary().get("mean_images_per_second")
-            if isinstance(speed, (int, float)) and math.isfinite(speed) and speed > 0:
-                speeds.append(float(speed))
-    return sum(speeds) / len(speeds) if speeds else None
-
-
-def final_config(cfg: Config, best: dict[str, Any], size: int, epochs: int) -> Config:
-    """The final models' config: ``best`` at ``size`` for ``epochs`` epochs. The user's ``data.val_fraction`` (0.2 by
+def final_config(cfg: Config, size: int, epochs: int) -> Config:
+    """The final models' config: ``cfg`` at ``size`` for ``epochs`` epochs. The user's ``data.val_fraction`` (0.2 by
     default; the same split for every model) stays held out, the estimate of what is submitted; the last epoch's
     weights are kept (``train.keep=last``), since weights picked on those images would make it optimistic."""
-    return with_overrides(cfg, {**best, "data.image_size": int(size), "train.epochs": int(epochs), "train.patience": None,
+    return with_overrides(cfg, {"data.image_size": int(size), "train.epochs": int(epochs), "train.patience": None,
                                 "train.warmup_epochs": min(cfg.train.warmup_epochs, max(int(epochs) - 1, 0)),
                                 "train.keep": "last"})
 
@@ -441,27 +273,26 @@ def train_final(cfg: Config, dataset: Path, run: RunDir, tracking_uri: str | Non
 
 
 @dataclass
-class Search:
-    """What the warm-up and the proxy search found: the cost model (corrected by the proxy's own speed), the
-    largest size, the images, the fixed overhead of one fit, and the ``recipe.json`` record so far."""
+class Measured:
+    """What the warm-up and the probes found: the config with the probes' choices (the flip group), the cost model,
+    the largest size the data is shown to need, the training images, what one final model's epoch costs in images,
+    the fixed overhead of one fit, and the ``recipe.json`` record so far."""
 
+    cfg: Config
     cost: CostModel
     cap: int
     images: int
     per_epoch: int  # training-image equivalents one final model's epoch costs (its validation part included)
     overhead: float
-    best_params: dict[str, Any]
     record: dict[str, Any]
 
 
-def search(cfg: Config, dataset: Path, run: RunDir, budget: float, clock: Clock, *, probe_flips: bool = False,
-           reserve: float | None = None, folds: int | None = None, start: Start | None = None) -> Search:
+def measure_and_probe(cfg: Config, dataset: Path, budget: float, clock: Clock, *, probe_flips: bool = False,
+                      reserve: float | None = None, folds: int | None = None, start: Start | None = None) -> Measured:
     """Step 1 of the recipe, the warm-up, then the probes: the resolution probe caps the size at what the data's
     pixels are shown to need and, with ``probe_flips`` (``data.flips`` left to the recipe), the orientation probe at
-    that size sets the flip group. With ``train.budget_search`` the proxy search follows, into ``run.proxy``, with
-    only the time the final model (``folds`` CV folds, or the final models with their validation share) does not need
-    for its size (:func:`search_seconds`, with progressive resizing from ``start``: :func:`growth`); ``reserve`` is
-    what the caller keeps back after the final model."""
+    that size sets the flip group. ``folds``: the final model is that many CV folds; ``reserve``: what the caller keeps
+    back after the final model; ``start``: progressive resizing (:func:`growth`)."""
     from imgclf.experiments.feature_probe import shared_probe
     from imgclf.experiments.orientation import oriented, probe_size
     from imgclf.experiments.resolution import resolution_cap
@@ -472,11 +303,8 @@ def search(cfg: Config, dataset: Path, run: RunDir, budget: float, clock: Clock,
     overhead = max(p["overhead_seconds"] for p in points)
     runs = folds or 1
     per_run = fold_images(images, folds) if folds else epoch_images(images, float(cfg.data.val_fraction or 0.0))
-
-    def left() -> float:
-        return budget - (report_reserve(budget) if reserve is None else reserve) - clock.elapsed() - runs * overhead
-
-    largest, _ = plan_final(PLAN_SHARE * left() / runs, per_run, cost, cap, MIN_EPOCHS, start=start)
+    left = budget - (report_reserve(budget) if reserve is None else reserve) - clock.elapsed() - runs * overhead
+    largest, _ = plan_final(PLAN_SHARE * left / runs, per_run, cost, cap, MIN_EPOCHS, start=start)
     if cfg.train.budget_probes:
         cap, resolution = resolution_cap(cfg, Path(dataset), largest, cost, budget, source)
         orientation = {"skipped": "data.flips was set", "flips": cfg.data.flips}
@@ -486,53 +314,9 @@ def search(cfg: Config, dataset: Path, run: RunDir, budget: float, clock: Clock,
     if probe_flips and cfg.train.budget_probes:  # at the size the data needs: where its details, and so its "up", can be seen
         at = probe_size(ladder(cap), cost.seconds_per_image, budget)
         cfg, orientation = oriented(cfg, Path(dataset), at, cost.seconds_per_image(at), budget, source)
-    t_proxy = clock.elapsed()
-    share = search_seconds(left(), per_run, cost, cap, runs, start=start) if cfg.train.budget_search else 0.0
-    plan, proxy = proxy_search(cfg, Path(dataset), run, share, (images, cost, cap, overhead, points[0]["classes"]), clock)
-    found = _searched(cost, cap, (images, per_run), overhead, points, orientation, plan, proxy, clock.elapsed() - t_proxy)
-    found.record.update(budget_seconds=budget, resolution=resolution)
-    return found
-
-
-def proxy_search(cfg: Config, dataset: Path, run: RunDir, share: float, measured: tuple[int, CostModel, int, float, int],
-                 clock: Clock) -> tuple[ProxyPlan | None, dict[str, Any]]:
-    """The proxy search within ``share`` seconds, or the config's own values when it is off (``train.budget_search``,
-    the default) or too few trials would fit; ``measured`` is (images, cost model, size cap, fit overhead, classes)."""
-    if not cfg.train.budget_search:
-        return None, {**skipped_proxy(cfg), "skipped": "off (train.budget_search=false, the default: in every run recorded "
-                                                       "in BENCHMARKS.md the search kept the config's own values)"}
-    images, cost, cap, overhead, classes = measured
-    val_images = round(images * (cfg.data.val_fraction or 0.2))
-    plan = plan_proxy(share, images - val_images, val_images, cost, proxy_size(cap), overhead, classes=classes)
-    # the proxy needs a validation split even when the final model has none
-    cfg_proxy = cfg if cfg.data.val_fraction else with_overrides(cfg, {"data.val_fraction": 0.2})
-    if plan.trials < MIN_SEARCH_TRIALS:  # one or two trials compare nothing: the time goes to the final model
-        log.info("recipe: %.0fs of the budget are left beyond what the final model's size needs: %d proxy trial(s) "
-                 "would fit; no search, the config's own values", share, plan.trials)
-        return plan, {**skipped_proxy(cfg_proxy), "skipped": f"only {plan.trials} trial(s) would fit"}
-    return plan, run_proxy(cfg_proxy, dataset, run, plan, clock, clock.elapsed() + share, val_images)
-
-
-def _searched(cost: CostModel, cap: int, images: tuple[int, int], overhead: float, points: list[dict[str, Any]],
-              orientation: dict[str, Any], plan: ProxyPlan | None, proxy: dict[str, Any], proxy_seconds: float) -> Search:
-    """The :class:`Search` and its ``recipe.json`` record; the proxy's own timing corrects the warm-up's cost model.
-    ``images``: every training image, and what one final model's epoch costs in images."""
-    speed = proxy_speed(proxy["trials"])
-    if speed and plan is not None:
-        cost = CostModel.fit([*((p["size"], p["images_per_second"]) for p in points), (plan.size, speed)])
-    searched = {} if plan is None else {
-        "size": plan.size, "subset": plan.subset, "epochs": plan.epochs, "trials_planned": plan.trials,
-        "trial_seconds_estimate": plan.trial_seconds, "share_seconds": plan.seconds,
-        "share_rule": f"the time left beyond {MIN_EPOCHS} epochs of the final model at the largest size they allow, "
-                      f"at most {PROXY_SHARE:.0%}"}
-    record = {
-        "warmup": points, "orientation": orientation,
-        "cost_model": {"a": cost.a, "b": cost.b, "formula": "seconds/image = a + b*size^2"},
-        "proxy": {**searched, "seconds": proxy_seconds, "monitor": proxy["monitor"], "best_trial": proxy["best_trial"],
-                  "best_value": proxy["best_value"], "table": proxy["trials"], "images_per_second": speed,
-                  "skipped": proxy.get("skipped"), "kept": proxy.get("kept")},
-    }
-    return Search(cost, cap, images[0], images[1], overhead, proxy["best_params"], record)
+    record = {"budget_seconds": budget, "warmup": points, "resolution": resolution, "orientation": orientation,
+              "cost_model": {"a": cost.a, "b": cost.b, "formula": "seconds/image = a + b*size^2"}}
+    return Measured(cfg, cost, cap, images, per_run, overhead, record)
 
 
 def report_reserve(budget: float) -> float:
@@ -543,12 +327,13 @@ def report_reserve(budget: float) -> float:
 
 def run_recipe(cfg: Config, dataset: Path, out: Path, budget: float, *, started: float | None = None,
                tracking_uri: str | None = None, callbacks: Iterable[Any] = ()) -> dict[str, Any]:
-    """Warm-up, probes (and the proxy search, when on), the final models into ``out`` (one model, or an equal-weight
+    """Warm-up, probes, the final models into ``out`` (one model, or an equal-weight
     ensemble of up to ``train.budget_members``: :func:`~imgclf.experiments.budget.plan_members`) within ``budget``
     seconds, then the estimate of what is submitted on the images they held out; return the first model's summary."""
     clock, run, start = Clock(started), RunDir(Path(out)), growth(cfg)  # growth: before the prior names every key
     cfg, prior = with_prior(cfg)
-    found = search(cfg, dataset, run, budget, clock, probe_flips="data.flips" in prior, start=start)
+    found = measure_and_probe(cfg, dataset, budget, clock, probe_flips="data.flips" in prior, start=start)
+    cfg = found.cfg
     left = budget - report_reserve(budget) - clock.elapsed() - found.overhead
     most = max(cfg.train.epochs, MIN_EPOCHS)
 
@@ -566,7 +351,7 @@ def run_recipe(cfg: Config, dataset: Path, out: Path, budget: float, *, started:
     # The size comes from the warm-up's cost model; the epochs from the clock (train.time_limit re-plans them after
     # each epoch, up to ``most``, and the LR schedule anneals by the limit), so a mis-measured warm-up costs neither
     # the budget nor an unfinished schedule.
-    final = with_flip_tta(with_growth(with_overrides(final_config(cfg, found.best_params, size, epochs),
+    final = with_flip_tta(with_growth(with_overrides(final_config(cfg, size, epochs),
                                                      {"train.epochs": max(epochs, most)}), start, found.cost))
     first = even_share(clock, budget - report_reserve(budget) - held, members, found.overhead, slack=0.05 * budget)
     record = _final_record(found, prior, final, members, epochs, left, first[0])
@@ -692,14 +477,14 @@ def _tta_choice(final: Config) -> str:
     return final.tta.mode if final.tta.mode != "fixed" else f"{final.tta.n} views: {', '.join(final.tta.views[:final.tta.n])}"
 
 
-def _final_record(found: Search, prior: dict[str, Any], final: Config, members: int, epochs: int, left: float,
+def _final_record(found: Measured, prior: dict[str, Any], final: Config, members: int, epochs: int, left: float,
                   limit: float) -> dict[str, Any]:
     tta = _tta_choice(final)
     held_out = round(found.images * float(final.data.val_fraction or 0.0))
     return {
         **found.record,
         "prior": prior,
-        "chosen": {"params": found.best_params, "image_size": int(final.data.image_size), "members": members,
+        "chosen": {"image_size": int(final.data.image_size), "members": members,
                    "start_size": final.data.start_size or None, "epochs": epochs, "images": found.images - held_out,
                    "held_out": held_out, "tta": tta, "seconds_planned": left, "time_limit": limit},
         "estimate": {"status": "measured on the held-out images once the final models are trained"},

@@ -1,7 +1,6 @@
 """``imgclf cv DATASET --budget 20m``: the budget recipe of :mod:`imgclf.experiments.recipe` ending in a CV ensemble.
 
-The warm-up and the proxy search are the same as for ``train --budget`` (into ``CV_DIR/proxy``, with only the
-time the folds' size does not need, at most 30 %). What is left, less the folds' fixed overhead and a reserve for
+The warm-up and the probes are the same as for ``train --budget``. What is left of the budget, less the folds' fixed overhead and a reserve for
 OOF scores, label issues and the report, is split evenly between the K folds: each trains on (K-1)/K of the images and validates on the rest
 every epoch, at the largest size that fits at least six epochs. The folds together are the final model
 (``imgclf predict CV_DIR`` blends them), so there is no refit; the OOF score is an honest estimate of it.
@@ -22,7 +21,7 @@ from imgclf.config import Config, with_overrides
 from imgclf.errors import ConfigError
 from imgclf.experiments.budget import MIN_EPOCHS, PLAN_SHARE, fold_images, plan_final
 from imgclf.experiments.recipe import (
-    Clock, _FinalDeadline, even_share, growth, report_reserve, search, with_flip_tta, with_growth, with_prior,
+    Clock, _FinalDeadline, even_share, growth, measure_and_probe, report_reserve, with_flip_tta, with_growth, with_prior,
 )
 from imgclf.io import atomic_write_json
 from imgclf.run.rundir import BlendDir, RunDir
@@ -56,7 +55,7 @@ def check_new_cv(out: Path) -> None:
 
 def run_cv_recipe(cfg: Config, dataset: Path, out: Path, budget: float, *, folds: int,
                   train_one: Callable[..., dict[str, Any]], started: float | None = None) -> dict[str, Any]:
-    """Warm-up, proxy search, then a K-fold CV of the best proxy values into ``out``, within ``budget`` seconds."""
+    """Warm-up, probes, then a K-fold CV at the size they chose into ``out``, within ``budget`` seconds."""
     from imgclf.experiments.cv import run_cv
     from imgclf.experiments.cv_report import write_cv_report
 
@@ -64,16 +63,17 @@ def run_cv_recipe(cfg: Config, dataset: Path, out: Path, budget: float, *, folds
     clock, run, start = Clock(started), RunDir(Path(out)), growth(cfg)  # growth: before the prior names every key
     cfg, prior = with_prior(cfg)
     reserve = report_reserve(budget) + CV_EXTRA_RESERVE
-    found = search(cfg, dataset, run, budget, clock, probe_flips="data.flips" in prior, reserve=reserve, folds=folds,
-                   start=start)
+    found = measure_and_probe(cfg, dataset, budget, clock, probe_flips="data.flips" in prior, reserve=reserve,
+                              folds=folds, start=start)
+    cfg = found.cfg
     left = budget - reserve - clock.elapsed() - folds * found.overhead
     size, epochs = plan_final(PLAN_SHARE * left / folds, fold_images(found.images, folds), found.cost, found.cap,
                               max(cfg.train.epochs, MIN_EPOCHS), start=start)
     final = with_flip_tta(with_growth(with_overrides(cfg, {
-        **found.best_params, "data.image_size": int(size), "train.epochs": max(int(epochs), cfg.train.epochs, MIN_EPOCHS),
+        "data.image_size": int(size), "train.epochs": max(int(epochs), cfg.train.epochs, MIN_EPOCHS),
         "train.warmup_epochs": min(cfg.train.warmup_epochs, max(int(epochs) - 1, 0))}), start, found.cost))
     record = {**found.record, "prior": prior, "chosen": {
-        "params": found.best_params, "image_size": size, "start_size": final.data.start_size or None, "epochs": epochs,
+        "image_size": size, "start_size": final.data.start_size or None, "epochs": epochs,
         "images": found.images, "folds": folds,
         "seconds_planned": left, "per_fold_seconds": left / folds, "refit_on_all_images": False,
     }}

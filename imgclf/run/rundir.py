@@ -8,7 +8,7 @@
 
 config.yaml · metrics.csv · summary.json · split.csv · classes.json · preprocessing.json ·
 environment.json · run.json · val_predictions.csv · calibration.json · mlflow_run.json · report.html ·
-recipe.json and proxy/ (``--budget``) · checkpoints/{best.safetensors,last.pt} · eval/ · export/
+recipe.json (``--budget``) · checkpoints/{best.safetensors,last.pt} · eval/ · export/
 """
 
 from __future__ import annotations
@@ -109,8 +109,6 @@ class RunDir:
     def refit_run(self) -> "RunDir": return RunDir(self.root / "refit")
     @property
     def recipe(self) -> Path: return self.root / "recipe.json"
-    @property
-    def proxy(self) -> Path: return self.root / "proxy"
 
     def holds_run(self) -> bool:
         """True once training wrote a checkpoint or a summary here."""
@@ -149,10 +147,9 @@ class RunDir:
         return name if name.isidentifier() and len(text) <= _MAX_WRITER else None
 
     def _started_files(self) -> tuple[Path, ...]:
-        """What a training (or ``--budget``'s search) writes before its first checkpoint."""
+        """What a training (or ``--budget``'s warm-up) writes before its first checkpoint."""
         return (self.lock, self.info, self.config, self.classes, self.preprocessing, self.environment, self.split,
-                self.metrics, self.val_predictions, self.calibration, self.mlflow_run, self.checkpoints, self.recipe,
-                self.proxy)
+                self.metrics, self.val_predictions, self.calibration, self.mlflow_run, self.checkpoints, self.recipe)
 
     def is_unfinished(self) -> bool:
         """A run of ours killed before its first checkpoint: a lock, run.json or recipe.json says imgclf started it,
