@@ -50,7 +50,7 @@ def train(
     that many local processes; ``refit`` then trains ``OUT/refit`` on every image for the best epoch count.
     ``progress``: True for the CLI's progress bar, False for none, or a training callback
     (:class:`imgclf.train.callbacks.Callback`). The summary gains ``run_dir`` and ``report`` (the HTML page).
-    ``budget`` (``"20m"``, or seconds) runs the recipe of :mod:`imgclf.experiments.recipe` instead: warm-up,
+    ``budget`` (``"20m"``, or seconds) runs the recipe of :mod:`imgclf.budget.recipe` instead: warm-up,
     probes, the final model(s), then their held-out estimate, all within the budget (+5 % at most).
     """
     started = time.perf_counter()
@@ -73,7 +73,7 @@ def train(
     _check_devices(devices, cfg)  # a count the machine cannot hold is refused before any process starts
     _preflight(cfg, Path(dataset), RunDir(Path(out)), resume is not None, overrides)
     if seconds is not None:
-        from imgclf.experiments.recipe import record_total, run_recipe
+        from imgclf.budget.recipe import record_total, run_recipe
 
         summary = run_recipe(cfg, Path(dataset), Path(out), seconds, started=started, tracking_uri=tracking_uri,
                              callbacks=_callbacks(progress))
@@ -118,7 +118,7 @@ def _check_devices(devices: int, cfg: Config) -> None:
 def _budget_seconds(budget: str | float | None, resume: Any, devices: int, refit: bool) -> float | None:
     if budget is None:
         return None
-    from imgclf.experiments.budget import parse_budget
+    from imgclf.budget.plan import parse_budget
 
     seconds = parse_budget(f"{budget}s" if isinstance(budget, (int, float)) else budget)
     for given, flag in ((resume is not None, "--resume"), (devices > 1, "--devices"), (refit, "--refit")):

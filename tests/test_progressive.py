@@ -7,9 +7,9 @@ import csv
 
 import pytest
 
+from imgclf.budget.plan import MIN_EPOCHS, CostModel, ladder, plan_final, progressive_start, run_seconds
 from imgclf.config import Config, load_config, with_overrides
 from imgclf.data.progressive import MULTIPLE, full_size_epochs, relative_cost, size_at
-from imgclf.experiments.budget import MIN_EPOCHS, CostModel, ladder, plan_final, progressive_start, run_seconds
 from imgclf.train.time_plan import Growth, pace_at, replanned_epochs
 from tests.conftest import TINY, cli
 
@@ -123,7 +123,7 @@ def test_the_budget_plan_with_growth_affords_a_larger_final_size_in_the_same_tim
 
 
 def test_the_recipe_grows_unless_the_user_chose_a_start_or_turned_it_off():
-    from imgclf.experiments.recipe import growth, with_growth
+    from imgclf.budget.prior import growth, with_growth
 
     left = Config()
     assert growth(left) is progressive_start
@@ -141,7 +141,8 @@ def test_the_recipe_grows_unless_the_user_chose_a_start_or_turned_it_off():
 def test_train_budget_gives_the_final_model_the_growth_it_planned_with(monkeypatch, tmp_path):
     """The recipe decides on progressive resizing from the user's own config (before its prior names every key):
     the final model trains from progressive_start(size) and recipe.json says so; a user's 0 keeps it off."""
-    from imgclf.experiments import recipe
+    from imgclf.budget import final as budget_final
+    from imgclf.budget import recipe
 
     cost = CostModel(0.008, 2.5e-6)
     seen: dict = {}
@@ -155,7 +156,7 @@ def test_train_budget_gives_the_final_model_the_growth_it_planned_with(monkeypat
         return {"epochs_run": cfg.train.epochs}
 
     monkeypatch.setattr(recipe, "measure_and_probe", fake_measure)
-    monkeypatch.setattr(recipe, "train_final", fake_train_final)
+    monkeypatch.setattr(budget_final, "train_final", fake_train_final)
     monkeypatch.setattr(recipe, "held_out_estimate", lambda run, final, members: (final, {"value": None}))
     recipe.run_recipe(Config(), tmp_path, tmp_path / "run", 1200.0)
     final = seen["cfg"]

@@ -8,10 +8,10 @@ import time
 import numpy as np
 import pytest
 
-from imgclf.errors import ConfigError
-from imgclf.experiments.budget import MIN_EPOCHS, PLAN_SHARE, CostModel, ladder, parse_budget, plan_final, small_size
-from imgclf.infer.views import SYMMETRY_VIEWS
+from imgclf.budget.plan import MIN_EPOCHS, PLAN_SHARE, CostModel, ladder, parse_budget, plan_final, small_size
 from imgclf.config import Config, read_yaml, with_overrides
+from imgclf.errors import ConfigError
+from imgclf.infer.views import SYMMETRY_VIEWS
 from tests.conftest import cli
 
 
@@ -211,7 +211,7 @@ def test_cv_budget_refuses_refit_and_an_existing_cv_in_one_line(tiny_dataset, tm
 def test_warm_up_measures_a_second_size_so_the_cost_model_has_a_fixed_part(monkeypatch, tmp_path):
     """When the model's own size is too dear to warm up, the smallest size the final model may take is the
     second point: a + b·s² then fits both, instead of pure s² from one point (which is too fast at small sizes)."""
-    from imgclf.experiments import recipe
+    from imgclf.budget import measure
 
     seen = []
 
@@ -221,8 +221,8 @@ def test_warm_up_measures_a_second_size_so_the_cost_model_has_a_fixed_part(monke
         return {"size": size, "images_per_second": ips, "overhead_seconds": 1.0, "images": 3000, "classes": 10,
                 "seconds": 1.0 + 600 / ips}  # 600 images: the model size would cost far over 5 % of 300 s
 
-    monkeypatch.setattr(recipe, "warm_up", fake_warm_up)
-    points, cost, cap = recipe.measure(Config(), tmp_path, 300.0)
+    monkeypatch.setattr(measure, "warm_up", fake_warm_up)
+    points, cost, cap = measure.measure(Config(), tmp_path, 300.0)
     assert cap == 224 and seen == [96, 64]
     assert cost.a == pytest.approx(0.004) and cost.b == pytest.approx(2e-6)
 
@@ -231,25 +231,25 @@ def test_the_warm_up_times_images_its_first_epoch_cached(tmp_path):
     """Both warm-up epochs train on the same few images, so the timed second epoch reads the resize cache as a
     real run's later epochs do, instead of also timing the decoding of fresh images; the plan still counts every
     training image."""
+    from imgclf.budget import measure
     from imgclf.config import load_config, with_overrides
-    from imgclf.experiments import recipe
     from tests.conftest import TINY, make_dataset
 
     data = make_dataset(tmp_path / "data", per_class=30, test=0)
     cache = tmp_path / "cache"
     cfg = with_overrides(load_config(None, TINY), {"data.cache": True, "data.cache_dir": str(cache), "data.batch_size": 4})
-    point = recipe.warm_up(cfg, data, 32, tmp_path / "warm")
+    point = measure.warm_up(cfg, data, 32, tmp_path / "warm")
     entries = list(cache.rglob("*.jpg"))
     assert point["images"] == 90 and point["size"] == 32 and point["images_per_second"] > 0
     # one subset of WARMUP_STEPS batches, read twice: two epochs of fresh images would have cached up to twice as many
-    assert 0 < len(entries) <= recipe.WARMUP_STEPS * 4 + 3  # + the per-class rounding of the stratified subset
-    assert recipe.warmup_subset(with_overrides(cfg, {"data.subset": 0.5}), data)[0] == 45
+    assert 0 < len(entries) <= measure.WARMUP_STEPS * 4 + 3  # + the per-class rounding of the stratified subset
+    assert measure.warmup_subset(with_overrides(cfg, {"data.subset": 0.5}), data)[0] == 45
 
 
 def test_the_second_warm_up_is_where_the_final_model_will_train():
     """With time to spare the second point is the size the first point's s² plans for the final model (measured
     where it is used); when that size's warm-up would cost over WARMUP_SHARE, the cheap smallest size instead."""
-    from imgclf.experiments import recipe
+    from imgclf.budget import measure
 
     def first(ips: float, images: int = 3000) -> dict:
         return {"size": 96, "images_per_second": ips, "overhead_seconds": 2.0, "images": images, "classes": 10,
@@ -258,16 +258,16 @@ def test_the_second_warm_up_is_where_the_final_model_will_train():
     budget = 900.0
     pure = CostModel.fit([(96, 100.0)])
     planned, _ = plan_final(PLAN_SHARE * budget, 3000, pure, 224, MIN_EPOCHS)
-    assert 96 < planned < 224 and recipe.second_size(first(100.0), 224, budget) == planned
-    assert recipe.second_size(first(100_000.0), 224, budget) == 224  # a fast machine: the model's own size
-    assert recipe.second_size(first(100.0), 224, 60.0) == 64  # a short budget: the smallest rung
+    assert 96 < planned < 224 and measure.second_size(first(100.0), 224, budget) == planned
+    assert measure.second_size(first(100_000.0), 224, budget) == 224  # a fast machine: the model's own size
+    assert measure.second_size(first(100.0), 224, 60.0) == 64  # a short budget: the smallest rung
     tiny = {**first(100.0), "size": 64}
-    assert recipe.second_size(tiny, 64, 60.0) is None  # nothing else to measure
+    assert measure.second_size(tiny, 64, 60.0) is None  # nothing else to measure
 
 
 def test_the_short_run_prior_fills_only_the_keys_the_user_left_alone():
+    from imgclf.budget.prior import SHORT_RUN_PRIOR, with_prior
     from imgclf.config import load_config, with_overrides
-    from imgclf.experiments.recipe import SHORT_RUN_PRIOR, with_prior
 
     cfg, changes = with_prior(load_config(None, []))
     assert changes == SHORT_RUN_PRIOR and cfg.data.augment == "none" and cfg.data.eval_crop_pct == 1.0
@@ -280,8 +280,8 @@ def test_the_short_run_prior_fills_only_the_keys_the_user_left_alone():
 
 
 def test_flip_tta_only_for_a_model_trained_with_flips_and_no_tta_of_the_users():
+    from imgclf.budget.prior import with_flip_tta
     from imgclf.config import with_overrides
-    from imgclf.experiments.recipe import with_flip_tta
 
     for flips, n in (("h", 2), ("hv", 4), ("d4", 8)):  # the views of the group the model was trained with
         tta = with_flip_tta(with_overrides(Config(), {"data.flips": flips})).tta
@@ -295,7 +295,7 @@ def test_flip_tta_only_for_a_model_trained_with_flips_and_no_tta_of_the_users():
 
 def test_what_the_extra_models_and_tta_bought_is_a_paired_gap_with_its_standard_error(tmp_path):
     """``recipe.estimate.over_one_model``: the submitted predictions against the first model's own, image by image."""
-    from imgclf.experiments.recipe import extras_effect
+    from imgclf.budget.estimate import extras_effect
     from imgclf.experiments.stats import paired_gap
     from imgclf.report.recipe import over_one_model_text
     from imgclf.run.rundir import RunDir
@@ -322,8 +322,8 @@ def test_what_the_extra_models_and_tta_bought_is_a_paired_gap_with_its_standard_
 def test_flip_tta_is_dropped_unless_it_beats_no_tta_by_more_than_one_standard_error(tmp_path):
     """``decide_tta``: the scores without TTA replace RUN/eval and the run's config predicts without it, unless the
     views' paired gain exceeds one standard error."""
+    from imgclf.budget.estimate import decide_tta
     from imgclf.config import load_config, save_config
-    from imgclf.experiments.recipe import decide_tta
     from imgclf.run.rundir import RunDir
 
     run = RunDir(tmp_path / "run")
@@ -358,8 +358,7 @@ def test_flip_tta_is_dropped_unless_it_beats_no_tta_by_more_than_one_standard_er
 def test_with_the_probes_off_the_recipe_takes_the_largest_size_and_the_prior_flips(monkeypatch, tmp_path):
     """``train.budget_probes=false`` (the ablation's switch): neither probe runs; the size is the largest the budget
     affords and the flips stay the prior's, and recipe.json says both were off."""
-    from imgclf.experiments import orientation, recipe, resolution
-    from imgclf.run.rundir import RunDir
+    from imgclf.budget import orientation, recipe, resolution
 
     point = {"size": 96, "images_per_second": 300.0, "overhead_seconds": 2.0, "images": 3000, "classes": 10, "seconds": 10.0}
     monkeypatch.setattr(recipe, "measure", lambda cfg, dataset, budget, start=None: ([point], CostModel.fit([(96, 300.0)]), 224))

@@ -4,7 +4,6 @@ PostgreSQL study shared by two worker processes."""
 from __future__ import annotations
 
 import csv
-import json
 import os
 import subprocess
 import sys
@@ -13,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from conftest import TINY
 from imgclf.cli.main import run
 from imgclf.config import load_config
 from imgclf.errors import ConfigError

@@ -141,17 +141,6 @@ def test_a_time_limit_fills_its_end_with_a_partial_epoch_and_the_lr_anneals_ther
     assert "planned_epochs" not in rows[0]  # not a metrics.csv column
 
 
-@pytest.mark.parametrize("planned, stops", [(3.3, False), (4.0, True), (None, True), (3.0, False)])
-def test_the_budget_deadline_counts_a_planned_partial_epoch_at_its_share(planned, stops):
-    """400 s gone, the deadline at 450 s, 100 s epochs: a third of one fits, a whole one does not; the last epoch
-    (planned 3.0) ends the run anyway."""
-    from imgclf.experiments.recipe import _FinalDeadline
-
-    deadline = _FinalDeadline(types.SimpleNamespace(elapsed=lambda: 400.0), 450.0)
-    deadline.on_epoch_end({"epoch": 3, "epoch_seconds": 100.0, **({"planned_epochs": planned} if planned else {})})
-    assert deadline.stop_training is stops
-
-
 def test_the_replan_is_logged_only_when_the_end_moves_by_a_quarter_epoch_or_more():
     assert loop.replan_news(152, 155, 20) is None  # 3 of 20 batches: drift
     assert loop.replan_news(150, 155, 20) == "ends after epoch 8 (on 50% of the images) (was: after epoch 8 (on 75% of the images))"

@@ -52,7 +52,7 @@ def cv_command(
     cfg = build_cli_config(config, set_)  # a config error answers before torch is imported
     from imgclf.experiments.cv import run_cv
     from imgclf.experiments.cv_tracking import close_parent, open_parent
-    from imgclf.experiments.recipe_cv import run_cv_recipe
+    from imgclf.budget.cv import run_cv_recipe
     from imgclf.run.claim import claim_folder
     from imgclf.train.preflight import validate_for_training
 
@@ -78,8 +78,8 @@ def _cv_budget(budget: Optional[str], refit: bool, out: Path) -> Optional[float]
     if budget is None:
         return None
     from imgclf.errors import ConfigError
-    from imgclf.experiments.budget import parse_budget
-    from imgclf.experiments.recipe_cv import check_new_cv
+    from imgclf.budget.plan import parse_budget
+    from imgclf.budget.cv import check_new_cv
 
     if refit:
         raise ConfigError("--budget makes the K folds the final model (no refit); drop --refit")

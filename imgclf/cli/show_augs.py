@@ -71,7 +71,7 @@ def show_augs_command(
 
 def preview_config(cfg: Config, budget: bool) -> tuple[Config, dict[str, Any]]:
     """The config to draw, and the recipe's prior changes: applied with ``budget``, only reported without it."""
-    from imgclf.experiments.recipe import with_prior
+    from imgclf.budget.prior import with_prior
 
     prior, changes = with_prior(cfg)
     return (prior if budget else cfg), changes

@@ -3,7 +3,7 @@
 Under a budget, size and epochs trade against each other: a larger size costs epochs. The recipe puts
 resolution first (a small defect or a distant object is lost at a small size, whatever the epochs), but resolution
 pays only while the pixels hold more information: a 28 px photo upscaled to 192 px holds no more than at 96 px,
-and the epochs that 192 px costs are lost for nothing. The data says which (:mod:`imgclf.experiments.feature_probe`):
+and the epochs that 192 px costs are lost for nothing. The data says which (:mod:`imgclf.budget.feature_probe`):
 
 1. the probe images' frozen-backbone features at each candidate size (the probe ladder's rungs up to the largest
    size the budget affords, :func:`candidate_sizes`);
@@ -29,9 +29,9 @@ from typing import Any
 
 import numpy as np
 
+from imgclf.budget.feature_probe import PROBE_IMAGES, ProbeSource, embed, held_out_correct, probe_set
+from imgclf.budget.plan import EVAL_SPEEDUP, PROBE_LADDER, CostModel
 from imgclf.config import Config
-from imgclf.experiments.budget import EVAL_SPEEDUP, PROBE_LADDER, CostModel
-from imgclf.experiments.feature_probe import PROBE_IMAGES, ProbeSource, embed, held_out_correct, probe_set
 from imgclf.experiments.stats import paired_gap
 
 log = logging.getLogger("imgclf")
