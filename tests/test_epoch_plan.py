@@ -7,7 +7,7 @@ import io
 import pytest
 import torch
 
-from imgclf.train.epoch_plan import EpochPlan
+from imgclf.train.epoch_plan import EpochPlan, upgraded
 from imgclf.train.schedule import warmup_cosine
 
 
@@ -59,3 +59,9 @@ def test_the_plan_round_trips_through_the_schedulers_state_dict_and_a_weights_on
     assert vars(fresh) == vars(plan) and fresh.planned_epochs == 3.5 and fresh.updates_in(4) == 5
     assert restored.last_epoch == 12 and fresh(12) == plan(12)
 
+
+def test_a_warmup_cosine_state_from_before_the_plan_becomes_the_same_plan():
+    plan = EpochPlan(updates_per_epoch=10, epochs=8, warmup_updates=5)
+    plan.end_at(4, 0.5)
+    assert upgraded({"total_steps": 35, "warmup_steps": 5}, 10) == vars(plan)
+    assert upgraded(vars(plan), 10) == vars(plan)

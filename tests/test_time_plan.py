@@ -10,6 +10,7 @@ import types
 from pathlib import Path
 
 import pytest
+import torch
 
 from imgclf.config import Config, with_overrides
 from imgclf.run.checkpoint import load_training_state
@@ -101,9 +102,11 @@ def test_a_time_limit_ends_the_run_when_no_more_epochs_fit_with_the_lr_annealed(
     assert load_training_state(RunDir(tmp_path / "run").last)["epoch"] == 2  # the planned end checkpoints (0-based)
 
 
-def test_a_resumed_time_limited_run_goes_on_to_its_replanned_end(tiny_dataset, tmp_path, monkeypatch):
+@pytest.mark.parametrize("written_by", ["epoch plan", "WarmupCosine"])
+def test_a_resumed_time_limited_run_goes_on_to_its_replanned_end(tiny_dataset, tmp_path, monkeypatch, written_by):
     """After epoch 1 the clock ends the run with epoch 3 (of train.epochs=10); a run interrupted in epoch 2 resumes
-    with that end from last.pt, so epoch 2 trains with the LR schedule of the uninterrupted run."""
+    with that end from last.pt, also one written before the epoch plan (its WarmupCosine saved the total steps), so
+    epoch 2 trains with the LR schedule of the uninterrupted run."""
     values = {"train.epochs": 10, "train.time_limit": 35.0}
     reference, _, _ = _fit(tmp_path / "reference", tiny_dataset, monkeypatch, **values)
     out = tmp_path / "run"
@@ -112,6 +115,9 @@ def test_a_resumed_time_limited_run_goes_on_to_its_replanned_end(tiny_dataset, t
     state = load_training_state(RunDir(out).last)
     saved = state["scheduler"]["lr_lambdas"]
     assert state["epoch"] == 0 and {plan["epochs"] for plan in saved} == {3}
+    if written_by == "WarmupCosine":
+        state["scheduler"]["lr_lambdas"] = [{"total_steps": p["total_updates"], "warmup_steps": p["warmup_updates"]} for p in saved]
+        torch.save(state, RunDir(out).last)
     rows, summary, planned = _fit(out, tiny_dataset, monkeypatch, resume=True, **values)
     assert planned[0] == 3  # the restored end, not train.epochs
     assert rows[1]["lr"] == pytest.approx(reference[1]["lr"]) and rows[1]["lr"] < 0.5 * Config().train.lr

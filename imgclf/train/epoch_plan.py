@@ -8,6 +8,7 @@ and the progress bar read it.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from imgclf.train.schedule import warmup_cosine
 
@@ -45,3 +46,16 @@ class EpochPlan:
         """Where the run ends, in epochs: 3.5 = after half of epoch 4 (a partial last epoch)."""
         return round(self.total_updates / self.updates_per_epoch, 3)
 
+
+def upgraded(saved: dict[str, Any], updates_per_epoch: int) -> dict[str, Any]:
+    """An :class:`EpochPlan`'s state from a ``last.pt`` written before there was one: its ``WarmupCosine`` multiplier
+    saved ``total_steps`` and ``warmup_steps``, and the run ended with the epoch that holds the last update.
+
+    >>> upgraded({"total_steps": 35, "warmup_steps": 5}, 10)
+    {'updates_per_epoch': 10, 'epochs': 4, 'warmup_updates': 5, 'total_updates': 35}
+    """
+    if "total_steps" not in saved:
+        return saved
+    total = int(saved["total_steps"])
+    return {"updates_per_epoch": updates_per_epoch, "epochs": math.ceil(total / updates_per_epoch),
+            "warmup_updates": int(saved["warmup_steps"]), "total_updates": total}

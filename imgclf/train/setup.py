@@ -36,7 +36,7 @@ from imgclf.train.distributed import (
     DistContext, broadcast_object, eval_indices, gather_objects, per_rank_batch, train_sampler, wrap_ddp,
 )
 from imgclf.train.early_stopping import EarlyStopping, stopper_for
-from imgclf.train.epoch_plan import EpochPlan
+from imgclf.train.epoch_plan import EpochPlan, upgraded
 from imgclf.train.schedule import short_run_warmup
 from imgclf.train.step import AmpStep, Criterion, make_ema
 from imgclf.train.sync_bn import convert_sync_batchnorm
@@ -238,7 +238,9 @@ def _restore(t: Training) -> None:
     try:
         t.model.load_state_dict(state["model"])
         t.optimizer.load_state_dict(state["optimizer"])
-        t.scheduler.load_state_dict(state["scheduler"])  # restores t.plan: it is the scheduler's multiplier
+        scheduler = state["scheduler"]
+        scheduler["lr_lambdas"] = [upgraded(plan, t.plan.updates_per_epoch) for plan in scheduler["lr_lambdas"]]
+        t.scheduler.load_state_dict(scheduler)  # restores t.plan: it is the scheduler's multiplier
         t.amp.load_state_dict(state["scaler"])
         t.stopper.load_state_dict(state["early_stopping"])
         if t.ema is not None and "ema" in state:
