@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from imgclf.cli.console import RichTrainingProgress, console, err_console
+from imgclf.terminal import RichTrainingProgress, console, err_console
 from imgclf.errors import DataError
 
 

@@ -10,7 +10,8 @@ import typer
 from rich.table import Table
 
 from imgclf.cli.commands import CONFIG_HELP, SET_HELP, build_cli_config
-from imgclf.cli.console import RichTrainingProgress, console
+from imgclf.terminal import RichTrainingProgress, console
+from imgclf.run.rundir import BlendDir, RunDir
 
 if TYPE_CHECKING:
     from imgclf.config import Config
@@ -112,8 +113,8 @@ def _print_cv(summary: dict[str, Any], out: Path) -> None:
     if summary.get("recipe"):
         r = summary["recipe"]
         console.print(f"budget recipe: {r['elapsed_seconds']:.0f}s of {r['budget_seconds']:.0f}s; what it tried and chose: "
-                      f"{out / 'recipe.json'}", highlight=False, soft_wrap=True)
-    console.print(f"label-issue candidates: {summary['label_issues']} in {out / 'label_issues.csv'} — report: {summary['report']}", highlight=False, soft_wrap=True)
+                      f"{RunDir(out).recipe}", highlight=False, soft_wrap=True)
+    console.print(f"label-issue candidates: {summary['label_issues']} in {BlendDir(out).label_issues} — report: {summary['report']}", highlight=False, soft_wrap=True)
 
 
 def ensemble_command(

@@ -109,6 +109,12 @@ class RunDir:
     def refit_run(self) -> "RunDir": return RunDir(self.root / "refit")
     @property
     def recipe(self) -> Path: return self.root / "recipe.json"
+    @property
+    def ensemble_spec(self) -> Path: return self.root / "ensemble.json"  # train --budget with several models
+
+    def member(self, n: int) -> "RunDir":
+        """``train --budget``'s n-th final model (n >= 2): ``RUN/members/<n>``."""
+        return RunDir(self.root / "members" / str(int(n)))
 
     def holds_run(self) -> bool:
         """True once training wrote a checkpoint or a summary here."""

@@ -52,7 +52,7 @@ def _rank_main(rank: int, world: int, store: str, threads: int, cfg: Config, dat
                resume: bool, tracking_uri: str | None) -> None:
     import torch.distributed as dist
 
-    from imgclf.cli.console import RichTrainingProgress, setup_logging
+    from imgclf.terminal import RichTrainingProgress, setup_logging
     from imgclf.experiments.tracking import tracking_session
     from imgclf.train.loop import fit
 
