@@ -195,7 +195,7 @@ def _start_extension(run: RunDir, cfg: Config) -> None:
 
 
 def _fit_tracked(cfg: Config, dataset: Path, out: Path, resume: bool, tracking_uri: str | None, callbacks: list[Any]) -> dict[str, Any]:
-    from imgclf.experiments.tracking import tracking_session
+    from imgclf.tracking.session import tracking_session
     from imgclf.train.loop import fit
 
     with tracking_session(cfg, out, tracking_uri) as tracking:
@@ -213,7 +213,7 @@ def refit_run(cfg: Config, dataset: Path, parent: RunDir, summary: dict[str, Any
               progress: Any = True) -> dict[str, Any]:
     """``train --refit``: ``RUN/refit`` on every image for the parent's best epoch count; the parent's
     summary records it."""
-    from imgclf.experiments.tracking import tracking_session
+    from imgclf.tracking.session import tracking_session
     from imgclf.io import atomic_write_json
     from imgclf.train.refit import refit
 

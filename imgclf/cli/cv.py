@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 def _fold_trainer(parent, tracking_uri: Optional[str]):
     """What ``run_cv`` calls per fold: ``fit`` with a progress bar and MLflow (a child of the CV's parent run)."""
-    from imgclf.experiments.tracking import tracking_session
+    from imgclf.tracking.session import tracking_session
     from imgclf.train.loop import TrainingInterrupted, fit
 
     def train_one(cfg: Config, dataset: Path, out: Path, resume: bool, name: str, callbacks=()) -> dict[str, Any]:
@@ -52,7 +52,7 @@ def cv_command(
     started = time.perf_counter()
     cfg = build_cli_config(config, set_)  # a config error answers before torch is imported
     from imgclf.experiments.cv import run_cv
-    from imgclf.experiments.cv_tracking import close_parent, open_parent
+    from imgclf.tracking.cv import close_parent, open_parent
     from imgclf.budget.cv import run_cv_recipe
     from imgclf.run.claim import claim_folder
     from imgclf.train.preflight import validate_for_training

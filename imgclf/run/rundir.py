@@ -293,10 +293,6 @@ class BlendDir:
     def fold(self, k: int) -> RunDir:
         return RunDir(self.root / f"fold_{k}")
 
-    def read_recipe(self) -> dict[str, Any]:
-        self.require("recipe")
-        return _json_object(self.recipe)
-
     def read_summary(self) -> dict[str, Any]:
         return _json_object(self.summary)
 
@@ -400,7 +396,7 @@ def git_commit() -> str | None:
 def environment_info(device: str) -> dict[str, Any]:
     import importlib.metadata as md
 
-    versions = {}
+    versions: dict[str, str | None] = {}
     for pkg in ("imgclf", "torch", "torchvision", "timm", "numpy", "pillow", "pandas", "scikit-learn", "mlflow", "optuna", "onnxruntime"):
         try:
             versions[pkg] = md.version(pkg)
