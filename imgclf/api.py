@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from imgclf.config import Config, TTAConfig, build_config, load_config, read_yaml
+from imgclf.config import Config, TTAConfig, load_config
 from imgclf.errors import ConfigError, DataError
 from imgclf.run.claim import start_over
 from imgclf.run.rundir import RunDir
@@ -80,7 +80,7 @@ def train(
         summary = _with_report(summary, Path(out), report)
         return {**summary, "elapsed_seconds": record_total(Path(out), started)}
     if devices > 1:
-        from imgclf.cli.launch import train_on_local_processes
+        from imgclf.launch import train_on_local_processes
 
         summary = train_on_local_processes(devices, cfg, Path(dataset), Path(out), resume is not None, tracking_uri)
     else:
@@ -110,7 +110,7 @@ def _preflight(cfg: Config, dataset: Path, run: RunDir, resuming: bool, override
 
 def _check_devices(devices: int, cfg: Config) -> None:
     if devices > 1:
-        from imgclf.cli.launch import check_devices
+        from imgclf.launch import check_devices
 
         check_devices(devices, cfg.train.device)
 
@@ -195,7 +195,7 @@ def _start_extension(run: RunDir, cfg: Config) -> None:
 
 
 def _fit_tracked(cfg: Config, dataset: Path, out: Path, resume: bool, tracking_uri: str | None, callbacks: list[Any]) -> dict[str, Any]:
-    from imgclf.experiments.tracking import tracking_session
+    from imgclf.tracking.session import tracking_session
     from imgclf.train.loop import fit
 
     with tracking_session(cfg, out, tracking_uri) as tracking:
@@ -213,7 +213,7 @@ def refit_run(cfg: Config, dataset: Path, parent: RunDir, summary: dict[str, Any
               progress: Any = True) -> dict[str, Any]:
     """``train --refit``: ``RUN/refit`` on every image for the parent's best epoch count; the parent's
     summary records it."""
-    from imgclf.experiments.tracking import tracking_session
+    from imgclf.tracking.session import tracking_session
     from imgclf.io import atomic_write_json
     from imgclf.train.refit import refit
 
@@ -240,7 +240,7 @@ def _with_report(summary: dict[str, Any], out: Path, report: bool) -> dict[str, 
 
 def _callbacks(progress: Any) -> list[Any]:
     if progress is True:
-        from imgclf.cli.console import RichTrainingProgress
+        from imgclf.terminal import RichTrainingProgress
 
         return [RichTrainingProgress()]
     return [] if progress in (False, None) else [progress]
@@ -272,14 +272,14 @@ def predict(
 
 def _predict_progress(progress: Any) -> Any:
     if progress is True:
-        from imgclf.cli.console import RichPredictProgress
+        from imgclf.terminal import RichPredictProgress
 
         return RichPredictProgress()
     return None if progress in (False, None) else progress
 
 
 def _run_tta(run_dir: Path, mode: str | None) -> TTAConfig:
-    from imgclf.cli.tta_options import tta_from_options
+    from imgclf.infer.tta_config import tta_from_options
 
     return tta_from_options(run_dir, mode, None, None, None, None)
 

@@ -1,5 +1,6 @@
-"""The layout's rules, checked on the source: layering, no import cycles, short functions, and the
-run directory's file names in one package (ARCHITECTURE.md states them)."""
+"""The layout's rules, checked on the source: the dependency rule as ARCHITECTURE.md writes it (its one-line order of
+levels and its package table's imports column are the data), no import cycle of any length, short functions, and the
+run directory's file names in one package."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "imgclf"
 RUN_FILES = re.compile(
     r"^(summary\.json|calibration\.json|config\.yaml|split\.csv|classes\.json|preprocessing\.json|metrics\.csv|"
     r"val_predictions\.csv|report\.html|mlflow_run\.json|run\.json|environment\.json|last\.pt|best\.safetensors|"
-    r"checkpoints|eval|per_class\.csv|confusion_matrix\.(csv|png)|tta_compare\.(csv|md))$"
+    r"checkpoints|eval|per_class\.csv|confusion_matrix\.(csv|png)|tta_compare\.(csv|md)|recipe\.json|"
+    r"cv\.json|cv_config\.yaml|folds\.csv|oof\.csv|label_issues\.csv|ensemble\.json)$"
 )
 
 
@@ -36,8 +38,10 @@ def _imports(tree: ast.Module) -> set[str]:
         if isinstance(node, ast.Import):
             found |= {a.name for a in node.names if a.name.startswith("imgclf")}
         elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("imgclf"):
-            found.add(node.module)
-            found |= {f"{node.module}.{a.name}" for a in node.names if f"{node.module}.{a.name}" in MODULES}
+            named = {f"{node.module}.{a.name}" for a in node.names}
+            found |= named & set(MODULES)
+            if not named <= set(MODULES):  # `from imgclf import api` imports imgclf.api, not imgclf's own names
+                found.add(node.module)
     return found
 
 
@@ -45,25 +49,126 @@ def _in(module: str, packages: tuple[str, ...]) -> bool:
     return any(module == p or module.startswith(p + ".") for p in packages)
 
 
-LOW = ("imgclf.train", "imgclf.data", "imgclf.models", "imgclf.run", "imgclf.eval", "imgclf.runtime", "imgclf.config",
-       "imgclf.io", "imgclf.errors", "imgclf.secrets", "imgclf.finetune")
-HIGH = ("imgclf.infer", "imgclf.experiments", "imgclf.budget", "imgclf.report", "imgclf.cli")
+ARCHITECTURE = PACKAGE.parent / "ARCHITECTURE.md"
 
 
-@pytest.mark.parametrize("module", sorted(m for m in MODULES if _in(m, LOW)))
-def test_lower_layers_never_import_higher_ones(module):
-    assert not {i for i in _imports(MODULES[module]) if _in(i, HIGH)}
+def _short(module: str) -> str:
+    """The package a module belongs to, as ARCHITECTURE.md names it: ``imgclf.data.split`` → ``data``,
+    ``imgclf.api`` → ``api``, ``imgclf`` (the package's ``__init__``) → ``__init__``."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "__init__"
 
 
-@pytest.mark.parametrize("module", sorted(m for m in MODULES if _in(m, ("imgclf.infer", "imgclf.report"))))
+def _levels() -> list[set[str]]:
+    """ARCHITECTURE.md's dependency rule, lowest level first: the code line after "The dependency rule", levels
+    separated by ``←``, the packages of one level by commas."""
+    text = ARCHITECTURE.read_text()
+    rule = re.search(r"\*\*The dependency rule[^\n]*\n`([^`]+)`", text).group(1)
+    return [{name.strip() for name in level.split(",")} for level in rule.split("←")]
+
+
+LEVELS = _levels()
+LEVEL = {name: i for i, level in enumerate(LEVELS) for name in level}
+
+
+def _package_imports() -> dict[str, set[str]]:
+    """Every package and the other packages its modules import (lazily or not)."""
+    found: dict[str, set[str]] = {}
+    for module, tree in MODULES.items():
+        found.setdefault(_short(module), set()).update(_short(i) for i in _imports(tree) if i in MODULES)
+    return {name: deps - {name} for name, deps in found.items()}
+
+
+PACKAGE_IMPORTS = _package_imports()
+
+
+def test_every_package_has_one_level_in_the_dependency_rule():
+    listed = [name for level in LEVELS for name in level]
+    assert sorted(set(PACKAGE_IMPORTS) - set(listed)) == [] and sorted(set(listed) - set(PACKAGE_IMPORTS)) == []
+    assert len(listed) == len(set(listed))
+
+
+@pytest.mark.parametrize("package", sorted(PACKAGE_IMPORTS))
+def test_packages_import_only_lower_levels(package):
+    upward = {d for d in PACKAGE_IMPORTS[package] if LEVEL.get(d, -1) >= LEVEL.get(package, -1)}
+    assert upward == set(), f"{package} (level {LEVEL.get(package)}) imports {sorted(upward)}"
+
+
+@pytest.mark.parametrize("module", sorted(m for m in MODULES if _short(m) in ("infer", "report")))
 def test_infer_and_report_do_not_import_train(module):
-    assert not {i for i in _imports(MODULES[module]) if _in(i, ("imgclf.train",))}
+    assert not {i for i in _imports(MODULES[module]) if _short(i) == "train"}
 
 
-def test_no_two_modules_import_each_other():
-    pairs = [(a, b) for a in MODULES for b in _imports(MODULES[a]) if b in MODULES and b != a
-             and a in _imports(MODULES[b]) and a < b]
-    assert pairs == []
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one node (Tarjan's algorithm, iterative)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+    for root in sorted(graph):
+        if root in index:
+            continue
+        work = [(root, iter(sorted(graph[root])))]
+        index[root] = low[root] = len(index)
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            node, children = work[-1]
+            child = next(children, None)
+            if child is not None:
+                if child not in index:
+                    index[child] = low[child] = len(index)
+                    stack.append(child)
+                    on_stack.add(child)
+                    work.append((child, iter(sorted(graph.get(child, ())))))
+                elif child in on_stack:
+                    low[node] = min(low[node], index[child])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[node])
+            if low[node] == index[node]:
+                component = []
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component.append(member)
+                    if member == node:
+                        break
+                if len(component) > 1:
+                    found.append(sorted(component))
+    return found
+
+
+def test_no_import_cycle_of_any_length():
+    graph = {m: {i for i in _imports(t) if i in MODULES and i != m} for m, t in MODULES.items()}
+    assert _cycles(graph) == []
+
+
+def test_the_cycle_finder_finds_a_three_module_cycle():
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert _cycles({"a": {"b"}, "b": set()}) == []
+
+
+def _table_imports() -> dict[str, set[str]]:
+    """ARCHITECTURE.md's package table: each row's package and its "imports" column."""
+    rows = {}
+    for line in ARCHITECTURE.read_text().splitlines():
+        match = re.match(r"^\| `imgclf/([a-z_]+)(?:\.py|/)` \|.*\| ([^|]+) \|$", line)
+        if match:
+            column = match.group(2).strip()
+            rows[match.group(1)] = set() if column == "—" else {n.strip() for n in column.split(",")}
+    return rows
+
+
+def test_the_package_table_lists_every_package_and_exactly_what_it_imports():
+    table = _table_imports()
+    described = {name for name in PACKAGE_IMPORTS if name not in ("__init__", "__main__")}
+    assert sorted(described - set(table)) == []
+    wrong = {name: (sorted(table[name]), sorted(PACKAGE_IMPORTS.get(name, set())))
+             for name in table if table[name] != PACKAGE_IMPORTS.get(name, set())}
+    assert wrong == {}, "ARCHITECTURE.md's imports column (first) differs from the code (second)"
 
 
 def test_no_function_outside_the_cli_is_longer_than_60_lines():

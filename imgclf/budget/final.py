@@ -18,7 +18,6 @@ log = logging.getLogger("imgclf")
 # The final model's train.time_limit, as a share of the time left: it re-plans its epochs after each one, so only
 # the last epoch's spread (and its validation-free finish) needs a margin.
 TIME_SHARE = 0.95
-MEMBERS_DIR = "members"  # train --budget's final models after the first: RUN/members/2, RUN/members/3, ...
 # A final model after the first starts only when its share of the time left is at least this share of the planned one.
 MEMBER_FLOOR = 0.5
 
@@ -33,7 +32,7 @@ def final_config(cfg: Config, size: int, epochs: int) -> Config:
 
 
 def train_final(cfg: Config, dataset: Path, run: RunDir, tracking_uri: str | None, callbacks: Iterable[Any]) -> dict[str, Any]:
-    from imgclf.experiments.tracking import tracking_session
+    from imgclf.tracking.session import tracking_session
     from imgclf.train.loop import fit
 
     with tracking_session(cfg, run.root, tracking_uri) as tracking:
@@ -51,7 +50,7 @@ def even_share(clock: Clock, ends_at: float, runs_left: int, overhead: float) ->
 
 def member_dir(run: RunDir, index: int) -> Path:
     """Where the recipe's model ``index`` (0-based) trains: the run itself for the first, ``RUN/members/<n>`` after."""
-    return run.root if index == 0 else run.root / MEMBERS_DIR / str(index + 1)
+    return run.root if index == 0 else run.member(index + 1).root
 
 
 def train_members(final: Config, dataset: Path, run: RunDir, members: int, clock: Clock, budget: float, overhead: float,
@@ -73,9 +72,7 @@ def train_members(final: Config, dataset: Path, run: RunDir, members: int, clock
         member = with_overrides(final, {"train.time_limit": limit, "train.seed": (final.train.seed + index) % 2**32})
         summaries.append(train_final(member, dataset, RunDir(member_dir(run, index)), tracking_uri, callbacks))
     if len(summaries) > 1:
-        from imgclf.infer.model_set import ENSEMBLE_FILE
-
-        atomic_write_json(run.root / ENSEMBLE_FILE, {
+        atomic_write_json(run.ensemble_spec, {
             "members": [{"path": member_dir(run, i).relative_to(run.root).as_posix(), "weight": 1.0 / len(summaries)}
                         for i in range(len(summaries))],
             "weights": "equal", "source": "train --budget: each model on the same training images, with its own seed"})

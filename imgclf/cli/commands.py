@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from imgclf.cli import tta_options
-from imgclf.cli.console import RichTrainingProgress, console
+from imgclf.terminal import RichTrainingProgress, console
 
 if TYPE_CHECKING:
     from imgclf.config import Config
@@ -118,6 +118,7 @@ def evaluate(
     """The run's metric (train.metric), accuracy, macro-F1, log-loss (before and after temperature scaling),
     per-class precision/recall and the confusion matrix of a run."""
     from imgclf.infer.jobs import evaluate_run
+    from imgclf.infer.tta_config import tta_from_options
     from imgclf.run.claim import check_folder
     from imgclf.runtime import resolve_device
 
@@ -125,7 +126,7 @@ def evaluate(
     if out is not None:  # a new or empty folder, or an earlier evaluation's: never a folder of other files
         check_folder(out, "evaluate")
 
-    tta_cfg = tta_options.tta_from_options(run_dir, tta, tta_threshold, tta_max_views, tta_budget, tta_views)
+    tta_cfg = tta_from_options(run_dir, tta, tta_threshold, tta_max_views, tta_budget, tta_views)
     if tta_compare:
         tta_options.print_tta_compare(run_dir, dataset, out, tta_cfg, tta_ns, batch_size, device, tta_measure)
         return
@@ -177,10 +178,11 @@ def predict(
 ) -> None:
     """Classify IMAGES and write a competition submission (format from sample_submission.csv)."""
     from imgclf import api
+    from imgclf.infer.tta_config import tta_from_options
     from imgclf.runtime import resolve_device
 
     resolve_device(device)
-    tta_cfg = tta_options.tta_from_options(run_dir, tta, tta_threshold, tta_max_views, tta_budget, tta_views)
+    tta_cfg = tta_from_options(run_dir, tta, tta_threshold, tta_max_views, tta_budget, tta_views)
     result = api.predict(run_dir, images, out, probs=probs, sample=sample, category=category, batch_size=batch_size,
                          device=device, engine=engine, tta=tta_cfg)
     console.print(

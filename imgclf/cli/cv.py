@@ -10,7 +10,8 @@ import typer
 from rich.table import Table
 
 from imgclf.cli.commands import CONFIG_HELP, SET_HELP, build_cli_config
-from imgclf.cli.console import RichTrainingProgress, console
+from imgclf.terminal import RichTrainingProgress, console
+from imgclf.run.rundir import BlendDir, RunDir
 
 if TYPE_CHECKING:
     from imgclf.config import Config
@@ -18,7 +19,7 @@ if TYPE_CHECKING:
 
 def _fold_trainer(parent, tracking_uri: Optional[str]):
     """What ``run_cv`` calls per fold: ``fit`` with a progress bar and MLflow (a child of the CV's parent run)."""
-    from imgclf.experiments.tracking import tracking_session
+    from imgclf.tracking.session import tracking_session
     from imgclf.train.loop import TrainingInterrupted, fit
 
     def train_one(cfg: Config, dataset: Path, out: Path, resume: bool, name: str, callbacks=()) -> dict[str, Any]:
@@ -51,7 +52,7 @@ def cv_command(
     started = time.perf_counter()
     cfg = build_cli_config(config, set_)  # a config error answers before torch is imported
     from imgclf.experiments.cv import run_cv
-    from imgclf.experiments.cv_tracking import close_parent, open_parent
+    from imgclf.tracking.cv import close_parent, open_parent
     from imgclf.budget.cv import run_cv_recipe
     from imgclf.run.claim import claim_folder
     from imgclf.train.preflight import validate_for_training
@@ -112,8 +113,8 @@ def _print_cv(summary: dict[str, Any], out: Path) -> None:
     if summary.get("recipe"):
         r = summary["recipe"]
         console.print(f"budget recipe: {r['elapsed_seconds']:.0f}s of {r['budget_seconds']:.0f}s; what it tried and chose: "
-                      f"{out / 'recipe.json'}", highlight=False, soft_wrap=True)
-    console.print(f"label-issue candidates: {summary['label_issues']} in {out / 'label_issues.csv'} — report: {summary['report']}", highlight=False, soft_wrap=True)
+                      f"{RunDir(out).recipe}", highlight=False, soft_wrap=True)
+    console.print(f"label-issue candidates: {summary['label_issues']} in {BlendDir(out).label_issues} — report: {summary['report']}", highlight=False, soft_wrap=True)
 
 
 def ensemble_command(

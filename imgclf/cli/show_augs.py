@@ -9,7 +9,7 @@ from typing import Any, Optional
 import typer
 
 from imgclf.cli.commands import CONFIG_HELP, SET_HELP, build_cli_config
-from imgclf.cli.console import console
+from imgclf.terminal import console
 from imgclf.config import Config
 from imgclf.errors import DataError
 

@@ -9,7 +9,7 @@ from typing import Optional
 import typer
 
 from imgclf.cli.commands import CONFIG_HELP, SET_HELP, build_cli_config
-from imgclf.cli.console import console
+from imgclf.terminal import console
 
 # No password in the example: the output redaction would mask it (and break the help box's border).
 STORAGE_HELP = (

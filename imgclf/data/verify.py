@@ -23,7 +23,6 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from imgclf.data.images import load_rgb, to_rgb
-from imgclf.data.near_copy import NEAR_COPY_THRESHOLD
 
 SIDE = 64
 _SCALES = (1.0, 0.95, 0.90)

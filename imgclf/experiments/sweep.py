@@ -28,8 +28,8 @@ from imgclf.config import Config, with_overrides
 from imgclf.errors import ConfigError, ImgclfError
 from imgclf.eval.metrics import monitor_direction
 from imgclf.experiments.space import SearchParam, check_space
-from imgclf.experiments.tracking import tracking_uri_in
-from imgclf.experiments.urls import one_line, sqlalchemy_url
+from imgclf.tracking.session import tracking_uri_in
+from imgclf.tracking.urls import one_line, sqlalchemy_url
 from imgclf.run.claim import SWEEP_STORAGE, check_folder
 from imgclf.secrets import mask_url
 
@@ -265,7 +265,7 @@ def _run_trial(trial, dataset: Path, cfg: Config, space: list[SearchParam], out:
                extra: tuple[Any, ...] = ()) -> float:
     import optuna
 
-    from imgclf.experiments.tracking import tracking_session
+    from imgclf.tracking.session import tracking_session
     from imgclf.train.loop import TrainingInterrupted, fit
 
     values = {p.key: p.suggest(trial) for p in space}

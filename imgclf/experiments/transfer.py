@@ -100,7 +100,7 @@ def sweep_transfer(
     on_run: Callable[[dict[str, Any]], None] | None = None,
 ) -> TransferResult:
     """Retrain the picked proxy trials on ``target``; write ``transfer.md`` and ``transfer.csv`` into ``out``."""
-    from imgclf.experiments.tracking import tracking_session
+    from imgclf.tracking.session import tracking_session
     from imgclf.train.loop import fit
 
     study = load_study(study_name, storage_url)

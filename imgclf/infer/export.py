@@ -97,9 +97,10 @@ def export_run(run_dir: Path, fmt: str = "onnx", out: Path | None = None) -> dic
 def _ensemble_size(run_dir: Path) -> int | None:
     """How many models ``predict RUN_DIR`` blends when the run is also an ensemble (``train --budget``'s ensemble.json
     lists the run itself and ``members/N``); None for a single model. Export writes the run's own model only."""
-    from imgclf.infer.model_set import ENSEMBLE_FILE, resolve_model_set
+    from imgclf.run.specs import read_ensemble_spec
 
-    return len(resolve_model_set(run_dir).members) if (run_dir / ENSEMBLE_FILE).is_file() else None
+    spec = RunDir(run_dir).ensemble_spec
+    return len(read_ensemble_spec(spec)) if spec.is_file() else None
 
 
 def timm_model(loaded: LoadedRun) -> torch.nn.Module:

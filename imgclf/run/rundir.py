@@ -109,6 +109,12 @@ class RunDir:
     def refit_run(self) -> "RunDir": return RunDir(self.root / "refit")
     @property
     def recipe(self) -> Path: return self.root / "recipe.json"
+    @property
+    def ensemble_spec(self) -> Path: return self.root / "ensemble.json"  # train --budget with several models
+
+    def member(self, n: int) -> "RunDir":
+        """``train --budget``'s n-th final model (n >= 2): ``RUN/members/<n>``."""
+        return RunDir(self.root / "members" / str(int(n)))
 
     def holds_run(self) -> bool:
         """True once training wrote a checkpoint or a summary here."""
@@ -287,10 +293,6 @@ class BlendDir:
     def fold(self, k: int) -> RunDir:
         return RunDir(self.root / f"fold_{k}")
 
-    def read_recipe(self) -> dict[str, Any]:
-        self.require("recipe")
-        return _json_object(self.recipe)
-
     def read_summary(self) -> dict[str, Any]:
         return _json_object(self.summary)
 
@@ -394,7 +396,7 @@ def git_commit() -> str | None:
 def environment_info(device: str) -> dict[str, Any]:
     import importlib.metadata as md
 
-    versions = {}
+    versions: dict[str, str | None] = {}
     for pkg in ("imgclf", "torch", "torchvision", "timm", "numpy", "pillow", "pandas", "scikit-learn", "mlflow", "optuna", "onnxruntime"):
         try:
             versions[pkg] = md.version(pkg)

@@ -52,8 +52,8 @@ def _rank_main(rank: int, world: int, store: str, threads: int, cfg: Config, dat
                resume: bool, tracking_uri: str | None) -> None:
     import torch.distributed as dist
 
-    from imgclf.cli.console import RichTrainingProgress, setup_logging
-    from imgclf.experiments.tracking import tracking_session
+    from imgclf.terminal import RichTrainingProgress, setup_logging
+    from imgclf.tracking.session import tracking_session
     from imgclf.train.loop import fit
 
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), LOCAL_WORLD_SIZE=str(world))

@@ -38,7 +38,7 @@ from typing import Any, Iterator
 import pandas as pd
 
 from imgclf.config import Config
-from imgclf.experiments.urls import one_line, sqlalchemy_url
+from imgclf.tracking.urls import one_line, sqlalchemy_url
 from imgclf.errors import RunDirError
 from imgclf.io import atomic_write_json
 from imgclf.run.rundir import RunDir
