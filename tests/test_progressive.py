@@ -7,7 +7,7 @@ import csv
 
 import pytest
 
-from imgclf.budget.plan import MIN_EPOCHS, CostModel, ladder, plan_final, progressive_start, run_seconds
+from imgclf.budget.plan import MIN_EPOCHS, CostModel, ladder, plan_final, run_seconds
 from imgclf.config import Config, load_config, with_overrides
 from imgclf.data.progressive import MULTIPLE, full_size_epochs, relative_cost, size_at
 from imgclf.train.time_plan import Growth, pace_at, replanned_epochs
@@ -109,38 +109,40 @@ def test_the_clock_scales_only_the_training_part_and_by_the_measured_cost_model(
     assert by_pixels == 4 and by_cost == 5
 
 
+def _from_96(size: int) -> int | None:
+    """A user's ``data.start_size=96`` as the plan counts it."""
+    return 96 if 96 < size else None
+
+
 def test_the_budget_plan_with_growth_affords_a_larger_final_size_in_the_same_time():
     cost = CostModel(0.008, 2.5e-6)  # about 60 images/s at 64 px, 15 at 160 (a 2-core CPU, lite0)
     for seconds in (300.0, 450.0, 600.0, 1200.0, 3000.0):
         plain = plan_final(seconds, 3000, cost, 224, 20)
-        grown = plan_final(seconds, 3000, cost, 224, 20, start=progressive_start)
+        grown = plan_final(seconds, 3000, cost, 224, 20, start=_from_96)
         assert grown[0] >= plain[0] and grown[0] in ladder(224)
         if grown[1] >= MIN_EPOCHS:
-            assert run_seconds(3000, cost, grown[0], grown[1], progressive_start) <= seconds
-    assert any(plan_final(s, 3000, cost, 224, 20, start=progressive_start)[0] > plan_final(s, 3000, cost, 224, 20)[0]
+            assert run_seconds(3000, cost, grown[0], grown[1], _from_96) <= seconds
+    assert any(plan_final(s, 3000, cost, 224, 20, start=_from_96)[0] > plan_final(s, 3000, cost, 224, 20)[0]
                for s in (300.0, 450.0, 600.0, 1200.0))
-    assert progressive_start(160) == 96 and progressive_start(64) is None and progressive_start(80) == 64
 
 
-def test_the_recipe_grows_unless_the_user_chose_a_start_or_turned_it_off():
+def test_the_recipe_grows_only_from_the_users_own_start_size():
+    """Progressive resizing is off unless the user sets data.start_size (the ablation did not show it pays)."""
     from imgclf.budget.prior import growth, with_growth
 
-    left = Config()
-    assert growth(left) is progressive_start
-    final = with_overrides(left, {"data.image_size": 160})
-    assert with_growth(final, growth(left)).data.start_size == 96
-    assert with_growth(with_overrides(left, {"data.image_size": 64}), growth(left)).data.start_size == 0
-    off = load_config(None, ["data.start_size=0"])
-    assert growth(off) is None and with_growth(with_overrides(off, {"data.image_size": 160}), None).data.start_size == 0
-    assert with_growth(final, growth(left), CostModel(0.005, 6e-7)).train.time_cost == (0.005, 6e-7)
-    assert with_growth(with_overrides(left, {"data.image_size": 64}), growth(left), CostModel(0.005, 6e-7)).train.time_cost is None
+    assert growth(Config()) is None and growth(load_config(None, ["data.start_size=0"])) is None
     own = load_config(None, ["data.start_size=128"])
     assert growth(own)(160) == 128 and growth(own)(112) is None
+    final = with_overrides(own, {"data.image_size": 160})
+    assert with_growth(final, growth(own)).data.start_size == 128
+    assert with_growth(final, growth(own), CostModel(0.005, 6e-7)).train.time_cost == (0.005, 6e-7)
+    small = with_overrides(own, {"data.image_size": 112, "data.start_size": 0})
+    assert with_growth(small, growth(own), CostModel(0.005, 6e-7)).train.time_cost is None
 
 
 def test_train_budget_gives_the_final_model_the_growth_it_planned_with(monkeypatch, tmp_path):
-    """The recipe decides on progressive resizing from the user's own config (before its prior names every key):
-    the final model trains from progressive_start(size) and recipe.json says so; a user's 0 keeps it off."""
+    """The recipe plans with the user's own data.start_size and the final model trains from it, recipe.json saying so;
+    left alone, there is none."""
     from imgclf.budget import final as budget_final
     from imgclf.budget import recipe
 
@@ -158,13 +160,12 @@ def test_train_budget_gives_the_final_model_the_growth_it_planned_with(monkeypat
     monkeypatch.setattr(recipe, "measure_and_probe", fake_measure)
     monkeypatch.setattr(budget_final, "train_final", fake_train_final)
     monkeypatch.setattr(recipe, "held_out_estimate", lambda run, final, members: (final, {"value": None}))
-    recipe.run_recipe(Config(), tmp_path, tmp_path / "run", 1200.0)
+    recipe.run_recipe(load_config(None, ["data.start_size=96"]), tmp_path, tmp_path / "run", 1200.0)
     final = seen["cfg"]
-    assert seen["start"] is progressive_start and final.data.image_size > 64
-    assert final.data.start_size == progressive_start(final.data.image_size)
-    assert json_of(tmp_path / "run" / "recipe.json")["chosen"]["start_size"] == final.data.start_size
+    assert seen["start"](160) == 96 and final.data.image_size > 96 and final.data.start_size == 96
+    assert json_of(tmp_path / "run" / "recipe.json")["chosen"]["start_size"] == 96
     assert final.train.time_cost == (cost.a, cost.b)  # the clock times the larger epochs by the warm-up's model
-    recipe.run_recipe(load_config(None, ["data.start_size=0"]), tmp_path, tmp_path / "run2", 1200.0)
+    recipe.run_recipe(Config(), tmp_path, tmp_path / "run2", 1200.0)
     assert seen["start"] is None and not seen["cfg"].data.start_size
 
 

@@ -30,9 +30,6 @@ MIN_EPOCHS = 6  # the final model prefers this many epochs: the size shrinks fir
 # and epochs vary; a plan that overruns is cut by the deadline before its learning rate has annealed
 # (measured: 4 of 6 planned epochs on the demo data at a 5-minute budget, LR still at a third of its peak).
 PLAN_SHARE = 0.85
-# Progressive resizing under a budget (imgclf.data.progressive): training starts at this share of the final size,
-# never below the smallest rung; the cheaper early epochs buy the final model a larger size.
-START_SHARE = 0.6
 # A forward pass against a training step of the recipe's model (no backward; the frozen bottom makes the backward
 # cheaper): 68 passes/s against 37 training images/s at 192 px on the thin-defect data (2-core AMD EPYC, BENCHMARKS.md
 # "The budget recipe made trustworthy"). It was 3.0, which made an 8-view estimate overrun its reserve by 25 s.
@@ -96,13 +93,6 @@ def small_size(cap: int) -> int:
     return small[-1] if small else rungs[0]
 
 
-def progressive_start(size: int) -> int | None:
-    """Where progressive resizing starts for a final ``size``: ``START_SHARE`` of it (a multiple of 8), at least the
-    smallest rung; None when that is not smaller than ``size``."""
-    start = max(PROBE_LADDER[0], int(round(START_SHARE * size / 8)) * 8)
-    return start if start < size else None
-
-
 Start = Callable[[int], "int | None"]  # final size -> progressive resizing's start size (None: off)
 
 
@@ -120,7 +110,7 @@ def plan_final(seconds: float, images: int, cost: CostModel, cap: int, max_epoch
 
     The largest size of the ladder that fits ``MIN_EPOCHS`` epochs (then as many more epochs as fit, up to
     ``max_epochs``); when none does, the smallest size with as many epochs as fit (at least one). With ``start``
-    (final size -> first size, :func:`progressive_start`) the epochs grow to the size (progressive resizing).
+    (final size -> first size: the user's ``data.start_size``) the epochs grow to the size (progressive resizing).
     """
     max_epochs = max(int(max_epochs), 1)
 

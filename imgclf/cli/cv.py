@@ -41,7 +41,7 @@ def cv_command(
     set_: list[str] = typer.Option([], "--set", "-s", help=SET_HELP),
     refit: bool = typer.Option(False, "--refit", help="After the folds, train one more model on every image for the median best epoch of the folds (CV_DIR/refit)."),
     tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow store (default $MLFLOW_TRACKING_URI or sqlite:///CV_DIR/mlflow.db)."),
-    budget: Optional[str] = typer.Option(None, "--budget", help="Wall-clock budget like 20m or 1.5h for the whole CV: measure speed, choose the largest image size that fits and that the data is shown to need (a frozen-feature probe by size; training grows to it from 0.6x: progressive resizing), then train the K folds at that size; the folds are the final model (predict CV_DIR) and their out-of-fold score its estimate. Writes CV_DIR/recipe.json."),
+    budget: Optional[str] = typer.Option(None, "--budget", help="Wall-clock budget like 20m or 1.5h for the whole CV: measure speed, choose the largest image size that fits and that the data is shown to need (a frozen-feature probe by size), then train the K folds at that size; the folds are the final model (predict CV_DIR) and their out-of-fold score its estimate. Writes CV_DIR/recipe.json."),
 ) -> None:
     """K-fold cross-validation: stratified folds that keep duplicate groups whole, one run per fold.
 
