@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 def _fold_trainer(parent, tracking_uri: Optional[str]):
     """What ``run_cv`` calls per fold: ``fit`` with a progress bar and MLflow (a child of the CV's parent run)."""
     from imgclf.tracking.session import tracking_session
-    from imgclf.train.loop import TrainingInterrupted, fit
+    from imgclf.training.loop import TrainingInterrupted, fit
 
     def train_one(cfg: Config, dataset: Path, out: Path, resume: bool, name: str, callbacks=()) -> dict[str, Any]:
         try:
@@ -55,7 +55,7 @@ def cv_command(
     from imgclf.tracking.cv import close_parent, open_parent
     from imgclf.budget.cv import run_cv_recipe
     from imgclf.run.claim import claim_folder
-    from imgclf.train.preflight import validate_for_training
+    from imgclf.training.preflight import validate_for_training
 
     seconds = _cv_budget(budget, refit, out)
     validate_for_training(cfg, dataset)

@@ -266,7 +266,7 @@ def _run_trial(trial, dataset: Path, cfg: Config, space: list[SearchParam], out:
     import optuna
 
     from imgclf.tracking.session import tracking_session
-    from imgclf.train.loop import TrainingInterrupted, fit
+    from imgclf.training.loop import TrainingInterrupted, fit
 
     values = {p.key: p.suggest(trial) for p in space}
     run_dir = out / "trials" / f"{trial.number:04d}"
