@@ -114,7 +114,9 @@ def _print_cv(summary: dict[str, Any], out: Path) -> None:
         r = summary["recipe"]
         console.print(f"budget recipe: {r['elapsed_seconds']:.0f}s of {r['budget_seconds']:.0f}s; what it tried and chose: "
                       f"{RunDir(out).recipe}", highlight=False, soft_wrap=True)
-    console.print(f"label-issue candidates: {summary['label_issues']} in {BlendDir(out).label_issues} — report: {summary['report']}", highlight=False, soft_wrap=True)
+    issues = (f"label-issue candidates: {summary['label_issues']} in {BlendDir(out).label_issues}"
+              if summary["label_issues"] is not None else "label-issue candidates: not looked for (no cleanlab)")
+    console.print(f"{issues} — report: {summary['report']}", highlight=False, soft_wrap=True)
 
 
 def ensemble_command(

@@ -28,6 +28,7 @@ from imgclf.config import Config, with_overrides
 from imgclf.errors import ConfigError, ImgclfError
 from imgclf.eval.metrics import monitor_direction
 from imgclf.experiments.space import SearchParam, check_space
+from imgclf.extras import install_hint
 from imgclf.tracking.session import tracking_uri_in
 from imgclf.tracking.urls import one_line, sqlalchemy_url
 from imgclf.run.claim import SWEEP_STORAGE, check_folder
@@ -111,7 +112,8 @@ def open_storage(url: str, *, create: bool = True):
         try:
             return optuna.storages.RDBStorage(real, engine_kwargs=engine_kwargs)
         except ImportError:
-            raise StorageError(f"cannot open sweep storage {mask_url(url)}: no database driver installed for it") from None
+            hint = f" ({install_hint('psycopg2')})" if real.startswith("postgresql") else ""
+            raise StorageError(f"cannot open sweep storage {mask_url(url)}: no database driver installed for it{hint}") from None
         except Exception as exc:
             message = one_line(exc, url, real)
             # Two workers creating the schema at the same moment: the loser retries and finds it made.

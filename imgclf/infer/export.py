@@ -38,6 +38,7 @@ import numpy as np
 import torch
 
 from imgclf.errors import ConfigError, RunDirError
+from imgclf.extras import require
 from imgclf.run.claim import check_file_out, check_folder
 from imgclf.run.load import LoadedRun, load_run
 from imgclf.io import atomic_path
@@ -161,7 +162,7 @@ def _example_input(loaded: LoadedRun) -> torch.Tensor:
 
 def export_onnx(loaded: LoadedRun, out: Path, opset: int = OPSET) -> None:
     """Write an ONNX file with a dynamic batch axis and imgclf metadata; raise if the checker rejects it."""
-    import onnx
+    onnx = require("onnx", "ONNX export")
 
     model = loaded.model.to("cpu").eval()
     with atomic_path(out) as tmp, warnings.catch_warnings():
@@ -208,7 +209,7 @@ def load_torchscript(path: Path) -> tuple[torch.jit.ScriptModule, dict[str, str]
 
 def onnx_providers(device: torch.device | str) -> list[str]:
     """ONNX Runtime's CUDA provider when ``device`` is CUDA and the installed runtime has it, else CPU."""
-    import onnxruntime as ort
+    ort = require("onnxruntime", "the ONNX engine")
 
     if torch.device(device).type == "cuda":
         if "CUDAExecutionProvider" in ort.get_available_providers():
@@ -221,7 +222,7 @@ class OnnxEngine:
     """An ONNX Runtime session called like the PyTorch model: ``engine(images) -> logits``."""
 
     def __init__(self, path: Path, device: torch.device | str = "cpu"):
-        import onnxruntime as ort
+        ort = require("onnxruntime", "the ONNX engine")
 
         self.path = Path(path)
         options = ort.SessionOptions()
