@@ -28,6 +28,7 @@ demo-quick: $(VENV)/.installed
 
 test: $(VENV)/.installed-dev
 	$(BIN)/ruff check imgclf tests bench
+	$(BIN)/ruff format --check imgclf tests bench
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
