@@ -241,7 +241,7 @@ def test_bad_policy_option_is_a_config_error(tmp_path):
 
 def test_help_lists_the_options():
     text = CliRunner().invoke(_app(), ["prepare", "--help"], terminal_width=200).output
-    for option in ("--out", "--policy", "--min-side", "--hash-radius", "--min-similarity", "--max-drop", "--apply-proposed", "--cache-size", "--max-archive-gb"):
+    for option in ("--out", "--policy", "--min-side", "--hash-radius", "--max-residual", "--group-lookalikes", "--max-drop", "--apply-proposed", "--cache-size", "--max-archive-gb"):
         assert option in text
 
 

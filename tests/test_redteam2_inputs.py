@@ -26,7 +26,7 @@ def _one_error_line(err: str) -> str:
 
 @pytest.mark.parametrize("option, value", [
     ("--max-archive-ratio", "inf"), ("--max-archive-ratio", "nan"), ("--max-archive-ratio", "0"),
-    ("--max-archive-gb", "inf"), ("--max-archive-gb", "-1"), ("--max-aspect", "inf"), ("--min-similarity", "nan"),
+    ("--max-archive-gb", "inf"), ("--max-archive-gb", "-1"), ("--max-aspect", "inf"), ("--max-residual", "nan"),
     ("--max-drop", "nan"),
 ])
 def test_prepare_refuses_a_non_finite_or_non_positive_limit(tmp_path: Path, capsys, option: str, value: str):
