@@ -158,32 +158,32 @@ def _overlap(p: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return xb, yb, inside
 
 
-def _refine(a: np.ndarray, b: np.ndarray, p: np.ndarray) -> np.ndarray:
+def _refine(a: np.ndarray, b: np.ndarray, p: np.ndarray, coarse: bool = True) -> np.ndarray:
     """Gauss-Newton on scale and shift per axis with a brightness gain and offset, coarse (3 px blur) to fine (1 px).
 
     The coarse pass pulls in a start that is a few pixels off (a square crop scale where one axis was
     cropped less); the fine pass settles the sub-pixel alignment the residual bound needs.
     """
     p = p.astype(np.float64).copy()
-    for sigma in (3.0, 1.0):
+    for sigma in (3.0, 1.0) if coarse else (1.0,):
         p = _gauss_newton(_blur(a, sigma), _blur(b, sigma), p)
     return p
 
 
-def _gauss_newton(sa: np.ndarray, sb: np.ndarray, p: np.ndarray, iterations: int = 12) -> np.ndarray:
+def _gauss_newton(sa: np.ndarray, sb: np.ndarray, p: np.ndarray, iterations: int = 10) -> np.ndarray:
     from scipy.ndimage import map_coordinates
 
-    gy, gx = np.gradient(sb)
     xx, yy = _grid()
     for _ in range(iterations):
         xb, yb, inside = _overlap(p)
         if inside.sum() < SIDE * SIDE // 4:
             break
-        coords = [yb[inside], xb[inside]]
-        v = map_coordinates(sb, coords, order=1)
+        warped = map_coordinates(sb, [yb, xb], order=1, mode="nearest")
+        gy, gx = np.gradient(warped)  # in a's pixels: divide by the scale for b's
+        v = warped[inside]
         gain, offset = _fit_gain(v, sa[inside])
         e = sa[inside] - gain * v - offset
-        wx, wy = gain * map_coordinates(gx, coords, order=1), gain * map_coordinates(gy, coords, order=1)
+        wx, wy = gain * gx[inside] / p[0], gain * gy[inside] / p[2]
         jac = np.stack([wx * xx[inside], wx, wy * yy[inside], wy, v, np.ones_like(v)], axis=1)
         normal = jac.T @ jac
         step = np.linalg.solve(normal + _DAMPING * np.diag(np.diag(normal)) + 1e-9 * np.eye(6), jac.T @ e)
@@ -258,7 +258,7 @@ def compare(a: np.ndarray, b: np.ndarray, bound: float = COPY_RESIDUAL_BOUND) ->
     colour = (ca, cb)
     m = _MARGIN
     straight = _ncc(_detail(a)[m:-m, m:-m], _detail(b)[m:-m, m:-m])
-    best = _try(a, b, straight, np.array([1.0, 0.0, 1.0, 0.0]), Comparison(math.inf, straight, bound), colour)
+    best = _try(a, b, straight, np.array([1.0, 0.0, 1.0, 0.0]), Comparison(math.inf, straight, bound), colour, coarse=False)
     if best.copy:
         return best
     # template matching: ``b`` as a crop of ``a``, or ``a`` as a crop of ``b``; the better one is refined
@@ -269,12 +269,12 @@ def compare(a: np.ndarray, b: np.ndarray, bound: float = COPY_RESIDUAL_BOUND) ->
     return _try(a, b, corr2, np.array([s2, x2, s2, y2]), best, colour)
 
 
-def _try(a: np.ndarray, b: np.ndarray, corr: float, start: np.ndarray, best: Comparison, colour: tuple) -> Comparison:
+def _try(a: np.ndarray, b: np.ndarray, corr: float, start: np.ndarray, best: Comparison, colour: tuple, coarse: bool = True) -> Comparison:
     """``best``, or the alignment refined from ``start`` when it is a crop or resize with a smaller residual."""
     best = Comparison(best.residual, max(best.correlation, corr), best.bound)
     if corr < _GATE:
         return best
-    p = _refine(a, b, start)
+    p = _refine(a, b, start, coarse)
     if not _is_crop_or_resize(p):
         return best
     residual = block_residual(*colour, p)
