@@ -21,7 +21,7 @@ from PIL import Image
 
 HASH_BITS = 64
 #: Crops hashed besides the whole image: scales x positions (0 = left/top, 0.5 = centre, 1 = right/bottom).
-CROP_SCALES = (0.95, 0.90)
+CROP_SCALES = (0.95, 0.90, 0.85, 0.80)
 CROP_POSITIONS = (0.0, 0.25, 0.5, 0.75, 1.0)
 _THUMB = 64  # hash from a small greyscale copy: pHash only looks at 32x32 anyway
 _SIDE = 32
