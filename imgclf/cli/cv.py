@@ -45,7 +45,7 @@ def cv_command(
     """K-fold cross-validation: stratified folds that keep duplicate groups whole, one run per fold.
 
     Writes folds.csv, fold_1..fold_K (normal run directories), oof.csv, summary.json (mean ± std and a
-    95 % interval over folds, OOF scores), label_issues.csv (cleanlab, blocklist format) and report.html.
+    95 % interval over folds, OOF scores), label_issues.csv (cleanlab, blocklist format) with its thumbnail review page label_issues.html, and report.html.
     Run it again to resume: finished folds are skipped. `imgclf predict CV_DIR TEST_DIR` averages the folds.
     """
     started = time.perf_counter()
@@ -113,7 +113,7 @@ def _print_cv(summary: dict[str, Any], out: Path) -> None:
         r = summary["recipe"]
         console.print(f"budget recipe: {r['elapsed_seconds']:.0f}s of {r['budget_seconds']:.0f}s; what it tried and chose: "
                       f"{out / 'recipe.json'}", highlight=False, soft_wrap=True)
-    console.print(f"label-issue candidates: {summary['label_issues']} in {out / 'label_issues.csv'} — report: {summary['report']}", highlight=False, soft_wrap=True)
+    console.print(f"label-issue candidates: {summary['label_issues']} in {out / 'label_issues.csv'} (review: {out / 'label_issues.html'}) — report: {summary['report']}", highlight=False, soft_wrap=True)
 
 
 def ensemble_command(
