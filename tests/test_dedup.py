@@ -225,3 +225,37 @@ def test_each_kind_of_copy_is_verified(tmp_path, kind):
     _save(tmp_path / f"train/a/copy{suffix}", copy, **kw)
     table = assess(_records(tmp_path), root=tmp_path)
     assert table["dup_group"].nunique() == 1 and (table["dup_group"] != "").all(), kind
+
+
+def test_group_lookalikes_keeps_them_in_one_dup_group_and_changes_nothing_else(tmp_path):
+    from imgclf.data.clean import CleanOptions
+
+    corpus.lookalike_corpus(tmp_path, n=36, side=96)
+    records = _records(tmp_path)
+    plain, grouped = assess(records, root=tmp_path), assess(records, CleanOptions(group_lookalikes=True), root=tmp_path)
+    flagged = grouped["flags"] == "lookalike"
+    assert flagged.any() and (grouped.loc[flagged, "dup_group"] != "").all() and (plain["dup_group"] == "").all()
+    assert list(grouped["flags"]) == list(plain["flags"]) and not grouped["proposed"].any() and grouped["keep"].all()
+    assert grouped.attrs["duplicates"]["grouped_lookalikes"] and not plain.attrs["duplicates"]["grouped_lookalikes"]
+
+
+@pytest.mark.parametrize("action", ["drop", "propose"])
+def test_a_lookalike_can_only_be_kept(tmp_path, capsys, action):
+    _save(tmp_path / "src/train/a/0.jpg", corpus.photo(0, (64, 48)), quality=90)
+    code, _, err = cli(["prepare", tmp_path / "src", "--out", tmp_path / "out", "--policy", f"lookalike={action}"], capsys)
+    assert code == 2 and "lookalike can only be kept" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_different_capture_of_one_subject_is_a_lookalike_not_a_copy(tmp_path):
+    """Two captures of one scene with their own sensor noise and a small mark on one (the label): not a copy."""
+    rng = np.random.default_rng(5)
+    scene = np.asarray(corpus.photo(11), dtype=np.float64)
+    first = scene + rng.normal(0, 6, scene.shape)
+    second = scene + rng.normal(0, 6, scene.shape)
+    second[60:66, 40:120] -= 60  # a crack
+    for name, arr in (("a.png", first), ("b.png", second)):
+        _save(tmp_path / "train/ok" / name, Image.fromarray(arr.clip(0, 255).astype(np.uint8)))
+    table = assess(_records(tmp_path), root=tmp_path)
+    assert list(table["flags"]) == ["lookalike", "lookalike"] and (table["similarity"] == "look-alike").all()
+    assert (table["dup_group"] == "").all()
