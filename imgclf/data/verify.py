@@ -41,6 +41,7 @@ SIDE = 64
 _MARGIN = 4  # pixels at the frame's edge: blur and resampling see the border there
 _SCALES = (0.95, 0.90, 0.85, 0.80)  # crop scales searched (per side up to 10 %)
 _MIN_SCALE = 0.78  # the smallest scale an alignment may end at (0.8 less rounding)
+_SUB_PIXEL = 0.9  # straight detail correlation from which the in-place refinement is tried first
 _GATE = 0.5  # detail correlation below which an alignment is not refined: no copy scores that low
 _SIGMA = 3.0  # the blur whose removal leaves "detail"
 _BLOCK = 8
@@ -224,16 +225,17 @@ def block_residual(a: np.ndarray, b: np.ndarray, p: np.ndarray) -> float:
     from scipy.ndimage import map_coordinates
 
     xb, yb, inside = _overlap(p)
+    same_grid = np.array_equal(p, [1.0, 0.0, 1.0, 0.0])
     diff, detail, used = (np.zeros((SIDE, SIDE)) for _ in range(3))
     for ac, bc in zip(a, b):
-        warped = map_coordinates(bc, [yb, xb], order=1, mode="nearest")
+        warped = bc if same_grid else map_coordinates(bc, [yb, xb], order=1, mode="nearest")
         valid = inside & (np.maximum(ac, warped) < 1 - _CLIP)
         if valid.sum() < 16:
             continue
         gain, offset = _fit_gain(warped[valid], ac[valid])
-        fitted = gain * warped + offset
-        diff += np.where(valid, ac - fitted, 0.0)
-        detail += np.where(valid, _detail(ac) ** 2 + _detail(fitted) ** 2, 0.0)
+        diff += np.where(valid, ac - gain * warped - offset, 0.0)
+        # detail is linear and blind to an offset: the fitted image's detail is gain x the warped one's
+        detail += np.where(valid, _detail(ac) ** 2 + (gain * _detail(warped)) ** 2, 0.0)
         used += valid
     seen = used > 0
     residual = np.where(seen, (diff / np.maximum(used, 1)) ** 2, 0.0)
@@ -258,9 +260,16 @@ def compare(a: np.ndarray, b: np.ndarray, bound: float = COPY_RESIDUAL_BOUND) ->
     colour = (ca, cb)
     m = _MARGIN
     straight = _ncc(_detail(a)[m:-m, m:-m], _detail(b)[m:-m, m:-m])
-    best = _try(a, b, straight, np.array([1.0, 0.0, 1.0, 0.0]), Comparison(math.inf, straight, bound), colour, coarse=False)
-    if best.copy:
-        return best
+    identity = np.array([1.0, 0.0, 1.0, 0.0])
+    if straight >= _GATE:  # most copies (re-encoded, resized, brightened) need no alignment at all
+        best = Comparison(block_residual(*colour, identity), straight, bound)
+        if best.copy:
+            return best
+    best = Comparison(math.inf, straight, bound)
+    if straight >= _SUB_PIXEL:  # aligned but for a fraction of a pixel: refine in place before searching crops
+        best = _try(a, b, straight, identity, best, colour, coarse=False)
+        if best.copy:
+            return best
     # template matching: ``b`` as a crop of ``a``, or ``a`` as a crop of ``b``; the better one is refined
     corr, s, x, y = _best_window(a, b)
     corr2, s2, x2, y2 = _best_window(b, a)
