@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import re
 import shutil
@@ -79,8 +80,8 @@ def score(table) -> dict:
     pairs = [(a, b) for m in members.values() for i, a in enumerate(m) for b in m[i + 1 :]]
     false_pairs = [(a, b) for a, b in pairs if origin[a] != origin[b]]
     merged = {p for p in originals if group[p] and any(origin[q] != origin[p] for q in members[group[p]])}
-    by_kind = {kind: f"{sum(p in found for p in copies if p.endswith(kind + '.jpg') or p.endswith(kind + '.png'))}"
-                     f"/{sum(p.endswith(kind + '.jpg') or p.endswith(kind + '.png') for p in copies)}" for kind in _kinds(copies)}  # fmt: skip
+    of_kind = {kind: [p for p in copies if p.endswith((f"_{kind}.jpg", f"_{kind}.png"))] for kind in _kinds(copies)}
+    by_kind = {kind: f"{sum(p in found for p in paths)}/{len(paths)}" for kind, paths in of_kind.items()}
     leaks = [p for p in copies if p.startswith("test/")]
     proposed = table["proposed"] if "proposed" in table.columns else table["flags"].astype(str).str.contains("label_conflict|train_test_leak")
     return {
@@ -95,7 +96,7 @@ def score(table) -> dict:
         "label_conflict_files": sum("label_conflict" in f for f in flags.values()),
         "test_copies_flagged_as_leak": f"{sum('train_test_leak' in flags[p] for p in leaks)}/{len(leaks)}",
         "proposed_for_removal": int(proposed.sum()),
-        "duplicate_search": {k: v for k, v in (table.attrs.get("duplicates") or {}).items() if not isinstance(v, float) or v == v},
+        "duplicate_search": {k: v for k, v in (table.attrs.get("duplicates") or {}).items() if not isinstance(v, float) or not math.isnan(v)},
     }  # fmt: skip
 
 

@@ -190,7 +190,7 @@ def cleaning_report(tmp_path_factory) -> Path:
 
 def test_cleaning_report_shows_proposed_and_lookalike_pairs_side_by_side_in_chromium(chromium, cleaning_report, tmp_path):
     dom, attrs = _probe(chromium, cleaning_report, tmp_path)
-    pairs = re.findall(r"<div class=\"pair\" data-flag=\"(\w+)\">(.*?)</div>", dom, flags=re.S)
+    pairs = re.findall(r"<div class=\"pair\" data-flag=\"(\w+)\">(.*?)</div>", dom, flags=re.DOTALL)
     conflicts = [body for flag, body in pairs if flag == "label_conflict"]
     lookalikes = [body for flag, body in pairs if flag == "lookalike"]
     assert len(conflicts) == 2 and lookalikes  # both sides of the conflict are proposed; look-alikes are shown too
