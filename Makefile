@@ -27,6 +27,8 @@ demo-quick: $(VENV)/.installed
 	$(BIN)/imgclf demo --quick
 
 test: $(VENV)/.installed-dev
+	$(BIN)/ruff check imgclf tests bench
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 # Flake check for developers (and CI when crash/distributed tests change): the crash, resume,

@@ -53,12 +53,12 @@ def rates(model_cfg: ModelConfig, size: int, batch: int, steps: int, rounds: int
     seen: dict[str, dict[str, list[float]]] = {name: {"train": [], "forward": []} for name in FORMATS}
     for _ in range(rounds):
         for name, (model, optimizer) in built.items():
-            def train_step():
+            def train_step(model=model, optimizer=optimizer):
                 optimizer.zero_grad(set_to_none=True)
                 F.cross_entropy(model.train()(x), y).backward()
                 optimizer.step()
 
-            def forward():
+            def forward(model=model):
                 with torch.inference_mode():
                     model.eval()(x)
 

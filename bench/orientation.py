@@ -1,4 +1,4 @@
-"""The orientation probe (``imgclf.experiments.orientation``) on benchmark datasets at several sizes: held-out
+"""The orientation probe (``imgclf.budget.orientation``) on benchmark datasets at several sizes: held-out
 accuracy of the frozen backbone's features per view, and the flip group the budget recipe would take.
 
 The recipe probes at the size the resolution probe found the data needs; this shows why: at a size too small for
@@ -21,8 +21,8 @@ sys.path.insert(0, str(HERE))
 from _common import machine  # noqa: E402
 
 from imgclf.config import Config, with_overrides  # noqa: E402
-from imgclf.experiments.feature_probe import shared_probe  # noqa: E402
-from imgclf.experiments.orientation import TOLERANCE, VIEWS, probe_orientation  # noqa: E402
+from imgclf.budget.feature_probe import shared_probe  # noqa: E402
+from imgclf.budget.orientation import TOLERANCE, VIEWS, probe_orientation  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

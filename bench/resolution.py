@@ -1,4 +1,4 @@
-"""The resolution probe (``imgclf.experiments.resolution``) on benchmark datasets: held-out accuracy of the frozen
+"""The resolution probe (``imgclf.budget.resolution``) on benchmark datasets: held-out accuracy of the frozen
 backbone's features by image size, and the size the budget recipe would take from it.
 
 Usage::
@@ -21,7 +21,7 @@ sys.path.insert(0, str(HERE))
 from _common import machine  # noqa: E402
 
 from imgclf.config import Config, with_overrides  # noqa: E402
-from imgclf.experiments.resolution import TOLERANCE, enough_size, probe_resolution  # noqa: E402
+from imgclf.budget.resolution import TOLERANCE, enough_size, probe_resolution  # noqa: E402
 from imgclf.experiments.stats import paired_gap  # noqa: E402
 
 

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from imgclf.config import Config, TTAConfig, build_config, load_config, read_yaml
+from imgclf.config import Config, TTAConfig, load_config
 from imgclf.errors import ConfigError, DataError
 from imgclf.run.claim import start_over
 from imgclf.run.rundir import RunDir
@@ -49,8 +49,8 @@ def train(
     config; ``from_sweep`` applies a sweep study's best values; ``devices`` > 1 trains data-parallel on
     that many local processes; ``refit`` then trains ``OUT/refit`` on every image for the best epoch count.
     ``progress``: True for the CLI's progress bar, False for none, or a training callback
-    (:class:`imgclf.train.callbacks.Callback`). The summary gains ``run_dir`` and ``report`` (the HTML page).
-    ``budget`` (``"20m"``, or seconds) runs the recipe of :mod:`imgclf.experiments.recipe` instead: warm-up,
+    (:class:`imgclf.training.callbacks.Callback`). The summary gains ``run_dir`` and ``report`` (the HTML page).
+    ``budget`` (``"20m"``, or seconds) runs the recipe of :mod:`imgclf.budget.recipe` instead: warm-up,
     probes, the final model(s), then their held-out estimate, all within the budget (+5 % at most).
     """
     started = time.perf_counter()
@@ -73,14 +73,14 @@ def train(
     _check_devices(devices, cfg)  # a count the machine cannot hold is refused before any process starts
     _preflight(cfg, Path(dataset), RunDir(Path(out)), resume is not None, overrides)
     if seconds is not None:
-        from imgclf.experiments.recipe import record_total, run_recipe
+        from imgclf.budget.recipe import record_total, run_recipe
 
         summary = run_recipe(cfg, Path(dataset), Path(out), seconds, started=started, tracking_uri=tracking_uri,
                              callbacks=_callbacks(progress))
         summary = _with_report(summary, Path(out), report)
         return {**summary, "elapsed_seconds": record_total(Path(out), started)}
     if devices > 1:
-        from imgclf.cli.launch import train_on_local_processes
+        from imgclf.launch import train_on_local_processes
 
         summary = train_on_local_processes(devices, cfg, Path(dataset), Path(out), resume is not None, tracking_uri)
     else:
@@ -97,7 +97,7 @@ def train(
 def _preflight(cfg: Config, dataset: Path, run: RunDir, resuming: bool, overrides: Sequence[str]) -> None:
     """Every problem with the config, the dataset and the files it names, before anything is written (rank 0)."""
     from imgclf.runtime import is_main_process  # torch: after the config, so its errors come at once
-    from imgclf.train.preflight import validate_for_training
+    from imgclf.training.preflight import validate_for_training
 
     if not is_main_process():
         return
@@ -110,7 +110,7 @@ def _preflight(cfg: Config, dataset: Path, run: RunDir, resuming: bool, override
 
 def _check_devices(devices: int, cfg: Config) -> None:
     if devices > 1:
-        from imgclf.cli.launch import check_devices
+        from imgclf.launch import check_devices
 
         check_devices(devices, cfg.train.device)
 
@@ -118,7 +118,7 @@ def _check_devices(devices: int, cfg: Config) -> None:
 def _budget_seconds(budget: str | float | None, resume: Any, devices: int, refit: bool) -> float | None:
     if budget is None:
         return None
-    from imgclf.experiments.budget import parse_budget
+    from imgclf.budget.plan import parse_budget
 
     seconds = parse_budget(f"{budget}s" if isinstance(budget, (int, float)) else budget)
     for given, flag in ((resume is not None, "--resume"), (devices > 1, "--devices"), (refit, "--refit")):
@@ -195,8 +195,8 @@ def _start_extension(run: RunDir, cfg: Config) -> None:
 
 
 def _fit_tracked(cfg: Config, dataset: Path, out: Path, resume: bool, tracking_uri: str | None, callbacks: list[Any]) -> dict[str, Any]:
-    from imgclf.experiments.tracking import tracking_session
-    from imgclf.train.loop import fit
+    from imgclf.tracking.session import tracking_session
+    from imgclf.training.loop import fit
 
     with tracking_session(cfg, out, tracking_uri) as tracking:
         return fit(cfg, dataset, out, resume=resume, callbacks=[*callbacks, *tracking], preflight=False)
@@ -213,9 +213,9 @@ def refit_run(cfg: Config, dataset: Path, parent: RunDir, summary: dict[str, Any
               progress: Any = True) -> dict[str, Any]:
     """``train --refit``: ``RUN/refit`` on every image for the parent's best epoch count; the parent's
     summary records it."""
-    from imgclf.experiments.tracking import tracking_session
+    from imgclf.tracking.session import tracking_session
     from imgclf.io import atomic_write_json
-    from imgclf.train.refit import refit
+    from imgclf.training.refit import refit
 
     epochs = int(summary.get("best_epoch") or summary["epochs_run"])
     target = parent.refit_run
@@ -240,7 +240,7 @@ def _with_report(summary: dict[str, Any], out: Path, report: bool) -> dict[str, 
 
 def _callbacks(progress: Any) -> list[Any]:
     if progress is True:
-        from imgclf.cli.console import RichTrainingProgress
+        from imgclf.terminal import RichTrainingProgress
 
         return [RichTrainingProgress()]
     return [] if progress in (False, None) else [progress]
@@ -272,14 +272,14 @@ def predict(
 
 def _predict_progress(progress: Any) -> Any:
     if progress is True:
-        from imgclf.cli.console import RichPredictProgress
+        from imgclf.terminal import RichPredictProgress
 
         return RichPredictProgress()
     return None if progress in (False, None) else progress
 
 
 def _run_tta(run_dir: Path, mode: str | None) -> TTAConfig:
-    from imgclf.cli.tta_options import tta_from_options
+    from imgclf.infer.tta_config import tta_from_options
 
     return tta_from_options(run_dir, mode, None, None, None, None)
 

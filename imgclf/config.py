@@ -187,10 +187,6 @@ class TrainConfig(_Section):
         True, description="--budget: the resolution probe (caps the size where frozen features show a smaller one loses "
                           "nothing beyond one standard error) and the orientation probe (the flip group, when data.flips "
                           "is left to the recipe). Off: the largest size the budget affords, and flips h.")
-    budget_search: bool = Field(
-        False, description="--budget: spend up to 30 % of the budget on an Optuna search on a small low-resolution proxy "
-                           "before the final models. Off by default: in every run recorded in BENCHMARKS.md it kept the "
-                           "config's own values (its trial 0), so its time buys the final models nothing.")
     keep: Literal["best", "last"] = Field(
         "best", description="Which epoch's weights the run keeps: best = the best train.monitor on validation; last = the "
                             "last epoch's (no early stopping), so the validation score is an unbiased estimate of the "

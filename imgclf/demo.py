@@ -9,11 +9,11 @@ from typing import Any
 
 from imgclf.config import load_config
 from imgclf.data.demo import materialise_demo, score_submission
-from imgclf.experiments.tracking import tracking_session
+from imgclf.tracking.session import tracking_session
 from imgclf.infer.jobs import evaluate_run, predict_folder
 from imgclf.report.run_report import write_run_report_safely
 from imgclf.run.rundir import RunDir
-from imgclf.train.loop import fit
+from imgclf.training.loop import fit
 
 QUICK_TRAIN_PER_CLASS = 200
 

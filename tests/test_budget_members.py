@@ -8,11 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from imgclf.budget import final as budget_final
+from imgclf.budget.plan import MIN_EPOCHS, CostModel, plan_final, plan_members, report_reserve
 from imgclf.config import Config, with_overrides
 from imgclf.errors import RunDirError
-from imgclf.experiments import recipe
-from imgclf.experiments.budget import MIN_EPOCHS, CostModel, plan_final, plan_members
 from imgclf.infer.model_set import resolve_model_set
+from imgclf.run.rundir import RunDir
 
 COST = CostModel(0.0, 0.01 / 224**2)  # 100 images/s at 224 px: 1000 images, 10 s an epoch at 224
 
@@ -65,7 +66,7 @@ class _Clock:
 
 
 def _fake_training(monkeypatch, clock: _Clock, seconds: list[float]) -> list[tuple[Path, Config, list]]:
-    """``recipe.train_final`` replaced: each call records its run, config and callbacks and advances the clock by the
+    """``final.train_final`` replaced: each call records its run, config and callbacks and advances the clock by the
     next of ``seconds``."""
     calls: list[tuple[Path, Config, list]] = []
 
@@ -75,28 +76,24 @@ def _fake_training(monkeypatch, clock: _Clock, seconds: list[float]) -> list[tup
         clock.now += seconds[len(calls) - 1]
         return {"epochs_run": 6, "train_seconds": seconds[len(calls) - 1]}
 
-    monkeypatch.setattr(recipe, "train_final", train_final)
+    monkeypatch.setattr(budget_final, "train_final", train_final)
     return calls
 
 
 def test_members_share_the_time_left_evenly_each_with_its_own_seed(tmp_path, monkeypatch):
     clock, final = _Clock(), with_overrides(Config(), {"train.seed": 7})
     calls = _fake_training(monkeypatch, clock, [90.0, 100.0, 80.0])
-    budget, run = 330.0, recipe.RunDir(tmp_path / "run")
-    ends_at = budget - recipe.report_reserve(budget)  # 320 s
-    summaries = recipe.train_members(final, tmp_path, run, 3, clock, budget, 2.0, None, ["progress"])
+    budget, run = 330.0, RunDir(tmp_path / "run")
+    ends_at = budget - report_reserve(budget)  # 320 s
+    summaries = budget_final.train_members(final, tmp_path, run, 3, clock, budget, 2.0, None, ["progress"])
     assert len(summaries) == 3
     assert [c[0] for c in calls] == [run.root, run.root / "members" / "2", run.root / "members" / "3"]
     assert [c[1].train.seed for c in calls] == [7, 8, 9]
     # each model's limit: TIME_SHARE of an even share of the time left then, less a fit's overhead
     limits = [c[1].train.time_limit for c in calls]
     shares = [ends_at / 3, (ends_at - 90.0) / 2, ends_at - 190.0]
-    assert limits == pytest.approx([recipe.TIME_SHARE * (s - 2.0) for s in shares])
-    # the caller's callbacks, then the hard deadline: the end of the share plus its part of the 5 % slack
-    deadlines = [c[2][-1].ends_at for c in calls]
-    assert all(c[2][0] == "progress" for c in calls)
-    assert deadlines[-1] == pytest.approx(ends_at + 0.05 * budget)
-    assert deadlines[0] == pytest.approx(shares[0] + 0.05 * budget / 3)
+    assert limits == pytest.approx([budget_final.TIME_SHARE * (s - 2.0) for s in shares])
+    assert all(c[2] == ["progress"] for c in calls)  # the caller's callbacks, and no other: the limit is the one clock
     manifest = json.loads((run.root / "ensemble.json").read_text())
     assert [m["path"] for m in manifest["members"]] == [".", "members/2", "members/3"]
     assert [m["weight"] for m in manifest["members"]] == pytest.approx([1 / 3] * 3)
@@ -105,8 +102,8 @@ def test_members_share_the_time_left_evenly_each_with_its_own_seed(tmp_path, mon
 def test_a_model_whose_share_has_shrunk_by_half_is_not_started(tmp_path, monkeypatch):
     clock = _Clock()
     calls = _fake_training(monkeypatch, clock, [250.0, 10.0, 10.0])  # the first model overran its 107 s share
-    run = recipe.RunDir(tmp_path / "run")
-    summaries = recipe.train_members(Config(), tmp_path, run, 3, clock, 330.0, 0.0, None, [])
+    run = RunDir(tmp_path / "run")
+    summaries = budget_final.train_members(Config(), tmp_path, run, 3, clock, 330.0, 0.0, None, [])
     # left: 70 s for two models (35 s each) of the planned 107 s: neither starts, and one model needs no manifest
     assert len(summaries) == len(calls) == 1
     assert not (run.root / "ensemble.json").exists()
@@ -115,11 +112,10 @@ def test_a_model_whose_share_has_shrunk_by_half_is_not_started(tmp_path, monkeyp
 def test_one_model_writes_no_manifest_and_keeps_the_single_run_plan(tmp_path, monkeypatch):
     clock = _Clock()
     calls = _fake_training(monkeypatch, clock, [100.0])
-    run = recipe.RunDir(tmp_path / "run")
-    recipe.train_members(Config(), tmp_path, run, 1, clock, 330.0, 3.0, None, [])
-    ends_at = 330.0 - recipe.report_reserve(330.0)
-    assert calls[0][1].train.time_limit == pytest.approx(recipe.TIME_SHARE * (ends_at - 3.0))
-    assert calls[0][2][-1].ends_at == pytest.approx(330.0 * 1.05 - recipe.report_reserve(330.0))
+    run = RunDir(tmp_path / "run")
+    budget_final.train_members(Config(), tmp_path, run, 1, clock, 330.0, 3.0, None, [])
+    ends_at = 330.0 - report_reserve(330.0)
+    assert calls[0][1].train.time_limit == pytest.approx(budget_final.TIME_SHARE * (ends_at - 3.0))
     assert not (run.root / "ensemble.json").exists()
 
 

@@ -7,7 +7,7 @@ import logging
 from pathlib import Path
 
 from conftest import TINY, cli
-from imgclf.cli.console import SayOnce, epoch_line
+from imgclf.terminal import SayOnce, epoch_line
 
 ROW = {"epoch": 3, "lr": 1e-3, "train_loss": 0.5, "train_accuracy": 0.8, "epoch_seconds": 1.5, "images_per_second": 40.0}
 

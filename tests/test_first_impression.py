@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rich.table import Table
 
-from imgclf.cli.console import RedactingConsole
+from imgclf.terminal import RedactingConsole
 from imgclf.cli.tta_options import passes_text
 
 HEADS = ["setting", "threshold", "views per image", "accuracy", "log-loss", "forward passes", "per image",

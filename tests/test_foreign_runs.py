@@ -72,7 +72,7 @@ def predict(run: Path, work: dict[str, Path], capsys) -> tuple[int, str, str]:
 def test_resume_sends_nothing_to_a_tracking_uri_in_the_runs_config(work, capsys, monkeypatch):
     import urllib.request
 
-    import imgclf.experiments.tracking as tracking
+    import imgclf.tracking.session as tracking
 
     run = work["run"]
     set_config(run, tracking__enabled=True, tracking__uri="http://their-server.invalid:5000")
@@ -101,7 +101,7 @@ def test_resume_sends_nothing_to_a_tracking_uri_in_the_runs_config(work, capsys,
 
 def test_resume_uses_a_tracking_uri_only_when_the_user_gives_it_again(work, monkeypatch):
     from imgclf.api import resumed_config
-    from imgclf.experiments.tracking import resolve_tracking_uri
+    from imgclf.tracking.session import resolve_tracking_uri
 
     run = work["run"]
     set_config(run, tracking__uri="http://their-server.invalid")

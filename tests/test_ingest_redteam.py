@@ -422,7 +422,7 @@ def test_same_path_with_two_labels_is_refused(tmp_path, capsys):
 
 
 def test_image_id_label_header_works_for_train_and_prepare(tmp_path, capsys):
-    for i, (name, cls) in enumerate((("a", "cat"), ("b", "cat"), ("c", "dog"), ("d", "dog"))):
+    for i, (name, _cls) in enumerate((("a", "cat"), ("b", "cat"), ("c", "dog"), ("d", "dog"))):
         (tmp_path / "data" / "imgs").mkdir(parents=True, exist_ok=True)
         Image.open(io.BytesIO(_png(i))).save(tmp_path / "data" / "imgs" / f"{name}.tif")
     csv = tmp_path / "data" / "train.csv"

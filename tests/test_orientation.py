@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from imgclf.config import Config, with_overrides
-from imgclf.experiments.orientation import choose_flips, held_out_correct, oriented, probe_orientation, view
+from imgclf.budget.orientation import choose_flips, held_out_correct, oriented, probe_orientation, view
 from tests.conftest import TINY
 
 
@@ -111,7 +111,7 @@ def test_probe_declines_when_a_class_is_too_small_or_the_budget_too_short(tmp_pa
 def test_the_probe_looks_at_the_largest_size_its_share_of_the_budget_affords(tmp_path):
     """320 images x 4 views at a third of a training image's cost: at 0.03 s an image 12.8 s, within 3 % of 600 s;
     at 0.05 s 21 s, not; with no size affordable the smallest (and oriented() then says it was skipped)."""
-    from imgclf.experiments.orientation import probe_seconds, probe_size
+    from imgclf.budget.orientation import probe_seconds, probe_size
 
     per_image = {64: 0.01, 96: 0.02, 128: 0.03, 192: 0.05}.__getitem__
     assert probe_seconds(0.03) == pytest.approx(12.8)

@@ -6,12 +6,11 @@ from __future__ import annotations
 import csv
 
 import pytest
-import torch
 
+from imgclf.budget.plan import MIN_EPOCHS, CostModel, ladder, plan_final, run_seconds
 from imgclf.config import Config, load_config, with_overrides
 from imgclf.data.progressive import MULTIPLE, full_size_epochs, relative_cost, size_at
-from imgclf.experiments.budget import MIN_EPOCHS, CostModel, ladder, plan_final, progressive_start, run_seconds
-from imgclf.train.time_plan import Growth, pace_at, replanned_epochs
+from imgclf.training.time_plan import Growth, pace_at, replanned_epochs
 from tests.conftest import TINY, cli
 
 
@@ -35,9 +34,8 @@ def test_no_start_or_a_start_not_below_the_size_is_the_full_size_throughout():
 def test_training_grows_the_size_and_evaluation_stays_at_the_full_size(tiny_dataset, tmp_path, monkeypatch):
     """The model sees the scheduled size in each training epoch and the full size in every validation batch;
     metrics.csv records each epoch's size."""
-    import importlib
 
-    loop = importlib.import_module("imgclf.train.loop")  # imgclf.train is also the package's train() function
+    from imgclf.training import loop as loop
 
     seen: list[tuple[bool, int]] = []
     original = loop.training_model
@@ -60,9 +58,8 @@ def test_training_grows_the_size_and_evaluation_stays_at_the_full_size(tiny_data
 def test_the_loop_times_the_epochs_to_come_by_train_time_cost(tiny_dataset, tmp_path, monkeypatch):
     """Under a time limit the loop hands the clock each epoch's size and training seconds (as metrics.csv records
     them) and train.time_cost's a + b*s^2."""
-    import importlib
 
-    loop = importlib.import_module("imgclf.train.loop")
+    from imgclf.training import loop as loop
     seen = []
     original = loop.replanned
     monkeypatch.setattr(loop, "replanned", lambda *a: seen.append(a[5]) or original(*a))
@@ -110,62 +107,63 @@ def test_the_clock_scales_only_the_training_part_and_by_the_measured_cost_model(
     assert by_pixels == 4 and by_cost == 5
 
 
+def _from_96(size: int) -> int | None:
+    """A user's ``data.start_size=96`` as the plan counts it."""
+    return 96 if 96 < size else None
+
+
 def test_the_budget_plan_with_growth_affords_a_larger_final_size_in_the_same_time():
     cost = CostModel(0.008, 2.5e-6)  # about 60 images/s at 64 px, 15 at 160 (a 2-core CPU, lite0)
     for seconds in (300.0, 450.0, 600.0, 1200.0, 3000.0):
         plain = plan_final(seconds, 3000, cost, 224, 20)
-        grown = plan_final(seconds, 3000, cost, 224, 20, start=progressive_start)
+        grown = plan_final(seconds, 3000, cost, 224, 20, start=_from_96)
         assert grown[0] >= plain[0] and grown[0] in ladder(224)
         if grown[1] >= MIN_EPOCHS:
-            assert run_seconds(3000, cost, grown[0], grown[1], progressive_start) <= seconds
-    assert any(plan_final(s, 3000, cost, 224, 20, start=progressive_start)[0] > plan_final(s, 3000, cost, 224, 20)[0]
+            assert run_seconds(3000, cost, grown[0], grown[1], _from_96) <= seconds
+    assert any(plan_final(s, 3000, cost, 224, 20, start=_from_96)[0] > plan_final(s, 3000, cost, 224, 20)[0]
                for s in (300.0, 450.0, 600.0, 1200.0))
-    assert progressive_start(160) == 96 and progressive_start(64) is None and progressive_start(80) == 64
 
 
-def test_the_recipe_grows_unless_the_user_chose_a_start_or_turned_it_off():
-    from imgclf.experiments.recipe import growth, with_growth
+def test_the_recipe_grows_only_from_the_users_own_start_size():
+    """Progressive resizing is off unless the user sets data.start_size (the ablation did not show it pays)."""
+    from imgclf.budget.prior import growth, with_growth
 
-    left = Config()
-    assert growth(left) is progressive_start
-    final = with_overrides(left, {"data.image_size": 160})
-    assert with_growth(final, growth(left)).data.start_size == 96
-    assert with_growth(with_overrides(left, {"data.image_size": 64}), growth(left)).data.start_size == 0
-    off = load_config(None, ["data.start_size=0"])
-    assert growth(off) is None and with_growth(with_overrides(off, {"data.image_size": 160}), None).data.start_size == 0
-    assert with_growth(final, growth(left), CostModel(0.005, 6e-7)).train.time_cost == (0.005, 6e-7)
-    assert with_growth(with_overrides(left, {"data.image_size": 64}), growth(left), CostModel(0.005, 6e-7)).train.time_cost is None
+    assert growth(Config()) is None and growth(load_config(None, ["data.start_size=0"])) is None
     own = load_config(None, ["data.start_size=128"])
     assert growth(own)(160) == 128 and growth(own)(112) is None
+    final = with_overrides(own, {"data.image_size": 160})
+    assert with_growth(final, growth(own)).data.start_size == 128
+    assert with_growth(final, growth(own), CostModel(0.005, 6e-7)).train.time_cost == (0.005, 6e-7)
+    small = with_overrides(own, {"data.image_size": 112, "data.start_size": 0})
+    assert with_growth(small, growth(own), CostModel(0.005, 6e-7)).train.time_cost is None
 
 
 def test_train_budget_gives_the_final_model_the_growth_it_planned_with(monkeypatch, tmp_path):
-    """The recipe decides on progressive resizing from the user's own config (before its prior names every key):
-    the final model trains from progressive_start(size) and recipe.json says so; a user's 0 keeps it off."""
-    from imgclf.experiments import recipe
+    """The recipe plans with the user's own data.start_size and the final model trains from it, recipe.json saying so;
+    left alone, there is none."""
+    from imgclf.budget import final as budget_final
+    from imgclf.budget import recipe
 
     cost = CostModel(0.008, 2.5e-6)
     seen: dict = {}
 
-    def fake_search(cfg, dataset, run, budget, clock, *, probe_flips=False, reserve=None, folds=None, start=None):
+    def fake_measure(cfg, dataset, budget, clock, *, probe_flips=False, reserve=None, folds=None, start=None):
         seen["start"] = start
-        record = {"proxy": {"best_value": None, "monitor": "val_accuracy", "skipped": "too short"}, "budget_seconds": budget}
-        return recipe.Search(cost, 224, 3000, 2600, 1.0, {}, record)
+        return recipe.Measured(cfg, cost, 224, 3000, 2600, 1.0, {"budget_seconds": budget})
 
     def fake_train_final(cfg, dataset, run, tracking_uri, callbacks):
         seen["cfg"] = cfg
         return {"epochs_run": cfg.train.epochs}
 
-    monkeypatch.setattr(recipe, "search", fake_search)
-    monkeypatch.setattr(recipe, "train_final", fake_train_final)
+    monkeypatch.setattr(recipe, "measure_and_probe", fake_measure)
+    monkeypatch.setattr(budget_final, "train_final", fake_train_final)
     monkeypatch.setattr(recipe, "held_out_estimate", lambda run, final, members: (final, {"value": None}))
-    recipe.run_recipe(Config(), tmp_path, tmp_path / "run", 1200.0)
+    recipe.run_recipe(load_config(None, ["data.start_size=96"]), tmp_path, tmp_path / "run", 1200.0)
     final = seen["cfg"]
-    assert seen["start"] is progressive_start and final.data.image_size > 64
-    assert final.data.start_size == progressive_start(final.data.image_size)
-    assert json_of(tmp_path / "run" / "recipe.json")["chosen"]["start_size"] == final.data.start_size
+    assert seen["start"](160) == 96 and final.data.image_size > 96 and final.data.start_size == 96
+    assert json_of(tmp_path / "run" / "recipe.json")["chosen"]["start_size"] == 96
     assert final.train.time_cost == (cost.a, cost.b)  # the clock times the larger epochs by the warm-up's model
-    recipe.run_recipe(load_config(None, ["data.start_size=0"]), tmp_path, tmp_path / "run2", 1200.0)
+    recipe.run_recipe(Config(), tmp_path, tmp_path / "run2", 1200.0)
     assert seen["start"] is None and not seen["cfg"].data.start_size
 
 

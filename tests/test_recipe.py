@@ -8,13 +8,10 @@ import time
 import numpy as np
 import pytest
 
-from imgclf.errors import ConfigError
-from imgclf.experiments.budget import (
-    MIN_EPOCHS, PLAN_SHARE, PROXY_SHARE, CostModel, ladder, parse_budget, plan_final, plan_proxy, proxy_size, search_seconds,
-)
-from imgclf.experiments.recipe import search_space
-from imgclf.infer.views import SYMMETRY_VIEWS
+from imgclf.budget.plan import MIN_EPOCHS, PLAN_SHARE, CostModel, ladder, parse_budget, plan_final, small_size
 from imgclf.config import Config, read_yaml, with_overrides
+from imgclf.errors import ConfigError
+from imgclf.infer.views import SYMMETRY_VIEWS
 from tests.conftest import cli
 
 
@@ -65,44 +62,10 @@ def test_planner_keeps_the_size_when_it_fits_and_shrinks_size_before_epochs():
     assert plan_final(0.01, 1000, cost, cap=224, max_epochs=20) == (64, 1)
 
 
-def test_proxy_plan_fits_its_share_and_uses_a_small_size():
-    cost = CostModel(0.0, 0.01 / 224**2)
-    assert proxy_size(224) == 96 and proxy_size(32) == 32
-    plan = plan_proxy(120.0, 4000, 1000, cost, size=96, fit_overhead=2.0)
-    assert 0.1 <= plan.subset <= 1.0 and plan.trials >= 4
-    assert plan.trials * plan.trial_seconds <= 120.0 + 1e-9
-
-
-@pytest.mark.parametrize("runs", [1, 5])
-def test_the_search_never_costs_the_final_model_its_size(runs):
-    """The proxy's share is the time beyond MIN_EPOCHS epochs at the size the whole time affords: with or without
-    the search the final model gets the same size; a generous budget gives the search at most PROXY_SHARE, a short
-    one nothing."""
-    cost = CostModel(0.002, 0.01 / 224**2)
-    shares = []
-    for seconds in (5.0, 60.0, 150.0, 400.0, 900.0, 3000.0, 50_000.0):
-        share = search_seconds(seconds, 1000, cost, 224, runs)
-        assert 0.0 <= share <= PROXY_SHARE * seconds
-        alone = plan_final(PLAN_SHARE * seconds / runs, 1000, cost, 224, MIN_EPOCHS)
-        after = plan_final(PLAN_SHARE * (seconds - share) / runs, 1000, cost, 224, MIN_EPOCHS)
-        assert after[0] == alone[0] and (after[1] >= MIN_EPOCHS or share == 0.0)
-        shares.append(share)
-    assert shares[0] == 0.0 and shares[-1] == pytest.approx(PROXY_SHARE * 50_000.0)
-    assert any(0.0 < share < PROXY_SHARE * seconds for share, seconds in zip(shares, (5, 60, 150, 400, 900, 3000)))
-
-
-def test_the_final_ladder_is_finer_than_the_proxy_ladder():
+def test_the_final_ladder_is_finer_than_the_probe_ladder():
     assert {112, 144} <= set(ladder(224)) and ladder(224)[-1] == 224 and ladder(100)[-1] == 100
-    assert proxy_size(224) == 96 and proxy_size(160) == 80 and proxy_size(288) == 128
-
-
-def test_search_space_has_the_issue_keys_and_the_config_values():
-    space = {p.key: p for p in search_space(Config())}
-    assert {"data.augment", "train.lr", "train.weight_decay", "train.ema", "train.mixup"} <= set(space)
-    assert space["train.lr"].low < Config().train.lr < space["train.lr"].high
-    # keys the config does not have (yet) are left out, those it has are in
-    for key in ("data.flips", "data.crop_scale", "data.eval_crop_pct"):
-        assert (key in space) == (key in Config().flat())
+    # the warm-up's first, cheap size: the largest probe rung at most half the model's size
+    assert small_size(224) == 96 and small_size(160) == 80 and small_size(288) == 128 and small_size(32) == 32
 
 
 # The recipe's own clock (elapsed_seconds, from api.train's start to the final model) is what the test holds to
@@ -113,7 +76,7 @@ def test_search_space_has_the_issue_keys_and_the_config_values():
 STARTUP_ALLOWANCE_S = 30.0
 
 
-def test_train_with_a_budget_plans_searches_and_refits_within_it(tiny_dataset, tiny_overrides, tmp_path, capsys):
+def test_train_with_a_budget_plans_trains_and_estimates_within_it(tiny_dataset, tiny_overrides, tmp_path, capsys):
     budget = 40.0
     run = tmp_path / "run"
     sets = [a for o in tiny_overrides for a in ("--set", o)]
@@ -125,11 +88,11 @@ def test_train_with_a_budget_plans_searches_and_refits_within_it(tiny_dataset, t
     assert recipe["status"] == "done" and recipe["budget_seconds"] == budget
     assert recipe["elapsed_seconds"] <= budget * 1.05 and recipe["within_budget"]
     assert wall <= budget * 1.05 + STARTUP_ALLOWANCE_S
-    # the proxy search is off by default (train.budget_search): no trial, the config's own values, and it says why
-    assert recipe["proxy"]["table"] == [] and recipe["proxy"]["skipped"].startswith("off (train.budget_search=false")
+    # there is no search: no proxy trial and no record of one
+    assert "proxy" not in recipe and not (run / "proxy").exists()
     assert recipe["elapsed_with_report_seconds"] >= recipe["elapsed_seconds"]
     chosen = recipe["chosen"]
-    assert chosen["image_size"] == 32 and chosen["epochs"] >= 1 and "train.lr" in chosen["params"]
+    assert chosen["image_size"] == 32 and chosen["epochs"] >= 1
     assert recipe["warmup"][0]["images_per_second"] > 0
     summary = json.loads((run / "summary.json").read_text())
     # the final models hold out data.val_fraction (0.2) of the images and keep their last epoch's weights
@@ -203,61 +166,18 @@ def test_train_with_a_budget_plans_searches_and_refits_within_it(tiny_dataset, t
         assert not (run / "ensemble.json").exists()
 
 
-def test_list_valued_choices_survive_an_rdb_study_and_the_enqueued_first_trial(tmp_path):
-    """``data.crop_scale`` values are lists: Optuna's storage keeps their labels, the config gets the lists."""
-    import optuna
-
-    from imgclf.experiments.recipe import LabelledChoice, config_values
-
-    param = LabelledChoice("data.crop_scale", "categorical", choices=((0.08, 1.0), (0.35, 1.0), (0.7, 1.0)))
-    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'o.db'}", study_name="s")
-    study.enqueue_trial({param.key: json.dumps([0.35, 1.0])})
-    seen = []
-    study.optimize(lambda t: seen.append(param.suggest(t)) or float(len(seen)), n_trials=3)
-    assert seen[0] == [0.35, 1.0] and all(v in ([0.08, 1.0], [0.35, 1.0], [0.7, 1.0]) for v in seen)
-    assert config_values(study.best_params, [param])[param.key] in ([0.08, 1.0], [0.35, 1.0], [0.7, 1.0])
-
-
-def test_default_search_space_survives_tpe_past_its_start_up_trials_on_a_database(tmp_path):
-    """CI once failed here: with the default ``data.crop_scale`` (None: the preset's), the list choices went to
-    Optuna raw; read back from the database as lists they no longer matched the tuples asked for, and TPE's
-    relative sampling (from trial 11 on, so only on a fast machine) raised "dynamic value space". The whole
-    default space must run past TPE's start-up trials, warn about nothing, and give values the config accepts."""
-    import warnings
-
-    import optuna
-
-    from imgclf.config import with_overrides
-    from imgclf.experiments.recipe import config_values, own_values
-
-    cfg = Config()
-    space = search_space(cfg)
-    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'o.db'}", study_name="s",
-                                sampler=optuna.samplers.TPESampler(seed=0, constant_liar=True))
-    study.enqueue_trial(own_values(cfg, space))
-    values = []
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", UserWarning)
-        study.optimize(lambda t: values.append({p.key: p.suggest(t) for p in space}) or len(values) % 3, n_trials=14)
-    assert len(values) == 14 and values[0]["data.crop_scale"] is None
-    assert any(isinstance(v["data.crop_scale"], list) for v in values)
-    for trial in study.trials:
-        with_overrides(cfg, config_values(trial.params, space))  # every stored value is one the config takes
-
-
 @pytest.mark.parametrize("flag", [["--refit"], ["--devices", "2"]])
 def test_budget_with_a_flag_it_replaces_is_one_line_exit_2(tiny_dataset, tmp_path, capsys, flag):
     code, _, err = cli(["train", tiny_dataset, "--out", tmp_path / "run", "--budget", "1m", *flag], capsys)
     assert code == 2 and "--budget cannot be combined with" in err and len(err.strip().splitlines()) == 1
 
 
-def test_cv_with_a_budget_searches_then_trains_the_folds_within_it(tiny_dataset, tiny_overrides, tmp_path, capsys):
+def test_cv_with_a_budget_probes_then_trains_the_folds_within_it(tiny_dataset, tiny_overrides, tmp_path, capsys):
     budget = 45.0
     out = tmp_path / "cv"
     sets = [a for o in tiny_overrides for a in ("--set", o)]
     t0 = time.perf_counter()
-    code, stdout, err = cli(["cv", tiny_dataset, "--folds", "2", "--out", out, "--budget", "45s", *sets,
-                             "--set", "train.budget_search=true"], capsys)
+    code, stdout, err = cli(["cv", tiny_dataset, "--folds", "2", "--out", out, "--budget", "45s", *sets], capsys)
     wall = time.perf_counter() - t0
     assert code == 0, err
     recipe = json.loads((out / "recipe.json").read_text())
@@ -265,18 +185,13 @@ def test_cv_with_a_budget_searches_then_trains_the_folds_within_it(tiny_dataset,
     assert wall <= budget * 1.05 + STARTUP_ALLOWANCE_S
     chosen = recipe["chosen"]
     assert chosen["folds"] == 2 and not chosen["refit_on_all_images"] and chosen["image_size"] == 32
-    assert recipe["proxy"]["table"][0]["state"] == "COMPLETE"
+    assert "proxy" not in recipe and recipe["warmup"][0]["images_per_second"] > 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["folds"] == 2 and recipe["estimate"]["value"] == summary["oof"]["accuracy"]
     assert recipe["estimate"]["images"] == 24 and "out-of-fold" in recipe["estimate"]["what"]
-    table = recipe["proxy"]["table"]  # the search, turned on: trial 0 is the config's own values
-    assert {"data.augment", "train.lr", "train.ema", "train.mixup"} <= set(table[0]["params"])
-    best = recipe["proxy"]["best_trial"]  # the search's best, or trial 0 unless a trial is clearly better
-    if best != 0 or recipe["proxy"]["kept"]:
-        assert recipe["proxy"]["kept"].startswith(f"trial {best}")
-    for fold in ("fold_1", "fold_2"):  # every fold trained with the proxy's best values at the chosen size
+    for fold in ("fold_1", "fold_2"):  # every fold trained at the chosen size, with the short-run prior
         fold_cfg = read_yaml(out / fold / "config.yaml")
-        assert fold_cfg["data"]["image_size"] == 32 and fold_cfg["train"]["lr"] == chosen["params"]["train.lr"]
+        assert fold_cfg["data"]["image_size"] == 32 and fold_cfg["data"]["eval_crop_pct"] == 1.0
         assert 1 <= json.loads((out / fold / "summary.json").read_text())["epochs_run"] <= chosen["epochs"]
     assert "Budget recipe" in (out / "report.html").read_text() and "2 CV folds" in (out / "report.html").read_text()
     assert "budget recipe:" in stdout
@@ -293,27 +208,10 @@ def test_cv_budget_refuses_refit_and_an_existing_cv_in_one_line(tiny_dataset, tm
     assert not (out / "recipe.json").exists()
 
 
-def test_a_budget_too_short_for_three_proxy_trials_skips_the_search(monkeypatch, tmp_path):
-    """One or two proxy trials compare nothing (the first is the config itself): the recipe skips the search,
-    keeps the config's own values, and says so; no trial runs."""
-    from imgclf.experiments import recipe
-    from imgclf.run.rundir import RunDir
-
-    slow = {"size": 96, "images_per_second": 30.0, "overhead_seconds": 2.0, "images": 3000, "classes": 10, "seconds": 10.0}
-    monkeypatch.setattr(recipe, "measure", lambda cfg, dataset, budget, start=None: ([slow], CostModel.fit([(96, 30.0)]), 224))
-    monkeypatch.setattr(recipe, "run_proxy", lambda *a, **k: pytest.fail("no proxy trial may run"))
-    cfg = with_overrides(Config(), {"train.budget_search": True})
-    found = recipe.search(cfg, tmp_path / "data", RunDir(tmp_path / "run"), 300.0, recipe.Clock())
-    assert found.record["proxy"]["skipped"].startswith("only ") and found.record["proxy"]["table"] == []
-    assert found.best_params["data.augment"] == cfg.data.augment and found.best_params["train.lr"] == cfg.train.lr
-    assert found.best_params["data.crop_scale"] is None  # the preset's, as the config says
-    assert recipe.plan_proxy(0.3 * 3000.0, 2400, 600, found.cost, 96, 2.0, classes=10).trials >= recipe.MIN_SEARCH_TRIALS
-
-
 def test_warm_up_measures_a_second_size_so_the_cost_model_has_a_fixed_part(monkeypatch, tmp_path):
     """When the model's own size is too dear to warm up, the smallest size the final model may take is the
     second point: a + b·s² then fits both, instead of pure s² from one point (which is too fast at small sizes)."""
-    from imgclf.experiments import recipe
+    from imgclf.budget import measure
 
     seen = []
 
@@ -323,8 +221,8 @@ def test_warm_up_measures_a_second_size_so_the_cost_model_has_a_fixed_part(monke
         return {"size": size, "images_per_second": ips, "overhead_seconds": 1.0, "images": 3000, "classes": 10,
                 "seconds": 1.0 + 600 / ips}  # 600 images: the model size would cost far over 5 % of 300 s
 
-    monkeypatch.setattr(recipe, "warm_up", fake_warm_up)
-    points, cost, cap = recipe.measure(Config(), tmp_path, 300.0)
+    monkeypatch.setattr(measure, "warm_up", fake_warm_up)
+    points, cost, cap = measure.measure(Config(), tmp_path, 300.0)
     assert cap == 224 and seen == [96, 64]
     assert cost.a == pytest.approx(0.004) and cost.b == pytest.approx(2e-6)
 
@@ -333,43 +231,43 @@ def test_the_warm_up_times_images_its_first_epoch_cached(tmp_path):
     """Both warm-up epochs train on the same few images, so the timed second epoch reads the resize cache as a
     real run's later epochs do, instead of also timing the decoding of fresh images; the plan still counts every
     training image."""
+    from imgclf.budget import measure
     from imgclf.config import load_config, with_overrides
-    from imgclf.experiments import recipe
     from tests.conftest import TINY, make_dataset
 
     data = make_dataset(tmp_path / "data", per_class=30, test=0)
     cache = tmp_path / "cache"
     cfg = with_overrides(load_config(None, TINY), {"data.cache": True, "data.cache_dir": str(cache), "data.batch_size": 4})
-    point = recipe.warm_up(cfg, data, 32, tmp_path / "warm")
+    point = measure.warm_up(cfg, data, 32, tmp_path / "warm")
     entries = list(cache.rglob("*.jpg"))
     assert point["images"] == 90 and point["size"] == 32 and point["images_per_second"] > 0
     # one subset of WARMUP_STEPS batches, read twice: two epochs of fresh images would have cached up to twice as many
-    assert 0 < len(entries) <= recipe.WARMUP_STEPS * 4 + 3  # + the per-class rounding of the stratified subset
-    assert recipe.warmup_subset(with_overrides(cfg, {"data.subset": 0.5}), data)[0] == 45
+    assert 0 < len(entries) <= measure.WARMUP_STEPS * 4 + 3  # + the per-class rounding of the stratified subset
+    assert measure.warmup_subset(with_overrides(cfg, {"data.subset": 0.5}), data)[0] == 45
 
 
 def test_the_second_warm_up_is_where_the_final_model_will_train():
     """With time to spare the second point is the size the first point's s² plans for the final model (measured
     where it is used); when that size's warm-up would cost over WARMUP_SHARE, the cheap smallest size instead."""
-    from imgclf.experiments import recipe
+    from imgclf.budget import measure
 
     def first(ips: float, images: int = 3000) -> dict:
         return {"size": 96, "images_per_second": ips, "overhead_seconds": 2.0, "images": images, "classes": 10,
                 "seconds": 2.0 + 6 * 32 / ips}
 
-    budget = 1200.0
+    budget = 900.0
     pure = CostModel.fit([(96, 100.0)])
-    planned, _ = plan_final(PLAN_SHARE * (1 - PROXY_SHARE) * budget, 3000, pure, 224, MIN_EPOCHS)
-    assert 96 < planned < 224 and recipe.second_size(first(100.0), 224, budget) == planned
-    assert recipe.second_size(first(100_000.0), 224, budget) == 224  # a fast machine: the model's own size
-    assert recipe.second_size(first(100.0), 224, 60.0) == 64  # a short budget: the smallest rung
+    planned, _ = plan_final(PLAN_SHARE * budget, 3000, pure, 224, MIN_EPOCHS)
+    assert 96 < planned < 224 and measure.second_size(first(100.0), 224, budget) == planned
+    assert measure.second_size(first(100_000.0), 224, budget) == 224  # a fast machine: the model's own size
+    assert measure.second_size(first(100.0), 224, 60.0) == 64  # a short budget: the smallest rung
     tiny = {**first(100.0), "size": 64}
-    assert recipe.second_size(tiny, 64, 60.0) is None  # nothing else to measure
+    assert measure.second_size(tiny, 64, 60.0) is None  # nothing else to measure
 
 
 def test_the_short_run_prior_fills_only_the_keys_the_user_left_alone():
+    from imgclf.budget.prior import SHORT_RUN_PRIOR, with_prior
     from imgclf.config import load_config, with_overrides
-    from imgclf.experiments.recipe import SHORT_RUN_PRIOR, with_prior
 
     cfg, changes = with_prior(load_config(None, []))
     assert changes == SHORT_RUN_PRIOR and cfg.data.augment == "none" and cfg.data.eval_crop_pct == 1.0
@@ -382,8 +280,8 @@ def test_the_short_run_prior_fills_only_the_keys_the_user_left_alone():
 
 
 def test_flip_tta_only_for_a_model_trained_with_flips_and_no_tta_of_the_users():
+    from imgclf.budget.prior import with_flip_tta
     from imgclf.config import with_overrides
-    from imgclf.experiments.recipe import with_flip_tta
 
     for flips, n in (("h", 2), ("hv", 4), ("d4", 8)):  # the views of the group the model was trained with
         tta = with_flip_tta(with_overrides(Config(), {"data.flips": flips})).tta
@@ -395,38 +293,9 @@ def test_flip_tta_only_for_a_model_trained_with_flips_and_no_tta_of_the_users():
     assert with_flip_tta(with_overrides(Config(), {"tta.views": ["identity", "scale_1.15"]})).tta.mode == "none"
 
 
-def _proxy(values, monitor="val_accuracy"):
-    table = [{"trial": i, "state": "COMPLETE", "value": v, "params": {"train.lr": 10.0 ** -(i + 1)}} for i, v in enumerate(values)]
-    best = max(range(len(values)), key=lambda i: values[i]) if monitor == "val_accuracy" else min(range(len(values)), key=lambda i: values[i])
-    return {"trials": table, "best_params": dict(table[best]["params"]), "best_value": values[best], "best_trial": best,
-            "monitor": monitor}
-
-
-def test_the_search_keeps_the_configs_own_values_unless_a_trial_is_clearly_better():
-    """Session 25's small-object search: trial 1 scored 0.1667 against trial 0's 0.1650 on 600 validation images
-    (standard error 1.5 pp) and replaced the probe's flips (hv, 4 TTA views) with d4 (8 views). Within one standard
-    error the config's own values stay; beyond it the best trial wins; a loss monitor is left to the search."""
-    from imgclf.experiments.recipe import clear_winner
-
-    own = {"train.lr": 0.1}
-    noisy = clear_winner(_proxy([0.165, 0.1667, 0.12]), own, 600)
-    assert noisy["best_trial"] == 0 and noisy["best_params"] == own and noisy["best_value"] == 0.165
-    assert noisy["kept"].startswith("trial 0") and "600 validation images" in noisy["kept"]
-    clear = clear_winner(_proxy([0.80, 0.85, 0.81]), own, 600)  # +5 pp, standard error 1.6 pp
-    assert clear["best_trial"] == 1 and clear["best_params"] == {"train.lr": 0.01} and clear["kept"].startswith("trial 1")
-    assert clear_winner(_proxy([0.80, 0.85, 0.81]), own, 20)["best_trial"] == 0  # 20 images: 9 pp of noise
-    first_best = _proxy([0.9, 0.8])
-    assert clear_winner(first_best, own, 600) == first_best
-    loss = _proxy([0.5, 0.49], monitor="val_loss")
-    assert clear_winner(loss, own, 600) == loss
-    pruned = _proxy([0.5, 0.51])
-    pruned["trials"][0]["state"] = "PRUNED"
-    assert clear_winner(pruned, own, 600)["best_trial"] == 1  # no yardstick: the search's best
-
-
 def test_what_the_extra_models_and_tta_bought_is_a_paired_gap_with_its_standard_error(tmp_path):
     """``recipe.estimate.over_one_model``: the submitted predictions against the first model's own, image by image."""
-    from imgclf.experiments.recipe import extras_effect
+    from imgclf.budget.estimate import extras_effect
     from imgclf.experiments.stats import paired_gap
     from imgclf.report.recipe import over_one_model_text
     from imgclf.run.rundir import RunDir
@@ -453,8 +322,8 @@ def test_what_the_extra_models_and_tta_bought_is_a_paired_gap_with_its_standard_
 def test_flip_tta_is_dropped_unless_it_beats_no_tta_by_more_than_one_standard_error(tmp_path):
     """``decide_tta``: the scores without TTA replace RUN/eval and the run's config predicts without it, unless the
     views' paired gain exceeds one standard error."""
+    from imgclf.budget.estimate import decide_tta
     from imgclf.config import load_config, save_config
-    from imgclf.experiments.recipe import decide_tta
     from imgclf.run.rundir import RunDir
 
     run = RunDir(tmp_path / "run")
@@ -489,15 +358,14 @@ def test_flip_tta_is_dropped_unless_it_beats_no_tta_by_more_than_one_standard_er
 def test_with_the_probes_off_the_recipe_takes_the_largest_size_and_the_prior_flips(monkeypatch, tmp_path):
     """``train.budget_probes=false`` (the ablation's switch): neither probe runs; the size is the largest the budget
     affords and the flips stay the prior's, and recipe.json says both were off."""
-    from imgclf.experiments import orientation, recipe, resolution
-    from imgclf.run.rundir import RunDir
+    from imgclf.budget import orientation, recipe, resolution
 
     point = {"size": 96, "images_per_second": 300.0, "overhead_seconds": 2.0, "images": 3000, "classes": 10, "seconds": 10.0}
     monkeypatch.setattr(recipe, "measure", lambda cfg, dataset, budget, start=None: ([point], CostModel.fit([(96, 300.0)]), 224))
     monkeypatch.setattr(resolution, "resolution_cap", lambda *a, **k: pytest.fail("no resolution probe may run"))
     monkeypatch.setattr(orientation, "oriented", lambda *a, **k: pytest.fail("no orientation probe may run"))
     cfg, _ = recipe.with_prior(Config.model_validate({"train": {"budget_probes": False}}))  # flips left to the recipe
-    found = recipe.search(cfg, tmp_path / "data", RunDir(tmp_path / "run"), 600.0, recipe.Clock(), probe_flips=True)
+    found = recipe.measure_and_probe(cfg, tmp_path / "data", 600.0, recipe.Clock(), probe_flips=True)
     assert found.record["resolution"] == {"skipped": "off (train.budget_probes=false)", "size": found.cap}
     assert found.record["orientation"]["skipped"] == "off (train.budget_probes=false)"
     assert found.record["orientation"]["flips"] == "h" and found.cap == 224

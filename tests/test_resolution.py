@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from imgclf.config import Config, read_yaml, with_overrides
-from imgclf.experiments import orientation, resolution
-from imgclf.experiments.budget import CostModel
-from imgclf.experiments.resolution import candidate_sizes, enough_size, probe_resolution, resolution_cap
+from imgclf.budget import orientation, resolution
+from imgclf.budget.plan import CostModel
+from imgclf.budget.resolution import candidate_sizes, enough_size, probe_resolution, resolution_cap
 from imgclf.experiments.stats import paired_gap
 from tests.conftest import TINY, cli, make_dataset
 
@@ -106,7 +106,7 @@ def test_the_budget_recipe_trains_at_the_size_the_probe_found(tiny_dataset, tiny
     monkeypatch.setattr(orientation, "probe_orientation", flips_at)
     monkeypatch.setattr(resolution, "PROBE_SHARE", 1.0)  # whether it fits 5 % of a 40 s budget depends on the machine
     monkeypatch.setattr(orientation, "PROBE_SHARE", 1.0)
-    monkeypatch.setattr(resolution, "PROXY_LADDER", (32, 40))  # the real ladder starts at 64 px
+    monkeypatch.setattr(resolution, "PROBE_LADDER", (32, 40))  # the real ladder starts at 64 px
     run = tmp_path / "run"
     sets = [a for o in tiny_overrides if not o.startswith("data.image_size") for a in ("--set", o)]
     code, _, err = cli(["train", tiny_dataset, "--out", run, "--budget", "40s", *sets, "--set", "data.image_size=48"], capsys)
@@ -120,7 +120,7 @@ def test_the_budget_recipe_trains_at_the_size_the_probe_found(tiny_dataset, tiny
 
 
 def test_embed_gives_one_feature_row_per_probe_image_at_each_size(tmp_path):
-    from imgclf.experiments.feature_probe import embed, probe_set
+    from imgclf.budget.feature_probe import embed, probe_set
 
     torch.manual_seed(0)
     probe = probe_set(_tiny_config(), make_dataset(tmp_path / "data", per_class=6, test=0), 48)
@@ -130,8 +130,8 @@ def test_embed_gives_one_feature_row_per_probe_image_at_each_size(tmp_path):
 
 
 def test_the_two_probes_decode_the_probe_images_once(tmp_path, monkeypatch):
-    from imgclf.experiments import feature_probe
-    from imgclf.experiments.orientation import probe_orientation
+    from imgclf.budget import feature_probe
+    from imgclf.budget.orientation import probe_orientation
 
     calls = []
     real = feature_probe.probe_set
@@ -149,7 +149,7 @@ def test_probe_images_are_kept_no_larger_than_the_cache_would_keep_them(tmp_path
 
     from imgclf.data.pipeline import cached_side
     from imgclf.data.transforms import Preprocessing
-    from imgclf.experiments.feature_probe import probe_set
+    from imgclf.budget.feature_probe import probe_set
 
     root = tmp_path / "big"
     for c in ("a", "b"):

@@ -109,7 +109,7 @@ def test_show_augs_budget_previews_the_recipes_prior_not_the_medium_preset(tiny_
     from imgclf.cli.show_augs import preview_config
     from imgclf.config import load_config
     from imgclf.data.transforms import AugmentSpec
-    from imgclf.experiments.recipe import with_prior
+    from imgclf.budget.prior import with_prior
 
     cfg = load_config(None, ["model.weights=none", "model.backbone=test_efficientnet", "data.image_size=32"])
     shown, changes = preview_config(cfg, budget=True)

@@ -9,15 +9,16 @@ import types
 from pathlib import Path
 
 import pytest
+import torch
 
-import importlib
 from imgclf.config import Config, with_overrides
+from imgclf.run.checkpoint import load_training_state
 from imgclf.run.rundir import RunDir, read_metrics
-from imgclf.train.schedule import WarmupCosine, warmup_cosine
-from imgclf.train.time_plan import MIN_PARTIAL, epoch_pace, replanned, replanned_epochs
+from imgclf.training.checkpointer import TrainingInterrupted
+from imgclf.training.time_plan import MIN_PARTIAL, epoch_pace, replanned, replanned_epochs
 from tests.conftest import TINY
 
-loop = importlib.import_module("imgclf.train.loop")  # imgclf.train is also the API function
+from imgclf.training import loop as loop
 
 
 def test_pace_leaves_out_the_first_epoch_once_there_are_others():
@@ -49,13 +50,6 @@ def test_replanned_adds_a_partial_last_epoch_when_a_share_of_one_fits(limit, ela
     assert expected[1] == 1.0 or expected[1] >= MIN_PARTIAL
 
 
-def test_schedule_length_can_change_and_ends_at_the_floor():
-    schedule = WarmupCosine(100, 10)
-    assert schedule(50) == warmup_cosine(50, 100, 10)
-    schedule.total_steps = 60
-    assert schedule(60) == pytest.approx(0.01) and schedule(30) == warmup_cosine(30, 60, 10)
-
-
 class _TenSecondEpochs:
     """A fake clock for the loop, advanced 10 s at each epoch start."""
 
@@ -69,7 +63,21 @@ class _TenSecondEpochs:
         self.now += 10.0
 
 
-def _fit(tmp_path: Path, tiny_dataset: Path, monkeypatch, **values) -> tuple[list[dict], dict, list[int]]:
+class _InterruptedInEpoch:
+    """Ctrl-C at the first batch of one epoch."""
+
+    def __init__(self, epoch: int):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, epoch: int, step: int, loss: float) -> None:
+        if epoch == self.epoch:
+            raise KeyboardInterrupt
+
+
+def _fit(out: Path, tiny_dataset: Path, monkeypatch, *, resume: bool = False, callbacks: tuple = (),
+         **values) -> tuple[list[dict], dict, list[int]]:
+    """Train into ``out`` with 10 s epochs on the loop's clock; the metrics rows, the summary and the end epoch each
+    epoch announced."""
     clock, seen = _TenSecondEpochs(), []
 
     class Planned:
@@ -79,21 +87,45 @@ def _fit(tmp_path: Path, tiny_dataset: Path, monkeypatch, **values) -> tuple[lis
     monkeypatch.setattr(loop, "time", types.SimpleNamespace(perf_counter=clock.perf_counter, process_time=lambda: 0.0))
     cfg = with_overrides(Config(), {**dict(o.split("=", 1) for o in TINY), "data.val_fraction": 0.0,
                                     "train.patience": None, **values})
-    out = tmp_path / "run"
-    summary = loop.fit(cfg, tiny_dataset, out, callbacks=[clock, Planned()], preflight=False)
+    summary = loop.fit(cfg, tiny_dataset, out, resume=resume, callbacks=[clock, Planned(), *callbacks], preflight=False)
     return read_metrics(RunDir(out).metrics), summary, seen
 
 
 def test_a_time_limit_ends_the_run_when_no_more_epochs_fit_with_the_lr_annealed(tiny_dataset, tmp_path, monkeypatch):
-    rows, summary, planned = _fit(tmp_path, tiny_dataset, monkeypatch, **{"train.epochs": 10, "train.time_limit": 35.0})
+    rows, summary, planned = _fit(tmp_path / "run", tiny_dataset, monkeypatch,
+                                  **{"train.epochs": 10, "train.time_limit": 35.0, "train.checkpoint_every": 5})
     assert [r["epoch"] for r in rows] == [1, 2, 3] and summary["epochs_run"] == 3
     assert planned == [10, 3, 3]  # re-planned after epoch 1: 25 s left at 10 s an epoch
     assert rows[-1]["lr"] == pytest.approx(0.01 * Config().train.lr)  # the cosine ended with the run
     assert not summary["stopped_early"]
+    assert load_training_state(RunDir(tmp_path / "run").last)["epoch"] == 2  # the planned end checkpoints (0-based)
+
+
+@pytest.mark.parametrize("written_by", ["epoch plan", "WarmupCosine"])
+def test_a_resumed_time_limited_run_goes_on_to_its_replanned_end(tiny_dataset, tmp_path, monkeypatch, written_by):
+    """After epoch 1 the clock ends the run with epoch 3 (of train.epochs=10); a run interrupted in epoch 2 resumes
+    with that end from last.pt, also one written before the epoch plan (its WarmupCosine saved the total steps), so
+    epoch 2 trains with the LR schedule of the uninterrupted run."""
+    values = {"train.epochs": 10, "train.time_limit": 35.0}
+    reference, _, _ = _fit(tmp_path / "reference", tiny_dataset, monkeypatch, **values)
+    out = tmp_path / "run"
+    with pytest.raises(TrainingInterrupted):
+        _fit(out, tiny_dataset, monkeypatch, callbacks=(_InterruptedInEpoch(2),), **values)
+    state = load_training_state(RunDir(out).last)
+    saved = state["scheduler"]["lr_lambdas"]
+    assert state["epoch"] == 0 and {plan["epochs"] for plan in saved} == {3}
+    if written_by == "WarmupCosine":
+        state["scheduler"]["lr_lambdas"] = [{"total_steps": p["total_updates"], "warmup_steps": p["warmup_updates"]} for p in saved]
+        torch.save(state, RunDir(out).last)
+    rows, summary, planned = _fit(out, tiny_dataset, monkeypatch, resume=True, **values)
+    assert planned[0] == 3  # the restored end, not train.epochs
+    assert rows[1]["lr"] == pytest.approx(reference[1]["lr"]) and rows[1]["lr"] < 0.5 * Config().train.lr
+    assert summary["epochs_run"] < 10 and rows[-1]["lr"] == pytest.approx(0.01 * Config().train.lr)
+    assert set(load_training_state(RunDir(out).last)["scheduler"]["lr_lambdas"][0]) == set(saved[0])
 
 
 def test_without_a_time_limit_the_epochs_and_schedule_are_the_configs(tiny_dataset, tmp_path, monkeypatch):
-    rows, summary, planned = _fit(tmp_path, tiny_dataset, monkeypatch, **{"train.epochs": 4})
+    rows, summary, planned = _fit(tmp_path / "run", tiny_dataset, monkeypatch, **{"train.epochs": 4})
     assert len(rows) == 4 and planned == [4, 4, 4, 4]
     assert rows[2]["lr"] > 0.1 * Config().train.lr  # epoch 3 of 4: not annealed yet
 
@@ -139,17 +171,6 @@ def test_a_time_limit_fills_its_end_with_a_partial_epoch_and_the_lr_anneals_ther
     assert clock.now <= 2.5 * batches + 1
     assert clock.planned == [pytest.approx(2 + half / batches, abs=1e-3)] * 3  # callbacks see where the schedule ends
     assert "planned_epochs" not in rows[0]  # not a metrics.csv column
-
-
-@pytest.mark.parametrize("planned, stops", [(3.3, False), (4.0, True), (None, True), (3.0, False)])
-def test_the_budget_deadline_counts_a_planned_partial_epoch_at_its_share(planned, stops):
-    """400 s gone, the deadline at 450 s, 100 s epochs: a third of one fits, a whole one does not; the last epoch
-    (planned 3.0) ends the run anyway."""
-    from imgclf.experiments.recipe import _FinalDeadline
-
-    deadline = _FinalDeadline(types.SimpleNamespace(elapsed=lambda: 400.0), 450.0)
-    deadline.on_epoch_end({"epoch": 3, "epoch_seconds": 100.0, **({"planned_epochs": planned} if planned else {})})
-    assert deadline.stop_training is stops
 
 
 def test_the_replan_is_logged_only_when_the_end_moves_by_a_quarter_epoch_or_more():

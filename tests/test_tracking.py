@@ -12,7 +12,7 @@ import pytest
 
 from imgclf.cli.main import run
 from imgclf.config import load_config
-from imgclf.experiments.tracking import (
+from imgclf.tracking.session import (
     MlflowTracker, dataset_fingerprint, default_tracking_uri, resolve_tracking_uri, tracking_uri_in,
 )
 from imgclf.secrets import mask_url, redact
@@ -211,7 +211,7 @@ def test_the_default_store_is_defined_once(tmp_path, monkeypatch):
 
 
 def test_tracking_runs_only_in_the_main_process(tmp_path, monkeypatch):
-    from imgclf.experiments.tracking import tracking_session
+    from imgclf.tracking.session import tracking_session
 
     cfg = load_config(None, ["tracking.enabled=true", "tracking.uri=sqlite:///" + str(tmp_path / "never.db")])
     monkeypatch.setenv("RANK", "1")
@@ -232,7 +232,7 @@ def test_passwords_in_urls_are_masked_in_messages():
 def test_health_check_sends_url_credentials_as_basic_auth_not_in_the_host():
     import base64
 
-    from imgclf.experiments.tracking import _health_request
+    from imgclf.tracking.session import _health_request
 
     request = _health_request("http://ana:p/ss@w@127.0.0.1:5000/")
     # urllib read 'ana:p' as part of the host name and failed with "Name or service not known".

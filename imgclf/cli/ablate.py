@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from imgclf.cli.console import RichTrainingProgress, console, err_console
+from imgclf.terminal import RichTrainingProgress, console, err_console
 from imgclf.errors import DataError
 
 
@@ -43,7 +43,7 @@ def ablate_command(
         err_console.print(f"[{done['n']}/{total}] {cell.label(plan.short_names)}, seed {seed}: {verb}", highlight=False)
 
     def tracked(cfg, run_dir, name):
-        from imgclf.experiments.tracking import resolve_tracking_uri, tracking_session
+        from imgclf.tracking.session import resolve_tracking_uri, tracking_session
 
         # one store per ablation: <out>/mlflow.db unless a URI is given
         uri = resolve_tracking_uri(plan.out / "runs", tracking_uri, cfg.tracking.uri)

@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from imgclf.cli import tta_options
-from imgclf.cli.console import RichTrainingProgress, console
+from imgclf.terminal import RichTrainingProgress, console
 
 if TYPE_CHECKING:
     from imgclf.config import Config
@@ -36,7 +36,7 @@ def train(
     storage: Optional[str] = typer.Option(None, "--storage", help="Storage URL of the --from-sweep study (default sqlite:///sweeps/<study>/optuna.db)."),
     devices: int = typer.Option(1, "--devices", min=1, help="Data-parallel on N local processes (one per GPU, or N CPU processes): launches torchrun for you. data.batch_size stays the global batch."),
     refit: bool = typer.Option(False, "--refit", help="After training, train one more model on every image (RUN/refit) for the best epoch count validation chose; predict with RUN/refit."),
-    budget: Optional[str] = typer.Option(None, "--budget", help="Wall-clock budget like 90s, 20m or 1.5h: measure speed, choose the largest image size that fits and that the data needs (a frozen-feature probe by size; training grows to it from 0.6x: progressive resizing), search augmentation/LR/EMA/mixup on a small proxy with the time that size does not need (<= 30%), then train the final model on every image at that size, its epochs timed by the clock. Writes RUN/recipe.json."),
+    budget: Optional[str] = typer.Option(None, "--budget", help="Wall-clock budget like 90s, 20m or 1.5h for the whole run: measure speed, choose the largest image size that fits and that the data is shown to need (a frozen-feature probe by size), train the final model(s) at that size with their epochs timed by the clock, holding out data.val_fraction (0.2) of the images, then score what is submitted on them: the estimate, with its standard error. Writes RUN/recipe.json."),
     print_config: bool = typer.Option(False, "--print-config", help="Print the resolved config (defaults, then --config, then --set) as YAML and exit; a starting point for your own config file."),
 ) -> None:
     """Fine-tune a pretrained backbone on DATASET and write a run directory.
@@ -118,6 +118,7 @@ def evaluate(
     """The run's metric (train.metric), accuracy, macro-F1, log-loss (before and after temperature scaling),
     per-class precision/recall and the confusion matrix of a run."""
     from imgclf.infer.jobs import evaluate_run
+    from imgclf.infer.tta_config import tta_from_options
     from imgclf.run.claim import check_folder
     from imgclf.runtime import resolve_device
 
@@ -125,7 +126,7 @@ def evaluate(
     if out is not None:  # a new or empty folder, or an earlier evaluation's: never a folder of other files
         check_folder(out, "evaluate")
 
-    tta_cfg = tta_options.tta_from_options(run_dir, tta, tta_threshold, tta_max_views, tta_budget, tta_views)
+    tta_cfg = tta_from_options(run_dir, tta, tta_threshold, tta_max_views, tta_budget, tta_views)
     if tta_compare:
         tta_options.print_tta_compare(run_dir, dataset, out, tta_cfg, tta_ns, batch_size, device, tta_measure)
         return
@@ -177,10 +178,11 @@ def predict(
 ) -> None:
     """Classify IMAGES and write a competition submission (format from sample_submission.csv)."""
     from imgclf import api
+    from imgclf.infer.tta_config import tta_from_options
     from imgclf.runtime import resolve_device
 
     resolve_device(device)
-    tta_cfg = tta_options.tta_from_options(run_dir, tta, tta_threshold, tta_max_views, tta_budget, tta_views)
+    tta_cfg = tta_from_options(run_dir, tta, tta_threshold, tta_max_views, tta_budget, tta_views)
     result = api.predict(run_dir, images, out, probs=probs, sample=sample, category=category, batch_size=batch_size,
                          device=device, engine=engine, tta=tta_cfg)
     console.print(

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from imgclf.cli.console import console
+from imgclf.terminal import console
 from imgclf.errors import ConfigError
 
 
@@ -30,7 +30,7 @@ def compare_command(
         for path in report_paths(out):  # the page and its .md/.csv: earlier comparisons, never a run's files
             check_file_out(path, "--out", (path.suffix.lower(),), own=tuple(p.name for p in report_paths(Path("."))))
     if experiment:
-        from imgclf.experiments.tracking import tracking_uri_in
+        from imgclf.tracking.session import tracking_uri_in
 
         runs = runs_from_experiment(experiment, tracking_uri_in("runs", tracking_uri))
     else:

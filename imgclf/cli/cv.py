@@ -10,7 +10,8 @@ import typer
 from rich.table import Table
 
 from imgclf.cli.commands import CONFIG_HELP, SET_HELP, build_cli_config
-from imgclf.cli.console import RichTrainingProgress, console
+from imgclf.terminal import RichTrainingProgress, console
+from imgclf.run.rundir import BlendDir, RunDir
 
 if TYPE_CHECKING:
     from imgclf.config import Config
@@ -18,8 +19,8 @@ if TYPE_CHECKING:
 
 def _fold_trainer(parent, tracking_uri: Optional[str]):
     """What ``run_cv`` calls per fold: ``fit`` with a progress bar and MLflow (a child of the CV's parent run)."""
-    from imgclf.experiments.tracking import tracking_session
-    from imgclf.train.loop import TrainingInterrupted, fit
+    from imgclf.tracking.session import tracking_session
+    from imgclf.training.loop import TrainingInterrupted, fit
 
     def train_one(cfg: Config, dataset: Path, out: Path, resume: bool, name: str, callbacks=()) -> dict[str, Any]:
         try:
@@ -40,7 +41,7 @@ def cv_command(
     set_: list[str] = typer.Option([], "--set", "-s", help=SET_HELP),
     refit: bool = typer.Option(False, "--refit", help="After the folds, train one more model on every image for the median best epoch of the folds (CV_DIR/refit)."),
     tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow store (default $MLFLOW_TRACKING_URI or sqlite:///CV_DIR/mlflow.db)."),
-    budget: Optional[str] = typer.Option(None, "--budget", help="Wall-clock budget like 20m or 1.5h for the whole CV: measure speed, choose the largest image size that fits and that the data needs (a frozen-feature probe by size; training grows to it from 0.6x: progressive resizing), search augmentation/LR/EMA/mixup on a small proxy with the time that size does not need (<= 30%), then train the K folds at that size; the folds are the final model (predict CV_DIR). Writes CV_DIR/recipe.json."),
+    budget: Optional[str] = typer.Option(None, "--budget", help="Wall-clock budget like 20m or 1.5h for the whole CV: measure speed, choose the largest image size that fits and that the data is shown to need (a frozen-feature probe by size), then train the K folds at that size; the folds are the final model (predict CV_DIR) and their out-of-fold score its estimate. Writes CV_DIR/recipe.json."),
 ) -> None:
     """K-fold cross-validation: stratified folds that keep duplicate groups whole, one run per fold.
 
@@ -51,10 +52,10 @@ def cv_command(
     started = time.perf_counter()
     cfg = build_cli_config(config, set_)  # a config error answers before torch is imported
     from imgclf.experiments.cv import run_cv
-    from imgclf.experiments.cv_tracking import close_parent, open_parent
-    from imgclf.experiments.recipe_cv import run_cv_recipe
+    from imgclf.tracking.cv import close_parent, open_parent
+    from imgclf.budget.cv import run_cv_recipe
     from imgclf.run.claim import claim_folder
-    from imgclf.train.preflight import validate_for_training
+    from imgclf.training.preflight import validate_for_training
 
     seconds = _cv_budget(budget, refit, out)
     validate_for_training(cfg, dataset)
@@ -78,8 +79,8 @@ def _cv_budget(budget: Optional[str], refit: bool, out: Path) -> Optional[float]
     if budget is None:
         return None
     from imgclf.errors import ConfigError
-    from imgclf.experiments.budget import parse_budget
-    from imgclf.experiments.recipe_cv import check_new_cv
+    from imgclf.budget.plan import parse_budget
+    from imgclf.budget.cv import check_new_cv
 
     if refit:
         raise ConfigError("--budget makes the K folds the final model (no refit); drop --refit")
@@ -112,8 +113,11 @@ def _print_cv(summary: dict[str, Any], out: Path) -> None:
     if summary.get("recipe"):
         r = summary["recipe"]
         console.print(f"budget recipe: {r['elapsed_seconds']:.0f}s of {r['budget_seconds']:.0f}s; what it tried and chose: "
-                      f"{out / 'recipe.json'}", highlight=False, soft_wrap=True)
-    console.print(f"label-issue candidates: {summary['label_issues']} in {out / 'label_issues.csv'} (review: {out / 'label_issues.html'}) — report: {summary['report']}", highlight=False, soft_wrap=True)
+                      f"{RunDir(out).recipe}", highlight=False, soft_wrap=True)
+    issues = (f"label-issue candidates: {summary['label_issues']} in {BlendDir(out).label_issues} "
+              f"(review: {BlendDir(out).label_issues.with_suffix('.html')})"
+              if summary["label_issues"] is not None else "label-issue candidates: not looked for (no cleanlab)")
+    console.print(f"{issues} — report: {summary['report']}", highlight=False, soft_wrap=True)
 
 
 def ensemble_command(

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from imgclf.cli.console import console
+from imgclf.terminal import console
 from imgclf.cli.help_format import Command
 from imgclf.errors import DataError, ImgclfError, RunDirError
 from imgclf.run.rundir import RunDir

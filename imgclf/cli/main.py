@@ -26,7 +26,7 @@ from imgclf.cli.prepare import prepare_command
 from imgclf.cli.report import report_command
 from imgclf.cli.show_augs import show_augs_command
 from imgclf.cli.sweep import sweep_command, sweep_transfer_command
-from imgclf.cli.console import err_console, setup_logging
+from imgclf.terminal import err_console, setup_logging
 from imgclf.cli.help_format import Command, Group
 from imgclf.errors import ImgclfError
 from imgclf.secrets import RedactingStream, redact, register_url_passwords

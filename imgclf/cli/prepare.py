@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from imgclf.cli.console import console
+from imgclf.terminal import console
 from imgclf.data.clean import FLAGS, CleanOptions, parse_policy
 from imgclf.data.near_copy import CANDIDATE_RADIUS, COPY_RESIDUAL_BOUND
 from imgclf.errors import ConfigError

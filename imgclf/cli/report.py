@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from imgclf.cli.console import console
+from imgclf.terminal import console
 
 
 def report_command(

@@ -9,7 +9,7 @@ from typing import Any, Optional
 import typer
 
 from imgclf.cli.commands import CONFIG_HELP, SET_HELP, build_cli_config
-from imgclf.cli.console import console
+from imgclf.terminal import console
 from imgclf.config import Config
 from imgclf.errors import DataError
 
@@ -71,7 +71,7 @@ def show_augs_command(
 
 def preview_config(cfg: Config, budget: bool) -> tuple[Config, dict[str, Any]]:
     """The config to draw, and the recipe's prior changes: applied with ``budget``, only reported without it."""
-    from imgclf.experiments.recipe import with_prior
+    from imgclf.budget.prior import with_prior
 
     prior, changes = with_prior(cfg)
     return (prior if budget else cfg), changes

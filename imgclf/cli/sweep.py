@@ -9,8 +9,7 @@ from typing import Optional
 import typer
 
 from imgclf.cli.commands import CONFIG_HELP, SET_HELP, build_cli_config
-from imgclf.cli.console import console
-from imgclf.errors import ConfigError
+from imgclf.terminal import console
 
 # No password in the example: the output redaction would mask it (and break the help box's border).
 STORAGE_HELP = (
@@ -70,9 +69,8 @@ def sweep_command(
 
 
 def sweep_transfer_command(
-    study: Optional[str] = typer.Argument(None, help="The sweep's study name (not with --recipe)."),
-    target: Optional[Path] = typer.Option(None, "--target", help="Config YAML of the target job (bigger backbone, image size, all data, more epochs)."),
-    recipe: Optional[Path] = typer.Option(None, "--recipe", help="A `train --budget` or `cv --budget` run: check its proxy search against its own final config (with a validation split); results in RUN/transfer. Each retrained trial costs about one final model."),
+    study: str = typer.Argument(..., help="The sweep's study name."),
+    target: Path = typer.Option(..., "--target", help="Config YAML of the target job (bigger backbone, image size, all data, more epochs)."),
     top: int = typer.Option(2, "--top", help="Retrain this many of the proxy's best trials."),
     bottom: int = typer.Option(2, "--bottom", help="Retrain this many of the proxy's worst trials."),
     set_: list[str] = typer.Option([], "--set", "-s", help=SET_HELP),
@@ -83,18 +81,10 @@ def sweep_transfer_command(
 ) -> None:
     """Retrain the best and worst proxy trials on the target job; report Spearman rank correlation and compute ratio."""
     from imgclf.experiments.sweep import default_out, default_storage
-    from imgclf.experiments.transfer import recipe_transfer_job, sweep_transfer
+    from imgclf.experiments.transfer import sweep_transfer
 
-    if recipe is not None:
-        if study or target or storage or set_:
-            raise ConfigError("--recipe takes the study, storage and target config from the run; drop STUDY, --target, --storage and --set")
-        study, url, cfg, recipe_out = recipe_transfer_job(recipe)
-        out = out or recipe_out
-    else:
-        if not study or target is None:
-            raise ConfigError("sweep-transfer needs STUDY and --target FILE, or --recipe RUN")
-        cfg = build_cli_config(target, set_)
-        url = storage or default_storage(default_out(study))
+    cfg = build_cli_config(target, set_)
+    url = storage or default_storage(default_out(study))
 
     def on_run(row) -> None:
         console.print(

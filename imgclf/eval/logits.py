@@ -80,7 +80,7 @@ def write_val_predictions(path: Path, result: EvalResult, data, subset_idx: np.n
         "confidence": probs.max(1) if len(probs) else [],
         "correct": preds == result.labels,
     })
-    for j, name in enumerate(classes):
+    for j, _name in enumerate(classes):
         frame[f"logit_{j}"] = result.logits[:, j] if len(probs) else []
     with atomic_path(path) as tmp:
         frame.to_csv(tmp, index=False, float_format="%.6g")

@@ -111,8 +111,8 @@ def runs_from_experiment(experiment: str, tracking_uri: str) -> list[RunRecord]:
     """The finished runs of an MLflow experiment, read from the run directories they name."""
     from mlflow.tracking import MlflowClient
 
-    from imgclf.experiments.tracking import RUN_DIR_TAG, bounded_mlflow_http
-    from imgclf.experiments.urls import one_line, sqlalchemy_url
+    from imgclf.tracking.session import RUN_DIR_TAG, bounded_mlflow_http
+    from imgclf.tracking.urls import one_line, sqlalchemy_url
     from imgclf.secrets import mask_url
 
     if tracking_uri.startswith("sqlite:///") and not Path(tracking_uri[len("sqlite:///"):]).is_file():

@@ -37,10 +37,10 @@ from imgclf.data.samples import TrainingSet, load_training_set
 from imgclf.data.split import save_split
 from imgclf.errors import ConfigError, DataError
 from imgclf.eval.metrics import Metric, get_metric, metric_of
-from imgclf.experiments.label_issues import LABEL_ISSUES_NAME, rank_label_issues, write_label_issues
-from imgclf.experiments.oof import OOF_NAME, Oof, read_run_oof, scores, write_oof
+from imgclf.experiments.label_issues import rank_label_issues, write_label_issues
+from imgclf.experiments.oof import Oof, read_run_oof, scores, write_oof
 from imgclf.experiments.stats import mean_std_ci
-from imgclf.infer.model_set import CV_FILE
+from imgclf.extras import available, install_hint
 from imgclf.io import atomic_path, atomic_write_json
 from imgclf.run.rundir import BlendDir, RunDir
 from imgclf.run.specs import read_cv_spec, read_folds
@@ -48,8 +48,6 @@ from imgclf.run.trust import run_config
 
 log = logging.getLogger("imgclf")
 
-FOLDS_NAME = "folds.csv"
-CONFIG_NAME = "cv_config.yaml"
 
 
 def make_folds(labels: list[int], groups: list[str], k: int, seed: int) -> np.ndarray:
@@ -82,7 +80,7 @@ def _rel_paths(samples: TrainingSet) -> list[str]:
 def plan_folds(samples: TrainingSet, out: Path, k: int, seed: int) -> np.ndarray:
     """Make the folds, or re-read ``folds.csv`` of an earlier start (the dataset must not have changed)."""
     rel = _rel_paths(samples)
-    path = out / FOLDS_NAME
+    path = BlendDir(out).folds
     if path.is_file():
         lookup = read_folds(BlendDir(out))
         if set(lookup) != set(rel) or set(lookup.values()) != set(range(1, k + 1)):
@@ -110,15 +108,15 @@ def write_fold_splits(samples: TrainingSet, folds: np.ndarray, out: Path) -> lis
 
 def _check_resume(cfg: Config, out: Path, k: int) -> tuple[Config, bool]:
     """A re-run must ask for the same CV as the first start (then it resumes); True for a new CV."""
-    spec_path = out / CV_FILE
+    spec_path = BlendDir(out).cv_spec
     if not spec_path.is_file():
         return cfg, True
     held = read_cv_spec(BlendDir(out)).folds
     if held != k:
         raise ConfigError(f"{out} holds a {held}-fold CV; use --folds {held} to resume it, or another --out")
-    saved = build_config(read_yaml(out / CONFIG_NAME))
+    saved = build_config(read_yaml(BlendDir(out).cv_config))
     if _resolved(saved) != _resolved(cfg):
-        raise ConfigError(f"{out} was started with another config ({out / CONFIG_NAME}); use the same --config/--set to resume, or another --out")
+        raise ConfigError(f"{out} was started with another config ({BlendDir(out).cv_config}); use the same --config/--set to resume, or another --out")
     return saved, False
 
 
@@ -132,8 +130,8 @@ def _resolved(cfg: Config) -> dict[str, Any]:
 
 def _record_start(cfg: Config, dataset: Path, out: Path, k: int) -> None:
     """Written once the folds exist, so a CV that could not start leaves nothing to resume."""
-    save_config(cfg, out / CONFIG_NAME)
-    atomic_write_json(out / CV_FILE, {
+    save_config(cfg, BlendDir(out).cv_config)
+    atomic_write_json(BlendDir(out).cv_spec, {
         "folds": k, "seed": cfg.data.split_seed, "dataset": str(Path(dataset).resolve()),
         "fold_dirs": [f"fold_{i}" for i in range(1, k + 1)],
     })
@@ -240,14 +238,18 @@ def run_cv(
     write_fold_splits(samples, fold_of, out)
     actions = train_runs(cfg, dataset, out, folds, train_one)
     oof = collect_oof(out, folds, samples.classes)
-    write_oof(out / OOF_NAME, oof)
+    write_oof(BlendDir(out).oof, oof)
     atomic_write_json(BlendDir(out).classes, samples.classes)
     summary = summarize(out, folds, oof, metric_of(cfg.train))
     summary["actions"] = actions
-    ranked = rank_label_issues(oof.labels, oof.probs)
-    write_label_issues(out / LABEL_ISSUES_NAME, oof, ranked)
-    write_label_review(out / LABEL_ISSUES_NAME, dataset)  # label_issues.html: the candidates as thumbnails
-    summary["label_issues"] = int(len(ranked))
+    summary["label_issues"] = None
+    if available("cleanlab"):
+        ranked = rank_label_issues(oof.labels, oof.probs)
+        write_label_issues(BlendDir(out).label_issues, oof, ranked)
+        write_label_review(BlendDir(out).label_issues, dataset)  # label_issues.html: the candidates as thumbnails
+        summary["label_issues"] = int(len(ranked))
+    else:
+        log.warning("no label-issue candidates: cleanlab is not installed (%s)", install_hint("cleanlab"))
     if refit:
         summary["refit"] = run_refit(cfg, dataset, out, median_best_epoch(summary["per_fold"]), train_one)
     atomic_write_json(BlendDir(out).summary, summary)

@@ -8,8 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from imgclf.eval.metrics import get_metric
-from imgclf.experiments.label_issues import LABEL_ISSUES_NAME
-from imgclf.experiments.oof import OOF_NAME, read_oof_csv
+from imgclf.experiments.oof import read_oof_csv
 from imgclf.io import read_json
 from imgclf.report import html as h
 from imgclf.report.plots import fig_to_base64, learning_curves
@@ -42,18 +41,18 @@ def _confusion(cv_dir: Path, classes: list[str]) -> str:
     from imgclf.eval.scores import score
     from imgclf.report.figures import confusion_figure
 
-    oof = read_oof_csv(cv_dir / OOF_NAME, classes)
+    oof = read_oof_csv(BlendDir(cv_dir).oof, classes)
     scores = score(oof.labels, oof.probs.argmax(1), classes)
     return h.image(fig_to_base64(confusion_figure(scores.confusion, classes)), "OOF confusion matrix")
 
 
 def _issues(cv_dir: Path) -> str:
-    path = cv_dir / LABEL_ISSUES_NAME
+    path = BlendDir(cv_dir).label_issues
     if not path.is_file():
         return h.paragraph("No label-issue list.", "note")
     lines = [line for line in path.read_text().splitlines() if line and not line.startswith("#")][1:]
     rows = [{"rank": i, "path": r[0], "why": r[1]} for i, r in enumerate(csv.reader(lines[:TOP_ISSUES]), start=1)]
-    note = h.paragraph(f"{len(lines)} candidate(s) in {LABEL_ISSUES_NAME} (blocklist format); the first {len(rows)}:", "note")
+    note = h.paragraph(f"{len(lines)} candidate(s) in {path.name} (blocklist format); the first {len(rows)}:", "note")
     return note + (h.table(rows, text_columns=("path", "why")) if rows else "")
 
 

@@ -25,8 +25,8 @@ from scipy.optimize import minimize
 
 from imgclf.errors import ImgclfError
 from imgclf.eval.metrics import Metric, get_metric, metric_of
-from imgclf.experiments.oof import OOF_NAME, Oof, read_oof, scores, write_oof
-from imgclf.infer.model_set import ENSEMBLE_FILE, relative_member, resolve_model_set
+from imgclf.experiments.oof import Oof, read_oof, scores, write_oof
+from imgclf.infer.model_set import relative_member, resolve_model_set
 from imgclf.io import atomic_write_json
 from imgclf.run.claim import claim_folder
 from imgclf.run.rundir import BlendDir
@@ -212,9 +212,9 @@ def _build_ensemble(members: Sequence[Path], out: Path, method: str, metric: Met
         "oof_images": len(labels),
         "classes": len(oofs[0].classes),
     }
-    write_oof(out / OOF_NAME, blended)
+    write_oof(BlendDir(out).oof, blended)
     atomic_write_json(BlendDir(out).classes, oofs[0].classes)
-    atomic_write_json(out / ENSEMBLE_FILE, {
+    atomic_write_json(BlendDir(out).ensemble_spec, {
         "members": [{"path": relative_member(m, out), "weight": float(w)} for m, w in zip(members, weights)],
         "weights": summary["weights"],
     })

@@ -22,7 +22,6 @@ import numpy as np
 from imgclf.experiments.oof import Oof
 from imgclf.io import atomic_write_text
 
-LABEL_ISSUES_NAME = "label_issues.csv"
 
 
 def rank_label_issues(labels: np.ndarray, probs: np.ndarray) -> np.ndarray:

@@ -22,7 +22,6 @@ from imgclf.eval.metrics import Metric
 from imgclf.io import atomic_path
 from imgclf.run.rundir import BlendDir, RunDir, read_run_csv
 
-OOF_NAME = "oof.csv"
 PROB_PREFIX = "prob_"
 
 

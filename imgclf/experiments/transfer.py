@@ -100,8 +100,8 @@ def sweep_transfer(
     on_run: Callable[[dict[str, Any]], None] | None = None,
 ) -> TransferResult:
     """Retrain the picked proxy trials on ``target``; write ``transfer.md`` and ``transfer.csv`` into ``out``."""
-    from imgclf.experiments.tracking import tracking_session
-    from imgclf.train.loop import fit
+    from imgclf.tracking.session import tracking_session
+    from imgclf.training.loop import fit
 
     study = load_study(study_name, storage_url)
     picked = pick_trials(study, top, bottom)
@@ -192,20 +192,3 @@ def _markdown(study: str, monitor: str, rows: list[dict[str, Any]], rho: float, 
         f"**{cpu_ratio:.1f}×** in CPU seconds of the training process (the fairer figure on a shared machine: "
         f"other jobs stretch wall time, not CPU time)\n"
     )
-
-
-def recipe_transfer_job(run_dir: Path) -> tuple[str, str, Config, Path]:
-    """``(study, storage URL, target config, out)`` to check a ``--budget`` run's proxy search: the proxy study
-    in ``RUN/proxy``, and the run's own final config — with a validation split again, since the recipe's final
-    model trained on every image — as the target. Results go to ``RUN/transfer``."""
-    from imgclf.experiments.recipe import STUDY
-    from imgclf.experiments.sweep import default_storage
-    from imgclf.run.trust import run_config
-
-    run = RunDir(Path(run_dir))
-    if not run.recipe.is_file() or not run.proxy.is_dir():
-        raise ConfigError(f"{run_dir} is not a --budget run (no recipe.json and proxy/ in it)")
-    cfg = run_config(run)  # where tracking data and files go: the user's --tracking-uri and environment, not the run's
-    if not cfg.data.val_fraction:
-        cfg = with_overrides(cfg, {"data.val_fraction": 0.2, "data.split_file": None})
-    return STUDY, default_storage(run.proxy), cfg, run.root / "transfer"

@@ -34,8 +34,6 @@ from imgclf.errors import RunDirError
 from imgclf.run.rundir import BlendDir, RunDir
 from imgclf.run.specs import inside, read_cv_spec, read_ensemble_spec
 
-CV_FILE = "cv.json"
-ENSEMBLE_FILE = "ensemble.json"
 
 
 @dataclass(frozen=True)
@@ -75,7 +73,8 @@ def resolve_model_set(path: Path) -> ModelSet:
         return ModelSet("cv", root, tuple(_cv_members(root)))
     if RunDir(root).config.is_file():
         return ModelSet("run", root, ((root, 1.0),))
-    raise RunDirError(f"{root} is not a run directory, a CV folder ({CV_FILE}) or an ensemble folder ({ENSEMBLE_FILE})")
+    raise RunDirError(f"{root} is not a run directory, a CV folder ({BlendDir(root).cv_spec.name}) or an ensemble folder "
+                      f"({BlendDir(root).ensemble_spec.name})")
 
 
 def _cv_members(root: Path) -> list[tuple[Path, float]]:

@@ -1,4 +1,4 @@
-"""The run report's "Budget recipe" section: what ``train --budget`` measured, tried and chose (``recipe.json``)."""
+"""The run report's "Budget recipe" section: what ``train --budget`` measured and chose (``recipe.json``)."""
 
 from __future__ import annotations
 
@@ -10,18 +10,6 @@ from imgclf.run.rundir import RunDir
 
 def _short(value: Any) -> str:
     return f"{value:.3g}" if isinstance(value, float) else str(value)
-
-
-def proxy_rows(recipe: dict[str, Any]) -> list[dict[str, Any]]:
-    """One row per proxy trial: its number, state, score, seconds and each searched value."""
-    proxy = recipe.get("proxy", {})
-    rows = []
-    for trial in proxy.get("table", []):
-        row = {"trial": trial.get("trial"), "state": trial.get("state"), proxy.get("monitor", "value"): trial.get("value"),
-               "seconds": trial.get("seconds")}
-        row.update({key.split(".", 1)[-1]: _short(v) for key, v in (trial.get("params") or {}).items()})
-        rows.append(row)
-    return rows
 
 
 def _final_text(chosen: dict[str, Any]) -> str:
@@ -72,18 +60,8 @@ def _start_text(recipe: dict[str, Any]) -> str:
     return " ".join(parts)
 
 
-def _proxy_text(proxy: dict[str, Any]) -> str:
-    if proxy.get("skipped") and not proxy.get("share_seconds"):
-        return f"Proxy search: {proxy['skipped']}. "
-    return (f"The proxy search's share: {h.format_value(proxy.get('share_seconds'))} s ({proxy.get('share_rule', 'of the budget')})"
-            + (f"; search skipped: {proxy['skipped']} in it. " if proxy.get("skipped") else
-               f". Proxy: {proxy.get('trials_planned')} trial(s) planned on {proxy.get('subset')} of the data at "
-               f"{proxy.get('size')} px for {proxy.get('epochs')} epoch(s), {h.format_value(proxy.get('seconds'))} s spent"
-               + (f"; chosen: {proxy['kept']}. " if proxy.get("kept") else ". ")))
-
-
 def estimate_text(estimate: dict[str, Any]) -> str:
-    """What the submission is worth and what that rests on (``recipe.json``'s ``estimate``; older runs: the proxy's)."""
+    """What the submission is worth and what that rests on (``recipe.json``'s ``estimate``)."""
     if "val_accuracy" in estimate:  # recipes before the held-out estimate
         return f"Estimate: {h.format_value(estimate.get('val_accuracy'))} validation accuracy — {estimate.get('note', '')}."
     if estimate.get("value") is None:
@@ -118,20 +96,17 @@ def recipe_section(run: RunDir) -> str | None:
     if not run.recipe.is_file():
         return None
     recipe = run.read_recipe()
-    chosen, proxy, estimate = recipe.get("chosen", {}), recipe.get("proxy", {}), recipe.get("estimate", {})
+    chosen, estimate = recipe.get("chosen", {}), recipe.get("estimate", {})
     elapsed = recipe.get("elapsed_seconds")
     plan = (
         f"Budget {h.format_value(recipe.get('budget_seconds'))} s, used {h.format_value(elapsed)} s before this report "
         f"({recipe.get('status', '?')}). Warm-up: "
         + ", ".join(f"{w['images_per_second']:.1f} images/s at {w['size']} px" for w in recipe.get("warmup", []))
-        + ". " + _proxy_text(proxy) + _final_text(chosen)
+        + ". " + _final_text(chosen)
     )
-    params = [{"key": k, "value": _short(v)} for k, v in (chosen.get("params") or {}).items()]
     return h.section(
         "Budget recipe",
         h.paragraph(plan),
         h.paragraph(_start_text(recipe)) if _start_text(recipe) else "",
         h.paragraph(estimate_text(estimate), "note"),
-        h.table(params) if params else "",
-        h.table(proxy_rows(recipe), highlight={proxy.get("monitor", "value"): "max" if proxy.get("monitor") == "val_accuracy" else "min"}),
     )

@@ -8,7 +8,7 @@
 
 config.yaml · metrics.csv · summary.json · split.csv · classes.json · preprocessing.json ·
 environment.json · run.json · val_predictions.csv · calibration.json · mlflow_run.json · report.html ·
-recipe.json and proxy/ (``--budget``) · checkpoints/{best.safetensors,last.pt} · eval/ · export/
+recipe.json (``--budget``) · checkpoints/{best.safetensors,last.pt} · eval/ · export/
 """
 
 from __future__ import annotations
@@ -110,7 +110,11 @@ class RunDir:
     @property
     def recipe(self) -> Path: return self.root / "recipe.json"
     @property
-    def proxy(self) -> Path: return self.root / "proxy"
+    def ensemble_spec(self) -> Path: return self.root / "ensemble.json"  # train --budget with several models
+
+    def member(self, n: int) -> "RunDir":
+        """``train --budget``'s n-th final model (n >= 2): ``RUN/members/<n>``."""
+        return RunDir(self.root / "members" / str(int(n)))
 
     def holds_run(self) -> bool:
         """True once training wrote a checkpoint or a summary here."""
@@ -149,10 +153,9 @@ class RunDir:
         return name if name.isidentifier() and len(text) <= _MAX_WRITER else None
 
     def _started_files(self) -> tuple[Path, ...]:
-        """What a training (or ``--budget``'s search) writes before its first checkpoint."""
+        """What a training (or ``--budget``'s warm-up) writes before its first checkpoint."""
         return (self.lock, self.info, self.config, self.classes, self.preprocessing, self.environment, self.split,
-                self.metrics, self.val_predictions, self.calibration, self.mlflow_run, self.checkpoints, self.recipe,
-                self.proxy)
+                self.metrics, self.val_predictions, self.calibration, self.mlflow_run, self.checkpoints, self.recipe)
 
     def is_unfinished(self) -> bool:
         """A run of ours killed before its first checkpoint: a lock, run.json or recipe.json says imgclf started it,
@@ -290,10 +293,6 @@ class BlendDir:
     def fold(self, k: int) -> RunDir:
         return RunDir(self.root / f"fold_{k}")
 
-    def read_recipe(self) -> dict[str, Any]:
-        self.require("recipe")
-        return _json_object(self.recipe)
-
     def read_summary(self) -> dict[str, Any]:
         return _json_object(self.summary)
 
@@ -397,7 +396,7 @@ def git_commit() -> str | None:
 def environment_info(device: str) -> dict[str, Any]:
     import importlib.metadata as md
 
-    versions = {}
+    versions: dict[str, str | None] = {}
     for pkg in ("imgclf", "torch", "torchvision", "timm", "numpy", "pillow", "pandas", "scikit-learn", "mlflow", "optuna", "onnxruntime"):
         try:
             versions[pkg] = md.version(pkg)

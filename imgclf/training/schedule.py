@@ -31,18 +31,3 @@ def short_run_warmup(warmup_epochs: float, epochs: int) -> float:
     """
     return warmup_epochs if warmup_epochs < epochs else max(epochs - 1, 0)
 
-
-class WarmupCosine:
-    """:func:`warmup_cosine` as a ``LambdaLR`` multiplier whose length can change mid-run: ``train.time_limit``
-    re-plans the epochs after each one, and the cosine then anneals by the new end. (A callable object, so
-    ``LambdaLR.state_dict`` saves ``total_steps`` with the checkpoint.)
-
-    >>> s = WarmupCosine(100, 10); s.total_steps = 50; round(s(50), 3)
-    0.01
-    """
-
-    def __init__(self, total_steps: int, warmup_steps: int):
-        self.total_steps, self.warmup_steps = int(total_steps), int(warmup_steps)
-
-    def __call__(self, step: int) -> float:
-        return warmup_cosine(step, self.total_steps, self.warmup_steps)

@@ -1,15 +1,15 @@
 """``train.time_limit``: a run that plans its epochs by the clock, like Ultralytics' ``time`` argument.
 
 After every epoch the loop asks :func:`replanned_epochs` how many epochs fit the time left, at the pace the
-epochs so far have kept; the learning-rate schedule (:class:`imgclf.train.schedule.WarmupCosine`) is
-stretched or shortened to end there, so the run anneals by the limit instead of being cut at a high LR
+epochs so far have kept, and the run's :class:`imgclf.training.epoch_plan.EpochPlan` ends there: its learning-rate
+schedule is stretched or shortened with it, so the run anneals by the limit instead of being cut at a high LR
 (a plan made from a few warm-up steps is off whenever the machine's speed changes). ``train.epochs`` stays
 the most it may run. Under progressive resizing (``data.start_size``) the epochs differ in size: each future epoch is
 timed at its own size (:func:`pace_at`), scaled from the nearest size trained so far by ``train.time_cost`` (the
 budget warm-up's measured ``a + b·s²`` per image) or, without it, by pixels.
 
 Whole epochs rarely fill the limit: with 100 s epochs up to 100 s would go unused. :func:`replanned` adds a last,
-partial epoch (at least :data:`MIN_PARTIAL` of one) that trains on part of the shuffled images; the schedule ends
+partial epoch (at least :data:`MIN_PARTIAL` of one) that trains on part of the shuffled images; the plan ends
 with it, so the loop stops the epoch where the schedule does.
 """
 

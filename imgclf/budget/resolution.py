@@ -3,9 +3,9 @@
 Under a budget, size and epochs trade against each other: a larger size costs epochs. The recipe puts
 resolution first (a small defect or a distant object is lost at a small size, whatever the epochs), but resolution
 pays only while the pixels hold more information: a 28 px photo upscaled to 192 px holds no more than at 96 px,
-and the epochs that 192 px costs are lost for nothing. The data says which (:mod:`imgclf.experiments.feature_probe`):
+and the epochs that 192 px costs are lost for nothing. The data says which (:mod:`imgclf.budget.feature_probe`):
 
-1. the probe images' frozen-backbone features at each candidate size (the proxy ladder's rungs up to the largest
+1. the probe images' frozen-backbone features at each candidate size (the probe ladder's rungs up to the largest
    size the budget affords, :func:`candidate_sizes`);
 2. held-out accuracy of a logistic regression at each size (cross-validated, as for the orientation probe);
 3. the final size is the smallest that the evidence shows to lose at most ``TOLERANCE`` against every larger
@@ -29,9 +29,9 @@ from typing import Any
 
 import numpy as np
 
+from imgclf.budget.feature_probe import PROBE_IMAGES, ProbeSource, embed, held_out_correct, probe_set
+from imgclf.budget.plan import EVAL_SPEEDUP, PROBE_LADDER, CostModel
 from imgclf.config import Config
-from imgclf.experiments.budget import EVAL_SPEEDUP, PROXY_LADDER, CostModel
-from imgclf.experiments.feature_probe import PROBE_IMAGES, ProbeSource, embed, held_out_correct, probe_set
 from imgclf.experiments.stats import paired_gap
 
 log = logging.getLogger("imgclf")
@@ -45,12 +45,12 @@ FIT_SECONDS = 2.0  # the four cross-validated logistic regressions of one size (
 
 
 def candidate_sizes(largest: int) -> list[int]:
-    """The sizes the probe compares: the proxy ladder's rungs below ``largest``, and ``largest``.
+    """The sizes the probe compares: the probe ladder's rungs below ``largest``, and ``largest``.
 
     >>> candidate_sizes(144)
     [64, 80, 96, 128, 144]
     """
-    return [s for s in PROXY_LADDER if s < largest] + [int(largest)]
+    return [s for s in PROBE_LADDER if s < largest] + [int(largest)]
 
 
 def enough_size(correct: dict[int, np.ndarray], tolerance: float = TOLERANCE) -> int:

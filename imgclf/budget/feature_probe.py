@@ -1,8 +1,8 @@
 """Frozen-feature probes: what the pretrained backbone, left as it is, can already tell apart in the data.
 
 The budget recipe asks the data two questions before it spends the budget — does it have an "up"
-(:mod:`imgclf.experiments.orientation`) and what image size do its pixels need
-(:mod:`imgclf.experiments.resolution`). Both answer them the same cheap way, with no training step:
+(:mod:`imgclf.budget.orientation`) and what image size do its pixels need
+(:mod:`imgclf.budget.resolution`). Both answer them the same cheap way, with no training step:
 
 1. :func:`probe_set`: up to ``PROBE_IMAGES`` training images (stratified), decoded once;
 2. :func:`embed`: one feature vector per image (the backbone's pooled features, frozen) at a size, for each view;

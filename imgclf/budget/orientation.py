@@ -6,9 +6,9 @@ fine-tune's capacity when they are all upright (cars, clothes, faces). The data 
 trained on some images is as good on the *turned* copies of held-out images as on the images themselves only
 when turned images are already what the data looks like.
 
-The probe, in a few seconds before the proxy search (:mod:`imgclf.experiments.feature_probe`):
+The probe, in a few seconds before the final model (:mod:`imgclf.budget.feature_probe`):
 
-1. up to ``PROBE_IMAGES`` training images (stratified), the eval transform at the proxy size, the pretrained
+1. up to ``PROBE_IMAGES`` training images (stratified), the eval transform at the probe size, the pretrained
    backbone frozen: one feature vector per image and per view (identity, left-right flip, up-down flip,
    quarter turn);
 2. a logistic regression on the identity features, cross-validated: each held-out image is scored as it is and
@@ -33,8 +33,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from imgclf.budget.feature_probe import PROBE_IMAGES, ProbeSource, embed, held_out_correct, probe_set
 from imgclf.config import Config
-from imgclf.experiments.feature_probe import PROBE_IMAGES, ProbeSource, embed, held_out_correct, probe_set
 
 __all__ = ["PROBE_IMAGES", "Orientation", "choose_flips", "probe_size", "held_out_correct", "lost", "oriented", "probe_orientation", "view"]
 

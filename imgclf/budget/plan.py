@@ -5,32 +5,31 @@ Cost model (documented, measured twice per recipe): training one image at size `
 pixels); ``a`` is what does not shrink with the size (decoding, the loader, the optimiser step
 spread over a batch). The warm-up measures throughput at two sizes, which fixes ``a`` and ``b``;
 with one measurement the model is pure ``s²`` (``a = 0``), which overestimates the speed-up of
-small sizes, so the recipe re-plans with the proxy trials' own timing before the final model.
+small sizes. The final model's epochs are re-planned by the clock (``train.time_limit``), so an error here
+costs the size, never the budget.
 """
 
 from __future__ import annotations
 
 import math
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from imgclf.data.progressive import size_at
 from imgclf.errors import ConfigError
 
-# The proxy search's sizes; the final model's ladder has the in-between rungs too (112 is 1.36x the pixels of 96,
-# 128 is 1.78x): with the epochs re-planned by the clock, a finer ladder turns more of the budget into resolution.
-PROXY_LADDER = (64, 80, 96, 128, 160, 192, 224, 256, 288, 320, 384, 448, 512)
-SIZE_LADDER = tuple(sorted({*PROXY_LADDER, 112, 144, 176}))
+# The sizes the warm-up and the resolution probe compare; the final model's ladder has the in-between rungs too (112
+# is 1.36x the pixels of 96, 128 is 1.78x): with the epochs re-planned by the clock, a finer ladder turns more of the
+# budget into resolution.
+PROBE_LADDER = (64, 80, 96, 128, 160, 192, 224, 256, 288, 320, 384, 448, 512)
+SIZE_LADDER = tuple(sorted({*PROBE_LADDER, 112, 144, 176}))
 MIN_EPOCHS = 6  # the final model prefers this many epochs: the size shrinks first
-PROXY_SHARE = 0.30  # at most this share of the budget goes to the proxy search
 # The final model is planned into this share of the time left: its first epoch also fills the resize cache
 # and epochs vary; a plan that overruns is cut by the deadline before its learning rate has annealed
 # (measured: 4 of 6 planned epochs on the demo data at a 5-minute budget, LR still at a third of its peak).
 PLAN_SHARE = 0.85
-# Progressive resizing under a budget (imgclf.data.progressive): training starts at this share of the final size,
-# never below the smallest rung; the cheaper early epochs buy the final model a larger size.
-START_SHARE = 0.6
 # A forward pass against a training step of the recipe's model (no backward; the frozen bottom makes the backward
 # cheaper): 68 passes/s against 37 training images/s at 192 px on the thin-defect data (2-core AMD EPYC, BENCHMARKS.md
 # "The budget recipe made trustworthy"). It was 3.0, which made an 8-view estimate overrun its reserve by 25 s.
@@ -38,7 +37,6 @@ EVAL_SPEEDUP = 1.8
 _UNITS = {"s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
 _BUDGET = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h)\s*$", re.IGNORECASE)
 MIN_BUDGET_S = 10.0
-MIN_PER_CLASS = 10  # a proxy subset smaller than this per class ranks settings by noise
 
 
 def parse_budget(text: str) -> float:
@@ -87,18 +85,12 @@ def ladder(cap: int) -> list[int]:
     return [s for s in SIZE_LADDER if s < cap] + [int(cap)]
 
 
-def proxy_size(cap: int) -> int:
-    """The proxy search's size: the largest proxy rung at most half the model's size (the smallest rung if none)."""
-    rungs = [s for s in PROXY_LADDER if s < cap] + [int(cap)]
+def small_size(cap: int) -> int:
+    """The warm-up's first, cheap size: the largest probe rung at most half the model's size (the smallest rung if
+    none)."""
+    rungs = [s for s in PROBE_LADDER if s < cap] + [int(cap)]
     small = [s for s in rungs if s <= cap / 2]
     return small[-1] if small else rungs[0]
-
-
-def progressive_start(size: int) -> int | None:
-    """Where progressive resizing starts for a final ``size``: ``START_SHARE`` of it (a multiple of 8), at least the
-    smallest rung; None when that is not smaller than ``size``."""
-    start = max(PROXY_LADDER[0], int(round(START_SHARE * size / 8)) * 8)
-    return start if start < size else None
 
 
 Start = Callable[[int], "int | None"]  # final size -> progressive resizing's start size (None: off)
@@ -118,7 +110,7 @@ def plan_final(seconds: float, images: int, cost: CostModel, cap: int, max_epoch
 
     The largest size of the ladder that fits ``MIN_EPOCHS`` epochs (then as many more epochs as fit, up to
     ``max_epochs``); when none does, the smallest size with as many epochs as fit (at least one). With ``start``
-    (final size -> first size, :func:`progressive_start`) the epochs grow to the size (progressive resizing).
+    (final size -> first size: the user's ``data.start_size``) the epochs grow to the size (progressive resizing).
     """
     max_epochs = max(int(max_epochs), 1)
 
@@ -179,38 +171,22 @@ def fold_images(images: int, folds: int) -> int:
     return epoch_images(images, 1 / folds)
 
 
-def search_seconds(seconds: float, images: int, cost: CostModel, cap: int, runs: int = 1, start: Start | None = None) -> float:
-    """What a proxy search may spend of ``seconds`` (the time the final model would have without one; ``runs``
-    models of ``images`` images an epoch, as in a CV): only what the largest size the whole time affords does not
-    need for ``MIN_EPOCHS`` epochs, at most ``PROXY_SHARE`` of ``seconds``. The search buys settings with the
-    epochs beyond the minimum, never with the final model's resolution."""
-    size, _ = plan_final(PLAN_SHARE * seconds / runs, images, cost, cap, MIN_EPOCHS, start=start)
-    need = runs * run_seconds(images, cost, size, MIN_EPOCHS, start) / PLAN_SHARE
-    return min(max(seconds - need, 0.0), PROXY_SHARE * seconds)
+# Kept for the run report and the last epoch's spread past the clock's plan: 3 % of the budget, at least 5 s, at most
+# 30 s (the report took 1.7 s after a 3-minute budget on the demo data, ~9 s for a tiny run on a loaded machine).
+REPORT_RESERVE = (0.03, 5.0, 30.0)
 
 
-@dataclass(frozen=True)
-class ProxyPlan:
-    size: int
-    subset: float
-    epochs: int
-    trials: int
-    trial_seconds: float  # the estimate the trial count came from
-    seconds: float  # the share of the budget the proxy may spend
+class Clock:
+    """Seconds since the recipe (or the command) started."""
+
+    def __init__(self, started: float | None = None):
+        self.started = time.perf_counter() if started is None else started
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.started
 
 
-def plan_proxy(seconds: float, train_images: int, val_images: int, cost: CostModel, size: int,
-               fit_overhead: float, classes: int = 2, epochs: int = 3, min_trials: int = 4, max_trials: int = 12) -> ProxyPlan:
-    """Subset and trial count so that at least ``min_trials`` trials of ``epochs`` epochs fit ``seconds``.
-
-    A trial costs its fit overhead + ``epochs`` × (its training subset + the validation images at a third
-    of the cost) at the proxy size. The subset keeps at least ``MIN_PER_CLASS`` images a class (and 10 %).
-    """
-    per_image = cost.seconds_per_image(size)
-    val_epoch = val_images * per_image / EVAL_SPEEDUP
-    room = seconds / min_trials - fit_overhead - epochs * val_epoch
-    floor = max(0.1, MIN_PER_CLASS * classes / max(train_images, 1))
-    subset = min(1.0, max(floor, room / max(epochs * train_images * per_image, 1e-9)))
-    trial = fit_overhead + epochs * (subset * train_images * per_image + val_epoch)
-    trials = int(max(1, min(max_trials, seconds // max(trial, 1e-9))))
-    return ProxyPlan(size=size, subset=round(subset, 3), epochs=epochs, trials=trials, trial_seconds=trial, seconds=seconds)
+def report_reserve(budget: float) -> float:
+    """Seconds kept back for the report (:data:`REPORT_RESERVE`): 3 % of the budget, at least 5 s, at most 30 s."""
+    share, low, high = REPORT_RESERVE
+    return min(max(share * budget, low), high)

@@ -1,13 +1,12 @@
-"""``imgclf cv DATASET --budget 20m``: the budget recipe of :mod:`imgclf.experiments.recipe` ending in a CV ensemble.
+"""``imgclf cv DATASET --budget 20m``: the budget recipe of :mod:`imgclf.budget.recipe` ending in a CV ensemble.
 
-The warm-up and the proxy search are the same as for ``train --budget`` (into ``CV_DIR/proxy``, with only the
-time the folds' size does not need, at most 30 %). What is left, less the folds' fixed overhead and a reserve for
+The warm-up and the probes are the same as for ``train --budget``. What is left of the budget, less the folds' fixed overhead and a reserve for
 OOF scores, label issues and the report, is split evenly between the K folds: each trains on (K-1)/K of the images and validates on the rest
 every epoch, at the largest size that fits at least six epochs. The folds together are the final model
 (``imgclf predict CV_DIR`` blends them), so there is no refit; the OOF score is an honest estimate of it.
 
-A fold whose next epoch would end past its share of the time left stops early (its best epoch is kept), so a
-machine that slows down mid-way costs epochs, not the budget. ``CV_DIR/recipe.json`` records the plan.
+Each fold's share is its ``train.time_limit``: the loop re-plans its epochs by it after each one, so a machine that
+slows down mid-way costs epochs, not the budget. ``CV_DIR/recipe.json`` records the plan.
 """
 
 from __future__ import annotations
@@ -18,12 +17,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from imgclf.budget.final import even_share
+from imgclf.budget.plan import MIN_EPOCHS, PLAN_SHARE, Clock, fold_images, plan_final, report_reserve
+from imgclf.budget.prior import growth, with_flip_tta, with_growth, with_prior
+from imgclf.budget.recipe import measure_and_probe
 from imgclf.config import Config, with_overrides
 from imgclf.errors import ConfigError
-from imgclf.experiments.budget import MIN_EPOCHS, PLAN_SHARE, fold_images, plan_final
-from imgclf.experiments.recipe import (
-    Clock, _FinalDeadline, even_share, growth, report_reserve, search, with_flip_tta, with_growth, with_prior,
-)
 from imgclf.io import atomic_write_json
 from imgclf.run.rundir import BlendDir, RunDir
 
@@ -34,16 +33,18 @@ log = logging.getLogger("imgclf")
 CV_EXTRA_RESERVE = 10.0
 
 
-def with_fold_deadlines(train_one: Callable[..., dict[str, Any]], clock: Clock, ends_at: float, folds: int,
-                        overhead: float = 0.0):
-    """``train_one`` with a deadline per fold: fold i may use an even share of the time left for folds i..K; its
-    ``train.time_limit`` (that share, less a fit's fixed ``overhead``) re-plans its epochs by the clock."""
+def with_fold_limits(train_one: Callable[..., dict[str, Any]], clock: Clock, ends_at: float, folds: int,
+                     overhead: float = 0.0):
+    """``train_one`` with a time limit per fold: the k-th fold it trains gets an even share of the time left for the
+    folds not yet trained (:func:`~imgclf.budget.final.even_share`) as its ``train.time_limit``, by which the loop
+    re-plans its epochs. (``cv --budget`` always starts a new CV, so every fold passes through here in turn.)"""
+    started = 0
 
     def timed(cfg: Config, dataset: Path, out: Path, resume: bool, name: str, callbacks: Sequence[Any] = ()) -> dict[str, Any]:
-        index = int(name.rsplit("_", 1)[-1]) if name.startswith("fold_") else folds
-        limit, deadline = even_share(clock, ends_at, folds - index + 1, overhead)
-        cfg = with_overrides(cfg, {"train.time_limit": limit})
-        return train_one(cfg, dataset, out, resume, name, callbacks=[*callbacks, _FinalDeadline(clock, deadline)])
+        nonlocal started
+        limit = even_share(clock, ends_at, max(folds - started, 1), overhead)
+        started += 1
+        return train_one(with_overrides(cfg, {"train.time_limit": limit}), dataset, out, resume, name, callbacks=callbacks)
 
     return timed
 
@@ -56,7 +57,7 @@ def check_new_cv(out: Path) -> None:
 
 def run_cv_recipe(cfg: Config, dataset: Path, out: Path, budget: float, *, folds: int,
                   train_one: Callable[..., dict[str, Any]], started: float | None = None) -> dict[str, Any]:
-    """Warm-up, proxy search, then a K-fold CV of the best proxy values into ``out``, within ``budget`` seconds."""
+    """Warm-up, probes, then a K-fold CV at the size they chose into ``out``, within ``budget`` seconds."""
     from imgclf.experiments.cv import run_cv
     from imgclf.experiments.cv_report import write_cv_report
 
@@ -64,22 +65,23 @@ def run_cv_recipe(cfg: Config, dataset: Path, out: Path, budget: float, *, folds
     clock, run, start = Clock(started), RunDir(Path(out)), growth(cfg)  # growth: before the prior names every key
     cfg, prior = with_prior(cfg)
     reserve = report_reserve(budget) + CV_EXTRA_RESERVE
-    found = search(cfg, dataset, run, budget, clock, probe_flips="data.flips" in prior, reserve=reserve, folds=folds,
-                   start=start)
+    found = measure_and_probe(cfg, dataset, budget, clock, probe_flips="data.flips" in prior, reserve=reserve,
+                              folds=folds, start=start)
+    cfg = found.cfg
     left = budget - reserve - clock.elapsed() - folds * found.overhead
     size, epochs = plan_final(PLAN_SHARE * left / folds, fold_images(found.images, folds), found.cost, found.cap,
                               max(cfg.train.epochs, MIN_EPOCHS), start=start)
     final = with_flip_tta(with_growth(with_overrides(cfg, {
-        **found.best_params, "data.image_size": int(size), "train.epochs": max(int(epochs), cfg.train.epochs, MIN_EPOCHS),
+        "data.image_size": int(size), "train.epochs": max(int(epochs), cfg.train.epochs, MIN_EPOCHS),
         "train.warmup_epochs": min(cfg.train.warmup_epochs, max(int(epochs) - 1, 0))}), start, found.cost))
     record = {**found.record, "prior": prior, "chosen": {
-        "params": found.best_params, "image_size": size, "start_size": final.data.start_size or None, "epochs": epochs,
+        "image_size": size, "start_size": final.data.start_size or None, "epochs": epochs,
         "images": found.images, "folds": folds,
         "seconds_planned": left, "per_fold_seconds": left / folds, "refit_on_all_images": False,
     }}
     log.info("recipe: %d folds at %dpx for up to %d epoch(s) each (%.0fs left of %.0fs)", folds, size, epochs, left, budget)
     atomic_write_json(run.recipe, {**record, "status": "training the folds"})
-    timed = with_fold_deadlines(train_one, clock, budget * 1.05 - reserve, folds, found.overhead)
+    timed = with_fold_limits(train_one, clock, budget - reserve, folds, found.overhead)
     summary = run_cv(final, Path(dataset), Path(out), folds=folds, train_one=timed)
     elapsed = clock.elapsed()
     oof, images = summary["oof"].get("accuracy"), found.images

@@ -31,14 +31,15 @@ from imgclf.run.lock import RunLock
 from imgclf.run.rundir import RunDir, read_metrics, write_environment
 from imgclf.runtime import loader_workers, use_channels_last
 from imgclf.secrets import redact_tree
-from imgclf.train.checkpointer import Checkpointer
-from imgclf.train.distributed import (
+from imgclf.training.checkpointer import Checkpointer
+from imgclf.training.distributed import (
     DistContext, broadcast_object, eval_indices, gather_objects, per_rank_batch, train_sampler, wrap_ddp,
 )
-from imgclf.train.early_stopping import EarlyStopping, stopper_for
-from imgclf.train.schedule import WarmupCosine, short_run_warmup
-from imgclf.train.step import AmpStep, Criterion, make_ema
-from imgclf.train.sync_bn import convert_sync_batchnorm
+from imgclf.training.early_stopping import EarlyStopping, stopper_for
+from imgclf.training.epoch_plan import EpochPlan, upgraded
+from imgclf.training.schedule import short_run_warmup
+from imgclf.training.step import AmpStep, Criterion, make_ema
+from imgclf.training.sync_bn import convert_sync_batchnorm
 
 log = logging.getLogger("imgclf")
 
@@ -60,9 +61,8 @@ class Training:
     loader: Any
     steps_per_epoch: int
     weights_info: dict[str, Any]
+    plan: EpochPlan  # the run's length and the scheduler's LR multiplier (re-planned under train.time_limit)
     criterion: Criterion | None = None
-    schedule: WarmupCosine | None = None  # the LR multiplier (its length changes under train.time_limit)
-    epochs: int = 0  # the epoch the run ends at: train.epochs, or as re-planned under train.time_limit
     ema: Any = None  # timm ModelEmaV3 when train.ema is on
     lock: RunLock | None = None
     train_model: torch.nn.Module | None = None  # wrapped at the first epoch and whenever the trainable set changes
@@ -76,25 +76,10 @@ class Training:
         """What validation scores and best.safetensors holds: the EMA weights when train.ema is on."""
         return self.ema.module if self.ema is not None else self.model
 
-    @property
-    def updates_per_epoch(self) -> int:
-        """Optimiser steps per epoch: what the LR schedule counts."""
-        return math.ceil(self.steps_per_epoch / self.cfg.train.accumulate)
-
     def steps_in(self, epoch: int) -> int:
         """Batches epoch ``epoch`` (from 1) trains: ``steps_per_epoch``, but a last epoch that
-        ``train.time_limit`` planned as partial stops where the LR schedule ends."""
-        if self.schedule is None:
-            return self.steps_per_epoch
-        updates_left = self.schedule.total_steps - (epoch - 1) * self.updates_per_epoch
-        return max(1, min(self.steps_per_epoch, updates_left * self.cfg.train.accumulate))
-
-    @property
-    def planned_epochs(self) -> float:
-        """Where the LR schedule ends, in epochs: 3.5 = after half of epoch 4 (a partial last epoch)."""
-        if self.schedule is None:
-            return float(self.epochs)
-        return round(self.schedule.total_steps / self.updates_per_epoch, 3)
+        ``train.time_limit`` planned as partial stops where the plan ends."""
+        return min(self.steps_per_epoch, self.plan.updates_in(epoch) * self.cfg.train.accumulate)
 
     @property
     def has_validation(self) -> bool:
@@ -179,16 +164,15 @@ def _training(cfg: Config, ctx: DistContext, run: RunDir, data: DataBundle, mode
     optimizer = torch.optim.AdamW(finetuner.param_groups(cfg.train.lr, cfg.train.weight_decay), lr=cfg.train.lr)
     steps = steps_per_epoch(len(data.train_data), cfg)
     updates = math.ceil(steps / cfg.train.accumulate)  # optimiser steps per epoch: the schedule counts these
-    schedule = WarmupCosine(updates * cfg.train.epochs, int(round(_warmup_epochs(cfg.train, ctx.is_main) * updates)))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    plan = EpochPlan(updates, cfg.train.epochs, int(round(_warmup_epochs(cfg.train, ctx.is_main) * updates)))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, plan)
     stopper = stopper_for(cfg.train)
     sampler = _sampler(cfg, ctx, data)
     return Training(
         cfg, ctx, run, data, model, finetuner, optimizer, scheduler, AmpStep(ctx.device, cfg.train.amp, cfg.train.grad_clip),
-        stopper, Checkpointer(run, ctx.is_main, cfg.train.checkpoint_every, cfg.train.epochs), sampler,
-        _train_loader(cfg, ctx, data, sampler), steps, weights_info, criterion=_criterion(cfg, data, ctx.is_main),
-        ema=make_ema(model, cfg.train.ema_decay) if cfg.train.ema else None, schedule=schedule, epochs=cfg.train.epochs,
-        train_size=data.pre.image_size,
+        stopper, Checkpointer(run, ctx.is_main, cfg.train.checkpoint_every), sampler,
+        _train_loader(cfg, ctx, data, sampler), steps, weights_info, plan, criterion=_criterion(cfg, data, ctx.is_main),
+        ema=make_ema(model, cfg.train.ema_decay) if cfg.train.ema else None, train_size=data.pre.image_size,
     )
 
 
@@ -216,7 +200,7 @@ def resize_training(t: Training, epoch: int) -> int | None:
     """Progressive resizing (data.start_size): give the training loader ``epoch``'s size (a pure function of the
     epoch and the run's length, so ranks and a resumed run agree); the new size, or None when it is unchanged.
     The resize cache holds the full size: smaller sizes are resized from it."""
-    size = size_at(epoch, t.epochs, t.cfg.data.start_size or None, t.data.pre.image_size)
+    size = size_at(epoch, t.plan.epochs, t.cfg.data.start_size or None, t.data.pre.image_size)
     if size == t.train_size:
         return None
     pre = replace(t.data.pre, image_size=size)
@@ -254,7 +238,9 @@ def _restore(t: Training) -> None:
     try:
         t.model.load_state_dict(state["model"])
         t.optimizer.load_state_dict(state["optimizer"])
-        t.scheduler.load_state_dict(state["scheduler"])
+        scheduler = state["scheduler"]
+        scheduler["lr_lambdas"] = [upgraded(plan, t.plan.updates_per_epoch) for plan in scheduler["lr_lambdas"]]
+        t.scheduler.load_state_dict(scheduler)  # restores t.plan: it is the scheduler's multiplier
         t.amp.load_state_dict(state["scaler"])
         t.stopper.load_state_dict(state["early_stopping"])
         if t.ema is not None and "ema" in state:
@@ -264,10 +250,10 @@ def _restore(t: Training) -> None:
         raise RunDirError(f"{t.run.last} does not fit the model and optimiser of {t.run.config} ({first})") from None
     t.start_epoch = int(state["epoch"]) + 1
     t.checkpointer.saved_epochs = t.start_epoch
-    if t.schedule is not None and not t.cfg.train.time_limit:  # the config's epochs rule (an extension changes them)
-        t.schedule.total_steps = t.epochs * t.updates_per_epoch
-    elif t.schedule is not None:  # a time-limited run goes on to the end its restored schedule was re-planned to
-        t.epochs = max(t.start_epoch, min(t.epochs, math.ceil(t.schedule.total_steps / t.updates_per_epoch)))
+    # The config's epochs rule (an extension changes them); a time-limited run goes on to the end its restored plan
+    # was re-planned to, never past train.epochs.
+    if not t.cfg.train.time_limit or t.plan.epochs > t.cfg.train.epochs:
+        t.plan.end_at(t.cfg.train.epochs)
     _extend(t, state)
     # metrics rows count epochs from 1, so the checkpointed epoch's own row is epoch == start_epoch
     rows = [r for r in read_metrics(t.run.metrics) if r["epoch"] <= t.start_epoch] if t.ctx.is_main else None
@@ -309,7 +295,7 @@ def training_model(model: torch.nn.Module, cfg: Config, ctx: DistContext) -> tor
     return torch.compile(wrapped) if cfg.train.compile else wrapped
 
 
-def validate(t: Training, *, alone: bool = False, model: torch.nn.Module | None = None) -> EvalResult:
+def score_validation(t: Training, *, alone: bool = False, model: torch.nn.Module | None = None) -> EvalResult:
     """Score the whole validation set. Under DDP each rank predicts its share and the gathered rows,
     put back in dataset order, give the figures one process would; ``alone``: this process scores
     everything by itself (rank 0 at the end of the run, while the others wait)."""

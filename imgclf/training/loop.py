@@ -1,10 +1,10 @@
 """The training loop, readable top to bottom.
 
-``fit`` = set-up (:mod:`imgclf.train.setup`: seeds, device, data, model, fine-tuning strategy,
+``fit`` = set-up (:mod:`imgclf.training.setup`: seeds, device, data, model, fine-tuning strategy,
 optimiser, schedule, early stopping, checkpoints, resume) → one loop over epochs (strategy hook,
 train, validate, log a metrics row, checkpoint, stop early) → restore the best weights → summary.
 
-Callbacks (:mod:`imgclf.train.callbacks`) see every step and epoch; they are how progress bars,
+Callbacks (:mod:`imgclf.training.callbacks`) see every step and epoch; they are how progress bars,
 tracking, sweep pruning and tests plug in.
 """
 
@@ -27,13 +27,13 @@ from imgclf.eval.metrics import metric_of
 from imgclf.run.checkpoint import model_state
 from imgclf.run.rundir import RunDir, write_metrics
 from imgclf.runtime import resolve_device, use_channels_last
-from imgclf.train.callbacks import CallbackList
-from imgclf.train.checkpointer import TrainingInterrupted, training_state
-from imgclf.train.distributed import broadcast_object, init_distributed, reduce_epoch, shutdown
-from imgclf.train.finish import finish
-from imgclf.train.preflight import validate_for_training
-from imgclf.train.setup import Training, epoch_seed, resize_training, seed_everything, set_up, training_model, validate
-from imgclf.train.time_plan import MIN_PARTIAL, Growth, pixels, replanned
+from imgclf.training.callbacks import CallbackList
+from imgclf.training.checkpointer import TrainingInterrupted, training_state
+from imgclf.training.distributed import broadcast_object, init_distributed, reduce_epoch, shutdown
+from imgclf.training.finish import finish
+from imgclf.training.preflight import validate_for_training
+from imgclf.training.setup import Training, epoch_seed, resize_training, seed_everything, set_up, training_model, score_validation
+from imgclf.training.time_plan import MIN_PARTIAL, Growth, pixels, replanned
 
 __all__ = ["TrainingInterrupted", "fit"]
 
@@ -45,7 +45,7 @@ def fit(cfg: Config, dataset: Path, out: Path, *, resume: bool = False, callback
     """Train ``cfg`` on ``dataset`` into run directory ``out``; return the summary dict.
 
     ``preflight=False`` when the caller already ran :func:`validate_for_training`. Under
-    ``torchrun`` every process calls this (see :mod:`imgclf.train.distributed`): the data is
+    ``torchrun`` every process calls this (see :mod:`imgclf.training.distributed`): the data is
     sharded, gradients and metrics are reduced, and rank 0 alone writes ``out`` and runs callbacks.
     """
     ctx = init_distributed(resolve_device(cfg.train.device, "train.device"))
@@ -66,17 +66,17 @@ def _fit(t: Training, hooks: CallbackList) -> dict[str, Any]:
     hooks.on_fit_start(t.cfg, t.run.root, t.info)
     epoch, started, walls, sizes, trains = t.start_epoch, time.perf_counter(), [], [], []
     try:
-        while epoch < t.epochs and not t.stopper.should_stop:
+        while epoch < t.plan.epochs and not t.stopper.should_stop:
             epoch += 1
-            t0, partial = time.perf_counter(), t.steps_in(epoch) < t.steps_per_epoch
+            t0, partial = time.perf_counter(), t.plan.updates_in(epoch) < t.plan.updates_per_epoch
             t.rows.append(_epoch(t, epoch, hooks))
             walls.append(time.perf_counter() - t0)
             sizes.append(t.train_size)
             trains.append(t.rows[-1]["epoch_seconds"])
-            if t.cfg.train.time_limit:  # before the checkpoint: last.pt holds the re-planned schedule
+            if t.cfg.train.time_limit:  # before the checkpoint: last.pt holds the re-planned end
                 if not partial:  # a partial epoch was the plan's last
                     _replan(t, epoch - t.start_epoch, time.perf_counter() - started, walls, sizes, trains)
-                t.rows[-1]["planned_epochs"] = t.planned_epochs  # for callbacks (not a metrics.csv column)
+                t.rows[-1]["planned_epochs"] = t.plan.planned_epochs  # for callbacks (not a metrics.csv column)
             _record(t, epoch)
             hooks.on_epoch_end(t.rows[-1])
             # A callback's stop_training (e.g. a time budget) ends the run like early stopping; rank 0
@@ -92,21 +92,18 @@ def _fit(t: Training, hooks: CallbackList) -> dict[str, Any]:
 
 def _replan(t: Training, done: int, elapsed: float, walls: list[float], sizes: list[int], trains: list[float]) -> None:
     """train.time_limit: end at the epoch that fits the time left, the last one partial where the time holds part of
-    one (rank 0's clock decides for every rank); the LR schedule is stretched or shortened to anneal there. Under
+    one (rank 0's clock decides for every rank); the plan's LR schedule then anneals there. Under
     progressive resizing each epoch to come is timed at its own size, scaled from the nearest size trained so far by
     ``train.time_cost``."""
     start, final, first, cost = t.cfg.data.start_size or None, t.data.pre.image_size, t.start_epoch, t.cfg.train.time_cost
     grown = Growth(sizes, trains, lambda e, n: size_at(first + e, first + n, start, final),
                    pixels if cost is None else lambda s: cost[0] + cost[1] * s * s) if start else None
     epochs, fraction = replanned(t.cfg.train.time_limit, elapsed, walls, done, t.cfg.train.epochs - first, grown, trains)
-    epochs, fraction = broadcast_object(t.ctx, (first + epochs, fraction))
-    updates = t.updates_per_epoch
-    total = (epochs - 1) * updates + max(1, math.ceil(fraction * updates))
-    news = replan_news(total, t.schedule.total_steps, updates)
+    before = t.plan.total_updates
+    t.plan.end_at(*broadcast_object(t.ctx, (first + epochs, fraction)))
+    news = replan_news(t.plan.total_updates, before, t.plan.updates_per_epoch)
     if news and t.ctx.is_main:
         log.info("train.time_limit: %.0fs of %.0fs used; the run now %s", elapsed, t.cfg.train.time_limit, news)
-    t.epochs = t.checkpointer.epochs = epochs
-    t.schedule.total_steps = total
 
 
 def replan_news(total: int, before: int, updates: int) -> str | None:
@@ -144,7 +141,7 @@ def _epoch(t: Training, epoch: int, hooks: CallbackList) -> dict[str, Any]:
     # the order comes from the sampler, seeded from (seed, epoch) too.
     seed_everything(epoch_seed(t.cfg.train.seed, epoch - 1) + t.ctx.rank)
     t.sampler.set_epoch(epoch - 1)
-    hooks.on_epoch_start(epoch, t.epochs, t.steps_in(epoch))
+    hooks.on_epoch_start(epoch, t.plan.epochs, t.steps_in(epoch))
     t0, cpu0 = time.perf_counter(), time.process_time()
     loss, acc, seen, bad = _train_one_epoch(t, epoch, hooks)
     seconds, cpu = time.perf_counter() - t0, time.process_time() - cpu0
@@ -153,7 +150,7 @@ def _epoch(t: Training, epoch: int, hooks: CallbackList) -> dict[str, Any]:
     if not seen:
         raise DataError(f"no training image of {t.data.samples.root} could be read in epoch {epoch} "
                         f"({len(bad)} unreadable); check the files, the manifest and data.cache_dir")
-    val = validate(t)
+    val = score_validation(t)
     t.skipped.update(t.data.samples.rel(t.data.val_data.paths[i]) for i in val.bad)
     metric = metric_of(t.cfg.train)
     extra = {} if metric.name == "accuracy" else {metric.column: metric.score(val.labels, logits=val.logits)}
@@ -220,7 +217,7 @@ def _record(t: Training, epoch: int) -> None:
         improved = t.stopper.update(epoch - 1, float(epoch) if t.stopper.mode == "max" else -float(epoch))
     if improved:
         t.checkpointer.save_best(t.eval_model, epoch)  # the EMA weights when train.ema is on
-    if t.checkpointer.due(epoch, t.stopper.should_stop):
+    if t.checkpointer.due(epoch, t.plan.epochs, t.stopper.should_stop):
         state = training_state(t.model, t.optimizer, t.scheduler, t.amp, t.stopper, t.config_record)
         if t.ema is not None:
             state["ema"] = model_state(t.ema.module)

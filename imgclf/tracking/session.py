@@ -38,7 +38,7 @@ from typing import Any, Iterator
 import pandas as pd
 
 from imgclf.config import Config
-from imgclf.experiments.urls import one_line, sqlalchemy_url
+from imgclf.tracking.urls import one_line, sqlalchemy_url
 from imgclf.errors import RunDirError
 from imgclf.io import atomic_write_json
 from imgclf.run.rundir import RunDir
@@ -349,7 +349,7 @@ def tracking_session(
     if not cfg.tracking.enabled or not is_main_process():
         yield []
         return
-    from imgclf.train.loop import TrainingInterrupted
+    from imgclf.training.loop import TrainingInterrupted
 
     tracker = MlflowTracker(
         resolve_tracking_uri(run_dir, tracking_uri, cfg.tracking.uri), cfg.tracking.experiment, run_name=run_name, tags=tags,

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from imgclf.config import Config
-from imgclf.experiments.tracking import connect_store, ensure_experiment, resolve_tracking_uri
-from imgclf.experiments.urls import one_line
+from imgclf.tracking.session import connect_store, ensure_experiment, resolve_tracking_uri
+from imgclf.tracking.urls import one_line
 from imgclf.run.rundir import RunDir
 from imgclf.secrets import mask_url
 from imgclf.errors import RunDirError

@@ -26,11 +26,10 @@ class TrainingInterrupted(ImgclfError):
 
 
 class Checkpointer:
-    def __init__(self, run: RunDir, is_main: bool, every: int, epochs: int):
+    def __init__(self, run: RunDir, is_main: bool, every: int):
         self.run = run
         self.is_main = is_main
         self.every = every
-        self.epochs = epochs
         self.saved_epochs = 0  # epochs held by checkpoints/last.pt
         if is_main:
             for path in run.remove_stale_temporaries():
@@ -40,8 +39,9 @@ class Checkpointer:
         if self.is_main:
             save_weights(model, self.run.best, {"epoch": str(epoch)})
 
-    def due(self, epoch: int, stopping: bool) -> bool:
-        return epoch % self.every == 0 or stopping or epoch == self.epochs
+    def due(self, epoch: int, end: int, stopping: bool) -> bool:
+        """Whether epoch ``epoch`` of a run that ends with epoch ``end`` (its plan's) writes ``last.pt``."""
+        return epoch % self.every == 0 or stopping or epoch == end
 
     def save_last(self, epoch: int, state: dict[str, Any]) -> None:
         """``epoch`` counts from 1; ``state`` is what :func:`resume_state` gives back."""

@@ -1,4 +1,5 @@
-"""Terminal output for the CLI: a console, logging set-up and the training progress bar.
+"""Terminal output: a console that masks secrets, logging set-up, and the training and prediction progress bars (the
+CLI's, and the Python API's with ``progress=True``).
 
 Everything shown passes through :func:`imgclf.secrets.redact`: text given to ``print`` before rich
 renders it (rich may fold a long line inside a secret), log records through the redaction filter.
@@ -17,7 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from imgclf.secrets import install_log_redaction, redact
-from imgclf.train.callbacks import Callback
+from imgclf.training.callbacks import Callback
 
 
 #: Widest a table is drawn when the output is not a terminal: its content decides below that.
