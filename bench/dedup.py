@@ -83,7 +83,11 @@ def score(table) -> dict:
     of_kind = {kind: [p for p in copies if p.endswith((f"_{kind}.jpg", f"_{kind}.png"))] for kind in _kinds(copies)}
     by_kind = {kind: f"{sum(p in found for p in paths)}/{len(paths)}" for kind, paths in of_kind.items()}
     leaks = [p for p in copies if p.startswith("test/")]
-    proposed = table["proposed"] if "proposed" in table.columns else table["flags"].astype(str).str.contains("label_conflict|train_test_leak")
+    proposed = (
+        table["proposed"]
+        if "proposed" in table.columns
+        else table["flags"].astype(str).str.contains("label_conflict|train_test_leak")
+    )
     return {
         "originals": len(originals), "planted_copies": len(copies),
         "copies_found": f"{len(found)}/{len(copies)}", "recall": round(len(found) / len(copies), 4) if copies else None,
@@ -117,7 +121,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", type=int, default=10_000, help="images in the timing corpus (0: skip it)")
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--baseline", type=Path, default=None, help="a checkout of the code to compare with (e.g. main)")
+    parser.add_argument(
+        "--baseline", type=Path, default=None, help="a checkout of the code to compare with (e.g. main)"
+    )
     parser.add_argument("--measure", default=None, help=argparse.SUPPRESS)  # one corpus, this interpreter's imgclf
     parser.add_argument("--json-out", type=Path, default=None)
     args = parser.parse_args()
@@ -126,7 +132,11 @@ def main() -> None:
         return
     import imgclf
 
-    results: dict = {"machine": machine(), "this": str(Path(imgclf.__file__).parents[1]), "baseline": str(args.baseline or "")}
+    results: dict = {
+        "machine": machine(),
+        "this": str(Path(imgclf.__file__).parents[1]),
+        "baseline": str(args.baseline or ""),
+    }
     for name in ["dedup-real"] + ([f"dedup-scale-{args.scale}"] if args.scale else []):
         _corpus(name)
         results[name] = {"this": measure(name, args.workers)}

@@ -96,7 +96,9 @@ def _save(root: Path, rel: str, image: Image.Image, **kw) -> str:
     return rel
 
 
-def lookalike_corpus(root: Path, n: int = 500, classes: int = 4, test_every: int = 5, side: int = 128) -> dict[str, int]:
+def lookalike_corpus(
+    root: Path, n: int = 500, classes: int = 4, test_every: int = 5, side: int = 128
+) -> dict[str, int]:
     """``n`` look-alike distinct images; every ``test_every``-th goes to ``test/``."""
     origin = {}
     for k, image in enumerate(lookalike_images(n, side)):
@@ -105,7 +107,9 @@ def lookalike_corpus(root: Path, n: int = 500, classes: int = 4, test_every: int
     return origin
 
 
-def copies_corpus(root: Path, n: int = 200, classes: int = 4, seed: int = 0, size: tuple[int, int] = (192, 144)) -> dict[str, int]:
+def copies_corpus(
+    root: Path, n: int = 200, classes: int = 4, seed: int = 0, size: tuple[int, int] = (192, 144)
+) -> dict[str, int]:
     """``n`` originals (JPEG q90) plus six altered copies each; one copy of every fourth original in ``test/``."""
     rng = np.random.default_rng(seed)
     origin = {}
@@ -126,8 +130,22 @@ def copies_corpus(root: Path, n: int = 200, classes: int = 4, seed: int = 0, siz
 # --------------------------------------------------------------------------- look-alikes from real pixels
 
 #: scikit-image's bundled photographs and textures (all offline), cut into neighbouring tiles.
-REAL_SOURCES = ("retina", "hubble_deep_field", "brick", "grass", "gravel", "camera", "moon", "astronaut", "coffee", "rocket",
-                "immunohistochemistry", "cell", "chelsea", "coins")
+REAL_SOURCES = (
+    "retina",
+    "hubble_deep_field",
+    "brick",
+    "grass",
+    "gravel",
+    "camera",
+    "moon",
+    "astronaut",
+    "coffee",
+    "rocket",
+    "immunohistochemistry",
+    "cell",
+    "chelsea",
+    "coins",
+)
 RANGE_KINDS = ("jpeg", "scale", "crop", "bright", "png")
 
 
@@ -172,14 +190,29 @@ def over_range(image: Image.Image, kind: str, t: float, rng: np.random.Generator
         return image, ".jpg", {"quality": q}, f"q{q}"
     if kind == "scale":
         s = 0.4 + 0.6 * t
-        return image.resize((max(1, round(w * s)), max(1, round(h * s))), Image.Resampling.BILINEAR), ".jpg", {"quality": 90}, f"x{s:.2f}"
+        return (
+            image.resize((max(1, round(w * s)), max(1, round(h * s))), Image.Resampling.BILINEAR),
+            ".jpg",
+            {"quality": 90},
+            f"x{s:.2f}",
+        )
     if kind == "crop":
         left, right, top, bottom = rng.uniform(0, 0.10, 4)
         box = (round(left * w), round(top * h), w - round(right * w), h - round(bottom * h))
-        return image.crop(box), ".jpg", {"quality": 90}, "crop " + "/".join(f"{v:.0%}" for v in (left, right, top, bottom))
+        return (
+            image.crop(box),
+            ".jpg",
+            {"quality": 90},
+            "crop " + "/".join(f"{v:.0%}" for v in (left, right, top, bottom)),
+        )
     if kind == "bright":
         f = 0.85 + 0.30 * t
-        return Image.fromarray((np.asarray(image, dtype=np.float64) * f).clip(0, 255).astype(np.uint8)), ".jpg", {"quality": 90}, f"x{f:.2f}"
+        return (
+            Image.fromarray((np.asarray(image, dtype=np.float64) * f).clip(0, 255).astype(np.uint8)),
+            ".jpg",
+            {"quality": 90},
+            f"x{f:.2f}",
+        )
     if kind == "png":
         return image, ".png", {}, "png"
     raise ValueError(kind)

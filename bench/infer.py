@@ -48,7 +48,9 @@ def raw_rate(forward, batch: torch.Tensor, iters: int, warmup: int = 2) -> float
 
 
 def e2e_rate(loaded, paths: list[Path], root: Path, batch: int, engine: str, workers: int | None) -> float:
-    pred = predict_paths(loaded, paths, root=root, batch_size=batch, num_workers=workers, engine=engine, calibrated=False)
+    pred = predict_paths(
+        loaded, paths, root=root, batch_size=batch, num_workers=workers, engine=engine, calibrated=False
+    )
     if len(pred.paths) != len(paths):
         raise RuntimeError(f"{len(paths) - len(pred.paths)} images were skipped")
     return len(paths) / pred.seconds
@@ -88,8 +90,15 @@ def main(argv: list[str] | None = None) -> dict:
     result = {
         "machine": machine(),
         "command": "bench/infer.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "setup": {"weights": args.weights, "size": args.size, "batch": args.batch, "images": args.n,
-                  "repeats": args.repeats, "raw_iters": args.iters, "workers": args.workers},
+        "setup": {
+            "weights": args.weights,
+            "size": args.size,
+            "batch": args.batch,
+            "images": args.n,
+            "repeats": args.repeats,
+            "raw_iters": args.iters,
+            "workers": args.workers,
+        },
         "images_per_second": {k: round(v, 1) for k, v in med.items()} | {"e2e_torch_cold_cache": round(cold, 1)},
         "all_runs": {k: [round(r, 1) for r in v] for k, v in rates.items()},
         "ratios": {

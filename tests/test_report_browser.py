@@ -49,16 +49,27 @@ def chromium() -> str:
     path = find_chromium()
     if path is None:
         if os.environ.get("CI", "").lower() == "true":
-            pytest.fail("chromium is not installed; .ci/run must `apt-get install -y chromium` (this test never skips in CI)")
+            pytest.fail(
+                "chromium is not installed; .ci/run must `apt-get install -y chromium` (this test never skips in CI)"
+            )
         pytest.skip("chromium not installed (apt-get install -y chromium)")
     return path
 
 
 def chromium_run(binary: str, profile: Path, *args: str) -> subprocess.CompletedProcess:
     flags = [
-        "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync",
-        "--disable-default-apps", "--disable-extensions", "--hide-scrollbars", "--mute-audio",
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-default-apps",
+        "--disable-extensions",
+        "--hide-scrollbars",
+        "--mute-audio",
         f"--user-data-dir={profile}",
     ]
     result = subprocess.run([binary, *flags, *args], capture_output=True, text=True, timeout=TIMEOUT)
@@ -84,8 +95,13 @@ def test_report_opens_in_chromium_without_errors_and_every_image_decodes(chromiu
     probed = tmp_path / "probed.html"
     probed.write_text(page.replace("</body>", _PROBE + "</body>", 1))
     result = chromium_run(
-        chromium, tmp_path / "profile", "--enable-logging=stderr", "--v=0", "--virtual-time-budget=5000",
-        "--dump-dom", probed.as_uri(),
+        chromium,
+        tmp_path / "profile",
+        "--enable-logging=stderr",
+        "--v=0",
+        "--virtual-time-budget=5000",
+        "--dump-dom",
+        probed.as_uri(),
     )
     assert console_messages(result.stderr) == []
     body = re.search(r"<body([^>]*)>", result.stdout)
@@ -98,7 +114,13 @@ def test_report_opens_in_chromium_without_errors_and_every_image_decodes(chromiu
 
 def test_report_screenshot_is_not_blank(chromium, report, tmp_path):
     shot = tmp_path / "report.png"
-    chromium_run(chromium, tmp_path / "profile", f"--screenshot={shot}", f"--window-size={WINDOW[0]},{WINDOW[1]}", report.as_uri())
+    chromium_run(
+        chromium,
+        tmp_path / "profile",
+        f"--screenshot={shot}",
+        f"--window-size={WINDOW[0]},{WINDOW[1]}",
+        report.as_uri(),
+    )
     image = Image.open(shot).convert("L")
     assert image.size == WINDOW
     pixels = np.asarray(image, dtype=np.float64)
@@ -113,8 +135,15 @@ def test_the_checks_catch_a_broken_image_and_a_console_error(chromium, tmp_path)
         '<!DOCTYPE html><html><body><img alt="ok" src="data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==">'
         '<img alt="missing" src="missing.png"><script>undefined_function();</script>' + _PROBE + "</body></html>"
     )
-    result = chromium_run(chromium, tmp_path / "profile", "--enable-logging=stderr", "--v=0", "--virtual-time-budget=5000",
-                          "--dump-dom", bad.as_uri())
+    result = chromium_run(
+        chromium,
+        tmp_path / "profile",
+        "--enable-logging=stderr",
+        "--v=0",
+        "--virtual-time-budget=5000",
+        "--dump-dom",
+        bad.as_uri(),
+    )
     assert any("undefined_function" in line for line in console_messages(result.stderr))
     assert 'data-images-total="2"' in result.stdout
     assert "missing" in re.search(r'data-images-broken="([^"]*)"', result.stdout).group(1)
@@ -142,8 +171,15 @@ def test_a_budget_runs_report_shows_its_estimate_and_what_it_rests_on_in_chromiu
     page = budget_report.read_text()
     probed = tmp_path / "probed.html"
     probed.write_text(page.replace("</body>", _PROBE + "</body>", 1))
-    result = chromium_run(chromium, tmp_path / "profile", "--enable-logging=stderr", "--v=0", "--virtual-time-budget=5000",
-                          "--dump-dom", probed.as_uri())
+    result = chromium_run(
+        chromium,
+        tmp_path / "profile",
+        "--enable-logging=stderr",
+        "--v=0",
+        "--virtual-time-budget=5000",
+        "--dump-dom",
+        probed.as_uri(),
+    )
     assert console_messages(result.stderr) == []
     dom = result.stdout
     assert 'data-probe="done"' in dom and 'data-images-broken="[]"' in dom
@@ -157,8 +193,15 @@ def _probe(chromium: str, page: Path, tmp_path: Path) -> tuple[str, dict]:
     """The page opened in Chromium with the image probe: the DOM it ends with and the probe's attributes."""
     probed = tmp_path / "probed.html"
     probed.write_text(page.read_text().replace("</body>", _PROBE + "</body>", 1))
-    result = chromium_run(chromium, tmp_path / "profile", "--enable-logging=stderr", "--v=0", "--virtual-time-budget=5000",
-                          "--dump-dom", probed.as_uri())
+    result = chromium_run(
+        chromium,
+        tmp_path / "profile",
+        "--enable-logging=stderr",
+        "--v=0",
+        "--virtual-time-budget=5000",
+        "--dump-dom",
+        probed.as_uri(),
+    )
     assert console_messages(result.stderr) == []
     body = re.search(r"<body([^>]*)>", result.stdout)
     assert body is not None, result.stdout[:500]
@@ -174,7 +217,9 @@ def cleaning_report(tmp_path_factory) -> Path:
 
     from imgclf.cli.main import run
 
-    spec = importlib.util.spec_from_file_location("dedup_corpus", Path(__file__).resolve().parents[1] / "bench" / "dedup_corpus.py")
+    spec = importlib.util.spec_from_file_location(
+        "dedup_corpus", Path(__file__).resolve().parents[1] / "bench" / "dedup_corpus.py"
+    )
     corpus = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(corpus)
     root = tmp_path_factory.mktemp("cleaning-report")
@@ -188,7 +233,9 @@ def cleaning_report(tmp_path_factory) -> Path:
     return root / "out" / "cleaning_report.html"
 
 
-def test_cleaning_report_shows_proposed_and_lookalike_pairs_side_by_side_in_chromium(chromium, cleaning_report, tmp_path):
+def test_cleaning_report_shows_proposed_and_lookalike_pairs_side_by_side_in_chromium(
+    chromium, cleaning_report, tmp_path
+):
     dom, attrs = _probe(chromium, cleaning_report, tmp_path)
     pairs = re.findall(r"<div class=\"pair\" data-flag=\"(\w+)\">(.*?)</div>", dom, flags=re.DOTALL)
     conflicts = [body for flag, body in pairs if flag == "label_conflict"]
@@ -196,7 +243,10 @@ def test_cleaning_report_shows_proposed_and_lookalike_pairs_side_by_side_in_chro
     assert len(conflicts) == 2 and lookalikes  # both sides of the conflict are proposed; look-alikes are shown too
     for body in conflicts + lookalikes:  # two decoded thumbnails and the evidence, side by side
         assert body.count("<img ") == 2 and (" copy (aligned residual" in body or "different capture (" in body)
-    assert 'alt="train/a/photo.jpg"' in conflicts[0] + conflicts[1] and 'alt="train/b/photo_small.jpg"' in conflicts[0] + conflicts[1]
+    assert (
+        'alt="train/a/photo.jpg"' in conflicts[0] + conflicts[1]
+        and 'alt="train/b/photo_small.jpg"' in conflicts[0] + conflicts[1]
+    )
     text = re.sub(r"<[^>]+>", " ", dom)
     assert "real evidence that one of the two labels is wrong" in text and "--group-lookalikes" in text
     assert int(attrs["data-images-total"]) >= 2 * len(pairs)
@@ -207,10 +257,14 @@ def test_label_issue_review_page_shows_each_candidate_as_a_thumbnail_in_chromium
 
     for name in ("a/1.jpg", "b/2.png"):
         (tmp_path / "data/train" / name).parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 50, 3), dtype=np.uint8)).save(tmp_path / "data/train" / name)
+        Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 50, 3), dtype=np.uint8)).save(
+            tmp_path / "data/train" / name
+        )
     issues = tmp_path / "cv" / "label_issues.csv"
     issues.parent.mkdir()
-    issues.write_text("# comment\nkey,reason\ntrain/b/2.png,label issue #1: labelled b (p=0.010)\ntrain/a/1.jpg,label issue #2: labelled a (p=0.200)\n")
+    issues.write_text(
+        "# comment\nkey,reason\ntrain/b/2.png,label issue #1: labelled b (p=0.010)\ntrain/a/1.jpg,label issue #2: labelled a (p=0.200)\n"
+    )
     page = write_label_review(issues, tmp_path / "data")
     assert page == tmp_path / "cv" / "label_issues.html"
     dom, attrs = _probe(chromium, page, tmp_path)

@@ -71,7 +71,9 @@ class Duplicates:
     node: list[int]  # item -> node (same bytes)
     rep: dict[int, int]  # node -> its star's representative node
     link: dict[int, tuple[int, Comparison, bool]]  # member node -> (hash distance, pixel check, pixels equal)
-    lookalike_nodes: list[tuple[int, int, str]] = field(default_factory=list)  # (node, node, evidence) of rejected pairs
+    lookalike_nodes: list[tuple[int, int, str]] = field(
+        default_factory=list
+    )  # (node, node, evidence) of rejected pairs
     summary: Summary = field(default_factory=Summary)
 
     @property
@@ -134,7 +136,9 @@ def find_duplicates(
         return found
     full = np.array([int(items[owner[n]].phash, 16) for n in hashed], dtype=np.uint64)
     crops = [(k, h) for k, n in enumerate(hashed) for h in items[owner[n]].crops]
-    pairs = radius_pairs(full, radius, np.array([h for _, h in crops], dtype=np.uint64), np.array([k for k, _ in crops], dtype=np.int64))
+    pairs = radius_pairs(
+        full, radius, np.array([h for _, h in crops], dtype=np.uint64), np.array([k for k, _ in crops], dtype=np.int64)
+    )
     neighbours: dict[int, list[tuple[int, int]]] = {}
     for i, j, d in zip(pairs.i.tolist(), pairs.j.tolist(), pairs.distance.tolist()):
         neighbours.setdefault(hashed[i], []).append((d, hashed[j]))
@@ -175,11 +179,17 @@ def _check(found: Duplicates, thumbs: dict, bound: float, heads: list[Item], tri
     a, b = heads[rep], heads[node]
     if not check.copy:
         summary.rejected += 1
-        summary.lowest_rejected = min(check.residual, math.inf if summary.lowest_rejected is None else summary.lowest_rejected)
-        found.lookalike_nodes.append((rep, node, f"look-alike, a different capture ({check.evidence()}; hash distance {hash_distance(a, b)})"))
+        summary.lowest_rejected = min(
+            check.residual, math.inf if summary.lowest_rejected is None else summary.lowest_rejected
+        )
+        found.lookalike_nodes.append(
+            (rep, node, f"look-alike, a different capture ({check.evidence()}; hash distance {hash_distance(a, b)})")
+        )
         return False
     summary.verified += 1
-    summary.highest_verified = max(check.residual, 0.0 if summary.highest_verified is None else summary.highest_verified)
+    summary.highest_verified = max(
+        check.residual, 0.0 if summary.highest_verified is None else summary.highest_verified
+    )
     found.rep[node] = found.rep[rep] = rep
     found.link[node] = (hash_distance(a, b), check, _same_pixels(a, b, thumbs[rep], thumbs[node]))
     return True
@@ -188,7 +198,9 @@ def _check(found: Duplicates, thumbs: dict, bound: float, heads: list[Item], tri
 def hash_distance(a: Item, b: Item) -> int:
     """Smallest Hamming distance between one image's whole-image hash and the other's whole or crop hashes."""
     fa, fb = int(a.phash, 16), int(b.phash, 16)
-    return min([(fa ^ fb).bit_count()] + [(c ^ fb).bit_count() for c in a.crops] + [(c ^ fa).bit_count() for c in b.crops])
+    return min(
+        [(fa ^ fb).bit_count()] + [(c ^ fb).bit_count() for c in a.crops] + [(c ^ fa).bit_count() for c in b.crops]
+    )
 
 
 def _thumbnails(items, owner, nodes, load, load_many) -> dict[int, np.ndarray]:

@@ -35,7 +35,9 @@ def holdout_rows(table: pd.DataFrame, fraction: float, seed: int) -> pd.Series:
     rows = [i for i, g in enumerate(groups) if g in eligible]
     labels = train["label"].iloc[rows].tolist()
     names = sorted(set(labels))
-    chosen = stratified_group_split([names.index(lbl) for lbl in labels], [groups[i] for i in rows], fraction, seed, names)
+    chosen = stratified_group_split(
+        [names.index(lbl) for lbl in labels], [groups[i] for i in rows], fraction, seed, names
+    )
     mask = pd.Series(False, index=table.index)
     mask.loc[train.index[np.array(rows, dtype=int)[chosen]]] = True
     return mask
@@ -49,6 +51,9 @@ def hold_out(table: pd.DataFrame, plan: SourcePlan, fraction: float, seed: int) 
     table.loc[mask, "path"] = table.loc[mask, "path"].map(moved)
     table.loc[mask, "split"] = HOLDOUT_SPLIT
     if "pairs" in table.attrs:  # the report's pairs name files where they now are
-        table.attrs["pairs"] = [{**p, "path": moved.get(p["path"], p["path"]), "other": moved.get(p["other"], p["other"])} for p in table.attrs["pairs"]]
+        table.attrs["pairs"] = [
+            {**p, "path": moved.get(p["path"], p["path"]), "other": moved.get(p["other"], p["other"])}
+            for p in table.attrs["pairs"]
+        ]
     train = [dataclasses.replace(f, rel=moved[f.rel]) if f.rel in moved else f for f in plan.train]
     return table, dataclasses.replace(plan, train=train)

@@ -33,7 +33,13 @@ from imgclf.errors import DataError
 
 Flags = list[tuple[str, str]]
 #: The strongest relation a file has, in the manifest's ``similarity`` column.
-SIMILARITY = {"exact_duplicate": "identical", "near_duplicate": "copy", "label_conflict": "copy", "train_test_leak": "copy", "lookalike": "look-alike"}
+SIMILARITY = {
+    "exact_duplicate": "identical",
+    "near_duplicate": "copy",
+    "label_conflict": "copy",
+    "train_test_leak": "copy",
+    "lookalike": "look-alike",
+}
 
 
 def _items(rows: list[dict], flags: list[Flags], root: Path | None) -> list[Item]:
@@ -85,7 +91,9 @@ def _group_flags(rows: list[dict], members: list[int], dups: Duplicates, pairs: 
     return out
 
 
-def _lookalike_flags(rows: list[dict], dups: Duplicates, flags: list[Flags], pairs: list[dict]) -> list[tuple[int, int]]:
+def _lookalike_flags(
+    rows: list[dict], dups: Duplicates, flags: list[Flags], pairs: list[dict]
+) -> list[tuple[int, int]]:
     """``lookalike`` on both sides of each rejected candidate pair (the first partner named; a count of the rest)."""
     partners: dict[int, list[tuple[int, str]]] = {}
     found = []
@@ -105,7 +113,14 @@ def _lookalike_flags(rows: list[dict], dups: Duplicates, flags: list[Flags], pai
 def _closest(i: int, candidates: list[int], dups: Duplicates) -> int:
     """Prefer the partner with direct evidence: identical file, then the star's representative."""
     rep = dups.rep.get(dups.node[i], dups.node[i])
-    return min(candidates, key=lambda j: (dups.node[j] != dups.node[i], dups.node[j] != rep and dups.rep.get(dups.node[j]) != dups.node[i], j))
+    return min(
+        candidates,
+        key=lambda j: (
+            dups.node[j] != dups.node[i],
+            dups.node[j] != rep and dups.rep.get(dups.node[j]) != dups.node[i],
+            j,
+        ),
+    )
 
 
 def assess(
@@ -125,7 +140,11 @@ def assess(
     rows = sorted(records, key=lambda r: (r["split"], r["path"]))
     flags = [file_flags(FileAnalysis.from_dict(r), options, str(r["path"])) for r in rows]
     dups = find_duplicates(
-        _items(rows, flags, root), bound=options.max_residual, radius=options.hash_radius, load_many=load_many, progress=progress
+        _items(rows, flags, root),
+        bound=options.max_residual,
+        radius=options.hash_radius,
+        load_many=load_many,
+        progress=progress,
     )
     groups = dups.group_members()
     pairs: list[dict] = []
@@ -152,7 +171,11 @@ def assess(
     table["similarity"] = [next((SIMILARITY[f] for f in SIMILARITY if any(f == g for g, _ in fl)), "") for fl in flags]
     table["keep"] = keep
     table["proposed"] = proposed(table, policy)
-    table.attrs["duplicates"] = {**asdict(dups.summary), "lookalike_pairs": len(lookalike_pairs), "grouped_lookalikes": options.group_lookalikes}
+    table.attrs["duplicates"] = {
+        **asdict(dups.summary),
+        "lookalike_pairs": len(lookalike_pairs),
+        "grouped_lookalikes": options.group_lookalikes,
+    }
     table.attrs["pairs"] = pairs
     return table
 
@@ -178,7 +201,14 @@ def _merged(groups: list[list[int]], links: list[tuple[int, int]]) -> list[list[
     return sorted(m for m in by_root.values() if len(m) > 1)
 
 
-def _keep_one(rows: list[dict], flags: list[Flags], dups: Duplicates, copy_group: dict[int, int], keep: list[bool], policy: dict[str, Policy]) -> None:
+def _keep_one(
+    rows: list[dict],
+    flags: list[Flags],
+    dups: Duplicates,
+    copy_group: dict[int, int],
+    keep: list[bool],
+    policy: dict[str, Policy],
+) -> None:
     """Per class in train: one file per set of identical bytes (exact_duplicate), then one per group (near_duplicate)."""
     for flag, key in (("exact_duplicate", lambda i: dups.node[i]), ("near_duplicate", lambda i: copy_group[i])):
         if policy[flag] != "keep_one":
@@ -193,7 +223,9 @@ def _keep_one(rows: list[dict], flags: list[Flags], dups: Duplicates, copy_group
             for i in same:
                 if i != best and keep[i]:
                     keep[i] = False
-                    flags[i][:] = [(f, f"{r} (kept {rows[best]['path']} instead)" if f == flag else r) for f, r in flags[i]]
+                    flags[i][:] = [
+                        (f, f"{r} (kept {rows[best]['path']} instead)" if f == flag else r) for f, r in flags[i]
+                    ]
 
 
 def proposed(table: pd.DataFrame, policy: dict[str, Policy]) -> pd.Series:

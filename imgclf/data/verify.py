@@ -129,7 +129,9 @@ def _best_window(big: np.ndarray, small: np.ndarray) -> tuple[float, float, int,
     best = (-1.0, 1.0, 0, 0)
     for scale in _SCALES:
         side = round(SIDE * scale)
-        resized = np.asarray(Image.fromarray(small.astype(np.float32)).resize((side, side), Image.Resampling.BILINEAR), dtype=np.float64)
+        resized = np.asarray(
+            Image.fromarray(small.astype(np.float32)).resize((side, side), Image.Resampling.BILINEAR), dtype=np.float64
+        )
         tmpl = _detail(resized)[m : side - m, m : side - m]
         tmpl = tmpl - tmpl.mean()
         n = tmpl.shape[0]
@@ -137,7 +139,9 @@ def _best_window(big: np.ndarray, small: np.ndarray) -> tuple[float, float, int,
         full = np.fft.irfft2(spectrum * np.fft.rfft2(tmpl[::-1, ::-1], s=detail_big.shape), s=detail_big.shape)
         sums = _window_sums(integral, n, n)
         energy = _window_sums(integral_sq, n, n) - sums * sums / (n * n)
-        score = full[n - 1 :, n - 1 :] / np.maximum(np.sqrt(np.maximum(energy, 0.0)) * np.sqrt((tmpl * tmpl).sum()), 1e-12)
+        score = full[n - 1 :, n - 1 :] / np.maximum(
+            np.sqrt(np.maximum(energy, 0.0)) * np.sqrt((tmpl * tmpl).sum()), 1e-12
+        )
         score = score[m : SIDE - side + m + 1, m : SIDE - side + m + 1]  # the whole template inside ``big``
         y, x = np.unravel_index(int(np.argmax(score)), score.shape)
         if score[y, x] > best[0]:
@@ -278,7 +282,9 @@ def compare(a: np.ndarray, b: np.ndarray, bound: float = COPY_RESIDUAL_BOUND) ->
     return _try(a, b, corr2, np.array([s2, x2, s2, y2]), best, colour)
 
 
-def _try(a: np.ndarray, b: np.ndarray, corr: float, start: np.ndarray, best: Comparison, colour: tuple, coarse: bool = True) -> Comparison:
+def _try(
+    a: np.ndarray, b: np.ndarray, corr: float, start: np.ndarray, best: Comparison, colour: tuple, coarse: bool = True
+) -> Comparison:
     """``best``, or the alignment refined from ``start`` when it is a crop or resize with a smaller residual."""
     best = Comparison(best.residual, max(best.correlation, corr), best.bound)
     if corr < _GATE:

@@ -94,8 +94,11 @@ def meaning_text(summary: dict | None) -> list[str]:
         "product photographed again). It is a real, distinct training image: never proposed, never a leak or a "
         "conflict. Its risk is a different one: with one look-alike in training and the other in validation, the "
         "validation score measures recognising the same source, not new ones. "
-        + ("Look-alikes were grouped (--group-lookalikes): they share a dup_group, so the split and the CV folds keep them on one side."
-           if grouped else "They were not grouped; prepare again with --group-lookalikes to keep them on one side of the split and the CV folds."),
+        + (
+            "Look-alikes were grouped (--group-lookalikes): they share a dup_group, so the split and the CV folds keep them on one side."
+            if grouped
+            else "They were not grouped; prepare again with --group-lookalikes to keep them on one side of the split and the CV folds."
+        ),
     ]
 
 
@@ -111,8 +114,14 @@ def _summary(table: pd.DataFrame) -> list[tuple[str, str]]:
         ("dropped by policy", str(int((~table["keep"]).sum()))),
         ("proposed for review (blocklist.proposed.csv)", str(proposed)),
         ("duplicate groups", str(table.loc[table["dup_group"] != "", "dup_group"].nunique())),
-        ("files with a copy (identical or verified)", str(int(table["similarity"].isin(["identical", "copy"]).sum())) if "similarity" in table else "—"),
-        ("files with a look-alike only", str(int((table["similarity"] == "look-alike").sum())) if "similarity" in table else "—"),
+        (
+            "files with a copy (identical or verified)",
+            str(int(table["similarity"].isin(["identical", "copy"]).sum())) if "similarity" in table else "—",
+        ),
+        (
+            "files with a look-alike only",
+            str(int((table["similarity"] == "look-alike").sum())) if "similarity" in table else "—",
+        ),
     ]
 
 
@@ -129,22 +138,36 @@ def render_markdown(table: pd.DataFrame) -> str:
     proposals, lookalikes, total = review_pairs(table)
     if proposals or lookalikes:
         lines += ["", "## Pairs to review", "", "| kind | file | other | evidence |", "|---|---|---|---|"]
-        lines += [f"| {p['flag']} | {_md_escape(p['path'])} | {_md_escape(p['other'])} | {_md_escape(p['evidence'])} |" for p in proposals + lookalikes]
+        lines += [
+            f"| {p['flag']} | {_md_escape(p['path'])} | {_md_escape(p['other'])} | {_md_escape(p['evidence'])} |"
+            for p in proposals + lookalikes
+        ]
         if total > len(lookalikes):
             lines.append(f"\n{len(lookalikes)} of {total} look-alike pairs shown.")
     lines += ["", "## Flags", "", "| flag | files |", "|---|---:|"]
     lines += [f"| {f} | {n} |" for f, n in flag_counts(table).items()] or ["| (none) | 0 |"]
     lines += ["", "## Images per class (train)", "", "| class | total | kept | dropped |", "|---|---:|---:|---:|"]
-    lines += [f"| {_md_escape(r.label)} | {r.total} | {r.kept} | {r.dropped} |" for r in class_counts(table).itertuples()]
+    lines += [
+        f"| {_md_escape(r.label)} | {r.total} | {r.kept} | {r.dropped} |" for r in class_counts(table).itertuples()
+    ]
     flagged = table[table["flags"] != ""]
-    lines += ["", "## Flagged files", "", "| file | split | label | flags | kept | reasons |", "|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        "## Flagged files",
+        "",
+        "| file | split | label | flags | kept | reasons |",
+        "|---|---|---|---|---|---|",
+    ]
     lines += [
         f"| {_md_escape(r.path)} | {r.split} | {_md_escape(r.label)} | {r.flags} | {'yes' if r.keep else 'no'} | {_md_escape(r.reasons)} |"
         for r in flagged.itertuples()
     ]
     lines += ["", "## Duplicate groups", ""]
     for gid, group in _groups(table):
-        members = ", ".join(f"`{r.path}` ({r.split}{', ' + r.label if r.label else ''}{'' if r.keep else ', dropped'})" for r in group.itertuples())
+        members = ", ".join(
+            f"`{r.path}` ({r.split}{', ' + r.label if r.label else ''}{'' if r.keep else ', dropped'})"
+            for r in group.itertuples()
+        )
         lines.append(f"- **{gid}**: {members}")
     if not _groups(table):
         lines.append("None found.")
@@ -155,7 +178,13 @@ def review_pairs(table: pd.DataFrame) -> tuple[list[dict], list[dict], int]:
     """``(pairs behind a proposal or a drop, a sample of look-alike pairs, how many look-alike pairs there are)``."""
     pairs = table.attrs.get("pairs") or []
     rows = table.set_index("path")
-    acted = {p for p, keep, prop in zip(table["path"], table["keep"], table.get("proposed", pd.Series(False, index=table.index))) if prop or not keep}
+    acted = {
+        p
+        for p, keep, prop in zip(
+            table["path"], table["keep"], table.get("proposed", pd.Series(False, index=table.index))
+        )
+        if prop or not keep
+    }
     proposals = [p for p in pairs if p["flag"] in _PROPOSAL_FLAGS and p["path"] in acted and p["path"] in rows.index]
     lookalikes = [p for p in pairs if p["flag"] == "lookalike"]
     return proposals, lookalikes[:LOOKALIKE_SAMPLE], len(lookalikes)
@@ -227,8 +256,10 @@ border:1px solid #ddd}.pair figure{margin:0;width:150px;font-size:12px;word-brea
 def render_html(table: pd.DataFrame, dataset_dir: Path) -> str:
     e = html.escape
     chart = base64.b64encode(class_chart_png(table)).decode("ascii")
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>Cleaning report</title><style>{_CSS}</style></head><body>",
-             "<h1>Cleaning report</h1><table>"]
+    parts = [
+        f"<!doctype html><html><head><meta charset='utf-8'><title>Cleaning report</title><style>{_CSS}</style></head><body>",
+        "<h1>Cleaning report</h1><table>",
+    ]
     parts += [f"<tr><th>{e(k)}</th><td>{e(v)}</td></tr>" for k, v in _summary(table)]
     parts.append("</table>")
     search = duplicate_search_text(table.attrs.get("duplicates"))
@@ -238,8 +269,12 @@ def render_html(table: pd.DataFrame, dataset_dir: Path) -> str:
     parts += _pairs_html(table, dataset_dir)
     parts.append("<h2>Flags</h2><table><tr><th>flag</th><th>files</th></tr>")
     parts += [f"<tr><td>{e(f)}</td><td>{n}</td></tr>" for f, n in flag_counts(table).items()]
-    parts.append(f"</table><h2>Images per class (train)</h2><img style='max-width:100%;max-height:none' src='data:image/png;base64,{chart}' alt='images per class'>")
-    parts.append("<h2>Flagged files</h2><table><tr><th>preview</th><th>file</th><th>split / label</th><th>flags</th><th>kept</th><th>reasons</th></tr>")
+    parts.append(
+        f"</table><h2>Images per class (train)</h2><img style='max-width:100%;max-height:none' src='data:image/png;base64,{chart}' alt='images per class'>"
+    )
+    parts.append(
+        "<h2>Flagged files</h2><table><tr><th>preview</th><th>file</th><th>split / label</th><th>flags</th><th>kept</th><th>reasons</th></tr>"
+    )
     for r in table[table["flags"] != ""].itertuples():
         parts.append(
             f"<tr class='{'' if r.keep else 'dropped'}'><td>{_thumb_html(dataset_dir, r)}</td><td><code>{e(r.path)}</code></td>"
@@ -250,7 +285,9 @@ def render_html(table: pd.DataFrame, dataset_dir: Path) -> str:
         parts.append(f"<h3>{e(gid)}</h3><div class='group'>")
         for r in group.itertuples():
             caption = f"{e(r.split)}{' / ' + e(r.label) if r.label else ''}{'' if r.keep else ' — dropped'}"
-            parts.append(f"<div class='member {'' if r.keep else 'dropped'}'>{_thumb_html(dataset_dir, r)}<br><code>{e(r.path)}</code><br>{caption}</div>")
+            parts.append(
+                f"<div class='member {'' if r.keep else 'dropped'}'>{_thumb_html(dataset_dir, r)}<br><code>{e(r.path)}</code><br>{caption}</div>"
+            )
         parts.append("</div>")
     if not _groups(table):
         parts.append("<p>None found.</p>")
@@ -264,7 +301,11 @@ def _pairs_html(table: pd.DataFrame, dataset_dir: Path) -> list[str]:
     rows = {r.path: r for r in table.itertuples()}
     out = []
     for title, pairs, note in (
-        ("Proposed for removal: the pairs behind each proposal", proposals, "None: no copy is a label conflict or a leak."),
+        (
+            "Proposed for removal: the pairs behind each proposal",
+            proposals,
+            "None: no copy is a label conflict or a leak.",
+        ),
         ("Look-alikes: different captures, kept", lookalikes, "None found."),
     ):
         out.append(f"<h2>{html.escape(title)}</h2>")
@@ -279,7 +320,9 @@ def _pair_html(pair: dict, rows: dict, dataset_dir: Path) -> str:
     figures = []
     for path in (pair["path"], pair["other"]):
         r = rows.get(path)
-        caption = "" if r is None else f"{e(r.split)}{' / ' + e(r.label) if r.label else ''}{'' if r.keep else ' — dropped'}"
+        caption = (
+            "" if r is None else f"{e(r.split)}{' / ' + e(r.label) if r.label else ''}{'' if r.keep else ' — dropped'}"
+        )
         thumb = _thumb_html(dataset_dir, r) if r is not None else '<div class="nothumb">no preview</div>'
         figures.append(f"<figure>{thumb}<figcaption><code>{e(path)}</code><br>{caption}</figcaption></figure>")
     return f"<div class='pair' data-flag='{e(pair['flag'])}'>{''.join(figures)}<p class='evidence'><b>{e(pair['flag'])}</b>: {e(pair['evidence'])}</p></div>"

@@ -39,7 +39,9 @@ def render_label_review(issues: dict[str, str], dataset_dir: Path) -> str:
     for rank, (path, reason) in enumerate(issues.items(), start=1):
         uri = thumbnail_uri(Path(dataset_dir) / path, size=160)
         thumb = f'<img src="{uri}" alt="{e(path)}">' if uri else '<div class="nothumb">no preview</div>'
-        parts.append(f"<div class='card'><span class='rank'>#{rank}</span><br>{thumb}<br><code>{e(path)}</code><br>{e(reason)}</div>")
+        parts.append(
+            f"<div class='card'><span class='rank'>#{rank}</span><br>{thumb}<br><code>{e(path)}</code><br>{e(reason)}</div>"
+        )
     parts.append("</div></body></html>\n")
     return "\n".join(parts)
 
