@@ -125,3 +125,115 @@ def copies_corpus(
             folder = "test" if kind == leak else f"train/{label}"
             origin[_save(root, f"{folder}/p{k:05d}_{kind}{suffix}", image, **kw)] = k
     return origin
+
+
+# --------------------------------------------------------------------------- look-alikes from real pixels
+
+#: scikit-image's bundled photographs and textures (all offline), cut into neighbouring tiles.
+REAL_SOURCES = (
+    "retina",
+    "hubble_deep_field",
+    "brick",
+    "grass",
+    "gravel",
+    "camera",
+    "moon",
+    "astronaut",
+    "coffee",
+    "rocket",
+    "immunohistochemistry",
+    "cell",
+    "chelsea",
+    "coins",
+)
+RANGE_KINDS = ("jpeg", "scale", "crop", "bright", "png")
+
+
+def real_lookalikes(tile: int = 112, frames: int = 40, boots: int = 60) -> list[tuple[str, Image.Image]]:
+    """``(class, image)`` of distinct captures that look alike, from real pixels.
+
+    * neighbouring, non-overlapping ``tile`` px tiles of scikit-image's photographs and textures (tiles
+      that are mostly blank, like the black around the retina, are left out: they show no subject);
+    * frames of a slowly moving crop of the retina photograph, 25 % of a side apart, each with its own
+      sensor noise (sigma 3 grey levels): the next frame of one scene;
+    * ``boots`` ankle boots of the embedded Fashion-MNIST subset, upscaled to ``tile`` px.
+    """
+    import skimage.data
+
+    out = []
+    for name in REAL_SOURCES:
+        arr = getattr(skimage.data, name)()
+        for y in range(0, arr.shape[0] - tile + 1, tile):
+            for x in range(0, arr.shape[1] - tile + 1, tile):
+                image = Image.fromarray(arr[y : y + tile, x : x + tile]).convert("RGB")
+                grey = np.asarray(image.convert("L"), dtype=np.float64)
+                if grey.std() >= 8 and (grey < 16).mean() < 0.25:
+                    out.append((name, image))
+    rng = np.random.default_rng(0)
+    retina = skimage.data.retina().astype(np.float64)
+    step = tile // 4
+    for k in range(frames):
+        y, x = 200 + k * step // 3, 100 + k * step
+        crop = retina[y : y + tile, x : x + tile] + rng.normal(0, 3, (tile, tile, 3))
+        out.append(("frames", Image.fromarray(crop.clip(0, 255).astype(np.uint8))))
+    demo = np.load(Path(__file__).resolve().parents[1] / "imgclf/data/demo_data/fashion_mnist_subset.npz")
+    for item in demo["x_train"][demo["y_train"] == 9][:boots]:
+        out.append(("boots", Image.fromarray(item).resize((tile, tile), Image.Resampling.BICUBIC).convert("RGB")))
+    return out
+
+
+def over_range(image: Image.Image, kind: str, t: float, rng: np.random.Generator) -> tuple[Image.Image, str, dict, str]:
+    """A copy with its setting at ``t`` (0..1) of the kind's range: ``(image, suffix, save kwargs, setting)``."""
+    w, h = image.size
+    if kind == "jpeg":
+        q = round(30 + 65 * t)
+        return image, ".jpg", {"quality": q}, f"q{q}"
+    if kind == "scale":
+        s = 0.4 + 0.6 * t
+        return (
+            image.resize((max(1, round(w * s)), max(1, round(h * s))), Image.Resampling.BILINEAR),
+            ".jpg",
+            {"quality": 90},
+            f"x{s:.2f}",
+        )
+    if kind == "crop":
+        left, right, top, bottom = rng.uniform(0, 0.10, 4)
+        box = (round(left * w), round(top * h), w - round(right * w), h - round(bottom * h))
+        return (
+            image.crop(box),
+            ".jpg",
+            {"quality": 90},
+            "crop " + "/".join(f"{v:.0%}" for v in (left, right, top, bottom)),
+        )
+    if kind == "bright":
+        f = 0.85 + 0.30 * t
+        return (
+            Image.fromarray((np.asarray(image, dtype=np.float64) * f).clip(0, 255).astype(np.uint8)),
+            ".jpg",
+            {"quality": 90},
+            f"x{f:.2f}",
+        )
+    if kind == "png":
+        return image, ".png", {}, "png"
+    raise ValueError(kind)
+
+
+def real_corpus(root: Path, plant_every: int = 3, leak_every: int = 4) -> dict[str, int]:
+    """The look-alikes of :func:`real_lookalikes` (JPEG q95) under ``train/<source>/``, and for every
+    ``plant_every``-th one a copy of each of :data:`RANGE_KINDS`, its setting stepped over the kind's
+    range (golden-ratio steps); one copy of every ``leak_every``-th planted original goes to ``test/``."""
+    rng = np.random.default_rng(0)
+    origin = {}
+    for k, (label, image) in enumerate(real_lookalikes()):
+        rel = _save(root, f"train/{label}/la{k:05d}.jpg", image, quality=95)
+        origin[rel] = k
+        if k % plant_every:
+            continue
+        planted = k // plant_every
+        decoded = Image.open(root / rel).convert("RGB")
+        leak = RANGE_KINDS[planted % len(RANGE_KINDS)] if planted % leak_every == 0 else None
+        for kind in RANGE_KINDS:
+            copy, suffix, kw, _ = over_range(decoded, kind, (planted * 0.618034) % 1.0, rng)
+            folder = "test" if kind == leak else f"train/{label}"
+            origin[_save(root, f"{folder}/la{k:05d}_{kind}{suffix}", copy, **kw)] = k
+    return origin

@@ -190,7 +190,7 @@ def test_assess_flags_duplicates_conflicts_and_leakage(dup_records):
     assert rows["train/cat/b.jpg"]["keep"] and rows["train/cat/b_small.jpg"]["keep"]
     assert rows["train/cat/b.jpg"]["dup_group"] == rows["train/cat/b_small.jpg"]["dup_group"] != ""
     assert rows["train/cat/b_small.jpg"]["reasons"].startswith(
-        "near duplicate of train/cat/b.jpg: near copy (detail correlation 0.9"
+        "near duplicate of train/cat/b.jpg: copy (aligned residual 0."
     )
     # label conflicts and leaks are kept and proposed for review, never dropped by default
     assert rows["train/cat/c.jpg"]["flags"] == rows["train/dog/c_as_dog.jpg"]["flags"] == "label_conflict"
@@ -306,4 +306,4 @@ def test_proposed_blocklist_lists_proposals_and_drops_and_comments_out_the_rest(
     bl = parse_blocklist(text)
     assert set(bl.by_path) == {"train/cat/a_copy.jpg", "train/cat/c.jpg", "train/dog/c_as_dog.jpg", "train/dog/d.jpg"}
     assert bl.reason("train/dog/d.jpg").startswith("proposed: train/test leak with test/d_leak.jpg")
-    assert '# train/cat/b_small.jpg,"near duplicate of train/cat/b.jpg: near copy' in text  # flagged but kept: inactive
+    assert '# train/cat/b_small.jpg,"near duplicate of train/cat/b.jpg: copy (' in text  # flagged but kept: inactive

@@ -125,7 +125,9 @@ def test_summary_intervals_refit_report_and_issue_list(cv_dir: Path) -> None:
     assert refit["refit"] is True and refit["train_images"] == 24 and refit["val_images"] == 0
     assert (cv_dir / "refit" / "checkpoints" / "best.safetensors").is_file()
     assert "Out-of-fold confusion matrix" in (cv_dir / "report.html").read_text()
-    load_blocklist(cv_dir / "label_issues.csv")  # the blocklist reader accepts it
+    issues = load_blocklist(cv_dir / "label_issues.csv")  # the blocklist reader accepts it
+    review = (cv_dir / "label_issues.html").read_text()  # ... and each candidate has a thumbnail on the review page
+    assert review.count("<img ") == len(issues.by_path) and all(f'alt="{p}"' in review for p in issues.by_path)
 
 
 def test_predict_cv_dir_averages_the_folds(cv_dir: Path, capsys) -> None:

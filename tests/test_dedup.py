@@ -19,6 +19,7 @@ from imgclf.data.manifest import read_manifest
 from imgclf.data.prepare import PrepareOptions, prepare
 from imgclf.data.samples import load_training_set
 from imgclf.data.verdicts import assess
+from imgclf.data.verify import compare
 
 _spec = importlib.util.spec_from_file_location(
     "dedup_corpus", Path(__file__).resolve().parents[1] / "bench" / "dedup_corpus.py"
@@ -59,22 +60,23 @@ def test_radius_pairs_finds_exactly_the_brute_force_pairs():
 
 def test_groups_are_stars_never_chains():
     rng = np.random.default_rng(1)
-    a = rng.normal(size=(64, 64)).astype(np.float32)
-    b = a + 0.33 * rng.normal(size=a.shape).astype(np.float32)  # ~0.95 to a
-    c = b + 0.33 * rng.normal(size=a.shape).astype(np.float32)  # ~0.95 to b, ~0.91 to a
+    a = rng.normal(0.5, 0.15, size=(64, 64))
+    b = a + 0.05 * rng.normal(size=a.shape)  # close to a
+    c = b + 0.05 * rng.normal(size=a.shape)  # as close to b, further from a
+    bound = (compare(a, b).residual + compare(a, c).residual) / 2
+    assert compare(b, c).residual < bound < compare(a, c).residual  # c is a copy of b, not of a
     thumbs = {Path("a"): a, Path("b"): b, Path("c"): c}
     items = [Item(n, Path(n), n, "0" * 16, [], area, 1) for n, area in (("a", 300), ("b", 200), ("c", 100))]
-    found = find_duplicates(items, threshold=0.93, load_many=lambda paths: [thumbs[p] for p in paths])
+    found = find_duplicates(items, bound=bound, load_many=lambda paths: [thumbs[p] for p in paths])
     assert found.group_members() == [[0, 1]]  # c matched b, but b is not a representative: no chain to a
     assert found.summary.candidates == 2 and found.summary.rejected == 1
+    assert [(i, j) for i, j, _ in found.lookalikes] == [(0, 2)]  # the rejected pair is a look-alike
 
 
 def _rejecting_search(hashes: list[int]) -> dict:
     rng = np.random.default_rng(2)
     items = [Item(str(k), Path(str(k)), str(k), f"{h:016x}", [], 1, 1) for k, h in enumerate(hashes)]
-    found = find_duplicates(
-        items, load_many=lambda paths: [rng.normal(size=(64, 64)).astype(np.float32) for _ in paths]
-    )
+    found = find_duplicates(items, load_many=lambda paths: [rng.normal(0.5, 0.15, size=(64, 64)) for _ in paths])
     return vars(found.summary)
 
 
@@ -90,29 +92,28 @@ def test_a_set_of_look_alike_hashes_is_called_homogeneous():
 
 def test_a_copy_found_through_a_member_joins_the_representatives_star():
     rng = np.random.default_rng(4)
-    a = rng.normal(size=(64, 64)).astype(np.float32)
-    thumbs = {Path(n): a + 0.1 * rng.normal(size=a.shape).astype(np.float32) for n in "bc"} | {Path("a"): a}
+    a = rng.normal(0.5, 0.15, size=(64, 64))
+    thumbs = {Path(n): a + 0.01 * rng.normal(size=a.shape) for n in "bc"} | {Path("a"): a}
     hashes = {"a": 0, "b": 0b111111, "c": 0b111111111111}  # c is a hash candidate of b (6 bits), not of a (12)
     items = [Item(n, Path(n), n, f"{hashes[n]:016x}", [], area, 1) for n, area in (("a", 300), ("b", 200), ("c", 100))]
     found = find_duplicates(items, load_many=lambda paths: [thumbs[p] for p in paths])
     assert found.group_members() == [[0, 1, 2]]
     assert found.rep[found.node[2]] == found.node[0]  # verified against a, not chained through b
-    assert found.evidence(2, 0).startswith(
-        "near copy (detail correlation 0.99"
-    ) and "hash distance 12" in found.evidence(2, 0)
-    assert found.evidence(1, 2) == "both verified near copies of a"
+    assert found.evidence(2, 0).startswith("copy (aligned residual 0.0") and "hash distance 12" in found.evidence(2, 0)
+    assert found.evidence(1, 2) == "both verified copies of a"
 
 
 # --------------------------------------------------------------------------- the two corpora, small
 
 
-def test_lookalike_distinct_images_get_no_flags(tmp_path):
+def test_lookalike_distinct_images_are_reported_as_lookalikes_never_as_copies(tmp_path):
     corpus.lookalike_corpus(tmp_path, n=64, side=96)
     table = assess(_records(tmp_path), root=tmp_path)
     summary = table.attrs["duplicates"]
     assert summary["candidates"] > 0  # hash matches exist: the pixel check is what rejects them
-    assert summary["verified"] == 0
-    assert (table["flags"] == "").all() and (table["dup_group"] == "").all()
+    assert summary["verified"] == 0 and summary["lookalike_pairs"] == summary["rejected"] > 0
+    assert set(table["flags"]) == {"", "lookalike"} and (table["dup_group"] == "").all()
+    assert set(table["similarity"]) == {"", "look-alike"} and not table["proposed"].any() and table["keep"].all()
 
 
 def test_altered_copies_are_all_grouped_with_their_original_and_leaks_flagged(tmp_path):
@@ -143,8 +144,7 @@ def test_wording_matches_the_evidence(tmp_path):
     assert "near duplicate of train/cat/a_as.png: same image, decoded pixels equal" in rows["train/cat/a.jpg"]
     half = rows["train/cat/a_half.jpg"]
     assert (
-        half.startswith("near duplicate of train/cat/a_as.png: near copy (detail correlation 0.9")
-        and "hash distance" in half
+        half.startswith("near duplicate of train/cat/a_as.png: copy (aligned residual 0.") and "hash distance" in half
     )
     assert not any("same image as" in r for r in rows.values())
 
@@ -243,3 +243,39 @@ def test_each_kind_of_copy_is_verified(tmp_path, kind):
     _save(tmp_path / f"train/a/copy{suffix}", copy, **kw)
     table = assess(_records(tmp_path), root=tmp_path)
     assert table["dup_group"].nunique() == 1 and (table["dup_group"] != "").all(), kind
+
+
+def test_group_lookalikes_keeps_them_in_one_dup_group_and_changes_nothing_else(tmp_path):
+    from imgclf.data.clean import CleanOptions
+
+    corpus.lookalike_corpus(tmp_path, n=36, side=96)
+    records = _records(tmp_path)
+    plain, grouped = assess(records, root=tmp_path), assess(records, CleanOptions(group_lookalikes=True), root=tmp_path)
+    flagged = grouped["flags"] == "lookalike"
+    assert flagged.any() and (grouped.loc[flagged, "dup_group"] != "").all() and (plain["dup_group"] == "").all()
+    assert list(grouped["flags"]) == list(plain["flags"]) and not grouped["proposed"].any() and grouped["keep"].all()
+    assert grouped.attrs["duplicates"]["grouped_lookalikes"] and not plain.attrs["duplicates"]["grouped_lookalikes"]
+
+
+@pytest.mark.parametrize("action", ["drop", "propose"])
+def test_a_lookalike_can_only_be_kept(tmp_path, capsys, action):
+    _save(tmp_path / "src/train/a/0.jpg", corpus.photo(0, (64, 48)), quality=90)
+    code, _, err = cli(
+        ["prepare", tmp_path / "src", "--out", tmp_path / "out", "--policy", f"lookalike={action}"], capsys
+    )
+    assert code == 2 and "lookalike can only be kept" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_different_capture_of_one_subject_is_a_lookalike_not_a_copy(tmp_path):
+    """Two captures of one scene with their own sensor noise and a small mark on one (the label): not a copy."""
+    rng = np.random.default_rng(5)
+    scene = np.asarray(corpus.photo(11), dtype=np.float64)
+    first = scene + rng.normal(0, 6, scene.shape)
+    second = scene + rng.normal(0, 6, scene.shape)
+    second[60:66, 40:120] -= 60  # a crack
+    for name, arr in (("a.png", first), ("b.png", second)):
+        _save(tmp_path / "train/ok" / name, Image.fromarray(arr.clip(0, 255).astype(np.uint8)))
+    table = assess(_records(tmp_path), root=tmp_path)
+    assert list(table["flags"]) == ["lookalike", "lookalike"] and (table["similarity"] == "look-alike").all()
+    assert (table["dup_group"] == "").all()

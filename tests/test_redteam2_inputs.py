@@ -34,7 +34,7 @@ def _one_error_line(err: str) -> str:
         ("--max-archive-gb", "inf"),
         ("--max-archive-gb", "-1"),
         ("--max-aspect", "inf"),
-        ("--min-similarity", "nan"),
+        ("--max-residual", "nan"),
         ("--max-drop", "nan"),
     ],
 )

@@ -187,3 +187,87 @@ def test_a_budget_runs_report_shows_its_estimate_and_what_it_rests_on_in_chromiu
     assert f"{estimate['value']:.3f} ± {estimate['se']:.3f}" in text and "accuracy estimate" in text
     assert "held-out images no model trained on" in text  # what the estimate rests on
     assert "did not finish" not in text and "0 validation images" not in text
+
+
+def _probe(chromium: str, page: Path, tmp_path: Path) -> tuple[str, dict]:
+    """The page opened in Chromium with the image probe: the DOM it ends with and the probe's attributes."""
+    probed = tmp_path / "probed.html"
+    probed.write_text(page.read_text().replace("</body>", _PROBE + "</body>", 1))
+    result = chromium_run(
+        chromium,
+        tmp_path / "profile",
+        "--enable-logging=stderr",
+        "--v=0",
+        "--virtual-time-budget=5000",
+        "--dump-dom",
+        probed.as_uri(),
+    )
+    assert console_messages(result.stderr) == []
+    body = re.search(r"<body([^>]*)>", result.stdout)
+    assert body is not None, result.stdout[:500]
+    attrs = dict(re.findall(r'([\w-]+)="([^"]*)"', body.group(1)))
+    assert attrs.get("data-probe") == "done" and json.loads(attrs["data-images-broken"].replace("&quot;", '"')) == []
+    return result.stdout, attrs
+
+
+@pytest.fixture(scope="module")
+def cleaning_report(tmp_path_factory) -> Path:
+    """``prepare`` on look-alike micrographs plus one photo copied under two classes (a label conflict)."""
+    import importlib.util
+
+    from imgclf.cli.main import run
+
+    spec = importlib.util.spec_from_file_location(
+        "dedup_corpus", Path(__file__).resolve().parents[1] / "bench" / "dedup_corpus.py"
+    )
+    corpus = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(corpus)
+    root = tmp_path_factory.mktemp("cleaning-report")
+    for k, image in enumerate(corpus.lookalike_images(36, side=96)):
+        (root / "src/train" / "ab"[k % 2]).mkdir(parents=True, exist_ok=True)
+        image.save(root / "src/train" / "ab"[k % 2] / f"la{k:02d}.jpg", quality=90)
+    photo = corpus.photo(3)
+    photo.save(root / "src/train/a/photo.jpg", quality=90)
+    photo.resize((96, 72)).save(root / "src/train/b/photo_small.jpg", quality=80)
+    run(["prepare", str(root / "src"), "--out", str(root / "out"), "--workers", "1"])
+    return root / "out" / "cleaning_report.html"
+
+
+def test_cleaning_report_shows_proposed_and_lookalike_pairs_side_by_side_in_chromium(
+    chromium, cleaning_report, tmp_path
+):
+    dom, attrs = _probe(chromium, cleaning_report, tmp_path)
+    pairs = re.findall(r"<div class=\"pair\" data-flag=\"(\w+)\">(.*?)</div>", dom, flags=re.DOTALL)
+    conflicts = [body for flag, body in pairs if flag == "label_conflict"]
+    lookalikes = [body for flag, body in pairs if flag == "lookalike"]
+    assert len(conflicts) == 2 and lookalikes  # both sides of the conflict are proposed; look-alikes are shown too
+    for body in conflicts + lookalikes:  # two decoded thumbnails and the evidence, side by side
+        assert body.count("<img ") == 2 and (" copy (aligned residual" in body or "different capture (" in body)
+    assert (
+        'alt="train/a/photo.jpg"' in conflicts[0] + conflicts[1]
+        and 'alt="train/b/photo_small.jpg"' in conflicts[0] + conflicts[1]
+    )
+    text = re.sub(r"<[^>]+>", " ", dom)
+    assert "real evidence that one of the two labels is wrong" in text and "--group-lookalikes" in text
+    assert int(attrs["data-images-total"]) >= 2 * len(pairs)
+
+
+def test_label_issue_review_page_shows_each_candidate_as_a_thumbnail_in_chromium(chromium, tmp_path):
+    from imgclf.report.label_review import write_label_review
+
+    for name in ("a/1.jpg", "b/2.png"):
+        (tmp_path / "data/train" / name).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 50, 3), dtype=np.uint8)).save(
+            tmp_path / "data/train" / name
+        )
+    issues = tmp_path / "cv" / "label_issues.csv"
+    issues.parent.mkdir()
+    issues.write_text(
+        "# comment\nkey,reason\ntrain/b/2.png,label issue #1: labelled b (p=0.010)\ntrain/a/1.jpg,label issue #2: labelled a (p=0.200)\n"
+    )
+    page = write_label_review(issues, tmp_path / "data")
+    assert page == tmp_path / "cv" / "label_issues.html"
+    dom, attrs = _probe(chromium, page, tmp_path)
+    assert attrs["data-images-total"] == "2"
+    assert dom.index('alt="train/b/2.png"') < dom.index('alt="train/a/1.jpg"')  # in rank order
+    assert "label issue #1: labelled b" in dom

@@ -62,7 +62,7 @@ def cv_command(
     """K-fold cross-validation: stratified folds that keep duplicate groups whole, one run per fold.
 
     Writes folds.csv, fold_1..fold_K (normal run directories), oof.csv, summary.json (mean ± std and a
-    95 % interval over folds, OOF scores), label_issues.csv (cleanlab, blocklist format) and report.html.
+    95 % interval over folds, OOF scores), label_issues.csv (cleanlab, blocklist format) with its thumbnail review page label_issues.html, and report.html.
     Run it again to resume: finished folds are skipped. `imgclf predict CV_DIR TEST_DIR` averages the folds.
     """
     started = time.perf_counter()
@@ -147,7 +147,8 @@ def _print_cv(summary: dict[str, Any], out: Path) -> None:
             soft_wrap=True,
         )
     issues = (
-        f"label-issue candidates: {summary['label_issues']} in {BlendDir(out).label_issues}"
+        f"label-issue candidates: {summary['label_issues']} in {BlendDir(out).label_issues} "
+        f"(review: {BlendDir(out).label_issues.with_suffix('.html')})"
         if summary["label_issues"] is not None
         else "label-issue candidates: not looked for (no cleanlab)"
     )

@@ -14,7 +14,7 @@ from rich.table import Table
 
 from imgclf.terminal import console
 from imgclf.data.clean import FLAGS, CleanOptions, parse_policy
-from imgclf.data.near_copy import CANDIDATE_RADIUS, NEAR_COPY_THRESHOLD
+from imgclf.data.near_copy import CANDIDATE_RADIUS, COPY_RESIDUAL_BOUND
 from imgclf.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -71,11 +71,16 @@ def prepare_command(
     ),
     hash_radius: int = typer.Option(
         CANDIDATE_RADIUS,
-        help="Near-copy candidates: max Hamming distance between 64-bit perceptual hashes (whole image or crops); every candidate is then checked on pixels. -1 turns the near-copy search off.",
+        help="Copy candidates: max Hamming distance between 64-bit perceptual hashes (whole image or crops); every candidate is then checked on pixels: a copy, or a look-alike. -1 turns the search off.",
     ),
-    min_similarity: float = typer.Option(
-        NEAR_COPY_THRESHOLD,
-        help="Detail correlation (64 px, best alignment) a candidate pair needs to count as a near copy.",
+    max_residual: float = typer.Option(
+        COPY_RESIDUAL_BOUND,
+        help="A copy's largest aligned residual: after the best crop/resize/brightness alignment at 64 px, no 8x8 block may keep more than this share of its own detail energy (re-encoding removes detail: <= 1; a different capture adds its own: ~2 or more).",
+    ),
+    group_lookalikes: bool = typer.Option(
+        False,
+        "--group-lookalikes",
+        help="Also keep look-alikes (distinct captures of a similar subject) in one dup_group, so the split and CV folds never put them on both sides.",
     ),
     max_drop: float = typer.Option(
         0.05,
@@ -118,7 +123,7 @@ def prepare_command(
 ) -> None:
     """Ingest, check and clean a dataset; write the manifest, a proposed blocklist and a cleaning report.
 
-    By default only unreadable files and byte-identical copies within a class are left out. Near copies are kept and grouped (never split across train/validation); label conflicts and train/test leaks are proposed in blocklist.proposed.csv. Review cleaning_report.html, then save the edited blocklist.proposed.csv as blocklist.csv (`imgclf train` honours it) or re-run with --apply-proposed.
+    By default only unreadable files and byte-identical copies within a class are left out. Copies (the same capture, altered) are kept and grouped (never split across train/validation); label conflicts and train/test leaks between copies are proposed in blocklist.proposed.csv; look-alikes (different captures) are reported only. Review cleaning_report.html, then save the edited blocklist.proposed.csv as blocklist.csv (`imgclf train` honours it) or re-run with --apply-proposed.
     """
     if holdout is not None and not 0 < holdout < 1:
         raise ConfigError(f"--holdout must be a share between 0 and 1, e.g. 0.2 (got {holdout:g})")
@@ -131,7 +136,8 @@ def prepare_command(
                 min_side=min_side,
                 max_aspect=max_aspect,
                 hash_radius=None if hash_radius < 0 else hash_radius,
-                min_similarity=min_similarity,
+                max_residual=max_residual,
+                group_lookalikes=group_lookalikes,
                 max_pixels=max_pixels,
                 policy=parse_policy(policy),
             ),

@@ -6,12 +6,16 @@ Three layers, each testable on its own:
   it could not be decoded). It never raises for bad data: a bad image is a data problem, not a crash.
 * :func:`file_flags` turns those facts into ``(flag, reason)`` pairs under :class:`CleanOptions`.
 * :func:`imgclf.data.verdicts.assess` takes one record per file (path, label, split + facts), finds
-  identical files and verified near copies (:mod:`imgclf.data.duplicates`), label conflicts and
+  identical files, verified copies and look-alikes (:mod:`imgclf.data.duplicates`), label conflicts and
   train/test leaks, applies the per-flag policy and returns the manifest table.
 
-Defaults remove only what cannot be used: unreadable files, and byte-identical copies within a class
-(one is kept). Everything else is kept: near copies share a ``dup_group`` (so a split keeps them on
-one side), label conflicts and leaks are *proposed* for the blocklist, for a person to review.
+Two kinds of similarity, with their own consequences: a **copy** (the same capture, identical or
+re-encoded, resized, cropped, brightened) and a **look-alike** (a different capture of a similar
+subject). Only identical files and copies can be label conflicts or leaks, or be proposed. Defaults
+remove only what cannot be used: unreadable files, and byte-identical copies within a class (one is
+kept). Everything else is kept: copies share a ``dup_group`` (so a split keeps them on one side),
+label conflicts and leaks are *proposed* for the blocklist, for a person to review, and look-alikes
+are reported only (``group_lookalikes`` puts them in the split's groups too).
 
 Example::
 
@@ -33,7 +37,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from imgclf.data.images import to_rgb
-from imgclf.data.near_copy import CANDIDATE_RADIUS, NEAR_COPY_THRESHOLD
+from imgclf.data.near_copy import CANDIDATE_RADIUS, COPY_RESIDUAL_BOUND
 from imgclf.errors import ConfigError
 
 #: drop = leave out of training; keep = keep and report; propose = keep, and list in
@@ -57,11 +61,14 @@ FLAGS: dict[str, str] = {
     "exif_rotated": "EXIF orientation (applied)",
     "wrong_extension": "the file's extension names another format (decoded by its content)",
     "exact_duplicate": "byte-identical copy in the same class",
-    "near_duplicate": "the same photo, altered (verified on pixels), in the same class",
-    "label_conflict": "the same photo (identical or verified near copy) appears under another class",
-    "train_test_leak": "the same photo (identical or verified near copy) appears in both train and test",
+    "near_duplicate": "a copy of the same capture, altered (verified on pixels), in the same class",
+    "label_conflict": "the same capture (identical file or verified copy) appears under another class",
+    "train_test_leak": "the same capture (identical file or verified copy) appears in both train and test",
+    "lookalike": "a different capture that looks alike (hash-similar, rejected as a copy on pixels): informational",
 }
 DUPLICATE_FLAGS = ("exact_duplicate", "near_duplicate")
+#: Flags that may only be kept: a look-alike is a real, distinct image, never a reason to remove one.
+KEEP_ONLY_FLAGS = ("lookalike",)
 UNREADABLE_FLAGS = ("zero_byte", "not_image", "truncated", "undecodable", "decompression_bomb")
 
 DEFAULT_POLICY: dict[str, Policy] = {
@@ -86,6 +93,7 @@ DEFAULT_POLICY: dict[str, Policy] = {
     "label_conflict": "propose",
     # Test files are never dropped; "drop" (or an applied proposal) removes the train copies of leaked images.
     "train_test_leak": "propose",
+    "lookalike": "keep",
 }
 
 _MAGIC = (
@@ -140,11 +148,13 @@ class CleanOptions(BaseModel):
         le=15,
         description="Max Hamming distance of 64-bit perceptual hashes for near-copy candidates; None = off.",
     )
-    min_similarity: float = Field(
-        NEAR_COPY_THRESHOLD,
+    max_residual: float = Field(
+        COPY_RESIDUAL_BOUND,
         gt=0.0,
-        le=1.0,
-        description="Detail correlation a candidate pair needs to count as a near copy.",
+        description="Largest aligned block residual (share of the block's detail) a candidate pair may keep to count as a copy.",
+    )
+    group_lookalikes: bool = Field(
+        False, description="Also keep look-alikes in one dup_group, so the split and CV folds never separate them."
     )
     policy: dict[str, Policy] = Field(default_factory=lambda: dict(DEFAULT_POLICY))
 
@@ -158,6 +168,10 @@ class CleanOptions(BaseModel):
                 raise ValueError(f"unknown cleaning flag {flag!r}{hint}")
             if action == "keep_one" and flag not in DUPLICATE_FLAGS:
                 raise ValueError(f"policy keep_one only applies to {' and '.join(DUPLICATE_FLAGS)}, not {flag!r}")
+            if action != "keep" and flag in KEEP_ONLY_FLAGS:
+                raise ValueError(
+                    f"{flag} can only be kept: a look-alike is a distinct image (use --group-lookalikes to keep them on one side of the split)"
+                )
         return {**DEFAULT_POLICY, **value}
 
     def with_proposals_applied(self) -> CleanOptions:

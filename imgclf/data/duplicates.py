@@ -1,4 +1,4 @@
-"""Copies of the same photo: identical files, and near copies found by hash and verified on pixels.
+"""Copies of the same capture (identical files, and copies found by hash and verified on pixels) and look-alikes.
 
 1. Files with the same bytes are one *node* (an "identical file" match).
 2. Candidate pairs of nodes come from the perceptual hashes (whole image against whole image and
@@ -9,15 +9,19 @@
    pixel check (:mod:`imgclf.data.verify`) passes *against the representative*. No chains: two images
    share a group only when each was verified against the same representative, and every reported
    pair is backed by a pixel check.
+4. A candidate pair that the pixel check rejects is a *look-alike*: similar coarse structure (the hash),
+   but a different capture. Look-alikes are recorded as pairs with their evidence, never grouped here.
 
 Example::
 
     found = find_duplicates(items, load=thumbnail)
-    found.group[3], found.evidence(3, 7)   # "g0002", "near copy (detail correlation 0.97, hash distance 4)"
+    found.group_members(), found.evidence(3, 7)   # [[3, 7]], "copy (aligned residual 0.21 of the detail, ...)"
+    found.lookalikes                               # [(2, 5, "look-alike: aligned residual 3.40 ..."), ...]
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -26,12 +30,8 @@ from pathlib import Path
 import numpy as np
 
 from imgclf.data.hashindex import median_nn_distance, radius_pairs
-from imgclf.data.near_copy import CANDIDATE_RADIUS, NEAR_COPY_THRESHOLD
-from imgclf.data.verify import (
-    detail_correlation,
-    pixels_equal,
-    thumbnail,
-)
+from imgclf.data.near_copy import CANDIDATE_RADIUS, COPY_RESIDUAL_BOUND
+from imgclf.data.verify import Comparison, compare, pixels_equal, thumbnail
 
 #: Median nearest-neighbour pHash distance at or below which a set counts as homogeneous (look-alike).
 #: Random 64-bit hashes stay above 12 for sets of up to a million images (binomial tail), and a set of
@@ -55,13 +55,13 @@ class Summary:
     """What the duplicate search did, for the cleaning report."""
 
     candidates: int = 0  # pairs checked on pixels (each a hash candidate of the node, or of one of the star's members)
-    verified: int = 0  # ... that passed
-    rejected: int = 0  # ... that failed: hash-similar but different images
-    best_rejected: float | None = None  # highest detail correlation among the rejected
-    lowest_verified: float | None = None  # lowest detail correlation among the verified
+    verified: int = 0  # ... that passed: copies
+    rejected: int = 0  # ... that failed: look-alikes (hash-similar, different captures)
+    lowest_rejected: float | None = None  # smallest aligned residual among the look-alikes (inf: none aligned)
+    highest_verified: float | None = None  # largest aligned residual among the copies
     median_nn_distance: float | None = None
     homogeneous: bool = False
-    threshold: float = NEAR_COPY_THRESHOLD
+    bound: float = COPY_RESIDUAL_BOUND
     radius: int = CANDIDATE_RADIUS
 
 
@@ -70,8 +70,19 @@ class Duplicates:
     items: list[Item]
     node: list[int]  # item -> node (same bytes)
     rep: dict[int, int]  # node -> its star's representative node
-    link: dict[int, tuple[int, float, bool]]  # member node -> (hash distance, detail correlation, pixels equal)
+    link: dict[int, tuple[int, Comparison, bool]]  # member node -> (hash distance, pixel check, pixels equal)
+    lookalike_nodes: list[tuple[int, int, str]] = field(
+        default_factory=list
+    )  # (node, node, evidence) of rejected pairs
     summary: Summary = field(default_factory=Summary)
+
+    @property
+    def lookalikes(self) -> list[tuple[int, int, str]]:
+        """``(item, item, evidence)`` per look-alike pair: each node's first item (the one a report shows)."""
+        first: dict[int, int] = {}
+        for i, n in enumerate(self.node):
+            first.setdefault(n, i)
+        return [(first[a], first[b], why) for a, b, why in self.lookalike_nodes]
 
     def group_members(self) -> list[list[int]]:
         """Item indices per group of two or more items, in order of first item."""
@@ -86,13 +97,13 @@ class Duplicates:
         if a == b:
             return "identical file"
         if self.rep.get(b, b) == a or self.rep.get(a, a) == b:
-            distance, corr, equal = self.link[b if self.rep.get(b, b) == a else a]
+            distance, check, equal = self.link[b if self.rep.get(b, b) == a else a]
             if equal:
                 return "same image, decoded pixels equal"
-            return f"near copy (detail correlation {corr:.2f}, hash distance {distance})"
+            return f"copy ({check.evidence()}; hash distance {distance})"
         rep = self.rep.get(a, a)
         path = next(it.path for k, it in enumerate(self.items) if self.node[k] == rep)
-        return f"both verified near copies of {path}"
+        return f"both verified copies of {path}"
 
 
 def _nodes(items: list[Item]) -> tuple[list[int], list[int]]:
@@ -108,12 +119,12 @@ def _nodes(items: list[Item]) -> tuple[list[int], list[int]]:
 def find_duplicates(
     items: list[Item],
     load: Callable[[Path], np.ndarray] = thumbnail,
-    threshold: float = NEAR_COPY_THRESHOLD,
+    bound: float = COPY_RESIDUAL_BOUND,
     radius: int | None = CANDIDATE_RADIUS,
     load_many: Callable[[list[Path]], list[np.ndarray]] | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> Duplicates:
-    """Identical files and verified near-copy stars among ``items``; ``radius=None`` turns the near search off.
+    """Identical files, verified copy stars and look-alike pairs among ``items``; ``radius=None`` turns the near search off.
 
     ``load(path)`` gives a :func:`imgclf.data.verify.thumbnail`; ``load_many`` (optional) does it for many
     paths at once, e.g. across processes.
@@ -134,7 +145,7 @@ def find_duplicates(
         neighbours.setdefault(hashed[j], []).append((d, hashed[i]))
     thumbs = _thumbnails(items, owner, sorted(neighbours), load, load_many)
     order = sorted(neighbours, key=lambda n: (-items[owner[n]].area, -items[owner[n]].bytes, items[owner[n]].path))
-    check = partial(_check, found, thumbs, threshold, [items[i] for i in owner], set())
+    check = partial(_check, found, thumbs, bound, [items[i] for i in owner], set())
     for done, n in enumerate(order, start=1):
         if progress:
             progress(done, len(order))
@@ -157,25 +168,30 @@ def find_duplicates(
     return found
 
 
-def _check(
-    found: Duplicates, thumbs: dict, threshold: float, heads: list[Item], tried: set, rep: int, node: int
-) -> bool:
-    """Pixel-check ``node`` against ``rep`` (once per pair); on success ``node`` joins ``rep``'s star with its evidence."""
+def _check(found: Duplicates, thumbs: dict, bound: float, heads: list[Item], tried: set, rep: int, node: int) -> bool:
+    """Pixel-check ``node`` against ``rep`` (once per pair); a copy joins ``rep``'s star, a look-alike is recorded."""
     if (rep, node) in tried:
         return False
     tried.add((rep, node))
     summary = found.summary
     summary.candidates += 1
-    corr = detail_correlation(thumbs[rep], thumbs[node])
-    if corr < threshold:
+    check = compare(thumbs[rep], thumbs[node], bound)
+    a, b = heads[rep], heads[node]
+    if not check.copy:
         summary.rejected += 1
-        summary.best_rejected = max(corr, -1.0 if summary.best_rejected is None else summary.best_rejected)
+        summary.lowest_rejected = min(
+            check.residual, math.inf if summary.lowest_rejected is None else summary.lowest_rejected
+        )
+        found.lookalike_nodes.append(
+            (rep, node, f"look-alike, a different capture ({check.evidence()}; hash distance {hash_distance(a, b)})")
+        )
         return False
     summary.verified += 1
-    summary.lowest_verified = min(corr, 2.0 if summary.lowest_verified is None else summary.lowest_verified)
+    summary.highest_verified = max(
+        check.residual, 0.0 if summary.highest_verified is None else summary.highest_verified
+    )
     found.rep[node] = found.rep[rep] = rep
-    a, b = heads[rep], heads[node]
-    found.link[node] = (hash_distance(a, b), corr, _same_pixels(a, b, thumbs[rep], thumbs[node]))
+    found.link[node] = (hash_distance(a, b), check, _same_pixels(a, b, thumbs[rep], thumbs[node]))
     return True
 
 

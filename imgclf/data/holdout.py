@@ -50,5 +50,10 @@ def hold_out(table: pd.DataFrame, plan: SourcePlan, fraction: float, seed: int) 
     moved = dict(zip(table.loc[mask, "path"], f"{HOLDOUT_DIR}/" + table.loc[mask, "path"]))
     table.loc[mask, "path"] = table.loc[mask, "path"].map(moved)
     table.loc[mask, "split"] = HOLDOUT_SPLIT
+    if "pairs" in table.attrs:  # the report's pairs name files where they now are
+        table.attrs["pairs"] = [
+            {**p, "path": moved.get(p["path"], p["path"]), "other": moved.get(p["other"], p["other"])}
+            for p in table.attrs["pairs"]
+        ]
     train = [dataclasses.replace(f, rel=moved[f.rel]) if f.rel in moved else f for f in plan.train]
     return table, dataclasses.replace(plan, train=train)

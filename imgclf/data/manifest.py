@@ -3,9 +3,11 @@
 Columns (``MANIFEST_COLUMNS``): ``path`` (relative to the dataset folder, posix), ``label`` (class;
 empty for test), ``split`` (train|test|holdout: see imgclf.data.holdout), ``sha256``, ``bytes``, ``width``/``height`` (after EXIF
 orientation), ``mode``, ``format``, ``phash`` (hex), ``flags`` (';'-joined), ``reasons``,
-``dup_group`` (shared by identical files and pixel-verified near copies of one photo, across train
-and test; empty when unique), ``keep`` (the cleaning policy's verdict) and ``source`` (where the file
-came from; informational).
+``dup_group`` (shared by identical files and pixel-verified copies of one capture, across train
+and test, and by look-alikes too when prepared with ``--group-lookalikes``; the split and the CV folds
+keep a group on one side; empty when unique), ``similarity`` (the strongest relation the file has:
+``identical``, ``copy``, ``look-alike`` or empty), ``keep`` (the cleaning policy's verdict) and
+``source`` (where the file came from; informational).
 
 Example::
 
@@ -25,8 +27,9 @@ from imgclf.io import atomic_path
 MANIFEST_NAME = "manifest.csv"
 MANIFEST_COLUMNS = [
     "path", "label", "split", "sha256", "bytes", "width", "height", "mode", "format",
-    "phash", "flags", "reasons", "dup_group", "keep", "source",
+    "phash", "flags", "reasons", "dup_group", "similarity", "keep", "source",
 ]  # fmt: skip
+_OPTIONAL_COLUMNS = ("similarity", "source")  # absent from manifests written before them
 _INT_COLUMNS = ("bytes", "width", "height")
 
 
@@ -57,11 +60,12 @@ def read_manifest(dataset_dir: Path) -> pd.DataFrame | None:
         table = pd.read_csv(path, dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise DataError(f"cannot read {path}: {exc}") from None
-    missing = [c for c in MANIFEST_COLUMNS if c not in table.columns and c != "source"]
+    missing = [c for c in MANIFEST_COLUMNS if c not in table.columns and c not in _OPTIONAL_COLUMNS]
     if missing:
         raise DataError(f"{path} lacks columns {', '.join(missing)}; re-run `imgclf prepare`")
-    if "source" not in table.columns:
-        table["source"] = ""
+    for col in _OPTIONAL_COLUMNS:
+        if col not in table.columns:
+            table[col] = ""
     try:
         for col in _INT_COLUMNS:
             table[col] = table[col].replace("", "0").astype(int)

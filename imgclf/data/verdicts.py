@@ -1,10 +1,14 @@
-"""From per-file facts to the manifest table: duplicate flags with their evidence, the policy's verdicts, the guard.
+"""From per-file facts to the manifest table: copy and look-alike flags with their evidence, the policy's verdicts, the guard.
+
+Only identical files and verified copies become ``exact_duplicate``, ``near_duplicate``, ``label_conflict``
+or ``train_test_leak``; a look-alike (a different capture) is flagged ``lookalike`` and nothing else.
 
 Example::
 
     table = assess(records, CleanOptions(), root=Path("data/cars"))
     check_max_drop(table, 0.05, CleanOptions().policy)   # DataError when a class would lose more than 5 %
     table.attrs["duplicates"]              # what the duplicate search did (for the report)
+    table.attrs["pairs"]                   # one dict per flagged pair: flag, path, other, evidence
 """
 
 from __future__ import annotations
@@ -28,6 +32,14 @@ from imgclf.data.hashing import unpack_hashes
 from imgclf.errors import DataError
 
 Flags = list[tuple[str, str]]
+#: The strongest relation a file has, in the manifest's ``similarity`` column.
+SIMILARITY = {
+    "exact_duplicate": "identical",
+    "near_duplicate": "copy",
+    "label_conflict": "copy",
+    "train_test_leak": "copy",
+    "lookalike": "look-alike",
+}
 
 
 def _items(rows: list[dict], flags: list[Flags], root: Path | None) -> list[Item]:
@@ -48,34 +60,54 @@ def _items(rows: list[dict], flags: list[Flags], root: Path | None) -> list[Item
     return items
 
 
-def _group_flags(rows: list[dict], members: list[int], dups: Duplicates) -> dict[int, Flags]:
+def _group_flags(rows: list[dict], members: list[int], dups: Duplicates, pairs: list[dict]) -> dict[int, Flags]:
     out: dict[int, Flags] = {i: [] for i in members}
+
+    def flag(i: int, name: str, j: int, text: str) -> None:
+        evidence = dups.evidence(i, j)
+        out[i].append((name, f"{text}: {evidence}"))
+        pairs.append({"flag": name, "path": rows[i]["path"], "other": rows[j]["path"], "evidence": evidence})
+
     for i in members:
         me = rows[i]
         others = [j for j in members if j != i]
         same = [j for j in others if rows[j]["split"] == me["split"] and rows[j]["label"] == me["label"]]
         exact = [j for j in same if dups.node[j] == dups.node[i]]
         if exact:
-            out[i].append(("exact_duplicate", f"exact duplicate of {rows[exact[0]]['path']}: identical file"))
+            flag(i, "exact_duplicate", exact[0], f"exact duplicate of {rows[exact[0]]['path']}")
         near = [j for j in same if dups.node[j] != dups.node[i]]
         if near:
             j = _closest(i, near, dups)
-            out[i].append(("near_duplicate", f"near duplicate of {rows[j]['path']}: {dups.evidence(i, j)}"))
+            flag(i, "near_duplicate", j, f"near duplicate of {rows[j]['path']}")
         if me["split"] == "train":
             conflict = [j for j in others if rows[j]["split"] == "train" and rows[j]["label"] != me["label"]]
             if conflict:
                 j = _closest(i, conflict, dups)
-                out[i].append(
-                    (
-                        "label_conflict",
-                        f"label conflict with {rows[j]['path']} labelled {rows[j]['label']!r}: {dups.evidence(i, j)}",
-                    )
-                )
+                flag(i, "label_conflict", j, f"label conflict with {rows[j]['path']} labelled {rows[j]['label']!r}")
         leak = [j for j in others if rows[j]["split"] != me["split"]]
         if leak:
             j = _closest(i, leak, dups)
-            out[i].append(("train_test_leak", f"train/test leak with {rows[j]['path']}: {dups.evidence(i, j)}"))
+            flag(i, "train_test_leak", j, f"train/test leak with {rows[j]['path']}")
     return out
+
+
+def _lookalike_flags(
+    rows: list[dict], dups: Duplicates, flags: list[Flags], pairs: list[dict]
+) -> list[tuple[int, int]]:
+    """``lookalike`` on both sides of each rejected candidate pair (the first partner named; a count of the rest)."""
+    partners: dict[int, list[tuple[int, str]]] = {}
+    found = []
+    for i, j, evidence in dups.lookalikes:
+        partners.setdefault(i, []).append((j, evidence))
+        partners.setdefault(j, []).append((i, evidence))
+        found.append((i, j))
+        pairs.append({"flag": "lookalike", "path": rows[i]["path"], "other": rows[j]["path"], "evidence": evidence})
+    for i, mine in partners.items():
+        j, evidence = mine[0]
+        where = f"{rows[j]['split']}" + (f", labelled {rows[j]['label']!r}" if rows[j]["label"] else "")
+        more = f" (and {len(mine) - 1} more)" if len(mine) > 1 else ""
+        flags[i].append(("lookalike", f"look-alike of {rows[j]['path']} ({where}){more}: {evidence}"))
+    return found
 
 
 def _closest(i: int, candidates: list[int], dups: Duplicates) -> int:
@@ -109,44 +141,76 @@ def assess(
     flags = [file_flags(FileAnalysis.from_dict(r), options, str(r["path"])) for r in rows]
     dups = find_duplicates(
         _items(rows, flags, root),
-        threshold=options.min_similarity,
+        bound=options.max_residual,
         radius=options.hash_radius,
         load_many=load_many,
         progress=progress,
     )
     groups = dups.group_members()
-    group_of = {i: f"g{n + 1:04d}" for n, members in enumerate(groups) for i in members}
+    pairs: list[dict] = []
     for members in groups:
-        for i, extra in _group_flags(rows, members, dups).items():
+        for i, extra in _group_flags(rows, members, dups, pairs).items():
             flags[i].extend(extra)
+    lookalike_pairs = _lookalike_flags(rows, dups, flags, pairs)
+    copy_group = {i: n for n, members in enumerate(groups) for i in members}
+    if options.group_lookalikes:
+        groups = _merged(groups, lookalike_pairs)
+    group_of = {i: f"g{n + 1:04d}" for n, members in enumerate(groups) for i in members}
 
     policy = options.policy
     keep = []
     for row, fl in zip(rows, flags):
         relevant = [f for f, _ in fl if row["split"] == "train" or f in UNREADABLE_FLAGS]
         keep.append(not any(policy[f] == "drop" for f in relevant))
-    _keep_one(rows, flags, dups, group_of, keep, policy)
+    _keep_one(rows, flags, dups, copy_group, keep, policy)
 
     table = pd.DataFrame.from_records(rows)
     table["flags"] = [";".join(f for f, _ in fl) for fl in flags]
     table["reasons"] = ["; ".join(r for _, r in fl) for fl in flags]
     table["dup_group"] = [group_of.get(i, "") for i in range(len(rows))]
+    table["similarity"] = [next((SIMILARITY[f] for f in SIMILARITY if any(f == g for g, _ in fl)), "") for fl in flags]
     table["keep"] = keep
     table["proposed"] = proposed(table, policy)
-    table.attrs["duplicates"] = asdict(dups.summary)
+    table.attrs["duplicates"] = {
+        **asdict(dups.summary),
+        "lookalike_pairs": len(lookalike_pairs),
+        "grouped_lookalikes": options.group_lookalikes,
+    }
+    table.attrs["pairs"] = pairs
     return table
+
+
+def _merged(groups: list[list[int]], links: list[tuple[int, int]]) -> list[list[int]]:
+    """Connected components of the copy groups joined by look-alike links (``group_lookalikes``)."""
+    parent: dict[int, int] = {}
+
+    def root(i: int) -> int:
+        while parent.setdefault(i, i) != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for members in groups:
+        for i in members[1:]:
+            parent[root(i)] = root(members[0])
+    for i, j in links:
+        parent[root(i)] = root(j)
+    by_root: dict[int, list[int]] = {}
+    for i in sorted(parent):
+        by_root.setdefault(root(i), []).append(i)
+    return sorted(m for m in by_root.values() if len(m) > 1)
 
 
 def _keep_one(
     rows: list[dict],
     flags: list[Flags],
     dups: Duplicates,
-    group_of: dict[int, str],
+    copy_group: dict[int, int],
     keep: list[bool],
     policy: dict[str, Policy],
 ) -> None:
     """Per class in train: one file per set of identical bytes (exact_duplicate), then one per group (near_duplicate)."""
-    for flag, key in (("exact_duplicate", lambda i: dups.node[i]), ("near_duplicate", lambda i: group_of[i])):
+    for flag, key in (("exact_duplicate", lambda i: dups.node[i]), ("near_duplicate", lambda i: copy_group[i])):
         if policy[flag] != "keep_one":
             continue
         sets: dict[tuple, list[int]] = {}

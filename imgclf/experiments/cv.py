@@ -8,7 +8,7 @@
 - ``oof.csv`` and ``classes.json``: every training image once, with the calibrated probabilities of
   the fold that held it out;
 - ``summary.json``: per-fold scores, mean ± std and a 95 % t-interval over folds, the OOF scores;
-- ``label_issues.csv`` (cleanlab, blocklist format) and ``report.html``;
+- ``label_issues.csv`` (cleanlab, blocklist format), ``label_issues.html`` (its review page) and ``report.html``;
 - with ``refit``: ``refit/``, one more run on every image for the median best epoch of the folds.
 
 Re-running the same command resumes: finished folds (``summary.json``) are skipped and a fold
@@ -257,6 +257,7 @@ def run_cv(
     """Plan (or re-read) the folds, train what is missing, then write OOF, summary, label issues, report."""
     from imgclf.experiments.cv_refit import run_refit
     from imgclf.experiments.cv_report import write_cv_report
+    from imgclf.report.label_review import write_label_review
 
     out, dataset = Path(out), Path(dataset)
     cfg, new = _check_resume(cfg, out, folds)
@@ -276,6 +277,7 @@ def run_cv(
     if available("cleanlab"):
         ranked = rank_label_issues(oof.labels, oof.probs)
         write_label_issues(BlendDir(out).label_issues, oof, ranked)
+        write_label_review(BlendDir(out).label_issues, dataset)  # label_issues.html: the candidates as thumbnails
         summary["label_issues"] = int(len(ranked))
     else:
         log.warning("no label-issue candidates: cleanlab is not installed (%s)", install_hint("cleanlab"))

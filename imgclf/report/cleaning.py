@@ -1,11 +1,12 @@
 """Cleaning report: what ``prepare`` found, as Markdown and as one self-contained HTML page.
 
 Both show counts per class (the HTML as a bar chart, so imbalance is visible at a glance), how the
-duplicate search went (candidates checked on pixels, rejected, whether the set is homogeneous), every
-flagged file with its reasons and evidence (the HTML with a thumbnail) and duplicate groups side by
-side. Input is the manifest table (plus the duplicate search's summary, ``table.attrs["duplicates"]``,
-when the table comes straight from :func:`imgclf.data.verdicts.assess`) and the dataset folder for
-thumbnails.
+copy search went (candidates checked on pixels: copies, look-alikes; whether the set is homogeneous),
+what the two kinds of similarity mean for the user, every pair proposed for removal and a sample of
+look-alike pairs side by side with their evidence, every flagged file with its reasons (the HTML with
+a thumbnail) and duplicate groups. Input is the manifest table (plus ``table.attrs["duplicates"]``, the
+search's summary, and ``table.attrs["pairs"]``, when the table comes straight from
+:func:`imgclf.data.verdicts.assess`) and the dataset folder for thumbnails.
 
 Example::
 
@@ -32,6 +33,8 @@ MD_NAME = "cleaning_report.md"
 HTML_NAME = "cleaning_report.html"
 _NO_PREVIEW = {"zero_byte", "not_image", "truncated", "undecodable", "decompression_bomb"}
 _THUMB = 96
+LOOKALIKE_SAMPLE = 12  # look-alike pairs shown side by side
+_PROPOSAL_FLAGS = ("label_conflict", "train_test_leak", "exact_duplicate", "near_duplicate")
 
 
 def class_counts(table: pd.DataFrame) -> pd.DataFrame:
@@ -52,18 +55,22 @@ def flag_counts(table: pd.DataFrame) -> dict[str, int]:
 
 
 def duplicate_search_text(summary: dict | None) -> list[str]:
-    """Sentences on how near copies were found; says so plainly when the set is homogeneous."""
+    """Sentences on how copies were told from look-alikes; says so plainly when the set is homogeneous."""
     if not summary:
         return []
     nn = summary.get("median_nn_distance")
     lines = [
-        f"Near-copy candidates: pairs within {summary['radius']} bits of 64-bit perceptual hash (whole image, or whole "
-        f"against crops). No pair is reported on its hash alone: each copy was checked on pixels against its group's "
-        f"representative (detail correlation at 64 px, best alignment, threshold {summary['threshold']:.2f}): "
-        f"{summary['candidates']} pairs checked, {summary['verified']} verified as near copies, {summary['rejected']} rejected as different images."
+        f"Copy candidates: pairs within {summary['radius']} bits of 64-bit perceptual hash (whole image, or whole "
+        f"against crops). No pair is reported on its hash alone: each was checked on pixels against its group's "
+        f"representative, aligned at 64 px (scale, crop up to 10 % a side, brightness gain and offset), and is a copy only "
+        f"when no 8x8 block keeps more than {summary['bound']:g} x its own detail energy as residual. Re-encoding, resizing "
+        f"and brightness changes remove detail (at most 1 x); a different capture brings its own (about 2 x or more). "
+        f"{summary['candidates']} pairs checked: {summary['verified']} copies, {summary['rejected']} look-alikes."
     ]
-    if summary.get("best_rejected") is not None:
-        lines.append(f"Highest correlation among rejected pairs: {summary['best_rejected']:.2f}.")
+    if summary.get("highest_verified") is not None:
+        lines.append(f"Largest residual among the copies: {summary['highest_verified']:.2f} x detail.")
+    if summary.get("lowest_rejected") is not None:
+        lines.append(f"Smallest residual among the look-alikes: {summary['lowest_rejected']:.2f} x detail.")
     if nn is not None:
         lines.append(f"Median nearest-neighbour hash distance between distinct images: {nn:g} bits.")
     if summary.get("homogeneous"):
@@ -72,6 +79,27 @@ def duplicate_search_text(summary: dict | None) -> list[str]:
             "so hash matches alone were not trusted; only pixel-verified pairs are reported as copies."
         )
     return lines
+
+
+def meaning_text(summary: dict | None) -> list[str]:
+    """What each kind of similarity means for the user, and what was done about it."""
+    grouped = bool(summary and summary.get("grouped_lookalikes"))
+    return [
+        "A copy is the same capture, identical or re-encoded, resized, cropped or brightened. Only copies are "
+        "proposed for removal, flagged as train/test leaks (the same capture in train and test makes the test "
+        "score optimistic) or counted as label conflicts.",
+        "A label conflict is a pair of copies of one capture under two classes: real evidence that one of the two "
+        "labels is wrong. Look at the pair and keep the right one.",
+        "A look-alike is a different capture of a similar subject (the neighbouring cell, the next frame, the same "
+        "product photographed again). It is a real, distinct training image: never proposed, never a leak or a "
+        "conflict. Its risk is a different one: with one look-alike in training and the other in validation, the "
+        "validation score measures recognising the same source, not new ones. "
+        + (
+            "Look-alikes were grouped (--group-lookalikes): they share a dup_group, so the split and the CV folds keep them on one side."
+            if grouped
+            else "They were not grouped; prepare again with --group-lookalikes to keep them on one side of the split and the CV folds."
+        ),
+    ]
 
 
 def _summary(table: pd.DataFrame) -> list[tuple[str, str]]:
@@ -86,6 +114,14 @@ def _summary(table: pd.DataFrame) -> list[tuple[str, str]]:
         ("dropped by policy", str(int((~table["keep"]).sum()))),
         ("proposed for review (blocklist.proposed.csv)", str(proposed)),
         ("duplicate groups", str(table.loc[table["dup_group"] != "", "dup_group"].nunique())),
+        (
+            "files with a copy (identical or verified)",
+            str(int(table["similarity"].isin(["identical", "copy"]).sum())) if "similarity" in table else "—",
+        ),
+        (
+            "files with a look-alike only",
+            str(int((table["similarity"] == "look-alike").sum())) if "similarity" in table else "—",
+        ),
     ]
 
 
@@ -98,7 +134,16 @@ def render_markdown(table: pd.DataFrame) -> str:
     lines += [f"- {k}: **{v}**" for k, v in _summary(table)]
     search = duplicate_search_text(table.attrs.get("duplicates"))
     if search:
-        lines += ["", "## Duplicate search", "", *search]
+        lines += ["", "## Copies and look-alikes", "", *search, "", *meaning_text(table.attrs.get("duplicates"))]
+    proposals, lookalikes, total = review_pairs(table)
+    if proposals or lookalikes:
+        lines += ["", "## Pairs to review", "", "| kind | file | other | evidence |", "|---|---|---|---|"]
+        lines += [
+            f"| {p['flag']} | {_md_escape(p['path'])} | {_md_escape(p['other'])} | {_md_escape(p['evidence'])} |"
+            for p in proposals + lookalikes
+        ]
+        if total > len(lookalikes):
+            lines.append(f"\n{len(lookalikes)} of {total} look-alike pairs shown.")
     lines += ["", "## Flags", "", "| flag | files |", "|---|---:|"]
     lines += [f"| {f} | {n} |" for f, n in flag_counts(table).items()] or ["| (none) | 0 |"]
     lines += ["", "## Images per class (train)", "", "| class | total | kept | dropped |", "|---|---:|---:|---:|"]
@@ -127,6 +172,22 @@ def render_markdown(table: pd.DataFrame) -> str:
     if not _groups(table):
         lines.append("None found.")
     return "\n".join(lines) + "\n"
+
+
+def review_pairs(table: pd.DataFrame) -> tuple[list[dict], list[dict], int]:
+    """``(pairs behind a proposal or a drop, a sample of look-alike pairs, how many look-alike pairs there are)``."""
+    pairs = table.attrs.get("pairs") or []
+    rows = table.set_index("path")
+    acted = {
+        p
+        for p, keep, prop in zip(
+            table["path"], table["keep"], table.get("proposed", pd.Series(False, index=table.index))
+        )
+        if prop or not keep
+    }
+    proposals = [p for p in pairs if p["flag"] in _PROPOSAL_FLAGS and p["path"] in acted and p["path"] in rows.index]
+    lookalikes = [p for p in pairs if p["flag"] == "lookalike"]
+    return proposals, lookalikes[:LOOKALIKE_SAMPLE], len(lookalikes)
 
 
 def _groups(table: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
@@ -187,7 +248,8 @@ td,th{border:1px solid #ddd;padding:4px 8px;vertical-align:top;text-align:left}
 img{max-width:96px;max-height:96px}.nothumb{width:96px;height:64px;background:#eee;font-size:11px;
 display:flex;align-items:center;justify-content:center}.group{display:flex;gap:12px;margin:8px 0;
 padding:8px;border:1px solid #ddd;flex-wrap:wrap}.member{font-size:12px;width:150px;word-break:break-all}
-.dropped{opacity:.55}code{font-size:12px}
+.dropped{opacity:.55}code{font-size:12px}.pair{display:flex;gap:12px;align-items:flex-start;margin:8px 0;padding:8px;
+border:1px solid #ddd}.pair figure{margin:0;width:150px;font-size:12px;word-break:break-all}.evidence{font-size:13px;max-width:560px}
 """
 
 
@@ -202,7 +264,9 @@ def render_html(table: pd.DataFrame, dataset_dir: Path) -> str:
     parts.append("</table>")
     search = duplicate_search_text(table.attrs.get("duplicates"))
     if search:
-        parts.append("<h2>Duplicate search</h2>" + "".join(f"<p>{e(line)}</p>" for line in search))
+        meaning = meaning_text(table.attrs.get("duplicates"))
+        parts.append("<h2>Copies and look-alikes</h2>" + "".join(f"<p>{e(line)}</p>" for line in search + meaning))
+    parts += _pairs_html(table, dataset_dir)
     parts.append("<h2>Flags</h2><table><tr><th>flag</th><th>files</th></tr>")
     parts += [f"<tr><td>{e(f)}</td><td>{n}</td></tr>" for f, n in flag_counts(table).items()]
     parts.append(
@@ -229,6 +293,39 @@ def render_html(table: pd.DataFrame, dataset_dir: Path) -> str:
         parts.append("<p>None found.</p>")
     parts.append("</body></html>\n")
     return "\n".join(parts)
+
+
+def _pairs_html(table: pd.DataFrame, dataset_dir: Path) -> list[str]:
+    """Each proposed pair, then a sample of look-alike pairs: two thumbnails side by side, with the evidence."""
+    proposals, lookalikes, total = review_pairs(table)
+    rows = {r.path: r for r in table.itertuples()}
+    out = []
+    for title, pairs, note in (
+        (
+            "Proposed for removal: the pairs behind each proposal",
+            proposals,
+            "None: no copy is a label conflict or a leak.",
+        ),
+        ("Look-alikes: different captures, kept", lookalikes, "None found."),
+    ):
+        out.append(f"<h2>{html.escape(title)}</h2>")
+        if title.startswith("Look") and total > len(lookalikes):
+            out.append(f"<p>{len(lookalikes)} of {total} look-alike pairs shown.</p>")
+        out += [_pair_html(p, rows, dataset_dir) for p in pairs] or [f"<p>{html.escape(note)}</p>"]
+    return out
+
+
+def _pair_html(pair: dict, rows: dict, dataset_dir: Path) -> str:
+    e = html.escape
+    figures = []
+    for path in (pair["path"], pair["other"]):
+        r = rows.get(path)
+        caption = (
+            "" if r is None else f"{e(r.split)}{' / ' + e(r.label) if r.label else ''}{'' if r.keep else ' — dropped'}"
+        )
+        thumb = _thumb_html(dataset_dir, r) if r is not None else '<div class="nothumb">no preview</div>'
+        figures.append(f"<figure>{thumb}<figcaption><code>{e(path)}</code><br>{caption}</figcaption></figure>")
+    return f"<div class='pair' data-flag='{e(pair['flag'])}'>{''.join(figures)}<p class='evidence'><b>{e(pair['flag'])}</b>: {e(pair['evidence'])}</p></div>"
 
 
 def write_cleaning_report(dataset_dir: Path, table: pd.DataFrame) -> tuple[Path, Path]:
