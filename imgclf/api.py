@@ -249,7 +249,7 @@ def _callbacks(progress: Any) -> list[Any]:
 def predict(
     run_dir: str | Path, images: str | Path | Sequence[str | Path], out: str | Path = "submission.csv", *,
     probs: str | Path | None = None, sample: str | Path | None = None, category: str = "auto",
-    tta: str | int | TTAConfig | None = None, batch_size: int = 64, device: str = "cpu", engine: str = "torch",
+    tta: str | int | TTAConfig | None = None, batch_size: int = 64, device: str = "auto", engine: str = "torch",
     progress: Any = True,
 ) -> dict[str, Any]:
     """Write a competition submission for ``images`` (a folder, files or glob patterns), as ``imgclf predict`` does.
@@ -284,8 +284,9 @@ def _run_tta(run_dir: Path, mode: str | None) -> TTAConfig:
     return tta_from_options(run_dir, mode, None, None, None, None)
 
 
-def load_run(run_dir: str | Path, device: str = "cpu") -> LoadedRun:
-    """A finished run ready for inference: ``.model`` (eval mode), ``.classes``, ``.pre``, ``.temperature``, ``.cfg``."""
+def load_run(run_dir: str | Path, device: str = "auto") -> LoadedRun:
+    """A finished run ready for inference: ``.model`` (eval mode, on CUDA when there is one), ``.classes``, ``.pre``,
+    ``.temperature``, ``.cfg``."""
     from imgclf.run.load import load_run as _load_run  # torch: imported on first use, not by `import imgclf.api`
 
     return _load_run(Path(run_dir), device)

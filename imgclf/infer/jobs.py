@@ -102,7 +102,7 @@ def passes_histogram(pred: Predictions) -> dict[str, int]:
 
 def evaluate_run(
     run_dir: Path, dataset: Path | None = None, out: Path | None = None, *, tta: TTAConfig | None = None,
-    batch_size: int = 64, device: str = "cpu",
+    batch_size: int = 64, device: str = "auto",
 ) -> dict[str, Any]:
     """Score ``run_dir`` on ``dataset`` (default: what it holds out); write metrics.json, per_class.csv and
     confusion_matrix.{csv,png} into ``out`` (default ``run_dir/eval``).
@@ -246,7 +246,7 @@ def check_outputs(out: Path, probs_out: Path | None, sample: Path | None) -> Non
 def predict_folder(
     run_dir: Path, images: str | Path | Sequence[str | Path], out: Path, *, probs_out: Path | None = None,
     sample: Path | None = None, category: str = "auto", tta: TTAConfig | None = None, batch_size: int = 64,
-    device: str = "cpu", engine: str = "torch", progress: Any = None,
+    device: str = "auto", engine: str = "torch", progress: Any = None,
 ) -> dict[str, Any]:
     """Predict the images named by ``images`` (a folder, files or glob patterns) and write a submission.
 

@@ -303,7 +303,7 @@ def markdown(result: CompareResult) -> str:
 
 
 def compare_run(run_dir: Path, dataset: Path | None = None, out: Path | None = None, *, tta: TTAConfig | None = None,
-                ns: Sequence[int] = DEFAULT_NS, batch_size: int = 64, device: str = "cpu", measure: bool = False,
+                ns: Sequence[int] = DEFAULT_NS, batch_size: int = 64, device: str = "auto", measure: bool = False,
                 tolerance: float = 0.001, calibrated: bool = True) -> dict[str, Any]:
     """``evaluate --tta-compare``: the table on the run's validation split (or ``dataset``), written
     to ``out`` (default ``RUN_DIR/eval``) as ``tta_compare.csv`` and ``tta_compare.md``."""
