@@ -70,6 +70,10 @@ def train(
             cfg = _apply_sweep(cfg, from_sweep, storage)
         out = Path(out) if out else default_run_dir(cfg)
         RunDir(out).check_new()
+    if seconds is not None:
+        from imgclf.train.auto_batch import refuse_auto_under_budget
+
+        refuse_auto_under_budget(cfg)
     _check_devices(devices, cfg)  # a count the machine cannot hold is refused before any process starts
     _preflight(cfg, Path(dataset), RunDir(Path(out)), resume is not None, overrides)
     if seconds is not None:
@@ -218,6 +222,10 @@ def refit_run(cfg: Config, dataset: Path, parent: RunDir, summary: dict[str, Any
     from imgclf.train.refit import refit
 
     epochs = int(summary.get("best_epoch") or summary["epochs_run"])
+    if cfg.data.batch_size == "auto":  # the parent's epochs were counted in steps of the batch its probe chose
+        from imgclf.config import with_overrides
+
+        cfg = with_overrides(cfg, {"data.batch_size": load_config(parent.config).data.batch_size})
     target = parent.refit_run
     log.info("refit: training %s on every image for %d epoch(s), the best epoch of %s", target.root, epochs, parent.root)
     with tracking_session(cfg, target.root, tracking_uri) as tracking:

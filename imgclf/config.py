@@ -85,7 +85,9 @@ class DataConfig(_Section):
     eval_crop_pct: float | None = Field(
         None, gt=0.0, le=1.0, description="Eval centre crop as a fraction of the resized image (1.0 = no border cut); "
                                           "None = the model's (0.875 for most).")
-    batch_size: int = Field(32, ge=1, le=4096)
+    batch_size: int | Literal["auto"] = Field(
+        32, description="The global batch; auto = on CUDA the largest that fits 60 % of the GPU's memory, found by a "
+                        "short probe (imgclf.train.auto_batch; train.lr is not scaled), on the CPU 32.")
     num_workers: int | None = Field(None, ge=0, le=64, description="None = chosen from the CPU count.")
     cache: bool = Field(True, description="Decode each image once into a resize cache.")
     cache_dir: str | None = Field(None, description="Where the resize cache lives; None = <dataset>/.imgclf-cache.")
@@ -93,6 +95,14 @@ class DataConfig(_Section):
     sampler: Literal["none", "balanced"] = Field(
         "none", description="Training order: none (a shuffle) | balanced (torch WeightedRandomSampler with inverse class "
                             "frequencies, with replacement, same epoch length, seeded from train.seed; works under DDP).")
+
+    @field_validator("batch_size", mode="before")
+    @classmethod
+    def _batch_size(cls, value: Any) -> Any:
+        # one line for both halves of the union, instead of one per member
+        if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 4096):
+            return value
+        raise ValueError(f"must be a number from 1 to 4096, or auto (got {_short_repr(value)})")
 
     @model_validator(mode="after")
     def _augment_keys(self) -> "DataConfig":
