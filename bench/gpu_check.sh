@@ -61,11 +61,12 @@ def missing(check, name):
     s = steps.get(name)
     row(check, "", "not run" if s is None else f"failed (exit {s['rc']}, see {name}.log)")
 
-for name, what in (("train", "bf16 + channels_last"), ("train_compile", "bf16 + channels_last + compile")):
+for name in ("train", "train_compile"):
     r = load(f"{name}.json")
     if r is None:
         missing("train_speed", name)
         continue
+    what = f"{r['setup']['amp']} + channels_last" + (" + compile" if r["setup"]["compile"] else "")
     for size, e in r["sizes"].items():
         row("train_speed", f"{size} px, {what}, batch {r['setup']['batch']}, 4 workers",
             f"raw {e['raw_images_per_second']:.0f} / e2e {e['e2e_images_per_second']:.0f} img/s",
