@@ -99,7 +99,9 @@ class DataConfig(_Section):
     @field_validator("batch_size", mode="before")
     @classmethod
     def _batch_size(cls, value: Any) -> Any:
-        # one line for both halves of the union, instead of one per member
+        # one line for both halves of the union, instead of one per member; 8.0 is 8, as pydantic's int has it
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
         if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 4096):
             return value
         raise ValueError(f"must be a number from 1 to 4096, or auto (got {_short_repr(value)})")

@@ -190,3 +190,7 @@ def test_budget_with_auto_is_refused_in_one_line(tmp_path):
         imgclf.train(make_dataset(tmp_path / "data", test=0), tmp_path / "run", overrides=[*TINY, "data.batch_size=auto"],
                      budget="1m", progress=False)
     assert not (tmp_path / "run").exists()
+
+
+def test_a_whole_float_batch_size_is_the_number_as_before():
+    assert load_config(None, ["data.batch_size=8.0"]).data.batch_size == 8
