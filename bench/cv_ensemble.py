@@ -60,7 +60,7 @@ from imgclf.infer.predict import predict_paths  # noqa: E402
 from imgclf.run.load import load_run  # noqa: E402
 from imgclf.io import atomic_write_json, read_json  # noqa: E402
 from imgclf.report.tables import markdown_table  # noqa: E402
-from imgclf.train.loop import fit  # noqa: E402
+from imgclf.training.loop import fit  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

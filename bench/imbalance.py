@@ -52,7 +52,7 @@ def train_and_score(root: Path, overrides: list[str], out: Path) -> dict[str, fl
     from imgclf.config import load_config
     from imgclf.demo import demo_config_path
     from imgclf.infer.jobs import predict_folder
-    from imgclf.train.loop import fit
+    from imgclf.training.loop import fit
 
     dataset, answers = root / "dataset", root / "answers" / "test_labels.csv"
     cfg = load_config(demo_config_path(quick=True), ["tracking.enabled=false", *overrides])

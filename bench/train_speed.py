@@ -2,7 +2,7 @@
 
 * raw — forward + backward + AdamW step of the bare model on one pre-made random batch (on the
   device already), with the same loss, autocast and memory format as the loop;
-* end to end — :func:`imgclf.train.loop.fit` on a synthetic photo dataset (640x480 JPEGs, resize
+* end to end — :func:`imgclf.training.loop.fit` on a synthetic photo dataset (640x480 JPEGs, resize
   cache, the ``medium`` augmentation, DataLoader workers from the CPU count): the training
   images/s of epochs 2.. (median) from metrics.csv (epoch 1 fills the cache and starts the
   workers; validation is not in the figure);
@@ -99,7 +99,7 @@ def e2e_rate(args, size: int, dataset: Path, procs: int = 0) -> float:
     shutil.rmtree(out, ignore_errors=True)
     cfg = load_config(overrides=overrides(args, size))
     if procs == 0:
-        from imgclf.train.loop import fit
+        from imgclf.training.loop import fit
 
         fit(cfg, dataset, out)
     else:

@@ -41,7 +41,7 @@ from imgclf.infer.jobs import evaluation_images
 from imgclf.run.load import load_run
 from imgclf.infer.tta_compare import all_view_logits, compare_tta, markdown, write_compare
 from imgclf.infer.tta_runner import DecodedImages, model_forward, run_views
-from imgclf.train.loop import fit
+from imgclf.training.loop import fit
 
 HERE = Path(__file__).resolve().parent
 GOAL_PP, GOAL_SHARE = 0.1, 0.30

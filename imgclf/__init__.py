@@ -7,15 +7,9 @@ light module (``imgclf.errors``) stays fast.
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 __all__ = ["__version__", "load_run", "predict", "train"]
-
-# The subpackage imgclf.train shares its name with the function below. Importing it first means
-# Python has already bound the attribute, so a later `import imgclf.train.loop` cannot rebind
-# `imgclf.train` to the package: the name stays the function (the package is in sys.modules).
-importlib.import_module("imgclf.train")
 
 
 def train(*args: Any, **kwargs: Any) -> dict[str, Any]:

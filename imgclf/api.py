@@ -49,7 +49,7 @@ def train(
     config; ``from_sweep`` applies a sweep study's best values; ``devices`` > 1 trains data-parallel on
     that many local processes; ``refit`` then trains ``OUT/refit`` on every image for the best epoch count.
     ``progress``: True for the CLI's progress bar, False for none, or a training callback
-    (:class:`imgclf.train.callbacks.Callback`). The summary gains ``run_dir`` and ``report`` (the HTML page).
+    (:class:`imgclf.training.callbacks.Callback`). The summary gains ``run_dir`` and ``report`` (the HTML page).
     ``budget`` (``"20m"``, or seconds) runs the recipe of :mod:`imgclf.budget.recipe` instead: warm-up,
     probes, the final model(s), then their held-out estimate, all within the budget (+5 % at most).
     """
@@ -71,7 +71,7 @@ def train(
         out = Path(out) if out else default_run_dir(cfg)
         RunDir(out).check_new()
     if seconds is not None:
-        from imgclf.train.auto_batch import refuse_auto_under_budget
+        from imgclf.training.auto_batch import refuse_auto_under_budget
 
         refuse_auto_under_budget(cfg)
     _check_devices(devices, cfg)  # a count the machine cannot hold is refused before any process starts
@@ -101,7 +101,7 @@ def train(
 def _preflight(cfg: Config, dataset: Path, run: RunDir, resuming: bool, overrides: Sequence[str]) -> None:
     """Every problem with the config, the dataset and the files it names, before anything is written (rank 0)."""
     from imgclf.runtime import is_main_process  # torch: after the config, so its errors come at once
-    from imgclf.train.preflight import validate_for_training
+    from imgclf.training.preflight import validate_for_training
 
     if not is_main_process():
         return
@@ -200,7 +200,7 @@ def _start_extension(run: RunDir, cfg: Config) -> None:
 
 def _fit_tracked(cfg: Config, dataset: Path, out: Path, resume: bool, tracking_uri: str | None, callbacks: list[Any]) -> dict[str, Any]:
     from imgclf.tracking.session import tracking_session
-    from imgclf.train.loop import fit
+    from imgclf.training.loop import fit
 
     with tracking_session(cfg, out, tracking_uri) as tracking:
         return fit(cfg, dataset, out, resume=resume, callbacks=[*callbacks, *tracking], preflight=False)
@@ -219,7 +219,7 @@ def refit_run(cfg: Config, dataset: Path, parent: RunDir, summary: dict[str, Any
     summary records it."""
     from imgclf.tracking.session import tracking_session
     from imgclf.io import atomic_write_json
-    from imgclf.train.refit import refit
+    from imgclf.training.refit import refit
 
     epochs = int(summary.get("best_epoch") or summary["epochs_run"])
     if cfg.data.batch_size == "auto":  # the parent's epochs were counted in steps of the batch its probe chose

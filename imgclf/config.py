@@ -87,7 +87,7 @@ class DataConfig(_Section):
                                           "None = the model's (0.875 for most).")
     batch_size: int | Literal["auto"] = Field(
         32, description="The global batch; auto = on CUDA the largest that fits 60 % of the GPU's memory, found by a "
-                        "short probe (imgclf.train.auto_batch; train.lr is not scaled), on the CPU 32.")
+                        "short probe (imgclf.training.auto_batch; train.lr is not scaled), on the CPU 32.")
     num_workers: int | None = Field(None, ge=0, le=64, description="None = chosen from the CPU count.")
     cache: bool = Field(True, description="Decode each image once into a resize cache.")
     cache_dir: str | None = Field(None, description="Where the resize cache lives; None = <dataset>/.imgclf-cache.")

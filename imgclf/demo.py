@@ -13,7 +13,7 @@ from imgclf.tracking.session import tracking_session
 from imgclf.infer.jobs import evaluate_run, predict_folder
 from imgclf.report.run_report import write_run_report_safely
 from imgclf.run.rundir import RunDir
-from imgclf.train.loop import fit
+from imgclf.training.loop import fit
 
 QUICK_TRAIN_PER_CLASS = 200
 

@@ -208,13 +208,13 @@ def configure(model: ImageClassifier, cfg: FinetuneConfig) -> Finetuner:
         finetuner.on_epoch_start(0)
         # 'gradual: head only until epoch 1; 2,570 of 101,766 parameters trainable, bn=frozen_stats'
     """
-    validate(cfg, model)
+    check_fits(cfg, model)
     finetuner = Finetuner(model, cfg)
     finetuner._apply(0)
     return finetuner
 
 
-def validate(cfg: FinetuneConfig, model: ImageClassifier) -> None:
+def check_fits(cfg: FinetuneConfig, model: ImageClassifier) -> None:
     """Raise ConfigError for a strategy / BN policy the model cannot honour."""
     if not isinstance(model, ImageClassifier):
         raise TypeError(f"expected an ImageClassifier, got {type(model).__name__}")

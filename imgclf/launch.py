@@ -19,7 +19,7 @@ from imgclf.errors import ConfigError
 from imgclf.io import read_json
 from imgclf.run.rundir import RunDir
 from imgclf.runtime import usable_cpus
-from imgclf.train.distributed import launched_world_size
+from imgclf.training.distributed import launched_world_size
 
 
 def check_devices(devices: int, device: str) -> None:
@@ -54,7 +54,7 @@ def _rank_main(rank: int, world: int, store: str, threads: int, cfg: Config, dat
 
     from imgclf.terminal import RichTrainingProgress, setup_logging
     from imgclf.tracking.session import tracking_session
-    from imgclf.train.loop import fit
+    from imgclf.training.loop import fit
 
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), LOCAL_WORLD_SIZE=str(world))
     torch.set_num_threads(threads)

@@ -18,7 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from imgclf.secrets import install_log_redaction, redact
-from imgclf.train.callbacks import Callback
+from imgclf.training.callbacks import Callback
 
 
 #: Widest a table is drawn when the output is not a terminal: its content decides below that.

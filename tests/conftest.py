@@ -58,7 +58,7 @@ def make_dataset(root: Path, classes=("alpha", "beta", "gamma"), per_class: int 
 def one_epoch_run(root: Path) -> tuple[Path, Path]:
     """``(dataset, run)``: a tiny dataset under ``root/data`` and a finished one-epoch run of it in ``root/run``."""
     from imgclf.config import load_config
-    from imgclf.train.loop import fit
+    from imgclf.training.loop import fit
 
     dataset = make_dataset(root / "data", per_class=5, test=3)
     fit(load_config(None, [*TINY, "train.epochs=1"]), dataset, root / "run")

@@ -50,7 +50,7 @@ def die_while_saving(epoch: int) -> None:
 
 def main(argv: list[str]) -> None:
     from imgclf.config import load_config
-    from imgclf.train.loop import fit
+    from imgclf.training.loop import fit
 
     dataset, out, mode, epoch, step, *overrides = argv
     torch.set_num_threads(1)

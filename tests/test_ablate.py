@@ -14,7 +14,7 @@ import yaml
 from conftest import cli
 from imgclf.experiments.ablate import grid_cells, load_grid, parse_grid, plan_ablation, run_ablation, shipped_grids, write_manifest
 from imgclf.experiments.ablation_table import CSV_COLUMNS, collect_results, render_markdown, write_tables
-from imgclf.train.loop import TrainingInterrupted
+from imgclf.training.loop import TrainingInterrupted
 from imgclf.run.rundir import write_metrics
 
 HEADS = {"axes": {"model.head": ["linear", "mlp"]}}

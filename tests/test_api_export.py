@@ -36,7 +36,7 @@ def test_public_api_names():
     assert re.fullmatch(r"\d+\.\d+\.\d+.*", imgclf.__version__)
     from imgclf import __version__, load_run, predict, train  # noqa: F401 — the notebook import line
 
-    import imgclf.train.loop  # noqa: F401 — importing the subpackage must not shadow the function
+    import imgclf.training.loop  # noqa: F401 — importing the subpackage must not shadow the function
     assert callable(imgclf.train)
 
 

@@ -11,8 +11,8 @@ from conftest import TINY
 from imgclf.cli.main import run
 from imgclf.config import build_config, load_config
 from imgclf.errors import ConfigError
-from imgclf.train.loop import fit
-from imgclf.train.preflight import training_problems, validate_for_training
+from imgclf.training.loop import fit
+from imgclf.training.preflight import training_problems, validate_for_training
 
 
 def _sets(values: list[str]) -> list[str]:

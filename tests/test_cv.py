@@ -212,7 +212,7 @@ def test_resume_retrains_only_unfinished_folds(cv_dir: Path) -> None:
 def test_refit_trains_the_chosen_epochs_with_no_validation(tmp_path: Path) -> None:
     from imgclf.config import load_config
     from imgclf.experiments.cv import median_best_epoch
-    from imgclf.train.refit import refit_config
+    from imgclf.training.refit import refit_config
 
     assert median_best_epoch([{"best_epoch": 3}, {"best_epoch": 8}, {"best_epoch": 4}, {"best_epoch": 5}]) == 5  # 4.5 rounds up
     cfg = refit_config(load_config(None, [*TINY, "train.patience=3"]), 4)

@@ -15,7 +15,7 @@ from torch import nn
 from conftest import TINY, make_dataset
 from imgclf.config import load_config
 from imgclf.run.checkpoint import load_training_state
-from imgclf.train.loop import fit
+from imgclf.training.loop import fit
 from imgclf.run.rundir import read_metrics
 from imgclf.runtime import usable_cpus
 
@@ -47,7 +47,7 @@ EQUIVALENCE = [
 
 def _tiny_model(sync: bool) -> nn.Module:
     from imgclf.models.backbones import create_model
-    from imgclf.train.sync_bn import convert_sync_batchnorm
+    from imgclf.training.sync_bn import convert_sync_batchnorm
 
     torch.manual_seed(0)
     model, _ = create_model(load_config(overrides=[*TINY, "model.head=mlp_bn", "model.dropout=0.0"]).model, 3)
@@ -179,7 +179,7 @@ def test_only_rank_zero_writes_the_run_directory(single_and_ddp):
 
 def test_global_batch_must_divide_over_the_processes():
     from imgclf.errors import ConfigError
-    from imgclf.train.distributed import DistContext, per_rank_batch
+    from imgclf.training.distributed import DistContext, per_rank_batch
 
     assert per_rank_batch(DistContext(rank=0, world_size=2), 8) == 4
     with pytest.raises(ConfigError, match="must divide evenly over 3 processes"):
@@ -187,7 +187,7 @@ def test_global_batch_must_divide_over_the_processes():
 
 
 def test_cpu_sync_batchnorm_is_plain_batchnorm_in_one_process():
-    from imgclf.train.sync_bn import CpuSyncBatchNorm, convert_sync_batchnorm
+    from imgclf.training.sync_bn import CpuSyncBatchNorm, convert_sync_batchnorm
 
     torch.manual_seed(0)
     plain = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Flatten(), nn.Linear(4 * 6 * 6, 2), nn.BatchNorm1d(2))
@@ -202,7 +202,7 @@ def test_cpu_sync_batchnorm_is_plain_batchnorm_in_one_process():
 def test_sync_conversion_keeps_timms_fused_activation():
     from timm.layers import BatchNormAct2d
 
-    from imgclf.train.sync_bn import CpuSyncBatchNorm, convert_sync_batchnorm
+    from imgclf.training.sync_bn import CpuSyncBatchNorm, convert_sync_batchnorm
 
     layer = BatchNormAct2d(4, act_layer=nn.ReLU)
     converted = convert_sync_batchnorm(layer, torch.device("cpu"))

@@ -7,8 +7,8 @@ import io
 import pytest
 import torch
 
-from imgclf.train.epoch_plan import EpochPlan, upgraded
-from imgclf.train.schedule import warmup_cosine
+from imgclf.training.epoch_plan import EpochPlan, upgraded
+from imgclf.training.schedule import warmup_cosine
 
 
 def _scheduler(plan: EpochPlan, groups: int = 2) -> torch.optim.lr_scheduler.LambdaLR:

@@ -15,7 +15,7 @@ from imgclf.cli.main import run
 from imgclf.config import load_config
 from imgclf.infer.export import OnnxEngine, export_run, load_torchscript
 from imgclf.run.load import load_run
-from imgclf.train.loop import fit
+from imgclf.training.loop import fit
 
 PROB_TOLERANCE = 1e-4  # max abs difference of softmax probabilities, the bar
 

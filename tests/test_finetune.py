@@ -7,7 +7,7 @@ from torch import nn
 
 from imgclf.config import FinetuneConfig
 from imgclf.errors import ConfigError
-from imgclf.finetune import backbone_groups, configure, validate
+from imgclf.finetune import backbone_groups, check_fits, configure
 from imgclf.models.classifier import ImageClassifier
 from imgclf.models.heads import build_head
 
@@ -236,17 +236,17 @@ def test_no_weight_decay_names_from_timm_are_honoured():
 def test_bn_only_without_batchnorm_is_a_config_error():
     model = make_model("test_efficientnet_gn")
     with pytest.raises(ConfigError, match="no.*BatchNorm|BatchNorm.*none"):
-        validate(FinetuneConfig(strategy="bn_only"), model)
+        check_fits(FinetuneConfig(strategy="bn_only"), model)
 
 
 def test_bn_only_with_frozen_bn_is_a_config_error():
     with pytest.raises(ConfigError, match="bn=frozen"):
-        validate(FinetuneConfig(strategy="bn_only", bn="frozen"), make_model())
+        check_fits(FinetuneConfig(strategy="bn_only", bn="frozen"), make_model())
 
 
 def test_more_stages_than_layer_groups_is_a_config_error():
     with pytest.raises(ConfigError, match="finetune.stages=7"):
-        validate(FinetuneConfig(strategy="gradual", stages=7), make_model())
+        check_fits(FinetuneConfig(strategy="gradual", stages=7), make_model())
 
 
 def test_backbone_without_group_matcher_groups_by_top_level_child():

@@ -14,8 +14,8 @@ from conftest import TINY, cli, make_dataset, one_epoch_run
 from imgclf.config import load_config
 from imgclf.errors import ConfigError
 from imgclf.runtime import resolve_device
-from imgclf.train.auto_batch import MAX_BATCH, fitted_batch, resolve_batch_size
-from imgclf.train.distributed import DistContext
+from imgclf.training.auto_batch import MAX_BATCH, fitted_batch, resolve_batch_size
+from imgclf.training.distributed import DistContext
 
 GB = 1e9
 
@@ -169,7 +169,7 @@ def test_on_the_cpu_auto_is_the_default_batch_with_one_log_line(caplog):
 
 
 def test_a_cpu_run_with_auto_saves_the_resolved_batch_in_its_config(tmp_path):
-    from imgclf.train.loop import fit
+    from imgclf.training.loop import fit
 
     dataset = make_dataset(tmp_path / "data", per_class=4, test=0)
     fit(load_config(None, [*TINY, "train.epochs=1", "data.batch_size=auto"]), dataset, tmp_path / "run")

@@ -16,8 +16,8 @@ from conftest import TINY, cli, make_dataset
 from imgclf.config import load_config
 from imgclf.data.balance import BalancedSampler, balanced_weights, class_weights, read_class_weight_file
 from imgclf.errors import ConfigError
-from imgclf.train.losses import soft_targets, weighted_focal_loss
-from imgclf.train.step import Criterion
+from imgclf.training.losses import soft_targets, weighted_focal_loss
+from imgclf.training.step import Criterion
 
 LABELS = [0] * 12 + [1] * 5 + [2] * 2 + [3] * 1  # 12:5:2:1
 

@@ -24,7 +24,7 @@ from sklearn.metrics import (
 from imgclf.config import METRICS, TrainConfig, load_config
 from imgclf.errors import ConfigError
 from imgclf.eval.metrics import METRIC_NAMES, get_metric, monitor_direction
-from imgclf.train.early_stopping import stopper_for
+from imgclf.training.early_stopping import stopper_for
 
 Y = np.array([0, 1, 2, 2, 1, 0, 3, 3, 1, 2])
 LOGITS = np.array([
@@ -148,7 +148,7 @@ def test_oof_scores_and_ensemble_weights_use_the_metric():
 def macro_f1_run(tmp_path_factory):
     from conftest import make_dataset
 
-    from imgclf.train.loop import fit
+    from imgclf.training.loop import fit
 
     root = tmp_path_factory.mktemp("metric")
     data = make_dataset(root / "data")
@@ -257,7 +257,7 @@ def test_compare_shows_and_sorts_by_the_runs_metric(tmp_path):
 
 
 def test_a_run_without_validation_keeps_its_last_epoch_whatever_the_metric_s_direction(tiny_dataset, tmp_path):
-    from imgclf.train.loop import fit
+    from imgclf.training.loop import fit
 
     summary = fit(load_config(None, [*TINY, "train.metric=log_loss", "data.val_fraction=0", "train.patience=null"]),
                   tiny_dataset, tmp_path / "run")

@@ -81,7 +81,7 @@ def test_snapshot_folder_is_a_weights_source(tmp_path: Path):
 
 
 def test_snapshot_folder_passes_preflight_and_a_wrong_one_is_one_line(tiny_dataset, tmp_path: Path, capsys):
-    from imgclf.train.preflight import validate_for_training
+    from imgclf.training.preflight import validate_for_training
 
     good, empty = tmp_path / "good", tmp_path / "empty"
     _snapshot_folder(good)

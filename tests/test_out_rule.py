@@ -14,7 +14,7 @@ from imgclf.errors import RunDirError
 from imgclf.run.claim import check_distinct, check_file_out, check_folder, claim_folder, folder_kind
 from imgclf.run.lock import RunLock
 from imgclf.run.rundir import RunDir
-from imgclf.train.loop import TrainingInterrupted, fit
+from imgclf.training.loop import TrainingInterrupted, fit
 
 
 def _sets(*extra: str) -> list[str]:

@@ -10,7 +10,7 @@ import pytest
 from imgclf.budget.plan import MIN_EPOCHS, CostModel, ladder, plan_final, run_seconds
 from imgclf.config import Config, load_config, with_overrides
 from imgclf.data.progressive import MULTIPLE, full_size_epochs, relative_cost, size_at
-from imgclf.train.time_plan import Growth, pace_at, replanned_epochs
+from imgclf.training.time_plan import Growth, pace_at, replanned_epochs
 from tests.conftest import TINY, cli
 
 
@@ -34,9 +34,8 @@ def test_no_start_or_a_start_not_below_the_size_is_the_full_size_throughout():
 def test_training_grows_the_size_and_evaluation_stays_at_the_full_size(tiny_dataset, tmp_path, monkeypatch):
     """The model sees the scheduled size in each training epoch and the full size in every validation batch;
     metrics.csv records each epoch's size."""
-    import importlib
 
-    loop = importlib.import_module("imgclf.train.loop")  # imgclf.train is also the package's train() function
+    from imgclf.training import loop as loop
 
     seen: list[tuple[bool, int]] = []
     original = loop.training_model
@@ -59,9 +58,8 @@ def test_training_grows_the_size_and_evaluation_stays_at_the_full_size(tiny_data
 def test_the_loop_times_the_epochs_to_come_by_train_time_cost(tiny_dataset, tmp_path, monkeypatch):
     """Under a time limit the loop hands the clock each epoch's size and training seconds (as metrics.csv records
     them) and train.time_cost's a + b*s^2."""
-    import importlib
 
-    loop = importlib.import_module("imgclf.train.loop")
+    from imgclf.training import loop as loop
     seen = []
     original = loop.replanned
     monkeypatch.setattr(loop, "replanned", lambda *a: seen.append(a[5]) or original(*a))

@@ -310,3 +310,27 @@ def test_a_password_in_the_tracking_uri_is_not_a_secret_in_a_config_value(monkey
     monkeypatch.setenv("IMGCLF_TEST_API_TOKEN", TOKEN)
     cfg = load_config(None, [f"tracking.uri=http://me:{TOKEN}@localhost:5000?token={TOKEN}"])
     assert TOKEN in cfg.tracking.uri  # mask_url hides it wherever the URI is written (config.yaml, MLflow tags)
+
+
+@pytest.mark.parametrize("fmt, name", [("onnx", "model.onnx"), ("torchscript", "model.torchscript.pt")])
+def test_full_disk_while_exporting_is_one_line_and_leaves_no_file(tiny_dataset: Path, tmp_path: Path, capsys, monkeypatch,
+                                                                  fmt, name):
+    """torch.jit.save and torch.onnx.export report a full disk as their own RuntimeError; the export writes through a
+    stream of ours instead, so it is the one-line disk-full error, and no half-written model is left behind."""
+    import builtins
+
+    import imgclf.io
+
+    out = tmp_path / "run"
+    assert cli(["train", tiny_dataset, "--out", out, *_sets([*TINY, "train.epochs=1", "train.max_steps_per_epoch=1"])],
+               capsys)[0] == 0
+
+    def open_on_a_full_disk(path, mode="r", *args, **kwargs):
+        fh = builtins.open(path, mode, *args, **kwargs)
+        return _FullDisk(fh, room=100) if "w" in mode and name in Path(path).name else fh
+
+    monkeypatch.setattr(imgclf.io, "open", open_on_a_full_disk, raising=False)
+    code, _, err = cli(["export", out, "--format", fmt], capsys)
+    line = _one_error_line(err)
+    assert code == 2 and "no space left on the device to write" in line and name in line
+    assert not (out / "export").exists() or list((out / "export").iterdir()) == []

@@ -16,7 +16,7 @@ from conftest import TINY, make_dataset
 from imgclf.cli.main import run
 from imgclf.config import load_config, read_yaml, save_config
 from imgclf.run.checkpoint import load_training_state, load_weights
-from imgclf.train.loop import fit
+from imgclf.training.loop import fit
 from imgclf.run.rundir import read_metrics
 
 # 48 training images in batches of 4: 12 steps an epoch, so a kill can land inside one.

@@ -11,7 +11,7 @@ from conftest import TINY, cli, make_dataset
 from imgclf.config import load_config
 from imgclf.run.lock import RunLock
 from imgclf.run.rundir import RunDir
-from imgclf.train.loop import fit
+from imgclf.training.loop import fit
 
 
 def _sets(*extra: str) -> list[str]:

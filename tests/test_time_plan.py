@@ -5,7 +5,6 @@ depends on how fast the machine is."""
 
 from __future__ import annotations
 
-import importlib
 import types
 from pathlib import Path
 
@@ -15,11 +14,11 @@ import torch
 from imgclf.config import Config, with_overrides
 from imgclf.run.checkpoint import load_training_state
 from imgclf.run.rundir import RunDir, read_metrics
-from imgclf.train.checkpointer import TrainingInterrupted
-from imgclf.train.time_plan import MIN_PARTIAL, epoch_pace, replanned, replanned_epochs
+from imgclf.training.checkpointer import TrainingInterrupted
+from imgclf.training.time_plan import MIN_PARTIAL, epoch_pace, replanned, replanned_epochs
 from tests.conftest import TINY
 
-loop = importlib.import_module("imgclf.train.loop")  # imgclf.train is also the API function
+from imgclf.training import loop as loop
 
 
 def test_pace_leaves_out_the_first_epoch_once_there_are_others():

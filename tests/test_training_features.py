@@ -10,8 +10,8 @@ import torch
 from conftest import TINY, make_dataset
 from imgclf.config import load_config
 from imgclf.run.checkpoint import load_training_state, load_weights
-from imgclf.train.loop import fit
-from imgclf.train.step import Criterion, make_ema
+from imgclf.training.loop import fit
+from imgclf.training.step import Criterion, make_ema
 
 # No batch statistics anywhere (BN uses its running statistics, no dropout, no augmentation):
 # the only difference between two such runs is how the gradient of each step was summed.
@@ -46,9 +46,8 @@ def test_a_run_with_ema_keeps_and_validates_the_averaged_weights(tmp_path, tiny_
 def test_the_loop_gives_the_ema_its_step_so_a_short_run_is_not_stuck_at_the_initial_weights(tmp_path, tiny_dataset, monkeypatch):
     """Without the step, timm's ModelEmaV3 uses the full decay from the first update: 0.999 over the ~100 steps of a
     budget proxy trial left 90 % of the initial (random-head) weights in the average — chance-level validation."""
-    import importlib
 
-    setup = importlib.import_module("imgclf.train.setup")  # imgclf.train is also the API function
+    from imgclf.training import setup as setup
 
     steps = []
 

@@ -17,7 +17,7 @@ from imgclf.config import TTAConfig, load_config
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> tuple[Path, Path]:
     """One tiny run shared by the module's tests (training is the slow part)."""
-    from imgclf.train.loop import fit
+    from imgclf.training.loop import fit
 
     root = tmp_path_factory.mktemp("tta_cli")
     data = make_dataset(root / "data", test=6)

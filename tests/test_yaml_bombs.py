@@ -12,7 +12,7 @@ from conftest import TINY, cli
 from imgclf.config import build_config
 from imgclf.errors import ConfigError
 from imgclf.safe_yaml import MAX_BYTES, YAMLLimitError, load_yaml, read_yaml_file
-from imgclf.train import loop as _warm_imports  # noqa: F401  (train imports torch first: keep it out of the timings)
+from imgclf.training import loop as _warm_imports  # noqa: F401  (train imports torch first: keep it out of the timings)
 
 
 def _bomb(levels: int = 9) -> str:

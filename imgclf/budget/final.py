@@ -33,7 +33,7 @@ def final_config(cfg: Config, size: int, epochs: int) -> Config:
 
 def train_final(cfg: Config, dataset: Path, run: RunDir, tracking_uri: str | None, callbacks: Iterable[Any]) -> dict[str, Any]:
     from imgclf.tracking.session import tracking_session
-    from imgclf.train.loop import fit
+    from imgclf.training.loop import fit
 
     with tracking_session(cfg, run.root, tracking_uri) as tracking:
         return fit(cfg, dataset, run.root, callbacks=[*callbacks, *tracking], preflight=False)

@@ -60,7 +60,7 @@ def warm_up(cfg: Config, dataset: Path, size: int | None, folder: Path) -> dict[
               "tracking.enabled": False}
     if size is not None:
         values["data.image_size"] = int(size)
-    from imgclf.train.loop import fit
+    from imgclf.training.loop import fit
 
     timer, t0 = _StepTimer(), time.perf_counter()
     summary = fit(with_overrides(cfg, values), dataset, folder, callbacks=[timer], preflight=False)

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 def _fold_trainer(parent, tracking_uri: Optional[str]):
     """What ``run_cv`` calls per fold: ``fit`` with a progress bar and MLflow (a child of the CV's parent run)."""
     from imgclf.tracking.session import tracking_session
-    from imgclf.train.loop import TrainingInterrupted, fit
+    from imgclf.training.loop import TrainingInterrupted, fit
 
     def train_one(cfg: Config, dataset: Path, out: Path, resume: bool, name: str, callbacks=()) -> dict[str, Any]:
         try:
@@ -55,11 +55,11 @@ def cv_command(
     from imgclf.tracking.cv import close_parent, open_parent
     from imgclf.budget.cv import run_cv_recipe
     from imgclf.run.claim import claim_folder
-    from imgclf.train.preflight import validate_for_training
+    from imgclf.training.preflight import validate_for_training
 
     seconds = _cv_budget(budget, refit, out)
     if seconds is not None:
-        from imgclf.train.auto_batch import refuse_auto_under_budget
+        from imgclf.training.auto_batch import refuse_auto_under_budget
 
         refuse_auto_under_budget(cfg)
     validate_for_training(cfg, dataset)
@@ -118,7 +118,9 @@ def _print_cv(summary: dict[str, Any], out: Path) -> None:
         r = summary["recipe"]
         console.print(f"budget recipe: {r['elapsed_seconds']:.0f}s of {r['budget_seconds']:.0f}s; what it tried and chose: "
                       f"{RunDir(out).recipe}", highlight=False, soft_wrap=True)
-    console.print(f"label-issue candidates: {summary['label_issues']} in {BlendDir(out).label_issues} — report: {summary['report']}", highlight=False, soft_wrap=True)
+    issues = (f"label-issue candidates: {summary['label_issues']} in {BlendDir(out).label_issues}"
+              if summary["label_issues"] is not None else "label-issue candidates: not looked for (no cleanlab)")
+    console.print(f"{issues} — report: {summary['report']}", highlight=False, soft_wrap=True)
 
 
 def ensemble_command(

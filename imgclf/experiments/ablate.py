@@ -10,7 +10,7 @@ A grid file (YAML)::
     baseline: {model.head: linear}             # optional; default the first cell
 
 Every cell × seed is a normal run directory (``<out>/runs/<cell-slug>/seed<k>``), trained by
-:func:`imgclf.train.loop.fit` on one shared validation split (``<out>/split.csv``, passed to
+:func:`imgclf.training.loop.fit` on one shared validation split (``<out>/split.csv``, passed to
 every run as ``data.split_file``), so the paired tests compare the same images. A run whose
 ``summary.json`` exists is skipped; a half-finished one resumes from ``checkpoints/last.pt`` or
 restarts cleanly — an interrupted ablation is continued by running the same command again.
@@ -282,7 +282,7 @@ def run_ablation(
     ``on_run(cell, seed, state)`` is told before each run (``state`` as in :func:`run_state`);
     ``session(cfg, run_dir, name)`` wraps each run and yields more callbacks (e.g. MLflow tracking).
     """
-    from imgclf.train.loop import TrainingInterrupted, fit
+    from imgclf.training.loop import TrainingInterrupted, fit
 
     plan.out.mkdir(parents=True, exist_ok=True)
     write_manifest(plan)

@@ -40,6 +40,7 @@ from imgclf.eval.metrics import Metric, get_metric, metric_of
 from imgclf.experiments.label_issues import rank_label_issues, write_label_issues
 from imgclf.experiments.oof import Oof, read_run_oof, scores, write_oof
 from imgclf.experiments.stats import mean_std_ci
+from imgclf.extras import available, install_hint
 from imgclf.io import atomic_path, atomic_write_json
 from imgclf.run.rundir import BlendDir, RunDir
 from imgclf.run.specs import read_cv_spec, read_folds
@@ -240,9 +241,13 @@ def run_cv(
     atomic_write_json(BlendDir(out).classes, samples.classes)
     summary = summarize(out, folds, oof, metric_of(cfg.train))
     summary["actions"] = actions
-    ranked = rank_label_issues(oof.labels, oof.probs)
-    write_label_issues(BlendDir(out).label_issues, oof, ranked)
-    summary["label_issues"] = int(len(ranked))
+    summary["label_issues"] = None
+    if available("cleanlab"):
+        ranked = rank_label_issues(oof.labels, oof.probs)
+        write_label_issues(BlendDir(out).label_issues, oof, ranked)
+        summary["label_issues"] = int(len(ranked))
+    else:
+        log.warning("no label-issue candidates: cleanlab is not installed (%s)", install_hint("cleanlab"))
     if refit:
         summary["refit"] = run_refit(cfg, dataset, out, median_best_epoch(summary["per_fold"]), train_one)
     atomic_write_json(BlendDir(out).summary, summary)

@@ -1,6 +1,6 @@
 """``cv --refit``: one more run on every training image, for the epoch count the folds chose.
 
-The refit run is :mod:`imgclf.train.refit`'s: ``data.val_fraction=0``, exactly ``epochs`` epochs
+The refit run is :mod:`imgclf.training.refit`'s: ``data.val_fraction=0``, exactly ``epochs`` epochs
 (the folds' median best epoch), early stopping off, and its final weights are the model (with no
 validation, the loop keeps the newest weights as best). Its ``summary.json`` says so
 (``"refit": true``, ``"epochs_from": "cv median best epoch"``, ``"validation"``).
@@ -17,7 +17,7 @@ from imgclf.io import atomic_write_json
 from imgclf.run.rundir import BlendDir, RunDir
 from imgclf.run.specs import read_cv_spec
 from imgclf.run.trust import run_config
-from imgclf.train.refit import refit_config
+from imgclf.training.refit import refit_config
 
 log = logging.getLogger("imgclf")
 

@@ -28,6 +28,7 @@ from imgclf.config import Config, with_overrides
 from imgclf.errors import ConfigError, ImgclfError
 from imgclf.eval.metrics import monitor_direction
 from imgclf.experiments.space import SearchParam, check_space
+from imgclf.extras import install_hint
 from imgclf.tracking.session import tracking_uri_in
 from imgclf.tracking.urls import one_line, sqlalchemy_url
 from imgclf.run.claim import SWEEP_STORAGE, check_folder
@@ -111,7 +112,8 @@ def open_storage(url: str, *, create: bool = True):
         try:
             return optuna.storages.RDBStorage(real, engine_kwargs=engine_kwargs)
         except ImportError:
-            raise StorageError(f"cannot open sweep storage {mask_url(url)}: no database driver installed for it") from None
+            hint = f" ({install_hint('psycopg2')})" if real.startswith("postgresql") else ""
+            raise StorageError(f"cannot open sweep storage {mask_url(url)}: no database driver installed for it{hint}") from None
         except Exception as exc:
             message = one_line(exc, url, real)
             # Two workers creating the schema at the same moment: the loser retries and finds it made.
@@ -266,7 +268,7 @@ def _run_trial(trial, dataset: Path, cfg: Config, space: list[SearchParam], out:
     import optuna
 
     from imgclf.tracking.session import tracking_session
-    from imgclf.train.loop import TrainingInterrupted, fit
+    from imgclf.training.loop import TrainingInterrupted, fit
 
     values = {p.key: p.suggest(trial) for p in space}
     run_dir = out / "trials" / f"{trial.number:04d}"

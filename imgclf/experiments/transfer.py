@@ -101,7 +101,7 @@ def sweep_transfer(
 ) -> TransferResult:
     """Retrain the picked proxy trials on ``target``; write ``transfer.md`` and ``transfer.csv`` into ``out``."""
     from imgclf.tracking.session import tracking_session
-    from imgclf.train.loop import fit
+    from imgclf.training.loop import fit
 
     study = load_study(study_name, storage_url)
     picked = pick_trials(study, top, bottom)

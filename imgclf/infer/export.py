@@ -27,6 +27,7 @@ Example::
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import warnings
@@ -38,9 +39,10 @@ import numpy as np
 import torch
 
 from imgclf.errors import ConfigError, RunDirError
+from imgclf.extras import require
 from imgclf.run.claim import check_file_out, check_folder
 from imgclf.run.load import LoadedRun, load_run
-from imgclf.io import atomic_path
+from imgclf.io import atomic_stream
 from imgclf.run.rundir import RunDir
 
 log = logging.getLogger("imgclf")
@@ -161,25 +163,27 @@ def _example_input(loaded: LoadedRun) -> torch.Tensor:
 
 def export_onnx(loaded: LoadedRun, out: Path, opset: int = OPSET) -> None:
     """Write an ONNX file with a dynamic batch axis and imgclf metadata; raise if the checker rejects it."""
-    import onnx
+    onnx = require("onnx", "ONNX export")
 
     model = loaded.model.to("cpu").eval()
-    with atomic_path(out) as tmp, warnings.catch_warnings():
+    graph = io.BytesIO()  # built in memory: the one write to disk is ours, so a full disk is a DiskFullError
+    with warnings.catch_warnings():
         # The TorchScript-based exporter is deprecated in favour of the dynamo one, which needs
         # onnxscript (not a dependency); its output is the same standard ONNX graph.
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         torch.onnx.export(
-            model, (_example_input(loaded),), str(tmp), dynamo=False, opset_version=opset,
+            model, (_example_input(loaded),), graph, dynamo=False, opset_version=opset,
             input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
             dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}}, do_constant_folding=True,
         )
-        proto = onnx.load(str(tmp))
-        for key, value in export_metadata(loaded).items():
-            entry = proto.metadata_props.add()
-            entry.key, entry.value = key, value
-        onnx.checker.check_model(proto, full_check=True)
-        onnx.save(proto, str(tmp))
+    proto = onnx.load_from_string(graph.getvalue())
+    for key, value in export_metadata(loaded).items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.checker.check_model(proto, full_check=True)
+    with atomic_stream(out) as fh:
+        fh.write(proto.SerializeToString())
 
 
 def export_torchscript(loaded: LoadedRun, out: Path) -> None:
@@ -192,8 +196,9 @@ def export_torchscript(loaded: LoadedRun, out: Path) -> None:
         warnings.simplefilter("ignore", FutureWarning)
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         traced = torch.jit.trace(model, _example_input(loaded))
-        with atomic_path(out) as tmp:
-            torch.jit.save(traced, str(tmp), _extra_files={"imgclf.json": json.dumps(export_metadata(loaded))})
+        # to a stream of ours: torch.jit.save reports a full disk as its own RuntimeError, the stream as a DiskFullError
+        with atomic_stream(out) as fh:
+            torch.jit.save(traced, fh, _extra_files={"imgclf.json": json.dumps(export_metadata(loaded))})
 
 
 def load_torchscript(path: Path) -> tuple[torch.jit.ScriptModule, dict[str, str]]:
@@ -208,7 +213,7 @@ def load_torchscript(path: Path) -> tuple[torch.jit.ScriptModule, dict[str, str]
 
 def onnx_providers(device: torch.device | str) -> list[str]:
     """ONNX Runtime's CUDA provider when ``device`` is CUDA and the installed runtime has it, else CPU."""
-    import onnxruntime as ort
+    ort = require("onnxruntime", "the ONNX engine")
 
     if torch.device(device).type == "cuda":
         if "CUDAExecutionProvider" in ort.get_available_providers():
@@ -221,7 +226,7 @@ class OnnxEngine:
     """An ONNX Runtime session called like the PyTorch model: ``engine(images) -> logits``."""
 
     def __init__(self, path: Path, device: torch.device | str = "cpu"):
-        import onnxruntime as ort
+        ort = require("onnxruntime", "the ONNX engine")
 
         self.path = Path(path)
         options = ort.SessionOptions()

@@ -6,7 +6,7 @@
 
 ``forward(batch) -> logits`` is the caller's: it owns the model, device, channels_last and
 autocast, and returns **raw** logits ``(B, C)``. Temperature scaling is done here (the
-``temperature`` argument, from ``calibrate.fit_temperature``) before aggregation, so it
+``temperature`` argument, from :func:`~imgclf.eval.calibration.fit_temperature`) before aggregation, so it
 changes both the returned probabilities and which images count as uncertain.
 
 Batching: each round packs the pending (image, view) pairs of *all* images into batches of
@@ -183,7 +183,7 @@ def _run_pairs(forward: Forward, images: Sequence[Any], views: Sequence[View], p
 
 def view_logits(forward: Forward, images: Sequence[Any], views: Sequence[View], batch_size: int) -> np.ndarray:
     """Raw logits of every view of every image, ``(N, V, C)``: the input of
-    ``calibrate.choose_adaptive_threshold`` (and ``[:, 0]`` of ``fit_temperature``)."""
+    :func:`~imgclf.infer.tta_threshold.choose_adaptive_threshold` (and ``[:, 0]`` of ``fit_temperature``)."""
     _check(images, views, batch_size, 1.0)
     pairs = [(i, v) for i in range(len(images)) for v in range(len(views))]
     out = _forward_pairs(forward, images, views, pairs, batch_size)

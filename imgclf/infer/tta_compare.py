@@ -9,7 +9,7 @@ view) × (measured seconds per forward pass of that view), decoding excluded (it
 once for all rows and reported apart). ``measure=True`` instead runs every row for real
 with the model and reports its measured time, accuracy and passes.
 
-"adaptive (auto)" picks the threshold with ``calibrate.choose_adaptive_threshold``. Picking
+"adaptive (auto)" picks the threshold with :func:`~imgclf.infer.tta_threshold.choose_adaptive_threshold`. Picking
 it on the very images it is scored on would flatter it, so it is either chosen on separate
 data (``choose_on``, e.g. the validation split when scoring the test split) or cross-fitted:
 the images are split into two stratified halves and each half is scored with the threshold

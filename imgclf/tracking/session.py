@@ -349,7 +349,7 @@ def tracking_session(
     if not cfg.tracking.enabled or not is_main_process():
         yield []
         return
-    from imgclf.train.loop import TrainingInterrupted
+    from imgclf.training.loop import TrainingInterrupted
 
     tracker = MlflowTracker(
         resolve_tracking_uri(run_dir, tracking_uri, cfg.tracking.uri), cfg.tracking.experiment, run_name=run_name, tags=tags,

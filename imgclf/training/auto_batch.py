@@ -32,7 +32,7 @@ import torch
 from imgclf.config import Config, DataConfig, with_overrides
 from imgclf.errors import ConfigError
 from imgclf.runtime import autocast_dtype, use_channels_last
-from imgclf.train.distributed import DistContext, broadcast_object
+from imgclf.training.distributed import DistContext, broadcast_object
 
 log = logging.getLogger("imgclf")
 

@@ -1,7 +1,7 @@
 """``train.time_limit``: a run that plans its epochs by the clock, like Ultralytics' ``time`` argument.
 
 After every epoch the loop asks :func:`replanned_epochs` how many epochs fit the time left, at the pace the
-epochs so far have kept, and the run's :class:`imgclf.train.epoch_plan.EpochPlan` ends there: its learning-rate
+epochs so far have kept, and the run's :class:`imgclf.training.epoch_plan.EpochPlan` ends there: its learning-rate
 schedule is stretched or shortened with it, so the run anneals by the limit instead of being cut at a high LR
 (a plan made from a few warm-up steps is off whenever the machine's speed changes). ``train.epochs`` stays
 the most it may run. Under progressive resizing (``data.start_size``) the epochs differ in size: each future epoch is

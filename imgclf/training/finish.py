@@ -15,18 +15,18 @@ from imgclf.run.checkpoint import load_weights
 from imgclf.run.rundir import RunDir
 
 if TYPE_CHECKING:
-    from imgclf.train.setup import Training
+    from imgclf.training.setup import Training
 
 
 def finish(t: Training) -> dict[str, Any]:
     """Rank 0: best weights back in the model, validation predictions, calibration and the summary."""
-    from imgclf.train.setup import validate
+    from imgclf.training.setup import score_validation
 
     if t.run.best.exists():
         t.model.load_state_dict(load_weights(t.run.best))
     summary = _summary(t)
     if t.has_validation:
-        val = validate(t, alone=True, model=t.model)
+        val = score_validation(t, alone=True, model=t.model)
         write_val_predictions(t.run.val_predictions, val, t.data, t.data.val_idx)
         t.skipped.update(t.data.samples.rel(t.data.val_data.paths[i]) for i in val.bad)
         summary.update(val_accuracy=val.accuracy, val_loss=val.loss, val_macro_f1=val.macro_f1, **calibrate(val, t.run))

@@ -1,7 +1,7 @@
 """How long a run trains: the one owner of its length, which is also the learning-rate multiplier that anneals by it.
 
 ``train.epochs`` is the user's maximum; the plan is where the run ends now. ``train.time_limit`` moves that end after
-each epoch (:mod:`imgclf.train.time_plan`), a resume restores it with the checkpoint, and the loop, the checkpointer
+each epoch (:mod:`imgclf.training.time_plan`), a resume restores it with the checkpoint, and the loop, the checkpointer
 and the progress bar read it.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from imgclf.train.schedule import warmup_cosine
+from imgclf.training.schedule import warmup_cosine
 
 
 class EpochPlan:

@@ -31,16 +31,16 @@ from imgclf.run.lock import RunLock
 from imgclf.run.rundir import RunDir, read_metrics, write_environment
 from imgclf.runtime import loader_workers, use_channels_last
 from imgclf.secrets import redact_tree
-from imgclf.train.auto_batch import resolve_batch_size
-from imgclf.train.checkpointer import Checkpointer
-from imgclf.train.distributed import (
+from imgclf.training.auto_batch import resolve_batch_size
+from imgclf.training.checkpointer import Checkpointer
+from imgclf.training.distributed import (
     DistContext, broadcast_object, eval_indices, gather_objects, per_rank_batch, train_sampler, wrap_ddp,
 )
-from imgclf.train.early_stopping import EarlyStopping, stopper_for
-from imgclf.train.epoch_plan import EpochPlan, upgraded
-from imgclf.train.schedule import short_run_warmup
-from imgclf.train.step import AmpStep, Criterion, make_ema
-from imgclf.train.sync_bn import convert_sync_batchnorm
+from imgclf.training.early_stopping import EarlyStopping, stopper_for
+from imgclf.training.epoch_plan import EpochPlan, upgraded
+from imgclf.training.schedule import short_run_warmup
+from imgclf.training.step import AmpStep, Criterion, make_ema
+from imgclf.training.sync_bn import convert_sync_batchnorm
 
 log = logging.getLogger("imgclf")
 
@@ -298,7 +298,7 @@ def training_model(model: torch.nn.Module, cfg: Config, ctx: DistContext) -> tor
     return torch.compile(wrapped) if cfg.train.compile else wrapped
 
 
-def validate(t: Training, *, alone: bool = False, model: torch.nn.Module | None = None) -> EvalResult:
+def score_validation(t: Training, *, alone: bool = False, model: torch.nn.Module | None = None) -> EvalResult:
     """Score the whole validation set. Under DDP each rank predicts its share and the gathered rows,
     put back in dataset order, give the figures one process would; ``alone``: this process scores
     everything by itself (rank 0 at the end of the run, while the others wait)."""

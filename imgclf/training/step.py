@@ -56,7 +56,7 @@ class Criterion:
 
     It is only ever called on training batches: validation and prediction never see mixed images.
     With ``class_weights`` (one per class) or ``focal_gamma`` (focal loss), both kinds of target go
-    through :func:`imgclf.train.losses.weighted_focal_loss`, which acts on the target distribution.
+    through :func:`imgclf.training.losses.weighted_focal_loss`, which acts on the target distribution.
     """
 
     def __init__(self, num_classes: int, label_smoothing: float, mixup: float = 0.0, cutmix: float = 0.0,
@@ -81,7 +81,7 @@ class Criterion:
 
     def __call__(self, logits: torch.Tensor, labels: torch.Tensor, soft: torch.Tensor | None) -> torch.Tensor:
         if self.class_weights is not None or self.focal_gamma is not None:
-            from imgclf.train.losses import soft_targets, weighted_focal_loss
+            from imgclf.training.losses import soft_targets, weighted_focal_loss
 
             target = soft if soft is not None else soft_targets(labels, self.num_classes, self.label_smoothing)
             return weighted_focal_loss(logits, target.float(), self.class_weights, self.focal_gamma or 0.0)

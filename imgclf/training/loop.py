@@ -1,10 +1,10 @@
 """The training loop, readable top to bottom.
 
-``fit`` = set-up (:mod:`imgclf.train.setup`: seeds, device, data, model, fine-tuning strategy,
+``fit`` = set-up (:mod:`imgclf.training.setup`: seeds, device, data, model, fine-tuning strategy,
 optimiser, schedule, early stopping, checkpoints, resume) → one loop over epochs (strategy hook,
 train, validate, log a metrics row, checkpoint, stop early) → restore the best weights → summary.
 
-Callbacks (:mod:`imgclf.train.callbacks`) see every step and epoch; they are how progress bars,
+Callbacks (:mod:`imgclf.training.callbacks`) see every step and epoch; they are how progress bars,
 tracking, sweep pruning and tests plug in.
 """
 
@@ -27,13 +27,13 @@ from imgclf.eval.metrics import metric_of
 from imgclf.run.checkpoint import model_state
 from imgclf.run.rundir import RunDir, write_metrics
 from imgclf.runtime import resolve_device, use_channels_last
-from imgclf.train.callbacks import CallbackList
-from imgclf.train.checkpointer import TrainingInterrupted, training_state
-from imgclf.train.distributed import broadcast_object, init_distributed, reduce_epoch, shutdown
-from imgclf.train.finish import finish
-from imgclf.train.preflight import validate_for_training
-from imgclf.train.setup import Training, epoch_seed, resize_training, seed_everything, set_up, training_model, validate
-from imgclf.train.time_plan import MIN_PARTIAL, Growth, pixels, replanned
+from imgclf.training.callbacks import CallbackList
+from imgclf.training.checkpointer import TrainingInterrupted, training_state
+from imgclf.training.distributed import broadcast_object, init_distributed, reduce_epoch, shutdown
+from imgclf.training.finish import finish
+from imgclf.training.preflight import validate_for_training
+from imgclf.training.setup import Training, epoch_seed, resize_training, seed_everything, set_up, training_model, score_validation
+from imgclf.training.time_plan import MIN_PARTIAL, Growth, pixels, replanned
 
 __all__ = ["TrainingInterrupted", "fit"]
 
@@ -45,7 +45,7 @@ def fit(cfg: Config, dataset: Path, out: Path, *, resume: bool = False, callback
     """Train ``cfg`` on ``dataset`` into run directory ``out``; return the summary dict.
 
     ``preflight=False`` when the caller already ran :func:`validate_for_training`. Under
-    ``torchrun`` every process calls this (see :mod:`imgclf.train.distributed`): the data is
+    ``torchrun`` every process calls this (see :mod:`imgclf.training.distributed`): the data is
     sharded, gradients and metrics are reduced, and rank 0 alone writes ``out`` and runs callbacks.
     """
     ctx = init_distributed(resolve_device(cfg.train.device, "train.device"))
@@ -150,7 +150,7 @@ def _epoch(t: Training, epoch: int, hooks: CallbackList) -> dict[str, Any]:
     if not seen:
         raise DataError(f"no training image of {t.data.samples.root} could be read in epoch {epoch} "
                         f"({len(bad)} unreadable); check the files, the manifest and data.cache_dir")
-    val = validate(t)
+    val = score_validation(t)
     t.skipped.update(t.data.samples.rel(t.data.val_data.paths[i]) for i in val.bad)
     metric = metric_of(t.cfg.train)
     extra = {} if metric.name == "accuracy" else {metric.column: metric.score(val.labels, logits=val.logits)}

@@ -19,7 +19,7 @@ from typing import Any
 from imgclf.config import Config, with_overrides
 from imgclf.io import atomic_write_json
 from imgclf.run.rundir import RunDir
-from imgclf.train.loop import fit
+from imgclf.training.loop import fit
 
 
 def refit_config(cfg: Config, epochs: int) -> Config:

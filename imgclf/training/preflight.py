@@ -100,7 +100,7 @@ def device_problems(cfg: Config) -> list[str]:
 
 def model_problems(cfg: Config) -> list[str]:
     """Build the backbone on the meta device and check the config against it."""
-    from imgclf.finetune import validate
+    from imgclf.finetune import check_fits
     from imgclf.models.backbones import architecture, check_arch
     from imgclf.models.classifier import ImageClassifier
     from imgclf.models.heads import build_head
@@ -125,7 +125,7 @@ def model_problems(cfg: Config) -> list[str]:
     problems = []
     try:
         with _quiet("imgclf.finetune"):  # its warnings are shown once, when training configures the model
-            validate(cfg.finetune, ImageClassifier(backbone, head))
+            check_fits(cfg.finetune, ImageClassifier(backbone, head))
     except ConfigError as exc:
         problems.append(str(exc))
     problems += image_size_problems(arch, backbone, cfg.data.image_size)
