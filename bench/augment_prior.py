@@ -40,8 +40,11 @@ def accuracy(data: Path, sets: list[str], size: int, epochs: int, work: Path) ->
     args = [a for s in [*base, *sets] for a in ("--set", s)]
     subprocess.run(imgclf("train", str(data / "dataset"), "--out", str(run), *args), check=True, capture_output=True)
     submission = run / "sub.csv"
-    subprocess.run(imgclf("predict", str(run), str(data / "dataset" / "test"), "--out", str(submission), "--category", "name"),
-                   check=True, capture_output=True)
+    subprocess.run(
+        imgclf("predict", str(run), str(data / "dataset" / "test"), "--out", str(submission), "--category", "name"),
+        check=True,
+        capture_output=True,
+    )
     return score(submission, data / "answers" / "test_labels.csv")
 
 

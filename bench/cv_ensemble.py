@@ -65,12 +65,18 @@ from imgclf.training.loop import fit  # noqa: E402
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="20 images per class, 40 px, 2 epochs, 300 test images (sizes below override)")
+    ap.add_argument(
+        "--quick",
+        action="store_true",
+        help="20 images per class, 40 px, 2 epochs, 300 test images (sizes below override)",
+    )
     ap.add_argument("--per-class", type=int, help="training images per class (demo: 300)")
     ap.add_argument("--image-size", type=int, help="image size (demo: 80)")
     ap.add_argument("--epochs", type=int, help="epochs per model (demo: 12)")
     ap.add_argument("--folds", type=int, default=5)
-    ap.add_argument("--test-limit", type=int, help="score on the first N test images only (quick: 300; default all 1,000)")
+    ap.add_argument(
+        "--test-limit", type=int, help="score on the first N test images only (quick: 300; default all 1,000)"
+    )
     ap.add_argument("--flip", type=float, default=0.05, help="fraction of labels flipped for the label-issue check")
     ap.add_argument("--workdir", type=Path, default=HERE / ".data" / "cv_ensemble")
     ap.add_argument("--out", type=Path, help="results JSON (default bench/results/cv_ensemble[-quick].json)")
@@ -79,7 +85,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def sizes(args: argparse.Namespace) -> dict[str, int]:
-    base = {"per_class": 20, "image_size": 40, "epochs": 2} if args.quick else {"per_class": 300, "image_size": 80, "epochs": 12}
+    base = (
+        {"per_class": 20, "image_size": 40, "epochs": 2}
+        if args.quick
+        else {"per_class": 300, "image_size": 80, "epochs": 12}
+    )
     given = {"per_class": args.per_class, "image_size": args.image_size, "epochs": args.epochs}
     return {k: given[k] or v for k, v in base.items()}
 
@@ -148,10 +158,22 @@ def model_rows(work: Path, dataset: Path, cfg0: Config, cfg1: Config, test: Test
     rows: list[dict[str, Any]] = []
     t0 = time.perf_counter()
     single = work / "single"
-    summary = read_json(single / "summary.json") if (single / "summary.json").is_file() else train_one(cfg0, dataset, single, False, "single")
+    summary = (
+        read_json(single / "summary.json")
+        if (single / "summary.json").is_file()
+        else train_one(cfg0, dataset, single, False, "single")
+    )
     wall = time.perf_counter() - t0
-    rows.append({"row": "single run lite0 (80/20)", **test.score(single), "oof_accuracy": summary["val_accuracy"],
-                 "oof_log_loss": None, "train_seconds": summary["train_seconds"], "wall_seconds": wall})
+    rows.append(
+        {
+            "row": "single run lite0 (80/20)",
+            **test.score(single),
+            "oof_accuracy": summary["val_accuracy"],
+            "oof_log_loss": None,
+            "train_seconds": summary["train_seconds"],
+            "wall_seconds": wall,
+        }
+    )
 
     cvs = {}
     for name, cfg, refit in (("lite0", cfg0, True), ("lite1", cfg1, False)):
@@ -160,21 +182,44 @@ def model_rows(work: Path, dataset: Path, cfg0: Config, cfg1: Config, test: Test
         s = run_cv(cfg, dataset, cv_dir, folds=k, train_one=train_one, refit=refit)
         cvs[name] = (cv_dir, s)
         wall = time.perf_counter() - t0  # all folds (+ refit), OOF, report: before any test inference
-        rows.append({"row": f"cv{k} {name} (fold average)", **test.score(cv_dir), "oof_accuracy": s["oof"]["accuracy"],
-                     "oof_log_loss": s["oof"]["log_loss"], "train_seconds": s["train_seconds"], "wall_seconds": wall})
+        rows.append(
+            {
+                "row": f"cv{k} {name} (fold average)",
+                **test.score(cv_dir),
+                "oof_accuracy": s["oof"]["accuracy"],
+                "oof_log_loss": s["oof"]["log_loss"],
+                "train_seconds": s["train_seconds"],
+                "wall_seconds": wall,
+            }
+        )
         if refit:
             r = s["refit"]
-            rows.append({"row": f"refit {name} ({r['epochs']} epochs, all images)", **test.score(cv_dir / r["run"]),
-                         "oof_accuracy": None, "oof_log_loss": None, "train_seconds": r["train_seconds"], "wall_seconds": None})
+            rows.append(
+                {
+                    "row": f"refit {name} ({r['epochs']} epochs, all images)",
+                    **test.score(cv_dir / r["run"]),
+                    "oof_accuracy": None,
+                    "oof_log_loss": None,
+                    "train_seconds": r["train_seconds"],
+                    "wall_seconds": None,
+                }
+            )
 
     members = [cvs["lite0"][0], cvs["lite1"][0]]
     cv_seconds = cvs["lite0"][1]["train_seconds"] + cvs["lite1"][1]["train_seconds"]
     for method in ("optimize", "equal"):
         ens = build_ensemble(members, work / f"ens_{method}", method=method)
         weights = ", ".join(f"{m['weight']:.2f}" for m in ens["members"])
-        rows.append({"row": f"ensemble cv lite0 + cv lite1 ({method} weights {weights})", **test.score(work / f"ens_{method}"),
-                     "oof_accuracy": ens["ensemble"]["accuracy"], "oof_log_loss": ens["ensemble"]["log_loss"],
-                     "train_seconds": cv_seconds, "wall_seconds": None})
+        rows.append(
+            {
+                "row": f"ensemble cv lite0 + cv lite1 ({method} weights {weights})",
+                **test.score(work / f"ens_{method}"),
+                "oof_accuracy": ens["ensemble"]["accuracy"],
+                "oof_log_loss": ens["ensemble"]["log_loss"],
+                "train_seconds": cv_seconds,
+                "wall_seconds": None,
+            }
+        )
     return rows
 
 
@@ -206,19 +251,33 @@ def main(argv: list[str] | None = None) -> int:
 
     by = {r["row"].split(" (")[0]: r for r in rows}
     result = {
-        "machine": machine(), "command": " ".join(["bench/cv_ensemble.py", *(argv if argv is not None else sys.argv[1:])]),
-        "sizes": {**size, "folds": k, "flip": args.flip, "test_images": len(test.paths)}, "rows": rows, "label_issues": cleanlab,
+        "machine": machine(),
+        "command": " ".join(["bench/cv_ensemble.py", *(argv if argv is not None else sys.argv[1:])]),
+        "sizes": {**size, "folds": k, "flip": args.flip, "test_images": len(test.paths)},
+        "rows": rows,
+        "label_issues": cleanlab,
         "goals": {
             "cv_minus_single_pp": 100 * (by[f"cv{k} lite0"]["test_accuracy"] - by["single run lite0"]["test_accuracy"]),
             "optimize_oof_log_loss_le_equal": rows[-2]["oof_log_loss"] <= rows[-1]["oof_log_loss"] + 1e-12,
             "optimize_test_log_loss_minus_equal": rows[-2]["test_log_loss"] - rows[-1]["test_log_loss"],
         },
-        "total_wall_seconds": time.perf_counter() - t_start, "test_inference_seconds": test.seconds,
+        "total_wall_seconds": time.perf_counter() - t_start,
+        "test_inference_seconds": test.seconds,
     }
     out = args.out or HERE / "results" / f"cv_ensemble{'-quick' if args.quick else ''}.json"
     atomic_write_json(out, result)
-    print(markdown_table(rows, ["row", "test_accuracy", "test_log_loss", "oof_accuracy", "oof_log_loss", "train_seconds", "wall_seconds"]))
-    print(json.dumps({"label_issues": cleanlab, "goals": result["goals"], "total_wall_seconds": result["total_wall_seconds"]}, indent=1))
+    print(
+        markdown_table(
+            rows,
+            ["row", "test_accuracy", "test_log_loss", "oof_accuracy", "oof_log_loss", "train_seconds", "wall_seconds"],
+        )
+    )
+    print(
+        json.dumps(
+            {"label_issues": cleanlab, "goals": result["goals"], "total_wall_seconds": result["total_wall_seconds"]},
+            indent=1,
+        )
+    )
     print(f"written to {out}")
     return 0
 

@@ -86,9 +86,17 @@ def imbalanced_sizes(n: int, imbalance: float, classes: int = len(CLASS_NAMES)) 
     return [max(1, round(n * imbalance ** (-k / max(1, classes - 1)))) for k in range(classes)]
 
 
-def materialise(kind: str, root: Path, *, train_per_class: int | None = None, seed: int = 0,
-                imbalance: float = 10.0, extra_test: int = 0, upstream: Path = UPSTREAM,
-                test_per_class: int | None = None) -> DemoPaths:
+def materialise(
+    kind: str,
+    root: Path,
+    *,
+    train_per_class: int | None = None,
+    seed: int = 0,
+    imbalance: float = 10.0,
+    extra_test: int = 0,
+    upstream: Path = UPSTREAM,
+    test_per_class: int | None = None,
+) -> DemoPaths:
     """Write dataset ``kind`` under ``root`` (or reuse it); return its paths (``dataset``, ``answers``)."""
     if kind not in KINDS:
         raise ConfigError(f"unknown dataset kind {kind!r}; choose one of {', '.join(KINDS)}")
@@ -98,8 +106,12 @@ def materialise(kind: str, root: Path, *, train_per_class: int | None = None, se
     if test_per_class is not None and kind != "defects":
         raise ConfigError(f"--test-per-class applies to the defects kind only (the {kind} test set is the demo's)")
     root = Path(root)
-    params = {"kind": kind, "train_per_class": train_per_class, "seed": seed,
-              "imbalance": imbalance if kind == "imbalanced" else None}
+    params = {
+        "kind": kind,
+        "train_per_class": train_per_class,
+        "seed": seed,
+        "imbalance": imbalance if kind == "imbalanced" else None,
+    }
     if kind == "defects":
         params["test_per_class"] = test_per_class
     if extra_test:
@@ -113,8 +125,13 @@ def materialise(kind: str, root: Path, *, train_per_class: int | None = None, se
     try:
         if kind == "defects":
             paths = DemoPaths.for_root(staging / "build")
-            _write_defects(paths, DEFECT_TRAIN if train_per_class is None else train_per_class,
-                           DEFECT_TEST if test_per_class is None else test_per_class, seed, extra_test)
+            _write_defects(
+                paths,
+                DEFECT_TRAIN if train_per_class is None else train_per_class,
+                DEFECT_TEST if test_per_class is None else test_per_class,
+                seed,
+                extra_test,
+            )
         else:
             paths = materialise_demo(staging / "build", train_per_class)
             change = {"noup": _turn_every_image, "small": _paste_on_texture}.get(kind)
@@ -145,8 +162,10 @@ def read_upstream_test(upstream: Path = UPSTREAM) -> tuple[np.ndarray, np.ndarra
     """The official 10,000-image Fashion-MNIST test split (images (N, 28, 28) uint8, labels (N,)) from its idx files."""
     names = ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
     if not all((upstream / n).is_file() for n in names):
-        raise DataError(f"--extra-test needs the Fashion-MNIST test split in {upstream} "
-                        "(as root: apt-get install dataset-fashion-mnist)")
+        raise DataError(
+            f"--extra-test needs the Fashion-MNIST test split in {upstream} "
+            "(as root: apt-get install dataset-fashion-mnist)"
+        )
     with gzip.open(upstream / names[0]) as fh:
         images = np.frombuffer(fh.read(), np.uint8, offset=16).reshape(-1, 28, 28)
     with gzip.open(upstream / names[1]) as fh:
@@ -154,8 +173,9 @@ def read_upstream_test(upstream: Path = UPSTREAM) -> tuple[np.ndarray, np.ndarra
     return images, labels
 
 
-def _add_extra_test(paths: DemoPaths, n: int, seed: int, upstream: Path,
-                    change: Callable[[Path, int], None] | None = None) -> None:
+def _add_extra_test(
+    paths: DemoPaths, n: int, seed: int, upstream: Path, change: Callable[[Path, int], None] | None = None
+) -> None:
     """Append ``n`` upstream test images (``n / 10`` a class, none of the demo's own) to the test folder and answers,
     each changed like the kind's own images by ``change(folder, seed)`` (with a seed of their own)."""
     images, labels = read_upstream_test(upstream)
@@ -176,8 +196,10 @@ def _add_extra_test(paths: DemoPaths, n: int, seed: int, upstream: Path,
     if change:
         change(extra, seed + 1)
     index_of = {name: i for i, name in enumerate(SORTED_CLASS_NAMES)}
-    with open(paths.answers, "a", newline="", encoding="utf-8") as answers, \
-            open(paths.dataset / "sample_submission.csv", "a", newline="", encoding="utf-8") as sample:
+    with (
+        open(paths.answers, "a", newline="", encoding="utf-8") as answers,
+        open(paths.dataset / "sample_submission.csv", "a", newline="", encoding="utf-8") as sample,
+    ):
         for row in sorted(chosen):
             image_id, name = f"extra_{row + 1:05d}.png", CLASS_NAMES[int(labels[row])]
             (extra / image_id).rename(paths.dataset / "test" / image_id)
@@ -207,11 +229,11 @@ def _paste_on_texture(dataset: Path, seed: int) -> None:
             item = np.asarray(image.convert("L").resize((SMALL_ITEM, SMALL_ITEM), Image.Resampling.BICUBIC), np.float32)
         texture = textures[int(rng.integers(len(textures)))]
         y, x = (int(rng.integers(n - SMALL_CANVAS + 1)) for n in texture.shape[:2])
-        canvas = texture[y:y + SMALL_CANVAS, x:x + SMALL_CANVAS].copy()
+        canvas = texture[y : y + SMALL_CANVAS, x : x + SMALL_CANVAS].copy()
         top, left = (int(rng.integers(SMALL_CANVAS - SMALL_ITEM + 1)) for _ in range(2))
         alpha = item / 255.0
-        patch = canvas[top:top + SMALL_ITEM, left:left + SMALL_ITEM]
-        canvas[top:top + SMALL_ITEM, left:left + SMALL_ITEM] = patch * (1 - alpha) + item * alpha
+        patch = canvas[top : top + SMALL_ITEM, left : left + SMALL_ITEM]
+        canvas[top : top + SMALL_ITEM, left : left + SMALL_ITEM] = patch * (1 - alpha) + item * alpha
         Image.fromarray(np.clip(canvas, 0, 255).astype(np.uint8), "L").save(path, format="PNG")
 
 
@@ -228,7 +250,7 @@ def defect_background(rng: np.random.Generator, size: int = DEFECT_CANVAS) -> np
     textures = _grey_textures()
     texture = textures[int(rng.integers(len(textures)))]
     y, x = (int(rng.integers(n - size + 1)) for n in texture.shape[:2])
-    crop = np.rot90(texture[y:y + size, x:x + size], int(rng.integers(4)))
+    crop = np.rot90(texture[y : y + size, x : x + size], int(rng.integers(4)))
     if rng.random() < 0.5:
         crop = crop[:, ::-1]
     return (crop - crop.mean()) * rng.uniform(0.6, 1.3) + rng.uniform(60, 190)
@@ -306,8 +328,10 @@ def _write_defects(paths: DemoPaths, train_per_class: int, test_per_class: int, 
     generator of its own, seeded by (``seed``, part, [class,] number), so none depends on the other sizes: a
     smaller training set is the first images of a larger one, and ``--extra-test`` leaves the rest unchanged."""
     if train_per_class < 1 or test_per_class < 1 or seed < 0:
-        raise ConfigError(f"defects needs at least one image a class and a seed >= 0, got {train_per_class} train, "
-                          f"{test_per_class} test, seed {seed}")
+        raise ConfigError(
+            f"defects needs at least one image a class and a seed >= 0, got {train_per_class} train, "
+            f"{test_per_class} test, seed {seed}"
+        )
     for label, name in enumerate(DEFECT_CLASSES):
         folder = paths.dataset / "train" / name
         folder.mkdir(parents=True)
@@ -317,8 +341,10 @@ def _write_defects(paths: DemoPaths, train_per_class: int, test_per_class: int, 
     (paths.dataset / "test").mkdir(parents=True)
     paths.answers.parent.mkdir(parents=True)
     index_of = {name: i for i, name in enumerate(sorted(DEFECT_CLASSES))}
-    with open(paths.answers, "w", newline="", encoding="utf-8") as answers, \
-            open(paths.dataset / "sample_submission.csv", "w", newline="", encoding="utf-8") as sample:
+    with (
+        open(paths.answers, "w", newline="", encoding="utf-8") as answers,
+        open(paths.dataset / "sample_submission.csv", "w", newline="", encoding="utf-8") as sample,
+    ):
         csv.writer(answers).writerow(["Id", "Category", "label"])
         csv.writer(sample).writerow(["Id", "Category"])
         for part, prefix, per_class in ((1, "test", test_per_class), (2, "extra", extra_test // len(DEFECT_CLASSES))):
@@ -341,23 +367,42 @@ def _drop_to_sizes(train: Path, imbalance: float) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("kind", choices=KINDS)
     ap.add_argument("out", type=Path, help="folder to write (new, empty, or one this script wrote)")
-    ap.add_argument("--train-per-class", type=int, default=None,
-                    help="training images per class before any imbalance (default: all 300; defects: 300)")
-    ap.add_argument("--test-per-class", type=int, default=None,
-                    help=f"defects: test images per class (default {DEFECT_TEST})")
-    ap.add_argument("--seed", type=int, default=0,
-                    help="noup, small: seed of the per-image change; defects: seed of every image")
+    ap.add_argument(
+        "--train-per-class",
+        type=int,
+        default=None,
+        help="training images per class before any imbalance (default: all 300; defects: 300)",
+    )
+    ap.add_argument(
+        "--test-per-class", type=int, default=None, help=f"defects: test images per class (default {DEFECT_TEST})"
+    )
+    ap.add_argument(
+        "--seed", type=int, default=0, help="noup, small: seed of the per-image change; defects: seed of every image"
+    )
     ap.add_argument("--imbalance", type=float, default=10.0, help="imbalanced: largest / smallest class size")
-    ap.add_argument("--extra-test", type=int, default=0,
-                    help="add this many more test images (a multiple of 10) from the official test split "
-                         "(defects: a multiple of 4, generated)")
+    ap.add_argument(
+        "--extra-test",
+        type=int,
+        default=0,
+        help="add this many more test images (a multiple of 10) from the official test split "
+        "(defects: a multiple of 4, generated)",
+    )
     a = ap.parse_args(argv)
     try:
-        paths = materialise(a.kind, a.out, train_per_class=a.train_per_class, seed=a.seed, imbalance=a.imbalance,
-                            extra_test=a.extra_test, test_per_class=a.test_per_class)
+        paths = materialise(
+            a.kind,
+            a.out,
+            train_per_class=a.train_per_class,
+            seed=a.seed,
+            imbalance=a.imbalance,
+            extra_test=a.extra_test,
+            test_per_class=a.test_per_class,
+        )
     except ImgclfError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

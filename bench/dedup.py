@@ -49,7 +49,9 @@ def _corpus(name: str, make, **kw) -> tuple[Path, dict[str, int]]:
         shutil.rmtree(root, ignore_errors=True)
         make(root, **kw)
         done.touch()
-    files = sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file() and not p.name.startswith("."))
+    files = sorted(
+        p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file() and not p.name.startswith(".")
+    )
     return root, {f: int(_ORIGIN.search(f.rsplit("/", 1)[-1]).group(1)) for f in files}
 
 
@@ -137,7 +139,9 @@ def _hash_scale(items: list[Item], origin: dict[str, int], n: int, radius: int =
     crops0 = np.array([it.crops for it in items], dtype=np.uint64)
     fulls, crops = [], []
     for _ in range(replicas):
-        masks = rng.integers(0, 2**63, size=fam.max() + 1, dtype=np.uint64) * np.uint64(2) + rng.integers(0, 2, size=fam.max() + 1, dtype=np.uint64)
+        masks = rng.integers(0, 2**63, size=fam.max() + 1, dtype=np.uint64) * np.uint64(2) + rng.integers(
+            0, 2, size=fam.max() + 1, dtype=np.uint64
+        )
         fulls.append(full0 ^ masks[fam])
         crops.append(crops0 ^ masks[fam][:, None])
     full = np.concatenate(fulls)[:n]
@@ -177,7 +181,14 @@ def main() -> None:
     args = parser.parse_args()
     if args.hash_only:
         items, origin = _items_from_prepared(args.scale)
-        report("dedup candidate search", {"machine": machine(), **{f"radius_{r}": _hash_scale(items, origin, args.hash_scale, r) for r in args.hash_only}}, args.json_out)
+        report(
+            "dedup candidate search",
+            {
+                "machine": machine(),
+                **{f"radius_{r}": _hash_scale(items, origin, args.hash_scale, r) for r in args.hash_only},
+            },
+            args.json_out,
+        )
         return
 
     results: dict = {"machine": machine()}

@@ -96,7 +96,9 @@ def _save(root: Path, rel: str, image: Image.Image, **kw) -> str:
     return rel
 
 
-def lookalike_corpus(root: Path, n: int = 500, classes: int = 4, test_every: int = 5, side: int = 128) -> dict[str, int]:
+def lookalike_corpus(
+    root: Path, n: int = 500, classes: int = 4, test_every: int = 5, side: int = 128
+) -> dict[str, int]:
     """``n`` look-alike distinct images; every ``test_every``-th goes to ``test/``."""
     origin = {}
     for k, image in enumerate(lookalike_images(n, side)):
@@ -105,7 +107,9 @@ def lookalike_corpus(root: Path, n: int = 500, classes: int = 4, test_every: int
     return origin
 
 
-def copies_corpus(root: Path, n: int = 200, classes: int = 4, seed: int = 0, size: tuple[int, int] = (192, 144)) -> dict[str, int]:
+def copies_corpus(
+    root: Path, n: int = 200, classes: int = 4, seed: int = 0, size: tuple[int, int] = (192, 144)
+) -> dict[str, int]:
     """``n`` originals (JPEG q90) plus six altered copies each; one copy of every fourth original in ``test/``."""
     rng = np.random.default_rng(seed)
     origin = {}

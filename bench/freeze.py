@@ -65,14 +65,26 @@ def budget_rows(data: Path, labels: Path, minutes: float, out: Path) -> list[dic
     """``imgclf train --budget`` with the prior's freezing, then without; each predicted and scored."""
     peers, rows = _peers(), []
     args = argparse.Namespace(dataset=data, labels=labels)
-    for name, extra in (("freeze_bottom from the prior", []), ("freeze_bottom=0", ["--set", "finetune.freeze_bottom=0"])):
+    for name, extra in (
+        ("freeze_bottom from the prior", []),
+        ("freeze_bottom=0", ["--set", "finetune.freeze_bottom=0"]),
+    ):
         run = out / name.split()[0].replace("=", "-")
-        cmd = peers.imgclf("train", str(data), "--out", str(run), "--budget", f"{minutes}m",
-                           "--set", "tracking.enabled=false", *extra)
+        cmd = peers.imgclf(
+            "train", str(data), "--out", str(run), "--budget", f"{minutes}m", "--set", "tracking.enabled=false", *extra
+        )
         row = peers.imgclf_row(run.name, cmd, name, run, args, out, timeout_s=minutes * 60 * 3)
         chosen = json.loads((run / "recipe.json").read_text())["chosen"] if (run / "recipe.json").exists() else {}
-        rows.append({"run": name, "accuracy": row.accuracy, "wall_s": round(row.wall, 1), "note": row.note,
-                     "image_size": chosen.get("image_size"), "start_size": chosen.get("start_size")})
+        rows.append(
+            {
+                "run": name,
+                "accuracy": row.accuracy,
+                "wall_s": round(row.wall, 1),
+                "note": row.note,
+                "image_size": chosen.get("image_size"),
+                "start_size": chosen.get("start_size"),
+            }
+        )
         print(rows[-1], flush=True)
     return rows
 
@@ -91,8 +103,10 @@ def main(argv: list[str] | None = None) -> dict:
     args = ap.parse_args(argv)
     torch.manual_seed(0)
     model_cfg = ModelConfig(weights=args.weights, backbone=args.backbone)
-    speed = {size: {share: round(step_rate(model_cfg, share, size, args.batch, args.steps), 1) for share in args.shares}
-             for size in args.sizes}
+    speed = {
+        size: {share: round(step_rate(model_cfg, share, size, args.batch, args.steps), 1) for share in args.shares}
+        for size in args.sizes
+    }
     print("| size | " + " | ".join(f"freeze_bottom={s}" for s in args.shares) + " |")
     print("|---:|" + "---:|" * len(args.shares))
     for size, rates in speed.items():

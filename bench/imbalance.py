@@ -82,27 +82,38 @@ def score(submission: Path, answers: Path) -> dict[str, float]:
 
 
 def table(results: dict[str, list[dict[str, float]]], seeds: list[int]) -> str:
-    lines = ["| variant | test accuracy | test macro-F1 | worst-class recall | per seed (acc / macro-F1) | train s (mean) |",
-             "|---|---:|---:|---:|---|---:|"]
+    lines = [
+        "| variant | test accuracy | test macro-F1 | worst-class recall | per seed (acc / macro-F1) | train s (mean) |",
+        "|---|---:|---:|---:|---|---:|",
+    ]
     for name, runs in results.items():
         mean = {k: float(np.mean([r[k] for r in runs])) for k in ("accuracy", "macro_f1", "worst_recall", "train_s")}
         per_seed = "; ".join(f"seed {s}: {r['accuracy']:.3f} / {r['macro_f1']:.3f}" for s, r in zip(seeds, runs))
-        lines.append(f"| {name} | {mean['accuracy']:.3f} | {mean['macro_f1']:.3f} | {mean['worst_recall']:.3f} | "
-                     f"{per_seed} | {mean['train_s']:.0f} |")
+        lines.append(
+            f"| {name} | {mean['accuracy']:.3f} | {mean['macro_f1']:.3f} | {mean['worst_recall']:.3f} | "
+            f"{per_seed} | {mean['train_s']:.0f} |"
+        )
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("root", type=Path, help="a folder bench/datasets.py imbalanced wrote (dataset/ and answers/)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0], help="training seeds (the split stays fixed)")
     ap.add_argument("--epochs", type=int, default=None, help="override train.epochs (default: the quick demo's 3)")
-    ap.add_argument("--image-size", type=int, default=None, help="override data.image_size (default: the quick demo's 64)")
+    ap.add_argument(
+        "--image-size", type=int, default=None, help="override data.image_size (default: the quick demo's 64)"
+    )
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     ap.add_argument("--out", type=Path, default=Path("bench/.data/imbalance-runs"))
     a = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    common = [*([f"train.epochs={a.epochs}"] if a.epochs else []), *([f"data.image_size={a.image_size}"] if a.image_size else [])]
+    common = [
+        *([f"train.epochs={a.epochs}"] if a.epochs else []),
+        *([f"data.image_size={a.image_size}"] if a.image_size else []),
+    ]
     stamp = time.strftime("%Y%m%d-%H%M%S")
     results: dict[str, list[dict[str, float]]] = {}
     for seed in a.seeds:  # seed-major: a run cut short still has every variant for its first seeds
@@ -110,14 +121,21 @@ def main(argv: list[str] | None = None) -> int:
             run = a.out / stamp / f"{name.replace('=', '-')}-seed{seed}"
             scores = train_and_score(a.root, [*common, *VARIANTS[name], f"train.seed={seed}"], run)
             results.setdefault(name, []).append(scores)
-            print(f"{name} seed {seed}: " + ", ".join(f"{k} {v:.3f}" for k, v in scores.items() if v is not None), flush=True)
+            print(
+                f"{name} seed {seed}: " + ", ".join(f"{k} {v:.3f}" for k, v in scores.items() if v is not None),
+                flush=True,
+            )
     text = table(results, a.seeds)
-    command = "python bench/imbalance.py " + " ".join(shlex.quote(x) for x in (argv if argv is not None else sys.argv[1:]))
+    command = "python bench/imbalance.py " + " ".join(
+        shlex.quote(x) for x in (argv if argv is not None else sys.argv[1:])
+    )
     header = f"Command: `{command}`\n\nMachine: {json.dumps(machine())}\n\n"
     print(text)
     a.out.mkdir(parents=True, exist_ok=True)
     (a.out / "imbalance.md").write_text(header + text + "\n")
-    (a.out / "imbalance.json").write_text(json.dumps({"machine": machine(), "command": command, "results": results}, indent=2) + "\n")
+    (a.out / "imbalance.json").write_text(
+        json.dumps({"machine": machine(), "command": command, "results": results}, indent=2) + "\n"
+    )
     return 0
 
 

@@ -51,9 +51,12 @@ def raw_rate(forward, batch: torch.Tensor, iters: int, warmup: int = 2) -> float
         return iters * batch.shape[0] / (time.perf_counter() - t0)
 
 
-def e2e_rate(loaded, paths: list[Path], root: Path, batch: int, engine: str, workers: int | None, device: torch.device) -> float:
-    pred = predict_paths(loaded, paths, root=root, batch_size=batch, num_workers=workers, engine=engine, calibrated=False,
-                         device=device)
+def e2e_rate(
+    loaded, paths: list[Path], root: Path, batch: int, engine: str, workers: int | None, device: torch.device
+) -> float:
+    pred = predict_paths(
+        loaded, paths, root=root, batch_size=batch, num_workers=workers, engine=engine, calibrated=False, device=device
+    )
     if len(pred.paths) != len(paths):
         raise RuntimeError(f"{len(paths) - len(pred.paths)} images were skipped")
     return len(paths) / pred.seconds
@@ -96,13 +99,23 @@ def main(argv: list[str] | None = None) -> dict:
     med = {k: statistics.median(v) for k, v in rates.items()}
     ratio = {f"e2e_{e} / raw_{e}": round(med[f"e2e_{e}"] / med[f"raw_{e}"], 3) for e in args.engines}
     if len(args.engines) == 2:
-        ratio |= {"raw_onnx / raw_torch": round(med["raw_onnx"] / med["raw_torch"], 3),
-                  "e2e_onnx / e2e_torch": round(med["e2e_onnx"] / med["e2e_torch"], 3)}
+        ratio |= {
+            "raw_onnx / raw_torch": round(med["raw_onnx"] / med["raw_torch"], 3),
+            "e2e_onnx / e2e_torch": round(med["e2e_onnx"] / med["e2e_torch"], 3),
+        }
     result = {
         "machine": machine(),
         "command": "bench/infer.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "setup": {"weights": args.weights, "size": args.size, "batch": args.batch, "images": args.n,
-                  "repeats": args.repeats, "raw_iters": args.iters, "workers": args.workers, "device": str(device)},
+        "setup": {
+            "weights": args.weights,
+            "size": args.size,
+            "batch": args.batch,
+            "images": args.n,
+            "repeats": args.repeats,
+            "raw_iters": args.iters,
+            "workers": args.workers,
+            "device": str(device),
+        },
         "images_per_second": {k: round(v, 1) for k, v in med.items()} | {"e2e_torch_cold_cache": round(cold, 1)},
         "all_runs": {k: [round(r, 1) for r in v] for k, v in rates.items()},
         "ratios": ratio,

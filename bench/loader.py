@@ -138,9 +138,16 @@ def main(argv: list[str] | None = None) -> None:
 
     prepared = args.data / f"prepared-{args.n}"
     shutil.rmtree(prepared, ignore_errors=True)  # prepare is measured cold
-    result = prepare(originals, prepared, PrepareOptions(workers=args.workers, cache_image_size=args.size), write_report=write_cleaning_report)
+    result = prepare(
+        originals,
+        prepared,
+        PrepareOptions(workers=args.workers, cache_image_size=args.size),
+        write_report=write_cleaning_report,
+    )
     cache = ResizeCache(prepared / CACHE_DIR, cache_short_side(args.size))
-    cached_ips, cached_s = images_per_second(CachedImages(prepared, cache, medium_augmentation(args.size)), args.workers, args.batch_size)
+    cached_ips, cached_s = images_per_second(
+        CachedImages(prepared, cache, medium_augmentation(args.size)), args.workers, args.batch_size
+    )
 
     cache_s = result.cache.seconds if result.cache else 0.0
     rows = [
@@ -150,9 +157,11 @@ def main(argv: list[str] | None = None) -> None:
         ("  of which: resize cache build", f"{args.n / cache_s if cache_s else 0:.1f}", f"{cache_s:.1f}"),
     ]
     print()
-    print(f"machine: {platform.platform()}, {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-          f"torch {torch.__version__}; command: python bench/loader.py --n {args.n} --size {args.size} "
-          f"--workers {args.workers} --batch-size {args.batch_size}")
+    print(
+        f"machine: {platform.platform()}, {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+        f"torch {torch.__version__}; command: python bench/loader.py --n {args.n} --size {args.size} "
+        f"--workers {args.workers} --batch-size {args.batch_size}"
+    )
     print(f"{args.n} JPEGs ~1600x1200, {args.size} px, medium augmentation, num_workers={args.workers}")
     print()
     print("| pipeline | images/s | seconds |")

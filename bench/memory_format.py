@@ -46,13 +46,16 @@ def _timed(fn, steps: int) -> float:
     return (time.perf_counter() - started) / steps
 
 
-def rates(model_cfg: ModelConfig, size: int, batch: int, steps: int, rounds: int, share: float) -> dict[str, dict[str, float]]:
+def rates(
+    model_cfg: ModelConfig, size: int, batch: int, steps: int, rounds: int, share: float
+) -> dict[str, dict[str, float]]:
     """Median images/s per format of the training step (``freeze_bottom=share``) and of the forward pass."""
     built = {name: _model(model_cfg, share, fmt) for name, fmt in FORMATS.items()}
     x, y = torch.randn(batch, 3, size, size), torch.randint(0, 10, (batch,))
     seen: dict[str, dict[str, list[float]]] = {name: {"train": [], "forward": []} for name in FORMATS}
     for _ in range(rounds):
         for name, (model, optimizer) in built.items():
+
             def train_step(model=model, optimizer=optimizer):
                 optimizer.zero_grad(set_to_none=True)
                 F.cross_entropy(model.train()(x), y).backward()
@@ -79,15 +82,21 @@ def main(argv: list[str] | None = None) -> dict:
     args = ap.parse_args(argv)
     torch.manual_seed(0)
     model_cfg = ModelConfig(weights=args.weights, backbone=args.backbone)
-    table = {size: rates(model_cfg, size, args.batch, args.steps, args.rounds, args.freeze_bottom) for size in args.sizes}
+    table = {
+        size: rates(model_cfg, size, args.batch, args.steps, args.rounds, args.freeze_bottom) for size in args.sizes
+    }
     info = machine()
-    print(f"machine: {info.get('cpu')} ({info.get('cores')} cores), torch {info.get('torch')}, {info.get('date')}; "
-          f"batch {args.batch}, freeze_bottom {args.freeze_bottom}, medians of {args.rounds} rounds of {args.steps} steps")
+    print(
+        f"machine: {info.get('cpu')} ({info.get('cores')} cores), torch {info.get('torch')}, {info.get('date')}; "
+        f"batch {args.batch}, freeze_bottom {args.freeze_bottom}, medians of {args.rounds} rounds of {args.steps} steps"
+    )
     print("| size | train NCHW | train NHWC | ratio | forward NCHW | forward NHWC | ratio |")
     print("|---:|---:|---:|---:|---:|---:|---:|")
     for size, r in table.items():
-        print(f"| {size} px | {r['nchw']['train']} | {r['nhwc']['train']} | {r['nhwc']['train'] / r['nchw']['train']:.2f}× "
-              f"| {r['nchw']['forward']} | {r['nhwc']['forward']} | {r['nhwc']['forward'] / r['nchw']['forward']:.2f}× |")
+        print(
+            f"| {size} px | {r['nchw']['train']} | {r['nhwc']['train']} | {r['nhwc']['train'] / r['nchw']['train']:.2f}× "
+            f"| {r['nchw']['forward']} | {r['nhwc']['forward']} | {r['nhwc']['forward'] / r['nchw']['forward']:.2f}× |"
+        )
     return {"machine": info, "images_per_s": table}
 
 

@@ -34,8 +34,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     overrides = {k: v for k, v in (("model.backbone", args.backbone), ("model.weights", args.weights)) if v}
     cfg = with_overrides(Config(), overrides) if overrides else Config()
-    lines = ["| dataset | size | images | " + " | ".join(VIEWS) + " | flips | probe s |",
-             "|---|---:|---:|" + "---:|" * len(VIEWS) + "---|---:|"]
+    lines = [
+        "| dataset | size | images | " + " | ".join(VIEWS) + " | flips | probe s |",
+        "|---|---:|---:|" + "---:|" * len(VIEWS) + "---|---:|",
+    ]
     for dataset in args.datasets:
         name = dataset.parent.name if dataset.name == "dataset" else dataset.name
         source = shared_probe(cfg, dataset, max(args.sizes))  # decoded once, as in the recipe
@@ -46,10 +48,14 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{dataset}: too few images a class to probe", file=sys.stderr)
                 break
             cells = " | ".join(f"{found.accuracy[v]:.3f}" for v in VIEWS)
-            lines.append(f"| {name} | {size} | {found.images} | {cells} | {found.flips} | {time.perf_counter() - started:.0f} |")
+            lines.append(
+                f"| {name} | {size} | {found.images} | {cells} | {found.flips} | {time.perf_counter() - started:.0f} |"
+            )
     info = machine()
-    print(f"machine: {info.get('cpu')} ({info.get('cores')} cores), torch {info.get('torch')}, {info.get('date')}; "
-          f"tolerance {TOLERANCE:.0%}")
+    print(
+        f"machine: {info.get('cpu')} ({info.get('cores')} cores), torch {info.get('torch')}, {info.get('date')}; "
+        f"tolerance {TOLERANCE:.0%}"
+    )
     print("\n".join(lines))
     return 0
 

@@ -99,12 +99,22 @@ def probe_rate(baselines: Path, res: int, classes: int, steps: int = 8, batch: i
     return steps * batch / (time.perf_counter() - t0)
 
 
-def plan_naive(budget_s: float, n_train: int, probe: tuple[int, float], *, res: int | None, epochs: int | None,
-               min_epochs: int, load_share: float = 0.9) -> Plan:
+def plan_naive(
+    budget_s: float,
+    n_train: int,
+    probe: tuple[int, float],
+    *,
+    res: int | None,
+    epochs: int | None,
+    min_epochs: int,
+    load_share: float = 0.9,
+) -> Plan:
     """Largest size allowing ``min_epochs`` epochs in ``load_share`` of the budget (rate scales as 1/px²)."""
     probe_res, probe_ips = probe
+
     def rate(r: int) -> float:
         return probe_ips * (probe_res / r) ** 2
+
     if res is None:
         fits = [r for r in SIZES if load_share * budget_s * rate(r) / n_train >= min_epochs]
         res = fits[0] if fits else SIZES[-1]
@@ -186,13 +196,17 @@ def imgclf_row(name: str, train_cmd: list[str], settings: str, run: Path, args, 
     rc, wall_p, text = run_logged(predict, out / f"{name}-predict.log", out, timeout_s)
     if rc != 0:
         return Row(name, settings, None, wall + wall_p, failure("predict", rc, text, timeout_s))
-    return Row(name, settings, score(submission, args.labels), wall + wall_p, f"train {wall:.0f} s + predict {wall_p:.0f} s")
+    return Row(
+        name, settings, score(submission, args.labels), wall + wall_p, f"train {wall:.0f} s + predict {wall_p:.0f} s"
+    )
 
 
 def table(rows: list[Row]) -> str:
     naive = next((r for r in rows if r.system == "naive" and r.accuracy is not None), None)
-    lines = ["| system | settings | test accuracy | Δ vs naive (pp) | wall s | time ÷ naive | note |",
-             "|---|---|---:|---:|---:|---:|---|"]
+    lines = [
+        "| system | settings | test accuracy | Δ vs naive (pp) | wall s | time ÷ naive | note |",
+        "|---|---|---:|---:|---:|---:|---|",
+    ]
     for r in rows:
         acc = f"{100 * r.accuracy:.1f} %" if r.accuracy is not None else "–"
         delta = f"{100 * (r.accuracy - naive.accuracy):+.1f}" if naive and r.accuracy is not None else "–"
@@ -209,8 +223,9 @@ def precision_note(accuracy: float, n: int) -> str:
     'One accuracy near 90.0 % on 1000 test images has a standard error of 0.9 pp (6,000 images: 0.4 pp).'
     """
     se = lambda k: 100 * math.sqrt(accuracy * (1 - accuracy) / k)  # noqa: E731
-    return (f"One accuracy near {100 * accuracy:.1f} % on {n} test images has a standard error of {se(n):.1f} pp"
-            + (f" (6,000 images: {se(6000):.1f} pp)." if n < 6000 else "."))
+    return f"One accuracy near {100 * accuracy:.1f} % on {n} test images has a standard error of {se(n):.1f} pp" + (
+        f" (6,000 images: {se(6000):.1f} pp)." if n < 6000 else "."
+    )
 
 
 def run_all(args, out: Path) -> list[Row]:
@@ -223,8 +238,11 @@ def run_all(args, out: Path) -> list[Row]:
     if plan.res != args.probe_res:  # the 1/px² scaling is rough at small sizes: time the chosen size itself
         probe = (plan.res, probe_rate(args.baselines, plan.res, classes))
         plan = plan_naive(budget_s, n_train, probe, res=plan.res, epochs=args.epochs, min_epochs=args.min_epochs)
-    print(f"probe: {probe[1]:.1f} train images/s at {probe[0]} px; plan: {plan.res} px, naive {plan.epochs} epochs "
-          f"for {n_train} training images", flush=True)
+    print(
+        f"probe: {probe[1]:.1f} train images/s at {probe[0]} px; plan: {plan.res} px, naive {plan.epochs} epochs "
+        f"for {n_train} training images",
+        flush=True,
+    )
     rows: list[Row] = []
     if "baselines" in args.systems:
         rows += _baseline_rows(args, plan, n_train, budget_s, out, timeout_s)
@@ -234,18 +252,47 @@ def run_all(args, out: Path) -> list[Row]:
 
 
 def _baseline_rows(args, plan: Plan, n_train: int, budget_s: float, out: Path, timeout_s: float) -> list[Row]:
-    rows = [baseline_row("naive", [sys.executable, str(args.baselines / "naive_finetune.py"), str(args.dataset),
-                                   str(args.labels), str(plan.res), str(plan.epochs), "--flips", "hv"],
-                         f"{plan.res} px, {plan.epochs} epochs, flips hv", out, timeout_s)]
+    rows = [
+        baseline_row(
+            "naive",
+            [
+                sys.executable,
+                str(args.baselines / "naive_finetune.py"),
+                str(args.dataset),
+                str(args.labels),
+                str(plan.res),
+                str(plan.epochs),
+                "--flips",
+                "hv",
+            ],
+            f"{plan.res} px, {plan.epochs} epochs, flips hv",
+            out,
+            timeout_s,
+        )
+    ]
     held_out = args.epochs or plan.epochs_for(budget_s, 0.8 * n_train, 0.2 * n_train, share=0.85)
     if "fastai" in args.skip:
         rows.append(Row("fastai", "–", note="not run (--skip fastai)"))
     elif importlib.util.find_spec("fastai") is None:
         rows.append(Row("fastai", "–", note="not installed (pip install 'imgclf[bench]')"))
     else:
-        rows.append(baseline_row("fastai", [sys.executable, str(args.baselines / "fastai_finetune.py"), str(args.dataset),
-                                            str(args.labels), str(plan.res), str(max(2, held_out)), "--flip-vert"],
-                                 f"{plan.res} px, {max(2, held_out)} epochs, flip-vert", out, timeout_s))
+        rows.append(
+            baseline_row(
+                "fastai",
+                [
+                    sys.executable,
+                    str(args.baselines / "fastai_finetune.py"),
+                    str(args.dataset),
+                    str(args.labels),
+                    str(plan.res),
+                    str(max(2, held_out)),
+                    "--flip-vert",
+                ],
+                f"{plan.res} px, {max(2, held_out)} epochs, flip-vert",
+                out,
+                timeout_s,
+            )
+        )
     return rows
 
 
@@ -258,26 +305,54 @@ def _imgclf_rows(args, plan: Plan, budget_s: float, out: Path, timeout_s: float)
         rows.append(Row("imgclf train --budget", "–", note="not run (--skip train)"))
     elif has_budget("train"):
         run = out / "train-budget"
-        cmd, settings, name = imgclf("train", str(args.dataset), "--budget", budget, "--out", str(run)), \
-            f"--budget {budget}", "imgclf train --budget"
+        cmd, settings, name = (
+            imgclf("train", str(args.dataset), "--budget", budget, "--out", str(run)),
+            f"--budget {budget}",
+            "imgclf train --budget",
+        )
     else:
         run = out / "train-fallback"
-        cmd = imgclf("train", str(args.dataset), "--out", str(run), "--set", f"data.image_size={plan.res}",
-                     "--set", f"train.epochs={held_out}")
+        cmd = imgclf(
+            "train",
+            str(args.dataset),
+            "--out",
+            str(run),
+            "--set",
+            f"data.image_size={plan.res}",
+            "--set",
+            f"train.epochs={held_out}",
+        )
         if held_out <= 1:
             cmd += ["--set", "train.warmup_epochs=0"]  # imgclf refuses a warm-up as long as the run
-        settings, name = f"{plan.res} px, {held_out} epochs (planned like fastai)", "imgclf train (FALLBACK: no --budget)"
+        settings, name = (
+            f"{plan.res} px, {held_out} epochs (planned like fastai)",
+            "imgclf train (FALLBACK: no --budget)",
+        )
     if "train" not in args.skip:
         rows.append(imgclf_row(name, cmd, settings, run, args, out, timeout_s))
     cv = has_budget("cv")
     if "cv" in args.skip:
         rows.append(Row("imgclf cv --budget", "–", note="not run (--skip cv)"))
     elif not cv:
-        rows.append(Row("imgclf cv --budget", "–", note="not run: " + ("no `imgclf cv` command" if cv is None
-                                                                         else "`imgclf cv` has no --budget")))
+        rows.append(
+            Row(
+                "imgclf cv --budget",
+                "–",
+                note="not run: " + ("no `imgclf cv` command" if cv is None else "`imgclf cv` has no --budget"),
+            )
+        )
     else:
-        rows.append(imgclf_row("imgclf cv --budget", imgclf("cv", str(args.dataset), "--budget", budget, "--out", str(out / "cv-budget")),
-                               f"--budget {budget}", out / "cv-budget", args, out, timeout_s))
+        rows.append(
+            imgclf_row(
+                "imgclf cv --budget",
+                imgclf("cv", str(args.dataset), "--budget", budget, "--out", str(out / "cv-budget")),
+                f"--budget {budget}",
+                out / "cv-budget",
+                args,
+                out,
+                timeout_s,
+            )
+        )
     return rows
 
 
@@ -286,17 +361,36 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("dataset", type=Path, help="train/<class>/<images> and test/<images>")
     ap.add_argument("labels", type=Path, help="CSV with Id and label columns for the test images")
     ap.add_argument("--budget", type=float, required=True, help="minutes per system")
-    ap.add_argument("--out", type=Path, default=None, help="folder for logs, runs and peers.md (default: bench/.data/peers-<time>, git-ignored)")
-    ap.add_argument("--baselines", type=Path, default=BASELINES, help="folder of naive_finetune.py and fastai_finetune.py")
+    ap.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="folder for logs, runs and peers.md (default: bench/.data/peers-<time>, git-ignored)",
+    )
+    ap.add_argument(
+        "--baselines", type=Path, default=BASELINES, help="folder of naive_finetune.py and fastai_finetune.py"
+    )
     ap.add_argument("--res", type=int, default=None, help="fix the baselines' size instead of planning it")
     ap.add_argument("--epochs", type=int, default=None, help="fix every planned epoch count (naive, fastai, fallback)")
-    ap.add_argument("--min-epochs", type=int, default=5, help="plan: the largest size that allows this many naive epochs")
+    ap.add_argument(
+        "--min-epochs", type=int, default=5, help="plan: the largest size that allows this many naive epochs"
+    )
     ap.add_argument("--probe-res", type=int, default=128)
-    ap.add_argument("--skip", nargs="+", choices=("fastai", "cv", "train"), default=[],
-                    help="leave these rows out (a row says so): the naive script and imgclf train alone halve the run; "
-                         "`--systems imgclf --skip train` runs cv --budget alone")
-    ap.add_argument("--systems", nargs="+", choices=("baselines", "imgclf"), default=["baselines", "imgclf"],
-                    help="which rows to run (default both): `--systems imgclf` re-runs imgclf's rows after a change")
+    ap.add_argument(
+        "--skip",
+        nargs="+",
+        choices=("fastai", "cv", "train"),
+        default=[],
+        help="leave these rows out (a row says so): the naive script and imgclf train alone halve the run; "
+        "`--systems imgclf --skip train` runs cv --budget alone",
+    )
+    ap.add_argument(
+        "--systems",
+        nargs="+",
+        choices=("baselines", "imgclf"),
+        default=["baselines", "imgclf"],
+        help="which rows to run (default both): `--systems imgclf` re-runs imgclf's rows after a change",
+    )
     args = ap.parse_args(argv)
     for path in (args.dataset / "train", args.dataset / "test", args.labels, args.baselines / "naive_finetune.py"):
         if not path.exists():
@@ -316,9 +410,11 @@ def main(argv: list[str] | None = None) -> int:
     from _common import machine
 
     m = machine()
-    header = (f"Command: `{' '.join(['python', 'bench/peers.py', *(argv or sys.argv[1:])])}`\n"
-              f"Machine: {m['cpu']}, {m['cores']} cores, GPU {m['gpu'] or 'none'}; torch {m['torch']}. "
-              f"Date: {m['date']}. 1-minute load average at the end: {m['load_average']}.\n\n")
+    header = (
+        f"Command: `{' '.join(['python', 'bench/peers.py', *(argv or sys.argv[1:])])}`\n"
+        f"Machine: {m['cpu']}, {m['cores']} cores, GPU {m['gpu'] or 'none'}; torch {m['torch']}. "
+        f"Date: {m['date']}. 1-minute load average at the end: {m['load_average']}.\n\n"
+    )
     (out / "peers.md").write_text(header + text + "\n")
     print(f"wrote {out / 'peers.md'}")
     return 0

@@ -63,14 +63,22 @@ def correctness(submission: Path, labels: Path) -> np.ndarray:
 
 def run_arm(name: str, sets: list[str], args, out: Path, timeout_s: float) -> dict:
     run = out / name
-    cmd = imgclf("train", str(args.dataset), "--budget", f"{args.budget:g}m", "--out", str(run),
-                 *[a for s in sets for a in ("--set", s)])
+    cmd = imgclf(
+        "train",
+        str(args.dataset),
+        "--budget",
+        f"{args.budget:g}m",
+        "--out",
+        str(run),
+        *[a for s in sets for a in ("--set", s)],
+    )
     rc, wall, text = run_logged(cmd, out / f"{name}.log", out, timeout_s)
     if rc != 0:
         return {"arm": name, "error": f"train failed (exit {rc}): {last_line(text)}", "train_seconds": wall}
     submission = run / "test-none.csv"
-    predict = imgclf("predict", str(run), str(args.dataset / "test"), "--out", str(submission), "--category", "name",
-                     "--tta", "none")
+    predict = imgclf(
+        "predict", str(run), str(args.dataset / "test"), "--out", str(submission), "--category", "name", "--tta", "none"
+    )
     rc, wall_p, text = run_logged(predict, out / f"{name}-predict.log", out, timeout_s)
     if rc != 0:
         return {"arm": name, "error": f"predict failed (exit {rc}): {last_line(text)}", "train_seconds": wall}
@@ -78,12 +86,24 @@ def run_arm(name: str, sets: list[str], args, out: Path, timeout_s: float) -> di
     chosen, estimate = recipe.get("chosen", {}), recipe.get("estimate", {})
     right = correctness(submission, args.labels)
     np.save(run / "test-none-correct.npy", right)
-    return {"arm": name, "sets": sets, "train_seconds": wall, "predict_seconds": wall_p, "accuracy": float(right.mean()),
-            "images": int(right.size), "size": chosen.get("image_size"), "start_size": chosen.get("start_size"),
-            "members": len(recipe.get("members_trained", [])), "epochs_run": recipe.get("epochs_run"),
-            "flips": recipe.get("orientation", {}).get("flips"), "estimate": estimate.get("value"),
-            "estimate_se": estimate.get("se"), "tta_decision": estimate.get("tta"),
-            "resolution": recipe.get("resolution", {}).get("size"), "within_budget": recipe.get("within_budget")}
+    return {
+        "arm": name,
+        "sets": sets,
+        "train_seconds": wall,
+        "predict_seconds": wall_p,
+        "accuracy": float(right.mean()),
+        "images": int(right.size),
+        "size": chosen.get("image_size"),
+        "start_size": chosen.get("start_size"),
+        "members": len(recipe.get("members_trained", [])),
+        "epochs_run": recipe.get("epochs_run"),
+        "flips": recipe.get("orientation", {}).get("flips"),
+        "estimate": estimate.get("value"),
+        "estimate_se": estimate.get("se"),
+        "tta_decision": estimate.get("tta"),
+        "resolution": recipe.get("resolution", {}).get("size"),
+        "within_budget": recipe.get("within_budget"),
+    }
 
 
 def with_gaps(rows: list[dict], out: Path) -> list[dict]:
@@ -123,9 +143,11 @@ def verdict(row: dict, spread: float | None = None) -> str:
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| arm | what changes | test acc. (no TTA) | part buys (pp, paired) | verdict | size (start) | models | "
-             "epochs | flips | held-out estimate | train s |",
-             "|---|---|---:|---:|---|---|---:|---:|---|---:|---:|"]
+    lines = [
+        "| arm | what changes | test acc. (no TTA) | part buys (pp, paired) | verdict | size (start) | models | "
+        "epochs | flips | held-out estimate | train s |",
+        "|---|---|---:|---:|---|---|---:|---:|---|---:|---:|",
+    ]
     rerun = next((r for r in rows if r["arm"] == "rerun" and r.get("part_buys") is not None), None)
     spread = abs(rerun["part_buys"]) if rerun else None
     for r in rows:
@@ -137,15 +159,19 @@ def table(rows: list[dict]) -> str:
         size = f"{r['size']}" + (f" ({r['start_size']})" if r.get("start_size") else "")
         buys = pp(r.get("part_buys"), r.get("part_buys_se")) if r["arm"] != "full" else "–"
         est = f"{100 * r['estimate']:.1f} ± {100 * r['estimate_se']:.1f}" if r.get("estimate") is not None else "–"
-        lines.append(f"| {r['arm']} | {ARMS.get(r['arm'], (r['arm'], []))[0]} | {100 * r['accuracy']:.2f} ± {100 * se:.2f} "
-                     f"| {buys} | {verdict(r, spread)} | {size} | {r['members']} | {r['epochs_run']} | {r['flips']} | {est} | "
-                     f"{r['train_seconds']:.0f} |")
+        lines.append(
+            f"| {r['arm']} | {ARMS.get(r['arm'], (r['arm'], []))[0]} | {100 * r['accuracy']:.2f} ± {100 * se:.2f} "
+            f"| {buys} | {verdict(r, spread)} | {size} | {r['members']} | {r['epochs_run']} | {r['flips']} | {est} | "
+            f"{r['train_seconds']:.0f} |"
+        )
     full = next((r for r in rows if r["arm"] == "full" and r.get("tta_decision")), None)
     if full:
         d = full["tta_decision"]
         if d.get("gap") is not None:
-            lines.append(f"\nTTA (the full run's own decision, on its {d['images']} held-out images, paired): "
-                         f"{d['views']} over none {pp(d['gap'], d['se'])} pp → {'kept' if d['kept'] else 'dropped'}.")
+            lines.append(
+                f"\nTTA (the full run's own decision, on its {d['images']} held-out images, paired): "
+                f"{d['views']} over none {pp(d['gap'], d['se'])} pp → {'kept' if d['kept'] else 'dropped'}."
+            )
     return "\n".join(lines)
 
 
@@ -174,9 +200,12 @@ def main(argv: list[str] | None = None) -> int:
     from _common import machine
 
     m = machine()
-    text = (f"Command: `{' '.join(['python', 'bench/recipe_ablation.py', *(argv or sys.argv[1:])])}`\n"
-            f"Machine: {m['cpu']}, {m['cores']} cores, GPU {m['gpu'] or 'none'}; torch {m['torch']}. Date: {m['date']}.\n\n"
-            + table(rows) + "\n")
+    text = (
+        f"Command: `{' '.join(['python', 'bench/recipe_ablation.py', *(argv or sys.argv[1:])])}`\n"
+        f"Machine: {m['cpu']}, {m['cores']} cores, GPU {m['gpu'] or 'none'}; torch {m['torch']}. Date: {m['date']}.\n\n"
+        + table(rows)
+        + "\n"
+    )
     (out / "ablation.json").write_text(json.dumps(rows, indent=2, default=str))
     (out / "ablation.md").write_text(text)
     print(text)

@@ -29,8 +29,10 @@ def table(rows: list[tuple[str, dict[int, np.ndarray], float]]) -> str:
     """One row a dataset: held-out accuracy at each size, the size :func:`enough_size` takes, and the paired gap
     (with its standard error) from that size to the largest."""
     sizes = sorted({s for _, correct, _ in rows for s in correct})
-    lines = ["| dataset | images | " + " | ".join(f"{s} px" for s in sizes) + " | enough | gap to largest ± SE | probe s |",
-             "|---|---:|" + "---:|" * len(sizes) + "---:|---:|---:|"]
+    lines = [
+        "| dataset | images | " + " | ".join(f"{s} px" for s in sizes) + " | enough | gap to largest ± SE | probe s |",
+        "|---|---:|" + "---:|" * len(sizes) + "---:|---:|---:|",
+    ]
     for name, correct, seconds in rows:
         cells = " | ".join(f"{correct[s].mean():.3f}" if s in correct else "–" for s in sizes)
         size, largest = enough_size(correct), max(correct)
@@ -56,11 +58,14 @@ def main(argv: list[str] | None = None) -> int:
         if correct is None:
             print(f"{dataset}: too few images a class to probe", file=sys.stderr)
             continue
-        rows.append((dataset.parent.name if dataset.name == "dataset" else dataset.name, correct,
-                     time.perf_counter() - started))
+        rows.append(
+            (dataset.parent.name if dataset.name == "dataset" else dataset.name, correct, time.perf_counter() - started)
+        )
     info = machine()
-    print(f"machine: {info.get('cpu')} ({info.get('cores')} cores), torch {info.get('torch')}, {info.get('date')}; "
-          f"tolerance {TOLERANCE:.0%}, a cap only where gap + 1 SE is within it")
+    print(
+        f"machine: {info.get('cpu')} ({info.get('cores')} cores), torch {info.get('torch')}, {info.get('date')}; "
+        f"tolerance {TOLERANCE:.0%}, a cap only where gap + 1 SE is within it"
+    )
     print(table(rows))
     return 0
 

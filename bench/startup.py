@@ -32,7 +32,11 @@ CASES = (
     ("imgclf --version", ["-m", "imgclf", "--version"], 0),
     ("imgclf --help", ["-m", "imgclf", "--help"], 0),
     ("imgclf train --help", ["-m", "imgclf", "train", "--help"], 0),
-    ("imgclf train DIR --set train.epochz=1 (config error)", ["-m", "imgclf", "train", ".", "--set", "train.epochz=1"], 2),
+    (
+        "imgclf train DIR --set train.epochz=1 (config error)",
+        ["-m", "imgclf", "train", ".", "--set", "train.epochz=1"],
+        2,
+    ),
     ("python -c 'import torch' (for scale)", ["-c", "import torch"], 0),
 )
 
@@ -62,13 +66,24 @@ def main() -> None:
         runs = [cpu_seconds(argv, args.root, expect) for _ in range(args.runs)]
         cpu = statistics.median(r[0] for r in runs)
         wall = statistics.median(r[1] for r in runs)
-        rows.append({"command": label, "cpu_s_median": round(cpu, 3), "cpu_s_min": round(min(r[0] for r in runs), 3),
-                     "cpu_s_max": round(max(r[0] for r in runs), 3), "wall_s_median": round(wall, 3)})
+        rows.append(
+            {
+                "command": label,
+                "cpu_s_median": round(cpu, 3),
+                "cpu_s_min": round(min(r[0] for r in runs), 3),
+                "cpu_s_max": round(max(r[0] for r in runs), 3),
+                "wall_s_median": round(wall, 3),
+            }
+        )
     print(f"{'command':<56} {'CPU s (median)':>14} {'min':>6} {'max':>6} {'wall s':>7}")
     for row in rows:
-        print(f"{row['command']:<56} {row['cpu_s_median']:>14.2f} {row['cpu_s_min']:>6.2f} {row['cpu_s_max']:>6.2f} "
-              f"{row['wall_s_median']:>7.2f}")
-    report("imgclf start-up", {"machine": machine(), "root": str(args.root), "runs": args.runs, "rows": rows}, args.json)
+        print(
+            f"{row['command']:<56} {row['cpu_s_median']:>14.2f} {row['cpu_s_min']:>6.2f} {row['cpu_s_max']:>6.2f} "
+            f"{row['wall_s_median']:>7.2f}"
+        )
+    report(
+        "imgclf start-up", {"machine": machine(), "root": str(args.root), "runs": args.runs, "rows": rows}, args.json
+    )
 
 
 if __name__ == "__main__":

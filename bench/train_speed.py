@@ -45,10 +45,17 @@ AMP = {"bf16": torch.bfloat16, "fp16": torch.float16, "none": None}
 
 def overrides(args, size: int) -> list[str]:
     return [
-        f"model.weights={args.weights}", f"data.image_size={size}", f"data.batch_size={args.batch}",
-        "data.val_fraction=0.05", f"train.epochs={args.epochs}", "train.warmup_epochs=0", "train.patience=null",
-        f"train.device={args.device}", f"train.amp={str(args.amp != 'none').lower()}",
-        f"train.channels_last={str(args.channels_last).lower()}", f"train.compile={str(args.compile).lower()}",
+        f"model.weights={args.weights}",
+        f"data.image_size={size}",
+        f"data.batch_size={args.batch}",
+        "data.val_fraction=0.05",
+        f"train.epochs={args.epochs}",
+        "train.warmup_epochs=0",
+        "train.patience=null",
+        f"train.device={args.device}",
+        f"train.amp={str(args.amp != 'none').lower()}",
+        f"train.channels_last={str(args.channels_last).lower()}",
+        f"train.compile={str(args.compile).lower()}",
         "tracking.enabled=false",
     ] + ([f"data.num_workers={args.workers}"] if args.workers is not None else [])
 
@@ -116,14 +123,27 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--batch", type=int, default=32, help="global batch")
     parser.add_argument("--n-train", type=int, default=256, help="training images (5 %% more are drawn for validation)")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    parser.add_argument("--amp", default="bf16", choices=list(AMP), help="autocast dtype on CUDA (imgclf itself picks bf16 where supported)")
+    parser.add_argument(
+        "--amp",
+        default="bf16",
+        choices=list(AMP),
+        help="autocast dtype on CUDA (imgclf itself picks bf16 where supported)",
+    )
     parser.add_argument("--channels-last", action="store_true")
     parser.add_argument("--compile", action="store_true", help="torch.compile (train.compile=true)")
     parser.add_argument("--workers", type=int, default=None, help="DataLoader workers (default: imgclf's choice)")
-    parser.add_argument("--epochs", type=int, default=3, help="end-to-end epochs; epoch 1 (cache fill, worker start) is left out")
+    parser.add_argument(
+        "--epochs", type=int, default=3, help="end-to-end epochs; epoch 1 (cache fill, worker start) is left out"
+    )
     parser.add_argument("--raw-steps", type=int, default=8)
     parser.add_argument("--raw-warmup", type=int, default=2)
-    parser.add_argument("--procs", type=int, nargs="*", default=[], help="strong scaling: also run on these numbers of processes in a process group")
+    parser.add_argument(
+        "--procs",
+        type=int,
+        nargs="*",
+        default=[],
+        help="strong scaling: also run on these numbers of processes in a process group",
+    )
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -135,16 +155,27 @@ def main(argv: list[str] | None = None) -> dict:
     result: dict = {
         "machine": machine(),
         "command": "bench/train_speed.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "setup": {"weights": args.weights, "batch": args.batch, "train_images": args.n_train, "device": args.device,
-                  "amp": args.amp if args.device == "cuda" else "none (CPU)", "channels_last": args.channels_last,
-                  "compile": args.compile, "workers": args.workers},
+        "setup": {
+            "weights": args.weights,
+            "batch": args.batch,
+            "train_images": args.n_train,
+            "device": args.device,
+            "amp": args.amp if args.device == "cuda" else "none (CPU)",
+            "channels_last": args.channels_last,
+            "compile": args.compile,
+            "workers": args.workers,
+        },
         "sizes": {},
     }
     for size in dict.fromkeys(args.sizes):
         raw = raw_rate(args, size)
         e2e = e2e_rate(args, size, dataset)
-        entry = {"raw_images_per_second": round(raw, 1), "e2e_images_per_second": round(e2e, 1),
-                 "e2e / raw": round(e2e / raw, 3), "goal e2e >= 0.9 raw": e2e >= 0.9 * raw}
+        entry = {
+            "raw_images_per_second": round(raw, 1),
+            "e2e_images_per_second": round(e2e, 1),
+            "e2e / raw": round(e2e / raw, 3),
+            "goal e2e >= 0.9 raw": e2e >= 0.9 * raw,
+        }
         if args.procs:
             scaling = {p: e2e_rate(args, size, dataset, procs=p) for p in args.procs}
             base = scaling[min(scaling)]

@@ -50,16 +50,27 @@ QUICK = dict(train_per_class=40, test_limit=200, overrides=["train.epochs=2"])
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="small settings: 40 training images per class, 2 epochs, 200 test images")
+    ap.add_argument(
+        "--quick", action="store_true", help="small settings: 40 training images per class, 2 epochs, 200 test images"
+    )
     ap.add_argument("--run", type=Path, help="a finished run trained on the demo data (skips training)")
     ap.add_argument("--workdir", type=Path, default=HERE / ".data", help="demo data and the trained run go here")
     ap.add_argument("--ns", default="2,4,10", help="fixed numbers of views to show")
-    ap.add_argument("--tolerance", type=float, default=GOAL_PP / 100, help="auto threshold: accuracy tolerance vs full TTA (fraction)")
+    ap.add_argument(
+        "--tolerance",
+        type=float,
+        default=GOAL_PP / 100,
+        help="auto threshold: accuracy tolerance vs full TTA (fraction)",
+    )
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--estimate", action="store_true", help="replay rows from the views' logits; estimate wall time")
-    ap.add_argument("--set", dest="overrides", action="append", default=[], help="extra config override for training, key=value")
-    ap.add_argument("--benchmarks", type=Path, help="append the TTA section (table, command, machine, date) to this file")
+    ap.add_argument(
+        "--set", dest="overrides", action="append", default=[], help="extra config override for training, key=value"
+    )
+    ap.add_argument(
+        "--benchmarks", type=Path, help="append the TTA section (table, command, machine, date) to this file"
+    )
     return ap.parse_args(argv)
 
 
@@ -70,8 +81,12 @@ def train_demo(args: argparse.Namespace) -> tuple[Path, Path]:
     demo = materialise_demo(args.workdir / name, train_per_class=per_class)
     if args.run:
         return args.run, demo.root
-    overrides = [*(QUICK["overrides"] if args.quick else []), *args.overrides, "tracking.enabled=false",
-                 f"train.device={args.device}"]
+    overrides = [
+        *(QUICK["overrides"] if args.quick else []),
+        *args.overrides,
+        "tracking.enabled=false",
+        f"train.device={args.device}",
+    ]
     cfg = load_config(demo_config_path(args.quick), overrides)
     out = args.workdir / "runs" / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
     t0 = time.perf_counter()
@@ -122,8 +137,19 @@ def main(argv: list[str] | None = None) -> int:
     decode = time.perf_counter() - t0
     y = y[[paths.index(p) for p in images.paths]] if images.bad else y
     ns = [int(n) for n in args.ns.split(",")]
-    result = compare_tta(forward, images, y, views, cfg, ns, args.batch_size, loaded.temperature,
-                         choose_on=choose_on, tolerance=args.tolerance, measure=not args.estimate)
+    result = compare_tta(
+        forward,
+        images,
+        y,
+        views,
+        cfg,
+        ns,
+        args.batch_size,
+        loaded.temperature,
+        choose_on=choose_on,
+        tolerance=args.tolerance,
+        measure=not args.estimate,
+    )
     result.decode_seconds = decode
     result.caption = f"demo test split ({len(images)} images), run {run_dir.name}: {result.caption}"
     write_compare(run_dir / "eval", result)
@@ -132,19 +158,29 @@ def main(argv: list[str] | None = None) -> int:
     for setting in ("adaptive", "adaptive (auto)"):
         row = result.row(setting)
         ok = row.delta_pp_vs_full >= -GOAL_PP and row.share_of_full_passes <= GOAL_SHARE
-        verdicts.append(f"- {setting}: Δ {row.delta_pp_vs_full:+.2f} pp, {100 * row.share_of_full_passes:.0f} % of "
-                        f"the passes of fixed {max(ns)} → {'goal met' if ok else 'goal missed'}")
+        verdicts.append(
+            f"- {setting}: Δ {row.delta_pp_vs_full:+.2f} pp, {100 * row.share_of_full_passes:.0f} % of "
+            f"the passes of fixed {max(ns)} → {'goal met' if ok else 'goal missed'}"
+        )
     command = "python bench/tta.py " + " ".join(sys.argv[1:] if argv is None else argv)
-    section = "\n".join([
-        "## TTA", "",
-        f"Command: `{command.strip()}`  ",
-        f"Machine: {machine()}, device {args.device}  ",
-        f"Date: {started}  ",
-        f"Run: `{run_dir}` (temperature {loaded.temperature:.3f}); decoding {decode:.1f}s once, not in the rows.", "",
-        result.caption, "", markdown(result), "",
-        f"Goal: within {GOAL_PP} pp of the largest fixed N with at most {100 * GOAL_SHARE:.0f} % of its forward passes.",
-        *verdicts, "",
-    ])
+    section = "\n".join(
+        [
+            "## TTA",
+            "",
+            f"Command: `{command.strip()}`  ",
+            f"Machine: {machine()}, device {args.device}  ",
+            f"Date: {started}  ",
+            f"Run: `{run_dir}` (temperature {loaded.temperature:.3f}); decoding {decode:.1f}s once, not in the rows.",
+            "",
+            result.caption,
+            "",
+            markdown(result),
+            "",
+            f"Goal: within {GOAL_PP} pp of the largest fixed N with at most {100 * GOAL_SHARE:.0f} % of its forward passes.",
+            *verdicts,
+            "",
+        ]
+    )
     print(section)
     if args.benchmarks:
         with open(args.benchmarks, "a", encoding="utf-8") as fh:

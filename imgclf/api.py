@@ -38,10 +38,21 @@ def default_run_dir(cfg: Config) -> Path:
 
 
 def train(
-    dataset: str | Path | None = None, out: str | Path | None = None, *, config: str | Path | None = None,
-    overrides: Sequence[str] = (), resume: str | Path | None = None, deterministic: bool = False,
-    tracking_uri: str | None = None, from_sweep: str | None = None, storage: str | None = None, devices: int = 1,
-    refit: bool = False, progress: Any = True, report: bool = True, budget: str | float | None = None,
+    dataset: str | Path | None = None,
+    out: str | Path | None = None,
+    *,
+    config: str | Path | None = None,
+    overrides: Sequence[str] = (),
+    resume: str | Path | None = None,
+    deterministic: bool = False,
+    tracking_uri: str | None = None,
+    from_sweep: str | None = None,
+    storage: str | None = None,
+    devices: int = 1,
+    refit: bool = False,
+    progress: Any = True,
+    report: bool = True,
+    budget: str | float | None = None,
 ) -> dict[str, Any]:
     """Fine-tune on ``dataset`` into run directory ``out``, as ``imgclf train`` does; return the summary.
 
@@ -61,7 +72,9 @@ def train(
             raise ConfigError("--resume continues a run with its saved config.yaml; drop --config")
         cfg, dataset, out = resumed_config(Path(resume), dataset, overrides)
         if deterministic and not cfg.train.deterministic:
-            raise ConfigError("--resume continues a run with its saved config.yaml, which has train.deterministic=false; drop --deterministic")
+            raise ConfigError(
+                "--resume continues a run with its saved config.yaml, which has train.deterministic=false; drop --deterministic"
+            )
     else:
         if dataset is None:
             raise DataError("missing DATASET: imgclf train DATASET [--config FILE] [--set key=value]")
@@ -79,8 +92,15 @@ def train(
     if seconds is not None:
         from imgclf.budget.recipe import record_total, run_recipe
 
-        summary = run_recipe(cfg, Path(dataset), Path(out), seconds, started=started, tracking_uri=tracking_uri,
-                             callbacks=_callbacks(progress))
+        summary = run_recipe(
+            cfg,
+            Path(dataset),
+            Path(out),
+            seconds,
+            started=started,
+            tracking_uri=tracking_uri,
+            callbacks=_callbacks(progress),
+        )
         summary = _with_report(summary, Path(out), report)
         return {**summary, "elapsed_seconds": record_total(Path(out), started)}
     if devices > 1:
@@ -127,7 +147,9 @@ def _budget_seconds(budget: str | float | None, resume: Any, devices: int, refit
     seconds = parse_budget(f"{budget}s" if isinstance(budget, (int, float)) else budget)
     for given, flag in ((resume is not None, "--resume"), (devices > 1, "--devices"), (refit, "--refit")):
         if given:
-            raise ConfigError(f"--budget cannot be combined with {flag} (the recipe refits on every image itself, in one process)")
+            raise ConfigError(
+                f"--budget cannot be combined with {flag} (the recipe refits on every image itself, in one process)"
+            )
     return seconds
 
 
@@ -136,7 +158,11 @@ def _apply_sweep(cfg: Config, study: str, storage: str | None) -> Config:
     from imgclf.experiments.transfer import config_from_sweep
 
     cfg, applied, _ = config_from_sweep(cfg, study, storage or default_storage(default_out(study)))
-    log.info("from sweep %s: %s", study, ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in applied.items()))
+    log.info(
+        "from sweep %s: %s",
+        study,
+        ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in applied.items()),
+    )
     return cfg
 
 
@@ -145,7 +171,9 @@ def _apply_sweep(cfg: Config, study: str, storage: str | None) -> Config:
 RESUME_OVERRIDES = ("train.epochs", "train.patience")
 
 
-def resumed_config(run_dir: Path, dataset: str | Path | None, overrides: Sequence[str] = ()) -> tuple[Config, Path, Path]:
+def resumed_config(
+    run_dir: Path, dataset: str | Path | None, overrides: Sequence[str] = ()
+) -> tuple[Config, Path, Path]:
     """The saved config, the dataset it trained on (unless given) and the run directory of a run to resume.
 
     ``overrides`` may set only :data:`RESUME_OVERRIDES`: ``train.epochs=N`` extends a run, finished or not, to N
@@ -162,8 +190,10 @@ def resumed_config(run_dir: Path, dataset: str | Path | None, overrides: Sequenc
     keys = [parse_override(o)[0] for o in overrides]
     bad = next((k for k in keys if k not in RESUME_OVERRIDES and k not in USER_KEYS), None)
     if bad is not None:
-        raise ConfigError(f"--resume continues a run with its saved config.yaml; --set may change only "
-                          f"{' and '.join(RESUME_OVERRIDES)} there (got {bad}); {' and '.join(USER_KEYS)} are yours to set")
+        raise ConfigError(
+            f"--resume continues a run with its saved config.yaml; --set may change only "
+            f"{' and '.join(RESUME_OVERRIDES)} there (got {bad}); {' and '.join(USER_KEYS)} are yours to set"
+        )
     cfg = run_config(run, load_config(None, [o for o, k in zip(overrides, keys) if k in USER_KEYS]))
     if _extension(overrides):
         cfg = _extended(run, cfg, _extension(overrides))
@@ -198,7 +228,9 @@ def _start_extension(run: RunDir, cfg: Config) -> None:
         run.summary.unlink()
 
 
-def _fit_tracked(cfg: Config, dataset: Path, out: Path, resume: bool, tracking_uri: str | None, callbacks: list[Any]) -> dict[str, Any]:
+def _fit_tracked(
+    cfg: Config, dataset: Path, out: Path, resume: bool, tracking_uri: str | None, callbacks: list[Any]
+) -> dict[str, Any]:
     from imgclf.tracking.session import tracking_session
     from imgclf.training.loop import fit
 
@@ -206,15 +238,24 @@ def _fit_tracked(cfg: Config, dataset: Path, out: Path, resume: bool, tracking_u
         return fit(cfg, dataset, out, resume=resume, callbacks=[*callbacks, *tracking], preflight=False)
 
 
-def fit_run(cfg: Config, dataset: Path, out: Path, *, resume: bool = False, tracking_uri: str | None = None,
-            progress: Any = True, report: bool = True) -> dict[str, Any]:
+def fit_run(
+    cfg: Config,
+    dataset: Path,
+    out: Path,
+    *,
+    resume: bool = False,
+    tracking_uri: str | None = None,
+    progress: Any = True,
+    report: bool = True,
+) -> dict[str, Any]:
     """Train a resolved ``cfg`` with MLflow tracking and the run report: the body of ``imgclf train``."""
     summary = _fit_tracked(cfg, dataset, out, resume, tracking_uri, _callbacks(progress))
     return _with_report(summary, out, report)
 
 
-def refit_run(cfg: Config, dataset: Path, parent: RunDir, summary: dict[str, Any], tracking_uri: str | None,
-              progress: Any = True) -> dict[str, Any]:
+def refit_run(
+    cfg: Config, dataset: Path, parent: RunDir, summary: dict[str, Any], tracking_uri: str | None, progress: Any = True
+) -> dict[str, Any]:
     """``train --refit``: ``RUN/refit`` on every image for the parent's best epoch count; the parent's
     summary records it."""
     from imgclf.tracking.session import tracking_session
@@ -227,10 +268,20 @@ def refit_run(cfg: Config, dataset: Path, parent: RunDir, summary: dict[str, Any
 
         cfg = with_overrides(cfg, {"data.batch_size": load_config(parent.config).data.batch_size})
     target = parent.refit_run
-    log.info("refit: training %s on every image for %d epoch(s), the best epoch of %s", target.root, epochs, parent.root)
+    log.info(
+        "refit: training %s on every image for %d epoch(s), the best epoch of %s", target.root, epochs, parent.root
+    )
     with tracking_session(cfg, target.root, tracking_uri) as tracking:
-        result = refit(cfg, dataset, target, epochs, epochs_from=f"best epoch of {parent.root}", calibration_from=parent,
-                       resume=target.last.is_file() and not target.is_finished(), callbacks=[*_callbacks(progress), *tracking])
+        result = refit(
+            cfg,
+            dataset,
+            target,
+            epochs,
+            epochs_from=f"best epoch of {parent.root}",
+            calibration_from=parent,
+            resume=target.last.is_file() and not target.is_finished(),
+            callbacks=[*_callbacks(progress), *tracking],
+        )
     summary = {**summary, "refit": {"run": str(target.root), "epochs": epochs, "train_images": result["train_images"]}}
     atomic_write_json(parent.summary, {k: v for k, v in summary.items() if k not in ("run_dir", "report")})
     return summary
@@ -255,9 +306,17 @@ def _callbacks(progress: Any) -> list[Any]:
 
 
 def predict(
-    run_dir: str | Path, images: str | Path | Sequence[str | Path], out: str | Path = "submission.csv", *,
-    probs: str | Path | None = None, sample: str | Path | None = None, category: str = "auto",
-    tta: str | int | TTAConfig | None = None, batch_size: int = 64, device: str = "auto", engine: str = "torch",
+    run_dir: str | Path,
+    images: str | Path | Sequence[str | Path],
+    out: str | Path = "submission.csv",
+    *,
+    probs: str | Path | None = None,
+    sample: str | Path | None = None,
+    category: str = "auto",
+    tta: str | int | TTAConfig | None = None,
+    batch_size: int = 64,
+    device: str = "auto",
+    engine: str = "torch",
     progress: Any = True,
 ) -> dict[str, Any]:
     """Write a competition submission for ``images`` (a folder, files or glob patterns), as ``imgclf predict`` does.
@@ -273,9 +332,19 @@ def predict(
     if engine not in ("torch", "onnx"):
         raise ConfigError(f"engine must be torch or onnx (got {engine!r})")
     tta_cfg = tta if isinstance(tta, TTAConfig) else _run_tta(Path(run_dir), None if tta is None else str(tta))
-    return predict_folder(Path(run_dir), images, Path(out), probs_out=Path(probs) if probs else None,
-                          sample=Path(sample) if sample else None, category=category, batch_size=batch_size,
-                          device=device, engine=engine, tta=tta_cfg, progress=_predict_progress(progress))
+    return predict_folder(
+        Path(run_dir),
+        images,
+        Path(out),
+        probs_out=Path(probs) if probs else None,
+        sample=Path(sample) if sample else None,
+        category=category,
+        batch_size=batch_size,
+        device=device,
+        engine=engine,
+        tta=tta_cfg,
+        progress=_predict_progress(progress),
+    )
 
 
 def _predict_progress(progress: Any) -> Any:

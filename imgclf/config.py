@@ -65,36 +65,64 @@ class _Section(BaseModel):
 class DataConfig(_Section):
     image_size: int | None = Field(None, ge=16, le=2048, description="Training/eval size; None = the model's own.")
     start_size: int | None = Field(
-        None, ge=0, le=2048, description="Progressive resizing: the first epoch trains at this size, growing linearly to "
-                                         "image_size by the last third of the epochs (evaluation always at image_size); "
-                                         "None or 0 = off (--budget turns it on at 0.6 x its size unless set).")
-    val_fraction: float = Field(0.2, ge=0.0, lt=1.0, description="Stratified validation fraction; 0 = train on every image (no validation score, no early stopping: what refit does).")
-    split_seed: int = Field(0, ge=0, lt=2**32, description="Seed of the train/validation split (kept fixed across training seeds).")
+        None,
+        ge=0,
+        le=2048,
+        description="Progressive resizing: the first epoch trains at this size, growing linearly to "
+        "image_size by the last third of the epochs (evaluation always at image_size); "
+        "None or 0 = off (--budget turns it on at 0.6 x its size unless set).",
+    )
+    val_fraction: float = Field(
+        0.2,
+        ge=0.0,
+        lt=1.0,
+        description="Stratified validation fraction; 0 = train on every image (no validation score, no early stopping: what refit does).",
+    )
+    split_seed: int = Field(
+        0, ge=0, lt=2**32, description="Seed of the train/validation split (kept fixed across training seeds)."
+    )
     split_file: str | None = Field(None, description="Reuse a saved split.csv instead of drawing a new one.")
     subset: float = Field(1.0, gt=0.0, le=1.0, description="Stratified fraction of the training split to use.")
     augment: AugmentPreset = "medium"
     crop_scale: tuple[float, float] | None = Field(
-        None, description="RandomResizedCrop area range [lo, hi] as fractions of the image (1 = whole); None = the preset's.")
+        None,
+        description="RandomResizedCrop area range [lo, hi] as fractions of the image (1 = whole); None = the preset's.",
+    )
     crop_ratio: tuple[float, float] | None = Field(
-        None, description="RandomResizedCrop aspect-ratio range [lo, hi]; None = [0.75, 1.333].")
+        None, description="RandomResizedCrop aspect-ratio range [lo, hi]; None = [0.75, 1.333]."
+    )
     flips: Flips | None = Field(
-        None, description="Training flips: none | h (left-right) | hv (and up-down) | d4 (flips and 90° turns); "
-                          "None = the preset's (h; none for augment=none).")
+        None,
+        description="Training flips: none | h (left-right) | hv (and up-down) | d4 (flips and 90° turns); "
+        "None = the preset's (h; none for augment=none).",
+    )
     color_jitter: float | None = Field(
-        None, ge=0.0, le=1.0, description="Brightness/contrast/saturation jitter (0 = off); None = the preset's.")
+        None, ge=0.0, le=1.0, description="Brightness/contrast/saturation jitter (0 = off); None = the preset's."
+    )
     eval_crop_pct: float | None = Field(
-        None, gt=0.0, le=1.0, description="Eval centre crop as a fraction of the resized image (1.0 = no border cut); "
-                                          "None = the model's (0.875 for most).")
+        None,
+        gt=0.0,
+        le=1.0,
+        description="Eval centre crop as a fraction of the resized image (1.0 = no border cut); "
+        "None = the model's (0.875 for most).",
+    )
     batch_size: int | Literal["auto"] = Field(
-        32, description="The global batch; auto = on CUDA the largest that fits 60 % of the GPU's memory, found by a "
-                        "short probe (imgclf.training.auto_batch; train.lr is not scaled), on the CPU 32.")
+        32,
+        description="The global batch; auto = on CUDA the largest that fits 60 % of the GPU's memory, found by a "
+        "short probe (imgclf.training.auto_batch; train.lr is not scaled), on the CPU 32.",
+    )
     num_workers: int | None = Field(None, ge=0, le=64, description="None = chosen from the CPU count.")
     cache: bool = Field(True, description="Decode each image once into a resize cache.")
     cache_dir: str | None = Field(None, description="Where the resize cache lives; None = <dataset>/.imgclf-cache.")
-    blocklist: str | None = Field(None, description="A reviewed blocklist (CSV: path or sha256, reason); None = <dataset>/blocklist.csv if present.")
+    blocklist: str | None = Field(
+        None,
+        description="A reviewed blocklist (CSV: path or sha256, reason); None = <dataset>/blocklist.csv if present.",
+    )
     sampler: Literal["none", "balanced"] = Field(
-        "none", description="Training order: none (a shuffle) | balanced (torch WeightedRandomSampler with inverse class "
-                            "frequencies, with replacement, same epoch length, seeded from train.seed; works under DDP).")
+        "none",
+        description="Training order: none (a shuffle) | balanced (torch WeightedRandomSampler with inverse class "
+        "frequencies, with replacement, same epoch length, seeded from train.seed; works under DDP).",
+    )
 
     @field_validator("batch_size", mode="before")
     @classmethod
@@ -114,10 +142,14 @@ class DataConfig(_Section):
                 bound = f" <= {hi_max:g}" if hi_max is not None else ""
                 raise ValueError(f"{key} must be [lo, hi] with 0 < lo <= hi{bound}, got {list(pair)}")
         if self.start_size and (self.start_size < 16 or (self.image_size and self.start_size > self.image_size)):
-            raise ValueError(f"start_size must be 0 (off) or from 16 up to image_size ({self.image_size}), got {self.start_size}")
+            raise ValueError(
+                f"start_size must be 0 (off) or from 16 up to image_size ({self.image_size}), got {self.start_size}"
+            )
         if self.augment == "strong" and self.color_jitter is not None:
-            raise ValueError("color_jitter has no effect with data.augment=strong (RandAugment changes colour "
-                             "itself); drop it or use augment=medium")
+            raise ValueError(
+                "color_jitter has no effect with data.augment=strong (RandAugment changes colour "
+                "itself); drop it or use augment=medium"
+            )
         return self
 
 
@@ -174,35 +206,52 @@ class FinetuneConfig(_Section):
     layer_decay: float | None = Field(None, gt=0.0, le=1.0, description="Layer-wise LR decay; None = off.")
     head_lr: float | None = Field(None, gt=0.0, description="Separate head learning rate; None = train.lr.")
     freeze_bottom: float = Field(
-        0.0, ge=0.0, lt=1.0, description="Share of the backbone's layer groups (timm's, stem first) that never train, "
-                                         "like fastai's freeze_to: their backward pass is skipped, so each step is cheaper "
-                                         "(the early, high-resolution layers cost the most); 0 = none. Any strategy.")
+        0.0,
+        ge=0.0,
+        lt=1.0,
+        description="Share of the backbone's layer groups (timm's, stem first) that never train, "
+        "like fastai's freeze_to: their backward pass is skipped, so each step is cheaper "
+        "(the early, high-resolution layers cost the most); 0 = none. Any strategy.",
+    )
 
 
 class TrainConfig(_Section):
     epochs: int = Field(20, ge=1, le=10000)
     time_limit: float | None = Field(
-        None, gt=0.0, description="Seconds the training may take (after set-up): after each epoch the epochs are re-planned "
-                                  "to what fits the time left at the pace so far (train.epochs is the most) and the LR "
-                                  "schedule ends there (the last epoch partial when a share of one fits); None = exactly "
-                                  "train.epochs. --budget sets it for its final model.")
+        None,
+        gt=0.0,
+        description="Seconds the training may take (after set-up): after each epoch the epochs are re-planned "
+        "to what fits the time left at the pace so far (train.epochs is the most) and the LR "
+        "schedule ends there (the last epoch partial when a share of one fits); None = exactly "
+        "train.epochs. --budget sets it for its final model.",
+    )
     time_cost: tuple[float, float] | None = Field(
-        None, description="[a, b]: seconds to train one image at size s as a + b*s^2, for train.time_limit to time the "
-                          "epochs of progressive resizing (data.start_size) at sizes not trained yet from the nearest "
-                          "one trained; None = by pixels (s^2, which overestimates larger sizes). --budget sets it from "
-                          "its warm-up.")
+        None,
+        description="[a, b]: seconds to train one image at size s as a + b*s^2, for train.time_limit to time the "
+        "epochs of progressive resizing (data.start_size) at sizes not trained yet from the nearest "
+        "one trained; None = by pixels (s^2, which overestimates larger sizes). --budget sets it from "
+        "its warm-up.",
+    )
     budget_members: int = Field(
-        3, ge=1, le=10, description="--budget (train): the most models it trains, each on every image, as an equal-weight "
-                                    "ensemble that predict blends; only as many as each still get the size one model would "
-                                    "and 6 epochs. 1 = always one model (a single file to export).")
+        3,
+        ge=1,
+        le=10,
+        description="--budget (train): the most models it trains, each on every image, as an equal-weight "
+        "ensemble that predict blends; only as many as each still get the size one model would "
+        "and 6 epochs. 1 = always one model (a single file to export).",
+    )
     budget_probes: bool = Field(
-        True, description="--budget: the resolution probe (caps the size where frozen features show a smaller one loses "
-                          "nothing beyond one standard error) and the orientation probe (the flip group, when data.flips "
-                          "is left to the recipe). Off: the largest size the budget affords, and flips h.")
+        True,
+        description="--budget: the resolution probe (caps the size where frozen features show a smaller one loses "
+        "nothing beyond one standard error) and the orientation probe (the flip group, when data.flips "
+        "is left to the recipe). Off: the largest size the budget affords, and flips h.",
+    )
     keep: Literal["best", "last"] = Field(
-        "best", description="Which epoch's weights the run keeps: best = the best train.monitor on validation; last = the "
-                            "last epoch's (no early stopping), so the validation score is an unbiased estimate of the "
-                            "model kept. --budget uses last.")
+        "best",
+        description="Which epoch's weights the run keeps: best = the best train.monitor on validation; last = the "
+        "last epoch's (no early stopping), so the validation score is an unbiased estimate of the "
+        "model kept. --budget uses last.",
+    )
     lr: float = Field(1e-3, gt=0.0, le=10.0)
     weight_decay: float = Field(0.05, ge=0.0, le=10.0)
     warmup_epochs: float = Field(1.0, ge=0.0)
@@ -211,35 +260,66 @@ class TrainConfig(_Section):
     patience: int | None = Field(10, ge=1, description="Early-stopping patience in epochs; None = full schedule.")
     min_delta: float = Field(0.0, ge=0.0)
     monitor: Monitor | None = Field(
-        None, description="What early stopping and the kept checkpoint follow: val_accuracy | val_loss; None = val_<train.metric>.")
-    seed: int = Field(0, ge=0, lt=2**32, description="Seeds model init, data order and augmentation (numpy and torch take 0..2**32-1).")
+        None,
+        description="What early stopping and the kept checkpoint follow: val_accuracy | val_loss; None = val_<train.metric>.",
+    )
+    seed: int = Field(
+        0,
+        ge=0,
+        lt=2**32,
+        description="Seeds model init, data order and augmentation (numpy and torch take 0..2**32-1).",
+    )
     device: Device = "auto"
     amp: bool = Field(True, description="Mixed precision (bf16, or fp16 + GradScaler) when CUDA is present.")
     channels_last: bool = Field(
-        True, description="Train, validate and predict in the NHWC memory format, on CUDA and on the CPU (oneDNN): "
-                          "1.4-1.7x per training step and per prediction on a 2-core Xeon (BENCHMARKS.md); false = NCHW.")
+        True,
+        description="Train, validate and predict in the NHWC memory format, on CUDA and on the CPU (oneDNN): "
+        "1.4-1.7x per training step and per prediction on a 2-core Xeon (BENCHMARKS.md); false = NCHW.",
+    )
     compile: bool = False
     sync_bn: bool = False
     deterministic: bool = False
     max_steps_per_epoch: int | None = Field(None, ge=1, description="Cap on optimiser steps per epoch (smoke runs).")
     checkpoint_every: int = Field(1, ge=1, description="Save checkpoints/last every N epochs.")
-    ema: bool = Field(False, description="Keep an exponential moving average of the weights (timm ModelEmaV3); validation and checkpoints use it.")
-    ema_decay: float = Field(0.999, gt=0.0, lt=1.0, description="EMA decay, reached after a warm-up (short runs average over fewer steps).")
+    ema: bool = Field(
+        False,
+        description="Keep an exponential moving average of the weights (timm ModelEmaV3); validation and checkpoints use it.",
+    )
+    ema_decay: float = Field(
+        0.999, gt=0.0, lt=1.0, description="EMA decay, reached after a warm-up (short runs average over fewer steps)."
+    )
     mixup: float = Field(0.0, ge=0.0, le=10.0, description="Mixup alpha (timm Mixup); 0 = off. Training batches only.")
-    cutmix: float = Field(0.0, ge=0.0, le=10.0, description="CutMix alpha (timm Mixup); 0 = off. Training batches only.")
-    accumulate: int = Field(1, ge=1, le=1024, description="Gradient accumulation: one optimiser step per N batches (effective batch = N x data.batch_size).")
+    cutmix: float = Field(
+        0.0, ge=0.0, le=10.0, description="CutMix alpha (timm Mixup); 0 = off. Training batches only."
+    )
+    accumulate: int = Field(
+        1,
+        ge=1,
+        le=1024,
+        description="Gradient accumulation: one optimiser step per N batches (effective batch = N x data.batch_size).",
+    )
     metric: MetricName = Field(
-        "accuracy", description="The competition's metric: accuracy | log_loss | macro_f1 | qwk (quadratic weighted kappa) | "
-                                "roc_auc (one-vs-rest, macro) | top_k (k = train.metric_k). It picks the kept checkpoint "
-                                "(unless train.monitor is set), early stopping, sweep objectives, CV/ensemble scores and evaluate.")
-    metric_k: int = Field(5, ge=1, le=1000, description="top_k: how many of the most probable classes may hold the label.")
+        "accuracy",
+        description="The competition's metric: accuracy | log_loss | macro_f1 | qwk (quadratic weighted kappa) | "
+        "roc_auc (one-vs-rest, macro) | top_k (k = train.metric_k). It picks the kept checkpoint "
+        "(unless train.monitor is set), early stopping, sweep objectives, CV/ensemble scores and evaluate.",
+    )
+    metric_k: int = Field(
+        5, ge=1, le=1000, description="top_k: how many of the most probable classes may hold the label."
+    )
     class_weights: str = Field(
-        "none", description="Per-class loss weights: none | balanced (sklearn compute_class_weight on the training split) | "
-                            "a YAML/JSON/CSV file of class: weight (unlisted classes 1.0). Validation loss stays unweighted.")
+        "none",
+        description="Per-class loss weights: none | balanced (sklearn compute_class_weight on the training split) | "
+        "a YAML/JSON/CSV file of class: weight (unlisted classes 1.0). Validation loss stays unweighted.",
+    )
     loss: Literal["ce", "focal"] = Field(
-        "ce", description="Training loss: ce (cross-entropy) | focal (softmax focal loss; composes with label smoothing, "
-                          "mixup and class_weights by acting on the soft target).")
-    focal_gamma: float = Field(2.0, ge=0.0, le=10.0, description="train.loss=focal: focusing exponent (0 = cross-entropy).")
+        "ce",
+        description="Training loss: ce (cross-entropy) | focal (softmax focal loss; composes with label smoothing, "
+        "mixup and class_weights by acting on the soft target).",
+    )
+    focal_gamma: float = Field(
+        2.0, ge=0.0, le=10.0, description="train.loss=focal: focusing exponent (0 = cross-entropy)."
+    )
 
     @field_validator("time_cost")
     @classmethod
@@ -271,7 +351,18 @@ class TrainConfig(_Section):
 class TTAConfig(_Section):
     mode: TTAMode = "none"
     views: list[str] = Field(
-        default_factory=lambda: ["identity", "hflip", "center_crop", "crop_tl", "crop_tr", "crop_bl", "crop_br", "scale_1.15", "scale_0.87", "hflip_center_crop"]
+        default_factory=lambda: [
+            "identity",
+            "hflip",
+            "center_crop",
+            "crop_tl",
+            "crop_tr",
+            "crop_bl",
+            "crop_br",
+            "scale_1.15",
+            "scale_0.87",
+            "hflip_center_crop",
+        ]
     )
     n: int = Field(2, ge=1, description="fixed: views run on every image.")
     aggregate: TTAAggregate = "mean_probs"
@@ -285,7 +376,9 @@ class TTAConfig(_Section):
 
 class TrackingConfig(_Section):
     enabled: bool = True
-    uri: str | None = Field(None, description="MLflow tracking URI; None = MLFLOW_TRACKING_URI or a local SQLite store.")
+    uri: str | None = Field(
+        None, description="MLflow tracking URI; None = MLFLOW_TRACKING_URI or a local SQLite store."
+    )
     experiment: str = "imgclf"
 
 
@@ -401,7 +494,11 @@ def build_config(tree: dict[str, Any]) -> Config:
 def _fix_floats(tree: Any) -> Any:
     if isinstance(tree, dict):
         return {k: _fix_floats(v) for k, v in tree.items()}
-    if isinstance(tree, str) and _looks_like_float(tree) and tree.strip().lower() not in ("nan", "inf", "-inf", "infinity"):
+    if (
+        isinstance(tree, str)
+        and _looks_like_float(tree)
+        and tree.strip().lower() not in ("nan", "inf", "-inf", "infinity")
+    ):
         return float(tree)
     return tree
 
@@ -428,7 +525,9 @@ def _short_repr(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None, base: dict[str, Any] | None = None) -> Config:
+def load_config(
+    path: str | Path | None = None, overrides: list[str] | None = None, base: dict[str, Any] | None = None
+) -> Config:
     """Defaults → ``base`` dict → YAML file → ``key=value`` overrides, validated once."""
     tree: dict[str, Any] = {}
     if base:

@@ -23,7 +23,13 @@ def demo_config_path(quick: bool) -> Path:
     return Path(str(resources.files("imgclf") / "configs" / name))
 
 
-def run_demo(quick: bool = False, workdir: Path = Path("demo-data"), out: Path | None = None, progress=None, overrides: list[str] | None = None) -> dict[str, Any]:
+def run_demo(
+    quick: bool = False,
+    workdir: Path = Path("demo-data"),
+    out: Path | None = None,
+    progress=None,
+    overrides: list[str] | None = None,
+) -> dict[str, Any]:
     """Materialise the demo data, train, evaluate, predict ``test/`` and score it; return the figures."""
     t0 = time.perf_counter()
     paths = materialise_demo(Path(workdir), train_per_class=QUICK_TRAIN_PER_CLASS if quick else None)

@@ -193,8 +193,10 @@ class Finetuner:
                 "bn_only": "bn_only: backbone BatchNorm affine parameters and head train",
             }[strategy]
         if self.frozen_groups:
-            what += f"; the lowest {self.frozen_groups} of {len(self.groups)} layer groups stay frozen " \
-                    f"(up to {_group_label(self.groups[self.frozen_groups - 1])})"
+            what += (
+                f"; the lowest {self.frozen_groups} of {len(self.groups)} layer groups stay frozen "
+                f"(up to {_group_label(self.groups[self.frozen_groups - 1])})"
+            )
         total = sum(p.numel() for p in self.model.parameters())
         return f"{what}; {self.trainable_parameters():,} of {total:,} parameters trainable, bn={self.cfg.bn}"
 

@@ -96,8 +96,10 @@ def _disk_full(exc: OSError, path: Path) -> OSError | DiskFullError:
     if exc.errno not in DISK_FULL_ERRNOS:
         return exc
     kept = f"; the previous {path.name} is kept" if path.exists() else ""
-    return DiskFullError(f"no space left on the device to write {path} (nothing was half-written{kept}): "
-                         "free some space, then run the command again")
+    return DiskFullError(
+        f"no space left on the device to write {path} (nothing was half-written{kept}): "
+        "free some space, then run the command again"
+    )
 
 
 def missing_parents(folder: Path) -> list[Path]:

@@ -32,24 +32,42 @@ def check_devices(devices: int, device: str) -> None:
         raise ConfigError(f"--devices {devices} but this machine has {gpus} GPU(s); use --devices {gpus} or fewer")
     cpus = usable_cpus()
     if not gpus and devices > cpus:
-        raise ConfigError(f"--devices {devices} but training runs on the CPU, and this process may use {cpus} core(s); "
-                          f"use --devices {cpus} or fewer")
+        raise ConfigError(
+            f"--devices {devices} but training runs on the CPU, and this process may use {cpus} core(s); "
+            f"use --devices {cpus} or fewer"
+        )
 
 
-def train_on_local_processes(devices: int, cfg: Config, dataset: Path, out: Path, resume: bool, tracking_uri: str | None) -> dict:
+def train_on_local_processes(
+    devices: int, cfg: Config, dataset: Path, out: Path, resume: bool, tracking_uri: str | None
+) -> dict:
     check_devices(devices, cfg.train.device)
     import torch.multiprocessing as mp
 
     threads = max(1, usable_cpus() // devices)
     with tempfile.TemporaryDirectory(prefix="imgclf-rendezvous-") as tmp:
         store = str(Path(tmp) / "store")
-        mp.start_processes(_rank_main, args=(devices, store, threads, cfg, dataset, out, resume, tracking_uri),
-                           nprocs=devices, join=True, start_method="spawn")
+        mp.start_processes(
+            _rank_main,
+            args=(devices, store, threads, cfg, dataset, out, resume, tracking_uri),
+            nprocs=devices,
+            join=True,
+            start_method="spawn",
+        )
     return read_json(RunDir(out).summary)
 
 
-def _rank_main(rank: int, world: int, store: str, threads: int, cfg: Config, dataset: Path, out: Path,
-               resume: bool, tracking_uri: str | None) -> None:
+def _rank_main(
+    rank: int,
+    world: int,
+    store: str,
+    threads: int,
+    cfg: Config,
+    dataset: Path,
+    out: Path,
+    resume: bool,
+    tracking_uri: str | None,
+) -> None:
     import torch.distributed as dist
 
     from imgclf.terminal import RichTrainingProgress, setup_logging
@@ -62,7 +80,9 @@ def _rank_main(rank: int, world: int, store: str, threads: int, cfg: Config, dat
     use_cuda = cfg.train.device != "cpu" and torch.cuda.is_available()
     if use_cuda:
         torch.cuda.set_device(rank)
-    dist.init_process_group("nccl" if use_cuda else "gloo", store=dist.FileStore(store, world), rank=rank, world_size=world)
+    dist.init_process_group(
+        "nccl" if use_cuda else "gloo", store=dist.FileStore(store, world), rank=rank, world_size=world
+    )
     try:
         if rank == 0:
             with tracking_session(cfg, out, tracking_uri) as callbacks:

@@ -50,7 +50,9 @@ _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://")
 # when its value is known: registered, from argv, or from the environment).
 _URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://[^\s'\"<>`]*")
 _QUERY_PAIR = re.compile(r"(?P<sep>[?&;#])(?P<key>[^=&;#?/]+)=(?P<value>[^&;#]*)")
-_SECRET_QUERY = re.compile(r"(password|passwd|pwd|pass|token|secret|key|api_key|access_token|auth|credentials?|sig|signature)$", re.IGNORECASE)
+_SECRET_QUERY = re.compile(
+    r"(password|passwd|pwd|pass|token|secret|key|api_key|access_token|auth|credentials?|sig|signature)$", re.IGNORECASE
+)
 
 
 class CredentialsError(ImgclfError):
@@ -139,7 +141,7 @@ def register_url_passwords(texts: list[str]) -> None:
     for text in texts:
         match = _SCHEME.search(text)
         if match:
-            for value in url_passwords(text[match.start():]):
+            for value in url_passwords(text[match.start() :]):
                 register_secret(value)
 
 
@@ -154,14 +156,14 @@ def url_passwords(url: str) -> set[str]:
     span = _password_span(url)
     if span is None:
         return set()
-    password = url[span[0]:span[1]]
+    password = url[span[0] : span[1]]
     return _pieces(password) | _pieces(unquote(password)) | {quote(unquote(password), safe="")}
 
 
 def _pieces(password: str) -> set[str]:
     cuts = [-1, *(i for i, c in enumerate(password) if c in "/@#?:"), len(password)]
     cuts = cuts if len(cuts) <= 18 else cuts[:9] + cuts[-9:]  # a bound for pathological passwords
-    return {password[a + 1:b] for n, a in enumerate(cuts) for b in cuts[n + 1:]} - {""}
+    return {password[a + 1 : b] for n, a in enumerate(cuts) for b in cuts[n + 1 :]} - {""}
 
 
 def is_secret_name(name: str) -> bool:
@@ -300,7 +302,7 @@ def split_userinfo(url: str) -> tuple[str, str | None, str | None]:
     user, sep, password = url[begin:at].partition(":")
     if any(c in user for c in "/?#"):  # the '@' is in a path or query: there is no userinfo
         return url, None, None
-    return url[:begin] + url[at + 1:], unquote(user), unquote(password) if sep else None
+    return url[:begin] + url[at + 1 :], unquote(user), unquote(password) if sep else None
 
 
 def _userinfo_end(url: str) -> tuple[int, int]:
@@ -328,7 +330,7 @@ def _password_span(url: str) -> tuple[int, int] | None:
 def _mask_one_url(url: str) -> str:
     span = _password_span(url)
     if span is not None:
-        url = url[:span[0]] + MASK + url[span[1]:]
+        url = url[: span[0]] + MASK + url[span[1] :]
     begin, at = _userinfo_end(url)
     tail = min((i for i in (url.find("?", max(at, begin)), url.find("#", max(at, begin))) if i >= 0), default=-1)
     if tail < 0:
@@ -388,6 +390,7 @@ def install_log_redaction(*loggers: logging.Logger) -> None:
                 handler.addFilter(_FILTER)
     factory = logging.getLogRecordFactory()
     if not getattr(factory, "_imgclf_redacting", False):
+
         def redacting_factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
             record = factory(*args, **kwargs)
             _FILTER.filter(record)

@@ -94,9 +94,14 @@ class RichTrainingProgress(Callback):
 
     def on_epoch_start(self, epoch: int, epochs: int, steps: int) -> None:
         self._progress = Progress(
-            TextColumn(f"epoch {epoch}/{epochs}"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("loss {task.fields[loss]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-            console=self.console, transient=True,
+            TextColumn(f"epoch {epoch}/{epochs}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=self.console,
+            transient=True,
         )
         self._progress.start()
         self._task = self._progress.add_task("train", total=steps, loss="-")
@@ -116,9 +121,11 @@ def epoch_line(row: dict[str, Any]) -> str:
     """One epoch's metrics; the validation part only when the epoch was validated (no ``nan`` without a split)."""
     val = row.get("val_loss")
     validated = isinstance(val, (int, float)) and math.isfinite(val)
-    return (f"epoch {row['epoch']:>3}  lr {row['lr']:.2e}  train loss {row['train_loss']:.4f} acc {row['train_accuracy']:.4f}  "
-            + (f"val loss {val:.4f} acc {row['val_accuracy']:.4f}  " if validated else "")
-            + f"{row['epoch_seconds']:.1f}s ({row['images_per_second']:.0f} img/s)")
+    return (
+        f"epoch {row['epoch']:>3}  lr {row['lr']:.2e}  train loss {row['train_loss']:.4f} acc {row['train_accuracy']:.4f}  "
+        + (f"val loss {val:.4f} acc {row['val_accuracy']:.4f}  " if validated else "")
+        + f"{row['epoch_seconds']:.1f}s ({row['images_per_second']:.0f} img/s)"
+    )
 
 
 class RichPredictProgress:
@@ -132,8 +139,14 @@ class RichPredictProgress:
 
     def start(self, total: int | None) -> None:
         self._progress = Progress(
-            TextColumn("predicting"), BarColumn(), MofNCompleteColumn(), TextColumn("forward passes"),
-            TimeElapsedColumn(), TimeRemainingColumn(), console=self.console, transient=True,
+            TextColumn("predicting"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("forward passes"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=self.console,
+            transient=True,
         )
         self._progress.start()
         self._task = self._progress.add_task("predict", total=total)

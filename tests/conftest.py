@@ -39,7 +39,9 @@ def make_image(rng: np.random.Generator, cls: int, size: int = 40) -> Image.Imag
     return Image.fromarray(arr)
 
 
-def make_dataset(root: Path, classes=("alpha", "beta", "gamma"), per_class: int = 8, test: int = 5, seed: int = 0) -> Path:
+def make_dataset(
+    root: Path, classes=("alpha", "beta", "gamma"), per_class: int = 8, test: int = 5, seed: int = 0
+) -> Path:
     rng = np.random.default_rng(seed)
     for c, name in enumerate(classes):
         (root / "train" / name).mkdir(parents=True, exist_ok=True)
@@ -122,7 +124,9 @@ def bench_module(name: str):
     import importlib.util
     import sys
 
-    spec = importlib.util.spec_from_file_location(f"bench_{name}", Path(__file__).resolve().parents[1] / "bench" / f"{name}.py")
+    spec = importlib.util.spec_from_file_location(
+        f"bench_{name}", Path(__file__).resolve().parents[1] / "bench" / f"{name}.py"
+    )
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up
     spec.loader.exec_module(module)

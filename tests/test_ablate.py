@@ -12,13 +12,20 @@ import pytest
 import yaml
 
 from conftest import cli
-from imgclf.experiments.ablate import grid_cells, load_grid, parse_grid, plan_ablation, run_ablation, shipped_grids, write_manifest
+from imgclf.experiments.ablate import (
+    grid_cells,
+    load_grid,
+    parse_grid,
+    plan_ablation,
+    run_ablation,
+    shipped_grids,
+    write_manifest,
+)
 from imgclf.experiments.ablation_table import CSV_COLUMNS, collect_results, render_markdown, write_tables
 from imgclf.training.loop import TrainingInterrupted
 from imgclf.run.rundir import write_metrics
 
 HEADS = {"axes": {"model.head": ["linear", "mlp"]}}
-
 
 
 def write_grid(path: Path, data: dict) -> Path:
@@ -41,7 +48,9 @@ class InterruptAt:
 
 
 def test_interrupted_ablation_resumes_without_redoing_finished_runs(tmp_path, tiny_dataset, tiny_overrides):
-    plan = plan_ablation(parse_grid(HEADS, "heads"), tiny_dataset, seeds=1, out=tmp_path / "ab", overrides=tiny_overrides)
+    plan = plan_ablation(
+        parse_grid(HEADS, "heads"), tiny_dataset, seeds=1, out=tmp_path / "ab", overrides=tiny_overrides
+    )
     first, second = (plan.run_dir(c, 0) for c in plan.cells)
 
     with pytest.raises(TrainingInterrupted, match="run the same imgclf ablate command again"):
@@ -90,7 +99,12 @@ def test_ablate_command_writes_tables_on_one_shared_split(tmp_path, tiny_dataset
     assert (out / "learning_curves.png").read_bytes()[:4] == b"\x89PNG"
 
     runs = sorted((out / "runs").glob("*/seed*"))
-    assert [r.relative_to(out / "runs").as_posix() for r in runs] == ["head-linear/seed0", "head-linear/seed1", "head-mlp/seed0", "head-mlp/seed1"]
+    assert [r.relative_to(out / "runs").as_posix() for r in runs] == [
+        "head-linear/seed0",
+        "head-linear/seed1",
+        "head-mlp/seed0",
+        "head-mlp/seed1",
+    ]
     splits = {(r / "split.csv").read_text() for r in runs}
     assert splits == {(out / "split.csv").read_text()}
     val_images = {tuple(sorted(pd.read_csv(r / "val_predictions.csv")["path"])) for r in runs}
@@ -106,11 +120,15 @@ def _fake_run(run_dir: Path, correct: list[bool], seconds: float, curve: list[fl
     run_dir.mkdir(parents=True)
     rows = [(f"train/x/img{i}.png", ok) for i, ok in enumerate(correct)]
     random.Random(order_seed).shuffle(rows)  # pairing must go by path, not by row order
-    pd.DataFrame({"path": [p for p, _ in rows], "label": "x", "pred": "x", "confidence": 0.9, "correct": [ok for _, ok in rows]}).to_csv(
-        run_dir / "val_predictions.csv", index=False
-    )
+    pd.DataFrame(
+        {"path": [p for p, _ in rows], "label": "x", "pred": "x", "confidence": 0.9, "correct": [ok for _, ok in rows]}
+    ).to_csv(run_dir / "val_predictions.csv", index=False)
     accuracy = sum(correct) / len(correct)
-    (run_dir / "summary.json").write_text(json.dumps({"val_accuracy": accuracy, "train_seconds": seconds, "trainable_params": 1234, "val_images": len(correct)}))
+    (run_dir / "summary.json").write_text(
+        json.dumps(
+            {"val_accuracy": accuracy, "train_seconds": seconds, "trainable_params": 1234, "val_images": len(correct)}
+        )
+    )
     write_metrics(run_dir / "metrics.csv", [{"epoch": e + 1, "val_accuracy": v} for e, v in enumerate(curve)])
 
 
@@ -142,24 +160,37 @@ def test_table_statistics_equal_hand_computed_values(tmp_path):
     assert mlp["mcnemar_p_value"] == pytest.approx(0.0703125)
     assert mlp["mcnemar_method"] == "exact binomial" and mlp["mcnemar_pairs"] == 3
     base = table.loc["linear"]
-    assert base["baseline"] and base["val_accuracy_std"] == 0.0 and base["ci95_low"] == base["ci95_high"] == pytest.approx(0.5)
+    assert (
+        base["baseline"]
+        and base["val_accuracy_std"] == 0.0
+        and base["ci95_low"] == base["ci95_high"] == pytest.approx(0.5)
+    )
     assert pd.isna(base["mcnemar_p_value"])
 
-    assert results[1].curve == [(1, pytest.approx(0.5)), (2, pytest.approx(0.65))]  # epoch 2: mean of the runs that got there
+    assert results[1].curve == [
+        (1, pytest.approx(0.5)),
+        (2, pytest.approx(0.65)),
+    ]  # epoch 2: mean of the runs that got there
     md = render_markdown(results, ["model.head"], "heads")
     assert "| mlp | 0.7000 ± 0.1000 | [0.4516, 0.9484] | 3 | 20.0 | 1,234 | 1 / 7 | 0.070 |" in md
     assert "| linear | 0.5000 ± 0.0000 | [0.5000, 0.5000] | 3 | 10.0 | 1,234 | baseline | — |" in md
 
 
-@pytest.mark.parametrize("grid, message", [
-    ({"axes": {"model.haed": ["linear"]}}, "did you mean 'model.head'"),
-    ({"axes": {"model.head": ["linear", "transformer"]}}, "cell head=transformer"),
-    ({"axes": {"finetune.strategy": ["full", "gradual"]}, "base": {"train": {"epochs": 1}}}, "cell strategy=gradual"),
-    ({"axes": {"train.seed": [0, 1]}}, "use --seeds"),
-    ({"axes": {"model.head": "linear"}}, "must be a non-empty list"),
-    ({"axis": {"model.head": ["linear"]}}, "axes:"),
-    ({"axes": {"model.head": ["linear"]}, "baseline": {"model.head": "mlp"}}, "not one of the axis values"),
-])
+@pytest.mark.parametrize(
+    "grid, message",
+    [
+        ({"axes": {"model.haed": ["linear"]}}, "did you mean 'model.head'"),
+        ({"axes": {"model.head": ["linear", "transformer"]}}, "cell head=transformer"),
+        (
+            {"axes": {"finetune.strategy": ["full", "gradual"]}, "base": {"train": {"epochs": 1}}},
+            "cell strategy=gradual",
+        ),
+        ({"axes": {"train.seed": [0, 1]}}, "use --seeds"),
+        ({"axes": {"model.head": "linear"}}, "must be a non-empty list"),
+        ({"axis": {"model.head": ["linear"]}}, "axes:"),
+        ({"axes": {"model.head": ["linear"]}, "baseline": {"model.head": "mlp"}}, "not one of the axis values"),
+    ],
+)
 def test_invalid_grid_exits_2_with_one_line_before_training(tmp_path, tiny_dataset, capsys, grid, message):
     path = write_grid(tmp_path / "grid.yaml", grid)
     code, _, stderr = cli(["ablate", tiny_dataset, "--grid", path, "--out", tmp_path / "ab"], capsys)

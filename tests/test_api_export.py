@@ -37,6 +37,7 @@ def test_public_api_names():
     from imgclf import __version__, load_run, predict, train  # noqa: F401 — the notebook import line
 
     import imgclf.training.loop  # noqa: F401 — importing the subpackage must not shadow the function
+
     assert callable(imgclf.train)
 
 
@@ -76,8 +77,9 @@ def test_predict_progress_counts_every_forward_pass(trained, tmp_path: Path, tta
 
     run_dir, data = trained
     progress = _Recorder()
-    result = imgclf.predict(run_dir, data / "test", tmp_path / "s.csv", tta=tta, batch_size=4, engine=engine,
-                            progress=progress)
+    result = imgclf.predict(
+        run_dir, data / "test", tmp_path / "s.csv", tta=tta, batch_size=4, engine=engine, progress=progress
+    )
     assert progress.totals == [total] and progress.stopped == 1
     assert sum(progress.advances) == result["forward_passes"] and max(progress.advances) <= 4
     if total is not None:
@@ -124,7 +126,9 @@ def test_export_timm_refuses_mlp_heads_in_one_line():
     cfg: Config = load_config(None, [*TINY, "model.head=mlp_bn"])
     model, _ = create_model(cfg.model, 3)
     loaded = LoadedRun(None, cfg, ["a", "b", "c"], Preprocessing(32, (0.5,) * 3, (0.5,) * 3), model)
-    with pytest.raises(ConfigError, match=r"only the linear head exports to plain timm \(this run has model.head=mlp_bn\)") as info:
+    with pytest.raises(
+        ConfigError, match=r"only the linear head exports to plain timm \(this run has model.head=mlp_bn\)"
+    ) as info:
         timm_model(loaded)
     assert "\n" not in str(info.value)
 
@@ -138,8 +142,22 @@ def test_onnx_serving_snippet_in_the_docs_reproduces_predict(trained, tmp_path: 
     snippet = _doc_snippet(DOCS / "onnx-serving.md")
     assert len([line for line in snippet.splitlines() if line.strip()]) <= 16
     assert cli(["export", run_dir, "--format", "onnx"], capsys)[0] == 0
-    code, _, err = cli(["predict", run_dir, data / "test", "--out", tmp_path / "sub.csv", "--probs", tmp_path / "probs.csv",
-                        "--tta", "none", "--category", "name"], capsys)
+    code, _, err = cli(
+        [
+            "predict",
+            run_dir,
+            data / "test",
+            "--out",
+            tmp_path / "sub.csv",
+            "--probs",
+            tmp_path / "probs.csv",
+            "--tta",
+            "none",
+            "--category",
+            "name",
+        ],
+        capsys,
+    )
     assert code == 0, err
     namespace: dict = {}
     exec(compile(snippet.replace("runs/lite0", str(run_dir)), "onnx-serving.md", "exec"), namespace)

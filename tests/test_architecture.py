@@ -166,16 +166,22 @@ def test_the_package_table_lists_every_package_and_exactly_what_it_imports():
     table = _table_imports()
     described = {name for name in PACKAGE_IMPORTS if name not in ("__init__", "__main__")}
     assert sorted(described - set(table)) == []
-    wrong = {name: (sorted(table[name]), sorted(PACKAGE_IMPORTS.get(name, set())))
-             for name in table if table[name] != PACKAGE_IMPORTS.get(name, set())}
+    wrong = {
+        name: (sorted(table[name]), sorted(PACKAGE_IMPORTS.get(name, set())))
+        for name in table
+        if table[name] != PACKAGE_IMPORTS.get(name, set())
+    }
     assert wrong == {}, "ARCHITECTURE.md's imports column (first) differs from the code (second)"
 
 
 def test_no_function_outside_the_cli_is_longer_than_60_lines():
-    long = [f"{name}.{node.name} ({node.end_lineno - node.lineno + 1} lines)"
-            for name, tree in MODULES.items() if not _in(name, ("imgclf.cli",))
-            for node in ast.walk(tree) if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
-            and node.end_lineno - node.lineno + 1 > 60]
+    long = [
+        f"{name}.{node.name} ({node.end_lineno - node.lineno + 1} lines)"
+        for name, tree in MODULES.items()
+        if not _in(name, ("imgclf.cli",))
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno + 1 > 60
+    ]
     assert long == []
 
 
@@ -184,15 +190,26 @@ NOT_RUN_FILES = {("imgclf.models.hub", "checkpoints")}
 
 
 def test_run_file_names_are_written_only_in_the_run_package():
-    places = [f"{name}:{node.lineno} {node.value!r}" for name, tree in MODULES.items() if not _in(name, ("imgclf.run",))
-              for node in ast.walk(tree) if isinstance(node, ast.Constant) and isinstance(node.value, str)
-              and RUN_FILES.match(node.value) and (name, node.value) not in NOT_RUN_FILES]
+    places = [
+        f"{name}:{node.lineno} {node.value!r}"
+        for name, tree in MODULES.items()
+        if not _in(name, ("imgclf.run",))
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant)
+        and isinstance(node.value, str)
+        and RUN_FILES.match(node.value)
+        and (name, node.value) not in NOT_RUN_FILES
+    ]
     assert places == []
 
 
 def test_one_url_masker_and_one_redactor():
-    defs = [f"{name}.{node.name}" for name, tree in MODULES.items() for node in ast.walk(tree)
-            if isinstance(node, ast.FunctionDef) and node.name in ("mask_url", "redact")]
+    defs = [
+        f"{name}.{node.name}"
+        for name, tree in MODULES.items()
+        for node in ast.walk(tree)
+        if isinstance(node, ast.FunctionDef) and node.name in ("mask_url", "redact")
+    ]
     assert sorted(defs) == ["imgclf.secrets.mask_url", "imgclf.secrets.redact"]
 
 
@@ -203,7 +220,9 @@ def _top_level_names(tree: ast.Module) -> set[str]:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
             names.add(node.name)
             if isinstance(node, ast.ClassDef):
-                names |= {f"{node.name}.{m.name}" for m in node.body if isinstance(m, (ast.FunctionDef, ast.AsyncFunctionDef))}
+                names |= {
+                    f"{node.name}.{m.name}" for m in node.body if isinstance(m, (ast.FunctionDef, ast.AsyncFunctionDef))
+                }
         elif isinstance(node, ast.Assign):
             names |= {t.id for t in node.targets if isinstance(t, ast.Name)}
         elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
@@ -220,11 +239,21 @@ def test_every_docstring_reference_to_imgclf_names_a_thing_that_exists():
 
     def exists(ref: str) -> bool:
         parts = ref.split(".")
-        return ref in names or any(".".join(parts[:i]) in names and ".".join(parts[i:]) in names[".".join(parts[:i])]
-                                   for i in range(len(parts) - 1, 0, -1))
+        return ref in names or any(
+            ".".join(parts[:i]) in names and ".".join(parts[i:]) in names[".".join(parts[:i])]
+            for i in range(len(parts) - 1, 0, -1)
+        )
 
-    texts = [*PACKAGE.rglob("*.py"), ARCHITECTURE, PACKAGE.parent / "README.md", *(PACKAGE.parent / "docs").rglob("*.md")]
-    stale = [f"{path.name}: {m.group(1)}" for path in texts
-             for m in re.finditer(r":(?:mod|func|class|data|meth|attr):`~?(imgclf(?:\.\w+)+)`", path.read_text())
-             if not exists(m.group(1))]
+    texts = [
+        *PACKAGE.rglob("*.py"),
+        ARCHITECTURE,
+        PACKAGE.parent / "README.md",
+        *(PACKAGE.parent / "docs").rglob("*.md"),
+    ]
+    stale = [
+        f"{path.name}: {m.group(1)}"
+        for path in texts
+        for m in re.finditer(r":(?:mod|func|class|data|meth|attr):`~?(imgclf(?:\.\w+)+)`", path.read_text())
+        if not exists(m.group(1))
+    ]
     assert stale == []

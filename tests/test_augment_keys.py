@@ -111,8 +111,16 @@ def test_crop_keys_reach_timms_random_resized_crop():
 
 def test_default_keys_build_todays_medium_transform():
     spec = AugmentSpec.from_config(load_config(None, []).data)
-    today = create_transform(is_training=True, input_size=32, interpolation="bicubic", mean=PRE.mean, std=PRE.std,
-                             scale=(0.35, 1.0), hflip=0.5, color_jitter=0.3)
+    today = create_transform(
+        is_training=True,
+        input_size=32,
+        interpolation="bicubic",
+        mean=PRE.mean,
+        std=PRE.std,
+        scale=(0.35, 1.0),
+        hflip=0.5,
+        color_jitter=0.3,
+    )
     assert repr(train_transform(PRE, spec)) == repr(today)
     assert spec.describe() == "medium: crop scale 0.35-1, ratio 0.75-1.33, flips h, colour jitter 0.3"
 
@@ -128,21 +136,25 @@ def test_random_dihedral_agrees_on_pil_and_tensor():
 
 
 def test_eval_crop_pct_one_keeps_the_whole_image():
-    pre = Preprocessing.from_model({"input_size": (3, 224, 224), "mean": (0.5,) * 3, "std": (0.5,) * 3,
-                                    "crop_pct": 0.875}, 48, crop_pct=1.0)
+    pre = Preprocessing.from_model(
+        {"input_size": (3, 224, 224), "mean": (0.5,) * 3, "std": (0.5,) * 3, "crop_pct": 0.875}, 48, crop_pct=1.0
+    )
     assert pre.crop_pct == 1.0 and pre.resize_short_side == pre.image_size == 48
     image = asymmetric_image(48)
     expected = (torch.from_numpy(np.array(image)).permute(2, 0, 1).float() / 255 - 0.5) / 0.5
     assert torch.allclose(eval_transform(pre)(image), expected, atol=1e-6)
 
 
-@pytest.mark.parametrize("override, words", [
-    ("data.crop_scale=[0.9,0.5]", "crop_scale"),
-    ("data.crop_scale=[0,1]", "crop_scale"),
-    ("data.crop_ratio=[2,1]", "crop_ratio"),
-    ("data.flips=d8", "flips"),
-    ("data.eval_crop_pct=1.5", "eval_crop_pct"),
-])
+@pytest.mark.parametrize(
+    "override, words",
+    [
+        ("data.crop_scale=[0.9,0.5]", "crop_scale"),
+        ("data.crop_scale=[0,1]", "crop_scale"),
+        ("data.crop_ratio=[2,1]", "crop_ratio"),
+        ("data.flips=d8", "flips"),
+        ("data.eval_crop_pct=1.5", "eval_crop_pct"),
+    ],
+)
 def test_bad_augment_keys_are_config_errors(override, words):
     with pytest.raises(ConfigError, match=words):
         load_config(None, [override])

@@ -16,7 +16,9 @@ from imgclf.data.dihedral import dihedral
 from imgclf.errors import ConfigError, DataError
 
 # bench/ holds scripts, not a package: load this one by path, under a name nothing else uses.
-_spec = importlib.util.spec_from_file_location("bench_datasets", Path(__file__).resolve().parents[1] / "bench" / "datasets.py")
+_spec = importlib.util.spec_from_file_location(
+    "bench_datasets", Path(__file__).resolve().parents[1] / "bench" / "datasets.py"
+)
 bench_datasets = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(bench_datasets)
 
@@ -53,7 +55,10 @@ def test_imbalanced_keeps_a_geometric_decay_and_the_first_images(tmp_path):
     bench_datasets._drop_to_sizes(tmp_path / "train", imbalance=10)
     sizes = [len(list((tmp_path / "train" / name).iterdir())) for name in CLASS_NAMES]
     assert sizes == bench_datasets.imbalanced_sizes(20, 10) and sizes[0] == 20 and sizes[-1] == 2
-    assert sorted(p.name for p in (tmp_path / "train" / CLASS_NAMES[-1]).iterdir()) == ["train_00000.png", "train_00001.png"]
+    assert sorted(p.name for p in (tmp_path / "train" / CLASS_NAMES[-1]).iterdir()) == [
+        "train_00000.png",
+        "train_00001.png",
+    ]
 
 
 def test_bad_arguments_are_clear_errors(tmp_path):
@@ -95,8 +100,13 @@ def test_extra_test_images_come_from_the_rest_of_the_official_test_split(tmp_pat
     paths.answers.write_text("Id,Category,label\n")
     (paths.dataset / "sample_submission.csv").write_text("Id,Category\n")
     changed = []
-    bench_datasets._add_extra_test(paths, 40, seed=0, upstream=tmp_path / "upstream",
-                                   change=lambda folder, seed: changed.append((len(list(folder.iterdir())), seed)))
+    bench_datasets._add_extra_test(
+        paths,
+        40,
+        seed=0,
+        upstream=tmp_path / "upstream",
+        change=lambda folder, seed: changed.append((len(list(folder.iterdir())), seed)),
+    )
     assert changed == [(40, 1)]  # the kind's change (noup, small) turns the extra images too, with their own seed
 
     with np.load(io.BytesIO(demo_npz_bytes())) as npz:
@@ -130,12 +140,18 @@ def test_defects_layout_counts_and_answers(tmp_path, capsys):
     import csv
 
     out = tmp_path / "defects"
-    assert bench_datasets.main(["defects", str(out), "--train-per-class", "3", "--test-per-class", "2",
-                                "--extra-test", "8"]) == 0
+    assert (
+        bench_datasets.main(
+            ["defects", str(out), "--train-per-class", "3", "--test-per-class", "2", "--extra-test", "8"]
+        )
+        == 0
+    )
     dataset = out / "dataset"
     assert sorted(p.name for p in (dataset / "train").iterdir()) == sorted(bench_datasets.DEFECT_CLASSES)
     for name in bench_datasets.DEFECT_CLASSES:
-        assert sorted(p.name for p in (dataset / "train" / name).iterdir()) == [f"{name}_{i:05d}.png" for i in (1, 2, 3)]
+        assert sorted(p.name for p in (dataset / "train" / name).iterdir()) == [
+            f"{name}_{i:05d}.png" for i in (1, 2, 3)
+        ]
     tests = sorted(p.name for p in (dataset / "test").iterdir())
     assert tests == sorted(f"{prefix}_{i:05d}.png" for prefix in ("test", "extra") for i in range(1, 9))
     rows = list(csv.DictReader((out / "answers" / "test_labels.csv").open()))
@@ -176,8 +192,9 @@ def test_a_defect_changes_a_small_area_of_the_same_background():
             ys, xs = np.nonzero(changed)
             assert np.ptp(ys) < 90 and np.ptp(xs) < 90  # one mark, not noise over the image
             assert np.abs(marked - good).max() >= 8  # faint, but there
-    assert not np.array_equal(np.asarray(render("good", np.random.default_rng(0))),
-                              np.asarray(render("good", np.random.default_rng(1))))
+    assert not np.array_equal(
+        np.asarray(render("good", np.random.default_rng(0))), np.asarray(render("good", np.random.default_rng(1)))
+    )
     with pytest.raises(ConfigError, match="defect class"):
         render("dent", np.random.default_rng(0))
 

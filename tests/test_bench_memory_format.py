@@ -8,8 +8,22 @@ bench = bench_module("memory_format")
 
 
 def test_the_table_has_both_formats_for_training_and_forward_at_each_size(capsys):
-    result = bench.main(["--weights", "none", "--backbone", "test_efficientnet", "--sizes", "32", "--steps", "1",
-                         "--rounds", "1", "--batch", "4"])
+    result = bench.main(
+        [
+            "--weights",
+            "none",
+            "--backbone",
+            "test_efficientnet",
+            "--sizes",
+            "32",
+            "--steps",
+            "1",
+            "--rounds",
+            "1",
+            "--batch",
+            "4",
+        ]
+    )
     rates = result["images_per_s"][32]
     assert set(rates) == {"nchw", "nhwc"} and all(set(r) == {"train", "forward"} for r in rates.values())
     assert all(v > 0 for r in rates.values() for v in r.values())

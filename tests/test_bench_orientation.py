@@ -16,4 +16,6 @@ def test_the_table_has_a_row_per_size_with_each_views_accuracy_and_the_flip_grou
     assert [r.split("|")[2].strip() for r in rows] == ["32", "48"]
     for row in rows:
         cells = [c.strip() for c in row.strip("|").split("|")]
-        assert cells[2] == "18" and all(0 <= float(c) <= 1 for c in cells[3:7]) and cells[7] in ("none", "h", "hv", "d4")
+        assert (
+            cells[2] == "18" and all(0 <= float(c) <= 1 for c in cells[3:7]) and cells[7] in ("none", "h", "hv", "d4")
+        )

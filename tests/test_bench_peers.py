@@ -6,7 +6,9 @@ import importlib.util
 import sys
 from pathlib import Path
 
-_spec = importlib.util.spec_from_file_location("bench_peers", Path(__file__).resolve().parents[1] / "bench" / "peers.py")
+_spec = importlib.util.spec_from_file_location(
+    "bench_peers", Path(__file__).resolve().parents[1] / "bench" / "peers.py"
+)
 peers = importlib.util.module_from_spec(_spec)
 sys.modules["bench_peers"] = peers  # its dataclasses look their module up
 _spec.loader.exec_module(peers)
@@ -40,8 +42,11 @@ def test_score_and_baseline_line(tmp_path):
 
 
 def test_table_is_relative_to_the_naive_row():
-    rows = [peers.Row("naive", "64 px", 0.80, 100.0), peers.Row("imgclf", "--budget 2m", 0.83, 110.0),
-            peers.Row("fastai", "–", note="not installed")]
+    rows = [
+        peers.Row("naive", "64 px", 0.80, 100.0),
+        peers.Row("imgclf", "--budget 2m", 0.83, 110.0),
+        peers.Row("fastai", "–", note="not installed"),
+    ]
     text = peers.table(rows)
     assert "| imgclf | --budget 2m | 83.0 % | +3.0 | 110 | 1.10 |" in text
     assert "| fastai | – | – | – | – | – | not installed |" in text
@@ -62,7 +67,9 @@ def test_skipping_train_and_cv_leaves_rows_that_say_so(tmp_path, monkeypatch):
     args = argparse.Namespace(dataset=tmp_path, epochs=None, budget=1.0, skip=["train", "cv"])
     rows = peers._imgclf_rows(args, peers.Plan(64, 1, images_per_s=10.0), 60.0, tmp_path, 60.0)
     assert not ran and [(r.system, r.note) for r in rows] == [
-        ("imgclf train --budget", "not run (--skip train)"), ("imgclf cv --budget", "not run (--skip cv)")]
+        ("imgclf train --budget", "not run (--skip train)"),
+        ("imgclf cv --budget", "not run (--skip cv)"),
+    ]
     args.skip = ["cv"]
     rows = peers._imgclf_rows(args, peers.Plan(64, 1, images_per_s=10.0), 60.0, tmp_path, 60.0)
     assert len(ran) == 1 and rows[0].accuracy == 0.9

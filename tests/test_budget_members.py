@@ -44,11 +44,15 @@ def _run_dir(root: Path) -> Path:
 def test_an_ensemble_manifest_may_list_the_run_it_sits_in(tmp_path):
     run = _run_dir(tmp_path / "run")
     _run_dir(run / "members" / "2")
-    (run / "ensemble.json").write_text(json.dumps({"members": [{"path": ".", "weight": 0.5},
-                                                               {"path": "members/2", "weight": 0.5}]}))
+    (run / "ensemble.json").write_text(
+        json.dumps({"members": [{"path": ".", "weight": 0.5}, {"path": "members/2", "weight": 0.5}]})
+    )
     models = resolve_model_set(run)
     assert models.kind == "ensemble"
-    assert [(p.resolve(), w) for p, w in models.members] == [(run.resolve(), 0.5), ((run / "members" / "2").resolve(), 0.5)]
+    assert [(p.resolve(), w) for p, w in models.members] == [
+        (run.resolve(), 0.5),
+        ((run / "members" / "2").resolve(), 0.5),
+    ]
     # a manifest that names its own folder, when that folder is no run: one clear error, not a recursion
     bare = tmp_path / "bare"
     bare.mkdir()
@@ -133,8 +137,12 @@ def test_predict_evaluate_and_export_of_a_run_with_members(tiny_dataset, tiny_ov
     from tests.conftest import cli
 
     run = tmp_path / "run"
-    imgclf.train(tiny_dataset, out=run, overrides=[*tiny_overrides, "data.val_fraction=0"], progress=False, report=False)
-    alone = imgclf.predict(run, tiny_dataset / "test", out=tmp_path / "one.csv", probs=tmp_path / "one_probs.csv", progress=False)
+    imgclf.train(
+        tiny_dataset, out=run, overrides=[*tiny_overrides, "data.val_fraction=0"], progress=False, report=False
+    )
+    alone = imgclf.predict(
+        run, tiny_dataset / "test", out=tmp_path / "one.csv", probs=tmp_path / "one_probs.csv", progress=False
+    )
     member = run / "members" / "2"
     shutil.copytree(run, member, ignore=shutil.ignore_patterns("members"))
     weights = load_file(member / "checkpoints" / "best.safetensors")
@@ -142,9 +150,13 @@ def test_predict_evaluate_and_export_of_a_run_with_members(tiny_dataset, tiny_ov
     assert weights[head].shape == (3,)
     weights[head] = weights[head] + torch.tensor([3.0, 0.0, 0.0])  # the second model leans to class 0
     save_file(weights, member / "checkpoints" / "best.safetensors")
-    (run / "ensemble.json").write_text(json.dumps({"members": [{"path": ".", "weight": 0.5}, {"path": "members/2", "weight": 0.5}]}))
+    (run / "ensemble.json").write_text(
+        json.dumps({"members": [{"path": ".", "weight": 0.5}, {"path": "members/2", "weight": 0.5}]})
+    )
 
-    both = imgclf.predict(run, tiny_dataset / "test", out=tmp_path / "two.csv", probs=tmp_path / "two_probs.csv", progress=False)
+    both = imgclf.predict(
+        run, tiny_dataset / "test", out=tmp_path / "two.csv", probs=tmp_path / "two_probs.csv", progress=False
+    )
     assert alone["models"] == 1 and both["models"] == 2
     first = np.loadtxt(tmp_path / "one_probs.csv", delimiter=",", skiprows=1, usecols=(1, 2, 3))
     blended = np.loadtxt(tmp_path / "two_probs.csv", delimiter=",", skiprows=1, usecols=(1, 2, 3))

@@ -87,7 +87,9 @@ def test_build_counts_built_hits_and_failures(tmp_path, workers):
     (tmp_path / "bad.jpg").write_bytes(b"")
     cache = ResizeCache(tmp_path / "cache", 40)
     seen: list[tuple[int, int]] = []
-    first = cache.build(paths + [tmp_path / "bad.jpg"], workers=workers, progress=lambda done, total: seen.append((done, total)))
+    first = cache.build(
+        paths + [tmp_path / "bad.jpg"], workers=workers, progress=lambda done, total: seen.append((done, total))
+    )
     assert (first.total, first.built, first.hits, first.failed) == (6, 5, 0, 1)
     assert seen and seen[-1] == (6, 6)  # the caller's progress callback saw every file
     second = cache.build(paths, workers=workers)

@@ -34,12 +34,15 @@ def test_fit_temperature_stays_in_bounds_on_pure_noise():
     assert 0.05 <= t <= 20.0 and t > 10
 
 
-@pytest.mark.parametrize("logits,labels", [
-    (np.zeros((3, 4)), np.array([0, 1])),
-    (np.zeros((3, 4)), np.array([0, 1, 4])),
-    (np.full((2, 3), np.nan), np.array([0, 1])),
-    (np.zeros(3), np.array([0, 1, 2])),
-])
+@pytest.mark.parametrize(
+    "logits,labels",
+    [
+        (np.zeros((3, 4)), np.array([0, 1])),
+        (np.zeros((3, 4)), np.array([0, 1, 4])),
+        (np.full((2, 3), np.nan), np.array([0, 1])),
+        (np.zeros(3), np.array([0, 1, 2])),
+    ],
+)
 def test_fit_temperature_rejects_bad_inputs(logits, labels):
     with pytest.raises(DataError):
         fit_temperature(logits, labels)

@@ -35,7 +35,9 @@ def scene(seed: int, w: int = 128, h: int = 96) -> Image.Image:
     for _ in range(6):
         x, y = int(rng.integers(0, w)), int(rng.integers(0, h))
         box = (x, y, x + int(rng.integers(8, w // 2)), y + int(rng.integers(8, h // 2)))
-        (draw.ellipse if rng.random() < 0.5 else draw.rectangle)(box, fill=tuple(int(c) for c in rng.integers(0, 256, 3)))
+        (draw.ellipse if rng.random() < 0.5 else draw.rectangle)(
+            box, fill=tuple(int(c) for c in rng.integers(0, 256, 3))
+        )
     return image
 
 
@@ -46,7 +48,9 @@ def _png_header_only(path: Path, w: int, h: int) -> Path:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
     ihdr = struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    )
     return path
 
 
@@ -112,7 +116,12 @@ def test_tiny_and_extreme_aspect_follow_thresholds(tmp_path):
         (lambda p: photo(6).convert("CMYK").save(p.with_suffix(".jpg")), {"cmyk"}),
         (lambda p: photo(7).convert("P").save(p.with_suffix(".png"), transparency=0), {"palette_alpha"}),
         (lambda p: photo(8).convert("RGBA").save(p.with_suffix(".png")), {"palette_alpha"}),
-        (lambda p: Image.fromarray((np.arange(48 * 64).reshape(48, 64) * 20).astype(np.uint16)).save(p.with_suffix(".png")), {"high_bit_depth", "greyscale"}),
+        (
+            lambda p: Image.fromarray((np.arange(48 * 64).reshape(48, 64) * 20).astype(np.uint16)).save(
+                p.with_suffix(".png")
+            ),
+            {"high_bit_depth", "greyscale"},
+        ),
         (lambda p: photo(9).convert("L").save(p.with_suffix(".jpg")), {"greyscale"}),
     ],
 )
@@ -172,15 +181,23 @@ def test_assess_flags_duplicates_conflicts_and_leakage(dup_records):
     rows = _by_path(assess(dup_records))
     assert rows["train/cat/a.jpg"]["flags"] == "exact_duplicate"
     assert rows["train/cat/a.jpg"]["keep"] and not rows["train/cat/a_copy.jpg"]["keep"]
-    assert rows["train/cat/a_copy.jpg"]["reasons"] == "exact duplicate of train/cat/a.jpg: identical file (kept train/cat/a.jpg instead)"
+    assert (
+        rows["train/cat/a_copy.jpg"]["reasons"]
+        == "exact duplicate of train/cat/a.jpg: identical file (kept train/cat/a.jpg instead)"
+    )
     # near copies are kept, and grouped so a split keeps them together
     assert rows["train/cat/b_small.jpg"]["flags"] == rows["train/cat/b.jpg"]["flags"] == "near_duplicate"
     assert rows["train/cat/b.jpg"]["keep"] and rows["train/cat/b_small.jpg"]["keep"]
     assert rows["train/cat/b.jpg"]["dup_group"] == rows["train/cat/b_small.jpg"]["dup_group"] != ""
-    assert rows["train/cat/b_small.jpg"]["reasons"].startswith("near duplicate of train/cat/b.jpg: near copy (detail correlation 0.9")
+    assert rows["train/cat/b_small.jpg"]["reasons"].startswith(
+        "near duplicate of train/cat/b.jpg: near copy (detail correlation 0.9"
+    )
     # label conflicts and leaks are kept and proposed for review, never dropped by default
     assert rows["train/cat/c.jpg"]["flags"] == rows["train/dog/c_as_dog.jpg"]["flags"] == "label_conflict"
-    assert rows["train/cat/c.jpg"]["reasons"] == "label conflict with train/dog/c_as_dog.jpg labelled 'dog': identical file"
+    assert (
+        rows["train/cat/c.jpg"]["reasons"]
+        == "label conflict with train/dog/c_as_dog.jpg labelled 'dog': identical file"
+    )
     assert rows["train/cat/c.jpg"]["keep"] and rows["train/dog/c_as_dog.jpg"]["keep"]
     assert rows["train/cat/c.jpg"]["proposed"] and rows["train/dog/c_as_dog.jpg"]["proposed"]
     assert rows["train/dog/d.jpg"]["flags"] == rows["test/d_leak.jpg"]["flags"] == "train_test_leak"
@@ -264,7 +281,9 @@ def test_manifest_missing_columns_is_a_data_error(tmp_path):
 
 def test_blocklist_matches_path_or_sha256(tmp_path):
     sha = "ab" * 32
-    (tmp_path / "blocklist.csv").write_text(f"key,reason\n# reviewed 2024\n./train/cat/a.jpg,not a cat\n{sha.upper()},\"dup, of x\"\n")
+    (tmp_path / "blocklist.csv").write_text(
+        f'key,reason\n# reviewed 2024\n./train/cat/a.jpg,not a cat\n{sha.upper()},"dup, of x"\n'
+    )
     bl = load_blocklist(tmp_path / "blocklist.csv")
     assert len(bl) == 2
     assert bl.reason("train/cat/a.jpg", None) == "not a cat"

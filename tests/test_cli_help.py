@@ -6,8 +6,23 @@ import pytest
 
 from conftest import cli
 
-COMMANDS = ["demo", "prepare", "show-augs", "train", "evaluate", "predict", "report", "compare", "ablate", "sweep",
-            "sweep-transfer", "export", "kaggle", "kaggle download", "kaggle submit"]
+COMMANDS = [
+    "demo",
+    "prepare",
+    "show-augs",
+    "train",
+    "evaluate",
+    "predict",
+    "report",
+    "compare",
+    "ablate",
+    "sweep",
+    "sweep-transfer",
+    "export",
+    "kaggle",
+    "kaggle download",
+    "kaggle submit",
+]
 
 
 @pytest.fixture(autouse=True)

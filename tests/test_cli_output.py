@@ -9,7 +9,14 @@ from pathlib import Path
 from conftest import TINY, cli
 from imgclf.terminal import SayOnce, epoch_line
 
-ROW = {"epoch": 3, "lr": 1e-3, "train_loss": 0.5, "train_accuracy": 0.8, "epoch_seconds": 1.5, "images_per_second": 40.0}
+ROW = {
+    "epoch": 3,
+    "lr": 1e-3,
+    "train_loss": 0.5,
+    "train_accuracy": 0.8,
+    "epoch_seconds": 1.5,
+    "images_per_second": 40.0,
+}
 
 
 def test_an_epoch_without_validation_prints_no_val_part():
@@ -32,8 +39,19 @@ def test_a_line_marked_once_is_said_once_per_command_handler():
 def test_train_with_refit_states_the_blocklist_and_the_frozen_groups_once(tiny_dataset: Path, tmp_path: Path, capsys):
     """--refit trains two models in one command: both load the data and start a fit, the lines show once."""
     (tiny_dataset / "blocklist.csv").write_text("key,reason\ntrain/alpha/alpha_000.png,blurred\n")
-    code, _, err = cli(["train", tiny_dataset, "--out", tmp_path / "run", "--refit", "--set", "finetune.freeze_bottom=0.3",
-                        *[x for o in TINY for x in ("--set", o)]], capsys)
+    code, _, err = cli(
+        [
+            "train",
+            tiny_dataset,
+            "--out",
+            tmp_path / "run",
+            "--refit",
+            "--set",
+            "finetune.freeze_bottom=0.3",
+            *[x for o in TINY for x in ("--set", o)],
+        ],
+        capsys,
+    )
     assert code == 0, err
     assert err.count("removed 1 image(s)") == 1
     assert err.count("layer groups stay") == 1

@@ -26,13 +26,30 @@ def make_run(root: Path, name: str, overrides: list[str], acc: float, loss: floa
     run_dir.mkdir(parents=True)
     save_config(load_config(None, BASE + overrides), run_dir / "config.yaml")
     rows = [
-        {"epoch": e, "lr": 1e-3, "train_loss": loss + 0.3 / e, "train_accuracy": acc - 0.1 / e, "val_loss": loss + 0.2 / e,
-         "val_accuracy": acc - 0.05 * (3 - e), "epoch_seconds": seconds / 3, "images_per_second": 100.0, "trainable_params": 1000}
+        {
+            "epoch": e,
+            "lr": 1e-3,
+            "train_loss": loss + 0.3 / e,
+            "train_accuracy": acc - 0.1 / e,
+            "val_loss": loss + 0.2 / e,
+            "val_accuracy": acc - 0.05 * (3 - e),
+            "epoch_seconds": seconds / 3,
+            "images_per_second": 100.0,
+            "trainable_params": 1000,
+        }
         for e in (1, 2, 3)
     ]
     write_metrics(run_dir / "metrics.csv", rows)
-    summary = {"val_accuracy": acc, "val_loss": loss, "val_macro_f1": acc - 0.01, "best_epoch": 3, "epochs_run": 3,
-               "train_seconds": seconds, "total_params": 5000, "trainable_params": 1000}
+    summary = {
+        "val_accuracy": acc,
+        "val_loss": loss,
+        "val_macro_f1": acc - 0.01,
+        "best_epoch": 3,
+        "epochs_run": 3,
+        "train_seconds": seconds,
+        "total_params": 5000,
+        "trainable_params": 1000,
+    }
     (run_dir / "summary.json").write_text(json.dumps(summary))
     return run_dir
 
@@ -41,7 +58,9 @@ def make_run(root: Path, name: str, overrides: list[str], acc: float, loss: floa
 def three_runs(tmp_path: Path) -> list[Path]:
     return [
         make_run(tmp_path / "runs", "low-lr", ["train.lr=0.0001", "model.dropout=0.1"], acc=0.70, loss=0.9),
-        make_run(tmp_path / "runs", "mid-lr", ["train.lr=0.001", "model.dropout=0.1"], acc=0.85, loss=0.5, seconds=20.0),
+        make_run(
+            tmp_path / "runs", "mid-lr", ["train.lr=0.001", "model.dropout=0.1"], acc=0.85, loss=0.5, seconds=20.0
+        ),
         make_run(tmp_path / "runs", "high-lr", ["train.lr=0.01", "model.dropout=0.3"], acc=0.80, loss=0.4),
     ]
 
@@ -52,7 +71,15 @@ def test_only_the_config_keys_that_differ_are_columns(three_runs):
     comparison = compare_runs(runs)
     assert comparison.columns[:3] == ["run", "model.dropout", "train.lr"]
     assert "train.epochs" not in comparison.columns and "data.image_size" not in comparison.columns
-    assert {"val_accuracy", "val_loss", "val_macro_f1", "best_epoch", "epochs_run", "train_seconds", "total_params"} <= set(comparison.columns)
+    assert {
+        "val_accuracy",
+        "val_loss",
+        "val_macro_f1",
+        "best_epoch",
+        "epochs_run",
+        "train_seconds",
+        "total_params",
+    } <= set(comparison.columns)
 
 
 def test_rows_are_sorted_best_first_by_the_chosen_metric(three_runs):
@@ -84,7 +111,9 @@ def test_cli_prints_markdown_and_writes_markdown_csv_and_self_contained_html(thr
     assert "data:image/png;base64," in html  # the learning curves, inline
     assert "<script" not in html and "http://" not in html and "https://" not in html and "<link" not in html
     assert all(name in html for name in ("low-lr", "mid-lr", "high-lr"))
-    assert "Accuracy against cost" in html and "front (train_seconds)" in html  # the accuracy/time scatter with its front
+    assert (
+        "Accuracy against cost" in html and "front (train_seconds)" in html
+    )  # the accuracy/time scatter with its front
 
 
 def test_cli_errors_are_one_line_with_exit_2(tmp_path, capsys):

@@ -18,8 +18,16 @@ def _run(root: Path, name: str, summary: dict, validated: bool = True) -> Path:
     run_dir = root / name
     run_dir.mkdir(parents=True)
     save_config(load_config(None, BASE), run_dir / "config.yaml")
-    rows = [{"epoch": e, "lr": 1e-3, "train_loss": 1.0 / e, "train_accuracy": 0.5 + 0.1 * e,
-             **({"val_loss": 1.1 / e, "val_accuracy": 0.5 + 0.1 * e} if validated else {})} for e in (1, 2)]
+    rows = [
+        {
+            "epoch": e,
+            "lr": 1e-3,
+            "train_loss": 1.0 / e,
+            "train_accuracy": 0.5 + 0.1 * e,
+            **({"val_loss": 1.1 / e, "val_accuracy": 0.5 + 0.1 * e} if validated else {}),
+        }
+        for e in (1, 2)
+    ]
     write_metrics(run_dir / "metrics.csv", rows)
     (run_dir / "summary.json").write_text(json.dumps(summary))
     return run_dir
@@ -43,10 +51,16 @@ def test_latency_of_a_run_without_accuracy_is_named_not_an_empty_chart():
 
 def test_a_budget_run_is_ranked_by_its_estimate_and_the_report_says_what_that_is(tmp_path):
     plain = _run(tmp_path, "plain", {"val_accuracy": 0.80, "train_seconds": 50.0})
-    budget = _run(tmp_path, "budget", {"val_accuracy": None, "train_seconds": 90.0,
-                                       "recipe": {"estimate": {"metric": "accuracy", "value": 0.85, "se": 0.01,
-                                                                               "images": 1200}, "members": 1}},
-                  validated=False)
+    budget = _run(
+        tmp_path,
+        "budget",
+        {
+            "val_accuracy": None,
+            "train_seconds": 90.0,
+            "recipe": {"estimate": {"metric": "accuracy", "value": 0.85, "se": 0.01, "images": 1200}, "members": 1},
+        },
+        validated=False,
+    )
     comparison = compare_runs(load_runs([plain, budget]), sort=ESTIMATE)
     assert [r["run"] for r in comparison.rows] == ["budget", "plain"]
     assert [r[ESTIMATE] for r in comparison.rows] == [0.85, 0.80]

@@ -47,7 +47,9 @@ def test_every_schema_problem_gets_its_own_line():
 
 def test_cli_reports_schema_problems_one_per_line_and_writes_nothing(tmp_path, tiny_dataset, capsys):
     out = tmp_path / "run"
-    code, lines = _cli(["train", str(tiny_dataset), "--out", str(out), *_sets([*TINY, "train.epoch=3", "train.lr=-1"])], capsys)
+    code, lines = _cli(
+        ["train", str(tiny_dataset), "--out", str(out), *_sets([*TINY, "train.epoch=3", "train.lr=-1"])], capsys
+    )
     assert code == 2
     assert len(lines) == 2 and all(line.startswith("error:") for line in lines)
     assert "did you mean 'train.epochs'" in lines[0] + lines[1]
@@ -57,15 +59,23 @@ def test_cli_reports_schema_problems_one_per_line_and_writes_nothing(tmp_path, t
 def test_cli_reports_every_preflight_problem_at_once_and_writes_nothing(tmp_path, capsys):
     out = tmp_path / "run"
     overrides = [
-        *TINY, "data.blocklist=" + str(tmp_path / "no-blocklist.csv"), "data.split_file=" + str(tmp_path / "no-split.csv"),
-        "model.weights=" + str(tmp_path / "missing.safetensors"), "model.backbone=convnext_atto",
+        *TINY,
+        "data.blocklist=" + str(tmp_path / "no-blocklist.csv"),
+        "data.split_file=" + str(tmp_path / "no-split.csv"),
+        "model.weights=" + str(tmp_path / "missing.safetensors"),
+        "model.backbone=convnext_atto",
         "finetune.strategy=bn_only",
     ]
     code, lines = _cli(["train", str(tmp_path / "no-such-dataset"), "--out", str(out), *_sets(overrides)], capsys)
     assert code == 2
     text = "\n".join(lines)
-    for fragment in ("dataset not found", "data.blocklist: file not found", "data.split_file: file not found",
-                     "weights file not found", "bn_only needs BatchNorm"):
+    for fragment in (
+        "dataset not found",
+        "data.blocklist: file not found",
+        "data.split_file: file not found",
+        "weights file not found",
+        "bn_only needs BatchNorm",
+    ):
         assert fragment in text
     assert len(lines) == 5 and all(line.startswith("error:") for line in lines)
     assert not out.exists()
@@ -106,7 +116,9 @@ def test_fixed_size_vit_at_its_own_size_is_fine(tiny_dataset):
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message for a machine without CUDA")
 def test_cuda_requested_without_cuda(tiny_dataset):
     cfg = load_config(None, [*TINY, "train.device=cuda"])
-    assert training_problems(cfg, tiny_dataset) == ["train.device=cuda but no CUDA device is available; use train.device=auto or cpu"]
+    assert training_problems(cfg, tiny_dataset) == [
+        "train.device=cuda but no CUDA device is available; use train.device=auto or cpu"
+    ]
 
 
 def test_fit_validates_before_creating_the_run_directory(tmp_path, tiny_dataset):
@@ -160,7 +172,16 @@ def test_yaml_file_with_a_typo_names_file_problem(tmp_path):
     assert not Path(tmp_path / "runs").exists()
 
 
-@pytest.mark.parametrize("override", ["finetune.head_lr=inf", "train.lr=nan", "train.weight_decay=inf", "finetune.head_lr=.inf", "finetune.layer_decay=.nan"])
+@pytest.mark.parametrize(
+    "override",
+    [
+        "finetune.head_lr=inf",
+        "train.lr=nan",
+        "train.weight_decay=inf",
+        "finetune.head_lr=.inf",
+        "finetune.layer_decay=.nan",
+    ],
+)
 def test_non_finite_learning_rates_and_decays_are_refused_with_one_line(override, tmp_path, tiny_dataset, capsys):
     # head_lr=inf passed "> 0", trained NaN weights and predict used them.
     out = tmp_path / "run"
@@ -187,9 +208,15 @@ def test_enum_tuples_are_derived_from_the_config_literals():
     from imgclf.infer import tta
     from imgclf.models import heads
 
-    fields = {name: sec.model_fields for name, sec in [
-        ("model", config.ModelConfig), ("finetune", config.FinetuneConfig), ("data", config.DataConfig), ("tta", config.TTAConfig),
-    ]}
+    fields = {
+        name: sec.model_fields
+        for name, sec in [
+            ("model", config.ModelConfig),
+            ("finetune", config.FinetuneConfig),
+            ("data", config.DataConfig),
+            ("tta", config.TTAConfig),
+        ]
+    }
     assert finetune.STRATEGIES == get_args(fields["finetune"]["strategy"].annotation)
     assert finetune.BN_POLICIES == get_args(fields["finetune"]["bn"].annotation)
     assert heads.HEADS == get_args(fields["model"]["head"].annotation)

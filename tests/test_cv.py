@@ -33,9 +33,25 @@ def _with_manifest(root: Path) -> Path:
         cls, index = path.parent.name, int(path.stem.split("_")[-1])
         group = f"{cls}-dup{index // 2}" if index < 2 * PAIRS else ""
         rel = path.relative_to(root).as_posix()
-        rows.append({"path": rel, "label": cls, "split": "train", "sha256": hashlib.sha256(rel.encode()).hexdigest(),
-                     "bytes": path.stat().st_size, "width": 40, "height": 40, "mode": "RGB", "format": "PNG", "phash": "",
-                     "flags": "", "reasons": "", "dup_group": group, "keep": "true", "source": ""})
+        rows.append(
+            {
+                "path": rel,
+                "label": cls,
+                "split": "train",
+                "sha256": hashlib.sha256(rel.encode()).hexdigest(),
+                "bytes": path.stat().st_size,
+                "width": 40,
+                "height": 40,
+                "mode": "RGB",
+                "format": "PNG",
+                "phash": "",
+                "flags": "",
+                "reasons": "",
+                "dup_group": group,
+                "keep": "true",
+                "source": "",
+            }
+        )
     pd.DataFrame(rows).to_csv(root / "manifest.csv", index=False)
     return root
 
@@ -114,12 +130,27 @@ def test_summary_intervals_refit_report_and_issue_list(cv_dir: Path) -> None:
 
 def test_predict_cv_dir_averages_the_folds(cv_dir: Path, capsys) -> None:
     test_dir = cv_dir.parent / "data" / "test"
-    code, _, err = cli(["predict", cv_dir, test_dir, "--out", cv_dir.parent / "sub.csv", "--probs", cv_dir.parent / "p.csv"], capsys)
+    code, _, err = cli(
+        ["predict", cv_dir, test_dir, "--out", cv_dir.parent / "sub.csv", "--probs", cv_dir.parent / "p.csv"], capsys
+    )
     assert code == 0, err
     folds = []
     for k in (1, 2, 3):
-        assert cli(["predict", cv_dir / f"fold_{k}", test_dir, "--out", cv_dir.parent / f"s{k}.csv",
-                    "--probs", cv_dir.parent / f"p{k}.csv"], capsys)[0] == 0
+        assert (
+            cli(
+                [
+                    "predict",
+                    cv_dir / f"fold_{k}",
+                    test_dir,
+                    "--out",
+                    cv_dir.parent / f"s{k}.csv",
+                    "--probs",
+                    cv_dir.parent / f"p{k}.csv",
+                ],
+                capsys,
+            )[0]
+            == 0
+        )
         folds.append(pd.read_csv(cv_dir.parent / f"p{k}.csv").set_index("Id"))
     blended = pd.read_csv(cv_dir.parent / "p.csv").set_index("Id")
     np.testing.assert_allclose(blended.to_numpy(), sum(f.to_numpy() for f in folds) / 3, atol=1e-5)
@@ -167,7 +198,9 @@ def test_blend_weights_find_the_known_optimum() -> None:
     labels = np.zeros(4, dtype=int)
     weights = blend_weights([a, b], labels)
     np.testing.assert_allclose(weights, [0.75, 0.25], atol=1e-4)
-    assert blend_log_loss([a, b], labels, weights) <= blend_log_loss([a, b], labels, blend_weights([a, b], labels, "equal"))
+    assert blend_log_loss([a, b], labels, weights) <= blend_log_loss(
+        [a, b], labels, blend_weights([a, b], labels, "equal")
+    )
     # A useless third member (uniform) gets no weight when A alone is perfect.
     good = np.eye(3)[[0, 1, 2, 0]] * 0.9 + 0.1 / 3
     flat = np.full((4, 3), 1 / 3)
@@ -199,8 +232,14 @@ def test_resume_retrains_only_unfinished_folds(cv_dir: Path) -> None:
     shutil.copytree(cv_dir, work)
     (work / "fold_2" / "summary.json").unlink()  # half-finished: its last.pt is still there
     shutil.rmtree(work / "fold_3")  # never started
-    kept = {p: p.stat().st_mtime_ns for p in (work / "fold_1" / "summary.json", work / "fold_1" / "checkpoints" / "best.safetensors",
-                                               work / "refit" / "summary.json")}
+    kept = {
+        p: p.stat().st_mtime_ns
+        for p in (
+            work / "fold_1" / "summary.json",
+            work / "fold_1" / "checkpoints" / "best.safetensors",
+            work / "refit" / "summary.json",
+        )
+    }
     assert _cv(cv_dir.parent / "data", work, "--refit") == 0
     summary = json.loads((work / "summary.json").read_text())
     assert summary["actions"] == ["skipped", "resumed", "trained"]
@@ -214,7 +253,9 @@ def test_refit_trains_the_chosen_epochs_with_no_validation(tmp_path: Path) -> No
     from imgclf.experiments.cv import median_best_epoch
     from imgclf.training.refit import refit_config
 
-    assert median_best_epoch([{"best_epoch": 3}, {"best_epoch": 8}, {"best_epoch": 4}, {"best_epoch": 5}]) == 5  # 4.5 rounds up
+    assert (
+        median_best_epoch([{"best_epoch": 3}, {"best_epoch": 8}, {"best_epoch": 4}, {"best_epoch": 5}]) == 5
+    )  # 4.5 rounds up
     cfg = refit_config(load_config(None, [*TINY, "train.patience=3"]), 4)
     assert (cfg.train.epochs, cfg.train.patience, cfg.data.val_fraction) == (4, None, 0.0)  # nothing may stop it early
 

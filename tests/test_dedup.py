@@ -20,7 +20,9 @@ from imgclf.data.prepare import PrepareOptions, prepare
 from imgclf.data.samples import load_training_set
 from imgclf.data.verdicts import assess
 
-_spec = importlib.util.spec_from_file_location("dedup_corpus", Path(__file__).resolve().parents[1] / "bench" / "dedup_corpus.py")
+_spec = importlib.util.spec_from_file_location(
+    "dedup_corpus", Path(__file__).resolve().parents[1] / "bench" / "dedup_corpus.py"
+)
 corpus = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(corpus)
 
@@ -40,7 +42,10 @@ def _records(root: Path) -> list[dict]:
 def test_radius_pairs_finds_exactly_the_brute_force_pairs():
     rng = np.random.default_rng(0)
     base = rng.integers(0, 2**63, 300, dtype=np.uint64)
-    flips = np.array([sum(1 << int(b) for b in rng.choice(64, int(rng.integers(0, 10)), replace=False)) for _ in range(300)], dtype=np.uint64)
+    flips = np.array(
+        [sum(1 << int(b) for b in rng.choice(64, int(rng.integers(0, 10)), replace=False)) for _ in range(300)],
+        dtype=np.uint64,
+    )
     hashes = np.concatenate([base, base ^ flips])  # 300 planted neighbours at 0-9 bits
     queries, owners = hashes[:50] ^ np.uint64(0b1011), np.arange(50)
     found = radius_pairs(hashes, 7, queries, owners)
@@ -67,7 +72,9 @@ def test_groups_are_stars_never_chains():
 def _rejecting_search(hashes: list[int]) -> dict:
     rng = np.random.default_rng(2)
     items = [Item(str(k), Path(str(k)), str(k), f"{h:016x}", [], 1, 1) for k, h in enumerate(hashes)]
-    found = find_duplicates(items, load_many=lambda paths: [rng.normal(size=(64, 64)).astype(np.float32) for _ in paths])
+    found = find_duplicates(
+        items, load_many=lambda paths: [rng.normal(size=(64, 64)).astype(np.float32) for _ in paths]
+    )
     return vars(found.summary)
 
 
@@ -90,7 +97,9 @@ def test_a_copy_found_through_a_member_joins_the_representatives_star():
     found = find_duplicates(items, load_many=lambda paths: [thumbs[p] for p in paths])
     assert found.group_members() == [[0, 1, 2]]
     assert found.rep[found.node[2]] == found.node[0]  # verified against a, not chained through b
-    assert found.evidence(2, 0).startswith("near copy (detail correlation 0.99") and "hash distance 12" in found.evidence(2, 0)
+    assert found.evidence(2, 0).startswith(
+        "near copy (detail correlation 0.99"
+    ) and "hash distance 12" in found.evidence(2, 0)
     assert found.evidence(1, 2) == "both verified near copies of a"
 
 
@@ -133,7 +142,10 @@ def test_wording_matches_the_evidence(tmp_path):
     assert rows["train/cat/a_same_bytes.jpg"].startswith("exact duplicate of train/cat/a.jpg: identical file")
     assert "near duplicate of train/cat/a_as.png: same image, decoded pixels equal" in rows["train/cat/a.jpg"]
     half = rows["train/cat/a_half.jpg"]
-    assert half.startswith("near duplicate of train/cat/a_as.png: near copy (detail correlation 0.9") and "hash distance" in half
+    assert (
+        half.startswith("near duplicate of train/cat/a_as.png: near copy (detail correlation 0.9")
+        and "hash distance" in half
+    )
     assert not any("same image as" in r for r in rows.values())
 
 
@@ -165,7 +177,11 @@ def test_default_prepare_drops_only_unreadable_files_and_identical_copies(tmp_pa
     code, _, err = cli(["prepare", tmp_path / "src", "--out", out, "--workers", "1"], capsys)
     assert code == 0, err
     table = read_manifest(out)
-    assert set(table.loc[~table["keep"], "path"]) == {"train/cat/00_again.jpg", "train/dog/empty.jpg", "train/bird/page.jpg"}
+    assert set(table.loc[~table["keep"], "path"]) == {
+        "train/cat/00_again.jpg",
+        "train/dog/empty.jpg",
+        "train/bird/page.jpg",
+    }
     rows = {r["path"]: r for r in table.to_dict("records")}
     assert rows["train/cat/01_small.jpg"]["flags"] == "near_duplicate" and rows["train/cat/01_small.jpg"]["keep"]
     assert rows["train/cat/01.jpg"]["dup_group"] == rows["train/cat/01_small.jpg"]["dup_group"] != ""
@@ -189,7 +205,12 @@ def test_guard_stops_with_one_line_and_writes_nothing(tmp_path, capsys):
     assert code == 2
     message = err.strip()
     assert "\n" not in message and len(message) < 300
-    assert "1 of 11" in message and "'cat'" in message and "exact_duplicate=keep_one" in message and "--max-drop 1.0" in message
+    assert (
+        "1 of 11" in message
+        and "'cat'" in message
+        and "exact_duplicate=keep_one" in message
+        and "--max-drop 1.0" in message
+    )
     assert not out.exists()
     code, _, err = cli(["prepare", tmp_path / "src", "--out", out, "--workers", "1", "--max-drop", "1.0"], capsys)
     assert code == 0, err
@@ -198,7 +219,9 @@ def test_guard_stops_with_one_line_and_writes_nothing(tmp_path, capsys):
 
 def test_apply_proposed_is_guarded_too(tmp_path, capsys):
     _default_corpus(tmp_path / "src")
-    code, _, err = cli(["prepare", tmp_path / "src", "--out", tmp_path / "out", "--workers", "1", "--apply-proposed"], capsys)
+    code, _, err = cli(
+        ["prepare", tmp_path / "src", "--out", tmp_path / "out", "--workers", "1", "--apply-proposed"], capsys
+    )
     assert code == 2 and "2 of 26 training images of class 'cat'" in err  # the identical copy and a label conflict
     assert not (tmp_path / "out").exists()
 

@@ -40,8 +40,15 @@ GRAD_ATOL, GRAD_RTOL = 1e-7, 3e-5
 # random sign, so such weights differ by ~lr between any two summation orders. The gradient test
 # below covers synchronised training-mode BN in every backbone layer instead.
 EQUIVALENCE = [
-    *TINY, "data.augment=none", "model.dropout=0.0", "model.head=mlp_bn", "finetune.bn=frozen_stats",
-    "train.sync_bn=true", "train.epochs=2", "data.batch_size=8", "train.patience=null",
+    *TINY,
+    "data.augment=none",
+    "model.dropout=0.0",
+    "model.head=mlp_bn",
+    "finetune.bn=frozen_stats",
+    "train.sync_bn=true",
+    "train.epochs=2",
+    "data.batch_size=8",
+    "train.patience=null",
 ]
 
 
@@ -113,7 +120,11 @@ def single_and_ddp(tmp_path_factory):
     # fork, not spawn: the children inherit the imported modules instead of importing torch, timm
     # and imgclf again (seconds of CPU each); no process group or worker exists yet to inherit.
     mp.start_processes(
-        _worker, args=(2, str(root / "store"), str(data), str(root / "ddp"), EQUIVALENCE), nprocs=2, join=True, start_method="fork",
+        _worker,
+        args=(2, str(root / "store"), str(data), str(root / "ddp"), EQUIVALENCE),
+        nprocs=2,
+        join=True,
+        start_method="fork",
     )
     return root
 
@@ -171,7 +182,14 @@ def test_only_rank_zero_writes_the_run_directory(single_and_ddp):
     base = single_and_ddp / "ddp"
     assert not (base / "rank1").exists() and not (base / "rank1-resumed").exists()
     run = base / "run"
-    for name in ("config.yaml", "metrics.csv", "summary.json", "split.csv", "checkpoints/best.safetensors", "checkpoints/last.pt"):
+    for name in (
+        "config.yaml",
+        "metrics.csv",
+        "summary.json",
+        "split.csv",
+        "checkpoints/best.safetensors",
+        "checkpoints/last.pt",
+    ):
         assert (run / name).is_file(), name
     # every rank returns the same summary (rank 0's, broadcast)
     assert (base / "summary-rank0.txt").read_text() == (base / "summary-rank1.txt").read_text()
@@ -190,7 +208,9 @@ def test_cpu_sync_batchnorm_is_plain_batchnorm_in_one_process():
     from imgclf.training.sync_bn import CpuSyncBatchNorm, convert_sync_batchnorm
 
     torch.manual_seed(0)
-    plain = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Flatten(), nn.Linear(4 * 6 * 6, 2), nn.BatchNorm1d(2))
+    plain = nn.Sequential(
+        nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Flatten(), nn.Linear(4 * 6 * 6, 2), nn.BatchNorm1d(2)
+    )
     synced = convert_sync_batchnorm(copy.deepcopy(plain), torch.device("cpu"))
     assert sum(isinstance(m, CpuSyncBatchNorm) for m in synced.modules()) == 2
     assert synced.state_dict().keys() == plain.state_dict().keys()
@@ -227,7 +247,9 @@ def test_devices_flag_under_torchrun_is_a_one_line_error(tiny_dataset, tiny_over
 
 
 @pytest.mark.skipif(usable_cpus() < 2, reason="--devices 2 on the CPU needs two cores (one process per core)")
-def test_devices_flag_trains_on_two_local_processes_that_meet_in_a_file_store(tiny_dataset, tiny_overrides, tmp_path, capsys):
+def test_devices_flag_trains_on_two_local_processes_that_meet_in_a_file_store(
+    tiny_dataset, tiny_overrides, tmp_path, capsys
+):
     from imgclf.cli.main import run
 
     out = tmp_path / "r"

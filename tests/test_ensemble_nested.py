@@ -27,8 +27,9 @@ def test_a_folds_nested_blend_does_not_depend_on_its_own_labels():
     changed = oofs[0].labels.copy()
     held = oofs[0].folds == 0
     changed[held] = (changed[held] + 1) % 3  # relabel fold 0 only
-    after = nested_blend([Oof(o.paths, changed, o.probs, o.classes, o.folds) for o in oofs], "optimize",
-                         get_metric("log_loss"))
+    after = nested_blend(
+        [Oof(o.paths, changed, o.probs, o.classes, o.folds) for o in oofs], "optimize", get_metric("log_loss")
+    )
     assert np.allclose(before[held], after[held])
     assert not np.allclose(before[~held], after[~held])
 

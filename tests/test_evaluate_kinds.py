@@ -73,8 +73,9 @@ def _with_member(run: Path, dest: Path, member_split_from: Path | None = None) -
     shutil.copytree(run, dest / "members" / "2", ignore=shutil.ignore_patterns("members"))
     if member_split_from is not None:
         shutil.copy(member_split_from / "split.csv", dest / "members" / "2" / "split.csv")
-    (dest / "ensemble.json").write_text(json.dumps({"members": [{"path": ".", "weight": 0.5},
-                                                               {"path": "members/2", "weight": 0.5}]}))
+    (dest / "ensemble.json").write_text(
+        json.dumps({"members": [{"path": ".", "weight": 0.5}, {"path": "members/2", "weight": 0.5}]})
+    )
     return dest
 
 
@@ -88,7 +89,11 @@ def test_a_budget_run_with_members_is_scored_as_the_blend_on_their_shared_valida
 
 
 def test_a_budget_run_whose_member_trained_on_the_validation_images_is_not_scored_on_them(work: Path, capsys):
-    run = _with_member(_train(work, "split_run"), work / "budget_leaky", member_split_from=_train(work, "all_run", "--set", "data.val_fraction=0"))
+    run = _with_member(
+        _train(work, "split_run"),
+        work / "budget_leaky",
+        member_split_from=_train(work, "all_run", "--set", "data.val_fraction=0"),
+    )
     _one_line_exit_2(["evaluate", run], capsys, "members/2", "trained on some of the run's validation images")
     assert cli(["evaluate", run, work / "holdout"], capsys)[0] == 0
 

@@ -77,7 +77,17 @@ def test_predict_with_onnx_engine_writes_the_same_submission_as_torch(trained, t
     codes = {}
     for engine in ("torch", "onnx"):
         try:
-            run(["predict", str(run_dir), str(data / "test"), "--out", str(tmp_path / f"{engine}.csv"), "--engine", engine])
+            run(
+                [
+                    "predict",
+                    str(run_dir),
+                    str(data / "test"),
+                    "--out",
+                    str(tmp_path / f"{engine}.csv"),
+                    "--engine",
+                    engine,
+                ]
+            )
         except SystemExit as exc:
             codes[engine] = exc.code
     assert not any(codes.values()), codes

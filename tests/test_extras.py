@@ -32,8 +32,9 @@ run()
 
 
 def _imgclf(*args: object) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", WITHOUT_EXTRAS, *map(str, args)], capture_output=True, text=True,
-                          timeout=600)
+    return subprocess.run(
+        [sys.executable, "-c", WITHOUT_EXTRAS, *map(str, args)], capture_output=True, text=True, timeout=600
+    )
 
 
 def _sets() -> list[str]:
@@ -46,7 +47,9 @@ def test_train_evaluate_and_predict_need_no_extra(tiny_dataset: Path, tmp_path: 
     assert trained.returncode == 0, trained.stderr
     assert _imgclf("evaluate", run).returncode == 0
     out = tmp_path / "submission.csv"
-    predicted = _imgclf("predict", run, tiny_dataset / "test", "--out", out, "--sample", tiny_dataset / "sample_submission.csv")
+    predicted = _imgclf(
+        "predict", run, tiny_dataset / "test", "--out", out, "--sample", tiny_dataset / "sample_submission.csv"
+    )
     assert predicted.returncode == 0, predicted.stderr
     assert len(out.read_text().splitlines()) == 6  # the header and the 5 test images
     exported = _imgclf("export", run, "--format", "onnx")

@@ -16,7 +16,12 @@ torch.set_num_threads(1)
 STRATEGIES = ["full", "linear_probe", "gradual", "bn_only"]
 POLICIES = ["train", "frozen_stats", "frozen"]
 # epoch 0 (gradual: head phase) → (backbone non-BN params train, backbone BN affine train) before the BN policy
-TRAINS_AT_EPOCH_0 = {"full": (True, True), "linear_probe": (False, False), "gradual": (False, False), "bn_only": (False, True)}
+TRAINS_AT_EPOCH_0 = {
+    "full": (True, True),
+    "linear_probe": (False, False),
+    "gradual": (False, False),
+    "bn_only": (False, True),
+}
 
 
 def make_model(arch: str = "test_efficientnet", head: str = "mlp_bn") -> ImageClassifier:
@@ -31,11 +36,15 @@ def is_bn(module: nn.Module) -> bool:
 
 def categories(model: ImageClassifier) -> dict[str, list[str]]:
     """Names (model-level) of every parameter and buffer, sorted into the kinds the tests reason about."""
-    cats = {k: [] for k in ("backbone_weights", "backbone_bn_affine", "backbone_bn_stats", "head_params", "head_bn_stats")}
+    cats = {
+        k: [] for k in ("backbone_weights", "backbone_bn_affine", "backbone_bn_stats", "head_params", "head_bn_stats")
+    }
     for part in ("backbone", "head"):
         for mod_name, module in getattr(model, part).named_modules(prefix=part):
             for name, _ in module.named_parameters(recurse=False):
-                key = "head_params" if part == "head" else ("backbone_bn_affine" if is_bn(module) else "backbone_weights")
+                key = (
+                    "head_params" if part == "head" else ("backbone_bn_affine" if is_bn(module) else "backbone_weights")
+                )
                 cats[key].append(f"{mod_name}.{name}")
             for name, _ in module.named_buffers(recurse=False):
                 assert is_bn(module)  # the toy models hold no other buffers

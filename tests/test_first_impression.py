@@ -7,16 +7,36 @@ from rich.table import Table
 from imgclf.terminal import RedactingConsole
 from imgclf.cli.tta_options import passes_text
 
-HEADS = ["setting", "threshold", "views per image", "accuracy", "log-loss", "forward passes", "per image",
-         "share of full passes", "wall s", "%"]
+HEADS = [
+    "setting",
+    "threshold",
+    "views per image",
+    "accuracy",
+    "log-loss",
+    "forward passes",
+    "per image",
+    "share of full passes",
+    "wall s",
+    "%",
+]
 
 
 def _wide_table() -> Table:
     table = Table(title="TTA comparison: runs/a-long-run-name on the validation split")
     for head in HEADS:
         table.add_column(head)
-    table.add_row("adaptive (threshold chosen on held-out halves)", "margin < 0.25", "1×500, 2×80, 10×20", "0.9012",
-                  "0.3123", "1234", "2.06", "20.6 %", "12.3", "+0.4 %")
+    table.add_row(
+        "adaptive (threshold chosen on held-out halves)",
+        "margin < 0.25",
+        "1×500, 2×80, 10×20",
+        "0.9012",
+        "0.3123",
+        "1234",
+        "2.06",
+        "20.6 %",
+        "12.3",
+        "+0.4 %",
+    )
     return table
 
 
@@ -45,8 +65,10 @@ def test_a_narrow_table_and_text_piped_keep_the_console_width(capsys, monkeypatc
 
 
 def test_passes_of_one_model_are_views_per_image():
-    assert passes_text(2460, 1000, {"2": 900, "3": 40, "10": 60}) == \
-        "forward passes 2460 (2.46/image; views per image: 2×900, 3×40, 10×60)"
+    assert (
+        passes_text(2460, 1000, {"2": 900, "3": 40, "10": 60})
+        == "forward passes 2460 (2.46/image; views per image: 2×900, 3×40, 10×60)"
+    )
 
 
 def test_passes_of_a_blend_with_fixed_views_are_views_per_image_per_model():
@@ -79,8 +101,7 @@ def test_the_cleaning_chart_legend_sits_outside_the_bars():
 
     from imgclf.report.cleaning import class_chart
 
-    rows = [{"label": f"class_{c}", "split": "train", "keep": k % 7 != 0}
-            for c in range(5) for k in range(10 + 20 * c)]
+    rows = [{"label": f"class_{c}", "split": "train", "keep": k % 7 != 0} for c in range(5) for k in range(10 + 20 * c)]
     fig = class_chart(pd.DataFrame(rows))
     renderer = fig.canvas.get_renderer()
     ax = fig.axes[0]

@@ -38,9 +38,11 @@ def work(tmp_path, pristine) -> dict[str, Path]:
 def snapshot(root: Path, *outputs: Path) -> dict[str, str]:
     """Every file under ``root`` except the outputs, with a digest of its bytes."""
     skip = [o.resolve() for o in outputs]
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file() and not p.is_symlink()
-            and not any(s == p.resolve() or s in p.resolve().parents for s in skip)}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and not p.is_symlink() and not any(s == p.resolve() or s in p.resolve().parents for s in skip)
+    }
 
 
 def one_line_exit_2(code: int, out: str, err: str, names: str | None = None) -> str:
@@ -147,7 +149,9 @@ def test_resume_creates_no_folder_at_a_cache_dir_the_runs_config_names(work, cap
 
 
 def _budget_manifest(run: Path, member: str) -> None:
-    (run / "ensemble.json").write_text(json.dumps({"members": [{"path": ".", "weight": 0.5}, {"path": member, "weight": 0.5}]}))
+    (run / "ensemble.json").write_text(
+        json.dumps({"members": [{"path": ".", "weight": 0.5}, {"path": member, "weight": 0.5}]})
+    )
 
 
 @pytest.mark.parametrize("member", ["../../elsewhere/run", "ABSOLUTE"])
@@ -184,7 +188,9 @@ def make_cv(root: Path, run: Path, **spec) -> Path:
     cv = root / "cv"
     for k in (1, 2):
         shutil.copytree(run, cv / f"fold_{k}")
-    (cv / "cv.json").write_text(json.dumps({"folds": 2, "seed": 0, "dataset": "", "fold_dirs": ["fold_1", "fold_2"], **spec}))
+    (cv / "cv.json").write_text(
+        json.dumps({"folds": 2, "seed": 0, "dataset": "", "fold_dirs": ["fold_1", "fold_2"], **spec})
+    )
     oof = read_run_oof(run)
     oof.folds = pd.Series(range(len(oof.paths))).mod(2).add(1).to_numpy()
     write_oof(cv / "oof.csv", oof)
@@ -224,8 +230,12 @@ def test_predict_on_a_damaged_ensemble_json_exits_2_naming_it(work, capsys, case
     assert snapshot(work["root"], work["root"] / "sub.csv") == before
 
 
-CV_JSON = {"invalid_json": '{"folds": 2', "a_list": "[2]", "no_folds_key": '{"fold_dirs": ["fold_1", "fold_2"]}',
-           "folds_a_string": '{"folds": "2"}'}
+CV_JSON = {
+    "invalid_json": '{"folds": 2',
+    "a_list": "[2]",
+    "no_folds_key": '{"fold_dirs": ["fold_1", "fold_2"]}',
+    "folds_a_string": '{"folds": "2"}',
+}
 
 
 def _started_cv(work: dict[str, Path]) -> Path:
@@ -238,13 +248,18 @@ def _started_cv(work: dict[str, Path]) -> Path:
     cv.mkdir()
     save_config(load_config(None, TINY), cv / "cv_config.yaml")
     plan_folds(load_training_set(work["data"]), cv, 2, 42)
-    (cv / "cv.json").write_text(json.dumps({"folds": 2, "seed": 42, "dataset": str(work["data"]), "fold_dirs": ["fold_1", "fold_2"]}))
+    (cv / "cv.json").write_text(
+        json.dumps({"folds": 2, "seed": 42, "dataset": str(work["data"]), "fold_dirs": ["fold_1", "fold_2"]})
+    )
     (cv / ".imgclf.lock").write_text("cv")  # imgclf cv holds its folder under this lock, naming itself
     return cv
 
 
 def _cv_resume(work: dict[str, Path], capsys) -> tuple[int, str, str]:
-    return cli(["cv", work["data"], "--folds", "2", "--out", work["root"] / "cv", *sum((["--set", s] for s in TINY), [])], capsys)
+    return cli(
+        ["cv", work["data"], "--folds", "2", "--out", work["root"] / "cv", *sum((["--set", s] for s in TINY), [])],
+        capsys,
+    )
 
 
 @pytest.mark.parametrize("case", sorted(CV_JSON))
@@ -291,7 +306,9 @@ def _damage_oof(cv: Path, case: str) -> None:
     frame.to_csv(cv / "oof.csv", index=False)
 
 
-@pytest.mark.parametrize("case", ["unknown_label", "non_numeric_probability", "nan_probability", "no_path_column", "non_integer_fold"])
+@pytest.mark.parametrize(
+    "case", ["unknown_label", "non_numeric_probability", "nan_probability", "no_path_column", "non_integer_fold"]
+)
 def test_ensemble_of_a_member_with_damaged_predictions_exits_2_naming_the_file(work, capsys, case):
     cv = make_cv(work["root"], work["run"])
     _damage_oof(cv, case)
@@ -309,7 +326,9 @@ def test_ensemble_of_a_run_with_an_unknown_label_in_its_validation_predictions_e
     shutil.copytree(work["run"], work["root"] / "other")
     out = work["root"] / "ens"
     before = snapshot(work["root"], out)
-    one_line_exit_2(*cli(["ensemble", work["run"], work["root"] / "other", "--out", out], capsys), names="val_predictions.csv")
+    one_line_exit_2(
+        *cli(["ensemble", work["run"], work["root"] / "other", "--out", out], capsys), names="val_predictions.csv"
+    )
     assert snapshot(work["root"], out) == before
 
 
@@ -335,8 +354,21 @@ def test_train_refuses_a_split_file_with_split_values_other_than_train_and_val(w
     frame.loc[0, "split"] = "test"
     frame.to_csv(split, index=False)
     before = snapshot(work["root"], work["root"] / "new")
-    one_line_exit_2(*cli(["train", work["data"], "--out", work["root"] / "new", "--set", f"data.split_file={split}",
-                          *sum((["--set", s] for s in TINY), [])], capsys), names="split.csv")
+    one_line_exit_2(
+        *cli(
+            [
+                "train",
+                work["data"],
+                "--out",
+                work["root"] / "new",
+                "--set",
+                f"data.split_file={split}",
+                *sum((["--set", s] for s in TINY), []),
+            ],
+            capsys,
+        ),
+        names="split.csv",
+    )
     assert snapshot(work["root"], work["root"] / "new") == before
 
 

@@ -30,8 +30,13 @@ from imgclf.run.rundir import RunDir
 
 FILES = ["cv/folds.csv", "cv/cv.json", "cv/oof.csv", "run/ensemble.json", "run/split.csv", "run/preprocessing.json"]
 JSON_VALUES = st.recursive(
-    st.none() | st.booleans() | st.integers(-3, 10**12) | st.floats(allow_nan=True, allow_infinity=True) | st.text(max_size=12),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3), max_leaves=6,
+    st.none()
+    | st.booleans()
+    | st.integers(-3, 10**12)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=12),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=6,
 )
 
 
@@ -47,7 +52,9 @@ def pristine(tmp_path_factory) -> Path:
     cv.mkdir()
     save_config(cfg, cv / "cv_config.yaml")
     folds = plan_folds(samples, cv, 2, cfg.data.split_seed)
-    (cv / "cv.json").write_text(json.dumps({"folds": 2, "seed": 42, "dataset": str(dataset), "fold_dirs": ["fold_1", "fold_2"]}))
+    (cv / "cv.json").write_text(
+        json.dumps({"folds": 2, "seed": 42, "dataset": str(dataset), "fold_dirs": ["fold_1", "fold_2"]})
+    )
     rel = [samples.rel(p) for p in samples.paths]
     probs = np.random.default_rng(0).dirichlet(np.ones(len(samples.classes)), len(rel))
     write_oof(cv / "oof.csv", Oof(rel, np.array(samples.labels), probs, samples.classes, folds))
@@ -58,10 +65,14 @@ def pristine(tmp_path_factory) -> Path:
         save_config(cfg, RunDir(folder).config)
         RunDir(folder).summary.write_text("{}")
         RunDir(folder).classes.write_text(json.dumps(samples.classes))
-    (run / "ensemble.json").write_text(json.dumps({"members": [{"path": ".", "weight": 0.5}, {"path": "members/2", "weight": 0.5}]}))
+    (run / "ensemble.json").write_text(
+        json.dumps({"members": [{"path": ".", "weight": 0.5}, {"path": "members/2", "weight": 0.5}]})
+    )
     save_split(run / "split.csv", rel, [samples.classes[i] for i in samples.labels], folds == 1)
     (run / "run.json").write_text(json.dumps({"dataset": str(dataset)}))
-    (run / "preprocessing.json").write_text(json.dumps(Preprocessing(32, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)).to_dict()))
+    (run / "preprocessing.json").write_text(
+        json.dumps(Preprocessing(32, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)).to_dict())
+    )
     return root
 
 
@@ -71,7 +82,7 @@ def _damage(path: Path, how: str, data: bytes, value, pick: int) -> None:
         path.write_bytes(original[: pick % max(1, len(original))])
     elif how == "flip":
         at = pick % max(1, len(original))
-        path.write_bytes(original[:at] + data + original[at + len(data):])
+        path.write_bytes(original[:at] + data + original[at + len(data) :])
     elif how == "value" and path.suffix == ".json":
         path.write_text(json.dumps(_replace(json.loads(original), value, pick)))
     elif how == "value":  # a CSV cell
@@ -115,10 +126,20 @@ def _read(root: Path, file: str) -> None:
 
 
 def _digests(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
-@settings(max_examples=60, deadline=None, derandomize=True, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=60,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
 @given(
     file=st.sampled_from(FILES),
     how=st.sampled_from(["truncate", "empty", "flip", "garbage", "value", "value"]),

@@ -15,8 +15,17 @@ from hypothesis import strategies as st
 from conftest import cli, one_epoch_run
 
 RUN_FILES = [
-    "config.yaml", "classes.json", "preprocessing.json", "calibration.json", "summary.json", "run.json",
-    "metrics.csv", "split.csv", "val_predictions.csv", "checkpoints/best.safetensors", "checkpoints/last.pt",
+    "config.yaml",
+    "classes.json",
+    "preprocessing.json",
+    "calibration.json",
+    "summary.json",
+    "run.json",
+    "metrics.csv",
+    "split.csv",
+    "val_predictions.csv",
+    "checkpoints/best.safetensors",
+    "checkpoints/last.pt",
 ]
 COMMANDS = ["predict", "evaluate", "report", "compare", "resume"]
 
@@ -34,7 +43,7 @@ def _damage(path: Path, how: str, data: bytes) -> None:
         path.write_bytes(b"")
     elif how == "flip":
         cut = len(original) // 2
-        path.write_bytes(original[:cut] + data + original[cut + len(data):])
+        path.write_bytes(original[:cut] + data + original[cut + len(data) :])
     else:
         path.write_bytes(data)
 
@@ -49,7 +58,13 @@ def _command(name: str, run: Path, dataset: Path, work: Path) -> list:
     }[name]
 
 
-@settings(max_examples=24, deadline=None, derandomize=True, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=24,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
 @given(
     file=st.sampled_from(RUN_FILES),
     how=st.sampled_from(["truncate", "empty", "flip", "garbage"]),

@@ -145,8 +145,9 @@ def test_a_small_card_gives_a_batch_below_8_as_it_is():
 
 def test_auto_resolves_with_the_probe_and_leaves_the_learning_rate_as_set():
     cfg = load_config(None, ["data.batch_size=auto", "train.lr=3e-4"])
-    resolved = resolve_batch_size(cfg, torch.nn.Identity(), 224, 5_000, DistContext(), probe=lambda b: 1 * GB + 0.05 * GB * b,
-                                  total=16 * GB)
+    resolved = resolve_batch_size(
+        cfg, torch.nn.Identity(), 224, 5_000, DistContext(), probe=lambda b: 1 * GB + 0.05 * GB * b, total=16 * GB
+    )
     assert resolved.data.batch_size == 168 and resolved.train.lr == 3e-4
     assert resolved.model_copy(update={"data": cfg.data}) == cfg  # nothing else changed
 
@@ -165,7 +166,9 @@ def test_on_the_cpu_auto_is_the_default_batch_with_one_log_line(caplog):
     with caplog.at_level(logging.INFO, logger="imgclf"):
         resolved = resolve_batch_size(cfg, torch.nn.Identity(), 224, 5_000, DistContext())
     assert resolved.data.batch_size == 32
-    assert [r.getMessage() for r in caplog.records] == ["data.batch_size=auto: no GPU, so the batch is the default, 32 (train.lr 0.001 as set)"]
+    assert [r.getMessage() for r in caplog.records] == [
+        "data.batch_size=auto: no GPU, so the batch is the default, 32 (train.lr 0.001 as set)"
+    ]
 
 
 def test_a_cpu_run_with_auto_saves_the_resolved_batch_in_its_config(tmp_path):
@@ -180,15 +183,22 @@ def test_a_cpu_run_with_auto_saves_the_resolved_batch_in_its_config(tmp_path):
 def test_a_bad_batch_size_is_one_line(value):
     with pytest.raises(ConfigError) as exc:
         load_config(None, [f"data.batch_size={value}"])
-    assert str(exc.value).startswith("data.batch_size: must be a number from 1 to 4096, or auto") and "\n" not in str(exc.value)
+    assert str(exc.value).startswith("data.batch_size: must be a number from 1 to 4096, or auto") and "\n" not in str(
+        exc.value
+    )
 
 
 def test_budget_with_auto_is_refused_in_one_line(tmp_path):
     import imgclf
 
     with pytest.raises(ConfigError, match="--budget times its runs at a fixed batch"):
-        imgclf.train(make_dataset(tmp_path / "data", test=0), tmp_path / "run", overrides=[*TINY, "data.batch_size=auto"],
-                     budget="1m", progress=False)
+        imgclf.train(
+            make_dataset(tmp_path / "data", test=0),
+            tmp_path / "run",
+            overrides=[*TINY, "data.batch_size=auto"],
+            budget="1m",
+            progress=False,
+        )
     assert not (tmp_path / "run").exists()
 
 

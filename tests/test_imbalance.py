@@ -31,30 +31,38 @@ def test_balanced_weights_equal_sklearn():
 
 def test_a_class_missing_from_the_training_split_weighs_one():
     weights = balanced_weights([0, 0, 1], 3)
-    np.testing.assert_allclose(weights[:2], compute_class_weight("balanced", classes=np.arange(2), y=np.array([0, 0, 1])))
+    np.testing.assert_allclose(
+        weights[:2], compute_class_weight("balanced", classes=np.arange(2), y=np.array([0, 0, 1]))
+    )
     assert weights[2] == 1.0
 
 
-@pytest.mark.parametrize("name, text", [
-    ("w.yaml", "a: 2.0\nc: 0.5\n"),
-    ("w.json", '{"a": 2, "c": 0.5}'),
-    ("w.csv", "class,weight\na,2\nc,0.5\n"),
-])
+@pytest.mark.parametrize(
+    "name, text",
+    [
+        ("w.yaml", "a: 2.0\nc: 0.5\n"),
+        ("w.json", '{"a": 2, "c": 0.5}'),
+        ("w.csv", "class,weight\na,2\nc,0.5\n"),
+    ],
+)
 def test_a_weight_file_maps_class_names_and_unlisted_classes_weigh_one(tmp_path, name, text):
     path = tmp_path / name
     path.write_text(text)
     np.testing.assert_allclose(class_weights(str(path), [], ["a", "b", "c"]), [2.0, 1.0, 0.5])
 
 
-@pytest.mark.parametrize("name, text, fragment", [
-    ("w.yaml", "a: -1\n", "must be a finite number >= 0"),
-    ("w.yaml", "a: [1\n", "not valid YAML"),
-    ("w.json", '{"a": 1,', "not valid JSON"),
-    ("w.csv", "a,1,2\n", "expected class,weight"),
-    ("w.yaml", "a: 0\n", "every weight is 0"),
-    ("w.txt", "a: 1\n", "must be none, balanced or a"),
-    ("w.yaml", "- 1\n- 2\n", "mapping of class name to weight"),
-])
+@pytest.mark.parametrize(
+    "name, text, fragment",
+    [
+        ("w.yaml", "a: -1\n", "must be a finite number >= 0"),
+        ("w.yaml", "a: [1\n", "not valid YAML"),
+        ("w.json", '{"a": 1,', "not valid JSON"),
+        ("w.csv", "a,1,2\n", "expected class,weight"),
+        ("w.yaml", "a: 0\n", "every weight is 0"),
+        ("w.txt", "a: 1\n", "must be none, balanced or a"),
+        ("w.yaml", "- 1\n- 2\n", "mapping of class name to weight"),
+    ],
+)
 def test_a_bad_weight_file_is_one_config_error(tmp_path, name, text, fragment):
     path = tmp_path / name
     path.write_text(text)
@@ -77,8 +85,8 @@ def test_weighted_loss_equals_torch_weighted_ce_and_changes_the_gradient():
     torch.testing.assert_close(weighted, F.cross_entropy(logits, labels, weight=weights))
     plain = Criterion(3, 0.0)(logits, labels, None)
     assert not torch.allclose(weighted, plain)
-    grad_w, = torch.autograd.grad(weighted, logits)
-    grad_p, = torch.autograd.grad(plain, logits)
+    (grad_w,) = torch.autograd.grad(weighted, logits)
+    (grad_p,) = torch.autograd.grad(plain, logits)
     assert not torch.allclose(grad_w, grad_p)
 
 
@@ -90,7 +98,9 @@ def test_weights_act_on_soft_targets_by_the_target_distribution():
     per_sample = -(soft * F.log_softmax(logits, 1)).sum(1)
     sample_weight = soft @ weights  # 1.6 and 2.6
     expected = (sample_weight * per_sample).sum() / sample_weight.sum()
-    torch.testing.assert_close(Criterion(2, 0.0, mixup=1.0, class_weights=weights)(logits, torch.tensor([0, 1]), soft), expected)
+    torch.testing.assert_close(
+        Criterion(2, 0.0, mixup=1.0, class_weights=weights)(logits, torch.tensor([0, 1]), soft), expected
+    )
 
 
 def test_focal_at_gamma_zero_equals_cross_entropy_with_label_smoothing():
@@ -143,8 +153,16 @@ def test_config_rejects_unknown_loss_and_sampler_names():
 def test_train_with_a_bad_weight_file_is_one_line_and_exit_2(tmp_path, tiny_dataset, capsys):
     bad = tmp_path / "w.yaml"
     bad.write_text("alpha: -2\n")
-    code, _, err = cli(["train", tiny_dataset, "--out", tmp_path / "run", *sum([["--set", s] for s in
-                        [*TINY, f"train.class_weights={bad}"]], [])], capsys)
+    code, _, err = cli(
+        [
+            "train",
+            tiny_dataset,
+            "--out",
+            tmp_path / "run",
+            *sum([["--set", s] for s in [*TINY, f"train.class_weights={bad}"]], []),
+        ],
+        capsys,
+    )
     assert code == 2 and len(err.strip().splitlines()) == 1 and "alpha" in err, err
     assert not (tmp_path / "run").exists()
 
@@ -152,8 +170,16 @@ def test_train_with_a_bad_weight_file_is_one_line_and_exit_2(tmp_path, tiny_data
 def test_train_with_a_weight_file_naming_an_unknown_class_writes_nothing(tmp_path, tiny_dataset, capsys):
     bad = tmp_path / "w.json"
     bad.write_text('{"alpha": 2, "omega": 1}')
-    code, _, err = cli(["train", tiny_dataset, "--out", tmp_path / "run", *sum([["--set", s] for s in
-                        [*TINY, f"train.class_weights={bad}"]], [])], capsys)
+    code, _, err = cli(
+        [
+            "train",
+            tiny_dataset,
+            "--out",
+            tmp_path / "run",
+            *sum([["--set", s] for s in [*TINY, f"train.class_weights={bad}"]], []),
+        ],
+        capsys,
+    )
     assert code == 2 and len(err.strip().splitlines()) == 1 and "omega" in err, err
     assert not (tmp_path / "run").exists()
 
@@ -164,8 +190,14 @@ def test_a_tiny_run_with_all_three_options_records_them(tmp_path, capsys):
     for path in (tmp_path / "more" / "train" / "alpha").iterdir():  # alpha: 12 images, beta and gamma 4
         shutil.copy(path, data / "train" / "alpha" / f"extra_{path.name}")
     out = tmp_path / "run"
-    overrides = [*TINY, "train.epochs=1", "train.class_weights=balanced", "data.sampler=balanced", "train.loss=focal",
-                 "train.focal_gamma=1.5"]
+    overrides = [
+        *TINY,
+        "train.epochs=1",
+        "train.class_weights=balanced",
+        "data.sampler=balanced",
+        "train.loss=focal",
+        "train.focal_gamma=1.5",
+    ]
     code, _, err = cli(["train", data, "--out", out, *sum([["--set", s] for s in overrides], [])], capsys)
     assert code == 0, err
     summary = json.loads((out / "summary.json").read_text())
@@ -178,7 +210,9 @@ def test_the_imbalance_benchmark_scores_macro_f1_and_the_worst_class(tmp_path):
     import importlib.util
     from pathlib import Path
 
-    spec = importlib.util.spec_from_file_location("bench_imbalance", Path(__file__).resolve().parents[1] / "bench" / "imbalance.py")
+    spec = importlib.util.spec_from_file_location(
+        "bench_imbalance", Path(__file__).resolve().parents[1] / "bench" / "imbalance.py"
+    )
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     answers, submission = tmp_path / "answers.csv", tmp_path / "sub.csv"

@@ -67,7 +67,9 @@ def test_archive_with_symlink_entry_is_refused(tmp_path):
 
 def test_archive_over_total_size_cap_is_refused(tmp_path):
     archive = _zip(tmp_path / "big.zip", {"a.bin": b"\0" * 6000, "b.bin": b"\0" * 6000})  # compresses to ~nothing
-    with pytest.raises(DataError, match=r"big.zip: its entries declare 12000 bytes, more than the 10000 left of 10000 bytes"):
+    with pytest.raises(
+        DataError, match=r"big.zip: its entries declare 12000 bytes, more than the 10000 left of 10000 bytes"
+    ):
         safe_extract(archive, tmp_path / "target", ExtractLimits(max_total_bytes=10_000))
     assert _files_under(tmp_path) == {"big.zip"}
 
@@ -88,7 +90,13 @@ def test_corrupt_archive_is_a_data_error(tmp_path):
 def test_extract_skips_os_junk(tmp_path):
     archive = _zip(
         tmp_path / "a.zip",
-        {"cat/1.jpg": b"x", "__MACOSX/cat/._1.jpg": b"x", "cat/.DS_Store": b"x", "cat/Thumbs.db": b"x", "cat/._2.jpg": b"x"},
+        {
+            "cat/1.jpg": b"x",
+            "__MACOSX/cat/._1.jpg": b"x",
+            "cat/.DS_Store": b"x",
+            "cat/Thumbs.db": b"x",
+            "cat/._2.jpg": b"x",
+        },
     )
     target = safe_extract(archive, tmp_path / "target")
     assert _files_under(target) == {"cat", "cat/1.jpg"}

@@ -45,7 +45,10 @@ def _tree(root: Path, files: dict[str, bytes]) -> Path:
 
 
 def _classes(root: Path, per_class: int = 2, seed: int = 0) -> Path:
-    return _tree(root, {f"{c}/{c}{i}.png": _png(seed + 10 * k + i) for k, c in enumerate(("cat", "dog")) for i in range(per_class)})
+    return _tree(
+        root,
+        {f"{c}/{c}{i}.png": _png(seed + 10 * k + i) for k, c in enumerate(("cat", "dog")) for i in range(per_class)},
+    )
 
 
 def _snapshot(root: Path, skip: Path | None = None) -> dict[str, tuple]:
@@ -130,7 +133,9 @@ def test_read_only_out_is_one_line(tmp_path, capsys, monkeypatch):
         raise OSError(errno.EROFS, "Read-only file system")
 
     monkeypatch.setattr(tempfile, "mkstemp", read_only)
-    _fails(["prepare", src, "--out", tmp_path / "new" / "out"], capsys, "cannot write to --out", "read-only file system")
+    _fails(
+        ["prepare", src, "--out", tmp_path / "new" / "out"], capsys, "cannot write to --out", "read-only file system"
+    )
     assert _snapshot(tmp_path) == before  # the folders made for the probe are gone again
 
 
@@ -161,7 +166,9 @@ def _disk_fills_after(monkeypatch, n_ok: int) -> None:
 def test_full_disk_leaves_no_partial_new_dataset(tmp_path, capsys, monkeypatch):
     src, out = _classes(tmp_path / "src"), tmp_path / "parent" / "out"
     _disk_fills_after(monkeypatch, 2)
-    _fails(["prepare", src, "--out", out, "--copy", "--workers", "1"], capsys, "no space left", "nothing was left behind")
+    _fails(
+        ["prepare", src, "--out", out, "--copy", "--workers", "1"], capsys, "no space left", "nothing was left behind"
+    )
     assert not (tmp_path / "parent").exists()
 
 
@@ -182,7 +189,9 @@ def test_full_disk_marks_an_existing_dataset_incomplete_and_train_refuses_it(tmp
 
 
 def _csv_source(tmp_path: Path, extra_rows: str) -> Path:
-    _tree(tmp_path / "data", {"imgs/a.png": _png(1), "imgs/b.png": _png(2), "imgs/c.png": _png(3), "imgs/d.png": _png(4)})
+    _tree(
+        tmp_path / "data", {"imgs/a.png": _png(1), "imgs/b.png": _png(2), "imgs/c.png": _png(3), "imgs/d.png": _png(4)}
+    )
     csv = tmp_path / "data" / "labels.csv"
     csv.write_text("path,label\nimgs/a.png,cat\nimgs/b.png,cat\nimgs/c.png,dog\nimgs/d.png,dog\n" + extra_rows)
     return csv
@@ -236,8 +245,19 @@ def test_folder_source_never_takes_a_kaggle_json(tmp_path, capsys):
 
 
 def test_credential_file_in_a_zip_is_never_extracted(tmp_path, capsys):
-    src = _tree(tmp_path / "dl", {"train.zip": _zip_bytes({"train/cat/a.png": _png(1), "train/dog/b.png": _png(2),
-                                                            "train/cat/kaggle.json": b'{"key": "secret"}', "keys/id_rsa": b"secret"})})
+    src = _tree(
+        tmp_path / "dl",
+        {
+            "train.zip": _zip_bytes(
+                {
+                    "train/cat/a.png": _png(1),
+                    "train/dog/b.png": _png(2),
+                    "train/cat/kaggle.json": b'{"key": "secret"}',
+                    "keys/id_rsa": b"secret",
+                }
+            )
+        },
+    )
     out = tmp_path / "out"
     code, _, err = cli(["prepare", src, "--out", out, "--workers", "1"], capsys)
     assert code == 0, err
@@ -285,7 +305,9 @@ def test_ratio_bomb_is_refused_before_extraction(tmp_path):
     archive.write_bytes(_zip_bytes({"cat/a.png": _png(1), "zeros.bin": b"\0" * (3 << 20)}))
     budget = ExtractBudget(ExtractLimits(min_allowance=1 << 20))
     budget.add_source_archive(archive.stat().st_size)
-    with pytest.raises(DataError, match=r"bomb.zip: its entries declare \d+ bytes, more than the \d+ left of 1048576 bytes, 20 x"):
+    with pytest.raises(
+        DataError, match=r"bomb.zip: its entries declare \d+ bytes, more than the \d+ left of 1048576 bytes, 20 x"
+    ):
         safe_extract(archive, tmp_path / "work" / "x", budget=budget)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bomb.zip"]
 
@@ -303,7 +325,9 @@ def test_header_sizes_are_not_trusted(tmp_path):
 def test_streamed_bytes_are_charged_to_one_budget():
     budget = ExtractBudget(ExtractLimits(max_total_bytes=100, max_files=3))
     budget.charge(Path("a.zip"), "x", n_bytes=60, n_files=1)
-    with pytest.raises(DataError, match="b.zip: entry 'y' takes the extracted size over 100 bytes, the --max-archive-gb cap"):
+    with pytest.raises(
+        DataError, match="b.zip: entry 'y' takes the extracted size over 100 bytes, the --max-archive-gb cap"
+    ):
         budget.charge(Path("b.zip"), "y", n_bytes=41)
     with pytest.raises(DataError, match="more than 3 files in all archives"):
         budget.charge(Path("b.zip"), "z", n_files=3)
@@ -315,7 +339,11 @@ def test_nested_bomb_draws_on_one_budget(tmp_path, capsys):
     out = tmp_path / "out"
     before = _snapshot(tmp_path)
     # each archive alone is under 1 MiB; together they are not
-    _fails(["prepare", src, "--out", out, "--max-archive-gb", str(1 / 1024)], capsys, "1048576 bytes, the --max-archive-gb cap")
+    _fails(
+        ["prepare", src, "--out", out, "--max-archive-gb", str(1 / 1024)],
+        capsys,
+        "1048576 bytes, the --max-archive-gb cap",
+    )
     assert _snapshot(tmp_path) == before
 
 
@@ -358,7 +386,10 @@ CORRUPT = {
     "bad_crc": (_bad_crc, "is corrupt"),
     "deflate64": (lambda: _method(9), "unsupported compression method 'deflate64'"),
     "unknown_method": (lambda: _method(77), "unsupported compression method '77'"),
-    "file_folder_clash": (lambda: _zip_bytes({"train/cat": b"x", "train/cat/a.png": _png(1)}), "is both a file and a folder"),
+    "file_folder_clash": (
+        lambda: _zip_bytes({"train/cat": b"x", "train/cat/a.png": _png(1)}),
+        "is both a file and a folder",
+    ),
     "long_name": (lambda: _zip_bytes({"train/cat/" + "n" * 300 + ".png": _png(1)}), "name too long"),
     "short_size_header": (_short_size, "is corrupt"),
     "huge_size_header": (_huge_size, "zip bomb?"),
@@ -383,7 +414,9 @@ def test_corrupt_zip_into_an_existing_dataset_keeps_it_usable(tmp_path, capsys):
     bad = _tree(tmp_path / "dl", {"train.zip": _bad_crc()})
     _fails(["prepare", bad, "--out", out], capsys, "is corrupt")
     after = _snapshot(out)
-    assert {k: v for k, v in after.items() if ".imgclf-work" not in k} == {k: v for k, v in before.items() if ".imgclf-work" not in k}
+    assert {k: v for k, v in after.items() if ".imgclf-work" not in k} == {
+        k: v for k, v in before.items() if ".imgclf-work" not in k
+    }
     assert len(load_training_set(out).paths) == 4
 
 
@@ -405,7 +438,12 @@ def test_duplicate_rows_are_kept_once_with_a_warning(tmp_path, capsys, imgclf_lo
     out = tmp_path / "out"
     code, _, err = cli(["prepare", csv, "--out", out, "--workers", "1"], capsys)
     assert code == 0, err
-    assert sorted(read_manifest(out)["path"]) == ["train/cat/a.png", "train/cat/b.png", "train/dog/c.png", "train/dog/d.png"]
+    assert sorted(read_manifest(out)["path"]) == [
+        "train/cat/a.png",
+        "train/cat/b.png",
+        "train/dog/c.png",
+        "train/dog/d.png",
+    ]
 
 
 @pytest.mark.parametrize("label", ['"cat\ndog"', "x" * 260, "..", "a/b"])
@@ -435,7 +473,9 @@ def test_image_id_label_header_works_for_train_and_prepare(tmp_path, capsys):
     assert len(table) == 4 and table["keep"].all()
 
 
-@pytest.mark.parametrize(("rows", "message"), [("a,cat\nb,\n", "row 3: label ''"), ("a,cat\nb,dog\na,dog\n", "row 4: 'a' has two labels")])
+@pytest.mark.parametrize(
+    ("rows", "message"), [("a,cat\nb,\n", "row 3: label ''"), ("a,cat\nb,dog\na,dog\n", "row 4: 'a' has two labels")]
+)
 def test_flat_train_folder_labels_csv_names_the_bad_row(tmp_path, capsys, rows, message):
     src = _tree(tmp_path / "dl", {"train/a.png": _png(1), "train/b.png": _png(2)})
     (src / "train.csv").write_text("image_id,label\n" + rows)
@@ -464,7 +504,10 @@ def _base_zip() -> bytes:
 _BASE = _base_zip()
 
 _mutation = st.one_of(
-    st.tuples(st.just("flip"), st.lists(st.tuples(st.integers(0, len(_BASE) - 1), st.integers(1, 255)), min_size=1, max_size=8)),
+    st.tuples(
+        st.just("flip"),
+        st.lists(st.tuples(st.integers(0, len(_BASE) - 1), st.integers(1, 255)), min_size=1, max_size=8),
+    ),
     st.tuples(st.just("truncate"), st.integers(0, len(_BASE) - 1)),
     st.tuples(st.just("insert"), st.tuples(st.integers(0, len(_BASE)), st.binary(min_size=1, max_size=64))),
     st.tuples(st.just("field"), st.tuples(st.sampled_from([10, 20, 24, 28]), st.integers(0, 0xFFFF))),

@@ -65,24 +65,62 @@ def test_no_secret_is_written_or_shown_anywhere(tmp_path):
     env = {
         **os.environ,
         "HOME": str(home),  # whatever a library writes into ~ is searched too
-        "KAGGLE_USERNAME": "leaktest", "KAGGLE_KEY": env_key, "KAGGLE_CONFIG_DIR": str(kaggle_dir),
+        "KAGGLE_USERNAME": "leaktest",
+        "KAGGLE_KEY": env_key,
+        "KAGGLE_CONFIG_DIR": str(kaggle_dir),
         "IMGCLF_DB_PASSWORD": db_password,
         # Unreachable: tracking warns (masked) and training goes on without it.
         "MLFLOW_TRACKING_URI": f"postgresql://leak:{db_password}@127.0.0.1:1/mlflow",
-        "OMP_NUM_THREADS": "1", "COLUMNS": "200",
+        "OMP_NUM_THREADS": "1",
+        "COLUMNS": "200",
     }
     tiny = [*TINY, "train.epochs=1"]
     tracked = [*tiny, "tracking.enabled=true", f"tracking.uri={db_url}/from-config"]
     steps = [
         ("prepare", ["prepare", "raw", "--out", "data", "--workers", "1"]),
-        ("train-tracked", ["train", "data", "--out", "runs/a", "--tracking-uri", f"sqlite:///{work / 'mlflow.db'}", *_sets(tracked)]),
-        ("train-unreachable-tracking", ["train", "data", "--out", "runs/b", *_sets([*tiny, "tracking.enabled=true", "train.seed=1"])]),
+        (
+            "train-tracked",
+            ["train", "data", "--out", "runs/a", "--tracking-uri", f"sqlite:///{work / 'mlflow.db'}", *_sets(tracked)],
+        ),
+        (
+            "train-unreachable-tracking",
+            ["train", "data", "--out", "runs/b", *_sets([*tiny, "tracking.enabled=true", "train.seed=1"])],
+        ),
         ("evaluate", ["evaluate", "runs/a"]),
         ("predict", ["predict", "runs/a", "data/test", "--out", "runs/a/submission.csv"]),
         ("compare", ["compare", "runs/a", "runs/b", "--out", "comparison"]),
-        ("sweep", ["sweep", "data", "--space", "space.yaml", "--trials", "1", "--study", "leak", "--out", "sweeps/leak", *_sets(tiny)]),
-        ("sweep-unreachable-storage", ["sweep", "data", "--space", "space.yaml", "--trials", "1", "--out", "sweeps/pg",
-                                       "--storage", f"{db_url}/optuna", *_sets(tiny)]),
+        (
+            "sweep",
+            [
+                "sweep",
+                "data",
+                "--space",
+                "space.yaml",
+                "--trials",
+                "1",
+                "--study",
+                "leak",
+                "--out",
+                "sweeps/leak",
+                *_sets(tiny),
+            ],
+        ),
+        (
+            "sweep-unreachable-storage",
+            [
+                "sweep",
+                "data",
+                "--space",
+                "space.yaml",
+                "--trials",
+                "1",
+                "--out",
+                "sweeps/pg",
+                "--storage",
+                f"{db_url}/optuna",
+                *_sets(tiny),
+            ],
+        ),
     ]
     expected = {name: 0 for name, _ in steps} | {"sweep-unreachable-storage": 2}
     if importlib.util.find_spec("kaggle") is None:  # with the client installed this would go online
@@ -90,7 +128,11 @@ def test_no_secret_is_written_or_shown_anywhere(tmp_path):
         expected["kaggle-submit"] = 2
 
     proc = subprocess.run(
-        [sys.executable, "-c", DRIVER, json.dumps(steps)], cwd=work, env=env, capture_output=True, timeout=600,
+        [sys.executable, "-c", DRIVER, json.dumps(steps)],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        timeout=600,
     )
     out, err = proc.stdout.decode("utf-8", "replace"), proc.stderr.decode("utf-8", "replace")
     codes_line = [line for line in out.splitlines() if line.startswith("CODES ")]

@@ -27,22 +27,35 @@ from imgclf.eval.metrics import METRIC_NAMES, get_metric, monitor_direction
 from imgclf.training.early_stopping import stopper_for
 
 Y = np.array([0, 1, 2, 2, 1, 0, 3, 3, 1, 2])
-LOGITS = np.array([
-    [2.0, 0.1, 0.3, -1.0], [0.2, 1.5, 1.4, 0.0], [0.1, 0.3, 2.2, 0.9], [0.0, 1.1, 0.9, 0.2], [1.2, 1.0, 0.1, 0.0],
-    [1.9, 0.4, 0.2, 0.1], [0.1, 0.2, 0.3, 1.7], [0.3, 0.1, 1.3, 1.2], [0.0, 2.0, 0.1, 0.4], [0.5, 0.4, 0.6, 0.3],
-])
+LOGITS = np.array(
+    [
+        [2.0, 0.1, 0.3, -1.0],
+        [0.2, 1.5, 1.4, 0.0],
+        [0.1, 0.3, 2.2, 0.9],
+        [0.0, 1.1, 0.9, 0.2],
+        [1.2, 1.0, 0.1, 0.0],
+        [1.9, 0.4, 0.2, 0.1],
+        [0.1, 0.2, 0.3, 1.7],
+        [0.3, 0.1, 1.3, 1.2],
+        [0.0, 2.0, 0.1, 0.4],
+        [0.5, 0.4, 0.6, 0.3],
+    ]
+)
 P = softmax(LOGITS, axis=1)
 PRED = P.argmax(1)
 
 
-@pytest.mark.parametrize("name, direction, expected", [
-    ("accuracy", "max", accuracy_score(Y, PRED)),
-    ("log_loss", "min", log_loss(Y, P)),
-    ("macro_f1", "max", f1_score(Y, PRED, average="macro")),
-    ("qwk", "max", cohen_kappa_score(Y, PRED, weights="quadratic")),
-    ("roc_auc", "max", roc_auc_score(Y, P, multi_class="ovr", average="macro")),
-    ("top_k", "max", top_k_accuracy_score(Y, P, k=2)),
-])
+@pytest.mark.parametrize(
+    "name, direction, expected",
+    [
+        ("accuracy", "max", accuracy_score(Y, PRED)),
+        ("log_loss", "min", log_loss(Y, P)),
+        ("macro_f1", "max", f1_score(Y, PRED, average="macro")),
+        ("qwk", "max", cohen_kappa_score(Y, PRED, weights="quadratic")),
+        ("roc_auc", "max", roc_auc_score(Y, P, multi_class="ovr", average="macro")),
+        ("top_k", "max", top_k_accuracy_score(Y, P, k=2)),
+    ],
+)
 def test_every_metric_matches_sklearn_and_knows_its_direction(name, direction, expected):
     metric = get_metric(name, k=2)
     assert metric.direction == direction
@@ -63,7 +76,9 @@ def test_an_unknown_metric_is_one_config_line_with_a_suggestion():
         get_metric("logloss")
     with pytest.raises(ConfigError) as info:
         load_config(None, ["train.metric=logloss"])
-    assert str(info.value).startswith("train.metric: unknown metric 'logloss' (did you mean 'log_loss'?); choose one of accuracy,")
+    assert str(info.value).startswith(
+        "train.metric: unknown metric 'logloss' (did you mean 'log_loss'?); choose one of accuracy,"
+    )
     assert "\n" not in str(info.value)
 
 
@@ -115,7 +130,13 @@ def test_train_metric_log_loss_changes_the_kept_checkpoint_and_early_stopping():
 
 def test_an_undefined_epoch_never_beats_a_defined_one():
     stopper = stopper_for(TrainConfig(metric="roc_auc", patience=None))
-    assert [stopper.update(e, v) for e, v in enumerate([math.nan, 0.6, math.nan, 0.5, 0.7])] == [True, True, False, False, True]
+    assert [stopper.update(e, v) for e, v in enumerate([math.nan, 0.6, math.nan, 0.5, 0.7])] == [
+        True,
+        True,
+        False,
+        False,
+        True,
+    ]
     assert stopper.best_epoch == 4
 
 
@@ -197,7 +218,9 @@ def test_cv_summary_scores_folds_with_the_metric_and_an_old_cv_still_resumes(tmp
     from imgclf.io import atomic_write_json
 
     for k in (1, 2):
-        atomic_write_json(tmp_path / f"fold_{k}" / "summary.json", {"best_epoch": k, "epochs_run": 2, "train_seconds": 1.0})
+        atomic_write_json(
+            tmp_path / f"fold_{k}" / "summary.json", {"best_epoch": k, "epochs_run": 2, "train_seconds": 1.0}
+        )
     oof = Oof([f"i{i}" for i in range(len(Y))], Y, P, ["a", "b", "c", "d"], np.array([1, 2] * (len(Y) // 2)))
     summary = summarize(tmp_path, 2, oof, get_metric("qwk"))
     assert summary["metric"] == "qwk" and next(iter(summary["cv"])) == "qwk"
@@ -221,11 +244,17 @@ def test_a_sweep_minimises_the_log_loss_of_its_trials(tiny_dataset, tmp_path):
     from imgclf.experiments.sweep import SweepOptions, run_sweep
 
     space_file = tmp_path / "space.yaml"
-    space_file.write_text("space:\n  train.lr: {type: float, low: 1.0e-4, high: 1.0e-2, log: true}\n"
-                          "proxy:\n  train.epochs: 1\n  train.max_steps_per_epoch: 1\n")
+    space_file.write_text(
+        "space:\n  train.lr: {type: float, low: 1.0e-4, high: 1.0e-2, log: true}\n"
+        "proxy:\n  train.epochs: 1\n  train.max_steps_per_epoch: 1\n"
+    )
     params, proxy = read_space(space_file)
-    result = run_sweep(tiny_dataset, load_config(None, [*TINY, "train.metric=log_loss"]), params,
-                       SweepOptions(trials=1, study="ll", out=tmp_path / "sweep", proxy=proxy))
+    result = run_sweep(
+        tiny_dataset,
+        load_config(None, [*TINY, "train.metric=log_loss"]),
+        params,
+        SweepOptions(trials=1, study="ll", out=tmp_path / "sweep", proxy=proxy),
+    )
     assert result.direction == "minimize" and result.monitor == "val_log_loss"
     trial_summary = json.loads((tmp_path / "sweep" / "trials" / "0000" / "summary.json").read_text())
     assert result.best_value == pytest.approx(trial_summary["val_log_loss"])
@@ -259,8 +288,11 @@ def test_compare_shows_and_sorts_by_the_runs_metric(tmp_path):
 def test_a_run_without_validation_keeps_its_last_epoch_whatever_the_metric_s_direction(tiny_dataset, tmp_path):
     from imgclf.training.loop import fit
 
-    summary = fit(load_config(None, [*TINY, "train.metric=log_loss", "data.val_fraction=0", "train.patience=null"]),
-                  tiny_dataset, tmp_path / "run")
+    summary = fit(
+        load_config(None, [*TINY, "train.metric=log_loss", "data.val_fraction=0", "train.patience=null"]),
+        tiny_dataset,
+        tmp_path / "run",
+    )
     assert summary["best_epoch"] == 2 and summary["val_log_loss"] is None and summary["best_value"] is None
 
 

@@ -88,7 +88,9 @@ def test_snapshot_folder_passes_preflight_and_a_wrong_one_is_one_line(tiny_datas
     empty.mkdir()
     base = [o for o in TINY if not o.startswith("model.weights")]
     validate_for_training(load_config(None, base + [f"model.weights={good}"]), tiny_dataset)  # no error
-    code, _, err = cli(["train", tiny_dataset, "--out", tmp_path / "r1", *_sets(base + [f"model.weights={empty}"])], capsys)
+    code, _, err = cli(
+        ["train", tiny_dataset, "--out", tmp_path / "r1", *_sets(base + [f"model.weights={empty}"])], capsys
+    )
     assert code == 2 and "holds no model.safetensors" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "r1").exists()
 

@@ -18,12 +18,15 @@ def _hits(accuracy: float, n: int = 200) -> np.ndarray:
     return np.arange(n) < round(accuracy * n)
 
 
-@pytest.mark.parametrize("accuracy, flips", [
-    ({"identity": 0.8, "hflip": 0.79, "vflip": 0.5, "rot90": 0.4}, "h"),  # upright photos
-    ({"identity": 0.8, "hflip": 0.80, "vflip": 0.78, "rot90": 0.79}, "d4"),  # no up
-    ({"identity": 0.8, "hflip": 0.80, "vflip": 0.79, "rot90": 0.50}, "hv"),  # flips seen, quarter turns not
-    ({"identity": 0.8, "hflip": 0.40, "vflip": 0.40, "rot90": 0.40}, "none"),  # text: even the mirror changes it
-])
+@pytest.mark.parametrize(
+    "accuracy, flips",
+    [
+        ({"identity": 0.8, "hflip": 0.79, "vflip": 0.5, "rot90": 0.4}, "h"),  # upright photos
+        ({"identity": 0.8, "hflip": 0.80, "vflip": 0.78, "rot90": 0.79}, "d4"),  # no up
+        ({"identity": 0.8, "hflip": 0.80, "vflip": 0.79, "rot90": 0.50}, "hv"),  # flips seen, quarter turns not
+        ({"identity": 0.8, "hflip": 0.40, "vflip": 0.40, "rot90": 0.40}, "none"),  # text: even the mirror changes it
+    ],
+)
 def test_flip_group_is_the_largest_whose_views_keep_the_accuracy(accuracy, flips):
     assert choose_flips({k: _hits(v) for k, v in accuracy.items()}) == flips
 
@@ -74,7 +77,7 @@ def _no_up(rng, c):
     pixels = rng.integers(0, 40, (32, 32, 3), dtype=np.uint8)
     pixels[..., c] += 120
     y, x = rng.integers(0, 24, 2)
-    pixels[y:y + 8, x:x + 8] = 255
+    pixels[y : y + 8, x : x + 8] = 255
     return pixels
 
 

@@ -118,15 +118,19 @@ def test_export_file_out_over_a_run_file_exits_2(tmp_path, capsys):
 def test_predict_out_and_probs_the_same_file_exits_2_and_changes_nothing(tmp_path, tiny_dataset, capsys):
     run, mine = _fake_run(tmp_path / "run"), _users_folder(tmp_path / "mine")
     (mine / "sub.csv").write_text("id,label\nkeep,me\n")
-    line = _refused(["predict", run, tiny_dataset / "test", "--out", mine / "sub.csv", "--probs",
-                     mine / ".." / "mine" / "sub.csv"], mine, capsys)
+    line = _refused(
+        ["predict", run, tiny_dataset / "test", "--out", mine / "sub.csv", "--probs", mine / ".." / "mine" / "sub.csv"],
+        mine,
+        capsys,
+    )
     assert "the same file as --out" in line
 
 
 def test_predict_out_the_sample_submission_exits_2_and_changes_nothing(tmp_path, tiny_dataset, capsys):
     run = _fake_run(tmp_path / "run")
-    line = _refused(["predict", run, tiny_dataset / "test", "--out", tiny_dataset / "sample_submission.csv"],
-                    tiny_dataset, capsys)
+    line = _refused(
+        ["predict", run, tiny_dataset / "test", "--out", tiny_dataset / "sample_submission.csv"], tiny_dataset, capsys
+    )
     assert "the same file as --sample" in line
 
 
@@ -134,7 +138,8 @@ def test_predict_out_over_a_run_file_exits_2(tmp_path, tiny_dataset, capsys):
     run = _fake_run(tmp_path / "run")
     (run / "split.csv").write_text("path,label,split\n")
     assert "is a file of a training run" in _refused(
-        ["predict", run, tiny_dataset / "test", "--out", run / "split.csv"], run, capsys)
+        ["predict", run, tiny_dataset / "test", "--out", run / "split.csv"], run, capsys
+    )
 
 
 def test_a_command_may_rerun_into_its_own_earlier_output(tmp_path):

@@ -66,7 +66,11 @@ def test_run_points_read_accuracy_training_time_and_latency(tmp_path):
 
 
 def test_section_draws_one_scatter_per_recorded_cost_and_marks_the_front(tmp_path):
-    dirs = [_run(tmp_path, "fast", 0.7, 50.0, 1.0), _run(tmp_path, "best", 0.9, 200.0, 3.0), _run(tmp_path, "worse", 0.6, 300.0, 4.0)]
+    dirs = [
+        _run(tmp_path, "fast", 0.7, 50.0, 1.0),
+        _run(tmp_path, "best", 0.9, 200.0, 3.0),
+        _run(tmp_path, "worse", 0.6, 300.0, 4.0),
+    ]
     section = pareto_section(run_points(dirs))
     assert section.count("<img") == 2
     assert re.search(r"<td class=\"text\">worse</td>(<td[^>]*>[^<]*</td>){3}<td[^>]*></td><td[^>]*></td>", section)

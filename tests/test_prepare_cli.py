@@ -32,7 +32,9 @@ def _photo(seed: int, w: int = 64, h: int = 48) -> Image.Image:
     for _ in range(5):
         x, y = int(rng.integers(0, w)), int(rng.integers(0, h))
         box = (x, y, x + int(rng.integers(6, max(7, w // 2))), y + int(rng.integers(6, max(7, h // 2))))
-        (draw.ellipse if rng.random() < 0.5 else draw.rectangle)(box, fill=tuple(int(c) for c in rng.integers(0, 256, 3)))
+        (draw.ellipse if rng.random() < 0.5 else draw.rectangle)(
+            box, fill=tuple(int(c) for c in rng.integers(0, 256, 3))
+        )
     arr = np.asarray(coarse, dtype=np.float64) + rng.normal(0, 4, (h, w, 3))
     return Image.fromarray(arr.clip(0, 255).astype(np.uint8))
 
@@ -86,7 +88,15 @@ EXPECTED: dict[str, tuple[str, bool]] = {
 def make_corpus(root: Path) -> Path:
     """A competition-style folder: train/<class>/, test/, sample_submission.csv, plus OS junk."""
     files: dict[str, bytes] = {}
-    for name, seed in (("cat/c0", 1), ("cat/c1", 2), ("cat/c2", 3), ("dog/d0", 4), ("dog/d1", 5), ("bird/b0", 6), ("bird/b1", 7)):
+    for name, seed in (
+        ("cat/c0", 1),
+        ("cat/c1", 2),
+        ("cat/c2", 3),
+        ("dog/d0", 4),
+        ("dog/d1", 5),
+        ("bird/b0", 6),
+        ("bird/b1", 7),
+    ):
         files[f"train/{name}.jpg"] = _jpeg_bytes(_photo(seed))
     files["train/cat/c0_copy.jpg"] = files["train/cat/c0.jpg"]
     files["train/cat/c1_small.jpg"] = _jpeg_bytes(_photo(2, 128, 96).resize((96, 72)))
@@ -173,7 +183,7 @@ def test_proposed_blocklist_and_report_cover_flagged_files(tmp_path):
     assert "| cat | 10 | 7 | 3 |" in md
     assert page.count("data:image/png;base64,") == 1  # the class chart, embedded
     assert page.count("data:image/jpeg;base64,") >= 10  # thumbnails of decodable flagged files
-    assert "no preview" in page and "src=\"http" not in page  # self-contained
+    assert "no preview" in page and 'src="http' not in page  # self-contained
 
 
 def test_rerun_does_no_work_twice(tmp_path):
@@ -241,7 +251,17 @@ def test_bad_policy_option_is_a_config_error(tmp_path):
 
 def test_help_lists_the_options():
     text = CliRunner().invoke(_app(), ["prepare", "--help"], terminal_width=200).output
-    for option in ("--out", "--policy", "--min-side", "--hash-radius", "--min-similarity", "--max-drop", "--apply-proposed", "--cache-size", "--max-archive-gb"):
+    for option in (
+        "--out",
+        "--policy",
+        "--min-side",
+        "--hash-radius",
+        "--min-similarity",
+        "--max-drop",
+        "--apply-proposed",
+        "--cache-size",
+        "--max-archive-gb",
+    ):
         assert option in text
 
 

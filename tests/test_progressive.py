@@ -19,7 +19,7 @@ from tests.conftest import TINY, cli
 def test_the_schedule_grows_from_the_start_to_the_full_size_for_the_last_third(epochs, start, final):
     sizes = [size_at(e, epochs, start, final) for e in range(1, epochs + 1)]
     assert sizes == sorted(sizes) and all(start - MULTIPLE <= s <= final for s in sizes)
-    assert sizes[-full_size_epochs(epochs):] == [final] * full_size_epochs(epochs)
+    assert sizes[-full_size_epochs(epochs) :] == [final] * full_size_epochs(epochs)
     assert all(s % MULTIPLE == 0 for s in sizes if s != final)
     if epochs > 1:
         assert abs(sizes[0] - start) < MULTIPLE and relative_cost(epochs, start, final) < 1.0
@@ -60,11 +60,21 @@ def test_the_loop_times_the_epochs_to_come_by_train_time_cost(tiny_dataset, tmp_
     them) and train.time_cost's a + b*s^2."""
 
     from imgclf.training import loop as loop
+
     seen = []
     original = loop.replanned
     monkeypatch.setattr(loop, "replanned", lambda *a: seen.append(a[5]) or original(*a))
-    cfg = load_config(None, [*TINY, "data.image_size=48", "data.start_size=16", "train.epochs=3",
-                             "train.time_limit=3600", "train.time_cost=[0.5, 0.001]"])
+    cfg = load_config(
+        None,
+        [
+            *TINY,
+            "data.image_size=48",
+            "data.start_size=16",
+            "train.epochs=3",
+            "train.time_limit=3600",
+            "train.time_cost=[0.5, 0.001]",
+        ],
+    )
     loop.fit(cfg, tiny_dataset, tmp_path / "run")
     with open(tmp_path / "run" / "metrics.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
@@ -86,7 +96,9 @@ def test_the_clock_times_each_epoch_to_come_at_its_own_size():
     sizes, walls = [64, 64], [12.0, 10.0]
     assert pace_at(sizes, walls, 64) == 10.0 and pace_at(sizes, walls, 128) == 40.0
     schedule = lambda e, n: 64 if e <= 2 else 128  # noqa: E731
-    assert replanned_epochs(200.0, 22.0, walls, 2, 20, Growth(sizes, walls, schedule)) == 6  # 178 s left: four more at 40 s
+    assert (
+        replanned_epochs(200.0, 22.0, walls, 2, 20, Growth(sizes, walls, schedule)) == 6
+    )  # 178 s left: four more at 40 s
     assert replanned_epochs(200.0, 22.0, walls, 2, 20) == 19  # at one pace for all, 17 more would "fit"
 
 
@@ -120,8 +132,10 @@ def test_the_budget_plan_with_growth_affords_a_larger_final_size_in_the_same_tim
         assert grown[0] >= plain[0] and grown[0] in ladder(224)
         if grown[1] >= MIN_EPOCHS:
             assert run_seconds(3000, cost, grown[0], grown[1], _from_96) <= seconds
-    assert any(plan_final(s, 3000, cost, 224, 20, start=_from_96)[0] > plan_final(s, 3000, cost, 224, 20)[0]
-               for s in (300.0, 450.0, 600.0, 1200.0))
+    assert any(
+        plan_final(s, 3000, cost, 224, 20, start=_from_96)[0] > plan_final(s, 3000, cost, 224, 20)[0]
+        for s in (300.0, 450.0, 600.0, 1200.0)
+    )
 
 
 def test_the_recipe_grows_only_from_the_users_own_start_size():

@@ -31,8 +31,12 @@ SECTIONS = sorted({k.split(".")[0] for k in KEYS})
 LEAVES = sorted({k.split(".")[-1] for k in KEYS})
 
 scalars = (
-    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats(allow_nan=True, allow_infinity=True)
-    | st.text(max_size=12) | st.sampled_from(["none", "hub", "embedded:lite0", "test_efficientnet", "full", "bn_only", "1e-3", "nan", "auto"])
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**70)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=12)
+    | st.sampled_from(["none", "hub", "embedded:lite0", "test_efficientnet", "full", "bn_only", "1e-3", "nan", "auto"])
 )
 values = scalars | st.lists(scalars, max_size=3) | st.dictionaries(st.text(max_size=4), scalars, max_size=2)
 any_key = st.sampled_from(LEAVES) | st.text(max_size=8) | st.integers(0, 3)
@@ -100,9 +104,16 @@ def _seed_images() -> list[bytes]:
     rgb = Image.fromarray(rng.integers(0, 255, (9, 7, 3), dtype=np.uint8))
     out = []
     for image, fmt, kw in [
-        (rgb, "PNG", {}), (rgb, "JPEG", {"quality": 80}), (rgb, "WEBP", {}), (rgb, "BMP", {}), (rgb, "GIF", {}),
-        (rgb.convert("RGBA"), "PNG", {}), (rgb.convert("L"), "JPEG", {}), (rgb.convert("P"), "PNG", {"transparency": 0}),
-        (rgb.convert("CMYK"), "JPEG", {}), (rgb, "TIFF", {}),
+        (rgb, "PNG", {}),
+        (rgb, "JPEG", {"quality": 80}),
+        (rgb, "WEBP", {}),
+        (rgb, "BMP", {}),
+        (rgb, "GIF", {}),
+        (rgb.convert("RGBA"), "PNG", {}),
+        (rgb.convert("L"), "JPEG", {}),
+        (rgb.convert("P"), "PNG", {"transparency": 0}),
+        (rgb.convert("CMYK"), "JPEG", {}),
+        (rgb, "TIFF", {}),
     ]:
         buf = io.BytesIO()
         image.save(buf, format=fmt, **kw)

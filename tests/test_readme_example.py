@@ -27,7 +27,7 @@ DOWNLOAD = "~/Downloads/car-competition"
 
 def readme_commands() -> list[list[str]]:
     text = README.read_text()
-    section = text[text.index("## Your own photos"):]
+    section = text[text.index("## Your own photos") :]
     block = re.search(r"```bash\n(.*?)```", section, re.S).group(1)
     return [shlex.split(line)[1:] for line in block.splitlines() if line.startswith("imgclf ")]
 
@@ -60,7 +60,9 @@ def flat_download(root: Path, per_class: int = 8, test: int = 6) -> Path:
     (root / "test_images").mkdir()
     for i in range(test):
         make_image(rng, i % 3).save(root / "test_images" / f"te{i:03d}.jpg", quality=95)
-    (root / "sample_submission.csv").write_text("image_id,label\n" + "".join(f"te{i:03d},{CLASSES[0]}\n" for i in range(test)))
+    (root / "sample_submission.csv").write_text(
+        "image_id,label\n" + "".join(f"te{i:03d},{CLASSES[0]}\n" for i in range(test))
+    )
     return root
 
 
@@ -70,8 +72,13 @@ def run_readme(download: Path, workdir: Path, capsys, monkeypatch) -> list[tuple
     import imgclf.competition
 
     sent: list[tuple] = []
-    monkeypatch.setattr(imgclf.competition, "submit_file", lambda file, competition, message, api=None:
-                        sent.append((Path(file).resolve(), competition, Path(file).read_text())))
+    monkeypatch.setattr(
+        imgclf.competition,
+        "submit_file",
+        lambda file, competition, message, api=None: sent.append(
+            (Path(file).resolve(), competition, Path(file).read_text())
+        ),
+    )
     commands = readme_commands()
     assert [c[0] for c in commands] == ["prepare", "show-augs", "train", "evaluate", "evaluate", "predict", "kaggle"]
     for args in commands:

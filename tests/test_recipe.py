@@ -15,7 +15,9 @@ from imgclf.infer.views import SYMMETRY_VIEWS
 from tests.conftest import cli
 
 
-@pytest.mark.parametrize("text, seconds", [("90s", 90.0), ("20m", 1200.0), ("1.5h", 5400.0), (" 2 min ", 120.0), ("40S", 40.0)])
+@pytest.mark.parametrize(
+    "text, seconds", [("90s", 90.0), ("20m", 1200.0), ("1.5h", 5400.0), (" 2 min ", 120.0), ("40S", 40.0)]
+)
 def test_budgets_parse_to_seconds(text, seconds):
     assert parse_budget(text) == seconds
 
@@ -58,7 +60,9 @@ def test_planner_keeps_the_size_when_it_fits_and_shrinks_size_before_epochs():
     # max_epochs caps a generous budget
     assert plan_final(10_000.0, 1000, cost, cap=224, max_epochs=20) == (224, 20)
     # nothing fits 6 epochs: the smallest rung, as many epochs as fit, at least one
-    assert plan_final(0.5, 1000, cost, cap=224, max_epochs=20) == (64, 6) or plan_final(0.5, 1000, cost, 224, 20)[0] == 64
+    assert (
+        plan_final(0.5, 1000, cost, cap=224, max_epochs=20) == (64, 6) or plan_final(0.5, 1000, cost, 224, 20)[0] == 64
+    )
     assert plan_final(0.01, 1000, cost, cap=224, max_epochs=20) == (64, 1)
 
 
@@ -129,7 +133,7 @@ def test_train_with_a_budget_plans_trains_and_estimates_within_it(tiny_dataset, 
         assert decided["views"] == f"{len(group)}-view TTA" and decided["images"] == estimate["images"]
         assert decided["kept"] == (decided["gap"] > decided["se"])
         if decided["kept"]:
-            assert final["tta"]["mode"] == "fixed" and final["tta"]["views"][:final["tta"]["n"]] == group
+            assert final["tta"]["mode"] == "fixed" and final["tta"]["views"][: final["tta"]["n"]] == group
             assert chosen["tta"] == f"{len(group)} views: {', '.join(group)}"
         else:  # predict RUN reads the run's config: one pass an image; RUN/eval scored what is submitted
             assert final["tta"]["mode"] == chosen["tta"] == "none" and "with no TTA" in estimate["what"]
@@ -217,9 +221,15 @@ def test_warm_up_measures_a_second_size_so_the_cost_model_has_a_fixed_part(monke
 
     def fake_warm_up(cfg, dataset, size, folder):
         seen.append(size)
-        ips = 1.0 / (0.004 + 2e-6 * size ** 2)  # a fixed 4 ms an image plus the s² part
-        return {"size": size, "images_per_second": ips, "overhead_seconds": 1.0, "images": 3000, "classes": 10,
-                "seconds": 1.0 + 600 / ips}  # 600 images: the model size would cost far over 5 % of 300 s
+        ips = 1.0 / (0.004 + 2e-6 * size**2)  # a fixed 4 ms an image plus the s² part
+        return {
+            "size": size,
+            "images_per_second": ips,
+            "overhead_seconds": 1.0,
+            "images": 3000,
+            "classes": 10,
+            "seconds": 1.0 + 600 / ips,
+        }  # 600 images: the model size would cost far over 5 % of 300 s
 
     monkeypatch.setattr(measure, "warm_up", fake_warm_up)
     points, cost, cap = measure.measure(Config(), tmp_path, 300.0)
@@ -237,7 +247,9 @@ def test_the_warm_up_times_images_its_first_epoch_cached(tmp_path):
 
     data = make_dataset(tmp_path / "data", per_class=30, test=0)
     cache = tmp_path / "cache"
-    cfg = with_overrides(load_config(None, TINY), {"data.cache": True, "data.cache_dir": str(cache), "data.batch_size": 4})
+    cfg = with_overrides(
+        load_config(None, TINY), {"data.cache": True, "data.cache_dir": str(cache), "data.batch_size": 4}
+    )
     point = measure.warm_up(cfg, data, 32, tmp_path / "warm")
     entries = list(cache.rglob("*.jpg"))
     assert point["images"] == 90 and point["size"] == 32 and point["images_per_second"] > 0
@@ -252,8 +264,14 @@ def test_the_second_warm_up_is_where_the_final_model_will_train():
     from imgclf.budget import measure
 
     def first(ips: float, images: int = 3000) -> dict:
-        return {"size": 96, "images_per_second": ips, "overhead_seconds": 2.0, "images": images, "classes": 10,
-                "seconds": 2.0 + 6 * 32 / ips}
+        return {
+            "size": 96,
+            "images_per_second": ips,
+            "overhead_seconds": 2.0,
+            "images": images,
+            "classes": 10,
+            "seconds": 2.0 + 6 * 32 / ips,
+        }
 
     budget = 900.0
     pure = CostModel.fit([(96, 100.0)])
@@ -287,7 +305,12 @@ def test_flip_tta_only_for_a_model_trained_with_flips_and_no_tta_of_the_users():
         tta = with_flip_tta(with_overrides(Config(), {"data.flips": flips})).tta
         assert tta.mode == "fixed" and tta.n == n and tta.views[0] == "identity"
         assert len(set(tta.views[:n])) == n and set(Config().tta.views) <= set(tta.views)
-    assert set(with_flip_tta(with_overrides(Config(), {"data.flips": "hv"})).tta.views[:4]) == {"identity", "hflip", "rot180", "hflip_rot180"}
+    assert set(with_flip_tta(with_overrides(Config(), {"data.flips": "hv"})).tta.views[:4]) == {
+        "identity",
+        "hflip",
+        "rot180",
+        "hflip_rot180",
+    }
     assert with_flip_tta(with_overrides(Config(), {"data.augment": "none"})).tta.mode == "none"  # none: no flips
     assert with_flip_tta(with_overrides(Config(), {"tta.mode": "adaptive"})).tta.mode == "adaptive"
     assert with_flip_tta(with_overrides(Config(), {"tta.views": ["identity", "scale_1.15"]})).tta.mode == "none"
@@ -311,9 +334,15 @@ def test_what_the_extra_models_and_tta_bought_is_a_paired_gap_with_its_standard_
     gap, se = paired_gap(np.array(one), np.array(blend))
     assert effect["gap"] == pytest.approx(0.15) == pytest.approx(gap) and effect["se"] == pytest.approx(se)
     assert effect["images"] == 100 and effect["verdict"] == "a gain beyond one standard error"
-    assert over_one_model_text({"over_one_model": effect}).startswith(f"over one model without TTA: +15.0 ± {100 * se:.1f} pp")
-    run.eval.predictions.write_text("path,label,pred,correct\n" + "".join(
-        f"train/a/{i:03d}.png,a,a,{c}\n" for i, c in enumerate([True] * 59 + [False] + [True] * 2 + [False] * 38)))
+    assert over_one_model_text({"over_one_model": effect}).startswith(
+        f"over one model without TTA: +15.0 ± {100 * se:.1f} pp"
+    )
+    run.eval.predictions.write_text(
+        "path,label,pred,correct\n"
+        + "".join(
+            f"train/a/{i:03d}.png,a,a,{c}\n" for i, c in enumerate([True] * 59 + [False] + [True] * 2 + [False] * 38)
+        )
+    )
     assert "no gain this data can show" in extras_effect(run, "blend")["verdict"]  # 2 gained, 1 lost: within 1 SE
     run.val_predictions.unlink()
     assert "skipped" in extras_effect(run, "blend") and over_one_model_text({"over_one_model": {"skipped": "x"}}) == ""
@@ -339,6 +368,7 @@ def test_flip_tta_is_dropped_unless_it_beats_no_tta_by_more_than_one_standard_er
             (out / "predictions.csv").write_text(rows(plain))
             (out / "metrics.json").write_text(json.dumps({"tta": cfg.tta.mode}))
             return {"accuracy": sum(plain) / len(plain), "images": len(plain)}
+
         return scored
 
     tta = [True] * 70 + [False] * 30
@@ -360,8 +390,17 @@ def test_with_the_probes_off_the_recipe_takes_the_largest_size_and_the_prior_fli
     affords and the flips stay the prior's, and recipe.json says both were off."""
     from imgclf.budget import orientation, recipe, resolution
 
-    point = {"size": 96, "images_per_second": 300.0, "overhead_seconds": 2.0, "images": 3000, "classes": 10, "seconds": 10.0}
-    monkeypatch.setattr(recipe, "measure", lambda cfg, dataset, budget, start=None: ([point], CostModel.fit([(96, 300.0)]), 224))
+    point = {
+        "size": 96,
+        "images_per_second": 300.0,
+        "overhead_seconds": 2.0,
+        "images": 3000,
+        "classes": 10,
+        "seconds": 10.0,
+    }
+    monkeypatch.setattr(
+        recipe, "measure", lambda cfg, dataset, budget, start=None: ([point], CostModel.fit([(96, 300.0)]), 224)
+    )
     monkeypatch.setattr(resolution, "resolution_cap", lambda *a, **k: pytest.fail("no resolution probe may run"))
     monkeypatch.setattr(orientation, "oriented", lambda *a, **k: pytest.fail("no orientation probe may run"))
     cfg, _ = recipe.with_prior(Config.model_validate({"train": {"budget_probes": False}}))  # flips left to the recipe

@@ -24,11 +24,20 @@ def _one_error_line(err: str) -> str:
 
 # --- prepare: a numeric safety option of inf, nan or <= 0 -------------------------------------------
 
-@pytest.mark.parametrize("option, value", [
-    ("--max-archive-ratio", "inf"), ("--max-archive-ratio", "nan"), ("--max-archive-ratio", "0"),
-    ("--max-archive-gb", "inf"), ("--max-archive-gb", "-1"), ("--max-aspect", "inf"), ("--min-similarity", "nan"),
-    ("--max-drop", "nan"),
-])
+
+@pytest.mark.parametrize(
+    "option, value",
+    [
+        ("--max-archive-ratio", "inf"),
+        ("--max-archive-ratio", "nan"),
+        ("--max-archive-ratio", "0"),
+        ("--max-archive-gb", "inf"),
+        ("--max-archive-gb", "-1"),
+        ("--max-aspect", "inf"),
+        ("--min-similarity", "nan"),
+        ("--max-drop", "nan"),
+    ],
+)
 def test_prepare_refuses_a_non_finite_or_non_positive_limit(tmp_path: Path, capsys, option: str, value: str):
     data = make_dataset(tmp_path / "src", per_class=2, test=0)
     code, _, err = cli(["prepare", data, "--out", tmp_path / "out", option, value], capsys)
@@ -38,6 +47,7 @@ def test_prepare_refuses_a_non_finite_or_non_positive_limit(tmp_path: Path, caps
 
 
 # --- predict: the sample submission ---------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory) -> Path:
@@ -86,9 +96,13 @@ def test_huge_sample_submission_fails_before_any_model_is_loaded(run: Path, tmp_
     assert not (tmp_path / "sub.csv").exists()
 
 
-def test_sample_submission_with_more_ids_than_images_fails_before_any_model_is_loaded(run: Path, tmp_path: Path, capsys, no_inference):
+def test_sample_submission_with_more_ids_than_images_fails_before_any_model_is_loaded(
+    run: Path, tmp_path: Path, capsys, no_inference
+):
     folder = _test_images(tmp_path / "test", 5)
-    (tmp_path / "sample_submission.csv").write_text("Id,Category\n" + "".join(f"img_{i:03d}.png,0\n" for i in range(40)))
+    (tmp_path / "sample_submission.csv").write_text(
+        "Id,Category\n" + "".join(f"img_{i:03d}.png,0\n" for i in range(40))
+    )
     code, _, err = cli(["predict", run, folder, "--out", tmp_path / "sub.csv"], capsys)
     assert code == 2 and "lists more ids than the 5 image(s) given" in _one_error_line(err)
 
@@ -117,7 +131,10 @@ def _sets(overrides: list[str]) -> list[str]:
 
 # --- train --devices: more processes than the machine holds ---------------------------------------
 
-def test_devices_999_on_the_cpu_is_refused_before_any_process_starts(tiny_dataset: Path, tmp_path: Path, capsys, monkeypatch):
+
+def test_devices_999_on_the_cpu_is_refused_before_any_process_starts(
+    tiny_dataset: Path, tmp_path: Path, capsys, monkeypatch
+):
     import torch.multiprocessing as mp
 
     from imgclf.runtime import usable_cpus
@@ -127,7 +144,9 @@ def test_devices_999_on_the_cpu_is_refused_before_any_process_starts(tiny_datase
 
     monkeypatch.setattr(mp, "start_processes", refuse)
     out = tmp_path / "run"
-    code, _, err = cli(["train", tiny_dataset, "--out", out, "--devices", "999", *_sets([*TINY, "train.device=cpu"])], capsys)
+    code, _, err = cli(
+        ["train", tiny_dataset, "--out", out, "--devices", "999", *_sets([*TINY, "train.device=cpu"])], capsys
+    )
     line = _one_error_line(err)
     assert code == 2 and "--devices 999" in line and f"may use {usable_cpus()} core(s)" in line
     assert not out.exists()
@@ -135,19 +154,27 @@ def test_devices_999_on_the_cpu_is_refused_before_any_process_starts(tiny_datase
 
 # --- train.epochs=1 with the default warm-up ------------------------------------------------------
 
+
 def test_epochs_1_clamps_the_warmup_with_one_log_line(tiny_dataset: Path, tmp_path: Path, capsys):
     import json
 
     overrides = [o for o in TINY if not o.startswith(("train.warmup_epochs", "train.epochs"))]  # warm-up: the default 1
     out = tmp_path / "run"
-    code, _, err = cli(["train", tiny_dataset, "--out", out, *_sets([*overrides, "train.epochs=1", "train.max_steps_per_epoch=2"])], capsys)
+    code, _, err = cli(
+        ["train", tiny_dataset, "--out", out, *_sets([*overrides, "train.epochs=1", "train.max_steps_per_epoch=2"])],
+        capsys,
+    )
     assert code == 0, err
     text = " ".join(err.split())  # the log handler may wrap a long line
-    assert text.count("does not fit") == 1 and "train.warmup_epochs=1 does not fit a 1-epoch run: the warm-up is 0 epoch(s)" in text
+    assert (
+        text.count("does not fit") == 1
+        and "train.warmup_epochs=1 does not fit a 1-epoch run: the warm-up is 0 epoch(s)" in text
+    )
     assert json.loads((out / "summary.json").read_text())["epochs_run"] == 1
 
 
 # --- prepare: a PNG saved as .jpg -----------------------------------------------------------------
+
 
 def test_png_saved_as_jpg_is_flagged_as_wrong_extension_and_kept(tmp_path: Path, capsys):
     from imgclf.data.manifest import read_manifest
@@ -166,6 +193,7 @@ def test_png_saved_as_jpg_is_flagged_as_wrong_extension_and_kept(tmp_path: Path,
 
 
 # --- data.augment=strong: posterize at the top magnitude ------------------------------------------
+
 
 def _strong_with_only_posterize_at_magnitude_10():
     from timm.data.auto_augment import RandAugment
@@ -206,6 +234,7 @@ def test_an_augmentation_error_is_never_counted_as_an_unreadable_image(tmp_path:
 
 # --- a full disk while writing the checkpoint -----------------------------------------------------
 
+
 class _FullDisk:
     """A file on a disk that fills up after ``room`` bytes: writes then fail with ENOSPC, as the OS says."""
 
@@ -228,7 +257,9 @@ class _FullDisk:
         self._fh.close()
 
 
-def test_full_disk_while_writing_the_checkpoint_is_one_line_and_keeps_the_previous_one(tiny_dataset: Path, tmp_path: Path, capsys, monkeypatch):
+def test_full_disk_while_writing_the_checkpoint_is_one_line_and_keeps_the_previous_one(
+    tiny_dataset: Path, tmp_path: Path, capsys, monkeypatch
+):
     import builtins
 
     import imgclf.io
@@ -261,7 +292,9 @@ def test_full_disk_in_safetensors_is_a_disk_full_error(tmp_path: Path, monkeypat
     from imgclf.errors import DiskFullError
 
     def full(*args, **kwargs):
-        raise SafetensorError('Error while serializing: IoError(Os { code: 28, kind: StorageFull, message: "No space left on device" })')
+        raise SafetensorError(
+            'Error while serializing: IoError(Os { code: 28, kind: StorageFull, message: "No space left on device" })'
+        )
 
     monkeypatch.setattr(imgclf.run.checkpoint, "save_file", full)
     with pytest.raises(DiskFullError, match="no space left on the device to write .*best.safetensors"):
@@ -279,7 +312,9 @@ def test_full_disk_while_writing_any_run_file_keeps_the_previous_one(tmp_path: P
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))  # a disk with delayed allocation fails at fsync
 
     monkeypatch.setattr(imgclf.io.os, "fsync", full)
-    with pytest.raises(DiskFullError, match="summary.json \\(nothing was half-written; the previous summary.json is kept\\)"):
+    with pytest.raises(
+        DiskFullError, match="summary.json \\(nothing was half-written; the previous summary.json is kept\\)"
+    ):
         imgclf.io.atomic_write_json(tmp_path / "summary.json", {"new": True})
     assert [p.name for p in tmp_path.iterdir()] == ["summary.json"]
     assert (tmp_path / "summary.json").read_text() == '{"old": true}\n'
@@ -291,12 +326,23 @@ TOKEN = "tok-5ecret-98765"
 
 
 @pytest.mark.parametrize("key", ["tracking.experiment", "data.cache_dir"])
-def test_secret_inside_a_config_value_is_refused_and_written_nowhere(tiny_dataset: Path, tmp_path: Path, capsys, monkeypatch, key: str):
+def test_secret_inside_a_config_value_is_refused_and_written_nowhere(
+    tiny_dataset: Path, tmp_path: Path, capsys, monkeypatch, key: str
+):
     monkeypatch.setenv("IMGCLF_TEST_API_TOKEN", TOKEN)
     monkeypatch.chdir(tmp_path)
     value = f"exp-{TOKEN}" if key == "tracking.experiment" else str(tmp_path / f"cache-{TOKEN}")
     out = tmp_path / "run"
-    code, stdout, err = cli(["train", tiny_dataset, "--out", out, *_sets([*TINY, "tracking.enabled=true", "data.cache=true", f"{key}={value}"])], capsys)
+    code, stdout, err = cli(
+        [
+            "train",
+            tiny_dataset,
+            "--out",
+            out,
+            *_sets([*TINY, "tracking.enabled=true", "data.cache=true", f"{key}={value}"]),
+        ],
+        capsys,
+    )
     line = _one_error_line(err)
     assert code == 2 and f"config key {key!r} holds the value of a secret" in line
     assert TOKEN not in stdout + err
@@ -313,8 +359,9 @@ def test_a_password_in_the_tracking_uri_is_not_a_secret_in_a_config_value(monkey
 
 
 @pytest.mark.parametrize("fmt, name", [("onnx", "model.onnx"), ("torchscript", "model.torchscript.pt")])
-def test_full_disk_while_exporting_is_one_line_and_leaves_no_file(tiny_dataset: Path, tmp_path: Path, capsys, monkeypatch,
-                                                                  fmt, name):
+def test_full_disk_while_exporting_is_one_line_and_leaves_no_file(
+    tiny_dataset: Path, tmp_path: Path, capsys, monkeypatch, fmt, name
+):
     """torch.jit.save and torch.onnx.export report a full disk as their own RuntimeError; the export writes through a
     stream of ours instead, so it is the one-line disk-full error, and no half-written model is left behind."""
     import builtins
@@ -322,8 +369,13 @@ def test_full_disk_while_exporting_is_one_line_and_leaves_no_file(tiny_dataset: 
     import imgclf.io
 
     out = tmp_path / "run"
-    assert cli(["train", tiny_dataset, "--out", out, *_sets([*TINY, "train.epochs=1", "train.max_steps_per_epoch=1"])],
-               capsys)[0] == 0
+    assert (
+        cli(
+            ["train", tiny_dataset, "--out", out, *_sets([*TINY, "train.epochs=1", "train.max_steps_per_epoch=1"])],
+            capsys,
+        )[0]
+        == 0
+    )
 
     def open_on_a_full_disk(path, mode="r", *args, **kwargs):
         fh = builtins.open(path, mode, *args, **kwargs)

@@ -49,16 +49,27 @@ def chromium() -> str:
     path = find_chromium()
     if path is None:
         if os.environ.get("CI", "").lower() == "true":
-            pytest.fail("chromium is not installed; .ci/run must `apt-get install -y chromium` (this test never skips in CI)")
+            pytest.fail(
+                "chromium is not installed; .ci/run must `apt-get install -y chromium` (this test never skips in CI)"
+            )
         pytest.skip("chromium not installed (apt-get install -y chromium)")
     return path
 
 
 def chromium_run(binary: str, profile: Path, *args: str) -> subprocess.CompletedProcess:
     flags = [
-        "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync",
-        "--disable-default-apps", "--disable-extensions", "--hide-scrollbars", "--mute-audio",
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-default-apps",
+        "--disable-extensions",
+        "--hide-scrollbars",
+        "--mute-audio",
         f"--user-data-dir={profile}",
     ]
     result = subprocess.run([binary, *flags, *args], capture_output=True, text=True, timeout=TIMEOUT)
@@ -84,8 +95,13 @@ def test_report_opens_in_chromium_without_errors_and_every_image_decodes(chromiu
     probed = tmp_path / "probed.html"
     probed.write_text(page.replace("</body>", _PROBE + "</body>", 1))
     result = chromium_run(
-        chromium, tmp_path / "profile", "--enable-logging=stderr", "--v=0", "--virtual-time-budget=5000",
-        "--dump-dom", probed.as_uri(),
+        chromium,
+        tmp_path / "profile",
+        "--enable-logging=stderr",
+        "--v=0",
+        "--virtual-time-budget=5000",
+        "--dump-dom",
+        probed.as_uri(),
     )
     assert console_messages(result.stderr) == []
     body = re.search(r"<body([^>]*)>", result.stdout)
@@ -98,7 +114,13 @@ def test_report_opens_in_chromium_without_errors_and_every_image_decodes(chromiu
 
 def test_report_screenshot_is_not_blank(chromium, report, tmp_path):
     shot = tmp_path / "report.png"
-    chromium_run(chromium, tmp_path / "profile", f"--screenshot={shot}", f"--window-size={WINDOW[0]},{WINDOW[1]}", report.as_uri())
+    chromium_run(
+        chromium,
+        tmp_path / "profile",
+        f"--screenshot={shot}",
+        f"--window-size={WINDOW[0]},{WINDOW[1]}",
+        report.as_uri(),
+    )
     image = Image.open(shot).convert("L")
     assert image.size == WINDOW
     pixels = np.asarray(image, dtype=np.float64)
@@ -113,8 +135,15 @@ def test_the_checks_catch_a_broken_image_and_a_console_error(chromium, tmp_path)
         '<!DOCTYPE html><html><body><img alt="ok" src="data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==">'
         '<img alt="missing" src="missing.png"><script>undefined_function();</script>' + _PROBE + "</body></html>"
     )
-    result = chromium_run(chromium, tmp_path / "profile", "--enable-logging=stderr", "--v=0", "--virtual-time-budget=5000",
-                          "--dump-dom", bad.as_uri())
+    result = chromium_run(
+        chromium,
+        tmp_path / "profile",
+        "--enable-logging=stderr",
+        "--v=0",
+        "--virtual-time-budget=5000",
+        "--dump-dom",
+        bad.as_uri(),
+    )
     assert any("undefined_function" in line for line in console_messages(result.stderr))
     assert 'data-images-total="2"' in result.stdout
     assert "missing" in re.search(r'data-images-broken="([^"]*)"', result.stdout).group(1)
@@ -142,8 +171,15 @@ def test_a_budget_runs_report_shows_its_estimate_and_what_it_rests_on_in_chromiu
     page = budget_report.read_text()
     probed = tmp_path / "probed.html"
     probed.write_text(page.replace("</body>", _PROBE + "</body>", 1))
-    result = chromium_run(chromium, tmp_path / "profile", "--enable-logging=stderr", "--v=0", "--virtual-time-budget=5000",
-                          "--dump-dom", probed.as_uri())
+    result = chromium_run(
+        chromium,
+        tmp_path / "profile",
+        "--enable-logging=stderr",
+        "--v=0",
+        "--virtual-time-budget=5000",
+        "--dump-dom",
+        probed.as_uri(),
+    )
     assert console_messages(result.stderr) == []
     dom = result.stdout
     assert 'data-probe="done"' in dom and 'data-images-broken="[]"' in dom

@@ -21,13 +21,19 @@ def _right(share: float, n: int = 400) -> np.ndarray:
     return np.arange(n) < round(share * n)
 
 
-@pytest.mark.parametrize("accuracy, size", [
-    ({64: 0.78, 96: 0.82, 128: 0.81, 160: 0.82, 192: 0.83}, 96),  # upscaled 28 px photos: flat from 96 (1 point + 0.5 SE)
-    ({64: 0.18, 96: 0.18, 128: 0.24, 160: 0.29, 192: 0.34}, 192),  # a small object: every size adds
-    ({64: 0.50, 96: 0.60, 128: 0.62, 192: 0.70}, 192),  # 128 is close to 96, but 192 is far above both
-    ({64: 0.90, 96: 0.80, 192: 0.85}, 64),  # the smallest is the most accurate: nothing to gain above it
-    ({128: 0.70}, 128),
-])
+@pytest.mark.parametrize(
+    "accuracy, size",
+    [
+        (
+            {64: 0.78, 96: 0.82, 128: 0.81, 160: 0.82, 192: 0.83},
+            96,
+        ),  # upscaled 28 px photos: flat from 96 (1 point + 0.5 SE)
+        ({64: 0.18, 96: 0.18, 128: 0.24, 160: 0.29, 192: 0.34}, 192),  # a small object: every size adds
+        ({64: 0.50, 96: 0.60, 128: 0.62, 192: 0.70}, 192),  # 128 is close to 96, but 192 is far above both
+        ({64: 0.90, 96: 0.80, 192: 0.85}, 64),  # the smallest is the most accurate: nothing to gain above it
+        ({128: 0.70}, 128),
+    ],
+)
 def test_enough_size_is_the_smallest_no_larger_size_beats_by_the_tolerance(accuracy, size):
     assert enough_size({s: _right(a) for s, a in accuracy.items()}) == size
 
@@ -69,7 +75,10 @@ def test_probe_scores_every_size_on_images_its_classifier_never_saw(tmp_path):
 def test_the_cap_says_why_when_the_probe_does_not_run(tmp_path):
     root = make_dataset(tmp_path / "data", per_class=6, test=0)
     cfg, cost = _tiny_config(), CostModel(0.0, 1e-6)
-    assert resolution_cap(cfg, root, 64, cost, 600.0) == (64, {"skipped": "64px is the smallest size the recipe uses", "size": 64})
+    assert resolution_cap(cfg, root, 64, cost, 600.0) == (
+        64,
+        {"skipped": "64px is the smallest size the recipe uses", "size": 64},
+    )
     size, record = resolution_cap(cfg, root, 192, CostModel(1.0, 0.0), 600.0)  # 320 images x 6 sizes: minutes
     assert size == 192 and "over 5% of the budget" in record["skipped"]
     size, record = resolution_cap(cfg, make_dataset(tmp_path / "few", per_class=1, test=0), 96, cost, 600.0)
@@ -77,18 +86,31 @@ def test_the_cap_says_why_when_the_probe_does_not_run(tmp_path):
 
 
 def test_the_cap_is_the_probes_choice_with_what_it_measured(tmp_path, monkeypatch):
-    monkeypatch.setattr(resolution, "probe_resolution",
-                        lambda cfg, dataset, sizes, source=None: {s: _right(0.5 + 0.001 * s, 1000) for s in sizes})
+    monkeypatch.setattr(
+        resolution,
+        "probe_resolution",
+        lambda cfg, dataset, sizes, source=None: {s: _right(0.5 + 0.001 * s, 1000) for s in sizes},
+    )
     size, record = resolution_cap(_tiny_config(), tmp_path, 128, CostModel(0.0, 1e-9), 600.0)
     # 64 px is 0.064 below 128 px (more than the tolerance), 80 px 0.048, 96 px 0.032: 128 px
-    assert size == 128 and record["largest"] == 128 and record["accuracy"] == pytest.approx({"64": 0.564, "80": 0.58, "96": 0.596, "128": 0.628})
+    assert (
+        size == 128
+        and record["largest"] == 128
+        and record["accuracy"] == pytest.approx({"64": 0.564, "80": 0.58, "96": 0.596, "128": 0.628})
+    )
     assert record["images"] == 1000 and record["effect"]["gap_to_largest"] == 0.0
-    monkeypatch.setattr(resolution, "probe_resolution", lambda cfg, dataset, sizes, source=None: {s: _right(0.8) for s in sizes})
+    monkeypatch.setattr(
+        resolution, "probe_resolution", lambda cfg, dataset, sizes, source=None: {s: _right(0.8) for s in sizes}
+    )
     size, record = resolution_cap(_tiny_config(), tmp_path, 128, CostModel(0.0, 1e-9), 600.0)
-    assert size == 64 and record["effect"] == pytest.approx({"gap_to_largest": 0.0, "se": 0.0, "rule": record["effect"]["rule"]})
+    assert size == 64 and record["effect"] == pytest.approx(
+        {"gap_to_largest": 0.0, "se": 0.0, "rule": record["effect"]["rule"]}
+    )
 
 
-def test_the_budget_recipe_trains_at_the_size_the_probe_found(tiny_dataset, tiny_overrides, tmp_path, capsys, monkeypatch):
+def test_the_budget_recipe_trains_at_the_size_the_probe_found(
+    tiny_dataset, tiny_overrides, tmp_path, capsys, monkeypatch
+):
     """The user's 48 px is the most the recipe may use; the probe says 32 px is enough: the final model, its warm-up
     cap, the orientation probe and recipe.json follow the probe (faked here: with random weights the probe's choice
     would be noise)."""
@@ -109,7 +131,9 @@ def test_the_budget_recipe_trains_at_the_size_the_probe_found(tiny_dataset, tiny
     monkeypatch.setattr(resolution, "PROBE_LADDER", (32, 40))  # the real ladder starts at 64 px
     run = tmp_path / "run"
     sets = [a for o in tiny_overrides if not o.startswith("data.image_size") for a in ("--set", o)]
-    code, _, err = cli(["train", tiny_dataset, "--out", run, "--budget", "40s", *sets, "--set", "data.image_size=48"], capsys)
+    code, _, err = cli(
+        ["train", tiny_dataset, "--out", run, "--budget", "40s", *sets, "--set", "data.image_size=48"], capsys
+    )
     assert code == 0, err
     recipe = json.loads((run / "recipe.json").read_text())
     assert seen and seen[0][-1] == recipe["resolution"]["largest"] and 32 in seen[0]

@@ -33,10 +33,26 @@ def _run_child_until_killed(dataset: Path, out: Path, mode: str, epoch: int, ste
     child = Path(__file__).with_name("crash_child.py")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}  # one thread, like this process (conftest): same float sums
     proc = subprocess.run(
-        [sys.executable, str(child), str(dataset), str(out), mode, str(epoch), str(step), *RESUME, "train.deterministic=true"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=600,  # a guard, never the signal
+        [
+            sys.executable,
+            str(child),
+            str(dataset),
+            str(out),
+            mode,
+            str(epoch),
+            str(step),
+            *RESUME,
+            "train.deterministic=true",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        timeout=600,  # a guard, never the signal
     )
-    assert proc.returncode == -signal.SIGKILL, f"the child was to kill itself, it ended with {proc.returncode}:\n{proc.stderr[-2000:]}"
+    assert proc.returncode == -signal.SIGKILL, (
+        f"the child was to kill itself, it ended with {proc.returncode}:\n{proc.stderr[-2000:]}"
+    )
 
 
 def _values(path: Path) -> list[dict]:
@@ -85,7 +101,9 @@ def test_sigkill_during_the_checkpoint_write_keeps_the_previous_checkpoint_and_r
 
     leftovers = list((killed / "checkpoints").glob(".last.pt.*.tmp"))
     assert len(leftovers) == 1, "the killed write leaves its temporary file behind"
-    assert load_training_state(killed / "checkpoints" / "last.pt")["epoch"] == 0, "the good epoch-1 checkpoint is intact"
+    assert load_training_state(killed / "checkpoints" / "last.pt")["epoch"] == 0, (
+        "the good epoch-1 checkpoint is intact"
+    )
     _assert_resumed_equals(killed, reference)
     assert not list((killed / "checkpoints").glob(".*.tmp")), "the next start removes what the killed write left"
 
@@ -144,13 +162,23 @@ class _SigtermInEpoch2(_CtrlCInEpoch2):
 
 
 @pytest.mark.parametrize("display", [_CtrlCInEpoch2, _SigtermInEpoch2], ids=["ctrl-c", "sigterm"])
-def test_ctrl_c_keeps_last_checkpoint_and_exits_130_with_resume_command(tmp_path, tiny_dataset, monkeypatch, capsys, display):
+def test_ctrl_c_keeps_last_checkpoint_and_exits_130_with_resume_command(
+    tmp_path, tiny_dataset, monkeypatch, capsys, display
+):
     from imgclf.cli import commands
 
     monkeypatch.setattr(commands, "RichTrainingProgress", display)
     out = tmp_path / "run"
     with pytest.raises(SystemExit) as exc:
-        run(["train", str(tiny_dataset), "--out", str(out), *[a for s in [*TINY, "train.epochs=3", "data.batch_size=4"] for a in ("--set", s)]])
+        run(
+            [
+                "train",
+                str(tiny_dataset),
+                "--out",
+                str(out),
+                *[a for s in [*TINY, "train.epochs=3", "data.batch_size=4"] for a in ("--set", s)],
+            ]
+        )
     err = capsys.readouterr().err
 
     assert exc.value.code == 130
@@ -165,11 +193,16 @@ def test_ctrl_c_keeps_last_checkpoint_and_exits_130_with_resume_command(tmp_path
 @pytest.mark.parametrize("workers", [0, 2], ids=["in-process", "two-workers"])
 def test_two_seeded_deterministic_runs_write_identical_metrics(tmp_path, tiny_dataset, workers):
     # Augmentation runs in the workers when there are some: their seeding is what is tested then.
-    cfg = load_config(None, [*TINY, "model.dropout=0.3", "data.augment=medium", "train.deterministic=true", f"data.num_workers={workers}"])
+    cfg = load_config(
+        None,
+        [*TINY, "model.dropout=0.3", "data.augment=medium", "train.deterministic=true", f"data.num_workers={workers}"],
+    )
     fit(cfg, tiny_dataset, tmp_path / "a")
     fit(cfg, tiny_dataset, tmp_path / "b")
     assert _values(tmp_path / "a" / "metrics.csv") == _values(tmp_path / "b" / "metrics.csv")
-    assert _same_weights(tmp_path / "a" / "checkpoints" / "best.safetensors", tmp_path / "b" / "checkpoints" / "best.safetensors")
+    assert _same_weights(
+        tmp_path / "a" / "checkpoints" / "best.safetensors", tmp_path / "b" / "checkpoints" / "best.safetensors"
+    )
 
 
 def test_resume_refuses_deterministic_flag_the_run_did_not_have(tmp_path, tiny_dataset, capsys):
@@ -190,7 +223,9 @@ def test_resume_with_more_epochs_extends_a_finished_run_and_keeps_its_first_epoc
     from conftest import cli
 
     out = tmp_path / "run"
-    code, _, err = cli(["train", tiny_dataset, "--out", out, *[a for o in [*TINY, "train.epochs=2"] for a in ("--set", o)]], capsys)
+    code, _, err = cli(
+        ["train", tiny_dataset, "--out", out, *[a for o in [*TINY, "train.epochs=2"] for a in ("--set", o)]], capsys
+    )
     assert code == 0, err
     before = _values(out / "metrics.csv")
     last_before = load_training_state(out / "checkpoints" / "last.pt")
@@ -207,15 +242,20 @@ def test_resume_with_more_epochs_extends_a_finished_run_and_keeps_its_first_epoc
     assert load_training_state(out / "checkpoints" / "last.pt")["epoch"] == 3  # 0-based: the fourth epoch
 
 
-@pytest.mark.parametrize("sets,message", [
-    (["train.epochs=2"], "already trained 2 epoch(s); to extend it set train.epochs above 2"),
-    (["train.lr=0.1"], "may change only train.epochs and train.patience there (got train.lr)"),
-])
+@pytest.mark.parametrize(
+    "sets,message",
+    [
+        (["train.epochs=2"], "already trained 2 epoch(s); to extend it set train.epochs above 2"),
+        (["train.lr=0.1"], "may change only train.epochs and train.patience there (got train.lr)"),
+    ],
+)
 def test_resume_refuses_what_it_cannot_extend_and_keeps_the_finished_run(tmp_path, tiny_dataset, capsys, sets, message):
     from conftest import cli
 
     out = tmp_path / "run"
-    code, _, err = cli(["train", tiny_dataset, "--out", out, *[a for o in [*TINY, "train.epochs=2"] for a in ("--set", o)]], capsys)
+    code, _, err = cli(
+        ["train", tiny_dataset, "--out", out, *[a for o in [*TINY, "train.epochs=2"] for a in ("--set", o)]], capsys
+    )
     assert code == 0, err
     files = {p: p.read_bytes() for p in (out / "summary.json", out / "config.yaml", out / "metrics.csv")}
     code, _, err = cli(["train", "--resume", out, *[a for o in sets for a in ("--set", o)]], capsys)

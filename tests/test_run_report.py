@@ -14,12 +14,24 @@ from report_run import trained_run
 
 from imgclf.cli.main import run
 from imgclf.report.run_report import (
-    cleaning_section, gallery_section, read_run, reliability_series, render_run_report, write_run_report, write_run_report_safely,
+    cleaning_section,
+    gallery_section,
+    read_run,
+    reliability_series,
+    render_run_report,
+    write_run_report,
+    write_run_report_safely,
 )
 
 SECTIONS = [
-    "Overview", "Learning curves", "Confusion matrix", "Per-class precision and recall", "Most confused classes",
-    "Most confidently wrong validation images", "Augmentation preview", "Config",
+    "Overview",
+    "Learning curves",
+    "Confusion matrix",
+    "Per-class precision and recall",
+    "Most confused classes",
+    "Most confidently wrong validation images",
+    "Augmentation preview",
+    "Config",
 ]
 
 
@@ -82,9 +94,14 @@ def test_optional_sections_appear_when_their_files_exist(run_copy):
         assert title not in section_titles(page)
     (run_copy / "eval").mkdir()
     pd.DataFrame({"mode": ["none", "fixed"], "accuracy": [0.5, 0.75], "forward_passes": [6, 12]}).to_csv(
-        run_copy / "eval" / "tta_compare.csv", index=False)
-    calibration = {"temperature": 1.7, "ece_before": 0.12, "ece_after": 0.03,
-                   "reliability": {"confidence": [0.3, None, 0.9], "accuracy": [0.2, None, 0.95], "count": [3, 0, 3]}}
+        run_copy / "eval" / "tta_compare.csv", index=False
+    )
+    calibration = {
+        "temperature": 1.7,
+        "ece_before": 0.12,
+        "ece_after": 0.03,
+        "reliability": {"confidence": [0.3, None, 0.9], "accuracy": [0.2, None, 0.95], "count": [3, 0, 3]},
+    }
     (run_copy / "calibration.json").write_text(json.dumps(calibration))
     dataset = Path(json.loads((run_copy / "run.json").read_text())["dataset"])
     (dataset / "cleaning_report.md").write_text("# Cleaning report\n\n- flagged files: **0**\n")
@@ -115,7 +132,12 @@ def test_reliability_series_accepts_one_curve_or_named_curves():
     assert list(reliability_series(one)) == ["validation"]
     bins = {"reliability": [{"confidence": 0.2, "accuracy": 0.3}, {"confidence": 0.8, "accuracy": 0.7}]}
     assert reliability_series(bins)["validation"] == ([0.2, 0.8], [0.3, 0.7])
-    named = {"reliability": {"before": {"confidence": [0.5], "accuracy": [0.4]}, "after": {"confidence": [0.45], "accuracy": [0.4]}}}
+    named = {
+        "reliability": {
+            "before": {"confidence": [0.5], "accuracy": [0.4]},
+            "after": {"confidence": [0.45], "accuracy": [0.4]},
+        }
+    }
     assert set(reliability_series(named)) == {"before", "after"}
     assert reliability_series({"temperature": 1.0}) == {}
 
@@ -159,8 +181,13 @@ def _as_budget_run_without_validation(run_dir: Path) -> dict:
     validation images, and the recipe's estimate in summary.json (the shape the recipe writes)."""
     (run_dir / "val_predictions.csv").unlink()
     summary = json.loads((run_dir / "summary.json").read_text())
-    estimate = {"metric": "accuracy", "value": 0.82, "se": 0.015, "images": 394,
-                "what": "the submitted 2-model blend with 4-view TTA on 394 held-out images no model trained on"}
+    estimate = {
+        "metric": "accuracy",
+        "value": 0.82,
+        "se": 0.015,
+        "images": 394,
+        "what": "the submitted 2-model blend with 4-view TTA on 394 held-out images no model trained on",
+    }
     summary.update(val_accuracy=None, val_images=0, recipe={"budget_seconds": 540, "estimate": estimate})
     (run_dir / "summary.json").write_text(json.dumps(summary))
     return estimate
@@ -180,15 +207,24 @@ def test_a_finished_run_with_an_estimate_shows_it_first_and_never_says_it_did_no
 
 def test_a_run_without_validation_shows_its_latest_evaluation_in_tiles_and_tables(run_copy):
     _as_budget_run_without_validation(run_copy)
-    (run_copy / "summary.json").write_text(json.dumps({**json.loads((run_copy / "summary.json").read_text()), "recipe": {}}))
+    (run_copy / "summary.json").write_text(
+        json.dumps({**json.loads((run_copy / "summary.json").read_text()), "recipe": {}})
+    )
     page_before = render_run_report(run_copy)
     assert "kept no validation split" in page_before
     (run_copy / "eval").mkdir()
-    (run_copy / "eval" / "metrics.json").write_text(json.dumps({"accuracy": 0.75, "macro_f1": 0.7, "images": 4,
-                                                                "evaluated_on": "all labelled images of data/cars/holdout"}))
+    (run_copy / "eval" / "metrics.json").write_text(
+        json.dumps(
+            {"accuracy": 0.75, "macro_f1": 0.7, "images": 4, "evaluated_on": "all labelled images of data/cars/holdout"}
+        )
+    )
     classes = json.loads((run_copy / "classes.json").read_text())
-    pd.DataFrame([[1 if i == j else 0 for j in classes] for i in classes], index=classes, columns=classes).to_csv(run_copy / "eval" / "confusion_matrix.csv")
-    pd.DataFrame({"class": classes, "precision": 1.0, "recall": 1.0, "f1": 1.0, "support": 1}).to_csv(run_copy / "eval" / "per_class.csv", index=False)
+    pd.DataFrame([[1 if i == j else 0 for j in classes] for i in classes], index=classes, columns=classes).to_csv(
+        run_copy / "eval" / "confusion_matrix.csv"
+    )
+    pd.DataFrame({"class": classes, "precision": 1.0, "recall": 1.0, "f1": 1.0, "support": 1}).to_csv(
+        run_copy / "eval" / "per_class.csv", index=False
+    )
     page = render_run_report(run_copy)
     assert "imgclf evaluate on all labelled images of data/cars/holdout" in page
     assert "accuracy, imgclf evaluate" in page and "kept no validation split" not in page

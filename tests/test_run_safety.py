@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 
 
-
 from conftest import TINY, cli, make_dataset
 from imgclf.config import load_config
 from imgclf.run.lock import RunLock
@@ -95,12 +94,17 @@ def test_train_refit_trains_on_every_image_for_the_chosen_epochs(tmp_path, tiny_
     out = tmp_path / "run"
     code, stdout, err = cli(["train", str(tiny_dataset), "--out", out, "--refit", *_sets("train.epochs=2")], capsys)
     assert code == 0, err
-    parent, child = json.loads((out / "summary.json").read_text()), json.loads((out / "refit" / "summary.json").read_text())
+    parent, child = (
+        json.loads((out / "summary.json").read_text()),
+        json.loads((out / "refit" / "summary.json").read_text()),
+    )
     assert child["refit"] is True and child["val_accuracy"] is None and "no validation score" in child["validation"]
     assert child["epochs_run"] == parent["best_epoch"]
     assert child["train_images"] == parent["train_images"] + parent["val_images"]
     assert (out / "refit" / "checkpoints" / "best.safetensors").is_file()
-    assert json.loads((out / "refit" / "calibration.json").read_text()) == json.loads((out / "calibration.json").read_text())
+    assert json.loads((out / "refit" / "calibration.json").read_text()) == json.loads(
+        (out / "calibration.json").read_text()
+    )
     assert parent["refit"]["run"] == str(out / "refit")
     code, _, err = cli(["predict", out / "refit", tiny_dataset / "test", "--out", tmp_path / "sub.csv"], capsys)
     assert code == 0, err and (tmp_path / "sub.csv").is_file()

@@ -15,8 +15,17 @@ from imgclf.cli.main import run
 from imgclf.competition import download_competition, submit_file
 from imgclf.config import load_config, save_config
 from imgclf.secrets import (
-    CredentialsError, RedactingStream, install_log_redaction, kaggle_credentials, mask_url, redact, redact_params,
-    redact_tree, register_secret, register_url_passwords, split_userinfo,
+    CredentialsError,
+    RedactingStream,
+    install_log_redaction,
+    kaggle_credentials,
+    mask_url,
+    redact,
+    redact_params,
+    redact_tree,
+    register_secret,
+    register_url_passwords,
+    split_userinfo,
 )
 from imgclf.run.rundir import write_environment
 
@@ -134,7 +143,11 @@ def test_mask_url(url, masked):
 # Passwords with every character that ended the old maskers' password early; each ends in a marker
 # that must never appear anywhere once masked.
 URL_PASSWORDS = {
-    "slash": "Zq/slash9x", "at": "Zq@atsign9x", "hash": "Zq#hash9x", "encoded": "Zq%2Fencoded9x", "colon": "Zq:colon9x",
+    "slash": "Zq/slash9x",
+    "at": "Zq@atsign9x",
+    "hash": "Zq#hash9x",
+    "encoded": "Zq%2Fencoded9x",
+    "colon": "Zq:colon9x",
     "all": "Pw/qux1@quux2#corge3:grault4%2Fgarply5",
 }
 MARKERS = ("slash9x", "atsign9x", "hash9x", "encoded9x", "colon9x", "qux1", "quux2", "corge3", "grault4", "garply5")
@@ -145,7 +158,10 @@ def _assert_no_marker(text: str) -> None:
 
 
 @pytest.mark.parametrize("password", list(URL_PASSWORDS.values()), ids=list(URL_PASSWORDS))
-@pytest.mark.parametrize("template", ["postgresql://ana:{}@db.local:5432/optuna", "http://ana:{}@127.0.0.1:5000", "https://ana:{}@host/x?y=1"])
+@pytest.mark.parametrize(
+    "template",
+    ["postgresql://ana:{}@db.local:5432/optuna", "http://ana:{}@127.0.0.1:5000", "https://ana:{}@host/x?y=1"],
+)
 def test_no_url_password_shape_is_shown_in_clear(password, template, monkeypatch):
     url = template.format(password)
     assert mask_url(url) == template.format("***")
@@ -164,9 +180,22 @@ def test_url_password_from_argv_is_masked_bare(capsys):
 
 def test_params_and_config_trees_are_redacted(monkeypatch):
     monkeypatch.setenv("IMGCLF_DB_PASSWORD", "tree-pass-1234")
-    params = {"tracking.uri": "postgresql://u:p4ssword@h/db", "db.password": "tree-pass-1234", "train.lr": 0.1, "note": "x tree-pass-1234"}
-    assert redact_params(params) == {"tracking.uri": "postgresql://u:***@h/db", "db.password": "***", "train.lr": 0.1, "note": "x ***"}
-    assert redact_tree({"a": ["tree-pass-1234", {"b": "http://u:pw1@h"}], "c": 3}) == {"a": ["***", {"b": "http://u:***@h"}], "c": 3}
+    params = {
+        "tracking.uri": "postgresql://u:p4ssword@h/db",
+        "db.password": "tree-pass-1234",
+        "train.lr": 0.1,
+        "note": "x tree-pass-1234",
+    }
+    assert redact_params(params) == {
+        "tracking.uri": "postgresql://u:***@h/db",
+        "db.password": "***",
+        "train.lr": 0.1,
+        "note": "x ***",
+    }
+    assert redact_tree({"a": ["tree-pass-1234", {"b": "http://u:pw1@h"}], "c": 3}) == {
+        "a": ["***", {"b": "http://u:***@h"}],
+        "c": 3,
+    }
 
 
 def test_saved_config_holds_no_tracking_password(tmp_path):
@@ -231,14 +260,19 @@ def test_cli_usage_error_echoing_a_url_password_is_masked(capsys):
 
 
 @pytest.mark.skipif(importlib.util.find_spec("kaggle") is not None, reason="the kaggle client is installed here")
-@pytest.mark.parametrize("args", [["kaggle", "download", "titanic"], ["kaggle", "submit", "{run}", "--competition", "titanic"]])
+@pytest.mark.parametrize(
+    "args", [["kaggle", "download", "titanic"], ["kaggle", "submit", "{run}", "--competition", "titanic"]]
+)
 def test_kaggle_commands_without_the_client_say_how_to_install_it(tmp_path, capsys, args):
     (tmp_path / "submission.csv").write_text("Id,Category\n1,0\n")
     with pytest.raises(SystemExit) as exc:
         run([a.format(run=tmp_path) for a in args])
     err = capsys.readouterr().err
     assert exc.value.code == 2
-    assert err.strip() == "error: the kaggle client is not installed; install it with: pip install -e '.[kaggle]' in the imgclf checkout (or pip install kaggle)"
+    assert (
+        err.strip()
+        == "error: the kaggle client is not installed; install it with: pip install -e '.[kaggle]' in the imgclf checkout (or pip install kaggle)"
+    )
 
 
 def test_kaggle_submit_needs_the_submission_file(tmp_path, capsys):
@@ -291,7 +325,9 @@ def _cli(args, capsys) -> tuple[int, str, str]:
 TRAIN_FAST = [*TINY, "train.epochs=1", "train.max_steps_per_epoch=1", "tracking.enabled=true"]
 
 
-def test_tracking_uri_password_from_set_is_in_no_run_file_or_output(tiny_dataset, tmp_path, capsys, monkeypatch, closing_port):
+def test_tracking_uri_password_from_set_is_in_no_run_file_or_output(
+    tiny_dataset, tmp_path, capsys, monkeypatch, closing_port
+):
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
     url = f"postgresql://ana:{URL_PASSWORDS['all']}@127.0.0.1:{closing_port}/mlflow"
     out = tmp_path / "runs" / "a"
@@ -303,7 +339,9 @@ def test_tracking_uri_password_from_set_is_in_no_run_file_or_output(tiny_dataset
     _assert_no_marker(_run_files_text(tmp_path))
 
 
-def test_tracking_uri_password_from_the_environment_is_in_no_run_file_or_output(tiny_dataset, tmp_path, capsys, monkeypatch, closing_port):
+def test_tracking_uri_password_from_the_environment_is_in_no_run_file_or_output(
+    tiny_dataset, tmp_path, capsys, monkeypatch, closing_port
+):
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
     # The server closes every connection: tracking turns itself off with one masked warning.
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://ana:{URL_PASSWORDS['all']}@127.0.0.1:{closing_port}/")
@@ -320,11 +358,29 @@ def test_sweep_storage_password_is_never_shown(password, tiny_dataset, tmp_path,
     space = tmp_path / "space.yaml"
     space.write_text("space:\n  train.lr: {type: float, low: 1.0e-4, high: 1.0e-2}\n")
     url = f"postgresql://imgclf:{password}@127.0.0.1:{closing_port}/nowhere"
-    code, text, err = _cli(["sweep", tiny_dataset, "--space", space, "--trials", "1", "--out", tmp_path / "s",
-                            "--storage", url, *[a for o in TINY for a in ("--set", o)]], capsys)
+    code, text, err = _cli(
+        [
+            "sweep",
+            tiny_dataset,
+            "--space",
+            space,
+            "--trials",
+            "1",
+            "--out",
+            tmp_path / "s",
+            "--storage",
+            url,
+            *[a for o in TINY for a in ("--set", o)],
+        ],
+        capsys,
+    )
     assert code == 2
     lines = err.strip().splitlines()
-    assert len(lines) == 1 and len(lines[0]) < 300 and f"postgresql://imgclf:***@127.0.0.1:{closing_port}/nowhere" in lines[0]
+    assert (
+        len(lines) == 1
+        and len(lines[0]) < 300
+        and f"postgresql://imgclf:***@127.0.0.1:{closing_port}/nowhere" in lines[0]
+    )
     _assert_no_marker(text)
     _assert_no_marker(_run_files_text(tmp_path / "s") if (tmp_path / "s").exists() else "")
 

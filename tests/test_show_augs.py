@@ -13,7 +13,14 @@ from imgclf.cli.main import run
 from imgclf.config import load_config
 from imgclf.data.samples import load_training_set
 from imgclf.data.transforms import denormalize, eval_transform
-from imgclf.report.augs import GridLayout, backbone_preprocessing, default_cell, preview_rows, render_grid, tensor_to_image
+from imgclf.report.augs import (
+    GridLayout,
+    backbone_preprocessing,
+    default_cell,
+    preview_rows,
+    render_grid,
+    tensor_to_image,
+)
 
 
 @pytest.fixture
@@ -82,8 +89,18 @@ def test_max_classes_limits_rows(setup):
 
 def test_unknown_backbone_is_one_line_error(tiny_dataset, tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
-        run(["show-augs", str(tiny_dataset), "--set", "model.weights=none", "--set", "model.backbone=no_such_net",
-             "--out", str(tmp_path / "a.png")])
+        run(
+            [
+                "show-augs",
+                str(tiny_dataset),
+                "--set",
+                "model.weights=none",
+                "--set",
+                "model.backbone=no_such_net",
+                "--out",
+                str(tmp_path / "a.png"),
+            ]
+        )
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert "no_such_net" in err and "Traceback" not in err
@@ -118,10 +135,17 @@ def test_show_augs_budget_previews_the_recipes_prior_not_the_medium_preset(tiny_
     assert shown.data.eval_crop_pct == trained.data.eval_crop_pct
     assert AugmentSpec.from_config(shown.data) != AugmentSpec.from_config(cfg.data)  # not the medium preset
     assert preview_config(cfg, budget=False)[0] is cfg and preview_config(cfg, budget=False)[1] == changes
-    sets = [x for o in ("model.weights=none", "model.backbone=test_efficientnet", "data.image_size=32", "data.num_workers=0")
-            for x in ("--set", o)]
-    code, out, err = cli(["show-augs", tiny_dataset, "--budget", "--n", "2", "--out", tmp_path / "b.png", *sets], capsys)
+    sets = [
+        x
+        for o in ("model.weights=none", "model.backbone=test_efficientnet", "data.image_size=32", "data.num_workers=0")
+        for x in ("--set", o)
+    ]
+    code, out, err = cli(
+        ["show-augs", tiny_dataset, "--budget", "--n", "2", "--out", tmp_path / "b.png", *sets], capsys
+    )
     assert code == 0, err
-    assert f"augment {AugmentSpec.from_config(trained.data).describe()}" in out and "as `train --budget` trains it" in out
+    assert (
+        f"augment {AugmentSpec.from_config(trained.data).describe()}" in out and "as `train --budget` trains it" in out
+    )
     code, out, err = cli(["show-augs", tiny_dataset, "--n", "2", "--out", tmp_path / "m.png", *sets], capsys)
     assert code == 0 and "show-augs --budget" in out  # the plain preview says the budget run differs

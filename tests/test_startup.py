@@ -14,8 +14,25 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 HEAVY = ("torch", "torchvision", "timm", "mlflow", "optuna", "sklearn", "pandas", "matplotlib", "scipy", "cleanlab")
-COMMANDS = ["demo", "prepare", "show-augs", "train", "evaluate", "predict", "cv", "ensemble", "report", "compare",
-            "ablate", "sweep", "sweep-transfer", "export", "kaggle", "kaggle download", "kaggle submit"]
+COMMANDS = [
+    "demo",
+    "prepare",
+    "show-augs",
+    "train",
+    "evaluate",
+    "predict",
+    "cv",
+    "ensemble",
+    "report",
+    "compare",
+    "ablate",
+    "sweep",
+    "sweep-transfer",
+    "export",
+    "kaggle",
+    "kaggle download",
+    "kaggle submit",
+]
 
 _PROBE = """
 import json, sys
@@ -34,8 +51,14 @@ print(json.dumps({"codes": codes, "heavy": [m for m in json.loads(sys.argv[2]) i
 def _heavy_after(argvs: list[list[str]], cwd: Path) -> dict:
     """Run the CLI in-process in a fresh interpreter for each argv in turn; which heavy modules got imported."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "100"}
-    done = subprocess.run([sys.executable, "-c", _PROBE, json.dumps(argvs), json.dumps(HEAVY)], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-c", _PROBE, json.dumps(argvs), json.dumps(HEAVY)],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -56,9 +79,11 @@ def test_every_command_help_imports_no_torch(tmp_path):
 
 def test_an_unknown_set_key_is_refused_before_torch_is_imported(tmp_path):
     (tmp_path / "data").mkdir()
-    argvs = [["train", "data", "--set", "train.epochz=3"],
-             ["cv", "data", "--out", "cvout", "--set", "train.epochz=3"],
-             ["show-augs", "data", "--set", "train.epochz=3"]]
+    argvs = [
+        ["train", "data", "--set", "train.epochz=3"],
+        ["cv", "data", "--out", "cvout", "--set", "train.epochz=3"],
+        ["show-augs", "data", "--set", "train.epochz=3"],
+    ]
     result = _heavy_after(argvs, tmp_path)
     assert result == {"codes": [2, 2, 2], "heavy": []}
     assert not (tmp_path / "cvout").exists()

@@ -37,16 +37,23 @@ def _test_folder(root: Path, names: list[str]) -> Path:
 
 
 def _predict(run: Path, images, out: Path, capsys, *extra) -> str:
-    code, _, err = cli(["predict", run, *([images] if isinstance(images, (str, Path)) else images), "--out", out, *extra], capsys)
+    code, _, err = cli(
+        ["predict", run, *([images] if isinstance(images, (str, Path)) else images), "--out", out, *extra], capsys
+    )
     assert code == 0, err
     return err
 
 
 # --- id matching and format detection, no model -------------------------------------------------
 
+
 def test_ids_match_by_name_stem_and_number(tmp_path: Path):
     paths = [tmp_path / "0001.jpg", tmp_path / "0002.jpg", tmp_path / "0010.jpg"]
-    for ids, expected in ((("0002.jpg", "0001.jpg"), paths[1::-1]), (("0010", "0001"), [paths[2], paths[0]]), (("10", "2"), [paths[2], paths[1]])):
+    for ids, expected in (
+        (("0002.jpg", "0001.jpg"), paths[1::-1]),
+        (("0010", "0001"), [paths[2], paths[0]]),
+        (("10", "2"), [paths[2], paths[1]]),
+    ):
         assert match_sample_ids(SubmissionFormat(ids=ids), paths, tmp_path) == expected
 
 
@@ -83,6 +90,7 @@ def test_wide_sample_with_other_columns_is_one_line_error(tmp_path: Path):
 
 # --- through the CLI with a trained run ----------------------------------------------------------
 
+
 def test_id_category_sample_with_extensions(run: Path, tmp_path: Path, capsys):
     folder = _test_folder(tmp_path, ["b.jpg", "a.jpg", "c.jpg"])
     (tmp_path / "sample_submission.csv").write_text("Id,Category\nc.jpg,0\na.jpg,0\nb.jpg,0\n")
@@ -106,7 +114,9 @@ def test_wide_sample_gets_calibrated_probabilities_in_its_column_order(run: Path
     from imgclf.run.load import load_run
 
     folder = _test_folder(tmp_path, ["0000.png", "0001.png", "0002.png"])
-    (tmp_path / "sample_submission.csv").write_text("id,gamma,alpha,beta\n0001,0.33,0.33,0.34\n0000,0.33,0.33,0.34\n0002,0.33,0.33,0.34\n")
+    (tmp_path / "sample_submission.csv").write_text(
+        "id,gamma,alpha,beta\n0001,0.33,0.33,0.34\n0000,0.33,0.33,0.34\n0002,0.33,0.33,0.34\n"
+    )
     _predict(run, folder, tmp_path / "sub.csv", capsys, "--tta", "none")
     sub = pd.read_csv(tmp_path / "sub.csv", dtype={"id": str})
     assert list(sub.columns) == ["id", "gamma", "alpha", "beta"] and list(sub["id"]) == ["0001", "0000", "0002"]

@@ -48,12 +48,29 @@ def space_file(tmp_path: Path) -> Path:
     return path
 
 
-def test_two_trial_sqlite_sweep_makes_run_dirs_and_feeds_train_from_sweep_and_transfer(tiny_dataset, tiny_overrides, space_file, tmp_path, capsys):
+def test_two_trial_sqlite_sweep_makes_run_dirs_and_feeds_train_from_sweep_and_transfer(
+    tiny_dataset, tiny_overrides, space_file, tmp_path, capsys
+):
     import optuna
 
     out = tmp_path / "sweep"
-    code = _cli(["sweep", str(tiny_dataset), "--space", str(space_file), "--trials", "2", "--study", "s1", "--out", str(out),
-                 "--seed", "3", *_sets(tiny_overrides)])
+    code = _cli(
+        [
+            "sweep",
+            str(tiny_dataset),
+            "--space",
+            str(space_file),
+            "--trials",
+            "2",
+            "--study",
+            "s1",
+            "--out",
+            str(out),
+            "--seed",
+            "3",
+            *_sets(tiny_overrides),
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     assert "best trial" in capsys.readouterr().out
     assert (out / "optuna.db").is_file()
@@ -73,8 +90,21 @@ def test_two_trial_sqlite_sweep_makes_run_dirs_and_feeds_train_from_sweep_and_tr
     # sweep-transfer: both trials retrained on the target; Markdown + CSV written.
     target_yaml = tmp_path / "target.yaml"
     target_yaml.write_text("train:\n  epochs: 1\n  max_steps_per_epoch: 1\n")
-    code = _cli(["sweep-transfer", "s1", "--target", str(target_yaml), "--top", "1", "--bottom", "1",
-                 "--storage", f"sqlite:///{out / 'optuna.db'}", *_sets(tiny_overrides)])
+    code = _cli(
+        [
+            "sweep-transfer",
+            "s1",
+            "--target",
+            str(target_yaml),
+            "--top",
+            "1",
+            "--bottom",
+            "1",
+            "--storage",
+            f"sqlite:///{out / 'optuna.db'}",
+            *_sets(tiny_overrides),
+        ]
+    )
     printed = capsys.readouterr()
     assert code == 0, printed.err
     assert "Spearman" in printed.out and "Compute ratio" in printed.out and "in CPU seconds" in printed.out
@@ -90,7 +120,9 @@ def test_sweep_transfer_without_its_target_exits_2(capsys):
 
 
 def test_from_sweep_does_not_overwrite_target_specific_keys():
-    target = load_config(None, ["model.weights=none", "model.backbone=test_efficientnet", "data.image_size=64", "train.epochs=30"])
+    target = load_config(
+        None, ["model.weights=none", "model.backbone=test_efficientnet", "data.image_size=64", "train.epochs=30"]
+    )
     params = {"train.lr": 0.005, "data.image_size": 32, "train.epochs": 2, "model.dropout": 0.3, "data.subset": 0.3}
     cfg, applied, kept = apply_sweep_params(target, params)
     assert (cfg.train.lr, cfg.model.dropout) == (0.005, 0.3)
@@ -98,14 +130,17 @@ def test_from_sweep_does_not_overwrite_target_specific_keys():
     assert set(kept) == {"data.image_size", "train.epochs", "data.subset"} <= set(TARGET_KEYS)
 
 
-@pytest.mark.parametrize("text, message", [
-    ("train.lrr: {type: float, low: 0.1, high: 0.2}", "unknown config key 'train.lrr' (did you mean 'train.lr'?)"),
-    ("train.lr: {type: float, low: 0.2, high: 0.1}", "low (0.2) must be below high (0.1)"),
-    ("train.lr: {type: float, low: 0.0, high: 0.1, log: true}", "log scale needs low > 0"),
-    ("train.lr: {type: gaussian, low: 0.0, high: 0.1}", "type must be one of float, int, categorical"),
-    ("data.augment: {type: categorical, choices: []}", "choices must be a non-empty list"),
-    ("train.lr: 0.1", "must be a mapping like"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("train.lrr: {type: float, low: 0.1, high: 0.2}", "unknown config key 'train.lrr' (did you mean 'train.lr'?)"),
+        ("train.lr: {type: float, low: 0.2, high: 0.1}", "low (0.2) must be below high (0.1)"),
+        ("train.lr: {type: float, low: 0.0, high: 0.1, log: true}", "log scale needs low > 0"),
+        ("train.lr: {type: gaussian, low: 0.0, high: 0.1}", "type must be one of float, int, categorical"),
+        ("data.augment: {type: categorical, choices: []}", "choices must be a non-empty list"),
+        ("train.lr: 0.1", "must be a mapping like"),
+    ],
+)
 def test_invalid_space_files_raise_one_config_error(tmp_path, text, message):
     path = tmp_path / "space.yaml"
     path.write_text(text + "\n")
@@ -128,15 +163,33 @@ def test_invalid_space_file_exits_2_with_one_line(tiny_dataset, tmp_path, capsys
     assert "must be below high" in err and "Traceback" not in err and err.strip().count("\n") == 0
 
 
-def test_unreachable_storage_exits_2_with_one_line_and_no_password(tiny_dataset, tiny_overrides, space_file, tmp_path, capsys, closing_port):
+def test_unreachable_storage_exits_2_with_one_line_and_no_password(
+    tiny_dataset, tiny_overrides, space_file, tmp_path, capsys, closing_port
+):
     url = f"postgresql://imgclf:Sup3rSecretPw@127.0.0.1:{closing_port}/nowhere"
-    code = _cli(["sweep", str(tiny_dataset), "--space", str(space_file), "--trials", "1", "--out", str(tmp_path / "s"),
-                 "--storage", url, *_sets(tiny_overrides)])
+    code = _cli(
+        [
+            "sweep",
+            str(tiny_dataset),
+            "--space",
+            str(space_file),
+            "--trials",
+            "1",
+            "--out",
+            str(tmp_path / "s"),
+            "--storage",
+            url,
+            *_sets(tiny_overrides),
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2
     assert f"cannot open sweep storage postgresql://imgclf:***@127.0.0.1:{closing_port}/nowhere" in err
     assert "Sup3rSecretPw" not in err and "Traceback" not in err and err.strip().count("\n") == 0
-    assert _cli(["train", str(tiny_dataset), "--from-sweep", "nope", "--storage", f"sqlite:///{tmp_path / 'none.db'}"]) == 2
+    assert (
+        _cli(["train", str(tiny_dataset), "--from-sweep", "nope", "--storage", f"sqlite:///{tmp_path / 'none.db'}"])
+        == 2
+    )
     assert "no sweep storage" in capsys.readouterr().err
 
 
@@ -170,7 +223,7 @@ def test_two_workers_share_one_postgresql_study(tiny_dataset, tiny_overrides, sp
     url = os.environ.get("IMGCLF_TEST_POSTGRES_URL")
     if not url:
         if os.environ.get("CI", "").lower() == "true":
-            pytest.fail("IMGCLF_TEST_POSTGRES_URL is not set in CI: run `eval \"$(.ci/postgres.sh)\"` before the tests")
+            pytest.fail('IMGCLF_TEST_POSTGRES_URL is not set in CI: run `eval "$(.ci/postgres.sh)"` before the tests')
         pytest.skip("IMGCLF_TEST_POSTGRES_URL not set (see .ci/postgres.sh)")
     import optuna
 
@@ -182,9 +235,28 @@ def test_two_workers_share_one_postgresql_study(tiny_dataset, tiny_overrides, sp
     asked = (2, 2)
     workers = [
         subprocess.Popen(
-            [str(imgclf), "sweep", str(tiny_dataset), "--space", str(space_file), "--trials", str(n), "--study", study,
-             "--storage", url, "--seed", str(seed), "--out", str(tmp_path / f"worker{seed}"), *_sets(tiny_overrides)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+            [
+                str(imgclf),
+                "sweep",
+                str(tiny_dataset),
+                "--space",
+                str(space_file),
+                "--trials",
+                str(n),
+                "--study",
+                study,
+                "--storage",
+                url,
+                "--seed",
+                str(seed),
+                "--out",
+                str(tmp_path / f"worker{seed}"),
+                *_sets(tiny_overrides),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
         )
         for seed, n in enumerate(asked, start=1)
     ]

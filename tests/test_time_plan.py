@@ -26,26 +26,34 @@ def test_pace_leaves_out_the_first_epoch_once_there_are_others():
     assert epoch_pace([30.0, 10.0, 12.0]) == 11.0
 
 
-@pytest.mark.parametrize("limit, elapsed, walls, done, most, expected", [
-    (100, 30, [30.0], 1, 20, 3),  # 70 s left at 30 s an epoch: two more
-    (100, 30, [30.0], 1, 2, 2),  # never past train.epochs
-    (100, 95, [40.0, 30.0, 25.0], 3, 20, 3),  # not one more fits: stop now
-    (100, 120, [120.0], 1, 20, 1),  # already over
-    (1000, 20, [10.0, 10.0], 2, 20, 20),  # faster than planned: up to train.epochs
-])
+@pytest.mark.parametrize(
+    "limit, elapsed, walls, done, most, expected",
+    [
+        (100, 30, [30.0], 1, 20, 3),  # 70 s left at 30 s an epoch: two more
+        (100, 30, [30.0], 1, 2, 2),  # never past train.epochs
+        (100, 95, [40.0, 30.0, 25.0], 3, 20, 3),  # not one more fits: stop now
+        (100, 120, [120.0], 1, 20, 1),  # already over
+        (1000, 20, [10.0, 10.0], 2, 20, 20),  # faster than planned: up to train.epochs
+    ],
+)
 def test_replanned_epochs(limit, elapsed, walls, done, most, expected):
     assert replanned_epochs(limit, elapsed, walls, done, most) == expected
 
 
-@pytest.mark.parametrize("limit, elapsed, walls, trains, done, most, expected", [
-    (100, 30, [30.0], None, 1, 20, (4, 0.333)),  # two whole epochs leave 10 s: a third of one more
-    (100, 30, [30.0], [20.0], 1, 20, (3, 1.0)),  # its 10 s of validation leave nothing to train: whole epochs only
-    (100, 30, [30.0], [20.0], 1, 3, (3, 1.0)),  # never past train.epochs
-    (100, 20, [40.0, 30.0], None, 2, 20, (5, 0.667)),  # at 30 s (not the first epoch's 40): 2 whole and 20 s
-    (100, 30, [30.0], None, 1, 3, (3, 1.0)),
-    (100, 36, [30.0], None, 1, 20, (3, 1.0)),  # 4 s left: under MIN_PARTIAL of an epoch
-])
-def test_replanned_adds_a_partial_last_epoch_when_a_share_of_one_fits(limit, elapsed, walls, trains, done, most, expected):
+@pytest.mark.parametrize(
+    "limit, elapsed, walls, trains, done, most, expected",
+    [
+        (100, 30, [30.0], None, 1, 20, (4, 0.333)),  # two whole epochs leave 10 s: a third of one more
+        (100, 30, [30.0], [20.0], 1, 20, (3, 1.0)),  # its 10 s of validation leave nothing to train: whole epochs only
+        (100, 30, [30.0], [20.0], 1, 3, (3, 1.0)),  # never past train.epochs
+        (100, 20, [40.0, 30.0], None, 2, 20, (5, 0.667)),  # at 30 s (not the first epoch's 40): 2 whole and 20 s
+        (100, 30, [30.0], None, 1, 3, (3, 1.0)),
+        (100, 36, [30.0], None, 1, 20, (3, 1.0)),  # 4 s left: under MIN_PARTIAL of an epoch
+    ],
+)
+def test_replanned_adds_a_partial_last_epoch_when_a_share_of_one_fits(
+    limit, elapsed, walls, trains, done, most, expected
+):
     assert replanned(limit, elapsed, walls, done, most, trains=trains) == expected
     assert expected[1] == 1.0 or expected[1] >= MIN_PARTIAL
 
@@ -74,8 +82,9 @@ class _InterruptedInEpoch:
             raise KeyboardInterrupt
 
 
-def _fit(out: Path, tiny_dataset: Path, monkeypatch, *, resume: bool = False, callbacks: tuple = (),
-         **values) -> tuple[list[dict], dict, list[int]]:
+def _fit(
+    out: Path, tiny_dataset: Path, monkeypatch, *, resume: bool = False, callbacks: tuple = (), **values
+) -> tuple[list[dict], dict, list[int]]:
     """Train into ``out`` with 10 s epochs on the loop's clock; the metrics rows, the summary and the end epoch each
     epoch announced."""
     clock, seen = _TenSecondEpochs(), []
@@ -85,15 +94,20 @@ def _fit(out: Path, tiny_dataset: Path, monkeypatch, *, resume: bool = False, ca
             seen.append(epochs)
 
     monkeypatch.setattr(loop, "time", types.SimpleNamespace(perf_counter=clock.perf_counter, process_time=lambda: 0.0))
-    cfg = with_overrides(Config(), {**dict(o.split("=", 1) for o in TINY), "data.val_fraction": 0.0,
-                                    "train.patience": None, **values})
+    cfg = with_overrides(
+        Config(), {**dict(o.split("=", 1) for o in TINY), "data.val_fraction": 0.0, "train.patience": None, **values}
+    )
     summary = loop.fit(cfg, tiny_dataset, out, resume=resume, callbacks=[clock, Planned(), *callbacks], preflight=False)
     return read_metrics(RunDir(out).metrics), summary, seen
 
 
 def test_a_time_limit_ends_the_run_when_no_more_epochs_fit_with_the_lr_annealed(tiny_dataset, tmp_path, monkeypatch):
-    rows, summary, planned = _fit(tmp_path / "run", tiny_dataset, monkeypatch,
-                                  **{"train.epochs": 10, "train.time_limit": 35.0, "train.checkpoint_every": 5})
+    rows, summary, planned = _fit(
+        tmp_path / "run",
+        tiny_dataset,
+        monkeypatch,
+        **{"train.epochs": 10, "train.time_limit": 35.0, "train.checkpoint_every": 5},
+    )
     assert [r["epoch"] for r in rows] == [1, 2, 3] and summary["epochs_run"] == 3
     assert planned == [10, 3, 3]  # re-planned after epoch 1: 25 s left at 10 s an epoch
     assert rows[-1]["lr"] == pytest.approx(0.01 * Config().train.lr)  # the cosine ended with the run
@@ -115,7 +129,9 @@ def test_a_resumed_time_limited_run_goes_on_to_its_replanned_end(tiny_dataset, t
     saved = state["scheduler"]["lr_lambdas"]
     assert state["epoch"] == 0 and {plan["epochs"] for plan in saved} == {3}
     if written_by == "WarmupCosine":
-        state["scheduler"]["lr_lambdas"] = [{"total_steps": p["total_updates"], "warmup_steps": p["warmup_updates"]} for p in saved]
+        state["scheduler"]["lr_lambdas"] = [
+            {"total_steps": p["total_updates"], "warmup_steps": p["warmup_updates"]} for p in saved
+        ]
         torch.save(state, RunDir(out).last)
     rows, summary, planned = _fit(out, tiny_dataset, monkeypatch, resume=True, **values)
     assert planned[0] == 3  # the restored end, not train.epochs
@@ -154,15 +170,30 @@ class _SecondPerBatch:
 def test_a_time_limit_fills_its_end_with_a_partial_epoch_and_the_lr_anneals_there(tiny_dataset, tmp_path, monkeypatch):
     clock = _SecondPerBatch()
     monkeypatch.setattr(loop, "time", types.SimpleNamespace(perf_counter=clock.perf_counter, process_time=lambda: 0.0))
-    cfg = with_overrides(Config(), {**dict(o.split("=", 1) for o in TINY), "data.val_fraction": 0.0,
-                                    "train.patience": None, "train.epochs": 10, "data.batch_size": 2})
-    loop.fit(with_overrides(cfg, {"train.epochs": 1}), tiny_dataset, tmp_path / "probe", callbacks=[clock], preflight=False)
+    cfg = with_overrides(
+        Config(),
+        {
+            **dict(o.split("=", 1) for o in TINY),
+            "data.val_fraction": 0.0,
+            "train.patience": None,
+            "train.epochs": 10,
+            "data.batch_size": 2,
+        },
+    )
+    loop.fit(
+        with_overrides(cfg, {"train.epochs": 1}), tiny_dataset, tmp_path / "probe", callbacks=[clock], preflight=False
+    )
     batches = clock.batches[1]
     assert batches >= 4
     clock.now, clock.batches, clock.announced, clock.planned = 0.0, {}, {}, []
     # 2.5 epochs of time: two whole epochs, then half of one
-    summary = loop.fit(with_overrides(cfg, {"train.time_limit": 2.5 * batches}), tiny_dataset, tmp_path / "run",
-                       callbacks=[clock], preflight=False)
+    summary = loop.fit(
+        with_overrides(cfg, {"train.time_limit": 2.5 * batches}),
+        tiny_dataset,
+        tmp_path / "run",
+        callbacks=[clock],
+        preflight=False,
+    )
     rows = read_metrics(RunDir(tmp_path / "run").metrics)
     half = -(-batches // 2)
     assert clock.batches == {1: batches, 2: batches, 3: half} and clock.announced[3] == half
@@ -175,5 +206,8 @@ def test_a_time_limit_fills_its_end_with_a_partial_epoch_and_the_lr_anneals_ther
 
 def test_the_replan_is_logged_only_when_the_end_moves_by_a_quarter_epoch_or_more():
     assert loop.replan_news(152, 155, 20) is None  # 3 of 20 batches: drift
-    assert loop.replan_news(150, 155, 20) == "ends after epoch 8 (on 50% of the images) (was: after epoch 8 (on 75% of the images))"
+    assert (
+        loop.replan_news(150, 155, 20)
+        == "ends after epoch 8 (on 50% of the images) (was: after epoch 8 (on 75% of the images))"
+    )
     assert loop.replan_news(400, 160, 20) == "ends after epoch 20 (was: after epoch 8)"

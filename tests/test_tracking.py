@@ -13,7 +13,11 @@ import pytest
 from imgclf.cli.main import run
 from imgclf.config import load_config
 from imgclf.tracking.session import (
-    MlflowTracker, dataset_fingerprint, default_tracking_uri, resolve_tracking_uri, tracking_uri_in,
+    MlflowTracker,
+    dataset_fingerprint,
+    default_tracking_uri,
+    resolve_tracking_uri,
+    tracking_uri_in,
 )
 from imgclf.secrets import mask_url, redact
 
@@ -82,7 +86,17 @@ def test_train_run_is_logged_to_default_sqlite_store_with_params_metrics_and_art
 def test_compare_reads_the_runs_of_an_mlflow_experiment(tracked_run, tmp_path, capsys):
     root, _, out = tracked_run
     report = tmp_path / "exp.html"
-    code = _train(["compare", "--experiment", "imgclf", "--tracking-uri", f"sqlite:///{root / 'runs' / 'mlflow.db'}", "--out", str(report)])
+    code = _train(
+        [
+            "compare",
+            "--experiment",
+            "imgclf",
+            "--tracking-uri",
+            f"sqlite:///{root / 'runs' / 'mlflow.db'}",
+            "--out",
+            str(report),
+        ]
+    )
     assert code == 0
     assert "| a |" in capsys.readouterr().out
     assert report.is_file() and report.with_suffix(".csv").read_text().splitlines()[1].startswith("a,")
@@ -128,12 +142,21 @@ def _server(answer_health: bool = False):
         listener.close()
 
 
-def test_unreachable_tracking_store_warns_once_and_training_completes(tiny_dataset, tiny_overrides, tmp_path, capsys, closing_port):
+def test_unreachable_tracking_store_warns_once_and_training_completes(
+    tiny_dataset, tiny_overrides, tmp_path, capsys, closing_port
+):
     out = tmp_path / "run"
-    code = _train([  # the server closes every connection at once: no MLflow there
-        "train", str(tiny_dataset), *_sets(tiny_overrides + FAST), "--out", str(out),
-        "--tracking-uri", f"http://someone:hunter22pw@127.0.0.1:{closing_port}/",
-    ])
+    code = _train(
+        [  # the server closes every connection at once: no MLflow there
+            "train",
+            str(tiny_dataset),
+            *_sets(tiny_overrides + FAST),
+            "--out",
+            str(out),
+            "--tracking-uri",
+            f"http://someone:hunter22pw@127.0.0.1:{closing_port}/",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 0
     assert (out / "summary.json").is_file()
@@ -144,7 +167,18 @@ def test_unreachable_tracking_store_warns_once_and_training_completes(tiny_datas
 
 def test_tracking_disabled_in_config_writes_no_store(tiny_dataset, tiny_overrides, tmp_path):
     out = tmp_path / "runs" / "a"
-    assert _train(["train", str(tiny_dataset), *_sets(tiny_overrides + ["train.epochs=1", "train.max_steps_per_epoch=1"]), "--out", str(out)]) == 0
+    assert (
+        _train(
+            [
+                "train",
+                str(tiny_dataset),
+                *_sets(tiny_overrides + ["train.epochs=1", "train.max_steps_per_epoch=1"]),
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert not (tmp_path / "runs" / "mlflow.db").exists()
     assert not (out / "mlflow_run.json").exists()
 
@@ -152,7 +186,11 @@ def test_tracking_disabled_in_config_writes_no_store(tiny_dataset, tiny_override
 def test_tracking_uri_precedence_is_cli_then_config_then_env_then_default(tmp_path, monkeypatch):
     run_dir = tmp_path / "runs" / "x"
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    assert resolve_tracking_uri(run_dir) == default_tracking_uri(run_dir) == f"sqlite:///{(tmp_path / 'runs').resolve()}/mlflow.db"
+    assert (
+        resolve_tracking_uri(run_dir)
+        == default_tracking_uri(run_dir)
+        == f"sqlite:///{(tmp_path / 'runs').resolve()}/mlflow.db"
+    )
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://env:5000")
     assert resolve_tracking_uri(run_dir) == "http://env:5000"
     assert resolve_tracking_uri(run_dir, cfg_uri="http://cfg:5000") == "http://cfg:5000"
@@ -196,8 +234,17 @@ def test_training_goes_on_when_the_tracking_server_hangs(tiny_dataset, tiny_over
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "1")
     out = tmp_path / "run"
     with _server(answer_health=True) as port:
-        code = _train(["train", str(tiny_dataset), *_sets(tiny_overrides + FAST), "--out", str(out),
-                       "--tracking-uri", f"http://127.0.0.1:{port}"])
+        code = _train(
+            [
+                "train",
+                str(tiny_dataset),
+                *_sets(tiny_overrides + FAST),
+                "--out",
+                str(out),
+                "--tracking-uri",
+                f"http://127.0.0.1:{port}",
+            ]
+        )
     err = capsys.readouterr().err
     assert code == 0 and (out / "summary.json").is_file()
     assert err.count("tracking disabled") == 1 and "Traceback" not in err

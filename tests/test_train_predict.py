@@ -14,7 +14,6 @@ from safetensors.torch import load_file
 from conftest import cli
 
 
-
 def sets(overrides: list[str]) -> list[str]:
     return [x for o in overrides for x in ("--set", o)]
 
@@ -28,14 +27,33 @@ def trained(tiny_dataset: Path, tiny_overrides: list[str], tmp_path: Path, capsy
 
 
 def test_train_writes_every_run_directory_file(trained: Path):
-    for name in ["config.yaml", "metrics.csv", "summary.json", "split.csv", "classes.json", "environment.json",
-                 "preprocessing.json", "val_predictions.csv", "checkpoints/best.safetensors", "checkpoints/last.pt"]:
+    for name in [
+        "config.yaml",
+        "metrics.csv",
+        "summary.json",
+        "split.csv",
+        "classes.json",
+        "environment.json",
+        "preprocessing.json",
+        "val_predictions.csv",
+        "checkpoints/best.safetensors",
+        "checkpoints/last.pt",
+    ]:
         assert (trained / name).is_file(), name
     cfg = yaml.safe_load((trained / "config.yaml").read_text())
     assert cfg["model"]["backbone"] == "test_efficientnet" and cfg["train"]["epochs"] == 2
     rows = list(csv.DictReader(open(trained / "metrics.csv")))
     assert [r["epoch"] for r in rows] == ["1", "2"]
-    assert {"epoch", "lr", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "epoch_seconds", "images_per_second"} <= set(rows[0])
+    assert {
+        "epoch",
+        "lr",
+        "train_loss",
+        "train_accuracy",
+        "val_loss",
+        "val_accuracy",
+        "epoch_seconds",
+        "images_per_second",
+    } <= set(rows[0])
     assert all(float(r["epoch_seconds"]) > 0 for r in rows)
     summary = json.loads((trained / "summary.json").read_text())
     for key in ["val_accuracy", "val_loss", "best_epoch", "epochs_run", "train_seconds", "backbone", "weights"]:
@@ -96,8 +114,20 @@ def test_corrupt_image_is_skipped_and_listed(tiny_dataset, tiny_overrides, tmp_p
     (tiny_dataset / "train" / "alpha" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
     out = tmp_path / "run"
     # One batch holds every image, so the broken file is certainly drawn (no drop_last remainder).
-    code, _, err = cli(["train", tiny_dataset, "--out", out, *sets(tiny_overrides), "--set", "train.epochs=1",
-                        "--set", "data.batch_size=64"], capsys)
+    code, _, err = cli(
+        [
+            "train",
+            tiny_dataset,
+            "--out",
+            out,
+            *sets(tiny_overrides),
+            "--set",
+            "train.epochs=1",
+            "--set",
+            "data.batch_size=64",
+        ],
+        capsys,
+    )
     assert code == 0, err
     summary = json.loads((out / "summary.json").read_text())
     assert "train/alpha/broken.png" in summary["skipped_images"]
@@ -143,8 +173,17 @@ def test_unknown_config_key_suggests(tiny_dataset, tmp_path, capsys):
 
 def test_mismatched_weights_file_is_one_line(tiny_dataset, tiny_overrides, trained, tmp_path, capsys):
     weights = trained / "checkpoints" / "best.safetensors"
-    args = ["train", tiny_dataset, "--out", tmp_path / "r2", *sets(tiny_overrides),
-            "--set", f"model.weights={weights}", "--set", "model.backbone=resnet18"]
+    args = [
+        "train",
+        tiny_dataset,
+        "--out",
+        tmp_path / "r2",
+        *sets(tiny_overrides),
+        "--set",
+        f"model.weights={weights}",
+        "--set",
+        "model.backbone=resnet18",
+    ]
     code, _, err = cli(args, capsys)
     assert code == 2 and "does not fit backbone resnet18" in err and "Traceback" not in err
 

@@ -15,8 +15,15 @@ from imgclf.training.step import Criterion, make_ema
 
 # No batch statistics anywhere (BN uses its running statistics, no dropout, no augmentation):
 # the only difference between two such runs is how the gradient of each step was summed.
-EXACT = [*TINY, "finetune.bn=frozen_stats", "model.dropout=0.0", "data.augment=none", "train.deterministic=true",
-         "train.label_smoothing=0.0", "train.patience=null"]
+EXACT = [
+    *TINY,
+    "finetune.bn=frozen_stats",
+    "model.dropout=0.0",
+    "data.augment=none",
+    "train.deterministic=true",
+    "train.label_smoothing=0.0",
+    "train.patience=null",
+]
 
 
 def test_ema_moves_towards_the_model_by_its_warmed_up_decay():
@@ -39,11 +46,15 @@ def test_a_run_with_ema_keeps_and_validates_the_averaged_weights(tmp_path, tiny_
     assert "ema" in state
     differs = [k for k in best if best[k].is_floating_point() and not torch.equal(state["model"][k], state["ema"][k])]
     assert differs, "the EMA must differ from the raw weights after training"
-    if int(pd.read_csv(out / "metrics.csv")["val_accuracy"].idxmax()) == 1:  # best = last epoch: best.safetensors is the EMA
+    if (
+        int(pd.read_csv(out / "metrics.csv")["val_accuracy"].idxmax()) == 1
+    ):  # best = last epoch: best.safetensors is the EMA
         assert all(torch.equal(best[k], state["ema"][k]) for k in best)
 
 
-def test_the_loop_gives_the_ema_its_step_so_a_short_run_is_not_stuck_at_the_initial_weights(tmp_path, tiny_dataset, monkeypatch):
+def test_the_loop_gives_the_ema_its_step_so_a_short_run_is_not_stuck_at_the_initial_weights(
+    tmp_path, tiny_dataset, monkeypatch
+):
     """Without the step, timm's ModelEmaV3 uses the full decay from the first update: 0.999 over the ~100 steps of a
     budget proxy trial left 90 % of the initial (random-head) weights in the average — chance-level validation."""
 
@@ -88,8 +99,12 @@ def test_validation_never_sees_mixed_images(tmp_path, tiny_dataset):
     fit(load_config(None, [*TINY, "train.mixup=1.0", "train.cutmix=1.0", "train.epochs=1"]), tiny_dataset, out)
     loaded = load_run(out)
     frame = pd.read_csv(out / "val_predictions.csv")
-    data = ImageDataset([tiny_dataset / "train" / p if not (tiny_dataset / p).exists() else tiny_dataset / p for p in frame["path"]],
-                        [0] * len(frame), eval_transform(loaded.pre), load_rgb)
+    data = ImageDataset(
+        [tiny_dataset / "train" / p if not (tiny_dataset / p).exists() else tiny_dataset / p for p in frame["path"]],
+        [0] * len(frame),
+        eval_transform(loaded.pre),
+        load_rgb,
+    )
     batch = torch.stack([data[i][0] for i in range(len(frame))])
     with torch.no_grad():
         logits = loaded.model(batch)
@@ -100,7 +115,11 @@ def test_validation_never_sees_mixed_images(tmp_path, tiny_dataset):
 def test_accumulating_two_half_batches_equals_one_full_batch(tmp_path):
     dataset = make_dataset(tmp_path / "data", per_class=10, test=0)  # 24 training images: 3 batches of 8, 6 of 4
     big = fit(load_config(None, [*EXACT, "data.batch_size=8", "train.epochs=1"]), dataset, tmp_path / "big")
-    small = fit(load_config(None, [*EXACT, "data.batch_size=4", "train.accumulate=2", "train.epochs=1"]), dataset, tmp_path / "acc")
+    small = fit(
+        load_config(None, [*EXACT, "data.batch_size=4", "train.accumulate=2", "train.epochs=1"]),
+        dataset,
+        tmp_path / "acc",
+    )
     assert big["train_images"] == small["train_images"] == 24
     a, b = (load_weights(tmp_path / name / "checkpoints" / "best.safetensors") for name in ("big", "acc"))
     for key in a:

@@ -75,10 +75,14 @@ def _lookup(logits):
 
 def test_identity_is_the_standard_eval_transform():
     image = _image(0)
-    expected = T.Compose([
-        T.Resize(math.floor(SIZE / 0.875), interpolation=T.InterpolationMode.BILINEAR),
-        T.CenterCrop(SIZE), T.ToTensor(), T.Normalize(MEAN, STD),
-    ])(image)
+    expected = T.Compose(
+        [
+            T.Resize(math.floor(SIZE / 0.875), interpolation=T.InterpolationMode.BILINEAR),
+            T.CenterCrop(SIZE),
+            T.ToTensor(),
+            T.Normalize(MEAN, STD),
+        ]
+    )(image)
     (identity,) = _views(["identity"])
     assert torch.equal(identity(image), expected)
 
@@ -122,13 +126,15 @@ def test_corner_and_center_crops_are_slices_of_the_tight_resize():
     resized = _normalized(F.resize(image, math.floor(SIZE / 0.75), interpolation=T.InterpolationMode.BILINEAR))
     h, w = resized.shape[1:]
     assert (h, w) == (21, 29)
-    views = dict(zip(["tl", "tr", "bl", "br", "c"], _views(["crop_tl", "crop_tr", "crop_bl", "crop_br", "center_crop"])))
+    views = dict(
+        zip(["tl", "tr", "bl", "br", "c"], _views(["crop_tl", "crop_tr", "crop_bl", "crop_br", "center_crop"]))
+    )
     assert torch.equal(views["tl"](image), resized[:, :SIZE, :SIZE])
-    assert torch.equal(views["tr"](image), resized[:, :SIZE, w - SIZE:])
-    assert torch.equal(views["bl"](image), resized[:, h - SIZE:, :SIZE])
-    assert torch.equal(views["br"](image), resized[:, h - SIZE:, w - SIZE:])
+    assert torch.equal(views["tr"](image), resized[:, :SIZE, w - SIZE :])
+    assert torch.equal(views["bl"](image), resized[:, h - SIZE :, :SIZE])
+    assert torch.equal(views["br"](image), resized[:, h - SIZE :, w - SIZE :])
     top, left = round((h - SIZE) / 2), round((w - SIZE) / 2)
-    assert torch.equal(views["c"](image), resized[:, top:top + SIZE, left:left + SIZE])
+    assert torch.equal(views["c"](image), resized[:, top : top + SIZE, left : left + SIZE])
 
 
 def test_default_views_are_deterministic_distinct_and_the_right_shape():
@@ -223,7 +229,9 @@ def test_fixed_tta_averages_the_first_n_views_of_every_image():
     views = _views(DEFAULT_VIEWS)
     model = _LinearModel()
     result = fixed_tta(model, images, views, n=3, batch_size=4, aggregate="mean_probs")
-    expected = np.stack([aggregate(torch.stack([model(v(im)[None])[0] for v in views[:3]]), "mean_probs") for im in images])
+    expected = np.stack(
+        [aggregate(torch.stack([model(v(im)[None])[0] for v in views[:3]]), "mean_probs") for im in images]
+    )
     np.testing.assert_allclose(result.probs, expected, rtol=0, atol=1e-12)
     assert result.passes.tolist() == [3] * 5 and result.total_passes == 15
 

@@ -13,7 +13,6 @@ from conftest import TINY, make_dataset, cli
 from imgclf.config import TTAConfig, load_config
 
 
-
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> tuple[Path, Path]:
     """One tiny run shared by the module's tests (training is the slow part)."""
@@ -31,8 +30,22 @@ def test_predict_tta_adaptive_writes_the_plain_submission_format(trained, tmp_pa
     plain, adaptive = tmp_path / "plain.csv", tmp_path / "adaptive.csv"
     p_probs, a_probs = tmp_path / "plain_probs.csv", tmp_path / "adaptive_probs.csv"
     assert cli(["predict", run_dir, data / "test", "-o", plain, "--probs", p_probs], capsys)[0] == 0
-    code, out, err = cli(["predict", run_dir, data / "test", "-o", adaptive, "--probs", a_probs, "--tta", "adaptive",
-                          "--tta-max-views", "4"], capsys)
+    code, out, err = cli(
+        [
+            "predict",
+            run_dir,
+            data / "test",
+            "-o",
+            adaptive,
+            "--probs",
+            a_probs,
+            "--tta",
+            "adaptive",
+            "--tta-max-views",
+            "4",
+        ],
+        capsys,
+    )
     assert code == 0, err
     a, p = pd.read_csv(adaptive), pd.read_csv(plain)
     assert list(a.columns) == list(p.columns) == ["Id", "Category"]
@@ -84,15 +97,18 @@ def test_evaluate_tta_compare_writes_the_table(trained, tmp_path, capsys):
     assert "TTA comparison" in out and not (tmp_path / "eval" / "metrics.json").exists()
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--tta", "0"], "--tta must be none, adaptive or a number"),
-    (["--tta", "lots"], "--tta must be none, adaptive or a number"),
-    (["--tta", "11"], "asks for more views than the 10 listed"),
-    (["--tta-threshold", "0.3"], "only to adaptive TTA"),
-    (["--tta", "adaptive", "--tta-budget", "0"], "tta.budget"),
-    (["--tta", "2", "--tta-views", "identity,sideways"], "unknown TTA view 'sideways'"),
-    (["--tta-compare", "--tta-ns", "2,x"], "--tta-ns"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--tta", "0"], "--tta must be none, adaptive or a number"),
+        (["--tta", "lots"], "--tta must be none, adaptive or a number"),
+        (["--tta", "11"], "asks for more views than the 10 listed"),
+        (["--tta-threshold", "0.3"], "only to adaptive TTA"),
+        (["--tta", "adaptive", "--tta-budget", "0"], "tta.budget"),
+        (["--tta", "2", "--tta-views", "identity,sideways"], "unknown TTA view 'sideways'"),
+        (["--tta-compare", "--tta-ns", "2,x"], "--tta-ns"),
+    ],
+)
 def test_bad_tta_options_exit_2_with_one_line(trained, capsys, args, message):
     run_dir, _ = trained
     code, _, err = cli(["evaluate", run_dir, *args], capsys)

@@ -45,7 +45,9 @@ def test_embedded_weights_classify_scikit_image_photos(lite0):
     cfg = data_config(lite0)
     assert cfg["input_size"] == (3, 224, 224)
     transform = timm.data.create_transform(**cfg, is_training=False)
-    batch = torch.stack([transform(Image.fromarray(photo)) for photo in (skimage.data.coffee(), skimage.data.chelsea())])
+    batch = torch.stack(
+        [transform(Image.fromarray(photo)) for photo in (skimage.data.coffee(), skimage.data.chelsea())]
+    )
 
     with torch.no_grad():
         logits = lite0(batch)

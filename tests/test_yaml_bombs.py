@@ -73,15 +73,20 @@ def test_compare_on_a_run_whose_config_is_an_alias_bomb_ends_fast(tmp_path, caps
 
 def test_alias_bomb_in_a_set_value_is_refused(tmp_path, tiny_dataset, capsys):
     flow = "[&a [1,1,1,1,1,1,1,1,1], &b [*a,*a,*a,*a,*a,*a,*a,*a,*a], &c [*b,*b,*b,*b,*b,*b,*b,*b,*b], &d [*c,*c,*c,*c,*c,*c,*c,*c,*c], [*d,*d]]"
-    code, output, seconds = _cli(["train", tiny_dataset, "--set", f"tta.views={flow}", "--out", tmp_path / "run"], capsys)
+    code, output, seconds = _cli(
+        ["train", tiny_dataset, "--set", f"tta.views={flow}", "--out", tmp_path / "run"], capsys
+    )
     _assert_one_line(code, output, seconds, "--set tta.views")
 
 
-@pytest.mark.parametrize("text, problem", [
-    ("&a [*a]", "recursive alias"),
-    ("a: &a {b: 1}\nc: [" + ", ".join(["*a"] * 6000) + "]", "over 10,000 values"),
-    ("x: [" + ", ".join(["1"] * 12000) + "]", "over 10,000 values"),
-])
+@pytest.mark.parametrize(
+    "text, problem",
+    [
+        ("&a [*a]", "recursive alias"),
+        ("a: &a {b: 1}\nc: [" + ", ".join(["*a"] * 6000) + "]", "over 10,000 values"),
+        ("x: [" + ", ".join(["1"] * 12000) + "]", "over 10,000 values"),
+    ],
+)
 def test_recursive_and_oversized_documents_are_refused(text, problem):
     with pytest.raises(YAMLLimitError, match=problem):
         load_yaml(text)
@@ -96,7 +101,11 @@ def test_a_huge_file_is_refused_unread(tmp_path):
 
 def test_ordinary_yaml_still_reads_with_anchors_and_merge_keys():
     text = "base: &base {lr: 0.1, epochs: 3}\ntrain:\n  <<: *base\n  epochs: 5\nviews: [identity, hflip]\n"
-    assert load_yaml(text) == {"base": {"lr": 0.1, "epochs": 3}, "train": {"lr": 0.1, "epochs": 5}, "views": ["identity", "hflip"]}
+    assert load_yaml(text) == {
+        "base": {"lr": 0.1, "epochs": 3},
+        "train": {"lr": 0.1, "epochs": 5},
+        "views": ["identity", "hflip"],
+    }
 
 
 def test_a_long_bad_value_is_cut_in_the_error_line():
@@ -108,7 +117,9 @@ def test_a_long_bad_value_is_cut_in_the_error_line():
 def test_hundreds_of_problems_print_at_most_21_lines(tmp_path, tiny_dataset, capsys):
     config = tmp_path / "many.yaml"
     config.write_text("train:\n" + "".join(f"  unknown_{i}: 1\n" for i in range(300)))
-    code, output, _ = _cli(["train", tiny_dataset, "--config", config, *[a for o in TINY for a in ("--set", o)]], capsys)
+    code, output, _ = _cli(
+        ["train", tiny_dataset, "--config", config, *[a for o in TINY for a in ("--set", o)]], capsys
+    )
     lines = output.strip().splitlines()
     assert code == 2 and len(lines) == 21 and lines[-1].endswith("and 280 more problem(s)")
     assert all(len(line) < 300 for line in lines)

@@ -25,9 +25,14 @@ def held_out_estimate(run: RunDir, final: Config, members: int) -> tuple[Config,
     scored on the validation split that every model held out (``RUN/eval/``), with the binomial standard error of the
     accuracy; and the final config, whose TTA stays only where it is shown to pay (:func:`decide_tta`)."""
     if not final.data.val_fraction:
-        return final, {"metric": "accuracy", "value": None, "se": None, "images": 0,
-                       "what": "none: data.val_fraction=0 trained every model on every image; pass a labelled holdout "
-                               "to imgclf evaluate (imgclf prepare --holdout makes one)"}
+        return final, {
+            "metric": "accuracy",
+            "value": None,
+            "se": None,
+            "images": 0,
+            "what": "none: data.val_fraction=0 trained every model on every image; pass a labelled holdout "
+            "to imgclf evaluate (imgclf prepare --holdout makes one)",
+        }
     from imgclf.infer.jobs import evaluate_run
     from imgclf.runtime import resolve_device
 
@@ -41,9 +46,13 @@ def held_out_estimate(run: RunDir, final: Config, members: int) -> tuple[Config,
         final, result, decided = decide_tta(run, final, result, scored)
     p, n = float(result["accuracy"]), int(result["images"])
     blend = "model" if members == 1 else f"{members}-model equal-weight blend"
-    estimate = {"metric": "accuracy", "value": p, "se": math.sqrt(p * (1 - p) / n) if n else None, "images": n,
-                "what": f"the submitted {blend} with {tta_text(final)}, on {n} held-out images no model trained on "
-                        "(RUN/eval)"}
+    estimate = {
+        "metric": "accuracy",
+        "value": p,
+        "se": math.sqrt(p * (1 - p) / n) if n else None,
+        "images": n,
+        "what": f"the submitted {blend} with {tta_text(final)}, on {n} held-out images no model trained on (RUN/eval)",
+    }
     metric = result.get("metric")
     if metric and metric != "accuracy" and result.get(metric) is not None:
         estimate[metric] = result[metric]
@@ -51,11 +60,15 @@ def held_out_estimate(run: RunDir, final: Config, members: int) -> tuple[Config,
         estimate["tta"] = decided
     if members > 1 or final.tta.mode != "none":
         estimate["over_one_model"] = extras_effect(run, f"{blend} with {tta_text(final)}")
-    log.debug("recipe: estimate %.4f ± %.4f accuracy (%s)", p, estimate["se"] or 0.0, estimate["what"])  # the CLI's last line says it
+    log.debug(
+        "recipe: estimate %.4f ± %.4f accuracy (%s)", p, estimate["se"] or 0.0, estimate["what"]
+    )  # the CLI's last line says it
     return final, estimate
 
 
-def decide_tta(run: RunDir, final: Config, with_tta: dict[str, Any], scored) -> tuple[Config, dict[str, Any], dict[str, Any]]:
+def decide_tta(
+    run: RunDir, final: Config, with_tta: dict[str, Any], scored
+) -> tuple[Config, dict[str, Any], dict[str, Any]]:
     """Keep the flip TTA only when it beats the same models without it, paired on the held-out images, by more than
     one standard error; else submit without it (``RUN/config.yaml``'s ``tta.mode=none``, which ``predict RUN``
     reads; ``RUN/eval`` then holds the scores without TTA). Returns the final config, the scores of what is
@@ -71,15 +84,22 @@ def decide_tta(run: RunDir, final: Config, with_tta: dict[str, Any], scored) -> 
         effect = paired_effect(Path(tmp) / run.eval.predictions.name, run.eval.predictions)  # TTA over none
         kept = effect.get("gap") is not None and effect["gap"] > effect["se"]
         views = tta_text(final)
-        decided = {**effect, "views": views, "kept": kept,
-                   "rule": "kept only when its gain over no TTA, paired on the held-out images, exceeds one standard error"}
+        decided = {
+            **effect,
+            "views": views,
+            "kept": kept,
+            "rule": "kept only when its gain over no TTA, paired on the held-out images, exceeds one standard error",
+        }
         if kept:
             return final, with_tta, decided
         for name in os.listdir(tmp):  # the scores of what is submitted, file by file (one filesystem: atomic)
             os.replace(Path(tmp) / name, run.eval.root / name)
     save_config(load_config(run.config, ["tta.mode=none"]), run.config)
-    log.info("recipe: %s dropped: %s over none (one standard error), so predict makes one pass an image", views,
-             f"{100 * effect['gap']:+.1f} ± {100 * effect['se']:.1f} pp" if effect.get("gap") is not None else "no measure")
+    log.info(
+        "recipe: %s dropped: %s over none (one standard error), so predict makes one pass an image",
+        views,
+        f"{100 * effect['gap']:+.1f} ± {100 * effect['se']:.1f} pp" if effect.get("gap") is not None else "no measure",
+    )
     return plain_cfg, plain, decided
 
 
@@ -114,11 +134,21 @@ def extras_effect(run: RunDir, what: str) -> dict[str, Any]:
     effect = paired_effect(run.val_predictions, run.eval.predictions)
     if effect.get("gap") is None:
         return effect
-    verdict = ("a gain beyond one standard error" if effect["gap"] > effect["se"]
-               else "within one standard error: no gain this data can show")
-    return {**effect, "verdict": verdict,
-            "what": f"the submitted {what} against the first model alone without TTA, paired on the same images"}
+    verdict = (
+        "a gain beyond one standard error"
+        if effect["gap"] > effect["se"]
+        else "within one standard error: no gain this data can show"
+    )
+    return {
+        **effect,
+        "verdict": verdict,
+        "what": f"the submitted {what} against the first model alone without TTA, paired on the same images",
+    }
 
 
 def tta_choice(final: Config) -> str:
-    return final.tta.mode if final.tta.mode != "fixed" else f"{final.tta.n} views: {', '.join(final.tta.views[:final.tta.n])}"
+    return (
+        final.tta.mode
+        if final.tta.mode != "fixed"
+        else f"{final.tta.n} views: {', '.join(final.tta.views[: final.tta.n])}"
+    )

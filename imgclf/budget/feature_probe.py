@@ -82,7 +82,9 @@ def probe_set(cfg: Config, dataset: Path, size: int) -> ProbeSet | None:
     labels, classes = np.asarray(samples.labels), len(samples.classes)
     if not _enough(labels, classes):
         return None
-    chosen = stratified_subset(labels, np.arange(len(labels)), min(1.0, PROBE_IMAGES / len(labels)), cfg.data.split_seed)
+    chosen = stratified_subset(
+        labels, np.arange(len(labels)), min(1.0, PROBE_IMAGES / len(labels)), cfg.data.split_seed
+    )
     model, _ = create_model(cfg.model, classes)
     if use_channels_last(torch.device("cpu"), cfg.train.channels_last):
         model.to(memory_format=torch.channels_last)
@@ -104,8 +106,12 @@ def identity(batch: torch.Tensor, name: str) -> torch.Tensor:
     return batch
 
 
-def embed(probe: ProbeSet, size: int, views: Sequence[str] = ("identity",),
-          view: Callable[[torch.Tensor, str], torch.Tensor] = identity) -> dict[str, np.ndarray]:
+def embed(
+    probe: ProbeSet,
+    size: int,
+    views: Sequence[str] = ("identity",),
+    view: Callable[[torch.Tensor, str], torch.Tensor] = identity,
+) -> dict[str, np.ndarray]:
     """Per view name, the frozen backbone's features of every probe image at ``size`` px (the eval transform with no
     border cut), ``view(batch, name)`` applied to the transformed batch."""
     from imgclf.data.transforms import Preprocessing, eval_transform
@@ -115,7 +121,7 @@ def embed(probe: ProbeSet, size: int, views: Sequence[str] = ("identity",),
     features: dict[str, list[np.ndarray]] = {name: [] for name in views}
     with torch.inference_mode():
         for start in range(0, len(probe.images), 64):
-            batch = torch.stack([transform(image) for image in probe.images[start:start + 64]])
+            batch = torch.stack([transform(image) for image in probe.images[start : start + 64]])
             for name in views:
                 features[name].append(backbone(view(batch, name)).float().numpy())
     return {name: np.concatenate(parts) for name, parts in features.items()}

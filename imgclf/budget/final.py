@@ -26,12 +26,21 @@ def final_config(cfg: Config, size: int, epochs: int) -> Config:
     """The final models' config: ``cfg`` at ``size`` for ``epochs`` epochs. The user's ``data.val_fraction`` (0.2 by
     default; the same split for every model) stays held out, the estimate of what is submitted; the last epoch's
     weights are kept (``train.keep=last``), since weights picked on those images would make it optimistic."""
-    return with_overrides(cfg, {"data.image_size": int(size), "train.epochs": int(epochs), "train.patience": None,
-                                "train.warmup_epochs": min(cfg.train.warmup_epochs, max(int(epochs) - 1, 0)),
-                                "train.keep": "last"})
+    return with_overrides(
+        cfg,
+        {
+            "data.image_size": int(size),
+            "train.epochs": int(epochs),
+            "train.patience": None,
+            "train.warmup_epochs": min(cfg.train.warmup_epochs, max(int(epochs) - 1, 0)),
+            "train.keep": "last",
+        },
+    )
 
 
-def train_final(cfg: Config, dataset: Path, run: RunDir, tracking_uri: str | None, callbacks: Iterable[Any]) -> dict[str, Any]:
+def train_final(
+    cfg: Config, dataset: Path, run: RunDir, tracking_uri: str | None, callbacks: Iterable[Any]
+) -> dict[str, Any]:
     from imgclf.tracking.session import tracking_session
     from imgclf.training.loop import fit
 
@@ -53,9 +62,19 @@ def member_dir(run: RunDir, index: int) -> Path:
     return run.root if index == 0 else run.member(index + 1).root
 
 
-def train_members(final: Config, dataset: Path, run: RunDir, members: int, clock: Clock, budget: float, overhead: float,
-                  tracking_uri: str | None, callbacks: Iterable[Any], first: float | None = None,
-                  held: float = 0.0) -> list[dict[str, Any]]:
+def train_members(
+    final: Config,
+    dataset: Path,
+    run: RunDir,
+    members: int,
+    clock: Clock,
+    budget: float,
+    overhead: float,
+    tracking_uri: str | None,
+    callbacks: Iterable[Any],
+    first: float | None = None,
+    held: float = 0.0,
+) -> list[dict[str, Any]]:
     """The final models, one after another, each with an even share of the time left as its ``train.time_limit``
     (:func:`even_share`) and its own seed; then, for more than one, ``RUN/ensemble.json`` (equal weights), which
     ``predict RUN`` blends. A model whose share has shrunk below half the planned one (a machine that slowed down)
@@ -72,8 +91,15 @@ def train_members(final: Config, dataset: Path, run: RunDir, members: int, clock
         member = with_overrides(final, {"train.time_limit": limit, "train.seed": (final.train.seed + index) % 2**32})
         summaries.append(train_final(member, dataset, RunDir(member_dir(run, index)), tracking_uri, callbacks))
     if len(summaries) > 1:
-        atomic_write_json(run.ensemble_spec, {
-            "members": [{"path": member_dir(run, i).relative_to(run.root).as_posix(), "weight": 1.0 / len(summaries)}
-                        for i in range(len(summaries))],
-            "weights": "equal", "source": "train --budget: each model on the same training images, with its own seed"})
+        atomic_write_json(
+            run.ensemble_spec,
+            {
+                "members": [
+                    {"path": member_dir(run, i).relative_to(run.root).as_posix(), "weight": 1.0 / len(summaries)}
+                    for i in range(len(summaries))
+                ],
+                "weights": "equal",
+                "source": "train --budget: each model on the same training images, with its own seed",
+            },
+        )
     return summaries

@@ -55,9 +55,16 @@ def warm_up(cfg: Config, dataset: Path, size: int | None, folder: Path) -> dict[
     reads them back as every later epoch of a real run does — its measured images/s, the fit's fixed overhead,
     the resolved size and the number of training images the final model will see."""
     images, fraction = warmup_subset(cfg, dataset)
-    values = {"data.val_fraction": 0.0, "data.split_file": None, "data.subset": fraction, "train.epochs": 2,
-              "train.patience": None, "train.warmup_epochs": 0, "train.max_steps_per_epoch": WARMUP_STEPS,
-              "tracking.enabled": False}
+    values = {
+        "data.val_fraction": 0.0,
+        "data.split_file": None,
+        "data.subset": fraction,
+        "train.epochs": 2,
+        "train.patience": None,
+        "train.warmup_epochs": 0,
+        "train.max_steps_per_epoch": WARMUP_STEPS,
+        "tracking.enabled": False,
+    }
     if size is not None:
         values["data.image_size"] = int(size)
     from imgclf.training.loop import fit
@@ -66,9 +73,12 @@ def warm_up(cfg: Config, dataset: Path, size: int | None, folder: Path) -> dict[
     summary = fit(with_overrides(cfg, values), dataset, folder, callbacks=[timer], preflight=False)
     wall = time.perf_counter() - t0
     return {
-        "size": int(summary["image_size"]), "images_per_second": timer.images_per_second(cfg.data.batch_size),
+        "size": int(summary["image_size"]),
+        "images_per_second": timer.images_per_second(cfg.data.batch_size),
         "overhead_seconds": max(wall - sum(float(r["epoch_seconds"]) for r in timer.rows), 0.0),
-        "images": images, "classes": int(summary["num_classes"]), "seconds": wall,
+        "images": images,
+        "classes": int(summary["num_classes"]),
+        "seconds": wall,
     }
 
 
@@ -99,7 +109,9 @@ def model_size(cfg: Config) -> int | None:
     return int(size[-1]) if size else None
 
 
-def measure(cfg: Config, dataset: Path, budget: float, start: Start | None = None) -> tuple[list[dict[str, Any]], CostModel, int]:
+def measure(
+    cfg: Config, dataset: Path, budget: float, start: Start | None = None
+) -> tuple[list[dict[str, Any]], CostModel, int]:
     """Warm-ups at a small size (:func:`~imgclf.budget.plan.small_size`) and at a second size, the one the final model would take by the first point's pure
     s² (when that costs at most ``WARMUP_SHARE`` of the budget), else the smallest it may take; the cost model
     fitted to them (a + b·s²); the model's size."""

@@ -36,7 +36,17 @@ import torch
 from imgclf.budget.feature_probe import PROBE_IMAGES, ProbeSource, embed, held_out_correct, probe_set
 from imgclf.config import Config
 
-__all__ = ["PROBE_IMAGES", "Orientation", "choose_flips", "probe_size", "held_out_correct", "lost", "oriented", "probe_orientation", "view"]
+__all__ = [
+    "PROBE_IMAGES",
+    "Orientation",
+    "choose_flips",
+    "probe_size",
+    "held_out_correct",
+    "lost",
+    "oriented",
+    "probe_orientation",
+    "view",
+]
 
 log = logging.getLogger("imgclf")
 
@@ -102,8 +112,9 @@ def probe_orientation(cfg: Config, dataset: Path, size: int, source: ProbeSource
     if probe is None:
         return None
     correct = held_out_correct(embed(probe, size, VIEWS, view), probe.labels, cfg.train.seed)
-    return Orientation(choose_flips(correct), {k: float(v.mean()) for k, v in correct.items()}, len(probe.labels),
-                       size=size)
+    return Orientation(
+        choose_flips(correct), {k: float(v.mean()) for k, v in correct.items()}, len(probe.labels), size=size
+    )
 
 
 PROBE_SHARE = 0.03  # the probe runs when its estimate is at most this share of the budget
@@ -123,8 +134,9 @@ def probe_size(sizes: list[int], seconds_per_image: Callable[[int], float], budg
     return max(fits) if fits else min(sizes)
 
 
-def oriented(cfg: Config, dataset: Path, size: int, seconds_per_image: float, budget: float,
-             source: ProbeSource | None = None) -> tuple[Config, dict[str, Any]]:
+def oriented(
+    cfg: Config, dataset: Path, size: int, seconds_per_image: float, budget: float, source: ProbeSource | None = None
+) -> tuple[Config, dict[str, Any]]:
     """``cfg`` with ``data.flips`` set by the probe at ``size`` px, and the record for ``recipe.json``; ``cfg``
     unchanged (and why) when the probe's estimate — ``seconds_per_image``, a training image's cost at ``size``,
     for a third of each of its forward passes — is over ``PROBE_SHARE`` of the budget, or the data is too small."""
@@ -132,10 +144,16 @@ def oriented(cfg: Config, dataset: Path, size: int, seconds_per_image: float, bu
 
     estimate = probe_seconds(seconds_per_image)
     if estimate > PROBE_SHARE * budget:
-        return cfg, {"skipped": f"its estimate ({estimate:.0f}s) is over {PROBE_SHARE:.0%} of the budget", "flips": cfg.data.flips}
+        return cfg, {
+            "skipped": f"its estimate ({estimate:.0f}s) is over {PROBE_SHARE:.0%} of the budget",
+            "flips": cfg.data.flips,
+        }
     found = probe_orientation(cfg, dataset, size, source)
     if found is None:
         return cfg, {"skipped": "too few images a class to tell", "flips": cfg.data.flips}
-    log.info("recipe orientation probe: data.flips=%s (held-out accuracy %s)", found.flips,
-             ", ".join(f"{k} {v:.2f}" for k, v in found.accuracy.items()))
+    log.info(
+        "recipe orientation probe: data.flips=%s (held-out accuracy %s)",
+        found.flips,
+        ", ".join(f"{k} {v:.2f}" for k, v in found.accuracy.items()),
+    )
     return with_overrides(cfg, {"data.flips": found.flips}), found.to_dict()

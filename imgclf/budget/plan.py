@@ -46,7 +46,9 @@ def parse_budget(text: str) -> float:
         raise ConfigError(f"--budget must be a number with a unit s, m or h, like 90s, 20m or 1.5h (got {text!r})")
     seconds = float(match.group(1)) * _UNITS[match.group(2).lower()]
     if not math.isfinite(seconds) or seconds < MIN_BUDGET_S:
-        raise ConfigError(f"--budget must be at least {MIN_BUDGET_S:.0f}s: the warm-up alone takes seconds (got {text!r})")
+        raise ConfigError(
+            f"--budget must be at least {MIN_BUDGET_S:.0f}s: the warm-up alone takes seconds (got {text!r})"
+        )
     return seconds
 
 
@@ -104,8 +106,15 @@ def run_seconds(images: int, cost: CostModel, size: int, epochs: int, start: Sta
     return images * sum(cost.seconds_per_image(size_at(e, epochs, first, size)) for e in range(1, epochs + 1))
 
 
-def plan_final(seconds: float, images: int, cost: CostModel, cap: int, max_epochs: int,
-               per_epoch_overhead: float = 0.0, start: Start | None = None) -> tuple[int, int]:
+def plan_final(
+    seconds: float,
+    images: int,
+    cost: CostModel,
+    cap: int,
+    max_epochs: int,
+    per_epoch_overhead: float = 0.0,
+    start: Start | None = None,
+) -> tuple[int, int]:
     """``(size, epochs)`` for the final model in ``seconds`` on ``images`` images.
 
     The largest size of the ladder that fits ``MIN_EPOCHS`` epochs (then as many more epochs as fit, up to
@@ -116,7 +125,10 @@ def plan_final(seconds: float, images: int, cost: CostModel, cap: int, max_epoch
 
     def epochs_at(size: int) -> int:  # the cost grows with the epochs: count up to the first that does not fit
         epochs = 0
-        while epochs < max_epochs and run_seconds(images, cost, size, epochs + 1, start) + (epochs + 1) * per_epoch_overhead <= seconds:
+        while (
+            epochs < max_epochs
+            and run_seconds(images, cost, size, epochs + 1, start) + (epochs + 1) * per_epoch_overhead <= seconds
+        ):
             epochs += 1
         return epochs
 
@@ -129,8 +141,16 @@ def plan_final(seconds: float, images: int, cost: CostModel, cap: int, max_epoch
     return smallest, max(1, epochs_at(smallest))
 
 
-def plan_members(seconds: float, images: int, cost: CostModel, cap: int, max_epochs: int, most: int,
-                 per_run_overhead: float = 0.0, start: Start | None = None) -> tuple[int, int, int]:
+def plan_members(
+    seconds: float,
+    images: int,
+    cost: CostModel,
+    cap: int,
+    max_epochs: int,
+    most: int,
+    per_run_overhead: float = 0.0,
+    start: Start | None = None,
+) -> tuple[int, int, int]:
     """``(members, size, epochs)``: how many models ``train --budget`` trains in ``seconds``, each on every image for
     ``epochs`` epochs at ``size``.
 

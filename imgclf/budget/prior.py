@@ -18,8 +18,12 @@ log = logging.getLogger("imgclf")
 # The lowest third of the backbone's layer groups stays frozen (finetune.freeze_bottom): their backward pass is the
 # costliest per parameter (highest resolution), so each step is cheaper and the budget buys a larger size or more
 # epochs (BENCHMARKS.md "Freezing the lowest layers under a budget").
-SHORT_RUN_PRIOR: dict[str, Any] = {"data.augment": "none", "data.flips": "h", "data.eval_crop_pct": 1.0,
-                                   "finetune.freeze_bottom": 0.35}
+SHORT_RUN_PRIOR: dict[str, Any] = {
+    "data.augment": "none",
+    "data.flips": "h",
+    "data.eval_crop_pct": 1.0,
+    "finetune.freeze_bottom": 0.35,
+}
 
 
 def left_to_recipe(cfg: Config, key: str) -> bool:

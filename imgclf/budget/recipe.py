@@ -34,8 +34,18 @@ from imgclf.budget.estimate import held_out_estimate, tta_choice, tta_views
 from imgclf.budget.final import even_share, final_config, member_dir, train_members
 from imgclf.budget.measure import measure
 from imgclf.budget.plan import (
-    MIN_EPOCHS, PLAN_SHARE, Clock, CostModel, Start, epoch_images, estimate_seconds, fold_images, ladder,
-    plan_final, plan_members, report_reserve,
+    MIN_EPOCHS,
+    PLAN_SHARE,
+    Clock,
+    CostModel,
+    Start,
+    epoch_images,
+    estimate_seconds,
+    fold_images,
+    ladder,
+    plan_final,
+    plan_members,
+    report_reserve,
 )
 from imgclf.budget.prior import growth, with_flip_tta, with_growth, with_prior
 from imgclf.config import Config, with_overrides
@@ -60,8 +70,17 @@ class Measured:
     record: dict[str, Any]
 
 
-def measure_and_probe(cfg: Config, dataset: Path, budget: float, clock: Clock, *, probe_flips: bool = False,
-                      reserve: float | None = None, folds: int | None = None, start: Start | None = None) -> Measured:
+def measure_and_probe(
+    cfg: Config,
+    dataset: Path,
+    budget: float,
+    clock: Clock,
+    *,
+    probe_flips: bool = False,
+    reserve: float | None = None,
+    folds: int | None = None,
+    start: Start | None = None,
+) -> Measured:
     """Step 1 of the recipe, the warm-up, then the probes: the resolution probe caps the size at what the data's
     pixels are shown to need and, with ``probe_flips`` (``data.flips`` left to the recipe), the orientation probe at
     that size sets the flip group. ``folds``: the final model is that many CV folds; ``reserve``: what the caller keeps
@@ -83,17 +102,36 @@ def measure_and_probe(cfg: Config, dataset: Path, budget: float, clock: Clock, *
         orientation = {"skipped": "data.flips was set", "flips": cfg.data.flips}
     else:
         off = "off (train.budget_probes=false)"
-        cap, resolution, orientation = largest, {"skipped": off, "size": largest}, {"skipped": off, "flips": cfg.data.flips}
-    if probe_flips and cfg.train.budget_probes:  # at the size the data needs: where its details, and so its "up", can be seen
+        cap, resolution, orientation = (
+            largest,
+            {"skipped": off, "size": largest},
+            {"skipped": off, "flips": cfg.data.flips},
+        )
+    if (
+        probe_flips and cfg.train.budget_probes
+    ):  # at the size the data needs: where its details, and so its "up", can be seen
         at = probe_size(ladder(cap), cost.seconds_per_image, budget)
         cfg, orientation = oriented(cfg, Path(dataset), at, cost.seconds_per_image(at), budget, source)
-    record = {"budget_seconds": budget, "warmup": points, "resolution": resolution, "orientation": orientation,
-              "cost_model": {"a": cost.a, "b": cost.b, "formula": "seconds/image = a + b*size^2"}}
+    record = {
+        "budget_seconds": budget,
+        "warmup": points,
+        "resolution": resolution,
+        "orientation": orientation,
+        "cost_model": {"a": cost.a, "b": cost.b, "formula": "seconds/image = a + b*size^2"},
+    }
     return Measured(cfg, cost, cap, images, per_run, overhead, record)
 
 
-def run_recipe(cfg: Config, dataset: Path, out: Path, budget: float, *, started: float | None = None,
-               tracking_uri: str | None = None, callbacks: Iterable[Any] = ()) -> dict[str, Any]:
+def run_recipe(
+    cfg: Config,
+    dataset: Path,
+    out: Path,
+    budget: float,
+    *,
+    started: float | None = None,
+    tracking_uri: str | None = None,
+    callbacks: Iterable[Any] = (),
+) -> dict[str, Any]:
     """Warm-up, probes, the final models into ``out`` (one model, or an equal-weight
     ensemble of up to ``train.budget_members``: :func:`~imgclf.budget.plan.plan_members`) within ``budget``
     seconds, then the estimate of what is submitted on the images they held out; return the first model's summary."""
@@ -105,8 +143,16 @@ def run_recipe(cfg: Config, dataset: Path, out: Path, budget: float, *, started:
     most = max(cfg.train.epochs, MIN_EPOCHS)
 
     def plan(seconds: float) -> tuple[int, int, int]:
-        return plan_members(PLAN_SHARE * seconds, found.per_epoch, found.cost, found.cap, most, cfg.train.budget_members,
-                            found.overhead, start=start)
+        return plan_members(
+            PLAN_SHARE * seconds,
+            found.per_epoch,
+            found.cost,
+            found.cap,
+            most,
+            cfg.train.budget_members,
+            found.overhead,
+            start=start,
+        )
 
     # The estimate's time comes off the training: planned for the plan without it, which it can only shrink.
     # the estimate scores the models with their TTA and, to decide it, without (one more pass an image)
@@ -118,49 +164,99 @@ def run_recipe(cfg: Config, dataset: Path, out: Path, budget: float, *, started:
     # The size comes from the warm-up's cost model; the epochs from the clock (train.time_limit re-plans them after
     # each epoch, up to ``most``, and the LR schedule anneals by the limit), so a mis-measured warm-up costs neither
     # the budget nor an unfinished schedule.
-    final = with_flip_tta(with_growth(with_overrides(final_config(cfg, size, epochs),
-                                                     {"train.epochs": max(epochs, most)}), start, found.cost))
+    final = with_flip_tta(
+        with_growth(
+            with_overrides(final_config(cfg, size, epochs), {"train.epochs": max(epochs, most)}), start, found.cost
+        )
+    )
     first = even_share(clock, budget - report_reserve(budget) - held, members, found.overhead)
     record = _final_record(found, prior, final, members, epochs, left, first)
-    log.info("recipe: %s at %dpx%s on %d images%s, about %d epoch(s) each (re-planned by the clock within %.0fs; "
-             "%.0fs left of %.0fs)", "one final model" if members == 1 else f"{members} final models (an ensemble)",
-             size, f" (growing from {final.data.start_size}px)" if final.data.start_size else "",
-             found.images - val_images, f" ({val_images} held out for the estimate)" if val_images else "", epochs,
-             first, left, budget)
+    log.info(
+        "recipe: %s at %dpx%s on %d images%s, about %d epoch(s) each (re-planned by the clock within %.0fs; "
+        "%.0fs left of %.0fs)",
+        "one final model" if members == 1 else f"{members} final models (an ensemble)",
+        size,
+        f" (growing from {final.data.start_size}px)" if final.data.start_size else "",
+        found.images - val_images,
+        f" ({val_images} held out for the estimate)" if val_images else "",
+        epochs,
+        first,
+        left,
+        budget,
+    )
     atomic_write_json(run.recipe, {**record, "status": "training the final model"})
-    summaries = train_members(final, Path(dataset), run, members, clock, budget, found.overhead, tracking_uri, callbacks,
-                              first=first, held=held)
+    summaries = train_members(
+        final,
+        Path(dataset),
+        run,
+        members,
+        clock,
+        budget,
+        found.overhead,
+        tracking_uri,
+        callbacks,
+        first=first,
+        held=held,
+    )
     final, estimate = held_out_estimate(run, final, len(summaries))
     record["chosen"]["tta"] = tta_choice(final)
     return _finish(run, summaries, {**record, "estimate": estimate}, clock)
 
 
-def _final_record(found: Measured, prior: dict[str, Any], final: Config, members: int, epochs: int, left: float,
-                  limit: float) -> dict[str, Any]:
+def _final_record(
+    found: Measured, prior: dict[str, Any], final: Config, members: int, epochs: int, left: float, limit: float
+) -> dict[str, Any]:
     tta = tta_choice(final)
     held_out = round(found.images * float(final.data.val_fraction or 0.0))
     return {
         **found.record,
         "prior": prior,
-        "chosen": {"image_size": int(final.data.image_size), "members": members,
-                   "start_size": final.data.start_size or None, "epochs": epochs, "images": found.images - held_out,
-                   "held_out": held_out, "tta": tta, "seconds_planned": left, "time_limit": limit},
+        "chosen": {
+            "image_size": int(final.data.image_size),
+            "members": members,
+            "start_size": final.data.start_size or None,
+            "epochs": epochs,
+            "images": found.images - held_out,
+            "held_out": held_out,
+            "tta": tta,
+            "seconds_planned": left,
+            "time_limit": limit,
+        },
         "estimate": {"status": "measured on the held-out images once the final models are trained"},
     }
 
 
 def _finish(run: RunDir, summaries: list[dict[str, Any]], record: dict[str, Any], clock: Clock) -> dict[str, Any]:
     elapsed, summary = clock.elapsed(), summaries[0]
-    trained = [{"path": member_dir(run, i).relative_to(run.root).as_posix(), "epochs_run": s.get("epochs_run"),
-                "train_seconds": s.get("train_seconds")} for i, s in enumerate(summaries)]
+    trained = [
+        {
+            "path": member_dir(run, i).relative_to(run.root).as_posix(),
+            "epochs_run": s.get("epochs_run"),
+            "train_seconds": s.get("train_seconds"),
+        }
+        for i, s in enumerate(summaries)
+    ]
     chosen = {**record["chosen"], "images": summary.get("train_images"), "held_out": summary.get("val_images")}
-    record = {**record, "chosen": chosen, "status": "done", "elapsed_seconds": elapsed, "epochs_run": summary.get("epochs_run"),
-              "members_trained": trained,
-              "clock": "from the start of api.train (the train command), after Python's start-up and imports",
-              "within_budget": elapsed <= record["budget_seconds"] * 1.05}
+    record = {
+        **record,
+        "chosen": chosen,
+        "status": "done",
+        "elapsed_seconds": elapsed,
+        "epochs_run": summary.get("epochs_run"),
+        "members_trained": trained,
+        "clock": "from the start of api.train (the train command), after Python's start-up and imports",
+        "within_budget": elapsed <= record["budget_seconds"] * 1.05,
+    }
     atomic_write_json(run.recipe, record)
-    summary = {**summary, "recipe": {"budget_seconds": record["budget_seconds"], "elapsed_seconds": elapsed,
-                                     "members": len(summaries), "estimate": record["estimate"]}}
+    summary = {
+        **summary,
+        "recipe": {
+            "budget_seconds": record["budget_seconds"],
+            "elapsed_seconds": elapsed,
+            "members": len(summaries),
+            "estimate": record["estimate"],
+        },
+    }
     atomic_write_json(run.summary, summary)
     return summary
 

@@ -70,8 +70,9 @@ def enough_size(correct: dict[int, np.ndarray], tolerance: float = TOLERANCE) ->
     return sizes[-1]
 
 
-def probe_resolution(cfg: Config, dataset: Path, sizes: list[int],
-                     source: ProbeSource | None = None) -> dict[int, np.ndarray] | None:
+def probe_resolution(
+    cfg: Config, dataset: Path, sizes: list[int], source: ProbeSource | None = None
+) -> dict[int, np.ndarray] | None:
     """Per-image held-out correctness of the frozen features at each of ``sizes`` (on ``source()``'s images when
     given); None when the data has fewer than two images in some class."""
     probe = source() if source else probe_set(cfg, dataset, max(sizes))
@@ -80,8 +81,9 @@ def probe_resolution(cfg: Config, dataset: Path, sizes: list[int],
     return {size: held_out_correct(embed(probe, size), probe.labels, cfg.train.seed)["identity"] for size in sizes}
 
 
-def resolution_cap(cfg: Config, dataset: Path, largest: int, cost: CostModel, budget: float,
-                   source: ProbeSource | None = None) -> tuple[int, dict[str, Any]]:
+def resolution_cap(
+    cfg: Config, dataset: Path, largest: int, cost: CostModel, budget: float, source: ProbeSource | None = None
+) -> tuple[int, dict[str, Any]]:
     """The size the final model needs at most (``largest`` when the probe cannot tell, or it would cost more than
     ``PROBE_SHARE`` of the budget: forward passes at ``cost``, plus the fits) and the record for ``recipe.json``."""
     sizes = candidate_sizes(largest)
@@ -89,17 +91,31 @@ def resolution_cap(cfg: Config, dataset: Path, largest: int, cost: CostModel, bu
         return largest, {"skipped": f"{largest}px is the smallest size the recipe uses", "size": largest}
     estimate = PROBE_IMAGES * sum(cost.seconds_per_image(s) for s in sizes) / EVAL_SPEEDUP + FIT_SECONDS * len(sizes)
     if estimate > PROBE_SHARE * budget:
-        return largest, {"skipped": f"its estimate ({estimate:.0f}s) is over {PROBE_SHARE:.0%} of the budget", "size": largest}
+        return largest, {
+            "skipped": f"its estimate ({estimate:.0f}s) is over {PROBE_SHARE:.0%} of the budget",
+            "size": largest,
+        }
     correct = probe_resolution(cfg, dataset, sizes, source)
     if correct is None:
         return largest, {"skipped": "too few images a class to tell", "size": largest}
     size = enough_size(correct)
     accuracy = {s: float(c.mean()) for s, c in correct.items()}
     gap, se = paired_gap(correct[size], correct[largest])
-    log.info("recipe resolution probe: %dpx %s (held-out accuracy %s)", size,
-             f"is enough of up to {largest}px" if size < largest else "is the largest the budget affords, kept",
-             ", ".join(f"{s}px {a:.2f}" for s, a in accuracy.items()))
-    return size, {"size": size, "largest": largest, "accuracy": {str(s): a for s, a in accuracy.items()},
-                  "images": len(correct[largest]), "tolerance": TOLERANCE,
-                  "effect": {"gap_to_largest": gap, "se": se, "rule": "cap only where gap + 1 SE <= tolerance against "
-                                                                        "every larger size; else the largest size"}}
+    log.info(
+        "recipe resolution probe: %dpx %s (held-out accuracy %s)",
+        size,
+        f"is enough of up to {largest}px" if size < largest else "is the largest the budget affords, kept",
+        ", ".join(f"{s}px {a:.2f}" for s, a in accuracy.items()),
+    )
+    return size, {
+        "size": size,
+        "largest": largest,
+        "accuracy": {str(s): a for s, a in accuracy.items()},
+        "images": len(correct[largest]),
+        "tolerance": TOLERANCE,
+        "effect": {
+            "gap_to_largest": gap,
+            "se": se,
+            "rule": "cap only where gap + 1 SE <= tolerance against every larger size; else the largest size",
+        },
+    }

@@ -26,19 +26,59 @@ def build_cli_config(config: Optional[Path], overrides: list[str] | None) -> Con
 
 
 def train(
-    dataset: Optional[Path] = typer.Argument(None, help="Dataset folder (train/<class>/images, optional test/ and sample_submission.csv) or a CSV of path,label."),
+    dataset: Optional[Path] = typer.Argument(
+        None,
+        help="Dataset folder (train/<class>/images, optional test/ and sample_submission.csv) or a CSV of path,label.",
+    ),
     config: Optional[Path] = typer.Option(None, "--config", "-c", help=CONFIG_HELP),
     set_: list[str] = typer.Option([], "--set", "-s", help=SET_HELP),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run directory to create (default runs/<time>-<backbone>)."),
-    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue an interrupted run from its last checkpoint; with --set train.epochs=N, extend a run (finished or not) to N epochs."),
-    deterministic: bool = typer.Option(False, "--deterministic", help="Seed everything and use deterministic algorithms (sets train.deterministic=true): two runs of one config give the same metrics."),
-    tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow store (default $MLFLOW_TRACKING_URI or sqlite:///<runs folder>/mlflow.db; tracking.enabled=false turns it off)."),
-    from_sweep: Optional[str] = typer.Option(None, "--from-sweep", help="Apply the best values of this sweep study (backbone, weights, image size, subset, epochs stay this config's)."),
-    storage: Optional[str] = typer.Option(None, "--storage", help="Storage URL of the --from-sweep study (default sqlite:///sweeps/<study>/optuna.db)."),
-    devices: int = typer.Option(1, "--devices", min=1, help="Data-parallel on N local processes (one per GPU, or N CPU processes): launches torchrun for you. data.batch_size stays the global batch."),
-    refit: bool = typer.Option(False, "--refit", help="After training, train one more model on every image (RUN/refit) for the best epoch count validation chose; predict with RUN/refit."),
-    budget: Optional[str] = typer.Option(None, "--budget", help="Wall-clock budget like 90s, 20m or 1.5h for the whole run: measure speed, choose the largest image size that fits and that the data is shown to need (a frozen-feature probe by size), train the final model(s) at that size with their epochs timed by the clock, holding out data.val_fraction (0.2) of the images, then score what is submitted on them: the estimate, with its standard error. Writes RUN/recipe.json."),
-    print_config: bool = typer.Option(False, "--print-config", help="Print the resolved config (defaults, then --config, then --set) as YAML and exit; a starting point for your own config file."),
+    out: Optional[Path] = typer.Option(
+        None, "--out", "-o", help="Run directory to create (default runs/<time>-<backbone>)."
+    ),
+    resume: Optional[Path] = typer.Option(
+        None,
+        "--resume",
+        help="Continue an interrupted run from its last checkpoint; with --set train.epochs=N, extend a run (finished or not) to N epochs.",
+    ),
+    deterministic: bool = typer.Option(
+        False,
+        "--deterministic",
+        help="Seed everything and use deterministic algorithms (sets train.deterministic=true): two runs of one config give the same metrics.",
+    ),
+    tracking_uri: Optional[str] = typer.Option(
+        None,
+        "--tracking-uri",
+        help="MLflow store (default $MLFLOW_TRACKING_URI or sqlite:///<runs folder>/mlflow.db; tracking.enabled=false turns it off).",
+    ),
+    from_sweep: Optional[str] = typer.Option(
+        None,
+        "--from-sweep",
+        help="Apply the best values of this sweep study (backbone, weights, image size, subset, epochs stay this config's).",
+    ),
+    storage: Optional[str] = typer.Option(
+        None, "--storage", help="Storage URL of the --from-sweep study (default sqlite:///sweeps/<study>/optuna.db)."
+    ),
+    devices: int = typer.Option(
+        1,
+        "--devices",
+        min=1,
+        help="Data-parallel on N local processes (one per GPU, or N CPU processes): launches torchrun for you. data.batch_size stays the global batch.",
+    ),
+    refit: bool = typer.Option(
+        False,
+        "--refit",
+        help="After training, train one more model on every image (RUN/refit) for the best epoch count validation chose; predict with RUN/refit.",
+    ),
+    budget: Optional[str] = typer.Option(
+        None,
+        "--budget",
+        help="Wall-clock budget like 90s, 20m or 1.5h for the whole run: measure speed, choose the largest image size that fits and that the data is shown to need (a frozen-feature probe by size), train the final model(s) at that size with their epochs timed by the clock, holding out data.val_fraction (0.2) of the images, then score what is submitted on them: the estimate, with its standard error. Writes RUN/recipe.json.",
+    ),
+    print_config: bool = typer.Option(
+        False,
+        "--print-config",
+        help="Print the resolved config (defaults, then --config, then --set) as YAML and exit; a starting point for your own config file.",
+    ),
 ) -> None:
     """Fine-tune a pretrained backbone on DATASET and write a run directory.
 
@@ -54,11 +94,25 @@ def train(
     if print_config:
         import yaml
 
-        console.print(yaml.safe_dump(build_cli_config(config, set_).to_dict(), sort_keys=False), highlight=False, end="")
+        console.print(
+            yaml.safe_dump(build_cli_config(config, set_).to_dict(), sort_keys=False), highlight=False, end=""
+        )
         return
-    summary = api.train(dataset, out, config=config, overrides=set_, resume=resume, deterministic=deterministic,
-                        tracking_uri=tracking_uri, from_sweep=from_sweep, storage=storage, devices=devices, refit=refit,
-                        progress=RichTrainingProgress(), budget=budget)
+    summary = api.train(
+        dataset,
+        out,
+        config=config,
+        overrides=set_,
+        resume=resume,
+        deterministic=deterministic,
+        tracking_uri=tracking_uri,
+        from_sweep=from_sweep,
+        storage=storage,
+        devices=devices,
+        refit=refit,
+        progress=RichTrainingProgress(),
+        budget=budget,
+    )
     from imgclf.runtime import is_main_process as is_main  # torch: after the config's errors
 
     if not is_main():
@@ -66,12 +120,15 @@ def train(
     report = summary["report"]
     refit_note = f" — refit: {summary['refit']['run']} (predict with it)" if summary.get("refit") else ""
     if summary.get("recipe"):
-        refit_note += (f" — budget {summary['recipe']['budget_seconds']:.0f}s, used {summary['recipe']['elapsed_seconds']:.0f}s"
-                       f"; {estimate_text(summary['recipe'].get('estimate') or {})}")
+        refit_note += (
+            f" — budget {summary['recipe']['budget_seconds']:.0f}s, used {summary['recipe']['elapsed_seconds']:.0f}s"
+            f"; {estimate_text(summary['recipe'].get('estimate') or {})}"
+        )
     console.print(
         f"[bold]done[/]: {describe_result(summary)}, {summary['train_seconds']:.0f}s of training — run: {summary['run_dir']}{refit_note}"
         + (f" — report: {report}" if report else ""),
-        highlight=False, soft_wrap=True,
+        highlight=False,
+        soft_wrap=True,
     )
 
 
@@ -83,28 +140,46 @@ def estimate_text(estimate: dict) -> str:
 
     se = f" ± {estimate['se']:.4f}" if estimate.get("se") is not None else ""
     extras = over_one_model_text(estimate)
-    return (f"estimate {estimate['value']:.4f}{se} {estimate.get('metric', 'accuracy')}: {estimate.get('what', '')}"
-            + (f"; {extras}" if extras else ""))
+    return f"estimate {estimate['value']:.4f}{se} {estimate.get('metric', 'accuracy')}: {estimate.get('what', '')}" + (
+        f"; {extras}" if extras else ""
+    )
 
 
 def describe_result(summary: dict) -> str:
     members = int((summary.get("recipe") or {}).get("members") or 1)
     if members > 1:
-        return (f"trained {members} models, the first for {summary['epochs_run']} epoch(s): an equal-weight ensemble "
-                "that predict blends")
+        return (
+            f"trained {members} models, the first for {summary['epochs_run']} epoch(s): an equal-weight ensemble "
+            "that predict blends"
+        )
     if summary.get("recipe"):
         return f"trained one model for {summary['epochs_run']} epoch(s)"
     if summary.get("val_accuracy") is None:
         return f"trained {summary['epochs_run']} epoch(s) on every image (no validation split)"
     metric = summary.get("metric", "accuracy")
-    own = f"val {metric} {summary[f'val_{metric}']:.4f}, " if metric != "accuracy" and summary.get(f"val_{metric}") is not None else ""
+    own = (
+        f"val {metric} {summary[f'val_{metric}']:.4f}, "
+        if metric != "accuracy" and summary.get(f"val_{metric}") is not None
+        else ""
+    )
     return f"{own}val accuracy {summary['val_accuracy']:.4f} (best epoch {summary['best_epoch']} of {summary['epochs_run']})"
 
 
 def evaluate(
-    run_dir: Path = typer.Argument(..., help="A finished run directory (a budget run with members is scored as their blend), a CV folder or an ensemble folder."),
-    dataset: Optional[Path] = typer.Argument(None, help="Labelled data to score on, e.g. the holdout folder of `imgclf prepare --holdout` (default: the run's own validation split; a CV or ensemble folder's out-of-fold predictions)."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder for metrics.json, per_class.csv, confusion_matrix.csv/png (default RUN_DIR/eval)."),
+    run_dir: Path = typer.Argument(
+        ...,
+        help="A finished run directory (a budget run with members is scored as their blend), a CV folder or an ensemble folder.",
+    ),
+    dataset: Optional[Path] = typer.Argument(
+        None,
+        help="Labelled data to score on, e.g. the holdout folder of `imgclf prepare --holdout` (default: the run's own validation split; a CV or ensemble folder's out-of-fold predictions).",
+    ),
+    out: Optional[Path] = typer.Option(
+        None,
+        "--out",
+        "-o",
+        help="Folder for metrics.json, per_class.csv, confusion_matrix.csv/png (default RUN_DIR/eval).",
+    ),
     batch_size: int = typer.Option(64, min=1, help="Images per forward pass."),
     device: str = typer.Option("auto", help=DEVICE_HELP),
     tta: Optional[str] = tta_options.TTA_OPTION,
@@ -139,15 +214,21 @@ def evaluate(
     for row in result["per_class"].itertuples(index=False):
         table.add_row(str(row[0]), f"{row[1]:.3f}", f"{row[2]:.3f}", f"{row[3]:.3f}", str(row[4]))
     console.print(table)
-    how = (f"{tta_options.tta_text(tta_cfg)}, {tta_options.passes_text(result['forward_passes'], result['images'], result['passes_per_image'], result.get('models', 1), tta_cfg.mode == 'adaptive')}"
-           if result.get("source") != "oof" else "no forward pass (the folds' own predictions, without TTA; pass a DATASET to predict it anew)")
+    how = (
+        f"{tta_options.tta_text(tta_cfg)}, {tta_options.passes_text(result['forward_passes'], result['images'], result['passes_per_image'], result.get('models', 1), tta_cfg.mode == 'adaptive')}"
+        if result.get("source") != "oof"
+        else "no forward pass (the folds' own predictions, without TTA; pass a DATASET to predict it anew)"
+    )
     console.print(
         f"{score_text(result)}  images {result['images']}  {how}  ({result['seconds']:.1f}s)",
-        highlight=False, soft_wrap=True,
+        highlight=False,
+        soft_wrap=True,
     )
     if "ece_before" in result:
-        console.print(f"calibration: temperature {result['temperature']:.3f}, ECE {result['ece_before']:.4f} → {result['ece_after']:.4f}, "
-                      f"log-loss {result['log_loss_before']:.4f} → {result['log_loss_after']:.4f}")
+        console.print(
+            f"calibration: temperature {result['temperature']:.3f}, ECE {result['ece_before']:.4f} → {result['ece_after']:.4f}, "
+            f"log-loss {result['log_loss_before']:.4f} → {result['log_loss_after']:.4f}"
+        )
     console.print(f"written to {result['out']}")
 
 
@@ -156,21 +237,36 @@ def score_text(result: dict) -> str:
     names = {"accuracy": "accuracy", "macro_f1": "macro-F1", "log_loss": "log-loss"}
     metric = result.get("metric", "accuracy")
     shown = [metric, *(k for k in names if k != metric)]
-    parts = [f"{names.get(k, k)} {result[k]:.4f}" + (" (the run's metric)" if k == metric else "")
-             for k in shown if result.get(k) is not None]
+    parts = [
+        f"{names.get(k, k)} {result[k]:.4f}" + (" (the run's metric)" if k == metric else "")
+        for k in shown
+        if result.get(k) is not None
+    ]
     return "  ".join(parts)
 
 
 def predict(
     run_dir: Path = typer.Argument(..., help="A finished run directory."),
-    images: list[str] = typer.Argument(..., help="Images to classify: a folder (e.g. the competition's test/), image files, or glob patterns such as 'test/*.tif'."),
+    images: list[str] = typer.Argument(
+        ...,
+        help="Images to classify: a folder (e.g. the competition's test/), image files, or glob patterns such as 'test/*.tif'.",
+    ),
     out: Path = typer.Option(Path("submission.csv"), "--out", "-o", help="Submission CSV to write."),
     probs: Optional[Path] = typer.Option(None, "--probs", help="Also write class probabilities to this CSV."),
-    sample: Optional[Path] = typer.Option(None, "--sample", help="sample_submission.csv giving columns and id order (default: found beside the images). Ids match file names or stems; a sample with one column per class gets calibrated probabilities."),
-    category: str = typer.Option("auto", help="Write categories as 'index' (position in classes.json), 'name', or 'auto' (follow the sample; names without one)."),
+    sample: Optional[Path] = typer.Option(
+        None,
+        "--sample",
+        help="sample_submission.csv giving columns and id order (default: found beside the images). Ids match file names or stems; a sample with one column per class gets calibrated probabilities.",
+    ),
+    category: str = typer.Option(
+        "auto",
+        help="Write categories as 'index' (position in classes.json), 'name', or 'auto' (follow the sample; names without one).",
+    ),
     batch_size: int = typer.Option(64, min=1, help="Images per forward pass."),
     device: str = typer.Option("auto", help=DEVICE_HELP),
-    engine: str = typer.Option("torch", help="torch (PyTorch) or onnx (ONNX Runtime on the run's export/model.onnx, exported on first use)."),
+    engine: str = typer.Option(
+        "torch", help="torch (PyTorch) or onnx (ONNX Runtime on the run's export/model.onnx, exported on first use)."
+    ),
     tta: Optional[str] = tta_options.TTA_OPTION,
     tta_threshold: Optional[float] = tta_options.THRESHOLD_OPTION,
     tta_max_views: Optional[int] = tta_options.MAX_VIEWS_OPTION,
@@ -184,12 +280,23 @@ def predict(
 
     resolve_device(device)
     tta_cfg = tta_from_options(run_dir, tta, tta_threshold, tta_max_views, tta_budget, tta_views)
-    result = api.predict(run_dir, images, out, probs=probs, sample=sample, category=category, batch_size=batch_size,
-                         device=device, engine=engine, tta=tta_cfg)
+    result = api.predict(
+        run_dir,
+        images,
+        out,
+        probs=probs,
+        sample=sample,
+        category=category,
+        batch_size=batch_size,
+        device=device,
+        engine=engine,
+        tta=tta_cfg,
+    )
     console.print(
         f"wrote {result['out']}: {result['images']} rows, format {result['format']}, {tta_options.tta_text(tta_cfg)}, "
         f"{tta_options.passes_text(result['forward_passes'], result['images'], result['passes_per_image'], result.get('models', 1), tta_cfg.mode == 'adaptive')} in {result['seconds']:.1f}s",
-        highlight=False, soft_wrap=True,
+        highlight=False,
+        soft_wrap=True,
     )
 
 
@@ -208,5 +315,6 @@ def demo(
         f"[bold]test accuracy {result['test_accuracy']:.4f}[/] on {result['test_images']} held-back images\n"
         f"run: {result['run_dir']}   submission: {result['submission']}"
         + (f"   report: {result['report']}" if result.get("report") else ""),
-        highlight=False, soft_wrap=True,
+        highlight=False,
+        soft_wrap=True,
     )

@@ -12,11 +12,28 @@ from imgclf.errors import ConfigError
 
 
 def compare_command(
-    run_dirs: list[Path] = typer.Argument(None, help="Run directories (a folder of runs, e.g. a sweep's trials/, counts as all runs in it)."),
-    experiment: Optional[str] = typer.Option(None, "--experiment", "-e", help="Compare the runs of this MLflow experiment instead."),
-    tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow store for --experiment (default $MLFLOW_TRACKING_URI or sqlite:///runs/mlflow.db)."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="report.html (with report.md and report.csv beside it), or a folder for compare.{html,md,csv}."),
-    sort: str = typer.Option("val_accuracy", "--sort", help="Column to sort by: a metric (val_accuracy, val_loss, val_macro_f1, train_seconds, ...) or a differing config key."),
+    run_dirs: list[Path] = typer.Argument(
+        None, help="Run directories (a folder of runs, e.g. a sweep's trials/, counts as all runs in it)."
+    ),
+    experiment: Optional[str] = typer.Option(
+        None, "--experiment", "-e", help="Compare the runs of this MLflow experiment instead."
+    ),
+    tracking_uri: Optional[str] = typer.Option(
+        None,
+        "--tracking-uri",
+        help="MLflow store for --experiment (default $MLFLOW_TRACKING_URI or sqlite:///runs/mlflow.db).",
+    ),
+    out: Optional[Path] = typer.Option(
+        None,
+        "--out",
+        "-o",
+        help="report.html (with report.md and report.csv beside it), or a folder for compare.{html,md,csv}.",
+    ),
+    sort: str = typer.Option(
+        "val_accuracy",
+        "--sort",
+        help="Column to sort by: a metric (val_accuracy, val_loss, val_macro_f1, train_seconds, ...) or a differing config key.",
+    ),
 ) -> None:
     """Compare runs: the config keys that differ between them, then accuracy, loss, macro-F1, epochs, time and parameters."""
     from imgclf.experiments.compare import compare_runs, load_runs, runs_from_experiment, write_report

@@ -24,11 +24,15 @@ def _fold_trainer(parent, tracking_uri: Optional[str]):
 
     def train_one(cfg: Config, dataset: Path, out: Path, resume: bool, name: str, callbacks=()) -> dict[str, Any]:
         try:
-            with tracking_session(cfg, out, tracking_uri, run_name=f"{out.parent.name}/{name}", tags=parent.child_tags(name)) as tracking:
+            with tracking_session(
+                cfg, out, tracking_uri, run_name=f"{out.parent.name}/{name}", tags=parent.child_tags(name)
+            ) as tracking:
                 return fit(cfg, dataset, out, resume=resume, callbacks=[RichTrainingProgress(), *callbacks, *tracking])
         except TrainingInterrupted as exc:  # its hint names `train --resume`; for a CV the whole command resumes
             first = str(exc).split(";")[0].split(",")[0]
-            raise TrainingInterrupted(f"{name} {first}; run the same imgclf cv command again to resume the CV") from None
+            raise TrainingInterrupted(
+                f"{name} {first}; run the same imgclf cv command again to resume the CV"
+            ) from None
 
     return train_one
 
@@ -36,12 +40,24 @@ def _fold_trainer(parent, tracking_uri: Optional[str]):
 def cv_command(
     dataset: Path = typer.Argument(..., help="Dataset folder (train/<class>/images) or a CSV of path,label."),
     folds: int = typer.Option(5, "--folds", "-k", min=2, help="Number of folds K."),
-    out: Path = typer.Option(..., "--out", "-o", help="CV folder to create, or to resume (same --folds/--config/--set)."),
+    out: Path = typer.Option(
+        ..., "--out", "-o", help="CV folder to create, or to resume (same --folds/--config/--set)."
+    ),
     config: Optional[Path] = typer.Option(None, "--config", "-c", help=CONFIG_HELP),
     set_: list[str] = typer.Option([], "--set", "-s", help=SET_HELP),
-    refit: bool = typer.Option(False, "--refit", help="After the folds, train one more model on every image for the median best epoch of the folds (CV_DIR/refit)."),
-    tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow store (default $MLFLOW_TRACKING_URI or sqlite:///CV_DIR/mlflow.db)."),
-    budget: Optional[str] = typer.Option(None, "--budget", help="Wall-clock budget like 20m or 1.5h for the whole CV: measure speed, choose the largest image size that fits and that the data is shown to need (a frozen-feature probe by size), then train the K folds at that size; the folds are the final model (predict CV_DIR) and their out-of-fold score its estimate. Writes CV_DIR/recipe.json."),
+    refit: bool = typer.Option(
+        False,
+        "--refit",
+        help="After the folds, train one more model on every image for the median best epoch of the folds (CV_DIR/refit).",
+    ),
+    tracking_uri: Optional[str] = typer.Option(
+        None, "--tracking-uri", help="MLflow store (default $MLFLOW_TRACKING_URI or sqlite:///CV_DIR/mlflow.db)."
+    ),
+    budget: Optional[str] = typer.Option(
+        None,
+        "--budget",
+        help="Wall-clock budget like 20m or 1.5h for the whole CV: measure speed, choose the largest image size that fits and that the data is shown to need (a frozen-feature probe by size), then train the K folds at that size; the folds are the final model (predict CV_DIR) and their out-of-fold score its estimate. Writes CV_DIR/recipe.json.",
+    ),
 ) -> None:
     """K-fold cross-validation: stratified folds that keep duplicate groups whole, one run per fold.
 
@@ -104,8 +120,17 @@ def _print_cv(summary: dict[str, Any], out: Path) -> None:
     for col in ("fold", "images", *extra, "accuracy", "macro-F1", "log-loss", "best epoch", "seconds", "run"):
         table.add_column(col, justify="right")
     for r, action in zip(summary["per_fold"], summary["actions"]):
-        table.add_row(str(r["fold"]), str(r["images"]), *(f"{r[m]:.4f}" for m in extra), f"{r['accuracy']:.4f}",
-                      f"{r['macro_f1']:.4f}", f"{r['log_loss']:.4f}", str(r["best_epoch"]), f"{r['train_seconds'] or 0:.0f}", action)
+        table.add_row(
+            str(r["fold"]),
+            str(r["images"]),
+            *(f"{r[m]:.4f}" for m in extra),
+            f"{r['accuracy']:.4f}",
+            f"{r['macro_f1']:.4f}",
+            f"{r['log_loss']:.4f}",
+            str(r["best_epoch"]),
+            f"{r['train_seconds'] or 0:.0f}",
+            action,
+        )
     console.print(table)
     for metric, v in summary["cv"].items():
         lo, hi = v["ci95"]
@@ -113,21 +138,39 @@ def _print_cv(summary: dict[str, Any], out: Path) -> None:
         console.print(f"{metric}: {v['mean']:.4f}{spread}; OOF {summary['oof'][metric]:.4f}", highlight=False)
     if summary["refit"]:
         r = summary["refit"]
-        console.print(f"refit: {out / r['run']} on all {r['train_images']} images for {r['epochs']} epoch(s) ({r['epochs_from']})", highlight=False)
+        console.print(
+            f"refit: {out / r['run']} on all {r['train_images']} images for {r['epochs']} epoch(s) ({r['epochs_from']})",
+            highlight=False,
+        )
     if summary.get("recipe"):
         r = summary["recipe"]
-        console.print(f"budget recipe: {r['elapsed_seconds']:.0f}s of {r['budget_seconds']:.0f}s; what it tried and chose: "
-                      f"{RunDir(out).recipe}", highlight=False, soft_wrap=True)
-    issues = (f"label-issue candidates: {summary['label_issues']} in {BlendDir(out).label_issues}"
-              if summary["label_issues"] is not None else "label-issue candidates: not looked for (no cleanlab)")
+        console.print(
+            f"budget recipe: {r['elapsed_seconds']:.0f}s of {r['budget_seconds']:.0f}s; what it tried and chose: "
+            f"{RunDir(out).recipe}",
+            highlight=False,
+            soft_wrap=True,
+        )
+    issues = (
+        f"label-issue candidates: {summary['label_issues']} in {BlendDir(out).label_issues}"
+        if summary["label_issues"] is not None
+        else "label-issue candidates: not looked for (no cleanlab)"
+    )
     console.print(f"{issues} — report: {summary['report']}", highlight=False, soft_wrap=True)
 
 
 def ensemble_command(
     members: list[Path] = typer.Argument(..., help="Run directories and/or CV folders (same dataset, same classes)."),
     out: Path = typer.Option(..., "--out", "-o", help="Ensemble folder to write (predict ENS_DIR TEST_DIR uses it)."),
-    weights: str = typer.Option("optimize", "--weights", help="optimize (minimise OOF log-loss; weights >= 0, sum 1; with another metric, equal weights are kept when they score better on it) or equal."),
-    metric: Optional[str] = typer.Option(None, "--metric", help="Score members and blend with this metric (accuracy, log_loss, macro_f1, qwk, roc_auc, top_k); default: the first member's train.metric."),
+    weights: str = typer.Option(
+        "optimize",
+        "--weights",
+        help="optimize (minimise OOF log-loss; weights >= 0, sum 1; with another metric, equal weights are kept when they score better on it) or equal.",
+    ),
+    metric: Optional[str] = typer.Option(
+        None,
+        "--metric",
+        help="Score members and blend with this metric (accuracy, log_loss, macro_f1, qwk, roc_auc, top_k); default: the first member's train.metric.",
+    ),
 ) -> None:
     """Blend runs and CV folders: weights chosen on their out-of-fold predictions; prints each member's OOF score and the ensemble's."""
     from imgclf.errors import ConfigError
@@ -142,14 +185,35 @@ def ensemble_command(
     for col in ("member", "weight", *extra, "accuracy", "macro-F1", "log-loss"):
         table.add_column(col, justify="left" if col == "member" else "right")
     for r in summary["members"]:
-        table.add_row(r["member"], f"{r['weight']:.3f}", *(f"{r[m]:.4f}" for m in extra), f"{r['accuracy']:.4f}",
-                      f"{r['macro_f1']:.4f}", f"{r['log_loss']:.4f}")
-    rows = ((f"ensemble (weights: {summary['weights_chosen_by']}; fitted on these OOF predictions: optimistic)", "ensemble"),
-            ("ensemble, nested (each fold's weights fitted on the other folds)", "ensemble_nested"),
-            ("equal weights", "equal_weights"))
+        table.add_row(
+            r["member"],
+            f"{r['weight']:.3f}",
+            *(f"{r[m]:.4f}" for m in extra),
+            f"{r['accuracy']:.4f}",
+            f"{r['macro_f1']:.4f}",
+            f"{r['log_loss']:.4f}",
+        )
+    rows = (
+        (
+            f"ensemble (weights: {summary['weights_chosen_by']}; fitted on these OOF predictions: optimistic)",
+            "ensemble",
+        ),
+        ("ensemble, nested (each fold's weights fitted on the other folds)", "ensemble_nested"),
+        ("equal weights", "equal_weights"),
+    )
     for name, key in ((n, k) for n, k in rows if k in summary):
         s = summary[key]
-        table.add_row(f"[bold]{name}[/]", "", *(f"{s[m]:.4f}" for m in extra), f"{s['accuracy']:.4f}", f"{s['macro_f1']:.4f}",
-                      f"{s['log_loss']:.4f}")
+        table.add_row(
+            f"[bold]{name}[/]",
+            "",
+            *(f"{s[m]:.4f}" for m in extra),
+            f"{s['accuracy']:.4f}",
+            f"{s['macro_f1']:.4f}",
+            f"{s['log_loss']:.4f}",
+        )
     console.print(table)
-    console.print(f"written to {out} — imgclf predict {out} TEST_DIR writes the blended submission", highlight=False, soft_wrap=True)
+    console.print(
+        f"written to {out} — imgclf predict {out} TEST_DIR writes the blended submission",
+        highlight=False,
+        soft_wrap=True,
+    )

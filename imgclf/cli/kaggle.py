@@ -27,14 +27,27 @@ def download(
     from imgclf.competition import download_competition
 
     archive = download_competition(competition, out)
-    console.print(f"downloaded {archive} — next: imgclf prepare {archive} --out data/{competition}", highlight=False, soft_wrap=True)
+    console.print(
+        f"downloaded {archive} — next: imgclf prepare {archive} --out data/{competition}",
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 def submit(
     run_dir: Path = typer.Argument(..., help="The run whose predictions are submitted."),
-    competition: str = typer.Option(..., "--competition", help="The competition's name, as in kaggle.com/competitions/<name>."),
-    file: Optional[Path] = typer.Option(None, "--file", "-f", help="Submission CSV (default RUN_DIR/submission.csv; a relative name not found here is looked up in RUN_DIR)."),
-    message: Optional[str] = typer.Option(None, "--message", "-m", help="Submission description (default: the run's name and validation accuracy)."),
+    competition: str = typer.Option(
+        ..., "--competition", help="The competition's name, as in kaggle.com/competitions/<name>."
+    ),
+    file: Optional[Path] = typer.Option(
+        None,
+        "--file",
+        "-f",
+        help="Submission CSV (default RUN_DIR/submission.csv; a relative name not found here is looked up in RUN_DIR).",
+    ),
+    message: Optional[str] = typer.Option(
+        None, "--message", "-m", help="Submission description (default: the run's name and validation accuracy)."
+    ),
 ) -> None:
     """Submit a run's submission CSV to COMPETITION."""
     from imgclf.competition import submit_file
@@ -43,7 +56,11 @@ def submit(
         raise RunDirError(f"run directory not found: {run_dir}")
     path = submission_path(run_dir, file)
     submit_file(path, competition, message or default_message(run_dir))
-    console.print(f"submitted {path} to {competition}; see kaggle.com/competitions/{competition}/submissions", highlight=False, soft_wrap=True)
+    console.print(
+        f"submitted {path} to {competition}; see kaggle.com/competitions/{competition}/submissions",
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 def submission_path(run_dir: Path, file: Path | None) -> Path:
@@ -54,7 +71,9 @@ def submission_path(run_dir: Path, file: Path | None) -> Path:
     for path in candidates:
         if path.is_file():
             return path
-    hint = "" if file else "; write one with: imgclf predict RUN_DIR TEST_DIR --out RUN_DIR/submission.csv, or pass --file"
+    hint = (
+        "" if file else "; write one with: imgclf predict RUN_DIR TEST_DIR --out RUN_DIR/submission.csv, or pass --file"
+    )
     raise DataError(f"submission file not found: {candidates[-1]}{hint}")
 
 

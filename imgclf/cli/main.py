@@ -77,7 +77,9 @@ def _show_version(value: bool) -> None:
 
 @app.callback()
 def _main(
-    version: bool = typer.Option(False, "--version", callback=_show_version, is_eager=True, help="Show the version and exit."),
+    version: bool = typer.Option(
+        False, "--version", callback=_show_version, is_eager=True, help="Show the version and exit."
+    ),
 ) -> None:
     """Fine-tune pretrained image classifiers on a folder of labelled photos and make a scored competition submission."""
 
@@ -141,13 +143,18 @@ def _run(args: list[str], debug: bool) -> None:
         if debug:
             _exit_with_traceback(2)
         where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
-        err_console.print(f"[bold red]error:[/] {escape((exc.strerror or str(exc) or type(exc).__name__)[:200])}{escape(str(where)[:200])}",
-                          highlight=False, soft_wrap=True)
+        err_console.print(
+            f"[bold red]error:[/] {escape((exc.strerror or str(exc) or type(exc).__name__)[:200])}{escape(str(where)[:200])}",
+            highlight=False,
+            soft_wrap=True,
+        )
         sys.exit(2)
     except Exception:
         if debug:
             _exit_with_traceback(1)
-        logging.getLogger("imgclf").exception("unexpected error (a bug in imgclf — please report it with this traceback)")
+        logging.getLogger("imgclf").exception(
+            "unexpected error (a bug in imgclf — please report it with this traceback)"
+        )
         sys.exit(1)
 
 
@@ -158,7 +165,10 @@ MAX_ERROR_CHARS = 290
 def _error_lines(message: str) -> list[str]:
     """At most 20 lines of under 300 characters each (masked first, so no secret is cut in half)."""
     lines = [redact(line) for line in message.splitlines()] or [""]
-    shown = [line if len(line) <= MAX_ERROR_CHARS else line[: MAX_ERROR_CHARS - 3] + "..." for line in lines[:MAX_ERROR_LINES]]
+    shown = [
+        line if len(line) <= MAX_ERROR_CHARS else line[: MAX_ERROR_CHARS - 3] + "..."
+        for line in lines[:MAX_ERROR_LINES]
+    ]
     if len(lines) > MAX_ERROR_LINES:
         shown.append(f"... and {len(lines) - MAX_ERROR_LINES} more problem(s)")
     return shown

@@ -22,7 +22,9 @@ if TYPE_CHECKING:
 
 _POLICY_HELP = (
     "Per-flag policy FLAG=drop|keep|keep_one|propose (repeatable), e.g. --policy tiny=drop. Defaults: unreadable files "
-    "drop, exact_duplicate keep_one, label_conflict and train_test_leak propose, everything else keep. Flags: " + ", ".join(FLAGS) + "."
+    "drop, exact_duplicate keep_one, label_conflict and train_test_leak propose, everything else keep. Flags: "
+    + ", ".join(FLAGS)
+    + "."
 )
 
 
@@ -52,22 +54,65 @@ class _Bars:
 
 
 def prepare_command(
-    src: Path = typer.Argument(..., help="A competition download (folder with train.zip/test.zip/sample_submission.csv, any nesting), a .zip, a folder of class folders, or a CSV of path,label."),
-    out: Path = typer.Option(..., "--out", "-o", help="Dataset folder to create: train/<class>/, test/, manifest.csv, blocklist.proposed.csv, cleaning_report.{md,html}."),
+    src: Path = typer.Argument(
+        ...,
+        help="A competition download (folder with train.zip/test.zip/sample_submission.csv, any nesting), a .zip, a folder of class folders, or a CSV of path,label.",
+    ),
+    out: Path = typer.Option(
+        ...,
+        "--out",
+        "-o",
+        help="Dataset folder to create: train/<class>/, test/, manifest.csv, blocklist.proposed.csv, cleaning_report.{md,html}.",
+    ),
     policy: list[str] = typer.Option([], "--policy", help=_POLICY_HELP),
     min_side: int = typer.Option(32, help="Flag images whose shorter side is below this many pixels as 'tiny'."),
-    max_aspect: float = typer.Option(5.0, help="Flag images whose long/short side ratio exceeds this as 'extreme_aspect'."),
-    hash_radius: int = typer.Option(CANDIDATE_RADIUS, help="Near-copy candidates: max Hamming distance between 64-bit perceptual hashes (whole image or crops); every candidate is then checked on pixels. -1 turns the near-copy search off."),
-    min_similarity: float = typer.Option(NEAR_COPY_THRESHOLD, help="Detail correlation (64 px, best alignment) a candidate pair needs to count as a near copy."),
-    max_drop: float = typer.Option(0.05, help="Stop (exit 2, nothing written) when the policy would remove more than this fraction of a class's readable training images; 1.0 = no limit."),
-    apply_proposed: bool = typer.Option(False, "--apply-proposed", help="Drop what is otherwise only proposed for review: both sides of label conflicts, train copies of train/test leaks."),
-    max_pixels: int = typer.Option(CleanOptions().max_pixels, help="Images with more pixels are reported as decompression bombs and not decoded."),
-    max_archive_gb: float | None = typer.Option(None, help="Refuse to extract more than this many GiB from all archives together (default: no fixed cap; the ratio and free disk apply)."),
-    max_archive_files: int = typer.Option(2_000_000, help="Refuse to extract more files than this from all archives together."),
-    max_archive_ratio: float = typer.Option(20.0, help="Refuse to extract more than this many bytes per byte of the source's archives (zip bombs); nested archives count too."),
-    allow_outside: bool = typer.Option(False, "--allow-outside", help="Let rows of a path,label CSV (and file links) point outside the CSV's (source's) folder."),
-    cache_size: int | None = typer.Option(None, "--cache-size", help="Also fill the resize cache for this training image size (e.g. 224)."),
-    holdout: float | None = typer.Option(None, "--holdout", help="Set this share of the kept training images (0 < F < 1; stratified, seeded, duplicate groups whole) aside as a labelled dataset of its own, OUT/holdout/train/<class>/, that training never sees: score any run on it with `imgclf evaluate RUN OUT/holdout`."),
+    max_aspect: float = typer.Option(
+        5.0, help="Flag images whose long/short side ratio exceeds this as 'extreme_aspect'."
+    ),
+    hash_radius: int = typer.Option(
+        CANDIDATE_RADIUS,
+        help="Near-copy candidates: max Hamming distance between 64-bit perceptual hashes (whole image or crops); every candidate is then checked on pixels. -1 turns the near-copy search off.",
+    ),
+    min_similarity: float = typer.Option(
+        NEAR_COPY_THRESHOLD,
+        help="Detail correlation (64 px, best alignment) a candidate pair needs to count as a near copy.",
+    ),
+    max_drop: float = typer.Option(
+        0.05,
+        help="Stop (exit 2, nothing written) when the policy would remove more than this fraction of a class's readable training images; 1.0 = no limit.",
+    ),
+    apply_proposed: bool = typer.Option(
+        False,
+        "--apply-proposed",
+        help="Drop what is otherwise only proposed for review: both sides of label conflicts, train copies of train/test leaks.",
+    ),
+    max_pixels: int = typer.Option(
+        CleanOptions().max_pixels, help="Images with more pixels are reported as decompression bombs and not decoded."
+    ),
+    max_archive_gb: float | None = typer.Option(
+        None,
+        help="Refuse to extract more than this many GiB from all archives together (default: no fixed cap; the ratio and free disk apply).",
+    ),
+    max_archive_files: int = typer.Option(
+        2_000_000, help="Refuse to extract more files than this from all archives together."
+    ),
+    max_archive_ratio: float = typer.Option(
+        20.0,
+        help="Refuse to extract more than this many bytes per byte of the source's archives (zip bombs); nested archives count too.",
+    ),
+    allow_outside: bool = typer.Option(
+        False,
+        "--allow-outside",
+        help="Let rows of a path,label CSV (and file links) point outside the CSV's (source's) folder.",
+    ),
+    cache_size: int | None = typer.Option(
+        None, "--cache-size", help="Also fill the resize cache for this training image size (e.g. 224)."
+    ),
+    holdout: float | None = typer.Option(
+        None,
+        "--holdout",
+        help="Set this share of the kept training images (0 < F < 1; stratified, seeded, duplicate groups whole) aside as a labelled dataset of its own, OUT/holdout/train/<class>/, that training never sees: score any run on it with `imgclf evaluate RUN OUT/holdout`.",
+    ),
     workers: int | None = typer.Option(None, help="Processes for decoding and caching (default: CPU count)."),
     copy: bool = typer.Option(False, "--copy", help="Copy files instead of hard-linking them into the dataset folder."),
 ) -> None:
@@ -120,7 +165,9 @@ def _gib_to_bytes(gib: float | None) -> int | None:
     if gib is None:
         return None
     if not math.isfinite(gib) or gib * 1024**3 < 1:
-        raise ConfigError(f"prepare: --max-archive-gb must be a positive, finite number of GiB (got {gib!r}); leave it out for no fixed cap")
+        raise ConfigError(
+            f"prepare: --max-archive-gb must be a positive, finite number of GiB (got {gib!r}); leave it out for no fixed cap"
+        )
     return int(gib * 1024**3)
 
 
@@ -130,7 +177,10 @@ def _print_summary(result: PrepareResult) -> None:
     if result.n_holdout:
         from imgclf.data.holdout import HOLDOUT_DIR
 
-        table.add_row("held out", f"{result.n_holdout} in {result.out / HOLDOUT_DIR} (imgclf evaluate RUN {result.out / HOLDOUT_DIR})")
+        table.add_row(
+            "held out",
+            f"{result.n_holdout} in {result.out / HOLDOUT_DIR} (imgclf evaluate RUN {result.out / HOLDOUT_DIR})",
+        )
     table.add_row("test images", str(result.n_test))
     table.add_row("dropped by policy", str(result.n_dropped))
     table.add_row("proposed for review", str(result.n_proposed))
@@ -138,8 +188,12 @@ def _print_summary(result: PrepareResult) -> None:
         table.add_row(f"  {flag}", str(n))
     table.add_row("work done", f"{result.analysed} analysed, {result.copied} placed, {result.removed} removed")
     if result.cache is not None:
-        table.add_row("resize cache", f"{result.cache.built} built, {result.cache.hits} reused, {result.cache.failed} failed")
+        table.add_row(
+            "resize cache", f"{result.cache.built} built, {result.cache.hits} reused, {result.cache.failed} failed"
+        )
     table.add_row("time", f"{result.seconds:.1f} s ({result.images_per_second:.0f} images/s)")
     console.print(table)
-    console.print(f"review [bold]{result.files['report_html']}[/], then save the edited "
-                  f"{result.files['blocklist'].name} as blocklist.csv to apply it")
+    console.print(
+        f"review [bold]{result.files['report_html']}[/], then save the edited "
+        f"{result.files['blocklist'].name} as blocklist.csv to apply it"
+    )

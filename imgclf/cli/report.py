@@ -26,4 +26,8 @@ def report_command(
         check_file_out(out, "--out", (".html", ".htm"), own=(RunDir(out.parent).report.name,))
     t0 = time.perf_counter()
     path = write_run_report(run_dir, out)
-    console.print(f"wrote {path} ({path.stat().st_size / 1024:.0f} KiB, {time.perf_counter() - t0:.1f}s)", highlight=False, soft_wrap=True)
+    console.print(
+        f"wrote {path} ({path.stat().st_size / 1024:.0f} KiB, {time.perf_counter() - t0:.1f}s)",
+        highlight=False,
+        soft_wrap=True,
+    )

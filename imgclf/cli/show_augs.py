@@ -20,10 +20,16 @@ def show_augs_command(
     set_: list[str] = typer.Option([], "--set", "-s", help=SET_HELP),
     n: int = typer.Option(8, "--n", help="Augmented versions per image."),
     per_class: int = typer.Option(1, "--per-class", help="Images per class."),
-    max_classes: int = typer.Option(12, "--max-classes", min=1, help="Show at most this many classes (a random, reproducible choice)."),
+    max_classes: int = typer.Option(
+        12, "--max-classes", min=1, help="Show at most this many classes (a random, reproducible choice)."
+    ),
     seed: int = typer.Option(0, help="Seed of the image choice and the augmentations."),
     out: Path = typer.Option(Path("augs.png"), "--out", "-o", help="PNG to write."),
-    budget: bool = typer.Option(False, "--budget", help="Preview what `train --budget` trains with: the recipe's short-run prior on every key the config leaves alone (its flips may still change: the orientation probe decides them)."),
+    budget: bool = typer.Option(
+        False,
+        "--budget",
+        help="Preview what `train --budget` trains with: the recipe's short-run prior on every key the config leaves alone (its flips may still change: the orientation probe decides them).",
+    ),
 ) -> None:
     """Original, eval view and N training augmentations of a few images per class, as one PNG.
 
@@ -59,14 +65,23 @@ def show_augs_command(
         f"wrote {path}: {shown} image(s) × (original, eval view, {n} augmentations); "
         f"augment {AugmentSpec.from_config(cfg.data).describe()}; eval crop {pre.crop_pct:g} of {pre.resize_short_side} px; "
         f"backbone {cfg.model.backbone} ({time.perf_counter() - t0:.1f}s)",
-        highlight=False, soft_wrap=True,
+        highlight=False,
+        soft_wrap=True,
     )
     if budget:
-        console.print(f"as `train --budget` trains it: the recipe set {_settings(changes) or 'nothing (the config names every key)'}; "
-                      "data.flips may still change (the orientation probe decides them)", highlight=False, soft_wrap=True)
+        console.print(
+            f"as `train --budget` trains it: the recipe set {_settings(changes) or 'nothing (the config names every key)'}; "
+            "data.flips may still change (the orientation probe decides them)",
+            highlight=False,
+            soft_wrap=True,
+        )
     elif changes:
-        console.print(f"note: `train --budget` would train with {_settings(changes)} instead (the recipe's prior for the "
-                      "keys this config leaves alone); `imgclf show-augs --budget` previews that", highlight=False, soft_wrap=True)
+        console.print(
+            f"note: `train --budget` would train with {_settings(changes)} instead (the recipe's prior for the "
+            "keys this config leaves alone); `imgclf show-augs --budget` previews that",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 def preview_config(cfg: Config, budget: bool) -> tuple[Config, dict[str, Any]]:

@@ -14,16 +14,26 @@ if TYPE_CHECKING:
     from imgclf.config import TTAConfig
 
 TTA_OPTION: Any = typer.Option(
-    None, "--tta",
+    None,
+    "--tta",
     help="Test-time augmentation: none, N (the first N views on every image) or adaptive (more views only for "
-         "uncertain images). Default: the run's config (tta.mode, none unless set).")
-THRESHOLD_OPTION: Any = typer.Option(None, "--tta-threshold", help="adaptive: margin below (or entropy above) this is uncertain (tta.threshold).")
-MAX_VIEWS_OPTION: Any = typer.Option(None, "--tta-max-views", help="adaptive: most views one image may get (tta.max_views).")
+    "uncertain images). Default: the run's config (tta.mode, none unless set).",
+)
+THRESHOLD_OPTION: Any = typer.Option(
+    None, "--tta-threshold", help="adaptive: margin below (or entropy above) this is uncertain (tta.threshold)."
+)
+MAX_VIEWS_OPTION: Any = typer.Option(
+    None, "--tta-max-views", help="adaptive: most views one image may get (tta.max_views)."
+)
 BUDGET_OPTION: Any = typer.Option(None, "--tta-budget", help="adaptive: cap on total forward passes (tta.budget).")
-VIEWS_OPTION: Any = typer.Option(None, "--tta-views", help="Comma-separated ordered views, e.g. identity,hflip,center_crop,scale_1.15 (tta.views).")
+VIEWS_OPTION: Any = typer.Option(
+    None, "--tta-views", help="Comma-separated ordered views, e.g. identity,hflip,center_crop,scale_1.15 (tta.views)."
+)
 
 
-def passes_text(forward_passes: int, images: int, histogram: dict[str, int], models: int = 1, adaptive: bool = False) -> str:
+def passes_text(
+    forward_passes: int, images: int, histogram: dict[str, int], models: int = 1, adaptive: bool = False
+) -> str:
     """``forward passes 2460 (2.46/image; views per image: 2×900, 3×40, 10×60)``.
 
     ``histogram`` counts each image's passes over all ``models`` of a blend. Without adaptive TTA every model
@@ -38,8 +48,10 @@ def passes_text(forward_passes: int, images: int, histogram: dict[str, int], mod
         hist = ", ".join(f"{int(k) // models}×{v}" for k, v in histogram.items())
         return f"forward passes {forward_passes} over {models} models ({per_image:.2f}/image; views per image per model: {hist or '-'})"
     hist = ", ".join(f"{k}×{v}" for k, v in histogram.items())
-    return (f"forward passes {forward_passes} over {models} models ({per_image:.2f}/image; "
-            f"passes per image, all {models} models together: {hist or '-'})")
+    return (
+        f"forward passes {forward_passes} over {models} models ({per_image:.2f}/image; "
+        f"passes per image, all {models} models together: {hist or '-'})"
+    )
 
 
 def tta_text(cfg: Optional[TTAConfig]) -> str:
@@ -52,13 +64,20 @@ def tta_text(cfg: Optional[TTAConfig]) -> str:
 
 
 COMPARE_OPTION: Any = typer.Option(
-    False, "--tta-compare",
+    False,
+    "--tta-compare",
     help="Instead of one evaluation, compare no TTA, fixed N views (--tta-ns), adaptive, and adaptive with a threshold "
-         "chosen on held-out halves: accuracy, forward passes, wall time → RUN_DIR/eval/tta_compare.{csv,md}.")
-NS_OPTION: Any = typer.Option("2,4,10", "--tta-ns", help="--tta-compare: the fixed numbers of views to show, comma-separated.")
+    "chosen on held-out halves: accuracy, forward passes, wall time → RUN_DIR/eval/tta_compare.{csv,md}.",
+)
+NS_OPTION: Any = typer.Option(
+    "2,4,10", "--tta-ns", help="--tta-compare: the fixed numbers of views to show, comma-separated."
+)
 MEASURE_OPTION: Any = typer.Option(
-    False, "--tta-measure", help="--tta-compare: run every row with the model to measure its wall time (default: estimate "
-                                 "it from per-view timings, computing each view once).")
+    False,
+    "--tta-measure",
+    help="--tta-compare: run every row with the model to measure its wall time (default: estimate "
+    "it from per-view timings, computing each view once).",
+)
 
 
 def parse_ns(text: str) -> list[int]:
@@ -71,24 +90,37 @@ def parse_ns(text: str) -> list[int]:
     return ns
 
 
-def print_tta_compare(run_dir: Path, dataset: Optional[Path], out: Optional[Path], cfg: TTAConfig, ns_text: str,
-                      batch_size: int, device: str, measure: bool) -> None:
+def print_tta_compare(
+    run_dir: Path,
+    dataset: Optional[Path],
+    out: Optional[Path],
+    cfg: TTAConfig,
+    ns_text: str,
+    batch_size: int,
+    device: str,
+    measure: bool,
+) -> None:
     """``evaluate --tta-compare``: run the comparison, print it as a table, say where it was written."""
     from rich.table import Table
 
     from imgclf.terminal import console
     from imgclf.infer.tta_compare import compare_run, formatted
 
-    report = compare_run(run_dir, dataset, out, tta=cfg, ns=parse_ns(ns_text), batch_size=batch_size, device=device,
-                         measure=measure)
+    report = compare_run(
+        run_dir, dataset, out, tta=cfg, ns=parse_ns(ns_text), batch_size=batch_size, device=device, measure=measure
+    )
     result = report["result"]
     cells = [formatted(r) for r in result.rows]
-    table = Table(title=f"TTA comparison: {run_dir} on {report['evaluated_on']}", caption=result.caption, caption_justify="left")
+    table = Table(
+        title=f"TTA comparison: {run_dir} on {report['evaluated_on']}", caption=result.caption, caption_justify="left"
+    )
     for head in cells[0]:
         table.add_column(head, justify="left" if head in ("setting", "threshold", "views per image") else "right")
     for row in cells:
         table.add_row(*row.values())
     console.print(table)
     if report["skipped_images"]:
-        console.print(f"skipped {len(report['skipped_images'])} unreadable image(s), e.g. {report['skipped_images'][0]}")
+        console.print(
+            f"skipped {len(report['skipped_images'])} unreadable image(s), e.g. {report['skipped_images'][0]}"
+        )
     console.print(f"written to {report['csv']} and {report['md']}")

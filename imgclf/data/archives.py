@@ -78,7 +78,12 @@ class ExtractBudget:
     def cap(self) -> tuple[int, str]:
         """The binding byte cap and how to describe it."""
         ratio = self.limits.max_ratio
-        caps = [(max(int(ratio * self.archive_bytes), self.limits.min_allowance), f"{ratio:g} x the archives' size (--max-archive-ratio)")]
+        caps = [
+            (
+                max(int(ratio * self.archive_bytes), self.limits.min_allowance),
+                f"{ratio:g} x the archives' size (--max-archive-ratio)",
+            )
+        ]
         if self.limits.max_total_bytes is not None:
             caps.append((self.limits.max_total_bytes, "the --max-archive-gb cap"))
         if self.free_bytes is not None:
@@ -142,8 +147,10 @@ def _entry_problem(info: zipfile.ZipInfo) -> str | None:
         return f"entry {info.filename[:120]!r} escapes the target folder"
     if info.flag_bits & 0x1:
         return f"entry {info.filename[:120]!r} is encrypted"
-    if "\0" in name or len(name.encode("utf-8", "surrogateescape")) > _MAX_PATH_BYTES or any(
-        len(part.encode("utf-8", "surrogateescape")) > _MAX_NAME_BYTES for part in name.split("/")
+    if (
+        "\0" in name
+        or len(name.encode("utf-8", "surrogateescape")) > _MAX_PATH_BYTES
+        or any(len(part.encode("utf-8", "surrogateescape")) > _MAX_NAME_BYTES for part in name.split("/"))
     ):
         return f"entry {info.filename[:60]!r}... has a name too long (or invalid) for a file system"
     if not info.is_dir() and info.compress_type not in _SUPPORTED_METHODS:
@@ -193,7 +200,9 @@ def check_archive(archive: Path, budget: ExtractBudget) -> list[zipfile.ZipInfo]
     if credentials:  # never unpacked into the dataset folder, which people share
         log.warning(
             "%s: not extracting %d credential-like file(s), e.g. %s",
-            archive.name, len(credentials), credentials[0].filename[:120],
+            archive.name,
+            len(credentials),
+            credentials[0].filename[:120],
         )
         keep = [i for i in keep if i not in credentials]
     budget.check_declared(archive, sum(i.file_size for i in keep), len(keep))
@@ -205,22 +214,26 @@ def _copy_entry(zf: zipfile.ZipFile, info: zipfile.ZipInfo, dest: Path, archive:
     try:
         src = zf.open(info)
     except (*_CORRUPT, RuntimeError, OSError) as exc:
-        raise DataError(f"refusing archive {archive.name}: entry {info.filename[:120]!r} is corrupt ({str(exc)[:100]})") from None
+        raise DataError(
+            f"refusing archive {archive.name}: entry {info.filename[:120]!r} is corrupt ({str(exc)[:100]})"
+        ) from None
     with src, open(dest, "wb") as out:
         while True:
             try:
                 chunk = src.read(1 << 20)
             except (*_CORRUPT, OSError) as exc:  # bz2 reports bad data as OSError
-                raise DataError(f"refusing archive {archive.name}: entry {info.filename[:120]!r} is corrupt ({str(exc)[:100]})") from None
+                raise DataError(
+                    f"refusing archive {archive.name}: entry {info.filename[:120]!r} is corrupt ({str(exc)[:100]})"
+                ) from None
             if not chunk:
                 return
             budget.charge(archive, info.filename, n_bytes=len(chunk))
             out.write(chunk)
 
 
-
-
-def safe_extract(archive: Path, target: Path, limits: ExtractLimits = ExtractLimits(), budget: ExtractBudget | None = None) -> Path:
+def safe_extract(
+    archive: Path, target: Path, limits: ExtractLimits = ExtractLimits(), budget: ExtractBudget | None = None
+) -> Path:
     """Extract ``archive`` into ``target`` (created; must not exist yet) and return ``target``.
 
     Entries are validated first (see :func:`check_archive`); the bytes actually written are charged
@@ -241,7 +254,9 @@ def safe_extract(archive: Path, target: Path, limits: ExtractLimits = ExtractLim
             for info in entries:
                 dest = (tmp / info.filename.replace("\\", "/")).resolve()
                 if root not in dest.parents:  # belt and braces after _entry_problem
-                    raise DataError(f"refusing archive {archive.name}: entry {info.filename[:120]!r} escapes the target folder")
+                    raise DataError(
+                        f"refusing archive {archive.name}: entry {info.filename[:120]!r} escapes the target folder"
+                    )
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 _copy_entry(zf, info, dest, archive, budget)
         os.replace(tmp, target)

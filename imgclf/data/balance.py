@@ -46,7 +46,9 @@ def read_class_weight_file(path: str | Path) -> dict[str, float]:
     what = f"train.class_weights: {path}"
     suffix = path.suffix.lower()
     if suffix not in WEIGHT_FILE_SUFFIXES:
-        raise ConfigError(f"train.class_weights must be none, balanced or a {'/'.join(WEIGHT_FILE_SUFFIXES)} file, got {str(path)[:120]!r}")
+        raise ConfigError(
+            f"train.class_weights must be none, balanced or a {'/'.join(WEIGHT_FILE_SUFFIXES)} file, got {str(path)[:120]!r}"
+        )
     if not path.is_file():
         raise ConfigError(f"{what}: file not found")
     if suffix == ".csv":
@@ -61,7 +63,9 @@ def read_class_weight_file(path: str | Path) -> dict[str, float]:
     for name, value in mapping.items():
         weight = _number(value)
         if weight is None or weight < 0:
-            raise ConfigError(f"{what}: the weight of class {str(name)[:60]!r} must be a finite number >= 0, got {str(value)[:40]!r}")
+            raise ConfigError(
+                f"{what}: the weight of class {str(name)[:60]!r} must be a finite number >= 0, got {str(value)[:40]!r}"
+            )
         out[str(name)] = weight
     if not any(out.values()):
         raise ConfigError(f"{what}: every weight is 0; at least one class must count")
@@ -96,7 +100,9 @@ def _csv_mapping(path: Path) -> dict[str, str]:
     mapping: dict[str, str] = {}
     for line, row in rows:
         if len(row) != 2 or not row[0].strip():
-            raise ConfigError(f"train.class_weights: {path} row {line}: expected class,weight, got {','.join(row)[:80]!r}")
+            raise ConfigError(
+                f"train.class_weights: {path} row {line}: expected class,weight, got {','.join(row)[:80]!r}"
+            )
         if row[0].strip() in mapping:
             raise ConfigError(f"train.class_weights: {path} row {line}: class {row[0].strip()[:60]!r} is listed twice")
         mapping[row[0].strip()] = row[1].strip()
@@ -107,8 +113,10 @@ def weights_for_classes(mapping: dict[str, float], classes: Sequence[str], sourc
     """One weight per class in ``classes`` order (1.0 where ``mapping`` is silent)."""
     unknown = sorted(set(mapping) - set(classes))
     if unknown:
-        raise ConfigError(f"train.class_weights: {source} names class(es) the dataset does not have: "
-                          f"{', '.join(repr(u[:40]) for u in unknown[:5])}{' ...' if len(unknown) > 5 else ''}")
+        raise ConfigError(
+            f"train.class_weights: {source} names class(es) the dataset does not have: "
+            f"{', '.join(repr(u[:40]) for u in unknown[:5])}{' ...' if len(unknown) > 5 else ''}"
+        )
     return np.array([mapping.get(name, 1.0) for name in classes], dtype=np.float64)
 
 
@@ -157,7 +165,7 @@ class BalancedSampler(WeightedRandomSampler):
         # A fresh generator per pass: the draws are a function of (seed, epoch) alone, as after a resume.
         self.generator = torch.Generator().manual_seed(self.seed + self.epoch)
         draws = list(super().__iter__())[: self.total]
-        return iter(draws[self.rank::self.world_size])
+        return iter(draws[self.rank :: self.world_size])
 
     def __len__(self) -> int:
         return self.total // self.world_size

@@ -68,7 +68,9 @@ def parse_blocklist(text: str, source: str = "blocklist") -> Blocklist:
         except csv.Error as exc:
             raise DataError(f"{source} line {n}: {exc}") from None
         if len(row) != 2 or not row[0].strip():
-            raise DataError(f"{source} line {n}: expected 'key,reason' (a path or sha256, then why), got {line.strip()!r}")
+            raise DataError(
+                f"{source} line {n}: expected 'key,reason' (a path or sha256, then why), got {line.strip()!r}"
+            )
         key, reason = row[0].strip(), row[1].strip()
         if first and key.lower() == "key" and reason.lower() == "reason":  # optional header
             first = False

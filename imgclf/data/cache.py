@@ -128,12 +128,17 @@ class ResizeCache:
             # The cache cannot be written (read-only folder, a file in the way, a full disk): that is
             # no fault of the image, so it is used uncached rather than skipped as unreadable.
             if not self._write_failed:
-                log.warning("cannot write the resize cache in %s (%s); images are decoded without it",
-                            self.cache_dir, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+                log.warning(
+                    "cannot write the resize cache in %s (%s); images are decoded without it",
+                    self.cache_dir,
+                    str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
+                )
             self._write_failed = True
         return data
 
-    def build(self, paths: list[Path], workers: int = 1, progress: Callable[[int, int], None] | None = None) -> CacheStats:
+    def build(
+        self, paths: list[Path], workers: int = 1, progress: Callable[[int, int], None] | None = None
+    ) -> CacheStats:
         """Fill the cache for ``paths`` across ``workers`` processes; unreadable files are counted, not raised.
 
         ``progress(done, total)`` is called as chunks finish (the CLI draws a bar with it).
@@ -146,7 +151,9 @@ class ResizeCache:
             _collect(results, stats, progress)
         else:
             with ProcessPoolExecutor(max_workers=workers) as pool:
-                futures = pool.map(_build_chunk, [self.cache_dir] * len(chunks), [self.short_side] * len(chunks), chunks)
+                futures = pool.map(
+                    _build_chunk, [self.cache_dir] * len(chunks), [self.short_side] * len(chunks), chunks
+                )
                 _collect(futures, stats, progress)
         stats.seconds = time.perf_counter() - start
         return stats

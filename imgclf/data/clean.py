@@ -99,27 +99,52 @@ _MAGIC = (
 # The extensions each format Pillow reports may carry (MPO: a phone's multi-picture JPEG).
 _JPEG_EXTENSIONS = (".jpg", ".jpeg", ".jpe", ".jfif")
 _FORMAT_EXTENSIONS = {
-    "JPEG": _JPEG_EXTENSIONS, "MPO": _JPEG_EXTENSIONS, "PNG": (".png",), "WEBP": (".webp",), "BMP": (".bmp", ".dib"),
-    "TIFF": (".tif", ".tiff"), "GIF": (".gif",),
+    "JPEG": _JPEG_EXTENSIONS,
+    "MPO": _JPEG_EXTENSIONS,
+    "PNG": (".png",),
+    "WEBP": (".webp",),
+    "BMP": (".bmp", ".dib"),
+    "TIFF": (".tif", ".tiff"),
+    "GIF": (".gif",),
 }
 _EXIF_ORIENTATION = 0x0112
-_ROTATION_TEXT = {2: "mirrored", 3: "rotated 180°", 4: "flipped", 5: "transposed", 6: "rotated 90°", 7: "transversed", 8: "rotated 270°"}
+_ROTATION_TEXT = {
+    2: "mirrored",
+    3: "rotated 180°",
+    4: "flipped",
+    5: "transposed",
+    6: "rotated 90°",
+    7: "transversed",
+    8: "rotated 270°",
+}
 _PHASH_DRAFT = (256, 256)  # decode JPEGs at reduced scale for hashing: the hashes use 64 px anyway
 
 
 class CleanOptions(BaseModel):
     """Thresholds and per-flag policy (``drop`` / ``keep`` / ``keep_one`` of each duplicate group)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)  # a threshold of inf or nan checks nothing
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, allow_inf_nan=False
+    )  # a threshold of inf or nan checks nothing
 
     min_side: int = Field(32, ge=1, description="Images whose shorter side is below this are 'tiny'.")
-    max_aspect: float = Field(5.0, gt=1.0, description="Long/short side ratio above which an image is 'extreme_aspect'.")
-    max_pixels: int = Field(Image.MAX_IMAGE_PIXELS or 89_478_485, ge=1, description="Pixel count treated as a decompression bomb.")
+    max_aspect: float = Field(
+        5.0, gt=1.0, description="Long/short side ratio above which an image is 'extreme_aspect'."
+    )
+    max_pixels: int = Field(
+        Image.MAX_IMAGE_PIXELS or 89_478_485, ge=1, description="Pixel count treated as a decompression bomb."
+    )
     hash_radius: int | None = Field(
-        CANDIDATE_RADIUS, ge=0, le=15, description="Max Hamming distance of 64-bit perceptual hashes for near-copy candidates; None = off."
+        CANDIDATE_RADIUS,
+        ge=0,
+        le=15,
+        description="Max Hamming distance of 64-bit perceptual hashes for near-copy candidates; None = off.",
     )
     min_similarity: float = Field(
-        NEAR_COPY_THRESHOLD, gt=0.0, le=1.0, description="Detail correlation a candidate pair needs to count as a near copy."
+        NEAR_COPY_THRESHOLD,
+        gt=0.0,
+        le=1.0,
+        description="Detail correlation a candidate pair needs to count as a near copy.",
     )
     policy: dict[str, Policy] = Field(default_factory=lambda: dict(DEFAULT_POLICY))
 
@@ -281,8 +306,13 @@ def file_flags(facts: FileAnalysis, options: CleanOptions, name: str = "") -> li
     if mode == "CMYK":
         out.append(("cmyk", "CMYK colour, converted to RGB"))
     if mode in ("P", "PA") or facts.transparency:
-        out.append(("palette_alpha", f"{'palette' if mode.startswith('P') else mode} image"
-                    f"{' with transparency' if facts.transparency else ''}, converted to RGB"))
+        out.append(
+            (
+                "palette_alpha",
+                f"{'palette' if mode.startswith('P') else mode} image"
+                f"{' with transparency' if facts.transparency else ''}, converted to RGB",
+            )
+        )
     if mode.startswith("I") or mode == "F":
         out.append(("high_bit_depth", f"{mode} samples, scaled to 8-bit RGB"))
     if mode in ("L", "LA", "1") or mode.startswith("I") or mode == "F":
@@ -300,5 +330,3 @@ def _extension_flags(fmt: str, name: str) -> list[tuple[str, str]]:
     if not suffix or not expected or suffix in expected:
         return []
     return [("wrong_extension", f"{fmt} data in a {suffix} file (decoded as {fmt}; rename it {expected[0]})")]
-
-

@@ -82,7 +82,9 @@ def read_path_label_csv(csv_path: Path) -> list[CsvRow]:
             raise DataError(f"{csv_path} row {line}: expected a path and a label, got {shown!r}")
         label = row[label_col].strip()
         if not label:
-            raise DataError(f"{csv_path} row {line}: blank label for {row[path_col].strip()[:120]!r}; every row needs a class")
+            raise DataError(
+                f"{csv_path} row {line}: blank label for {row[path_col].strip()[:120]!r}; every row needs a class"
+            )
         raw = row[path_col].strip()
         path = Path(raw) if Path(raw).is_absolute() else csv_path.parent / raw
         item = CsvRow(raw, path, label, line)
@@ -102,6 +104,10 @@ def read_path_label_csv(csv_path: Path) -> list[CsvRow]:
         first, again = repeats[0]
         log.warning(
             "%s: ignored %d duplicate row(s), e.g. row %d repeats row %d (%s)",
-            csv_path, len(repeats), again.line, first.line, first.raw[:120],
+            csv_path,
+            len(repeats),
+            again.line,
+            first.line,
+            first.raw[:120],
         )
     return out

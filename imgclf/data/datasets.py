@@ -25,7 +25,9 @@ class ImageDataset(Dataset):
     Only decoding counts: an error in ``transform`` on a decoded image propagates.
     """
 
-    def __init__(self, paths: Sequence[Path], labels: Sequence[int] | None, transform: Callable, loader: Loader = load_rgb):
+    def __init__(
+        self, paths: Sequence[Path], labels: Sequence[int] | None, transform: Callable, loader: Loader = load_rgb
+    ):
         self.paths = list(paths)
         self.labels = list(labels) if labels is not None else [-1] * len(self.paths)
         self.transform = transform
@@ -42,7 +44,11 @@ class ImageDataset(Dataset):
         try:
             image = self.load_image(index)  # fully decoded: a file's problems all surface here
         except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-            log.warning("skipping unreadable image %s: %s", self.paths[index], str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+            log.warning(
+                "skipping unreadable image %s: %s",
+                self.paths[index],
+                str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
+            )
             return torch.zeros(self._shape or (3, 1, 1)), self.labels[index], index, False
         # Outside the try: an augmentation that fails on a decoded image is a bug to see, never an unreadable file.
         tensor = self.transform(image)

@@ -33,8 +33,16 @@ from imgclf.errors import ConfigError, DataError
 
 # Upstream label order 0..9, with "/" and " " replaced so each name is a safe folder name.
 CLASS_NAMES: tuple[str, ...] = (
-    "T-shirt_top", "Trouser", "Pullover", "Dress", "Coat",
-    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle_boot",
+    "T-shirt_top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle_boot",
 )
 # The order a class folder listing gives, hence the order classes.json holds and the index
 # a submission's Category refers to.
@@ -73,7 +81,8 @@ def demo_npz_bytes() -> bytes:
     except FileNotFoundError:
         raise DataError(
             f"embedded demo data {DEMO_NPZ} is missing from the imgclf package; "
-            "rebuild it with: python scripts/build_demo_data.py") from None
+            "rebuild it with: python scripts/build_demo_data.py"
+        ) from None
 
 
 def load_demo_arrays(data: bytes | None = None) -> DemoArrays:
@@ -217,11 +226,14 @@ def score_submission(submission_csv: Path, answers_csv: Path) -> dict:
     missing = sorted(set(truth) - set(predicted))
     unknown = sorted(set(predicted) - set(truth))
     if missing:
-        raise DataError(f"submission {submission_csv} lacks {len(missing)} of {len(truth)} test ids "
-                        f"(first: {', '.join(missing[:3])})")
+        raise DataError(
+            f"submission {submission_csv} lacks {len(missing)} of {len(truth)} test ids "
+            f"(first: {', '.join(missing[:3])})"
+        )
     if unknown:
-        raise DataError(f"submission {submission_csv} has {len(unknown)} ids not in the test set "
-                        f"(first: {', '.join(unknown[:3])})")
+        raise DataError(
+            f"submission {submission_csv} has {len(unknown)} ids not in the test set (first: {', '.join(unknown[:3])})"
+        )
     correct = sum(predicted[i] == truth[i] for i in truth)
     return {"accuracy": correct / len(truth) if truth else 0.0, "correct": correct, "count": len(truth)}
 
@@ -235,8 +247,10 @@ def _category_index(value: str, index_of: dict[str, int], image_id: str) -> int:
     except ValueError:
         index = -1
     if not 0 <= index < len(index_of):
-        raise DataError(f"submission Category {value!r} for {image_id} is neither a class index "
-                        f"0..{len(index_of) - 1} nor a class name")
+        raise DataError(
+            f"submission Category {value!r} for {image_id} is neither a class index "
+            f"0..{len(index_of) - 1} nor a class name"
+        )
     return index
 
 
@@ -247,8 +261,10 @@ def _read_rows(path: Path, required: tuple[str, ...]) -> list[dict[str, str]]:
             header = reader.fieldnames or []
             absent = [c for c in required if c not in header]
             if absent:
-                raise DataError(f"{path} needs columns {', '.join(required)}; "
-                                f"missing {', '.join(absent)} (has: {', '.join(header) or 'nothing'})")
+                raise DataError(
+                    f"{path} needs columns {', '.join(required)}; "
+                    f"missing {', '.join(absent)} (has: {', '.join(header) or 'nothing'})"
+                )
             return list(reader)
     except FileNotFoundError:
         raise DataError(f"{path} does not exist") from None

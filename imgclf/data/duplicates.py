@@ -125,7 +125,9 @@ def find_duplicates(
         return found
     full = np.array([int(items[owner[n]].phash, 16) for n in hashed], dtype=np.uint64)
     crops = [(k, h) for k, n in enumerate(hashed) for h in items[owner[n]].crops]
-    pairs = radius_pairs(full, radius, np.array([h for _, h in crops], dtype=np.uint64), np.array([k for k, _ in crops], dtype=np.int64))
+    pairs = radius_pairs(
+        full, radius, np.array([h for _, h in crops], dtype=np.uint64), np.array([k for k, _ in crops], dtype=np.int64)
+    )
     neighbours: dict[int, list[tuple[int, int]]] = {}
     for i, j, d in zip(pairs.i.tolist(), pairs.j.tolist(), pairs.distance.tolist()):
         neighbours.setdefault(hashed[i], []).append((d, hashed[j]))
@@ -155,7 +157,9 @@ def find_duplicates(
     return found
 
 
-def _check(found: Duplicates, thumbs: dict, threshold: float, heads: list[Item], tried: set, rep: int, node: int) -> bool:
+def _check(
+    found: Duplicates, thumbs: dict, threshold: float, heads: list[Item], tried: set, rep: int, node: int
+) -> bool:
     """Pixel-check ``node`` against ``rep`` (once per pair); on success ``node`` joins ``rep``'s star with its evidence."""
     if (rep, node) in tried:
         return False
@@ -178,7 +182,9 @@ def _check(found: Duplicates, thumbs: dict, threshold: float, heads: list[Item],
 def hash_distance(a: Item, b: Item) -> int:
     """Smallest Hamming distance between one image's whole-image hash and the other's whole or crop hashes."""
     fa, fb = int(a.phash, 16), int(b.phash, 16)
-    return min([(fa ^ fb).bit_count()] + [(c ^ fb).bit_count() for c in a.crops] + [(c ^ fa).bit_count() for c in b.crops])
+    return min(
+        [(fa ^ fb).bit_count()] + [(c ^ fb).bit_count() for c in a.crops] + [(c ^ fa).bit_count() for c in b.crops]
+    )
 
 
 def _thumbnails(items, owner, nodes, load, load_many) -> dict[int, np.ndarray]:

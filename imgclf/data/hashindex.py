@@ -69,7 +69,9 @@ def _probe(index: np.ndarray, queries: np.ndarray, owners: np.ndarray, radius: i
     return found
 
 
-def radius_pairs(index: np.ndarray, radius: int, queries: np.ndarray | None = None, owners: np.ndarray | None = None) -> Pairs:
+def radius_pairs(
+    index: np.ndarray, radius: int, queries: np.ndarray | None = None, owners: np.ndarray | None = None
+) -> Pairs:
     """Pairs of indexed hashes within ``radius`` bits; ``queries`` (owned by index rows ``owners``) add more probes.
 
     With extra queries (e.g. crop hashes of each image), a pair is also found when any query of one item
@@ -77,7 +79,11 @@ def radius_pairs(index: np.ndarray, radius: int, queries: np.ndarray | None = No
     """
     index = np.asarray(index, dtype=np.uint64)
     q = index if queries is None else np.concatenate([index, np.asarray(queries, dtype=np.uint64)])
-    own = np.arange(len(index)) if owners is None else np.concatenate([np.arange(len(index)), np.asarray(owners, dtype=np.int64)])
+    own = (
+        np.arange(len(index))
+        if owners is None
+        else np.concatenate([np.arange(len(index)), np.asarray(owners, dtype=np.int64)])
+    )
     found = _probe(index, q, own, radius) if len(index) > 1 else []
     rows = np.concatenate(found) if found else np.zeros((0, 3), dtype=np.int64)
     if not len(rows):

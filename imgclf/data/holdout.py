@@ -35,7 +35,9 @@ def holdout_rows(table: pd.DataFrame, fraction: float, seed: int) -> pd.Series:
     rows = [i for i, g in enumerate(groups) if g in eligible]
     labels = train["label"].iloc[rows].tolist()
     names = sorted(set(labels))
-    chosen = stratified_group_split([names.index(lbl) for lbl in labels], [groups[i] for i in rows], fraction, seed, names)
+    chosen = stratified_group_split(
+        [names.index(lbl) for lbl in labels], [groups[i] for i in rows], fraction, seed, names
+    )
     mask = pd.Series(False, index=table.index)
     mask.loc[train.index[np.array(rows, dtype=int)[chosen]]] = True
     return mask

@@ -226,7 +226,9 @@ def discover_csv(csv_path: Path, allow_outside: bool = False) -> SourcePlan:
     for row in read_path_label_csv(csv_path):
         where = f"{csv_path} row {row.line}"
         if is_credential_name(row.path.name):
-            raise DataError(f"{where}: refusing credential-like file {row.raw[:120]!r}; it must never be copied into a dataset")
+            raise DataError(
+                f"{where}: refusing credential-like file {row.raw[:120]!r}; it must never be copied into a dataset"
+            )
         if not allow_outside and not _inside(row.path, base):
             raise DataError(
                 f"{where}: {row.raw[:120]!r} is outside the CSV's folder {base}; move it in, or pass --allow-outside"
@@ -258,7 +260,9 @@ def _train_from(folder: Path, roots: list[Path], plan: SourcePlan) -> None:
     dirs, files = _children(folder)
     flat = [f for f in files if is_image_name(f.name)]
     if flat and not [d for d in dirs if d.name.lower() not in TEST_DIR_NAMES]:
-        csvs = [f for r in roots for f in _walk_files(r) if f.suffix.lower() == ".csv" and "sample" not in f.stem.lower()]
+        csvs = [
+            f for r in roots for f in _walk_files(r) if f.suffix.lower() == ".csv" and "sample" not in f.stem.lower()
+        ]
         labels = _labels_for_flat(flat, csvs)
         if labels is None:
             raise DataError(
@@ -301,7 +305,9 @@ def _drop_outside_links(plan: SourcePlan, root: Path) -> None:
         setattr(plan, name, keep)
 
 
-def discover(src: Path, work_dir: Path, limits: ExtractLimits = ExtractLimits(), allow_outside: bool = False) -> SourcePlan:
+def discover(
+    src: Path, work_dir: Path, limits: ExtractLimits = ExtractLimits(), allow_outside: bool = False
+) -> SourcePlan:
     """Find train/test/sample_submission in ``src`` (folder, zip or CSV); zips are extracted into ``work_dir``.
 
     Every archive, nested ones included, draws on one :class:`ExtractBudget` built from ``limits``.
@@ -317,7 +323,10 @@ def discover(src: Path, work_dir: Path, limits: ExtractLimits = ExtractLimits(),
     budget = ExtractBudget(limits, free_bytes=_free_bytes(work_dir))
     if src.is_file() and src.suffix.lower() == ".zip":
         budget.add_source_archive(src.stat().st_size)
-        roots_h = [(p, h or src.stem.lower()) for p, h in _expand_zips(extract_cached(src, work_dir, budget), work_dir, budget, 1)]
+        roots_h = [
+            (p, h or src.stem.lower())
+            for p, h in _expand_zips(extract_cached(src, work_dir, budget), work_dir, budget, 1)
+        ]
     elif src.is_dir():
         roots_h = _expand_zips(src, work_dir, budget)
     else:
@@ -352,4 +361,6 @@ def discover(src: Path, work_dir: Path, limits: ExtractLimits = ExtractLimits(),
 def _log_ignored(plan: SourcePlan) -> None:
     if plan.ignored:
         shown = ", ".join(Path(p).name for p in plan.ignored[:3])
-        log.warning("skipped %d file(s) that are not images or not inside the source, e.g. %s", len(plan.ignored), shown)
+        log.warning(
+            "skipped %d file(s) that are not images or not inside the source, e.g. %s", len(plan.ignored), shown
+        )

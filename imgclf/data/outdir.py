@@ -100,8 +100,6 @@ def check_out_dir(out: Path) -> bool:
     return empty
 
 
-
-
 def _create(out: Path) -> None:
     """Make ``out`` and prove it is writable (a read-only or full disk fails here, before any work)."""
     try:

@@ -53,8 +53,13 @@ class DataBundle:
         return [self.samples.rel(self.samples.paths[i]) for i in indices]
 
 
-def build_data(cfg: DataConfig, samples: TrainingSet, pre: Preprocessing, split_out: Path | None,
-               resume_split: dict[str, str] | None = None) -> DataBundle:
+def build_data(
+    cfg: DataConfig,
+    samples: TrainingSet,
+    pre: Preprocessing,
+    split_out: Path | None,
+    resume_split: dict[str, str] | None = None,
+) -> DataBundle:
     """Split ``samples`` (or re-use ``cfg.split_file``) and build the two datasets.
 
     The split depends on ``cfg.split_seed`` only, never on the training seed, so runs with
@@ -68,13 +73,19 @@ def build_data(cfg: DataConfig, samples: TrainingSet, pre: Preprocessing, split_
         lookup = resume_split
         used = np.array([p in lookup for p in rel], dtype=bool)
         if not used.all():
-            log.warning("%d image(s) were added to the dataset since this run started; the resumed run leaves them out "
-                        "(it keeps its split.csv), e.g. %s", int((~used).sum()), rel[int(np.flatnonzero(~used)[0])])
+            log.warning(
+                "%d image(s) were added to the dataset since this run started; the resumed run leaves them out "
+                "(it keeps its split.csv), e.g. %s",
+                int((~used).sum()),
+                rel[int(np.flatnonzero(~used)[0])],
+            )
         is_val = np.array([lookup.get(p) == "val" for p in rel], dtype=bool)
     elif cfg.split_file:
         is_val = load_split(Path(cfg.split_file), rel)
     else:
-        is_val = stratified_group_split(samples.labels, samples.groups, cfg.val_fraction, cfg.split_seed, samples.classes)
+        is_val = stratified_group_split(
+            samples.labels, samples.groups, cfg.val_fraction, cfg.split_seed, samples.classes
+        )
     if split_out is not None:
         save_split(split_out, rel, [samples.classes[i] for i in samples.labels], is_val)
     train_idx = stratified_subset(samples.labels, np.flatnonzero(~is_val & used), cfg.subset, cfg.split_seed)
@@ -82,7 +93,12 @@ def build_data(cfg: DataConfig, samples: TrainingSet, pre: Preprocessing, split_
     loader = image_loader(cfg, samples.root, pre)
     paths = samples.paths
     labels = samples.labels
-    train_data = ImageDataset([paths[i] for i in train_idx], [labels[i] for i in train_idx], train_transform(pre, AugmentSpec.from_config(cfg)), loader)
+    train_data = ImageDataset(
+        [paths[i] for i in train_idx],
+        [labels[i] for i in train_idx],
+        train_transform(pre, AugmentSpec.from_config(cfg)),
+        loader,
+    )
     val_data = ImageDataset([paths[i] for i in val_idx], [labels[i] for i in val_idx], eval_transform(pre), loader)
     return DataBundle(samples, pre, train_idx, val_idx, train_data, val_data, loader)
 

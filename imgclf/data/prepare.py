@@ -69,17 +69,32 @@ class PrepareOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     clean: CleanOptions = CleanOptions()
-    max_archive_bytes: int | None = Field(None, ge=1, description="Cap on the bytes extracted from all archives; None = ratio and free disk only.")
-    max_archive_files: int = Field(2_000_000, ge=1, description="Cap on the number of files extracted from all archives.")
-    max_archive_ratio: float = Field(20.0, gt=0, description="Cap on bytes extracted per byte of the source's archives.")
+    max_archive_bytes: int | None = Field(
+        None, ge=1, description="Cap on the bytes extracted from all archives; None = ratio and free disk only."
+    )
+    max_archive_files: int = Field(
+        2_000_000, ge=1, description="Cap on the number of files extracted from all archives."
+    )
+    max_archive_ratio: float = Field(
+        20.0, gt=0, description="Cap on bytes extracted per byte of the source's archives."
+    )
     allow_outside: bool = Field(False, description="Let CSV rows and file links point outside the source.")
     workers: int | None = Field(None, ge=1, description="Processes for analysis and caching; None = CPU count.")
     cache_image_size: int | None = Field(None, ge=16, description="Also fill the resize cache for this training size.")
     cache_dir: Path | None = Field(None, description="Resize cache location; None = <out>/.imgclf-cache.")
     link: bool = Field(True, description="Hard-link source files into the dataset when possible instead of copying.")
-    max_drop: float = Field(0.05, ge=0.0, le=1.0, description="Largest fraction of a class's readable training images the policy may remove.")
-    apply_proposed: bool = Field(False, description="Drop what the policy only proposes (label conflicts, leaked train copies).")
-    holdout: float = Field(0.0, ge=0.0, lt=1.0, description="Share of the kept training images set aside in holdout/ (0 = none).")
+    max_drop: float = Field(
+        0.05,
+        ge=0.0,
+        le=1.0,
+        description="Largest fraction of a class's readable training images the policy may remove.",
+    )
+    apply_proposed: bool = Field(
+        False, description="Drop what the policy only proposes (label conflicts, leaked train copies)."
+    )
+    holdout: float = Field(
+        0.0, ge=0.0, lt=1.0, description="Share of the kept training images set aside in holdout/ (0 = none)."
+    )
     holdout_seed: int = Field(0, description="Seed of the holdout's draw.")
 
 
@@ -124,7 +139,9 @@ def prepare(
         return _prepare(src, out, options, progress, write_report)
 
 
-def _prepare(src: Path, out: Path, options: PrepareOptions, progress: Progress | None, write_report: ReportWriter | None) -> PrepareResult:
+def _prepare(
+    src: Path, out: Path, options: PrepareOptions, progress: Progress | None, write_report: ReportWriter | None
+) -> PrepareResult:
     start = time.perf_counter()
     src, out = Path(src).resolve(), Path(out).resolve()
     if out == src or src in out.parents:
@@ -138,7 +155,14 @@ def _prepare(src: Path, out: Path, options: PrepareOptions, progress: Progress |
 
     facts, state, analysed = _analyse(work, plan.files, clean.max_pixels, workers, _stage(progress, "analysing"))
     records = [
-        {"path": f.rel, "label": f.label, "split": f.split, "source": str(f.src), "file": str(f.src), **facts[f.rel].to_dict()}
+        {
+            "path": f.rel,
+            "label": f.label,
+            "split": f.split,
+            "source": str(f.src),
+            "file": str(f.src),
+            **facts[f.rel].to_dict(),
+        }
         for f in plan.files
     ]
     loader = partial(_thumbnails, workers=workers)
@@ -158,7 +182,9 @@ def _prepare(src: Path, out: Path, options: PrepareOptions, progress: Progress |
     cache_stats = None
     if options.cache_image_size:
         cache = ResizeCache(options.cache_dir or out / CACHE_DIR, cache_short_side(options.cache_image_size))
-        cache_stats = cache.build([out / p for p in table.loc[table["keep"], "path"]], workers=workers, progress=_stage(progress, "caching"))
+        cache_stats = cache.build(
+            [out / p for p in table.loc[table["keep"], "path"]], workers=workers, progress=_stage(progress, "caching")
+        )
 
     train = table[table["split"] == "train"]
     flag_counts = Counter(f for flags in table["flags"] for f in flags.split(";") if f)
@@ -202,7 +228,9 @@ def _same_file(src: Path, dest: Path) -> bool:
     if not dest.is_file():
         return False
     a, b = src.stat(), dest.stat()
-    return (a.st_ino == b.st_ino and a.st_dev == b.st_dev) or (a.st_size == b.st_size and a.st_mtime_ns == b.st_mtime_ns)
+    return (a.st_ino == b.st_ino and a.st_dev == b.st_dev) or (
+        a.st_size == b.st_size and a.st_mtime_ns == b.st_mtime_ns
+    )
 
 
 def _place(src: Path, dest: Path, link: bool) -> bool:
@@ -228,7 +256,12 @@ def _materialise(plan: SourcePlan, out: Path, link: bool) -> tuple[int, int]:
     if previous is not None:  # only ever delete what an earlier prepare put there
         for rel in previous["path"]:
             target = contained(out, rel)  # a manifest row such as ../../x.txt is never acted on
-            if rel not in wanted and rel.startswith(("train/", "test/", f"{HOLDOUT_DIR}/")) and target is not None and target.is_file():
+            if (
+                rel not in wanted
+                and rel.startswith(("train/", "test/", f"{HOLDOUT_DIR}/"))
+                and target is not None
+                and target.is_file()
+            ):
                 target.unlink()
                 removed += 1
     copied = sum(_place(f.src, out / f.rel, link) for f in plan.files)

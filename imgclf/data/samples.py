@@ -60,7 +60,9 @@ def _scan_folders(root: Path) -> list[tuple[Path, str]]:
     items: list[tuple[Path, str]] = []
     counts: dict[str, int] = {}
     for class_dir in sorted(p for p in train.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        files = sorted(p for p in class_dir.rglob("*") if p.is_file() and is_image_name(p) and not p.name.startswith("."))
+        files = sorted(
+            p for p in class_dir.rglob("*") if p.is_file() and is_image_name(p) and not p.name.startswith(".")
+        )
         counts[class_dir.name] = len(files)
         items.extend((f, class_dir.name) for f in files)
     _check_classes(counts, train)
@@ -118,7 +120,9 @@ def load_training_set(dataset: Path, blocklist: Path | None = None) -> TrainingS
     )
 
 
-def _manifest_items(root: Path, manifest, excluded: list[dict], groups: dict[Path, str], hashes: dict[Path, str]) -> list[tuple[Path, str]]:
+def _manifest_items(
+    root: Path, manifest, excluded: list[dict], groups: dict[Path, str], hashes: dict[Path, str]
+) -> list[tuple[Path, str]]:
     """The manifest's kept training rows; dropped ones go to ``excluded`` with their reason."""
     items = []
     for row in manifest[manifest["split"] == "train"].itertuples(index=False):
@@ -137,8 +141,9 @@ def _manifest_items(root: Path, manifest, excluded: list[dict], groups: dict[Pat
     return items
 
 
-def _apply_blocklist(root: Path, items: list[tuple[Path, str]], blocklist: Path | None, hashes: dict[Path, str],
-                     excluded: list[dict]) -> list[tuple[Path, str]]:
+def _apply_blocklist(
+    root: Path, items: list[tuple[Path, str]], blocklist: Path | None, hashes: dict[Path, str], excluded: list[dict]
+) -> list[tuple[Path, str]]:
     """Leave out what the blocklist in force names (``blocklist``, or ``<root>/blocklist.csv``)."""
     blocklist_path = Path(blocklist) if blocklist else root / "blocklist.csv"
     if blocklist is not None and not blocklist_path.is_file():

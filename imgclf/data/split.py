@@ -48,7 +48,8 @@ def stratified_group_split(
         names = [class_names[c] if class_names else str(c) for c in lonely]
         log.warning(
             "%d class(es) have a single image (or duplicate group) and get no validation image: %s",
-            len(lonely), ", ".join(names[:10]) + (", ..." if len(names) > 10 else ""),
+            len(lonely),
+            ", ".join(names[:10]) + (", ..." if len(names) > 10 else ""),
         )
     for cls in sorted(by_class):
         class_groups = sorted(by_class[cls])
@@ -113,8 +114,13 @@ def read_split_frame(path: Path, columns: tuple[str, ...] = ("path", "split"), *
 
 def _stays_inside(rel: str) -> bool:
     posix = PurePosixPath(rel.replace("\\", "/"))
-    return bool(rel.strip()) and "\0" not in rel and not posix.is_absolute() and ".." not in posix.parts \
+    return (
+        bool(rel.strip())
+        and "\0" not in rel
+        and not posix.is_absolute()
+        and ".." not in posix.parts
         and not PureWindowsPath(rel).drive
+    )
 
 
 def read_split(path: Path) -> dict[str, str]:

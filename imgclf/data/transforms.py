@@ -40,8 +40,12 @@ _PRESETS: dict[str, dict[str, Any]] = {
     "none": dict(scale=None, flips="none", color_jitter=None),
     "light": dict(scale=(0.6, 1.0), flips="h", color_jitter=None),
     "medium": dict(scale=(0.35, 1.0), flips="h", color_jitter=0.3),
-    "strong": dict(scale=(0.25, 1.0), flips="h", color_jitter=None,
-                   extra=dict(auto_augment="rand-m9-mstd0.5-inc1", re_prob=0.25, re_mode="pixel")),
+    "strong": dict(
+        scale=(0.25, 1.0),
+        flips="h",
+        color_jitter=None,
+        extra=dict(auto_augment="rand-m9-mstd0.5-inc1", re_prob=0.25, re_mode="pixel"),
+    ),
 }
 _FLIP_PROBS = {"none": (0.0, 0.0), "h": (0.5, 0.0), "hv": (0.5, 0.5), "d4": (0.0, 0.0)}
 
@@ -64,8 +68,10 @@ class AugmentSpec:
     @classmethod
     def from_config(cls, cfg: Any) -> "AugmentSpec":
         """From a :class:`imgclf.config.DataConfig` (its ``augment`` and override keys)."""
+
         def pair(v):
             return None if v is None else (float(v[0]), float(v[1]))
+
         return cls(cfg.augment, pair(cfg.crop_scale), pair(cfg.crop_ratio), cfg.flips, cfg.color_jitter)
 
     def resolved(self) -> dict[str, Any]:
@@ -77,15 +83,21 @@ class AugmentSpec:
         base = _PRESETS[self.preset]
         jitter = base["color_jitter"] if self.color_jitter is None else (self.color_jitter or None)
         return dict(
-            scale=self.crop_scale or base["scale"], ratio=self.crop_ratio or DEFAULT_RATIO,
-            flips=self.flips or base["flips"], color_jitter=jitter, extra=base.get("extra", {}),
+            scale=self.crop_scale or base["scale"],
+            ratio=self.crop_ratio or DEFAULT_RATIO,
+            flips=self.flips or base["flips"],
+            color_jitter=jitter,
+            extra=base.get("extra", {}),
         )
 
     def describe(self) -> str:
         """One line a person can check: ``medium: crop scale 0.35-1, ratio 0.75-1.33, flips h, colour jitter 0.3``."""
         r = self.resolved()
-        crop = "no random crop" if r["scale"] is None else (
-            f"crop scale {r['scale'][0]:g}-{r['scale'][1]:g}, ratio {r['ratio'][0]:.3g}-{r['ratio'][1]:.3g}")
+        crop = (
+            "no random crop"
+            if r["scale"] is None
+            else (f"crop scale {r['scale'][0]:g}-{r['scale'][1]:g}, ratio {r['ratio'][0]:.3g}-{r['ratio'][1]:.3g}")
+        )
         jitter = f"colour jitter {r['color_jitter']:g}" if r["color_jitter"] else "no colour jitter"
         extra = ", RandAugment m9, random erasing 0.25" if r["extra"] else ""
         return f"{self.preset}: {crop}, flips {r['flips']}, {jitter}{extra}"
@@ -102,8 +114,9 @@ class Preprocessing:
     crop_pct: float = 0.875
 
     @classmethod
-    def from_model(cls, data_config: dict[str, Any], image_size: int | None = None,
-                   crop_pct: float | None = None) -> "Preprocessing":
+    def from_model(
+        cls, data_config: dict[str, Any], image_size: int | None = None, crop_pct: float | None = None
+    ) -> "Preprocessing":
         """Take mean/std/interpolation/crop from the model's timm data config; ``image_size`` and
         ``crop_pct`` (data.eval_crop_pct: 1.0 = no border cut) override the model's when given."""
         size = image_size or int(data_config["input_size"][-1])
@@ -164,9 +177,18 @@ def train_transform(pre: Preprocessing, augment: AugmentSpec | str) -> Callable:
             steps.append(transforms.ColorJitter(*(3 * [r["color_jitter"]])))
         base = transforms.Compose([*steps, eval_transform(pre)]) if steps else eval_transform(pre)
     else:
-        base = _posterize_keeps_a_bit(create_transform(
-            is_training=True, scale=r["scale"], ratio=r["ratio"], hflip=hflip, vflip=vflip,
-            color_jitter=r["color_jitter"], **_model_kwargs(pre), **r["extra"]))
+        base = _posterize_keeps_a_bit(
+            create_transform(
+                is_training=True,
+                scale=r["scale"],
+                ratio=r["ratio"],
+                hflip=hflip,
+                vflip=vflip,
+                color_jitter=r["color_jitter"],
+                **_model_kwargs(pre),
+                **r["extra"],
+            )
+        )
     return transforms.Compose([RandomDihedral(), base]) if r["flips"] == "d4" else base
 
 

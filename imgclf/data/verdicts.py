@@ -65,7 +65,12 @@ def _group_flags(rows: list[dict], members: list[int], dups: Duplicates) -> dict
             conflict = [j for j in others if rows[j]["split"] == "train" and rows[j]["label"] != me["label"]]
             if conflict:
                 j = _closest(i, conflict, dups)
-                out[i].append(("label_conflict", f"label conflict with {rows[j]['path']} labelled {rows[j]['label']!r}: {dups.evidence(i, j)}"))
+                out[i].append(
+                    (
+                        "label_conflict",
+                        f"label conflict with {rows[j]['path']} labelled {rows[j]['label']!r}: {dups.evidence(i, j)}",
+                    )
+                )
         leak = [j for j in others if rows[j]["split"] != me["split"]]
         if leak:
             j = _closest(i, leak, dups)
@@ -76,7 +81,14 @@ def _group_flags(rows: list[dict], members: list[int], dups: Duplicates) -> dict
 def _closest(i: int, candidates: list[int], dups: Duplicates) -> int:
     """Prefer the partner with direct evidence: identical file, then the star's representative."""
     rep = dups.rep.get(dups.node[i], dups.node[i])
-    return min(candidates, key=lambda j: (dups.node[j] != dups.node[i], dups.node[j] != rep and dups.rep.get(dups.node[j]) != dups.node[i], j))
+    return min(
+        candidates,
+        key=lambda j: (
+            dups.node[j] != dups.node[i],
+            dups.node[j] != rep and dups.rep.get(dups.node[j]) != dups.node[i],
+            j,
+        ),
+    )
 
 
 def assess(
@@ -96,7 +108,11 @@ def assess(
     rows = sorted(records, key=lambda r: (r["split"], r["path"]))
     flags = [file_flags(FileAnalysis.from_dict(r), options, str(r["path"])) for r in rows]
     dups = find_duplicates(
-        _items(rows, flags, root), threshold=options.min_similarity, radius=options.hash_radius, load_many=load_many, progress=progress
+        _items(rows, flags, root),
+        threshold=options.min_similarity,
+        radius=options.hash_radius,
+        load_many=load_many,
+        progress=progress,
     )
     groups = dups.group_members()
     group_of = {i: f"g{n + 1:04d}" for n, members in enumerate(groups) for i in members}
@@ -121,7 +137,14 @@ def assess(
     return table
 
 
-def _keep_one(rows: list[dict], flags: list[Flags], dups: Duplicates, group_of: dict[int, str], keep: list[bool], policy: dict[str, Policy]) -> None:
+def _keep_one(
+    rows: list[dict],
+    flags: list[Flags],
+    dups: Duplicates,
+    group_of: dict[int, str],
+    keep: list[bool],
+    policy: dict[str, Policy],
+) -> None:
     """Per class in train: one file per set of identical bytes (exact_duplicate), then one per group (near_duplicate)."""
     for flag, key in (("exact_duplicate", lambda i: dups.node[i]), ("near_duplicate", lambda i: group_of[i])):
         if policy[flag] != "keep_one":
@@ -136,7 +159,9 @@ def _keep_one(rows: list[dict], flags: list[Flags], dups: Duplicates, group_of: 
             for i in same:
                 if i != best and keep[i]:
                     keep[i] = False
-                    flags[i][:] = [(f, f"{r} (kept {rows[best]['path']} instead)" if f == flag else r) for f, r in flags[i]]
+                    flags[i][:] = [
+                        (f, f"{r} (kept {rows[best]['path']} instead)" if f == flag else r) for f, r in flags[i]
+                    ]
 
 
 def proposed(table: pd.DataFrame, policy: dict[str, Policy]) -> pd.Series:

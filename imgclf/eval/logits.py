@@ -73,13 +73,15 @@ def write_val_predictions(path: Path, result: EvalResult, data, subset_idx: np.n
     paths = [data.samples.rel(data.samples.paths[subset_idx[i]]) for i in result.indices]
     probs = result.probs
     preds = probs.argmax(1) if len(probs) else np.zeros(0, dtype=int)
-    frame = pd.DataFrame({
-        "path": paths,
-        "label": [classes[i] for i in result.labels],
-        "pred": [classes[i] for i in preds],
-        "confidence": probs.max(1) if len(probs) else [],
-        "correct": preds == result.labels,
-    })
+    frame = pd.DataFrame(
+        {
+            "path": paths,
+            "label": [classes[i] for i in result.labels],
+            "pred": [classes[i] for i in preds],
+            "confidence": probs.max(1) if len(probs) else [],
+            "correct": preds == result.labels,
+        }
+    )
     for j, _name in enumerate(classes):
         frame[f"logit_{j}"] = result.logits[:, j] if len(probs) else []
     with atomic_path(path) as tmp:

@@ -56,7 +56,9 @@ def _qwk(y: np.ndarray, p: np.ndarray, k: int) -> float:
         warnings.simplefilter("ignore")  # undefined → NaN, reported below
         value = float(cohen_kappa_score(y, p.argmax(1), labels=list(range(p.shape[1])), weights="quadratic"))
     if not math.isfinite(value):
-        log.warning("quadratic weighted kappa is undefined here (labels and predictions hold a single class); recorded as NaN")
+        log.warning(
+            "quadratic weighted kappa is undefined here (labels and predictions hold a single class); recorded as NaN"
+        )
     return value
 
 
@@ -71,8 +73,12 @@ def _roc_auc(y: np.ndarray, p: np.ndarray, k: int) -> float:
     if n_classes == 2:
         return float(roc_auc_score(y, p[:, 1]))
     if len(present) < n_classes:
-        log.warning("ROC AUC: only %d of %d classes occur in these labels; the macro mean is over those %d",
-                    len(present), n_classes, len(present))
+        log.warning(
+            "ROC AUC: only %d of %d classes occur in these labels; the macro mean is over those %d",
+            len(present),
+            n_classes,
+            len(present),
+        )
         return float(np.mean([roc_auc_score(y == c, p[:, c]) for c in present]))
     return float(roc_auc_score(y, p, multi_class="ovr", average="macro", labels=list(range(n_classes))))
 
@@ -80,7 +86,9 @@ def _roc_auc(y: np.ndarray, p: np.ndarray, k: int) -> float:
 def _top_k(y: np.ndarray, p: np.ndarray, k: int) -> float:
     n_classes = p.shape[1]
     if k >= n_classes:
-        log.warning("top-%d accuracy with %d classes is always 1; choose train.metric_k below %d", k, n_classes, n_classes)
+        log.warning(
+            "top-%d accuracy with %d classes is always 1; choose train.metric_k below %d", k, n_classes, n_classes
+        )
         return 1.0
     if n_classes == 2:  # k == 1: scikit-learn takes the positive class's score in the binary case
         return float(top_k_accuracy_score(y, p[:, 1], k=1, labels=[0, 1]))
@@ -118,7 +126,9 @@ class Metric:
             p = np.clip(np.asarray(probs, dtype=np.float64), 1e-15, None)
             p = p / p.sum(1, keepdims=True)  # probabilities read back from CSV are rounded
         if p.ndim != 2 or len(y) != p.shape[0]:
-            raise ValueError(f"{self.name}: expected (samples, classes) scores for {len(y)} labels, got shape {p.shape}")
+            raise ValueError(
+                f"{self.name}: expected (samples, classes) scores for {len(y)} labels, got shape {p.shape}"
+            )
         return self.fn(y, p, self.k)
 
     def better(self, a: float, b: float) -> bool:
@@ -136,7 +146,12 @@ _REGISTRY: dict[str, tuple[str, str, Callable[[np.ndarray, np.ndarray, int], flo
     "macro_f1": ("max", "labels", _macro_f1, "F1 averaged over classes, each class equal"),
     "qwk": ("max", "labels", _qwk, "quadratic weighted Cohen's kappa (ordered classes, in classes.json order)"),
     "roc_auc": ("max", "probs", _roc_auc, "ROC AUC, one-vs-rest, macro over classes"),
-    "top_k": ("max", "probs", _top_k, "share of images whose label is among the k most probable classes (train.metric_k)"),
+    "top_k": (
+        "max",
+        "probs",
+        _top_k,
+        "share of images whose label is among the k most probable classes (train.metric_k)",
+    ),
 }
 METRIC_NAMES: tuple[str, ...] = tuple(_REGISTRY)
 

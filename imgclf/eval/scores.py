@@ -36,6 +36,8 @@ def most_confused(confusion: np.ndarray, classes: list[str], top: int = 10) -> l
     """Off-diagonal (true, predicted, count) triples, largest first."""
     pairs = [
         (classes[i], classes[j], int(confusion[i, j]))
-        for i in range(len(classes)) for j in range(len(classes)) if i != j and confusion[i, j] > 0
+        for i in range(len(classes))
+        for j in range(len(classes))
+        if i != j and confusion[i, j] > 0
     ]
     return sorted(pairs, key=lambda t: -t[2])[:top]

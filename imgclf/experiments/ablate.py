@@ -142,7 +142,13 @@ def parse_grid(data: Any, name: str = "grid", where: str = "grid") -> Grid:
         if value not in axes[key]:
             raise ConfigError(f"{where}: baseline {key}={value!r} is not one of the axis values {axes[key]}")
     description = data.get("description") or ""
-    return Grid(name=name, base=base, axes={k: list(v) for k, v in axes.items()}, baseline=dict(baseline), description=str(description).strip())
+    return Grid(
+        name=name,
+        base=base,
+        axes={k: list(v) for k, v in axes.items()},
+        baseline=dict(baseline),
+        description=str(description).strip(),
+    )
 
 
 def short_names(keys: list[str]) -> dict[str, str]:
@@ -197,8 +203,12 @@ def plan_ablation(grid: Grid, dataset: Path, seeds: int, out: Path, overrides: l
         except ConfigError as exc:
             raise ConfigError(f"grid {grid.name}, cell {cell.label(short)}: {exc}") from None
         for seed in seed_values:
-            configs[(cell.slug, seed)] = with_overrides(cell_cfg, {"train.seed": seed, "data.split_file": str(split_file)})
-    plan = Plan(grid, Path(dataset).resolve(), out, cells, seed_values, baseline_index(grid, cells), split_file, configs, short)
+            configs[(cell.slug, seed)] = with_overrides(
+                cell_cfg, {"train.seed": seed, "data.split_file": str(split_file)}
+            )
+    plan = Plan(
+        grid, Path(dataset).resolve(), out, cells, seed_values, baseline_index(grid, cells), split_file, configs, short
+    )
     _check_existing(plan)
     return plan
 
@@ -230,17 +240,20 @@ def _check_existing(plan: Plan) -> None:
 def write_manifest(plan: Plan) -> Path:
     """``ablation.json``: enough to rebuild the table from ``out`` alone."""
     path = plan.out / MANIFEST
-    atomic_write_json(path, {
-        "grid": plan.grid.name,
-        "description": plan.grid.description,
-        "dataset": str(plan.dataset),
-        "axes": plan.grid.axes,
-        "base": plan.grid.base,
-        "cells": [{"slug": c.slug, "settings": c.settings} for c in plan.cells],
-        "baseline": plan.cells[plan.baseline].slug,
-        "seeds": plan.seeds,
-        "split_file": str(plan.split_file),
-    })
+    atomic_write_json(
+        path,
+        {
+            "grid": plan.grid.name,
+            "description": plan.grid.description,
+            "dataset": str(plan.dataset),
+            "axes": plan.grid.axes,
+            "base": plan.grid.base,
+            "cells": [{"slug": c.slug, "settings": c.settings} for c in plan.cells],
+            "baseline": plan.cells[plan.baseline].slug,
+            "seeds": plan.seeds,
+            "split_file": str(plan.split_file),
+        },
+    )
     return path
 
 
@@ -254,7 +267,9 @@ def ensure_split(plan: Plan) -> Path:
     cfg = plan.configs[(plan.cells[0].slug, plan.seeds[0])].data
     samples = load_training_set(plan.dataset, Path(cfg.blocklist) if cfg.blocklist else None)
     is_val = stratified_group_split(samples.labels, samples.groups, cfg.val_fraction, cfg.split_seed)
-    save_split(plan.split_file, [samples.rel(p) for p in samples.paths], [samples.classes[i] for i in samples.labels], is_val)
+    save_split(
+        plan.split_file, [samples.rel(p) for p in samples.paths], [samples.classes[i] for i in samples.labels], is_val
+    )
     return plan.split_file
 
 
@@ -304,7 +319,13 @@ def run_ablation(
             try:
                 with (session or _no_session)(cfg, run_dir, f"{plan.grid.name}/{cell.slug}/seed{seed}") as extra:
                     shown = [progress()] if progress else []
-                    fit(cfg, plan.dataset, run_dir, resume=state == "resume", callbacks=[*shown, *(callbacks or []), *extra])
+                    fit(
+                        cfg,
+                        plan.dataset,
+                        run_dir,
+                        resume=state == "resume",
+                        callbacks=[*shown, *(callbacks or []), *extra],
+                    )
             except TrainingInterrupted:
                 raise TrainingInterrupted(
                     f"ablation interrupted in cell {cell.label(plan.short_names)}, seed {seed}; finished runs are kept — "

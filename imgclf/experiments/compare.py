@@ -33,15 +33,26 @@ from imgclf.safe_yaml import read_yaml_file
 
 log = logging.getLogger("imgclf")
 
-METRIC_COLUMNS = ("val_accuracy", "val_loss", "val_macro_f1", "best_epoch", "epochs_run", "train_seconds", "total_params", "trainable_params")
+METRIC_COLUMNS = (
+    "val_accuracy",
+    "val_loss",
+    "val_macro_f1",
+    "best_epoch",
+    "epochs_run",
+    "train_seconds",
+    "total_params",
+    "trainable_params",
+)
 # Smaller is better for these; larger for every other sortable column.
 ASCENDING = ("val_loss", "val_log_loss", "train_seconds", "total_params", "trainable_params", "mean_epoch_seconds")
 # A --budget run's summary has no val_accuracy of its own: this column ranks every run, by val_accuracy where the
 # run has one, else by the recipe's held-out estimate (summary.json: recipe.estimate). Shown when a budget run is.
 ESTIMATE = "val_accuracy_estimate"
-ESTIMATE_NOTE = (f"{ESTIMATE}: val_accuracy, or for a --budget run the accuracy of the blend it submits, with its TTA, "
-                 "on the validation images every one of its models held out (recipe.estimate in summary.json); --sort "
-                 f"{ESTIMATE} ranks every run.")
+ESTIMATE_NOTE = (
+    f"{ESTIMATE}: val_accuracy, or for a --budget run the accuracy of the blend it submits, with its TTA, "
+    "on the validation images every one of its models held out (recipe.estimate in summary.json); --sort "
+    f"{ESTIMATE} ranks every run."
+)
 # Keys that differ between runs without saying anything about the experiment.
 IGNORED_KEYS = ("tracking.uri", "data.num_workers", "data.cache_dir")
 
@@ -76,7 +87,9 @@ def load_run(path: str | Path, name: str | None = None) -> RunRecord:
         summary = json.loads(run.summary.read_text())
     except (ValueError, OSError) as exc:
         raise RunDirError(f"{run.root}: cannot read config.yaml/summary.json ({exc.__class__.__name__})") from None
-    return RunRecord(name=name or run.root.name, path=run.root, config=config, summary=summary, metrics=read_metrics(run.metrics))
+    return RunRecord(
+        name=name or run.root.name, path=run.root, config=config, summary=summary, metrics=read_metrics(run.metrics)
+    )
 
 
 def expand_run_dirs(paths: list[Path]) -> list[Path]:
@@ -115,8 +128,8 @@ def runs_from_experiment(experiment: str, tracking_uri: str) -> list[RunRecord]:
     from imgclf.tracking.urls import one_line, sqlalchemy_url
     from imgclf.secrets import mask_url
 
-    if tracking_uri.startswith("sqlite:///") and not Path(tracking_uri[len("sqlite:///"):]).is_file():
-        raise ConfigError(f"no MLflow store at {tracking_uri[len('sqlite:///'):]}; pass --tracking-uri")
+    if tracking_uri.startswith("sqlite:///") and not Path(tracking_uri[len("sqlite:///") :]).is_file():
+        raise ConfigError(f"no MLflow store at {tracking_uri[len('sqlite:///') :]}; pass --tracking-uri")
     try:
         with bounded_mlflow_http():
             client = MlflowClient(tracking_uri=sqlalchemy_url(tracking_uri))
@@ -126,7 +139,9 @@ def runs_from_experiment(experiment: str, tracking_uri: str) -> list[RunRecord]:
     except Exception as exc:
         raise ConfigError(f"cannot read MLflow store {mask_url(tracking_uri)}: {one_line(exc, tracking_uri)}") from None
     if exp is None:
-        raise ConfigError(f"no MLflow experiment {experiment!r} in {mask_url(tracking_uri)} (there: {', '.join(names) or 'none'})")
+        raise ConfigError(
+            f"no MLflow experiment {experiment!r} in {mask_url(tracking_uri)} (there: {', '.join(names) or 'none'})"
+        )
     dirs, missing = [], 0
     for r in found:
         path = r.data.tags.get(RUN_DIR_TAG)
@@ -135,7 +150,9 @@ def runs_from_experiment(experiment: str, tracking_uri: str) -> list[RunRecord]:
         else:
             missing += 1
     if missing:
-        log.warning("%d run(s) of experiment %s left out: unfinished, or their run directory is gone", missing, experiment)
+        log.warning(
+            "%d run(s) of experiment %s left out: unfinished, or their run directory is gone", missing, experiment
+        )
     if not dirs:
         raise RunDirError(f"experiment {experiment!r} has no finished run whose run directory still exists")
     return load_runs(sorted(set(dirs)))
@@ -144,7 +161,11 @@ def runs_from_experiment(experiment: str, tracking_uri: str) -> list[RunRecord]:
 def differing_keys(runs: list[RunRecord]) -> list[str]:
     """Config keys whose values are not the same in every run (a key missing from a run counts as differing)."""
     keys = sorted(set().union(*(r.config for r in runs)) - set(IGNORED_KEYS))
-    return [k for k in keys if len({json.dumps(r.config.get(k, "<missing>"), sort_keys=True, default=str) for r in runs}) > 1]
+    return [
+        k
+        for k in keys
+        if len({json.dumps(r.config.get(k, "<missing>"), sort_keys=True, default=str) for r in runs}) > 1
+    ]
 
 
 def compare_runs(runs: list[RunRecord], sort: str = "val_accuracy") -> Comparison:
@@ -152,11 +173,17 @@ def compare_runs(runs: list[RunRecord], sort: str = "val_accuracy") -> Compariso
         raise RunDirError("nothing to compare: give run directories or --experiment NAME")
     differing = differing_keys(runs)
     # Runs scored with another train.metric add its val_<metric> column (e.g. val_qwk).
-    own = [f"val_{m}" for m in dict.fromkeys(r.summary.get("metric") for r in runs) if m and f"val_{m}" not in METRIC_COLUMNS]
+    own = [
+        f"val_{m}"
+        for m in dict.fromkeys(r.summary.get("metric") for r in runs)
+        if m and f"val_{m}" not in METRIC_COLUMNS
+    ]
     budget = any(isinstance(r.summary.get("recipe"), dict) for r in runs)
     columns = ["run", *differing, *own, *METRIC_COLUMNS, *([ESTIMATE] if budget else [])]
     if sort not in columns:
-        raise ConfigError(f"--sort {sort!r} is not a column; choose one of {', '.join(c for c in columns if c != 'run')}")
+        raise ConfigError(
+            f"--sort {sort!r} is not a column; choose one of {', '.join(c for c in columns if c != 'run')}"
+        )
     rows = []
     for r in runs:
         row: dict[str, Any] = {"run": r.name}
@@ -201,7 +228,10 @@ def report_paths(out: Path) -> tuple[Path, Path, Path]:
 def write_report(comparison: Comparison, out: Path, title: str = "Run comparison") -> tuple[Path, Path, Path]:
     html_path, md_path, csv_path = report_paths(out)
     md_path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(md_path, f"# {title}\n\nSorted by {comparison.sort}; config keys shown are those that differ.\n\n{comparison.markdown}")
+    atomic_write_text(
+        md_path,
+        f"# {title}\n\nSorted by {comparison.sort}; config keys shown are those that differ.\n\n{comparison.markdown}",
+    )
     write_csv(csv_path, comparison.rows, comparison.columns)
     html.write_page(html_path, render_html(comparison, title))
     return html_path, md_path, csv_path

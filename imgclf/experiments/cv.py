@@ -49,7 +49,6 @@ from imgclf.run.trust import run_config
 log = logging.getLogger("imgclf")
 
 
-
 def make_folds(labels: list[int], groups: list[str], k: int, seed: int) -> np.ndarray:
     """Fold number (1..k) of every sample: stratified by label, duplicate groups kept whole.
 
@@ -60,7 +59,9 @@ def make_folds(labels: list[int], groups: list[str], k: int, seed: int) -> np.nd
     if k < 2:
         raise ConfigError(f"--folds must be at least 2 (got {k})")
     if n_groups < k:
-        raise DataError(f"cannot make {k} folds from {n_groups} distinct image groups; use --folds {max(2, n_groups)} or fewer")
+        raise DataError(
+            f"cannot make {k} folds from {n_groups} distinct image groups; use --folds {max(2, n_groups)} or fewer"
+        )
     folds = np.zeros(len(labels), dtype=int)
     splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed % 2**32)
     with warnings.catch_warnings():
@@ -69,7 +70,12 @@ def make_folds(labels: list[int], groups: list[str], k: int, seed: int) -> np.nd
             folds[val_idx] = fold
     counts = np.bincount(labels)
     if counts.min() < k:
-        log.warning("class %d has only %d image(s), fewer than the %d folds: some folds validate without it", counts.argmin(), counts.min(), k)
+        log.warning(
+            "class %d has only %d image(s), fewer than the %d folds: some folds validate without it",
+            counts.argmin(),
+            counts.min(),
+            k,
+        )
     return folds
 
 
@@ -87,7 +93,9 @@ def plan_folds(samples: TrainingSet, out: Path, k: int, seed: int) -> np.ndarray
             raise DataError(f"{path} does not match the dataset any more (images or --folds changed); use a new --out")
         return np.array([lookup[p] for p in rel], dtype=int)
     folds = make_folds(samples.labels, samples.groups, k, seed)
-    frame = pd.DataFrame({"path": rel, "label": [samples.classes[i] for i in samples.labels], "group": samples.groups, "fold": folds})
+    frame = pd.DataFrame(
+        {"path": rel, "label": [samples.classes[i] for i in samples.labels], "group": samples.groups, "fold": folds}
+    )
     with atomic_path(path) as tmp:
         frame.to_csv(tmp, index=False)
     return folds
@@ -116,7 +124,9 @@ def _check_resume(cfg: Config, out: Path, k: int) -> tuple[Config, bool]:
         raise ConfigError(f"{out} holds a {held}-fold CV; use --folds {held} to resume it, or another --out")
     saved = build_config(read_yaml(BlendDir(out).cv_config))
     if _resolved(saved) != _resolved(cfg):
-        raise ConfigError(f"{out} was started with another config ({BlendDir(out).cv_config}); use the same --config/--set to resume, or another --out")
+        raise ConfigError(
+            f"{out} was started with another config ({BlendDir(out).cv_config}); use the same --config/--set to resume, or another --out"
+        )
     return saved, False
 
 
@@ -131,10 +141,15 @@ def _resolved(cfg: Config) -> dict[str, Any]:
 def _record_start(cfg: Config, dataset: Path, out: Path, k: int) -> None:
     """Written once the folds exist, so a CV that could not start leaves nothing to resume."""
     save_config(cfg, BlendDir(out).cv_config)
-    atomic_write_json(BlendDir(out).cv_spec, {
-        "folds": k, "seed": cfg.data.split_seed, "dataset": str(Path(dataset).resolve()),
-        "fold_dirs": [f"fold_{i}" for i in range(1, k + 1)],
-    })
+    atomic_write_json(
+        BlendDir(out).cv_spec,
+        {
+            "folds": k,
+            "seed": cfg.data.split_seed,
+            "dataset": str(Path(dataset).resolve()),
+            "fold_dirs": [f"fold_{i}" for i in range(1, k + 1)],
+        },
+    )
 
 
 # train_one(cfg, dataset, out, resume, name) -> summary: the CLI wraps fit with progress and MLflow.
@@ -166,12 +181,17 @@ def collect_oof(out: Path, k: int, classes: list[str]) -> Oof:
     for i in range(1, k + 1):
         oof = read_run_oof(out / f"fold_{i}")
         if oof.classes != classes:
-            raise DataError(f"{out / f'fold_{i}'} was trained on other classes than the dataset has now; use a new --out")
+            raise DataError(
+                f"{out / f'fold_{i}'} was trained on other classes than the dataset has now; use a new --out"
+            )
         oof.folds = np.full(len(oof.paths), i, dtype=int)
         parts.append(oof)
     merged = Oof(
-        [p for o in parts for p in o.paths], np.concatenate([o.labels for o in parts]),
-        np.concatenate([o.probs for o in parts]), classes, np.concatenate([o.folds for o in parts]),
+        [p for o in parts for p in o.paths],
+        np.concatenate([o.labels for o in parts]),
+        np.concatenate([o.probs for o in parts]),
+        classes,
+        np.concatenate([o.folds for o in parts]),
     )
     dup = pd.Series(merged.paths).duplicated()
     if dup.any():
@@ -193,12 +213,17 @@ def summarize(out: Path, k: int, oof: Oof, metric: Metric | None = None) -> dict
     for i in range(1, k + 1):
         run_summary = BlendDir(out).fold(i).read_summary()
         mask = oof.folds == i
-        rows.append({
-            "fold": i, **scores(oof.labels[mask], oof.probs[mask], metric),
-            "best_epoch": run_summary.get("best_epoch"), "epochs_run": run_summary.get("epochs_run"),
-            "temperature": run_summary.get("temperature"), "train_seconds": run_summary.get("train_seconds"),
-            "train_images": run_summary.get("train_images"),
-        })
+        rows.append(
+            {
+                "fold": i,
+                **scores(oof.labels[mask], oof.probs[mask], metric),
+                "best_epoch": run_summary.get("best_epoch"),
+                "epochs_run": run_summary.get("epochs_run"),
+                "temperature": run_summary.get("temperature"),
+                "train_seconds": run_summary.get("train_seconds"),
+                "train_images": run_summary.get("train_images"),
+            }
+        )
     names = dict.fromkeys((metric.name, "accuracy", "macro_f1", "log_loss"))  # the run's metric first
     return {
         "folds": k,
@@ -221,7 +246,13 @@ def median_best_epoch(per_fold: list[dict[str, Any]]) -> int:
 
 
 def run_cv(
-    cfg: Config, dataset: Path, out: Path, *, folds: int, train_one: TrainFn, refit: bool = False,
+    cfg: Config,
+    dataset: Path,
+    out: Path,
+    *,
+    folds: int,
+    train_one: TrainFn,
+    refit: bool = False,
 ) -> dict[str, Any]:
     """Plan (or re-read) the folds, train what is missing, then write OOF, summary, label issues, report."""
     from imgclf.experiments.cv_refit import run_refit

@@ -22,10 +22,15 @@ def _spread_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
     rows = []
     for metric, v in summary["cv"].items():
         lo, hi = v["ci95"]
-        rows.append({
-            "metric": metric, "mean": v["mean"], "std": v["std"],
-            "95% interval": "—" if lo is None else f"[{lo:.4f}, {hi:.4f}]", "OOF (all images)": summary["oof"][metric],
-        })
+        rows.append(
+            {
+                "metric": metric,
+                "mean": v["mean"],
+                "std": v["std"],
+                "95% interval": "—" if lo is None else f"[{lo:.4f}, {hi:.4f}]",
+                "OOF (all images)": summary["oof"][metric],
+            }
+        )
     return rows
 
 
@@ -64,15 +69,36 @@ def render_cv_report(cv_dir: Path) -> str:
     classes = files.read_classes()
     folds = spec["fold_dirs"]
     metric = get_metric(summary.get("metric", "accuracy"), summary.get("metric_k", 5))
-    columns = dict.fromkeys(("fold", "images", metric.name, "accuracy", "macro_f1", "log_loss", "best_epoch", "epochs_run",
-                             "temperature", "train_seconds"))
+    columns = dict.fromkeys(
+        (
+            "fold",
+            "images",
+            metric.name,
+            "accuracy",
+            "macro_f1",
+            "log_loss",
+            "best_epoch",
+            "epochs_run",
+            "temperature",
+            "train_seconds",
+        )
+    )
     per_fold = [{k: r.get(k) for k in columns} for r in summary["per_fold"]]
     parts = [
-        h.section("Cross-validation", h.table(_spread_rows(summary)),
-                  h.paragraph(f"The run's metric (train.metric) is {metric.label} ({'higher' if metric.direction == 'max' else 'lower'} "
-                              "is better). Scores use each fold's calibrated probabilities (softmax(logit / temperature)); "
-                              "the interval is Student-t over folds.", "note")),
-        h.section("Per fold", h.table(per_fold, highlight={"accuracy": "max", "log_loss": "min", metric.name: metric.direction})),
+        h.section(
+            "Cross-validation",
+            h.table(_spread_rows(summary)),
+            h.paragraph(
+                f"The run's metric (train.metric) is {metric.label} ({'higher' if metric.direction == 'max' else 'lower'} "
+                "is better). Scores use each fold's calibrated probabilities (softmax(logit / temperature)); "
+                "the interval is Student-t over folds.",
+                "note",
+            ),
+        ),
+        h.section(
+            "Per fold",
+            h.table(per_fold, highlight={"accuracy": "max", "log_loss": "min", metric.name: metric.direction}),
+        ),
         h.section("Learning curves", _curves(cv_dir, folds)),
         h.section("Out-of-fold confusion matrix", _confusion(cv_dir, classes)),
         h.section("Label-issue candidates", _issues(cv_dir)),
@@ -82,9 +108,15 @@ def render_cv_report(cv_dir: Path) -> str:
         parts.insert(1, recipe)
     refit = summary.get("refit")
     if refit:
-        parts.append(h.section("Refit", h.paragraph(
-            f"{cv_dir / refit['run']}: trained on all {refit.get('train_images')} images for {refit['epochs']} epoch(s) "
-            f"({refit['epochs_from']}; fold best epochs {refit['fold_best_epochs']}). It has no validation of its own.")))
+        parts.append(
+            h.section(
+                "Refit",
+                h.paragraph(
+                    f"{cv_dir / refit['run']}: trained on all {refit.get('train_images')} images for {refit['epochs']} epoch(s) "
+                    f"({refit['epochs_from']}; fold best epochs {refit['fold_best_epochs']}). It has no validation of its own."
+                ),
+            )
+        )
     subtitle = f"{spec['folds']} folds of {spec['dataset']} · {summary['oof']['images']} out-of-fold images"
     return h.page(f"CV report: {cv_dir.name}", *parts, subtitle=subtitle)
 

@@ -76,14 +76,20 @@ def blend_weights(probs: Sequence[np.ndarray], labels: np.ndarray, method: str =
         return -(picked / np.clip(w @ picked, 1e-15, None)).mean(axis=1)
 
     result = minimize(
-        loss, equal, jac=grad, method="SLSQP", bounds=[(0.0, 1.0)] * m,
+        loss,
+        equal,
+        jac=grad,
+        method="SLSQP",
+        bounds=[(0.0, 1.0)] * m,
         constraints=[{"type": "eq", "fun": lambda w: w.sum() - 1.0, "jac": lambda w: np.ones_like(w)}],
         options={"ftol": 1e-10, "maxiter": 500},
     )
     weights = np.clip(result.x, 0.0, None)
     weights = weights / weights.sum() if weights.sum() > 0 else equal
     if loss(weights) > loss(equal):  # a failed solve must never make the blend worse than the plain mean
-        log.warning("blend weight optimisation did not improve on equal weights (%s); using equal weights", result.message)
+        log.warning(
+            "blend weight optimisation did not improve on equal weights (%s); using equal weights", result.message
+        )
         return equal
     return weights
 
@@ -93,7 +99,9 @@ def aligned_oofs(members: Sequence[Path]) -> list[Oof]:
     oofs = [read_oof(m).sorted() for m in members]
     for member, oof in zip(members, oofs):
         if not oof.paths:
-            raise EnsembleError(f"{member} has no out-of-fold predictions (a refit run has no validation images); use its CV folder instead")
+            raise EnsembleError(
+                f"{member} has no out-of-fold predictions (a refit run has no validation images); use its CV folder instead"
+            )
     first = oofs[0]
     for member, oof in zip(members[1:], oofs[1:]):
         if oof.classes != first.classes:
@@ -126,8 +134,9 @@ def member_metric(member: Path) -> Metric:
     return get_metric(saved.get("metric", "accuracy"), saved.get("metric_k", 5))
 
 
-def choose_weights(probs: Sequence[np.ndarray], labels: np.ndarray, method: str, metric: Metric,
-                   quiet: bool = False) -> tuple[np.ndarray, str]:
+def choose_weights(
+    probs: Sequence[np.ndarray], labels: np.ndarray, method: str, metric: Metric, quiet: bool = False
+) -> tuple[np.ndarray, str]:
     """The blend weights and how they were chosen. ``optimize`` minimises OOF log-loss (smooth, convex: a
     stand-in that every metric rewards); for another metric the equal-weight blend is kept when it scores
     better on that metric."""
@@ -137,15 +146,19 @@ def choose_weights(probs: Sequence[np.ndarray], labels: np.ndarray, method: str,
     equal = blend_weights(probs, labels, "equal")
     if metric.better(metric.score(labels, blend(probs, equal)), metric.score(labels, blend(probs, weights))):
         if not quiet:
-            log.info("equal weights score better on %s than the log-loss-optimal ones; using equal weights", metric.label)
+            log.info(
+                "equal weights score better on %s than the log-loss-optimal ones; using equal weights", metric.label
+            )
         return equal, f"equal (better {metric.name} than log-loss optimal)"
     return weights, "log-loss optimal"
 
 
 #: Parts of the OOF images for the nested estimate when the members share no CV folds.
 NESTED_PARTS = 5
-NESTED_NOTE = ("ensemble: weights fitted and scored on the same OOF predictions (optimistic); "
-               "ensemble_nested: each fold scored with weights fitted on the other folds (honest)")
+NESTED_NOTE = (
+    "ensemble: weights fitted and scored on the same OOF predictions (optimistic); "
+    "ensemble_nested: each fold scored with weights fitted on the other folds (honest)"
+)
 
 
 def nested_blend(oofs: Sequence[Oof], method: str, metric: Metric) -> np.ndarray | None:
@@ -166,7 +179,9 @@ def nested_blend(oofs: Sequence[Oof], method: str, metric: Metric) -> np.ndarray
     return nested
 
 
-def build_ensemble(members: Sequence[Path], out: Path, *, method: str = "optimize", metric: Metric | None = None) -> dict[str, Any]:
+def build_ensemble(
+    members: Sequence[Path], out: Path, *, method: str = "optimize", metric: Metric | None = None
+) -> dict[str, Any]:
     """Weight ``members`` (runs, CV folders or ensembles) on their OOF predictions and write ``out``.
 
     ``out`` is a new or empty folder, or an earlier ensemble (:func:`imgclf.run.claim.claim_folder`), never a member
@@ -175,8 +190,10 @@ def build_ensemble(members: Sequence[Path], out: Path, *, method: str = "optimiz
     out = Path(out)
     for member in members:
         if out.resolve().is_relative_to(Path(member).resolve()):
-            raise EnsembleError(f"--out {out} is {'' if out.resolve() == Path(member).resolve() else 'inside '}the member "
-                                f"{member}; an ensemble never writes into its members: choose another --out")
+            raise EnsembleError(
+                f"--out {out} is {'' if out.resolve() == Path(member).resolve() else 'inside '}the member "
+                f"{member}; an ensemble never writes into its members: choose another --out"
+            )
     with claim_folder(out, "ensemble"):
         return _build_ensemble(members, out, method, metric)
 
@@ -199,7 +216,9 @@ def _build_ensemble(members: Sequence[Path], out: Path, method: str, metric: Met
     blended = Oof(oofs[0].paths, labels, blend(probs, weights), oofs[0].classes)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    rows = [{"member": str(m), "weight": float(w), **scores(labels, p, metric)} for m, w, p in zip(members, weights, probs)]
+    rows = [
+        {"member": str(m), "weight": float(w), **scores(labels, p, metric)} for m, w, p in zip(members, weights, probs)
+    ]
     summary = {
         "members": rows,
         "weights": "optimize" if method == "optimize" else "equal",
@@ -214,10 +233,13 @@ def _build_ensemble(members: Sequence[Path], out: Path, method: str, metric: Met
     }
     write_oof(BlendDir(out).oof, blended)
     atomic_write_json(BlendDir(out).classes, oofs[0].classes)
-    atomic_write_json(BlendDir(out).ensemble_spec, {
-        "members": [{"path": relative_member(m, out), "weight": float(w)} for m, w in zip(members, weights)],
-        "weights": summary["weights"],
-    })
+    atomic_write_json(
+        BlendDir(out).ensemble_spec,
+        {
+            "members": [{"path": relative_member(m, out), "weight": float(w)} for m, w in zip(members, weights)],
+            "weights": summary["weights"],
+        },
+    )
     atomic_write_json(BlendDir(out).summary, summary)
     return summary
 

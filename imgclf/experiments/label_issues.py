@@ -23,7 +23,6 @@ from imgclf.experiments.oof import Oof
 from imgclf.io import atomic_write_text
 
 
-
 def rank_label_issues(labels: np.ndarray, probs: np.ndarray) -> np.ndarray:
     """Indices of likely mislabelled rows, ranked by cleanlab's self-confidence (lowest first).
 
@@ -56,11 +55,13 @@ def render_label_issues(oof: Oof, ranked: np.ndarray) -> str:
     writer.writerow(["key", "reason"])
     for rank, i in enumerate(ranked, start=1):
         given, predicted = int(oof.labels[i]), int(oof.probs[i].argmax())
-        writer.writerow([
-            oof.paths[i],
-            f"label issue #{rank}: labelled {oof.classes[given]} (p={oof.probs[i, given]:.3f}), "
-            f"out-of-fold model says {oof.classes[predicted]} (p={oof.probs[i, predicted]:.3f})",
-        ])
+        writer.writerow(
+            [
+                oof.paths[i],
+                f"label issue #{rank}: labelled {oof.classes[given]} (p={oof.probs[i, given]:.3f}), "
+                f"out-of-fold model says {oof.classes[predicted]} (p={oof.probs[i, predicted]:.3f})",
+            ]
+        )
     return buf.getvalue()
 
 

@@ -35,8 +35,13 @@ class Oof:
 
     def sorted(self) -> "Oof":
         order = np.argsort(np.array(self.paths, dtype=object), kind="stable")
-        return Oof([self.paths[i] for i in order], self.labels[order], self.probs[order], self.classes,
-                   None if self.folds is None else self.folds[order])
+        return Oof(
+            [self.paths[i] for i in order],
+            self.labels[order],
+            self.probs[order],
+            self.classes,
+            None if self.folds is None else self.folds[order],
+        )
 
 
 def temperature_of(run_dir: Path) -> float:
@@ -49,7 +54,9 @@ def read_run_oof(run_dir: Path) -> Oof:
     run = RunDir(run_dir)
     path = run.val_predictions
     if not path.is_file() or not run.classes.is_file():
-        raise RunDirError(f"{run_dir} has no out-of-fold predictions ({path.name} and {run.classes.name} of a finished run)")
+        raise RunDirError(
+            f"{run_dir} has no out-of-fold predictions ({path.name} and {run.classes.name} of a finished run)"
+        )
     classes = run.read_classes()
     columns = [f"logit_{j}" for j in range(len(classes))]
     frame = read_run_csv(path, ("path", "label", *columns), dtype={"path": str, "label": str}, keep_default_na=False)
@@ -72,8 +79,10 @@ def _numbers(frame: pd.DataFrame, columns: list[str], path: Path) -> np.ndarray:
     values = frame[columns].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=float)
     if not np.isfinite(values).all():
         row, col = np.argwhere(~np.isfinite(values))[0]
-        raise RunDirError(f"{path} is not a valid predictions file: {columns[col]} of row {row + 2} is "
-                          f"{str(frame[columns[col]].iloc[row])[:40]!r}, not a finite number")
+        raise RunDirError(
+            f"{path} is not a valid predictions file: {columns[col]} of row {row + 2} is "
+            f"{str(frame[columns[col]].iloc[row])[:40]!r}, not a finite number"
+        )
     return values
 
 
@@ -83,7 +92,9 @@ def _folds(frame: pd.DataFrame, path: Path) -> np.ndarray | None:
     folds = pd.to_numeric(frame["fold"], errors="coerce").to_numpy(dtype=float)
     bad = ~np.isfinite(folds) | (folds != np.round(folds)) | (folds < 1)
     if bad.any():
-        raise RunDirError(f"{path} is not a valid predictions file: fold {str(frame['fold'].iloc[int(np.argmax(bad))])[:40]!r} is not a fold number")
+        raise RunDirError(
+            f"{path} is not a valid predictions file: fold {str(frame['fold'].iloc[int(np.argmax(bad))])[:40]!r} is not a fold number"
+        )
     return folds.astype(int)
 
 
@@ -102,13 +113,20 @@ def write_oof(path: Path, oof: Oof) -> None:
 
 def read_oof_csv(path: Path, classes: list[str]) -> Oof:
     """oof.csv, checked: a path and a known label per row, finite probabilities per class, integer folds."""
-    frame = read_run_csv(path, ("path", "label"), dtype={"path": str, "label": str, "pred": str, "fold": str},
-                         keep_default_na=False)
+    frame = read_run_csv(
+        path, ("path", "label"), dtype={"path": str, "label": str, "pred": str, "fold": str}, keep_default_na=False
+    )
     columns = [f"{PROB_PREFIX}{c}" for c in classes]
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         raise RunDirError(f"{path} does not match classes.json: column {missing[0]} is missing")
-    return Oof(frame["path"].tolist(), _labels(frame, classes, path), _numbers(frame, columns, path), classes, _folds(frame, path))
+    return Oof(
+        frame["path"].tolist(),
+        _labels(frame, classes, path),
+        _numbers(frame, columns, path),
+        classes,
+        _folds(frame, path),
+    )
 
 
 def read_oof(member: Path) -> Oof:

@@ -26,7 +26,11 @@ from imgclf.config import Config, _suggest, flatten, known_keys, read_yaml, with
 from imgclf.errors import ConfigError
 
 TYPES = ("float", "int", "categorical")
-_FIELDS = {"float": {"type", "low", "high", "log", "step"}, "int": {"type", "low", "high", "log", "step"}, "categorical": {"type", "choices"}}
+_FIELDS = {
+    "float": {"type", "low", "high", "log", "step"},
+    "int": {"type", "low", "high", "log", "step"},
+    "categorical": {"type", "choices"},
+}
 
 
 @dataclass(frozen=True)
@@ -61,7 +65,9 @@ def read_space(path: str | Path) -> tuple[list[SearchParam], dict[str, Any]]:
     if "space" in tree:
         extra = set(tree) - {"space", "proxy"}
         if extra:
-            raise ConfigError(f"space file {path}: unknown top-level key {sorted(extra)[0]!r} (expected space: and proxy:)")
+            raise ConfigError(
+                f"space file {path}: unknown top-level key {sorted(extra)[0]!r} (expected space: and proxy:)"
+            )
         if not isinstance(tree["space"], dict):
             raise ConfigError(f"space file {path}: space: must be a mapping of config keys")
         proxy = read_proxy_tree(tree.get("proxy") or {}, path)
@@ -73,7 +79,9 @@ def read_space(path: str | Path) -> tuple[list[SearchParam], dict[str, Any]]:
 def parse_space(tree: dict[str, Any], source: str = "space") -> list[SearchParam]:
     specs = _flatten_specs(tree, source)
     if not specs:
-        raise ConfigError(f"space file {source} names no parameters (e.g. train.lr: {{type: float, low: 1.0e-4, high: 1.0e-2, log: true}})")
+        raise ConfigError(
+            f"space file {source} names no parameters (e.g. train.lr: {{type: float, low: 1.0e-4, high: 1.0e-2, log: true}})"
+        )
     keys = set(known_keys())
     params = []
     for key, spec in specs.items():
@@ -106,7 +114,9 @@ def _parse_param(key: str, spec: dict[str, Any], source: str) -> SearchParam:
         raise ConfigError(f"{where}: type must be one of {', '.join(TYPES)} (got {kind!r})")
     unknown = set(spec) - _FIELDS[kind]
     if unknown:
-        raise ConfigError(f"{where}: unknown field {sorted(unknown)[0]!r} for type {kind} (allowed: {', '.join(sorted(_FIELDS[kind]))})")
+        raise ConfigError(
+            f"{where}: unknown field {sorted(unknown)[0]!r} for type {kind} (allowed: {', '.join(sorted(_FIELDS[kind]))})"
+        )
     if kind == "categorical":
         choices = spec.get("choices")
         if not isinstance(choices, list) or not choices:
@@ -120,7 +130,9 @@ def _parse_param(key: str, spec: dict[str, Any], source: str) -> SearchParam:
     if not isinstance(log, bool):
         raise ConfigError(f"{where}: log must be true or false (got {log!r})")
     if kind == "int":
-        if not (float(low).is_integer() and float(high).is_integer()) or (step is not None and not float(step).is_integer()):
+        if not (float(low).is_integer() and float(high).is_integer()) or (
+            step is not None and not float(step).is_integer()
+        ):
             raise ConfigError(f"{where}: type int needs whole-number low/high/step")
         low, high, step = int(low), int(high), None if step is None else int(step)
     if low >= high:

@@ -100,7 +100,7 @@ def open_storage(url: str, *, create: bool = True):
     real = sqlalchemy_url(url)
     engine_kwargs: dict[str, Any] = {"pool_pre_ping": True}
     if real.startswith("sqlite:///"):
-        db = Path(real[len("sqlite:///"):])
+        db = Path(real[len("sqlite:///") :])
         if not create and not db.is_file():
             raise StorageError(f"no sweep storage at {db}; pass --storage URL (the one the sweep used)")
         try:
@@ -113,7 +113,9 @@ def open_storage(url: str, *, create: bool = True):
             return optuna.storages.RDBStorage(real, engine_kwargs=engine_kwargs)
         except ImportError:
             hint = f" ({install_hint('psycopg2')})" if real.startswith("postgresql") else ""
-            raise StorageError(f"cannot open sweep storage {mask_url(url)}: no database driver installed for it{hint}") from None
+            raise StorageError(
+                f"cannot open sweep storage {mask_url(url)}: no database driver installed for it{hint}"
+            ) from None
         except Exception as exc:
             message = one_line(exc, url, real)
             # Two workers creating the schema at the same moment: the loser retries and finds it made.
@@ -226,14 +228,20 @@ def run_sweep(dataset: Path, base: Config, space: list[SearchParam], options: Sw
     storage = open_storage(url)
     monitor = cfg.train.monitored  # val_<train.metric> unless train.monitor is set
     study = optuna.create_study(
-        study_name=options.study, storage=storage, direction=direction_for(monitor), load_if_exists=True,
+        study_name=options.study,
+        storage=storage,
+        direction=direction_for(monitor),
+        load_if_exists=True,
         sampler=optuna.samplers.TPESampler(seed=options.seed, constant_liar=True),
         pruner=make_pruner(options.pruner, cfg.train.epochs),
     )
     _check_study(study, monitor, out)
     for key, value in {
-        "dataset": str(Path(dataset).resolve()), "monitor": monitor, "out": str(out.resolve()),
-        "proxy": json.dumps(options.proxy), "space": json.dumps([p.describe() for p in space]),
+        "dataset": str(Path(dataset).resolve()),
+        "monitor": monitor,
+        "out": str(out.resolve()),
+        "proxy": json.dumps(options.proxy),
+        "space": json.dumps([p.describe() for p in space]),
     }.items():
         study.set_user_attr(key, value)
     tracking_uri = tracking_uri_in(out, options.tracking_uri, cfg.tracking.uri)
@@ -243,7 +251,9 @@ def run_sweep(dataset: Path, base: Config, space: list[SearchParam], options: Sw
 
     callbacks = [lambda _study, trial: options.on_trial(trial)] if options.on_trial else []
     try:
-        study.optimize(objective, n_trials=options.trials, timeout=options.timeout, catch=(_TrialFailed,), callbacks=callbacks)
+        study.optimize(
+            objective, n_trials=options.trials, timeout=options.timeout, catch=(_TrialFailed,), callbacks=callbacks
+        )
     except ImgclfError as exc:
         if exc.exit_code == 130:
             raise SweepInterrupted(
@@ -256,15 +266,25 @@ def run_sweep(dataset: Path, base: Config, space: list[SearchParam], options: Sw
 def _check_study(study, monitor: str, out: Path) -> None:
     saved = study.user_attrs.get("monitor")
     if saved and saved != monitor:
-        raise ConfigError(f"study {study.study_name!r} optimises {saved}, but this config monitors {monitor}; use another --study")
+        raise ConfigError(
+            f"study {study.study_name!r} optimises {saved}, but this config monitors {monitor}; use another --study"
+        )
     trials_dir = out / "trials"
     if not study.trials and trials_dir.is_dir() and any(trials_dir.iterdir()):
         # A new study numbers its trials from 0 again: it would train into another study's folders.
         raise ConfigError(f"{trials_dir} holds trials of another study; choose another --out or --study")
 
 
-def _run_trial(trial, dataset: Path, cfg: Config, space: list[SearchParam], out: Path, tracking_uri: str, study_name: str,
-               extra: tuple[Any, ...] = ()) -> float:
+def _run_trial(
+    trial,
+    dataset: Path,
+    cfg: Config,
+    space: list[SearchParam],
+    out: Path,
+    tracking_uri: str,
+    study_name: str,
+    extra: tuple[Any, ...] = (),
+) -> float:
     import optuna
 
     from imgclf.tracking.session import tracking_session
@@ -276,8 +296,14 @@ def _run_trial(trial, dataset: Path, cfg: Config, space: list[SearchParam], out:
     try:
         trial_cfg = with_overrides(cfg, values)
         tags = {"imgclf.study": study_name, "imgclf.trial": str(trial.number)}
-        with tracking_session(trial_cfg, run_dir, tracking_uri, run_name=f"{study_name}-{trial.number:04d}", tags=tags,
-                              killed=(optuna.TrialPruned,)) as tracking:
+        with tracking_session(
+            trial_cfg,
+            run_dir,
+            tracking_uri,
+            run_name=f"{study_name}-{trial.number:04d}",
+            tags=tags,
+            killed=(optuna.TrialPruned,),
+        ) as tracking:
             pruning = PruningCallback(trial, trial_cfg.train.monitored)
             summary = fit(trial_cfg, Path(dataset), run_dir, callbacks=[*tracking, pruning, *extra])
     except TrainingInterrupted:
@@ -305,7 +331,13 @@ def _result(study, storage: str, monitor: str) -> SweepResult:
     complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     best = study.best_trial if complete else None
     return SweepResult(
-        study=study.study_name, storage=storage, direction=study.direction.name.lower(), monitor=monitor, counts=counts,
-        best_value=best.value if best else None, best_params=dict(best.params) if best else {},
-        best_trial=best.number if best else None, best_run_dir=best.user_attrs.get("run_dir") if best else None,
+        study=study.study_name,
+        storage=storage,
+        direction=study.direction.name.lower(),
+        monitor=monitor,
+        counts=counts,
+        best_value=best.value if best else None,
+        best_params=dict(best.params) if best else {},
+        best_trial=best.number if best else None,
+        best_run_dir=best.user_attrs.get("run_dir") if best else None,
     )

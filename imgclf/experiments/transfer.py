@@ -75,11 +75,15 @@ class TransferResult:
 def pick_trials(study, top: int, bottom: int) -> list[tuple[str, Any]]:
     """The best ``top`` and the worst ``bottom`` finished trials (no trial twice), best first."""
     if top < 0 or bottom < 0 or top + bottom < 2:
-        raise ConfigError("--top and --bottom must be >= 0 and pick at least 2 trials together (a rank correlation needs two)")
+        raise ConfigError(
+            "--top and --bottom must be >= 0 and pick at least 2 trials together (a rank correlation needs two)"
+        )
     maximize = study.direction.name == "MAXIMIZE"
     ranked = sorted(_complete_trials(study), key=lambda t: t.value, reverse=maximize)
     if len(ranked) < 2:
-        raise ConfigError(f"study {study.study_name!r} has {len(ranked)} finished trial(s); a transfer check needs at least 2")
+        raise ConfigError(
+            f"study {study.study_name!r} has {len(ranked)} finished trial(s); a transfer check needs at least 2"
+        )
     picked = [("top", t) for t in ranked[:top]]
     taken = {t.number for _, t in picked}
     worst = [t for t in ranked[::-1] if t.number not in taken][:bottom]
@@ -118,16 +122,24 @@ def sweep_transfer(
         run_dir = out / f"trial-{trial.number:04d}"
         if RunDir(run_dir).holds_run():
             raise ConfigError(f"{run_dir} already holds a run; choose another --out")
-        with tracking_session(cfg, run_dir, tracking_uri, tags={"imgclf.study": study_name, "imgclf.trial": str(trial.number)}) as cbs:
+        with tracking_session(
+            cfg, run_dir, tracking_uri, tags={"imgclf.study": study_name, "imgclf.trial": str(trial.number)}
+        ) as cbs:
             summary = fit(cfg, dataset, run_dir, callbacks=cbs)
         proxy_seconds = float(trial.user_attrs.get("train_seconds", math.nan))
         proxy_cpu = float(trial.user_attrs.get("train_cpu_seconds") or math.nan)
         row = {
-            "trial": trial.number, "group": group, "proxy_score": float(trial.value), "target_score": float(summary[monitor]),
-            "proxy_seconds": proxy_seconds, "target_seconds": float(summary["train_seconds"]),
+            "trial": trial.number,
+            "group": group,
+            "proxy_score": float(trial.value),
+            "target_score": float(summary[monitor]),
+            "proxy_seconds": proxy_seconds,
+            "target_seconds": float(summary["train_seconds"]),
             "ratio": float(summary["train_seconds"]) / proxy_seconds if proxy_seconds > 0 else math.nan,
-            "proxy_cpu_seconds": proxy_cpu, "target_cpu_seconds": float(summary.get("train_cpu_seconds") or math.nan),
-            **{k: v for k, v in applied.items()}, "run_dir": str(run_dir),
+            "proxy_cpu_seconds": proxy_cpu,
+            "target_cpu_seconds": float(summary.get("train_cpu_seconds") or math.nan),
+            **{k: v for k, v in applied.items()},
+            "run_dir": str(run_dir),
         }
         rows.append(row)
         if on_run:
@@ -139,8 +151,16 @@ def sweep_transfer(
     out.mkdir(parents=True, exist_ok=True)
     write_csv(out / "transfer.csv", rows)
     atomic_write_text(out / "transfer.md", markdown)
-    return TransferResult(rows=rows, spearman=rho, spearman_p=p, compute_ratio=ratio, monitor=monitor, markdown=markdown,
-                          out=out, cpu_ratio=cpu_ratio)
+    return TransferResult(
+        rows=rows,
+        spearman=rho,
+        spearman_p=p,
+        compute_ratio=ratio,
+        monitor=monitor,
+        markdown=markdown,
+        out=out,
+        cpu_ratio=cpu_ratio,
+    )
 
 
 def decoded(params: dict[str, Any]) -> dict[str, Any]:
@@ -180,9 +200,15 @@ def _mean(values: list[float]) -> float:
     return sum(finite) / len(finite) if finite else math.nan
 
 
-def _markdown(study: str, monitor: str, rows: list[dict[str, Any]], rho: float, p: float, ratio: float, cpu_ratio: float) -> str:
+def _markdown(
+    study: str, monitor: str, rows: list[dict[str, Any]], rho: float, p: float, ratio: float, cpu_ratio: float
+) -> str:
     shown = [{k: v for k, v in r.items() if k != "run_dir"} for r in rows]
-    rho_text = "undefined (fewer than 2 trials or constant scores)" if math.isnan(rho) else f"{rho:.3f} (p = {p:.3g}, n = {len(rows)})"
+    rho_text = (
+        "undefined (fewer than 2 trials or constant scores)"
+        if math.isnan(rho)
+        else f"{rho:.3f} (p = {p:.3g}, n = {len(rows)})"
+    )
     return (
         f"# Proxy → target transfer: study `{study}`\n\n"
         f"Scores are {monitor}; `group` says whether a trial was among the proxy's best or worst.\n\n"

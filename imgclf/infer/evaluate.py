@@ -29,7 +29,14 @@ def write_predictions(out: Path, paths: list[str], labels: np.ndarray, probs: np
     """``predictions.csv``: one row per scored image (its path relative to the data, label, prediction, confidence,
     correct), the per-image record that paired comparisons of two evaluations read."""
     preds = probs.argmax(1)
-    frame = pd.DataFrame({"path": paths, "label": [classes[i] for i in labels], "pred": [classes[i] for i in preds],
-                          "confidence": probs.max(1), "correct": preds == labels})
+    frame = pd.DataFrame(
+        {
+            "path": paths,
+            "label": [classes[i] for i in labels],
+            "pred": [classes[i] for i in preds],
+            "confidence": probs.max(1),
+            "correct": preds == labels,
+        }
+    )
     with atomic_path(EvalDir(out).predictions) as tmp:
         frame.to_csv(tmp, index=False, float_format="%.6g")

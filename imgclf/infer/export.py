@@ -64,7 +64,9 @@ def export_metadata(loaded: LoadedRun) -> dict[str, str]:
         "imgclf.preprocessing": json.dumps(loaded.pre.to_dict()),
         "imgclf.backbone": json.dumps(loaded.cfg.model.backbone),
         "imgclf.temperature": json.dumps(loaded.temperature),
-        "imgclf.input": json.dumps(f"{INPUT_NAME}: float32 [batch, 3, size, size], normalised with preprocessing mean/std"),
+        "imgclf.input": json.dumps(
+            f"{INPUT_NAME}: float32 [batch, 3, size, size], normalised with preprocessing mean/std"
+        ),
         "imgclf.output": json.dumps(f"{OUTPUT_NAME}: float32 [batch, classes], divide by temperature before softmax"),
     }
 
@@ -91,8 +93,13 @@ def export_run(run_dir: Path, fmt: str = "onnx", out: Path | None = None) -> dic
         export_torchscript(loaded, out)
     size = sum(f.stat().st_size for f in out.iterdir()) if out.is_dir() else out.stat().st_size
     return {
-        "out": str(out), "format": fmt, "classes": len(loaded.classes), "image_size": loaded.pre.image_size,
-        "bytes": size, "opset": OPSET if fmt == "onnx" else None, "ensemble_members": _ensemble_size(Path(run_dir)),
+        "out": str(out),
+        "format": fmt,
+        "classes": len(loaded.classes),
+        "image_size": loaded.pre.image_size,
+        "bytes": size,
+        "opset": OPSET if fmt == "onnx" else None,
+        "ensemble_members": _ensemble_size(Path(run_dir)),
     }
 
 
@@ -122,7 +129,9 @@ def timm_model(loaded: LoadedRun) -> torch.nn.Module:
     names = (name,) if isinstance(name, str) else tuple(name or ())
     not_head = [k for k in result.missing_keys if not any(k.startswith(n + ".") for n in names)]
     if result.unexpected_keys or not_head or not isinstance(classifier, torch.nn.Linear):
-        raise ConfigError(f"--format timm: {loaded.cfg.model.backbone} does not map onto a timm classifier; use --format onnx")
+        raise ConfigError(
+            f"--format timm: {loaded.cfg.model.backbone} does not map onto a timm classifier; use --format onnx"
+        )
     linear = next(m for m in loaded.model.head if isinstance(m, torch.nn.Linear))
     classifier.load_state_dict(linear.state_dict())
     return model.eval()
@@ -136,14 +145,27 @@ def export_timm(loaded: LoadedRun, out: Path) -> None:
     from timm.models import save_for_hf
 
     model = timm_model(loaded)
-    example = torch.randn(2, 3, loaded.pre.image_size, loaded.pre.image_size, generator=torch.Generator().manual_seed(0))
+    example = torch.randn(
+        2, 3, loaded.pre.image_size, loaded.pre.image_size, generator=torch.Generator().manual_seed(0)
+    )
     with torch.no_grad():
         if not torch.allclose(model(example), loaded.model.to("cpu").eval()(example), atol=1e-4, rtol=1e-4):
-            raise ConfigError(f"--format timm: the plain timm {loaded.cfg.model.backbone} does not reproduce the run's logits")
+            raise ConfigError(
+                f"--format timm: the plain timm {loaded.cfg.model.backbone} does not reproduce the run's logits"
+            )
     pre = loaded.pre
-    data_config = {"input_size": (3, pre.image_size, pre.image_size), "mean": tuple(pre.mean), "std": tuple(pre.std),
-                   "interpolation": pre.interpolation, "crop_pct": pre.crop_pct, "crop_mode": "center"}
-    extra = {"label_names": list(loaded.classes), "imgclf": {"temperature": loaded.temperature, "preprocessing": pre.to_dict()}}
+    data_config = {
+        "input_size": (3, pre.image_size, pre.image_size),
+        "mean": tuple(pre.mean),
+        "std": tuple(pre.std),
+        "interpolation": pre.interpolation,
+        "crop_pct": pre.crop_pct,
+        "crop_mode": "center",
+    }
+    extra = {
+        "label_names": list(loaded.classes),
+        "imgclf": {"temperature": loaded.temperature, "preprocessing": pre.to_dict()},
+    }
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:  # a folder is written whole beside the target, then swapped in: never half an export
@@ -173,9 +195,15 @@ def export_onnx(loaded: LoadedRun, out: Path, opset: int = OPSET) -> None:
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         torch.onnx.export(
-            model, (_example_input(loaded),), graph, dynamo=False, opset_version=opset,
-            input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-            dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}}, do_constant_folding=True,
+            model,
+            (_example_input(loaded),),
+            graph,
+            dynamo=False,
+            opset_version=opset,
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+            dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+            do_constant_folding=True,
         )
     proto = onnx.load_from_string(graph.getvalue())
     for key, value in export_metadata(loaded).items():
@@ -235,8 +263,9 @@ class OnnxEngine:
             self.session = ort.InferenceSession(str(self.path), sess_options=options, providers=onnx_providers(device))
         except Exception as exc:  # onnxruntime raises its own pybind types for a damaged or foreign file
             first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
-            raise RunDirError(f"{self.path} is not a model ONNX Runtime can load ({first}); delete it and run "
-                              "imgclf export again") from None
+            raise RunDirError(
+                f"{self.path} is not a model ONNX Runtime can load ({first}); delete it and run imgclf export again"
+            ) from None
         self.metadata: dict[str, str] = dict(self.session.get_modelmeta().custom_metadata_map)
 
     def eval(self) -> "OnnxEngine":

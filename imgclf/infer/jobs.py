@@ -37,7 +37,9 @@ log = logging.getLogger("imgclf")
 NO_IMAGES_HINT = "pass a labelled dataset folder (e.g. one made by `imgclf prepare --holdout`)"
 
 
-def evaluation_images(run_dir: Path, dataset: Path | None, classes: list[str]) -> tuple[list[Path], np.ndarray, Path, str]:
+def evaluation_images(
+    run_dir: Path, dataset: Path | None, classes: list[str]
+) -> tuple[list[Path], np.ndarray, Path, str]:
     """The run's own validation images (from split.csv), or every labelled image of ``dataset``.
 
     A run with no validation image (a run trained on every image) and no ``dataset`` is a one-line RunDirError
@@ -92,8 +94,10 @@ def check_held_out(models, run_dir: Path) -> None:
             continue
         trained = {p for p, s in read_split(split).items() if s != "val"} if split.is_file() else val
         if val & trained:
-            raise RunDirError(f"member {member} of {run_dir} trained on some of the run's validation images, so they "
-                              f"cannot score the blend; {NO_IMAGES_HINT}")
+            raise RunDirError(
+                f"member {member} of {run_dir} trained on some of the run's validation images, so they "
+                f"cannot score the blend; {NO_IMAGES_HINT}"
+            )
 
 
 def passes_histogram(pred: Predictions) -> dict[str, int]:
@@ -101,8 +105,13 @@ def passes_histogram(pred: Predictions) -> dict[str, int]:
 
 
 def evaluate_run(
-    run_dir: Path, dataset: Path | None = None, out: Path | None = None, *, tta: TTAConfig | None = None,
-    batch_size: int = 64, device: str = "auto",
+    run_dir: Path,
+    dataset: Path | None = None,
+    out: Path | None = None,
+    *,
+    tta: TTAConfig | None = None,
+    batch_size: int = 64,
+    device: str = "auto",
 ) -> dict[str, Any]:
     """Score ``run_dir`` on ``dataset`` (default: what it holds out); write metrics.json, per_class.csv and
     confusion_matrix.{csv,png} into ``out`` (default ``run_dir/eval``).
@@ -124,7 +133,9 @@ def evaluate_run(
     if dataset is None and models.kind != "run":
         check_held_out(models, run_dir)
     kwargs = dict(root=root, batch_size=batch_size, device=device, tta=tta)
-    pred = predict_paths(loaded, paths, **kwargs) if models.kind == "run" else predict_model_set(models, paths, **kwargs)
+    pred = (
+        predict_paths(loaded, paths, **kwargs) if models.kind == "run" else predict_model_set(models, paths, **kwargs)
+    )
     keep = {p: i for i, p in enumerate(paths)}
     y = labels[[keep[p] for p in pred.paths]]
     scores = score(y, pred.probs.argmax(1), loaded.classes)
@@ -162,10 +173,14 @@ def _evaluate_oof(models, out: Path | None) -> dict[str, Any]:
         raise RunDirError(f"{models.root} has no out-of-fold predictions ({blend.oof.name}); {NO_IMAGES_HINT}")
     classes = models.classes()
     columns = [f"prob_{c}" for c in classes]
-    frame = read_run_csv(blend.oof, ("path", "label", *columns), dtype={"path": str, "label": str}, keep_default_na=False)
+    frame = read_run_csv(
+        blend.oof, ("path", "label", *columns), dtype={"path": str, "label": str}, keep_default_na=False
+    )
     unknown = sorted(set(frame["label"]) - set(classes))
     if unknown or frame.empty:
-        raise RunDirError(f"{blend.oof} has no usable rows (labels {', '.join(unknown[:3]) or 'none'}); {NO_IMAGES_HINT}")
+        raise RunDirError(
+            f"{blend.oof} has no usable rows (labels {', '.join(unknown[:3]) or 'none'}); {NO_IMAGES_HINT}"
+        )
     index = {c: i for i, c in enumerate(classes)}
     y = np.array([index[v] for v in frame["label"]])
     probs = frame[columns].to_numpy(dtype=float)
@@ -175,9 +190,15 @@ def _evaluate_oof(models, out: Path | None) -> dict[str, Any]:
     extra = {
         **_metric_report(cfg, probs, y),
         "evaluated_on": f"its out-of-fold predictions ({blend.oof.name}: each of {len(y)} images predicted by "
-                        "models that never trained on it)",
-        "models": len(models.members), "tta": "none", "forward_passes": 0, "passes_per_image": {}, "seconds": 0.0,
-        "skipped_images": [], "most_confused": most_confused(scores.confusion, classes), "source": "oof",
+        "models that never trained on it)",
+        "models": len(models.members),
+        "tta": "none",
+        "forward_passes": 0,
+        "passes_per_image": {},
+        "seconds": 0.0,
+        "skipped_images": [],
+        "most_confused": most_confused(scores.confusion, classes),
+        "source": "oof",
     }
     write_scores(out, scores, classes, extra)
     return {**scores.to_dict(), **extra, "out": str(out), "per_class": scores.per_class}
@@ -244,9 +265,18 @@ def check_outputs(out: Path, probs_out: Path | None, sample: Path | None) -> Non
 
 
 def predict_folder(
-    run_dir: Path, images: str | Path | Sequence[str | Path], out: Path, *, probs_out: Path | None = None,
-    sample: Path | None = None, category: str = "auto", tta: TTAConfig | None = None, batch_size: int = 64,
-    device: str = "auto", engine: str = "torch", progress: Any = None,
+    run_dir: Path,
+    images: str | Path | Sequence[str | Path],
+    out: Path,
+    *,
+    probs_out: Path | None = None,
+    sample: Path | None = None,
+    category: str = "auto",
+    tta: TTAConfig | None = None,
+    batch_size: int = 64,
+    device: str = "auto",
+    engine: str = "torch",
+    progress: Any = None,
 ) -> dict[str, Any]:
     """Predict the images named by ``images`` (a folder, files or glob patterns) and write a submission.
 
@@ -269,9 +299,14 @@ def predict_folder(
     fmt = read_format(sample, classes, category, max_rows=len(paths))
     listed = match_sample_ids(fmt, paths, base)
     if len(listed) < len(paths):
-        log.info("predicting the %d image(s) the sample lists; %d other image(s) ignored", len(listed), len(paths) - len(listed))
-    pred = _predict_with_progress(models, listed, progress, root=base.parent, batch_size=batch_size, device=device,
-                                  tta=tta, engine=engine)
+        log.info(
+            "predicting the %d image(s) the sample lists; %d other image(s) ignored",
+            len(listed),
+            len(paths) - len(listed),
+        )
+    pred = _predict_with_progress(
+        models, listed, progress, root=base.parent, batch_size=batch_size, device=device, tta=tta, engine=engine
+    )
     if pred.bad:
         raise DataError(
             f"{len(pred.bad)} test image(s) could not be decoded, e.g. {pred.bad[0]}; a submission needs every row — "
@@ -282,7 +317,12 @@ def predict_folder(
     if probs_out:
         write_probabilities(Path(probs_out), ids, pred.probs, classes, fmt.id_column)
     return {
-        "images": len(ids), "models": len(models.members), "out": str(out), "format": fmt.describe,
-        "sample": str(sample) if sample else None, "forward_passes": pred.total_passes,
-        "passes_per_image": passes_histogram(pred), "seconds": pred.seconds,
+        "images": len(ids),
+        "models": len(models.members),
+        "out": str(out),
+        "format": fmt.describe,
+        "sample": str(sample) if sample else None,
+        "forward_passes": pred.total_passes,
+        "passes_per_image": passes_histogram(pred),
+        "seconds": pred.seconds,
     }

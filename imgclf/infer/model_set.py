@@ -35,7 +35,6 @@ from imgclf.run.rundir import BlendDir, RunDir
 from imgclf.run.specs import inside, read_cv_spec, read_ensemble_spec
 
 
-
 @dataclass(frozen=True)
 class ModelSet:
     kind: str  # "run", "cv" or "ensemble"
@@ -73,15 +72,19 @@ def resolve_model_set(path: Path) -> ModelSet:
         return ModelSet("cv", root, tuple(_cv_members(root)))
     if RunDir(root).config.is_file():
         return ModelSet("run", root, ((root, 1.0),))
-    raise RunDirError(f"{root} is not a run directory, a CV folder ({BlendDir(root).cv_spec.name}) or an ensemble folder "
-                      f"({BlendDir(root).ensemble_spec.name})")
+    raise RunDirError(
+        f"{root} is not a run directory, a CV folder ({BlendDir(root).cv_spec.name}) or an ensemble folder "
+        f"({BlendDir(root).ensemble_spec.name})"
+    )
 
 
 def _cv_members(root: Path) -> list[tuple[Path, float]]:
     folds = read_cv_spec(BlendDir(root)).fold_dirs
     unfinished = [f.name for f in folds if not RunDir(f).is_finished()]
     if unfinished:
-        raise RunDirError(f"CV folder {root} is not finished ({', '.join(unfinished)} not trained); run imgclf cv again to finish it")
+        raise RunDirError(
+            f"CV folder {root} is not finished ({', '.join(unfinished)} not trained); run imgclf cv again to finish it"
+        )
     return [(f, 1.0 / len(folds)) for f in folds]
 
 
@@ -137,7 +140,9 @@ def predict_model_set(models: ModelSet, paths: list[Path], **kwargs: Any):
             blended.logits = None  # a blend has no single set of logits
             continue
         if pred.paths != blended.paths:
-            raise RunDirError(f"member {run_dir} could not read the same images as the others (e.g. {(set(blended.paths) ^ set(pred.paths)).pop()})")
+            raise RunDirError(
+                f"member {run_dir} could not read the same images as the others (e.g. {(set(blended.paths) ^ set(pred.paths)).pop()})"
+            )
         blended.probs = blended.probs + weight * pred.probs
         blended.passes = blended.passes + pred.passes
         blended.seconds += pred.seconds

@@ -66,4 +66,6 @@ def predict_paths(
     logits, _, indices, bad = predict_logits(loaded.model, loader, device, autocast_dtype(device, loaded.cfg.train.amp))
     probs = torch.softmax(logits / temperature, dim=1).numpy() if len(logits) else np.zeros((0, len(loaded.classes)))
     kept = [paths[i] for i in indices.tolist()]
-    return Predictions(probs, kept, np.ones(len(kept), dtype=int), [paths[i] for i in bad], time.perf_counter() - t0, logits.numpy())
+    return Predictions(
+        probs, kept, np.ones(len(kept), dtype=int), [paths[i] for i in bad], time.perf_counter() - t0, logits.numpy()
+    )

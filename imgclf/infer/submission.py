@@ -65,7 +65,9 @@ def _is_number(value: str) -> bool:
     return True
 
 
-def read_format(sample: Path | None, classes: list[str], category: str = "auto", max_rows: int | None = None) -> SubmissionFormat:
+def read_format(
+    sample: Path | None, classes: list[str], category: str = "auto", max_rows: int | None = None
+) -> SubmissionFormat:
     """Column names, id order and category form from the sample.
 
     With no sample, categories are class names (``category="index"`` asks for indices). With
@@ -86,11 +88,15 @@ def read_format(sample: Path | None, classes: list[str], category: str = "auto",
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise DataError(f"cannot read {sample}: {str(exc).splitlines()[0] if str(exc) else 'empty file'}") from None
     if len(frame.columns) < 2:
-        raise DataError(f"{sample} needs an id column and a category column (found: {', '.join(map(str, frame.columns))[:120]})")
+        raise DataError(
+            f"{sample} needs an id column and a category column (found: {', '.join(map(str, frame.columns))[:120]})"
+        )
     if frame.empty:
         raise DataError(f"{sample} has a header but no rows: a sample submission lists one id per test image")
     if max_rows is not None and len(frame) > max_rows:
-        raise DataError(f"{sample} lists more ids than the {max_rows} image(s) given: every id needs an image of its own")
+        raise DataError(
+            f"{sample} lists more ids than the {max_rows} image(s) given: every id needs an image of its own"
+        )
     id_col = frame.columns[0]
     ids = tuple(frame[id_col])
     if len(frame.columns) > 2:
@@ -198,7 +204,9 @@ def _unique(ids: list[str], wanted: list[str], table: dict[str, list[Path]], how
     for original, key in zip(ids, wanted):
         if len(table[key]) > 1:
             files = ", ".join(p.name for p in table[key][:3])
-            raise DataError(f"sample_submission id {_short(original)} matches {len(table[key])} images by {how} ({files}); keep one of them")
+            raise DataError(
+                f"sample_submission id {_short(original)} matches {len(table[key])} images by {how} ({files}); keep one of them"
+            )
     seen: dict[str, str] = {}
     for original, key in zip(ids, wanted):
         if key in seen:
@@ -207,7 +215,9 @@ def _unique(ids: list[str], wanted: list[str], table: dict[str, list[Path]], how
     return [table[key][0] for key in wanted]
 
 
-def write_submission(path: Path, ids: list[str], probs: np.ndarray, classes: list[str], fmt: SubmissionFormat) -> pd.DataFrame:
+def write_submission(
+    path: Path, ids: list[str], probs: np.ndarray, classes: list[str], fmt: SubmissionFormat
+) -> pd.DataFrame:
     """Write one row per id (``probs`` rows align with ``ids``) in the format of ``fmt``."""
     probs = np.asarray(probs)
     if fmt.category == "probs":
@@ -225,7 +235,9 @@ def write_submission(path: Path, ids: list[str], probs: np.ndarray, classes: lis
     return frame
 
 
-def write_probabilities(path: Path, ids: list[str], probs: np.ndarray, classes: list[str], id_column: str = "Id") -> None:
+def write_probabilities(
+    path: Path, ids: list[str], probs: np.ndarray, classes: list[str], id_column: str = "Id"
+) -> None:
     frame = pd.DataFrame(probs, columns=classes)
     frame.insert(0, id_column, ids)
     with atomic_path(path) as tmp:

@@ -149,12 +149,13 @@ class _Running:
         return mean if self.how == "mean_probs" else softmax(mean)
 
 
-def _forward_pairs(forward: Forward, images: Sequence[Any], views: Sequence[View], pairs: list[tuple[int, int]],
-                   batch_size: int) -> np.ndarray:
+def _forward_pairs(
+    forward: Forward, images: Sequence[Any], views: Sequence[View], pairs: list[tuple[int, int]], batch_size: int
+) -> np.ndarray:
     """Raw logits ``(len(pairs), C)`` for (image, view) pairs sorted by image, in full batches."""
     chunks = []
     for start in range(0, len(pairs), batch_size):
-        chunk = pairs[start:start + batch_size]
+        chunk = pairs[start : start + batch_size]
         tensors, last_i, image = [], None, None
         for i, v in chunk:
             if i != last_i:  # pairs come sorted by image: fetch each image once per batch
@@ -168,8 +169,15 @@ def _forward_pairs(forward: Forward, images: Sequence[Any], views: Sequence[View
     return np.concatenate(chunks) if chunks else np.empty((0, 0))
 
 
-def _run_pairs(forward: Forward, images: Sequence[Any], views: Sequence[View], pairs: list[tuple[int, int]],
-               batch_size: int, temperature: float, state: _Running) -> int:
+def _run_pairs(
+    forward: Forward,
+    images: Sequence[Any],
+    views: Sequence[View],
+    pairs: list[tuple[int, int]],
+    batch_size: int,
+    temperature: float,
+    state: _Running,
+) -> int:
     """Forward all (image, view) pairs, then add them to ``state`` one view index at a time."""
     pairs = sorted(pairs)
     out = _forward_pairs(forward, images, views, pairs, batch_size) / temperature
@@ -206,20 +214,34 @@ def _result(state: _Running, spent: int) -> TTAResult:
 # ---------------------------------------------------------------- TTA
 
 
-def fixed_tta(forward: Forward, images: Sequence[Any], views: Sequence[View], n: int, batch_size: int,
-              aggregate: str = "mean_probs", temperature: float = 1.0) -> TTAResult:
+def fixed_tta(
+    forward: Forward,
+    images: Sequence[Any],
+    views: Sequence[View],
+    n: int,
+    batch_size: int,
+    aggregate: str = "mean_probs",
+    temperature: float = 1.0,
+) -> TTAResult:
     """Every image gets views ``0..n-1``; ``N * n`` forward passes, packed in full batches."""
     _check(images, views, batch_size, temperature)
     if not 1 <= n <= len(views):
         raise ConfigError(f"tta.n is {n} but {len(views)} view(s) are listed; choose 1..{len(views)}")
     state = _Running(len(images), aggregate)
-    spent = _run_pairs(forward, images, views, [(i, v) for i in range(len(images)) for v in range(n)],
-                       batch_size, temperature, state)
+    spent = _run_pairs(
+        forward, images, views, [(i, v) for i in range(len(images)) for v in range(n)], batch_size, temperature, state
+    )
     return _result(state, spent)
 
 
-def adaptive_tta(forward: Forward, images: Sequence[Any], views: Sequence[View], cfg: TTAConfig, batch_size: int,
-                 temperature: float = 1.0) -> TTAResult:
+def adaptive_tta(
+    forward: Forward,
+    images: Sequence[Any],
+    views: Sequence[View],
+    cfg: TTAConfig,
+    batch_size: int,
+    temperature: float = 1.0,
+) -> TTAResult:
     """Spend extra views only on images the model is unsure about.
 
     Every image gets the first ``K = cfg.first_views`` views. Then, round by round, each image
@@ -244,10 +266,13 @@ def adaptive_tta(forward: Forward, images: Sequence[Any], views: Sequence[View],
     if n_images == 0:
         return _result(state, 0)
     if budget < n_images:
-        raise ConfigError(f"tta.budget ({cfg.budget}) is below the number of images ({n_images}); each image needs one pass")
+        raise ConfigError(
+            f"tta.budget ({cfg.budget}) is below the number of images ({n_images}); each image needs one pass"
+        )
     first = k if n_images * k <= budget else 1
-    spent = _run_pairs(forward, images, views, [(i, v) for i in range(n_images) for v in range(first)],
-                       batch_size, temperature, state)
+    spent = _run_pairs(
+        forward, images, views, [(i, v) for i in range(n_images) for v in range(first)], batch_size, temperature, state
+    )
     while spent < budget:
         todo = _pending(state, cfg, k, max_views)
         if todo.size == 0:
@@ -268,8 +293,14 @@ def _pending(state: _Running, cfg: TTAConfig, k: int, max_views: int) -> np.ndar
     return np.flatnonzero(need)
 
 
-def run_tta(forward: Forward, images: Sequence[Any], views: Sequence[View], cfg: TTAConfig, batch_size: int,
-            temperature: float = 1.0) -> TTAResult:
+def run_tta(
+    forward: Forward,
+    images: Sequence[Any],
+    views: Sequence[View],
+    cfg: TTAConfig,
+    batch_size: int,
+    temperature: float = 1.0,
+) -> TTAResult:
     """Dispatch on ``cfg.mode``: ``none`` runs ``views[0]`` only (build it as ``identity``)."""
     if cfg.mode == "none":
         return fixed_tta(forward, images, views[:1], 1, batch_size, cfg.aggregate, temperature)

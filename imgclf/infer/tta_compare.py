@@ -42,8 +42,23 @@ from imgclf.io import atomic_write_text
 from imgclf.run.rundir import EvalDir
 
 DEFAULT_NS = (2, 4, 10)
-COLUMNS = ("setting", "mode", "max_views", "threshold", "accuracy", "delta_pp_vs_full", "metric", "score", "delta_score_vs_full",
-           "forward_passes", "passes_per_image", "share_of_full_passes", "wall_seconds", "timing", "passes_histogram")
+COLUMNS = (
+    "setting",
+    "mode",
+    "max_views",
+    "threshold",
+    "accuracy",
+    "delta_pp_vs_full",
+    "metric",
+    "score",
+    "delta_score_vs_full",
+    "forward_passes",
+    "passes_per_image",
+    "share_of_full_passes",
+    "wall_seconds",
+    "timing",
+    "passes_histogram",
+)
 
 
 @dataclass
@@ -108,8 +123,9 @@ class _Subset(Sequence):
         return self.items[int(self.index[i])]
 
 
-def all_view_logits(forward: Forward, images: Sequence[Any], views: Sequence[View], batch_size: int
-                    ) -> tuple[np.ndarray, list[float]]:
+def all_view_logits(
+    forward: Forward, images: Sequence[Any], views: Sequence[View], batch_size: int
+) -> tuple[np.ndarray, list[float]]:
     """Raw logits ``(N, V, C)`` and the seconds each view took over all images."""
     parts, seconds = [], []
     if len(images):  # warm-up: the first call pays one-off costs (allocations, kernel choice) that no view should carry
@@ -137,23 +153,40 @@ def histogram_text(passes: np.ndarray) -> str:
 class _Rows:
     """Builds the table's rows, replayed from the view logits (or run for real when ``measure``)."""
 
-    def __init__(self, forward: Forward, images: Sequence[Any], y: np.ndarray, views: Sequence[View], z: np.ndarray,
-                 seconds: Sequence[float], cfg: TTAConfig, batch_size: int, temperature: float, measure: bool,
-                 metric: Metric):
+    def __init__(
+        self,
+        forward: Forward,
+        images: Sequence[Any],
+        y: np.ndarray,
+        views: Sequence[View],
+        z: np.ndarray,
+        seconds: Sequence[float],
+        cfg: TTAConfig,
+        batch_size: int,
+        temperature: float,
+        measure: bool,
+        metric: Metric,
+    ):
         self.forward, self.images, self.y, self.views, self.z = forward, images, y, views, z
         self.per_pass = np.asarray(seconds) / len(images)
         self.cfg, self.batch_size, self.temperature, self.measure = cfg, batch_size, temperature, measure
         self.look, self.look_views = _lookup(z)
         self.metric = metric
 
-    def part(self, n: int | None = None, trial: TTAConfig | None = None, index: np.ndarray | None = None
-             ) -> tuple[np.ndarray, TTAResult, float | None]:
+    def part(
+        self, n: int | None = None, trial: TTAConfig | None = None, index: np.ndarray | None = None
+    ) -> tuple[np.ndarray, TTAResult, float | None]:
         """Fixed ``n`` views, or adaptive with ``trial``, on images ``index`` (all by default)."""
         idx = np.arange(len(self.images)) if index is None else index
         if self.measure:
             forward, views, items, batch = self.forward, self.views, _Subset(self.images, idx), self.batch_size
         else:  # a look-up: batching changes only the number of Python calls
-            forward, views, items, batch = self.look, self.look_views, _Subset(range(len(self.images)), idx), max(len(idx), 1)
+            forward, views, items, batch = (
+                self.look,
+                self.look_views,
+                _Subset(range(len(self.images)), idx),
+                max(len(idx), 1),
+            )
         t0 = time.perf_counter()
         if n is not None:
             res = fixed_tta(forward, items, views, n, batch, self.cfg.aggregate, self.temperature)
@@ -175,16 +208,38 @@ class _Rows:
         else:  # image i got views 0..passes[i]-1 (TTA adds views in order): count the images per view
             got = np.array([(passes > v).sum() for v in range(len(self.views))])
             wall = float((got * self.per_pass).sum())
-        return CompareRow(setting, mode, max_views, threshold, correct / n_img, int(passes.sum()), float(passes.mean()),
-                          wall, "measured" if self.measure else "estimated", histogram_text(passes),
-                          metric=self.metric.name, score=self.metric.score(self.y, probs))
+        return CompareRow(
+            setting,
+            mode,
+            max_views,
+            threshold,
+            correct / n_img,
+            int(passes.sum()),
+            float(passes.mean()),
+            wall,
+            "measured" if self.measure else "estimated",
+            histogram_text(passes),
+            metric=self.metric.name,
+            score=self.metric.score(self.y, probs),
+        )
 
 
-def compare_tta(forward: Forward, images: Sequence[Any], labels: Any, views: Sequence[View], cfg: TTAConfig,
-                ns: Sequence[int] = DEFAULT_NS, batch_size: int = 64, temperature: float = 1.0, *,
-                choose_on: tuple[np.ndarray, np.ndarray] | None = None, tolerance: float = 0.001,
-                measure: bool = False, logits: tuple[np.ndarray, list[float]] | None = None,
-                metric: Metric | None = None) -> CompareResult:
+def compare_tta(
+    forward: Forward,
+    images: Sequence[Any],
+    labels: Any,
+    views: Sequence[View],
+    cfg: TTAConfig,
+    ns: Sequence[int] = DEFAULT_NS,
+    batch_size: int = 64,
+    temperature: float = 1.0,
+    *,
+    choose_on: tuple[np.ndarray, np.ndarray] | None = None,
+    tolerance: float = 0.001,
+    measure: bool = False,
+    logits: tuple[np.ndarray, list[float]] | None = None,
+    metric: Metric | None = None,
+) -> CompareResult:
     """The comparison table for ``images`` with class indices ``labels`` (see the module docstring).
 
     ``views`` are the run's views in ``cfg.views`` order; ``ns`` the fixed N to show (each in
@@ -201,7 +256,9 @@ def compare_tta(forward: Forward, images: Sequence[Any], labels: Any, views: Seq
     if not ns or ns[0] < 1 or ns[-1] > len(views):
         raise ConfigError(f"--tta-ns must lie in 1..{len(views)} (the listed views), got {','.join(map(str, ns))}")
     z, seconds = logits or all_view_logits(forward, images, views, batch_size)
-    build = _Rows(forward, images, y, views, z, seconds, cfg, batch_size, temperature, measure, metric or get_metric("accuracy"))
+    build = _Rows(
+        forward, images, y, views, z, seconds, cfg, batch_size, temperature, measure, metric or get_metric("accuracy")
+    )
     max_views = min(cfg.max_views, len(views))
 
     rows = [build.row("none", "none", 1, "", [build.part(n=1)])]
@@ -216,11 +273,16 @@ def compare_tta(forward: Forward, images: Sequence[Any], labels: Any, views: Seq
         r.delta_pp_vs_full = 100.0 * (r.accuracy - full.accuracy)
         r.delta_score_vs_full = r.score - full.score
         r.share_of_full_passes = r.forward_passes / max(full.forward_passes, 1)
-    timing = ("wall time measured by running each row with the model" if measure else
-              "wall time estimated (*): images per view × measured seconds per forward pass of that view")
-    caption = (f"TTA on {len(images)} labelled images (uncertainty {cfg.uncertainty}, aggregate {cfg.aggregate}, "
-               f"first {cfg.first_views} views, stable {cfg.stable_views}, temperature {temperature:.3g}); "
-               f"adaptive (auto): {how}; Δ and shares are against {full.setting}; {timing}; decoding excluded.")
+    timing = (
+        "wall time measured by running each row with the model"
+        if measure
+        else "wall time estimated (*): images per view × measured seconds per forward pass of that view"
+    )
+    caption = (
+        f"TTA on {len(images)} labelled images (uncertainty {cfg.uncertainty}, aggregate {cfg.aggregate}, "
+        f"first {cfg.first_views} views, stable {cfg.stable_views}, temperature {temperature:.3g}); "
+        f"adaptive (auto): {how}; Δ and shares are against {full.setting}; {timing}; decoding excluded."
+    )
     return CompareResult(rows, caption, len(images), view_seconds=list(seconds), thresholds=thresholds)
 
 
@@ -229,11 +291,14 @@ def _auto_row(build: _Rows, cfg: TTAConfig, tolerance: float, choose_on, max_vie
     budgetless = cfg.model_copy(update={"budget": None})  # a budget is sized for the scored set, not the choosing one
     within = f"cheapest within {100 * tolerance:g} pp of {max_views}-view TTA"
     if choose_on is not None:
-        choice = choose_adaptive_threshold(choose_on[0], choose_on[1], budgetless, tolerance=tolerance,
-                                           temperature=build.temperature)
+        choice = choose_adaptive_threshold(
+            choose_on[0], choose_on[1], budgetless, tolerance=tolerance, temperature=build.temperature
+        )
         trial = cfg.model_copy(update={"threshold": choice.threshold})
         how = f"threshold {choice.threshold:g} chosen on {len(choose_on[1])} separate labelled images ({within} there)"
-        row = build.row("adaptive (auto)", "adaptive_auto", max_views, f"{choice.threshold:g}", [build.part(trial=trial)])
+        row = build.row(
+            "adaptive (auto)", "adaptive_auto", max_views, f"{choice.threshold:g}", [build.part(trial=trial)]
+        )
         return row, {"chosen_on": "separate", "threshold": choice.threshold, "matched": choice.matched}, how
     fold = halves(build.y)
     if min((fold == 0).sum(), (fold == 1).sum()) < 1:
@@ -241,13 +306,16 @@ def _auto_row(build: _Rows, cfg: TTAConfig, tolerance: float, choose_on, max_vie
     parts, chosen = [], []
     for k in (0, 1):  # choose on the other half, score on this one
         pick, score = np.flatnonzero(fold != k), np.flatnonzero(fold == k)
-        choice = choose_adaptive_threshold(build.z[pick], build.y[pick], budgetless, tolerance=tolerance,
-                                           temperature=build.temperature)
+        choice = choose_adaptive_threshold(
+            build.z[pick], build.y[pick], budgetless, tolerance=tolerance, temperature=build.temperature
+        )
         chosen.append(choice.threshold)
         parts.append(build.part(trial=cfg.model_copy(update={"threshold": choice.threshold}), index=score))
     shown = "/".join(f"{t:g}" for t in chosen)
-    how = (f"threshold chosen on one stratified half of these images and scored on the other, both ways "
-           f"(thresholds {shown}; {within} on the choosing half)")
+    how = (
+        f"threshold chosen on one stratified half of these images and scored on the other, both ways "
+        f"(thresholds {shown}; {within} on the choosing half)"
+    )
     row = build.row("adaptive (auto)", "adaptive_auto", max_views, shown, parts)
     return row, {"chosen_on": "cross-fit halves", "thresholds": chosen}, how
 
@@ -272,7 +340,11 @@ def write_compare(out: Path, result: CompareResult) -> tuple[Path, Path]:
 def formatted(row: CompareRow) -> dict[str, str]:
     """Display strings, shared by the Markdown file and the CLI's rich table (the run's metric first
     when it is not accuracy)."""
-    own = {} if row.metric == "accuracy" else {row.metric: f"{row.score:.4f}", f"Δ {row.metric}": f"{row.delta_score_vs_full:+.4f}"}
+    own = (
+        {}
+        if row.metric == "accuracy"
+        else {row.metric: f"{row.score:.4f}", f"Δ {row.metric}": f"{row.delta_score_vs_full:+.4f}"}
+    )
     return {
         "setting": row.setting,
         "threshold": row.threshold or "–",
@@ -290,8 +362,16 @@ def formatted(row: CompareRow) -> dict[str, str]:
 def markdown(result: CompareResult) -> str:
     cells = [formatted(r) for r in result.rows]
     head = list(cells[0])
-    right = {"accuracy", "Δ vs full (pp)", "passes", "per image", "share of full", "wall s", result.rows[0].metric,
-             f"Δ {result.rows[0].metric}"}
+    right = {
+        "accuracy",
+        "Δ vs full (pp)",
+        "passes",
+        "per image",
+        "share of full",
+        "wall s",
+        result.rows[0].metric,
+        f"Δ {result.rows[0].metric}",
+    }
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---:" if h in right else ":---" for h in head) + "|"]
     lines += ["| " + " | ".join(c[h] for h in head) + " |" for c in cells]
     if any(r.timing == "estimated" for r in result.rows):
@@ -302,9 +382,19 @@ def markdown(result: CompareResult) -> str:
 # ---------------------------------------------------------------- the job the CLI runs
 
 
-def compare_run(run_dir: Path, dataset: Path | None = None, out: Path | None = None, *, tta: TTAConfig | None = None,
-                ns: Sequence[int] = DEFAULT_NS, batch_size: int = 64, device: str = "auto", measure: bool = False,
-                tolerance: float = 0.001, calibrated: bool = True) -> dict[str, Any]:
+def compare_run(
+    run_dir: Path,
+    dataset: Path | None = None,
+    out: Path | None = None,
+    *,
+    tta: TTAConfig | None = None,
+    ns: Sequence[int] = DEFAULT_NS,
+    batch_size: int = 64,
+    device: str = "auto",
+    measure: bool = False,
+    tolerance: float = 0.001,
+    calibrated: bool = True,
+) -> dict[str, Any]:
     """``evaluate --tta-compare``: the table on the run's validation split (or ``dataset``), written
     to ``out`` (default ``RUN_DIR/eval``) as ``tta_compare.csv`` and ``tta_compare.md``."""
     from imgclf.data.pipeline import image_loader
@@ -321,11 +411,27 @@ def compare_run(run_dir: Path, dataset: Path | None = None, out: Path | None = N
     label_of = dict(zip(paths, labels.tolist()))
     y = np.array([label_of[p] for p in images.paths], dtype=np.int64)
     temperature = loaded.temperature if calibrated else 1.0
-    result = compare_tta(model_forward(loaded, device), images, y, run_views(loaded, cfg.views), cfg, ns, batch_size,
-                         temperature, tolerance=tolerance, measure=measure, metric=metric_of(loaded.cfg.train))
+    result = compare_tta(
+        model_forward(loaded, device),
+        images,
+        y,
+        run_views(loaded, cfg.views),
+        cfg,
+        ns,
+        batch_size,
+        temperature,
+        tolerance=tolerance,
+        measure=measure,
+        metric=metric_of(loaded.cfg.train),
+    )
     result.decode_seconds = decode_seconds
     result.caption = f"{loaded.run.root.name} on {what}: {result.caption}"
     out = Path(out) if out else loaded.run.eval.root
     csv_path, md_path = write_compare(out, result)
-    return {"result": result, "csv": str(csv_path), "md": str(md_path), "skipped_images": [str(p) for p in images.bad],
-            "evaluated_on": what}
+    return {
+        "result": result,
+        "csv": str(csv_path),
+        "md": str(md_path),
+        "skipped_images": [str(p) for p in images.bad],
+        "evaluated_on": what,
+    }

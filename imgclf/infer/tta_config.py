@@ -46,8 +46,14 @@ def parse_tta(value: str | None) -> dict[str, Any]:
     raise ConfigError(f"--tta must be none, adaptive or a number of views (1, 2, ...), got {value!r}")
 
 
-def tta_from_options(run_dir: Path, tta: str | None = None, threshold: float | None = None,
-                     max_views: int | None = None, budget: int | None = None, views: str | None = None) -> TTAConfig:
+def tta_from_options(
+    run_dir: Path,
+    tta: str | None = None,
+    threshold: float | None = None,
+    max_views: int | None = None,
+    budget: int | None = None,
+    views: str | None = None,
+) -> TTAConfig:
     """The TTAConfig the options ask for, on top of the run's ``tta`` config section."""
     from imgclf.config import with_overrides
 
@@ -62,10 +68,17 @@ def tta_from_options(run_dir: Path, tta: str | None = None, threshold: float | N
             parse_view(name)  # unknown names fail here, with the list of valid ones
         values["tta.views"] = names
     cfg = with_overrides(saved_config(run_dir), values).tta
-    given = [flag for flag, v in (("--tta-threshold", threshold), ("--tta-max-views", max_views), ("--tta-budget", budget))
-             if v is not None]
+    given = [
+        flag
+        for flag, v in (("--tta-threshold", threshold), ("--tta-max-views", max_views), ("--tta-budget", budget))
+        if v is not None
+    ]
     if given and cfg.mode != "adaptive":
-        raise ConfigError(f"{', '.join(given)} {'applies' if len(given) == 1 else 'apply'} only to adaptive TTA; add --tta adaptive")
+        raise ConfigError(
+            f"{', '.join(given)} {'applies' if len(given) == 1 else 'apply'} only to adaptive TTA; add --tta adaptive"
+        )
     if cfg.mode == "fixed" and cfg.n > len(cfg.views):
-        raise ConfigError(f"--tta {cfg.n} asks for more views than the {len(cfg.views)} listed ({', '.join(cfg.views)})")
+        raise ConfigError(
+            f"--tta {cfg.n} asks for more views than the {len(cfg.views)} listed ({', '.join(cfg.views)})"
+        )
     return cfg

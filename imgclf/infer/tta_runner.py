@@ -54,8 +54,9 @@ class DecodedImages(Sequence):
     LRU) because TTA sweeps the images in order, which an LRU smaller than the set never hits.
     """
 
-    def __init__(self, paths: Sequence[Path], loader: Loader, max_bytes: int = MEMORY_BUDGET_BYTES,
-                 workers: int | None = None):
+    def __init__(
+        self, paths: Sequence[Path], loader: Loader, max_bytes: int = MEMORY_BUDGET_BYTES, workers: int | None = None
+    ):
         self.loader = loader
         self.paths: list[Path] = []
         self.bad: list[Path] = []
@@ -78,7 +79,9 @@ class DecodedImages(Sequence):
         try:
             return self.loader(path)
         except _UNREADABLE as exc:
-            log.warning("skipping unreadable image %s: %s", path, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+            log.warning(
+                "skipping unreadable image %s: %s", path, str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            )
             return None
 
     def __len__(self) -> int:
@@ -134,7 +137,9 @@ class _FirstViewRecorder:
             def call(item: tuple[int, Any]) -> torch.Tensor:
                 self.rows.append((item[0], v))
                 return view(item[1])
+
             return call
+
         return [tagged(v, view) for v, view in enumerate(views)]
 
     def forward(self, inner: Forward) -> Forward:
@@ -148,6 +153,7 @@ class _FirstViewRecorder:
                     if v == 0:
                         self.first[i] = row.detach().float().numpy()
             return out
+
         return forward
 
     def logits(self) -> np.ndarray | None:
@@ -167,8 +173,15 @@ class _Tagged(Sequence):
         return index, self.images[index]
 
 
-def predict_with_tta(loaded: LoadedRun, paths: list[Path], loader_fn: Loader, tta: TTAConfig, batch_size: int,
-                     device: torch.device | str, temperature: float) -> Predictions:
+def predict_with_tta(
+    loaded: LoadedRun,
+    paths: list[Path],
+    loader_fn: Loader,
+    tta: TTAConfig,
+    batch_size: int,
+    device: torch.device | str,
+    temperature: float,
+) -> Predictions:
     """TTA probabilities for ``paths`` (``tta.mode`` none / fixed / adaptive); unreadable files go to ``bad``.
 
     ``logits`` holds the raw logits of the first view (the plain prediction when it is
@@ -178,10 +191,22 @@ def predict_with_tta(loaded: LoadedRun, paths: list[Path], loader_fn: Loader, tt
     images = DecodedImages(paths, loader_fn)
     views = run_views(loaded, tta.views)
     recorder = _FirstViewRecorder(len(images))
-    result = run_tta(recorder.forward(model_forward(loaded, device)), recorder.images(images), recorder.views(views),
-                     tta, batch_size, temperature)
+    result = run_tta(
+        recorder.forward(model_forward(loaded, device)),
+        recorder.images(images),
+        recorder.views(views),
+        tta,
+        batch_size,
+        temperature,
+    )
     first_is_plain = parse_view(tta.views[0]).name == "identity"
     n_classes = len(loaded.classes)
     probs = result.probs if len(images) else np.zeros((0, n_classes))
-    return Predictions(probs, list(images.paths), result.passes.astype(int), list(images.bad), time.perf_counter() - t0,
-                       recorder.logits() if first_is_plain else None)
+    return Predictions(
+        probs,
+        list(images.paths),
+        result.passes.astype(int),
+        list(images.bad),
+        time.perf_counter() - t0,
+        recorder.logits() if first_is_plain else None,
+    )

@@ -49,8 +49,14 @@ def _lookup_forward(view_logits: torch.Tensor):
     return forward
 
 
-def choose_adaptive_threshold(view_logits: Any, labels: Any, cfg: TTAConfig, thresholds: Sequence[float] | None = None,
-                              tolerance: float = 0.005, temperature: float = 1.0) -> ThresholdChoice:
+def choose_adaptive_threshold(
+    view_logits: Any,
+    labels: Any,
+    cfg: TTAConfig,
+    thresholds: Sequence[float] | None = None,
+    tolerance: float = 0.005,
+    temperature: float = 1.0,
+) -> ThresholdChoice:
     """The cheapest threshold whose accuracy is within ``tolerance`` of full TTA.
 
     ``view_logits``: validation logits ``(N, V, C)`` with views in ``cfg.views`` order. Each
@@ -87,10 +93,18 @@ def choose_adaptive_threshold(view_logits: Any, labels: Any, cfg: TTAConfig, thr
         raise DataError("no candidate thresholds given")
     ok = [row for row in table if row["accuracy"] >= full_acc - tolerance]
     pool, matched = (ok, True) if ok else (table, False)
-    key = (lambda r: (r["mean_passes"], -r["accuracy"], r["threshold"])) if matched else (
-        lambda r: (-r["accuracy"], r["mean_passes"], r["threshold"]))
+    key = (
+        (lambda r: (r["mean_passes"], -r["accuracy"], r["threshold"]))
+        if matched
+        else (lambda r: (-r["accuracy"], r["mean_passes"], r["threshold"]))
+    )
     best = min(pool, key=key)
-    return ThresholdChoice(threshold=best["threshold"], accuracy=best["accuracy"], mean_passes=best["mean_passes"],
-                           full_accuracy=full_acc, full_passes=full.total_passes / n, matched=matched, table=table)
-
-
+    return ThresholdChoice(
+        threshold=best["threshold"],
+        accuracy=best["accuracy"],
+        mean_passes=best["mean_passes"],
+        full_accuracy=full_acc,
+        full_passes=full.total_passes / n,
+        matched=matched,
+        table=table,
+    )

@@ -85,12 +85,20 @@ def parse_view(name: str) -> ViewSpec:
     if name == "hflip":
         flip, base = True, "identity"
     elif name.startswith("hflip_"):
-        flip, base = True, name[len("hflip_"):]
+        flip, base = True, name[len("hflip_") :]
     spec = _parse_base(base)
     if spec is None or (flip and base.startswith("hflip")):
         raise ConfigError(f"unknown TTA view {name!r}; valid views: {VALID_NAMES_HELP}")
-    return ViewSpec(name=name, kind=spec.kind, scale=spec.scale, tight=spec.tight, crop=spec.crop, flip=flip,
-                    seed=spec.seed, turns=spec.turns)
+    return ViewSpec(
+        name=name,
+        kind=spec.kind,
+        scale=spec.scale,
+        tight=spec.tight,
+        crop=spec.crop,
+        flip=flip,
+        seed=spec.seed,
+        turns=spec.turns,
+    )
 
 
 def _parse_base(base: str) -> ViewSpec | None:
@@ -120,8 +128,15 @@ def _parse_base(base: str) -> ViewSpec | None:
 class ResizeCropView:
     """Resize the shorter side, normalise, crop (centre or corner), optionally mirror."""
 
-    def __init__(self, spec: ViewSpec, image_size: int, mean: Sequence[float], std: Sequence[float],
-                 interpolation: InterpolationMode, crop_pct: float):
+    def __init__(
+        self,
+        spec: ViewSpec,
+        image_size: int,
+        mean: Sequence[float],
+        std: Sequence[float],
+        interpolation: InterpolationMode,
+        crop_pct: float,
+    ):
         self.name = spec.name
         self.size = image_size
         # Same expression as timm's eval transform (floor(S / crop_pct)), so identity matches it.
@@ -151,7 +166,7 @@ def _crop(tensor: torch.Tensor, where: str, size: int) -> torch.Tensor:
     height, width = tensor.shape[-2:]
     top = 0 if where[0] == "t" else height - size
     left = 0 if where[1] == "l" else width - size
-    return tensor[:, top:top + size, left:left + size].contiguous()
+    return tensor[:, top : top + size, left : left + size].contiguous()
 
 
 class RandomView:
@@ -195,9 +210,15 @@ def _content_seed(image: Image.Image, salt: int) -> int:
     return int.from_bytes(digest.digest(), "little") & (2**63 - 1)
 
 
-def build_views(names: Sequence[str], image_size: int, mean: Sequence[float], std: Sequence[float],
-                interpolation: str | InterpolationMode = "bicubic", crop_pct: float = 0.875,
-                train_transform: Callable[[Image.Image], Any] | None = None) -> list[View]:
+def build_views(
+    names: Sequence[str],
+    image_size: int,
+    mean: Sequence[float],
+    std: Sequence[float],
+    interpolation: str | InterpolationMode = "bicubic",
+    crop_pct: float = 0.875,
+    train_transform: Callable[[Image.Image], Any] | None = None,
+) -> list[View]:
     """One callable per name, in order; each returns a ``(3, image_size, image_size)`` tensor.
 
     Unknown or repeated names, and ``random`` without ``train_transform``, raise ConfigError.
@@ -233,12 +254,19 @@ class _Flipped:
         return self.inner(image).flip(-1)
 
 
-def views_from_data_config(names: Sequence[str], data_config: dict[str, Any], image_size: int | None = None,
-                           train_transform: Callable[[Image.Image], Any] | None = None) -> list[View]:
+def views_from_data_config(
+    names: Sequence[str],
+    data_config: dict[str, Any],
+    image_size: int | None = None,
+    train_transform: Callable[[Image.Image], Any] | None = None,
+) -> list[View]:
     """``build_views`` from timm's ``resolve_data_config`` dict (input_size, mean, std, interpolation, crop_pct)."""
     size = image_size or int(data_config["input_size"][-1])
     return build_views(
-        names, size, data_config["mean"], data_config["std"],
+        names,
+        size,
+        data_config["mean"],
+        data_config["std"],
         interpolation=data_config.get("interpolation", "bicubic"),
         crop_pct=float(data_config.get("crop_pct", 0.875)),
         train_transform=train_transform,

@@ -68,13 +68,19 @@ def create_backbone(arch: str, weights: str, drop_path: float = 0.0) -> tuple[nn
         kwargs["drop_path_rate"] = drop_path
 
     if weights == "hub":
-        return _from_hub(arch, kwargs), {"weights": weights, "pretrained": True, "note": f"timm's default pretrained weights for {arch}, downloaded from the hub"}
+        return _from_hub(arch, kwargs), {
+            "weights": weights,
+            "pretrained": True,
+            "note": f"timm's default pretrained weights for {arch}, downloaded from the hub",
+        }
 
     model = architecture(arch, drop_path)
     if weights == "checkpoint":  # architecture only: the caller loads a run's own checkpoint next
         return model, {"weights": weights, "pretrained": True, "note": "weights from a run checkpoint"}
     if weights == "none":
-        logger.warning("backbone %s has RANDOM weights: weights=none, expect far lower accuracy than a pretrained backbone", arch)
+        logger.warning(
+            "backbone %s has RANDOM weights: weights=none, expect far lower accuracy than a pretrained backbone", arch
+        )
         return model, {"weights": weights, "pretrained": False, "note": "random initialisation"}
     if weights.startswith("embedded:"):
         variant = weights.removeprefix("embedded:")
@@ -89,11 +95,19 @@ def create_backbone(arch: str, weights: str, drop_path: float = 0.0) -> tuple[nn
             raise WeightsError(problem)
         file = snapshot_weights_file(Path(weights))
         load_into(model, read_weights_file(file), f"weights folder {weights}")
-        return model, {"weights": weights, "pretrained": True, "note": f"loaded from snapshot folder {weights} ({file.name})"}
+        return model, {
+            "weights": weights,
+            "pretrained": True,
+            "note": f"loaded from snapshot folder {weights} ({file.name})",
+        }
     if weights.lower().endswith(WEIGHT_FILE_SUFFIXES):
         state_dict = read_weights_file(weights)
         load_into(model, state_dict, f"weights file {weights}")
-        return model, {"weights": weights, "pretrained": True, "note": f"loaded from {weights} ({len(state_dict)} tensors)"}
+        return model, {
+            "weights": weights,
+            "pretrained": True,
+            "note": f"loaded from {weights} ({len(state_dict)} tensors)",
+        }
     raise WeightsError(
         f"unknown weights {weights!r}; use embedded:lite0|lite1|lite2, a {'/'.join(WEIGHT_FILE_SUFFIXES)} file, "
         "a snapshot folder, hub or none"

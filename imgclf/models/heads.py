@@ -22,7 +22,9 @@ def build_head(kind: str, in_features: int, num_classes: int, hidden: int = 512,
     if kind == "linear":
         return nn.Sequential(nn.Dropout(dropout), nn.Linear(in_features, num_classes))
     if kind == "mlp":
-        return nn.Sequential(nn.Linear(in_features, hidden), nn.ReLU(inplace=True), nn.Dropout(dropout), nn.Linear(hidden, num_classes))
+        return nn.Sequential(
+            nn.Linear(in_features, hidden), nn.ReLU(inplace=True), nn.Dropout(dropout), nn.Linear(hidden, num_classes)
+        )
     if kind == "mlp_bn":
         return nn.Sequential(
             nn.Linear(in_features, hidden, bias=False),

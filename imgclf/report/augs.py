@@ -64,7 +64,10 @@ class GridLayout:
 
     @property
     def size(self) -> tuple[int, int]:
-        return (self.gap + self.cols * (self.cell + self.gap), self.header + self.rows * (self.caption + self.cell + self.gap))
+        return (
+            self.gap + self.cols * (self.cell + self.gap),
+            self.header + self.rows * (self.caption + self.cell + self.gap),
+        )
 
     def box(self, row: int, col: int) -> tuple[int, int, int, int]:
         """``(left, top, right, bottom)`` of tile ``(row, col)`` in the image."""
@@ -103,8 +106,14 @@ def pick_images(samples: TrainingSet, per_class: int, max_classes: int | None, s
 
 
 def preview_rows(
-    samples: TrainingSet, data_cfg: DataConfig, pre: Preprocessing, *, n: int = 8, per_class: int = 1,
-    max_classes: int | None = 12, seed: int = 0,
+    samples: TrainingSet,
+    data_cfg: DataConfig,
+    pre: Preprocessing,
+    *,
+    n: int = 8,
+    per_class: int = 1,
+    max_classes: int | None = 12,
+    seed: int = 0,
 ) -> list[PreviewRow]:
     """Load the chosen images through the training loader and draw their views.
 
@@ -126,13 +135,15 @@ def preview_rows(
                     image = loader(samples.paths[i])
                 except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
                     continue  # an unreadable file is skipped, as training skips it
-                rows.append(PreviewRow(
-                    label=samples.classes[samples.labels[i]],
-                    path=samples.rel(samples.paths[i]),
-                    original=image,
-                    val=denormalize(val_view(image), pre),
-                    augmented=[denormalize(augment(image), pre) for _ in range(n)],
-                ))
+                rows.append(
+                    PreviewRow(
+                        label=samples.classes[samples.labels[i]],
+                        path=samples.rel(samples.paths[i]),
+                        original=image,
+                        val=denormalize(val_view(image), pre),
+                        augmented=[denormalize(augment(image), pre) for _ in range(n)],
+                    )
+                )
     finally:
         random.setstate(py_state)
     if not rows:
@@ -205,8 +216,12 @@ def render_grid(rows: list[PreviewRow], cell: int, pre: Preprocessing | None = N
         draw.text((left, 4), _clip(draw, text, font, cell), fill=_TEXT, font=font)
     for r, row in enumerate(rows):
         top = layout.box(r, 0)[1]
-        draw.text((layout.gap, top - layout.caption + 2), _clip(draw, f"{row.label}   ({row.path})", font, layout.size[0] - 2 * layout.gap),
-                  fill=_TEXT, font=font)
+        draw.text(
+            (layout.gap, top - layout.caption + 2),
+            _clip(draw, f"{row.label}   ({row.path})", font, layout.size[0] - 2 * layout.gap),
+            fill=_TEXT,
+            font=font,
+        )
         tiles = [row.original, tensor_to_image(row.val)] + [tensor_to_image(t) for t in row.augmented]
         for col, tile in enumerate(tiles):
             box = eval_crop_box(tile.size, pre) if col == 0 and pre is not None else None
@@ -215,8 +230,15 @@ def render_grid(rows: list[PreviewRow], cell: int, pre: Preprocessing | None = N
 
 
 def aug_preview(
-    samples: TrainingSet, data_cfg: DataConfig, pre: Preprocessing, *, n: int = 8, per_class: int = 1,
-    max_classes: int | None = 12, seed: int = 0, cell: int | None = None,
+    samples: TrainingSet,
+    data_cfg: DataConfig,
+    pre: Preprocessing,
+    *,
+    n: int = 8,
+    per_class: int = 1,
+    max_classes: int | None = 12,
+    seed: int = 0,
+    cell: int | None = None,
 ) -> Image.Image:
     """The preview image for already-loaded ``samples`` (what the run report embeds)."""
     rows = preview_rows(samples, data_cfg, pre, n=n, per_class=per_class, max_classes=max_classes, seed=seed)
@@ -224,8 +246,15 @@ def aug_preview(
 
 
 def write_aug_preview(
-    dataset: Path, cfg: Config, out: Path, *, n: int = 8, per_class: int = 1, max_classes: int | None = 12,
-    seed: int = 0, cell: int | None = None,
+    dataset: Path,
+    cfg: Config,
+    out: Path,
+    *,
+    n: int = 8,
+    per_class: int = 1,
+    max_classes: int | None = 12,
+    seed: int = 0,
+    cell: int | None = None,
 ) -> tuple[Path, int]:
     """Write the preview PNG of ``dataset`` under ``cfg`` to ``out``; return ``(out, images shown)``."""
     samples = load_training_set(Path(dataset), Path(cfg.data.blocklist) if cfg.data.blocklist else None)

@@ -102,16 +102,27 @@ def render_markdown(table: pd.DataFrame) -> str:
     lines += ["", "## Flags", "", "| flag | files |", "|---|---:|"]
     lines += [f"| {f} | {n} |" for f, n in flag_counts(table).items()] or ["| (none) | 0 |"]
     lines += ["", "## Images per class (train)", "", "| class | total | kept | dropped |", "|---|---:|---:|---:|"]
-    lines += [f"| {_md_escape(r.label)} | {r.total} | {r.kept} | {r.dropped} |" for r in class_counts(table).itertuples()]
+    lines += [
+        f"| {_md_escape(r.label)} | {r.total} | {r.kept} | {r.dropped} |" for r in class_counts(table).itertuples()
+    ]
     flagged = table[table["flags"] != ""]
-    lines += ["", "## Flagged files", "", "| file | split | label | flags | kept | reasons |", "|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        "## Flagged files",
+        "",
+        "| file | split | label | flags | kept | reasons |",
+        "|---|---|---|---|---|---|",
+    ]
     lines += [
         f"| {_md_escape(r.path)} | {r.split} | {_md_escape(r.label)} | {r.flags} | {'yes' if r.keep else 'no'} | {_md_escape(r.reasons)} |"
         for r in flagged.itertuples()
     ]
     lines += ["", "## Duplicate groups", ""]
     for gid, group in _groups(table):
-        members = ", ".join(f"`{r.path}` ({r.split}{', ' + r.label if r.label else ''}{'' if r.keep else ', dropped'})" for r in group.itertuples())
+        members = ", ".join(
+            f"`{r.path}` ({r.split}{', ' + r.label if r.label else ''}{'' if r.keep else ', dropped'})"
+            for r in group.itertuples()
+        )
         lines.append(f"- **{gid}**: {members}")
     if not _groups(table):
         lines.append("None found.")
@@ -183,8 +194,10 @@ padding:8px;border:1px solid #ddd;flex-wrap:wrap}.member{font-size:12px;width:15
 def render_html(table: pd.DataFrame, dataset_dir: Path) -> str:
     e = html.escape
     chart = base64.b64encode(class_chart_png(table)).decode("ascii")
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>Cleaning report</title><style>{_CSS}</style></head><body>",
-             "<h1>Cleaning report</h1><table>"]
+    parts = [
+        f"<!doctype html><html><head><meta charset='utf-8'><title>Cleaning report</title><style>{_CSS}</style></head><body>",
+        "<h1>Cleaning report</h1><table>",
+    ]
     parts += [f"<tr><th>{e(k)}</th><td>{e(v)}</td></tr>" for k, v in _summary(table)]
     parts.append("</table>")
     search = duplicate_search_text(table.attrs.get("duplicates"))
@@ -192,8 +205,12 @@ def render_html(table: pd.DataFrame, dataset_dir: Path) -> str:
         parts.append("<h2>Duplicate search</h2>" + "".join(f"<p>{e(line)}</p>" for line in search))
     parts.append("<h2>Flags</h2><table><tr><th>flag</th><th>files</th></tr>")
     parts += [f"<tr><td>{e(f)}</td><td>{n}</td></tr>" for f, n in flag_counts(table).items()]
-    parts.append(f"</table><h2>Images per class (train)</h2><img style='max-width:100%;max-height:none' src='data:image/png;base64,{chart}' alt='images per class'>")
-    parts.append("<h2>Flagged files</h2><table><tr><th>preview</th><th>file</th><th>split / label</th><th>flags</th><th>kept</th><th>reasons</th></tr>")
+    parts.append(
+        f"</table><h2>Images per class (train)</h2><img style='max-width:100%;max-height:none' src='data:image/png;base64,{chart}' alt='images per class'>"
+    )
+    parts.append(
+        "<h2>Flagged files</h2><table><tr><th>preview</th><th>file</th><th>split / label</th><th>flags</th><th>kept</th><th>reasons</th></tr>"
+    )
     for r in table[table["flags"] != ""].itertuples():
         parts.append(
             f"<tr class='{'' if r.keep else 'dropped'}'><td>{_thumb_html(dataset_dir, r)}</td><td><code>{e(r.path)}</code></td>"
@@ -204,7 +221,9 @@ def render_html(table: pd.DataFrame, dataset_dir: Path) -> str:
         parts.append(f"<h3>{e(gid)}</h3><div class='group'>")
         for r in group.itertuples():
             caption = f"{e(r.split)}{' / ' + e(r.label) if r.label else ''}{'' if r.keep else ' — dropped'}"
-            parts.append(f"<div class='member {'' if r.keep else 'dropped'}'>{_thumb_html(dataset_dir, r)}<br><code>{e(r.path)}</code><br>{caption}</div>")
+            parts.append(
+                f"<div class='member {'' if r.keep else 'dropped'}'>{_thumb_html(dataset_dir, r)}<br><code>{e(r.path)}</code><br>{caption}</div>"
+            )
         parts.append("</div>")
     if not _groups(table):
         parts.append("<p>None found.</p>")

@@ -28,7 +28,9 @@ def per_class_figure(per_class: pd.DataFrame) -> Figure:
     ax.set_xlim(0, 1.0)
     ax.set_xlabel("validation precision / recall")
     ax.grid(axis="x", alpha=0.3)
-    ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, fontsize="small", frameon=False)  # never over a bar
+    ax.legend(
+        loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, fontsize="small", frameon=False
+    )  # never over a bar
     fig.tight_layout()
     return fig
 
@@ -77,7 +79,14 @@ def confusion_figure(confusion: np.ndarray, classes: Sequence[str]) -> Figure:
         for i in range(n):
             for j in range(n):
                 if confusion[i, j]:
-                    ax.text(j, i, int(confusion[i, j]), ha="center", va="center", fontsize=7,
-                            color="white" if confusion[i, j] > top / 2 else "black")
+                    ax.text(
+                        j,
+                        i,
+                        int(confusion[i, j]),
+                        ha="center",
+                        va="center",
+                        fontsize=7,
+                        color="white" if confusion[i, j] > top / 2 else "black",
+                    )
     fig.tight_layout()
     return fig

@@ -65,7 +65,9 @@ def table(
         rows = rows.to_dict("records")
     rows = list(rows)
     columns = list(columns or (rows[0].keys() if rows else []))
-    texts = set(text_columns) | {c for c in columns if rows and all(isinstance(r.get(c), str) or r.get(c) is None for r in rows)}
+    texts = set(text_columns) | {
+        c for c in columns if rows and all(isinstance(r.get(c), str) or r.get(c) is None for r in rows)
+    }
     best = {col: _best(rows, col, how) for col, how in (highlight or {}).items() if col in columns}
     head = "".join(f'<th class="{"text" if c in texts else ""}">{escape(c)}</th>' for c in columns)
     body = []
@@ -79,7 +81,11 @@ def table(
 
 
 def _best(rows: Sequence[Mapping[str, Any]], column: str, how: str) -> int | None:
-    scored = [(r.get(column), i) for i, r in enumerate(rows) if isinstance(r.get(column), (int, float)) and not math.isnan(float(r.get(column)))]
+    scored = [
+        (r.get(column), i)
+        for i, r in enumerate(rows)
+        if isinstance(r.get(column), (int, float)) and not math.isnan(float(r.get(column)))
+    ]
     if not scored:
         return None
     return (max(scored) if how == "max" else min(scored))[1]
@@ -106,8 +112,8 @@ def page(title: str, *parts: str, subtitle: str | None = None) -> str:
     """A whole HTML document: no scripts, no external links, so it opens anywhere offline."""
     sub = f'<p class="subtitle">{escape(subtitle)}</p>' if subtitle else ""
     return (
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-        f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{escape(title)}</title>"
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f'<meta name="viewport" content="width=device-width, initial-scale=1"><title>{escape(title)}</title>'
         f"<style>{CSS}</style></head><body><h1>{escape(title)}</h1>{sub}{''.join(parts)}</body></html>\n"
     )
 

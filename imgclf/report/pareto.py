@@ -105,7 +105,14 @@ def pareto_figure(points: Sequence[RunPoint], cost: str = "train_seconds") -> Fi
         for i in shown:
             ax.annotate(points[i].name, (xs[i], ys[i]), textcoords="offset points", xytext=(4, 4), fontsize=7)
     if not shown:
-        ax.text(0.5, 0.5, f"no run recorded both validation accuracy and {COSTS[cost]}", ha="center", va="center", transform=ax.transAxes)
+        ax.text(
+            0.5,
+            0.5,
+            f"no run recorded both validation accuracy and {COSTS[cost]}",
+            ha="center",
+            va="center",
+            transform=ax.transAxes,
+        )
     ax.set_xlabel(COSTS[cost])
     ax.set_ylabel("validation accuracy")
     ax.grid(alpha=0.3)
@@ -131,19 +138,28 @@ def pareto_section(points: Sequence[RunPoint], title: str = "Accuracy against co
     if not parts:
         return h.section(title, h.paragraph("No run recorded accuracy with training time or latency.", "note"))
     rows = [
-        {"run": p.name, "val_accuracy": p.accuracy, "train_seconds": p.train_seconds, "latency_ms": p.latency_ms,
-         **{f"front ({c})": ("yes" if i in front else "") for c, front in on_front.items()}}
+        {
+            "run": p.name,
+            "val_accuracy": p.accuracy,
+            "train_seconds": p.train_seconds,
+            "latency_ms": p.latency_ms,
+            **{f"front ({c})": ("yes" if i in front else "") for c, front in on_front.items()},
+        }
         for i, p in enumerate(points)
     ]
-    return h.section(title, *parts, h.table(rows, highlight={"val_accuracy": "max", "train_seconds": "min", "latency_ms": "min"}))
+    return h.section(
+        title, *parts, h.table(rows, highlight={"val_accuracy": "max", "train_seconds": "min", "latency_ms": "min"})
+    )
 
 
 def unplotted_note(points: Sequence[RunPoint], cost: str) -> str:
     """One line naming the runs whose ``cost`` the table shows but the chart cannot place (no validation accuracy)."""
     left = [p for p in points if _finite(getattr(p, cost)) and not _finite(p.accuracy)]
     named = ", ".join(f"{p.name} ({getattr(p, cost):.1f})" for p in left)
-    return (f"Not on the {COSTS[cost]} chart, for want of a validation accuracy to plot against: {named} "
-            "(a --budget run's final model trains on every image and has no validation of its own).")
+    return (
+        f"Not on the {COSTS[cost]} chart, for want of a validation accuracy to plot against: {named} "
+        "(a --budget run's final model trains on every image and has no validation of its own)."
+    )
 
 
 def write_comparison_page(run_dirs: Sequence[Path], out: Path, title: str = "Run comparison") -> Path:

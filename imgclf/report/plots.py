@@ -23,8 +23,12 @@ from imgclf.io import atomic_write_bytes
 
 CURVE_METRICS = ("train_loss", "val_loss", "val_accuracy")
 _TITLES = {
-    "train_loss": "training loss", "val_loss": "validation loss", "val_accuracy": "validation accuracy",
-    "train_accuracy": "training accuracy", "lr": "learning rate", "epoch_seconds": "seconds per epoch",
+    "train_loss": "training loss",
+    "val_loss": "validation loss",
+    "val_accuracy": "validation accuracy",
+    "train_accuracy": "training accuracy",
+    "lr": "learning rate",
+    "epoch_seconds": "seconds per epoch",
     "images_per_second": "images per second",
 }
 

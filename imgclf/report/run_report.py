@@ -35,9 +35,31 @@ log = logging.getLogger("imgclf")
 GALLERY_SIZE = 24
 THUMB = 128
 _SUMMARY_KEYS = [
-    "val_accuracy", "val_macro_f1", "val_loss", "metric", "monitor", "best_value", "best_epoch", "epochs_run", "stopped_early", "train_seconds",
-    "mean_images_per_second", "backbone", "weights", "pretrained", "head", "strategy", "bn_policy", "image_size",
-    "num_classes", "train_images", "val_images", "trainable_params", "total_params", "device", "seed",
+    "val_accuracy",
+    "val_macro_f1",
+    "val_loss",
+    "metric",
+    "monitor",
+    "best_value",
+    "best_epoch",
+    "epochs_run",
+    "stopped_early",
+    "train_seconds",
+    "mean_images_per_second",
+    "backbone",
+    "weights",
+    "pretrained",
+    "head",
+    "strategy",
+    "bn_policy",
+    "image_size",
+    "num_classes",
+    "train_images",
+    "val_images",
+    "trainable_params",
+    "total_params",
+    "device",
+    "seed",
 ]
 _EXTRA_CSS = """
 .gallery{display:flex;flex-wrap:wrap;gap:10px}.card{width:140px;font-size:.75rem;border:1px solid #ddd;padding:5px;
@@ -80,7 +102,11 @@ def read_run(run_dir: Path) -> RunData:
     run = RunDir(Path(run_dir))
     run.require("config", "classes")
     try:
-        predictions = read_run_csv(run.val_predictions, ("path", "label", "pred"), keep_default_na=False) if run.val_predictions.is_file() else None
+        predictions = (
+            read_run_csv(run.val_predictions, ("path", "label", "pred"), keep_default_na=False)
+            if run.val_predictions.is_file()
+            else None
+        )
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise RunDirError(f"cannot read {run.val_predictions}: {str(exc).splitlines()[0]}") from None
     dataset_root = None
@@ -88,16 +114,27 @@ def read_run(run_dir: Path) -> RunData:
     if dataset:
         root = Path(dataset).parent if Path(dataset).is_file() else Path(dataset)
         dataset_root = root if root.is_dir() else None
-    return RunData(run, run.config.read_text(), _read_json(run.summary, {}), read_metrics(run.metrics),
-                   _read_json(run.classes), predictions, dataset_root)
+    return RunData(
+        run,
+        run.config.read_text(),
+        _read_json(run.summary, {}),
+        read_metrics(run.metrics),
+        _read_json(run.classes),
+        predictions,
+        dataset_root,
+    )
 
 
 # ------------------------------------------------------------------ sections
 
 
 _HEADLINE = [
-    ("val_accuracy", "validation accuracy"), ("val_macro_f1", "macro-F1"), ("best_epoch", "best epoch"),
-    ("epochs_run", "epochs run"), ("train_seconds", "training seconds"), ("val_images", "validation images"),
+    ("val_accuracy", "validation accuracy"),
+    ("val_macro_f1", "macro-F1"),
+    ("best_epoch", "best epoch"),
+    ("epochs_run", "epochs run"),
+    ("train_seconds", "training seconds"),
+    ("val_images", "validation images"),
 ]
 
 
@@ -114,7 +151,7 @@ def recipe_estimate(summary: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def _stat(big: str, label: str, small: str = "") -> str:
-    note = f'<div>{h.escape(small)}</div>' if small else ""
+    note = f"<div>{h.escape(small)}</div>" if small else ""
     return f'<div class="stat"><div class="big">{h.escape(big)}</div>{h.escape(label)}{note}</div>'
 
 
@@ -131,16 +168,29 @@ def headline_cards(data: RunData) -> str:
     cards = []
     estimate = recipe_estimate(data.summary)
     if estimate:
-        cards.append(_stat(f"{estimate['value']:.3f} ± {estimate['se']:.3f}", f"{estimate.get('metric', 'accuracy')} estimate",
-                           str(estimate.get("what") or "")))
+        cards.append(
+            _stat(
+                f"{estimate['value']:.3f} ± {estimate['se']:.3f}",
+                f"{estimate.get('metric', 'accuracy')} estimate",
+                str(estimate.get("what") or ""),
+            )
+        )
     metric = data.summary.get("metric", "accuracy")
     own = [] if metric in ("accuracy", "macro_f1") else [(f"val_{metric}", f"{metric} (the run's metric)")]
-    cards += [_stat(h.format_value(data.summary[key], 3), label) for key, label in [*own, *_HEADLINE]
-              if key in data.summary and _shown(key, data.summary[key])]
+    cards += [
+        _stat(h.format_value(data.summary[key], 3), label)
+        for key, label in [*own, *_HEADLINE]
+        if key in data.summary and _shown(key, data.summary[key])
+    ]
     scored = data.run.read_eval_metrics()
     if isinstance(scored.get("accuracy"), (int, float)):
-        cards.append(_stat(h.format_value(scored["accuracy"], 3), "accuracy, imgclf evaluate",
-                           f"on {scored.get('images', '?')} images: {scored.get('evaluated_on', '')}"))
+        cards.append(
+            _stat(
+                h.format_value(scored["accuracy"], 3),
+                "accuracy, imgclf evaluate",
+                f"on {scored.get('images', '?')} images: {scored.get('evaluated_on', '')}",
+            )
+        )
     return "".join(cards)
 
 
@@ -151,14 +201,26 @@ def overview_section(data: RunData) -> str:
     details = [(key, data.summary[key]) for key in _SUMMARY_KEYS if key in data.summary]
     scored = data.run.read_eval_metrics()
     if scored:
-        details += [(f"eval {k}", scored[k]) for k in dict.fromkeys((scored.get("metric", "accuracy"), "accuracy", "macro_f1", "log_loss",
-                                                                     "images", "evaluated_on", "tta")) if k in scored]
+        details += [
+            (f"eval {k}", scored[k])
+            for k in dict.fromkeys(
+                (scored.get("metric", "accuracy"), "accuracy", "macro_f1", "log_loss", "images", "evaluated_on", "tta")
+            )
+            if k in scored
+        ]
     # Three key/value pairs per row keep a long summary on one screen.
     per_row = 3
     rows = []
     for start in range(0, len(details), per_row):
-        chunk = details[start:start + per_row]
-        rows.append("<tr>" + "".join(f'<th class="text">{h.escape(k)}</th><td class="text">{h.escape(h.format_value(v))}</td>' for k, v in chunk) + "</tr>")
+        chunk = details[start : start + per_row]
+        rows.append(
+            "<tr>"
+            + "".join(
+                f'<th class="text">{h.escape(k)}</th><td class="text">{h.escape(h.format_value(v))}</td>'
+                for k, v in chunk
+            )
+            + "</tr>"
+        )
     return h.section("Overview", f'<div class="stats">{cards}</div>', f'<table class="kv">{"".join(rows)}</table>')
 
 
@@ -170,17 +232,30 @@ def curves_section(data: RunData) -> str:
     if not data.metrics:
         return h.section("Learning curves", h.paragraph("No metrics.csv rows yet.", "note"))
     # Train and validation as two lines on shared panels, so over-fitting shows at a glance.
-    train = [{"epoch": r["epoch"], "loss": r.get("train_loss"), "accuracy": r.get("train_accuracy"),
-              "lr": r.get("lr"), "epoch_seconds": r.get("epoch_seconds")} for r in data.metrics]
+    train = [
+        {
+            "epoch": r["epoch"],
+            "loss": r.get("train_loss"),
+            "accuracy": r.get("train_accuracy"),
+            "lr": r.get("lr"),
+            "epoch_seconds": r.get("epoch_seconds"),
+        }
+        for r in data.metrics
+    ]
     val = [{"epoch": r["epoch"], "loss": r.get("val_loss"), "accuracy": r.get("val_accuracy")} for r in data.metrics]
-    fig = learning_curves({"train": train, "validation": val}, ("loss", "accuracy", "lr", "epoch_seconds"), width=3.4, height=2.8)
+    fig = learning_curves(
+        {"train": train, "validation": val}, ("loss", "accuracy", "lr", "epoch_seconds"), width=3.4, height=2.8
+    )
     # The legend belongs on the panels where both lines are drawn; epochs are whole numbers.
     for ax in fig.axes:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         if ax.get_legend() is not None:
             ax.get_legend().remove()
     fig.axes[0].legend(fontsize="small", loc="best")
-    return h.section("Learning curves", h.image(fig_to_base64(fig), "learning curves: loss, accuracy, learning rate, seconds per epoch"))
+    return h.section(
+        "Learning curves",
+        h.image(fig_to_base64(fig), "learning curves: loss, accuracy, learning rate, seconds per epoch"),
+    )
 
 
 def validation_scores(data: RunData):
@@ -204,14 +279,24 @@ def evaluated_scores(data: RunData):
         return None, "No val_predictions.csv: the run did not finish."
     files, scored = data.run.eval, data.run.read_eval_metrics()
     if not (scored and files.confusion_csv.is_file() and files.per_class.is_file()):
-        return None, ("This run kept no validation split (it trained on every image), so it has no validation predictions; "
-                      "`imgclf evaluate RUN DATASET` scores it on labelled images it never saw, and the report then shows them here.")
-    confusion = pd.read_csv(files.confusion_csv, index_col=0).reindex(index=data.classes, columns=data.classes).fillna(0)
+        return None, (
+            "This run kept no validation split (it trained on every image), so it has no validation predictions; "
+            "`imgclf evaluate RUN DATASET` scores it on labelled images it never saw, and the report then shows them here."
+        )
+    confusion = (
+        pd.read_csv(files.confusion_csv, index_col=0).reindex(index=data.classes, columns=data.classes).fillna(0)
+    )
     per_class = pd.read_csv(files.per_class)
-    scores = Scores(accuracy=float(scored.get("accuracy", np.nan)), macro_f1=float(scored.get("macro_f1", np.nan)),
-                    per_class=per_class, confusion=confusion.to_numpy(dtype=int))
-    lead = (f"imgclf evaluate on {scored.get('evaluated_on', 'labelled images')}: {int(scores.confusion.sum())} images, "
-            f"accuracy {scores.accuracy:.4f}, macro-F1 {scores.macro_f1:.4f}.")
+    scores = Scores(
+        accuracy=float(scored.get("accuracy", np.nan)),
+        macro_f1=float(scored.get("macro_f1", np.nan)),
+        per_class=per_class,
+        confusion=confusion.to_numpy(dtype=int),
+    )
+    lead = (
+        f"imgclf evaluate on {scored.get('evaluated_on', 'labelled images')}: {int(scores.confusion.sum())} images, "
+        f"accuracy {scores.accuracy:.4f}, macro-F1 {scores.macro_f1:.4f}."
+    )
     return scores, lead
 
 
@@ -228,7 +313,10 @@ def results_sections(data: RunData) -> list[str]:
         lead = f"Validation: {int(scores.confusion.sum())} images, accuracy {scores.accuracy:.4f}, macro-F1 {scores.macro_f1:.4f}."
     if scores is None:
         note = h.paragraph(lead, "note")
-        return [h.section(title, note) for title in ("Confusion matrix", "Per-class precision and recall", "Most confused classes")]
+        return [
+            h.section(title, note)
+            for title in ("Confusion matrix", "Per-class precision and recall", "Most confused classes")
+        ]
     confusion = h.section(
         "Confusion matrix",
         h.paragraph(lead),
@@ -239,8 +327,14 @@ def results_sections(data: RunData) -> list[str]:
         h.image(fig_to_base64(per_class_figure(scores.per_class)), "per-class precision and recall"),
         h.table(scores.per_class.sort_values("f1", kind="stable"), highlight={"f1": "min"}),
     )
-    pairs = [{"true class": t, "predicted as": p, "images": n} for t, p, n in most_confused(scores.confusion, data.classes, top=15)]
-    confused = h.section("Most confused classes", h.table(pairs) if pairs else h.paragraph("No mistakes on the validation split.", "note"))
+    pairs = [
+        {"true class": t, "predicted as": p, "images": n}
+        for t, p, n in most_confused(scores.confusion, data.classes, top=15)
+    ]
+    confused = h.section(
+        "Most confused classes",
+        h.table(pairs) if pairs else h.paragraph("No mistakes on the validation split.", "note"),
+    )
     # Side by side on a wide screen: the matrix shows where mistakes go, the bars which classes suffer.
     return [f'<div class="row">{confusion}{per_class}</div>', confused]
 
@@ -272,7 +366,9 @@ def gallery_section(data: RunData, size: int = GALLERY_SIZE) -> str:
             f'<span class="note">{h.escape(row.path)}</span></div>'
         )
     note = "" if data.dataset_root else h.paragraph("The run's dataset folder is gone: no previews.", "note")
-    lead = h.paragraph(f"{int((~correct).sum())} of {len(preds)} validation images are wrong; the {len(wrong)} most confident mistakes:")
+    lead = h.paragraph(
+        f"{int((~correct).sum())} of {len(preds)} validation images are wrong; the {len(wrong)} most confident mistakes:"
+    )
     return h.section(title, lead, note, f'<div class="gallery">{"".join(cards)}</div>')
 
 
@@ -291,8 +387,11 @@ def augmentation_section(data: RunData, n: int = 6, max_classes: int = 8) -> str
     grid = aug_preview(samples, cfg.data, pre, n=n, per_class=1, max_classes=max_classes)
     buf = io.BytesIO()
     grid.save(buf, format="PNG")
-    caption = h.paragraph(f"data.augment={cfg.data.augment}, image size {pre.image_size}: the original, the validation view, "
-                          f"then {n} training augmentations (as the training pipeline draws them).", "note")
+    caption = h.paragraph(
+        f"data.augment={cfg.data.augment}, image size {pre.image_size}: the original, the validation view, "
+        f"then {n} training augmentations (as the training pipeline draws them).",
+        "note",
+    )
     return h.section(title, caption, h.image(base64.b64encode(buf.getvalue()).decode("ascii"), "augmentation preview"))
 
 
@@ -321,7 +420,11 @@ def tta_section(data: RunData) -> str | None:
     path = data.run.eval.tta_compare_csv
     if not path.is_file():
         return None
-    return h.section("Test-time augmentation", h.paragraph(f"From {path.relative_to(data.run.root)}.", "note"), h.table(pd.read_csv(path)))
+    return h.section(
+        "Test-time augmentation",
+        h.paragraph(f"From {path.relative_to(data.run.root)}.", "note"),
+        h.table(pd.read_csv(path)),
+    )
 
 
 def reliability_series(calibration: dict[str, Any]) -> dict[str, tuple[list[float], list[float]]]:
@@ -330,6 +433,7 @@ def reliability_series(calibration: dict[str, Any]) -> dict[str, tuple[list[floa
     Accepts one curve (``{"confidence": [...], "accuracy": [...]}`` or a list of bin dicts) or
     several named ones (``{"before": curve, "after": curve}``); anything else gives no curve.
     """
+
     def curve(obj: Any) -> tuple[list[float], list[float]] | None:
         if isinstance(obj, list) and obj and all(isinstance(b, dict) for b in obj):
             obj = {k: [b.get(k) for b in obj] for k in obj[0]}
@@ -339,7 +443,9 @@ def reliability_series(calibration: dict[str, Any]) -> dict[str, tuple[list[floa
         acc = next((obj[k] for k in ("accuracy", "acc") if k in obj), None)
         if conf is None or acc is None or len(conf) != len(acc):
             return None
-        return [float("nan") if v is None else float(v) for v in conf], [float("nan") if v is None else float(v) for v in acc]
+        return [float("nan") if v is None else float(v) for v in conf], [
+            float("nan") if v is None else float(v) for v in acc
+        ]
 
     rel = calibration.get("reliability")
     single = curve(rel)
@@ -394,12 +500,20 @@ def render_run_report(run_dir: Path) -> str:
         config_section(data),
     ]
     acc, estimate = data.summary.get("val_accuracy"), recipe_estimate(data.summary)
-    subtitle = " · ".join(str(s) for s in (
-        data.summary.get("backbone"), data.summary.get("weights"),
-        f"{estimate.get('metric', 'accuracy')} estimate {estimate['value']:.3f} ± {estimate['se']:.3f}" if estimate else
-        f"validation accuracy {acc:.4f}" if isinstance(acc, (int, float)) and not np.isnan(acc) else None,
-        data.run.root.resolve(),
-    ) if s)
+    subtitle = " · ".join(
+        str(s)
+        for s in (
+            data.summary.get("backbone"),
+            data.summary.get("weights"),
+            f"{estimate.get('metric', 'accuracy')} estimate {estimate['value']:.3f} ± {estimate['se']:.3f}"
+            if estimate
+            else f"validation accuracy {acc:.4f}"
+            if isinstance(acc, (int, float)) and not np.isnan(acc)
+            else None,
+            data.run.root.resolve(),
+        )
+        if s
+    )
     document = h.page(f"Run report: {data.name}", *(p for p in parts if p), subtitle=subtitle)
     return document.replace("</style>", _EXTRA_CSS + "</style>", 1)
 
@@ -415,6 +529,10 @@ def write_run_report_safely(run_dir: Path) -> Path | None:
     try:
         return write_run_report(run_dir)
     except Exception as exc:  # noqa: BLE001 — the trained model matters more than its report
-        log.warning("could not write %s: %s; re-create it with `imgclf report %s`", RunDir(Path(run_dir)).report,
-                    str(exc).splitlines()[0] if str(exc) else type(exc).__name__, run_dir)
+        log.warning(
+            "could not write %s: %s; re-create it with `imgclf report %s`",
+            RunDir(Path(run_dir)).report,
+            str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
+            run_dir,
+        )
         return None

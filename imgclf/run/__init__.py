@@ -5,8 +5,15 @@ from typing import Any
 from imgclf.run.rundir import EvalDir, RunDir, read_metrics, read_run_json, write_metrics
 
 __all__ = [
-    "EvalDir", "RunDir", "load_training_state", "load_weights", "read_metrics", "read_run_json",
-    "save_training_state", "save_weights", "write_metrics",
+    "EvalDir",
+    "RunDir",
+    "load_training_state",
+    "load_weights",
+    "read_metrics",
+    "read_run_json",
+    "save_training_state",
+    "save_weights",
+    "write_metrics",
 ]
 
 _CHECKPOINT_IO = ("load_training_state", "load_weights", "save_training_state", "save_weights")

@@ -29,7 +29,9 @@ def model_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return inner.state_dict()
 
 
-def save_weights(model: torch.nn.Module | dict[str, torch.Tensor], path: Path, metadata: dict[str, str] | None = None) -> None:
+def save_weights(
+    model: torch.nn.Module | dict[str, torch.Tensor], path: Path, metadata: dict[str, str] | None = None
+) -> None:
     state = model if isinstance(model, dict) else model_state(model)
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
     with atomic_path(path) as tmp:

@@ -37,13 +37,27 @@ TIMM_EXPORT_FILES = frozenset({"config.json", "model.safetensors"})
 
 # What ``evaluate --out`` writes: a folder holding only these is an earlier evaluation, rewritten by the next one.
 _EVAL = EvalDir(Path("."))
-EVAL_FILES = frozenset(p.name for p in (_EVAL.metrics, _EVAL.per_class, _EVAL.confusion_csv, _EVAL.confusion_png,
-                                         _EVAL.predictions, _EVAL.tta_compare_csv, _EVAL.tta_compare_md))
+EVAL_FILES = frozenset(
+    p.name
+    for p in (
+        _EVAL.metrics,
+        _EVAL.per_class,
+        _EVAL.confusion_csv,
+        _EVAL.confusion_png,
+        _EVAL.predictions,
+        _EVAL.tta_compare_csv,
+        _EVAL.tta_compare_md,
+    )
+)
 
 KINDS = {
-    "train": "a training run", "cv": "a cross-validation (imgclf cv)", "ensemble": "an ensemble (imgclf ensemble)",
-    "timm": "a timm export", "evaluate": "the scores of an evaluation (imgclf evaluate)",
-    "sweep": "a sweep (imgclf sweep)", "ablate": "an ablation (imgclf ablate)",
+    "train": "a training run",
+    "cv": "a cross-validation (imgclf cv)",
+    "ensemble": "an ensemble (imgclf ensemble)",
+    "timm": "a timm export",
+    "evaluate": "the scores of an evaluation (imgclf evaluate)",
+    "sweep": "a sweep (imgclf sweep)",
+    "ablate": "an ablation (imgclf ablate)",
 }
 SWEEP_STORAGE = "optuna.db"  # a sweep folder's study (imgclf.experiments.sweep), beside its trials/ folder
 # A second worker may find the folder before its first trial, holding only the tracking store (a database study).
@@ -96,8 +110,10 @@ def check_folder(root: Path, kind: str, flag: str = "--out") -> None:
     if found == kind:
         return
     what = f"holds {KINDS[found]}" if found else "is not empty and holds no imgclf output"
-    raise RunDirError(f"{flag} {root} {what}; {kind} writes only into a new or empty folder or its own earlier output, "
-                      f"so none of your files are overwritten: choose another {flag}")
+    raise RunDirError(
+        f"{flag} {root} {what}; {kind} writes only into a new or empty folder or its own earlier output, "
+        f"so none of your files are overwritten: choose another {flag}"
+    )
 
 
 @contextmanager
@@ -130,8 +146,10 @@ def check_file_out(path: Path, flag: str, suffixes: tuple[str, ...], own: tuple[
     if not path.exists():
         return
     if path.suffix.lower() not in suffixes:
-        raise RunDirError(f"{flag} {path} exists and is not a {'/'.join(suffixes)} file; imgclf replaces only a file of "
-                          f"the kind it writes: choose another {flag}")
+        raise RunDirError(
+            f"{flag} {path} exists and is not a {'/'.join(suffixes)} file; imgclf replaces only a file of "
+            f"the kind it writes: choose another {flag}"
+        )
     holder = folder_kind(path.parent)
     if holder is not None and path.name not in own:
         raise RunDirError(f"{flag} {path} is a file of {KINDS[holder]} in {path.parent}; choose another {flag}")

@@ -32,7 +32,9 @@ class RunLock:
         except OSError:
             os.close(fd)
             what = "training" if kind == "train" else kind
-            raise ConfigError(f"{run.root} is in use by another imgclf {what}; wait for it or choose another --out") from None
+            raise ConfigError(
+                f"{run.root} is in use by another imgclf {what}; wait for it or choose another --out"
+            ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, kind.encode("ascii"), 0)
         return cls(fd, run, created)

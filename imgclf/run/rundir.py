@@ -30,8 +30,15 @@ from imgclf.errors import RunDirError
 from imgclf.io import atomic_write_json, atomic_write_text
 
 METRIC_COLUMNS = [
-    "epoch", "lr", "train_loss", "train_accuracy", "val_loss", "val_accuracy",
-    "epoch_seconds", "images_per_second", "trainable_params",
+    "epoch",
+    "lr",
+    "train_loss",
+    "train_accuracy",
+    "val_loss",
+    "val_accuracy",
+    "epoch_seconds",
+    "images_per_second",
+    "trainable_params",
     # CPU seconds of the training process's threads in the epoch's training pass (loader worker processes not
     # counted): unlike wall time, barely moved by other jobs on a shared machine.
     "epoch_cpu_seconds",
@@ -48,19 +55,32 @@ class EvalDir:
     root: Path
 
     @property
-    def metrics(self) -> Path: return self.root / "metrics.json"
+    def metrics(self) -> Path:
+        return self.root / "metrics.json"
+
     @property
-    def per_class(self) -> Path: return self.root / "per_class.csv"
+    def per_class(self) -> Path:
+        return self.root / "per_class.csv"
+
     @property
-    def confusion_csv(self) -> Path: return self.root / "confusion_matrix.csv"
+    def confusion_csv(self) -> Path:
+        return self.root / "confusion_matrix.csv"
+
     @property
-    def confusion_png(self) -> Path: return self.root / "confusion_matrix.png"
+    def confusion_png(self) -> Path:
+        return self.root / "confusion_matrix.png"
+
     @property
-    def predictions(self) -> Path: return self.root / "predictions.csv"
+    def predictions(self) -> Path:
+        return self.root / "predictions.csv"
+
     @property
-    def tta_compare_csv(self) -> Path: return self.root / "tta_compare.csv"
+    def tta_compare_csv(self) -> Path:
+        return self.root / "tta_compare.csv"
+
     @property
-    def tta_compare_md(self) -> Path: return self.root / "tta_compare.md"
+    def tta_compare_md(self) -> Path:
+        return self.root / "tta_compare.md"
 
 
 @dataclass(frozen=True)
@@ -68,49 +88,92 @@ class RunDir:
     root: Path
 
     @property
-    def config(self) -> Path: return self.root / "config.yaml"
+    def config(self) -> Path:
+        return self.root / "config.yaml"
+
     @property
-    def metrics(self) -> Path: return self.root / "metrics.csv"
+    def metrics(self) -> Path:
+        return self.root / "metrics.csv"
+
     @property
-    def summary(self) -> Path: return self.root / "summary.json"
+    def summary(self) -> Path:
+        return self.root / "summary.json"
+
     @property
-    def split(self) -> Path: return self.root / "split.csv"
+    def split(self) -> Path:
+        return self.root / "split.csv"
+
     @property
-    def classes(self) -> Path: return self.root / "classes.json"
+    def classes(self) -> Path:
+        return self.root / "classes.json"
+
     @property
-    def preprocessing(self) -> Path: return self.root / "preprocessing.json"
+    def preprocessing(self) -> Path:
+        return self.root / "preprocessing.json"
+
     @property
-    def environment(self) -> Path: return self.root / "environment.json"
+    def environment(self) -> Path:
+        return self.root / "environment.json"
+
     @property
-    def val_predictions(self) -> Path: return self.root / "val_predictions.csv"
+    def val_predictions(self) -> Path:
+        return self.root / "val_predictions.csv"
+
     @property
-    def info(self) -> Path: return self.root / "run.json"
+    def info(self) -> Path:
+        return self.root / "run.json"
+
     @property
-    def calibration(self) -> Path: return self.root / "calibration.json"
+    def calibration(self) -> Path:
+        return self.root / "calibration.json"
+
     @property
-    def mlflow_run(self) -> Path: return self.root / "mlflow_run.json"
+    def mlflow_run(self) -> Path:
+        return self.root / "mlflow_run.json"
+
     @property
-    def report(self) -> Path: return self.root / "report.html"
+    def report(self) -> Path:
+        return self.root / "report.html"
+
     @property
-    def submission(self) -> Path: return self.root / "submission.csv"
+    def submission(self) -> Path:
+        return self.root / "submission.csv"
+
     @property
-    def checkpoints(self) -> Path: return self.root / "checkpoints"
+    def checkpoints(self) -> Path:
+        return self.root / "checkpoints"
+
     @property
-    def best(self) -> Path: return self.checkpoints / "best.safetensors"
+    def best(self) -> Path:
+        return self.checkpoints / "best.safetensors"
+
     @property
-    def last(self) -> Path: return self.checkpoints / "last.pt"
+    def last(self) -> Path:
+        return self.checkpoints / "last.pt"
+
     @property
-    def lock(self) -> Path: return self.root / ".imgclf.lock"
+    def lock(self) -> Path:
+        return self.root / ".imgclf.lock"
+
     @property
-    def eval(self) -> EvalDir: return EvalDir(self.root / "eval")
+    def eval(self) -> EvalDir:
+        return EvalDir(self.root / "eval")
+
     @property
-    def export(self) -> Path: return self.root / "export"
+    def export(self) -> Path:
+        return self.root / "export"
+
     @property
-    def refit_run(self) -> "RunDir": return RunDir(self.root / "refit")
+    def refit_run(self) -> "RunDir":
+        return RunDir(self.root / "refit")
+
     @property
-    def recipe(self) -> Path: return self.root / "recipe.json"
+    def recipe(self) -> Path:
+        return self.root / "recipe.json"
+
     @property
-    def ensemble_spec(self) -> Path: return self.root / "ensemble.json"  # train --budget with several models
+    def ensemble_spec(self) -> Path:
+        return self.root / "ensemble.json"  # train --budget with several models
 
     def member(self, n: int) -> "RunDir":
         """``train --budget``'s n-th final model (n >= 2): ``RUN/members/<n>``."""
@@ -135,10 +198,16 @@ class RunDir:
         """A new run goes into a new or empty folder, or over a run of ours that never reached a checkpoint
         (nothing to resume: :meth:`clear_unfinished` then starts it again); never over a user's files."""
         if self.holds_run():
-            raise RunDirError(f"run directory {self.root} already holds a run; choose another --out or use --resume {self.root}")
+            raise RunDirError(
+                f"run directory {self.root} already holds a run; choose another --out or use --resume {self.root}"
+            )
         if self.root.exists() and not self.root.is_dir():
             raise RunDirError(f"--out {self.root} is a file, not a folder; choose a new folder")
-        if self.root.is_dir() and any(p.name != self.lock.name for p in self.root.iterdir()) and not self.is_unfinished():
+        if (
+            self.root.is_dir()
+            and any(p.name != self.lock.name for p in self.root.iterdir())
+            and not self.is_unfinished()
+        ):
             raise RunDirError(f"--out {self.root} is not empty and holds no imgclf run; choose a new or empty folder")
 
     def writer(self) -> str | None:
@@ -154,21 +223,37 @@ class RunDir:
 
     def _started_files(self) -> tuple[Path, ...]:
         """What a training (or ``--budget``'s warm-up) writes before its first checkpoint."""
-        return (self.lock, self.info, self.config, self.classes, self.preprocessing, self.environment, self.split,
-                self.metrics, self.val_predictions, self.calibration, self.mlflow_run, self.checkpoints, self.recipe)
+        return (
+            self.lock,
+            self.info,
+            self.config,
+            self.classes,
+            self.preprocessing,
+            self.environment,
+            self.split,
+            self.metrics,
+            self.val_predictions,
+            self.calibration,
+            self.mlflow_run,
+            self.checkpoints,
+            self.recipe,
+        )
 
     def is_unfinished(self) -> bool:
         """A run of ours killed before its first checkpoint: a lock, run.json or recipe.json says imgclf started it,
         nothing else is here but what a run writes before ``last.pt``, and neither ``last.pt`` nor a summary exists."""
-        if not self.root.is_dir() or self.holds_run() or not any(p.exists() for p in (self.lock, self.info, self.recipe)):
+        if (
+            not self.root.is_dir()
+            or self.holds_run()
+            or not any(p.exists() for p in (self.lock, self.info, self.recipe))
+        ):
             return False
         if self.writer() not in (None, "train"):
             return False
         known = {p.name for p in self._started_files()}
         stale = {p.name for p in self.remove_stale_temporaries(dry_run=True)}
         checkpoints = {p.name for p in self.checkpoints.iterdir()} if self.checkpoints.is_dir() else set()
-        return ({p.name for p in self.root.iterdir()} <= known | stale
-                and checkpoints <= {self.best.name} | stale)
+        return {p.name for p in self.root.iterdir()} <= known | stale and checkpoints <= {self.best.name} | stale
 
     def clear_unfinished(self) -> None:
         """Remove what a run killed before its first checkpoint left (the lock stays), so a new start is clean."""
@@ -185,8 +270,13 @@ class RunDir:
 
     def remove_stale_temporaries(self, dry_run: bool = False) -> list[Path]:
         """Delete the ``.NAME.*.tmp`` files a killed atomic write left behind (``dry_run``: only list them); return them."""
-        stale = [p for folder in (self.root, self.checkpoints) if folder.is_dir()
-                 for p in folder.glob(".*.tmp") if p.is_file()]
+        stale = [
+            p
+            for folder in (self.root, self.checkpoints)
+            if folder.is_dir()
+            for p in folder.glob(".*.tmp")
+            if p.is_file()
+        ]
         for path in [] if dry_run else stale:
             path.unlink(missing_ok=True)
         return stale
@@ -212,7 +302,9 @@ class RunDir:
         """The dataset run.json says the run trained on (a folder or a CSV list)."""
         dataset = self.read_info().get("dataset")
         if not isinstance(dataset, str) or not dataset.strip() or "\0" in dataset:
-            raise RunDirError(f"{self.info} does not name the dataset the run trained on (a \"dataset\" path); pass DATASET")
+            raise RunDirError(
+                f'{self.info} does not name the dataset the run trained on (a "dataset" path); pass DATASET'
+            )
         return Path(dataset)
 
     def read_recipe(self) -> dict[str, Any]:
@@ -229,14 +321,20 @@ class RunDir:
         data = _json_object(self.preprocessing)
         ok = (
             _positive_int(data.get("image_size"))
-            and all(isinstance(data.get(k), list) and len(data[k]) == 3 and all(_finite(v) for v in data[k]) for k in ("mean", "std"))
+            and all(
+                isinstance(data.get(k), list) and len(data[k]) == 3 and all(_finite(v) for v in data[k])
+                for k in ("mean", "std")
+            )
             and all(_finite(v) and v > 0 for v in data.get("std") or [0])
             and data.get("interpolation") in INTERPOLATIONS
-            and _finite(data.get("crop_pct")) and 0 < data["crop_pct"] <= 1
+            and _finite(data.get("crop_pct"))
+            and 0 < data["crop_pct"] <= 1
         )
         if not ok:
-            raise RunDirError(f"{self.preprocessing} is not a valid preprocessing file (image_size, mean, std, "
-                              f"interpolation one of {', '.join(INTERPOLATIONS)}, crop_pct)")
+            raise RunDirError(
+                f"{self.preprocessing} is not a valid preprocessing file (image_size, mean, std, "
+                f"interpolation one of {', '.join(INTERPOLATIONS)}, crop_pct)"
+            )
         return data
 
     def read_environment(self) -> dict[str, Any]:
@@ -270,25 +368,44 @@ class BlendDir:
     root: Path
 
     @property
-    def oof(self) -> Path: return self.root / "oof.csv"
+    def oof(self) -> Path:
+        return self.root / "oof.csv"
+
     @property
-    def classes(self) -> Path: return self.root / "classes.json"
+    def classes(self) -> Path:
+        return self.root / "classes.json"
+
     @property
-    def summary(self) -> Path: return self.root / "summary.json"
+    def summary(self) -> Path:
+        return self.root / "summary.json"
+
     @property
-    def report(self) -> Path: return self.root / "report.html"
+    def report(self) -> Path:
+        return self.root / "report.html"
+
     @property
-    def cv_spec(self) -> Path: return self.root / "cv.json"
+    def cv_spec(self) -> Path:
+        return self.root / "cv.json"
+
     @property
-    def cv_config(self) -> Path: return self.root / "cv_config.yaml"
+    def cv_config(self) -> Path:
+        return self.root / "cv_config.yaml"
+
     @property
-    def folds(self) -> Path: return self.root / "folds.csv"
+    def folds(self) -> Path:
+        return self.root / "folds.csv"
+
     @property
-    def label_issues(self) -> Path: return self.root / "label_issues.csv"
+    def label_issues(self) -> Path:
+        return self.root / "label_issues.csv"
+
     @property
-    def ensemble_spec(self) -> Path: return self.root / "ensemble.json"
+    def ensemble_spec(self) -> Path:
+        return self.root / "ensemble.json"
+
     @property
-    def eval(self) -> EvalDir: return EvalDir(self.root / "eval")
+    def eval(self) -> EvalDir:
+        return EvalDir(self.root / "eval")
 
     def fold(self, k: int) -> RunDir:
         return RunDir(self.root / f"fold_{k}")
@@ -360,7 +477,9 @@ def write_metrics(path: Path, rows: list[dict[str, Any]]) -> None:
     at = METRIC_COLUMNS.index("val_accuracy") + 1
     # Progressive resizing (data.start_size) adds each epoch's training size at the end.
     tail = ["train_size"] if rows and "train_size" in rows[0] else []
-    writer = csv.DictWriter(buf, fieldnames=[*METRIC_COLUMNS[:at], *extra, *METRIC_COLUMNS[at:], *tail], extrasaction="ignore")
+    writer = csv.DictWriter(
+        buf, fieldnames=[*METRIC_COLUMNS[:at], *extra, *METRIC_COLUMNS[at:], *tail], extrasaction="ignore"
+    )
     writer.writeheader()
     for row in rows:
         writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
@@ -387,7 +506,9 @@ def _num(text: str) -> Any:
 
 def git_commit() -> str | None:
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=Path(__file__).parent)
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=Path(__file__).parent
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() or None if out.returncode == 0 else None
@@ -397,7 +518,19 @@ def environment_info(device: str) -> dict[str, Any]:
     import importlib.metadata as md
 
     versions: dict[str, str | None] = {}
-    for pkg in ("imgclf", "torch", "torchvision", "timm", "numpy", "pillow", "pandas", "scikit-learn", "mlflow", "optuna", "onnxruntime"):
+    for pkg in (
+        "imgclf",
+        "torch",
+        "torchvision",
+        "timm",
+        "numpy",
+        "pillow",
+        "pandas",
+        "scikit-learn",
+        "mlflow",
+        "optuna",
+        "onnxruntime",
+    ):
         try:
             versions[pkg] = md.version(pkg)
         except md.PackageNotFoundError:

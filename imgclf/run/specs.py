@@ -40,7 +40,9 @@ def inside(root: Path, name: Any, what: Path) -> Path:
     except (OSError, RuntimeError) as exc:  # a symlink loop
         raise RunDirError(f"{what} names {name[:80]!r}, which cannot be resolved ({type(exc).__name__})") from None
     if resolved != base and base not in resolved.parents:
-        raise RunDirError(f"{what} names {name[:80]!r}, which lies outside {root}; a folder may only name what it holds")
+        raise RunDirError(
+            f"{what} names {name[:80]!r}, which lies outside {root}; a folder may only name what it holds"
+        )
     return path
 
 
@@ -52,7 +54,9 @@ def read_cv_spec(blend: BlendDir) -> CvSpec:
         raise RunDirError(f"{path} must hold a JSON object (folds, fold_dirs)")
     folds = data.get("folds")
     if isinstance(folds, bool) or not isinstance(folds, int) or not 2 <= folds <= MAX_FOLDS:
-        raise RunDirError(f"{path} is not a valid CV file: folds must be an integer from 2 to {MAX_FOLDS}, not {str(folds)[:40]!r}")
+        raise RunDirError(
+            f"{path} is not a valid CV file: folds must be an integer from 2 to {MAX_FOLDS}, not {str(folds)[:40]!r}"
+        )
     names = data.get("fold_dirs", [f"fold_{k}" for k in range(1, folds + 1)])
     if not isinstance(names, list) or len(names) != folds:
         raise RunDirError(f"{path} is not a valid CV file: fold_dirs must list one folder per fold ({folds})")
@@ -81,15 +85,19 @@ def read_ensemble_spec(path: Path) -> list[tuple[str, float]]:
     data = read_run_json(path)
     members = data.get("members") if isinstance(data, dict) else None
     if not isinstance(members, list) or not members:
-        raise RunDirError(f"{path} must hold a JSON object whose \"members\" is a non-empty list")
+        raise RunDirError(f'{path} must hold a JSON object whose "members" is a non-empty list')
     out = []
     for entry in members:
         if not isinstance(entry, dict) or not isinstance(entry.get("path"), str):
-            raise RunDirError(f"{path} is not a valid ensemble file: each member needs a \"path\" (got {str(entry)[:60]})")
+            raise RunDirError(
+                f'{path} is not a valid ensemble file: each member needs a "path" (got {str(entry)[:60]})'
+            )
         weight = entry.get("weight")
         if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight) or weight < 0:
-            raise RunDirError(f"{path} is not a valid ensemble file: weight {str(weight)[:40]!r} of {entry['path'][:60]!r} "
-                              "must be a finite number >= 0")
+            raise RunDirError(
+                f"{path} is not a valid ensemble file: weight {str(weight)[:40]!r} of {entry['path'][:60]!r} "
+                "must be a finite number >= 0"
+            )
         out.append((entry["path"], float(weight)))
     if not any(w > 0 for _, w in out):
         raise RunDirError(f"{path} has no member with a positive weight")

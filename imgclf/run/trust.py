@@ -36,6 +36,12 @@ def run_config(run: RunDir, user: Config | None = None) -> Config:
     changed = {key: ours[key] for key in USER_KEYS if theirs[key] != ours[key]}
     for key in changed:
         if theirs[key] is not None:
-            log.info("ignoring %s=%s from %s: a run folder does not decide %s; pass --set %s=... to use it",
-                     key, (mask_url(str(theirs[key])) or "")[:120], run.config, USER_KEYS[key], key)
+            log.info(
+                "ignoring %s=%s from %s: a run folder does not decide %s; pass --set %s=... to use it",
+                key,
+                (mask_url(str(theirs[key])) or "")[:120],
+                run.config,
+                USER_KEYS[key],
+                key,
+            )
     return with_overrides(saved, changed) if changed else saved

@@ -54,11 +54,18 @@ def open_parent(cfg: Config, cv_dir: Path, tracking_uri: str | None) -> ParentRu
             client.update_run(run_id, status="RUNNING")
         else:
             experiment_id = ensure_experiment(client, cfg.tracking.experiment, uri)
-            run_id = client.create_run(experiment_id, run_name=cv_dir.name, tags={**tags, "imgclf.kind": "cv"}).info.run_id
-            atomic_write_json(RunDir(cv_dir).mlflow_run, {"tracking_uri": mask_url(uri), "experiment": cfg.tracking.experiment, "run_id": run_id})
+            run_id = client.create_run(
+                experiment_id, run_name=cv_dir.name, tags={**tags, "imgclf.kind": "cv"}
+            ).info.run_id
+            atomic_write_json(
+                RunDir(cv_dir).mlflow_run,
+                {"tracking_uri": mask_url(uri), "experiment": cfg.tracking.experiment, "run_id": run_id},
+            )
         return ParentRun(client, run_id, tags)
     except Exception as exc:  # tracking must never break training
-        log.warning("tracking: no MLflow parent run for %s (%s); folds are tagged imgclf.cv instead", cv_dir, one_line(exc, uri))
+        log.warning(
+            "tracking: no MLflow parent run for %s (%s); folds are tagged imgclf.cv instead", cv_dir, one_line(exc, uri)
+        )
         return ParentRun(tags=tags)
 
 
@@ -90,4 +97,6 @@ def close_parent(parent: ParentRun, summary: dict[str, Any] | None, status: str 
             parent.client.log_batch(parent.run_id, metrics=metrics)
         parent.client.set_terminated(parent.run_id, status)
     except Exception as exc:
-        log.warning("tracking: could not close the MLflow parent run (%s)", str(exc).splitlines()[0] if str(exc) else exc)
+        log.warning(
+            "tracking: could not close the MLflow parent run (%s)", str(exc).splitlines()[0] if str(exc) else exc
+        )

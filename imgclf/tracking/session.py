@@ -61,7 +61,9 @@ HTTP_LIMITS = {"MLFLOW_HTTP_REQUEST_TIMEOUT": "10", "MLFLOW_HTTP_REQUEST_MAX_RET
 def tracking_uri_in(folder: str | Path, cli_uri: str | None = None, cfg_uri: str | None = None) -> str:
     """The one precedence rule: ``cli_uri`` > ``cfg_uri`` > ``$MLFLOW_TRACKING_URI`` >
     ``sqlite:///<folder>/mlflow.db`` (absolute, so any working directory finds it)."""
-    return cli_uri or cfg_uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path(folder).resolve() / DB_NAME}"
+    return (
+        cli_uri or cfg_uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path(folder).resolve() / DB_NAME}"
+    )
 
 
 def default_tracking_uri(run_dir: str | Path) -> str:
@@ -76,7 +78,7 @@ def resolve_tracking_uri(run_dir: str | Path, cli_uri: str | None = None, cfg_ur
 def _sqlite_file(uri: str) -> Path | None:
     if not uri.startswith("sqlite:///"):
         return None
-    path = uri[len("sqlite:///"):]
+    path = uri[len("sqlite:///") :]
     return None if path in ("", ":memory:") else Path(path if path.startswith("/") else path)
 
 
@@ -113,7 +115,14 @@ def _param_value(key: str, value: Any) -> str:
 class MlflowTracker:
     """The callback. Each hook swallows MLflow errors: the first one turns tracking off with one warning."""
 
-    def __init__(self, tracking_uri: str, experiment: str = "imgclf", *, run_name: str | None = None, tags: dict[str, str] | None = None):
+    def __init__(
+        self,
+        tracking_uri: str,
+        experiment: str = "imgclf",
+        *,
+        run_name: str | None = None,
+        tags: dict[str, str] | None = None,
+    ):
         self.tracking_uri = tracking_uri
         self.experiment = experiment
         self.run_name = run_name
@@ -148,19 +157,30 @@ class MlflowTracker:
             self.enabled = False
             log.warning(
                 "tracking disabled: MLflow store %s failed (%s); training continues, the run directory has everything",
-                mask_url(self.tracking_uri), one_line(exc, self.tracking_uri),
+                mask_url(self.tracking_uri),
+                one_line(exc, self.tracking_uri),
             )
 
     def _start(self, cfg: Config, run_dir: Path, info: dict[str, Any]) -> None:
         self.run_dir = run_dir
         self.client = connect_store(self.tracking_uri)
         experiment_id = ensure_experiment(self.client, self.experiment, self.tracking_uri)
-        self.run_id = self._reattach(run_dir) or self.client.create_run(
-            experiment_id, run_name=self.run_name or run_dir.name, tags=self._tags(cfg, run_dir, info),
-        ).info.run_id
-        atomic_write_json(RunDir(run_dir).mlflow_run, {
-            "tracking_uri": mask_url(self.tracking_uri), "experiment": self.experiment, "run_id": self.run_id,
-        })
+        self.run_id = (
+            self._reattach(run_dir)
+            or self.client.create_run(
+                experiment_id,
+                run_name=self.run_name or run_dir.name,
+                tags=self._tags(cfg, run_dir, info),
+            ).info.run_id
+        )
+        atomic_write_json(
+            RunDir(run_dir).mlflow_run,
+            {
+                "tracking_uri": mask_url(self.tracking_uri),
+                "experiment": self.experiment,
+                "run_id": self.run_id,
+            },
+        )
         from mlflow.entities import Param
 
         params = [Param(k, _param_value(k, v)) for k, v in cfg.flat().items()]
@@ -217,7 +237,8 @@ class MlflowTracker:
         now = int(time.time() * 1000)
         metrics = [
             Metric(f"final_{k}" if k in METRIC_COLUMNS else k, float(v), now, 0)
-            for k, v in summary.items() if _finite(v)
+            for k, v in summary.items()
+            if _finite(v)
         ]
         self.client.log_batch(self.run_id, metrics=metrics)
         run = RunDir(run_dir)
@@ -227,7 +248,9 @@ class MlflowTracker:
         with tempfile.TemporaryDirectory(prefix="imgclf-track-") as tmp:
             from imgclf.report.plots import learning_curves, save_png
 
-            curve = save_png(learning_curves({run_dir.name: read_metrics(run.metrics)}), Path(tmp) / "learning_curves.png")
+            curve = save_png(
+                learning_curves({run_dir.name: read_metrics(run.metrics)}), Path(tmp) / "learning_curves.png"
+            )
             self.client.log_artifact(self.run_id, str(curve))
         self.client.set_terminated(self.run_id, "FINISHED")
 
@@ -262,7 +285,9 @@ def bounded_mlflow_http() -> Iterator[None]:
 def http_timeout() -> float:
     """Seconds one HTTP request to the tracking server may take (``MLFLOW_HTTP_REQUEST_TIMEOUT`` wins)."""
     try:
-        return max(0.1, float(os.environ.get("MLFLOW_HTTP_REQUEST_TIMEOUT", HTTP_LIMITS["MLFLOW_HTTP_REQUEST_TIMEOUT"])))
+        return max(
+            0.1, float(os.environ.get("MLFLOW_HTTP_REQUEST_TIMEOUT", HTTP_LIMITS["MLFLOW_HTTP_REQUEST_TIMEOUT"]))
+        )
     except ValueError:
         return float(HTTP_LIMITS["MLFLOW_HTTP_REQUEST_TIMEOUT"])
 
@@ -352,7 +377,10 @@ def tracking_session(
     from imgclf.training.loop import TrainingInterrupted
 
     tracker = MlflowTracker(
-        resolve_tracking_uri(run_dir, tracking_uri, cfg.tracking.uri), cfg.tracking.experiment, run_name=run_name, tags=tags,
+        resolve_tracking_uri(run_dir, tracking_uri, cfg.tracking.uri),
+        cfg.tracking.experiment,
+        run_name=run_name,
+        tags=tags,
     )
     try:
         yield [tracker]

@@ -98,15 +98,26 @@ def cuda_memory_probe(model: torch.nn.Module, cfg: Config, size: int, device: to
     return memory_at
 
 
-def resolve_batch_size(cfg: Config, model: torch.nn.Module, size: int, images: int, ctx: DistContext,
-                       probe: MemoryProbe | None = None, total: float = 0.0) -> Config:
+def resolve_batch_size(
+    cfg: Config,
+    model: torch.nn.Module,
+    size: int,
+    images: int,
+    ctx: DistContext,
+    probe: MemoryProbe | None = None,
+    total: float = 0.0,
+) -> Config:
     """``cfg`` with ``data.batch_size=auto`` replaced by a number, the global batch (a config with a number comes back
     as it is). Rank 0 probes its GPU and every rank takes its answer; ``probe`` and ``total`` (bytes) stand in for a GPU."""
     if cfg.data.batch_size != "auto":
         return cfg
     if probe is None and ctx.device.type != "cuda":
         if ctx.is_main:
-            log.info("data.batch_size=auto: no GPU, so the batch is the default, %d (train.lr %g as set)", DEFAULT_BATCH, cfg.train.lr)
+            log.info(
+                "data.batch_size=auto: no GPU, so the batch is the default, %d (train.lr %g as set)",
+                DEFAULT_BATCH,
+                cfg.train.lr,
+            )
         return with_overrides(cfg, {"data.batch_size": DEFAULT_BATCH})
     batch = None
     if ctx.is_main:
@@ -116,14 +127,23 @@ def resolve_batch_size(cfg: Config, model: torch.nn.Module, size: int, images: i
         batch = fitted_batch(probe, total, max(1, images // ctx.world_size)) * ctx.world_size
         probe = None  # the probe's copy of the model goes before training starts
         torch.cuda.empty_cache()
-        log.info("data.batch_size=auto: %d, the largest batch (a multiple of 8) whose training step fits %d %% of the "
-                 "GPU's memory at %d px (probed at batches %s); train.lr %g as set: the learning rate does not follow "
-                 "the batch", batch, round(MEMORY_SHARE * 100), size, ", ".join(map(str, PROBE_BATCHES)), cfg.train.lr)
+        log.info(
+            "data.batch_size=auto: %d, the largest batch (a multiple of 8) whose training step fits %d %% of the "
+            "GPU's memory at %d px (probed at batches %s); train.lr %g as set: the learning rate does not follow "
+            "the batch",
+            batch,
+            round(MEMORY_SHARE * 100),
+            size,
+            ", ".join(map(str, PROBE_BATCHES)),
+            cfg.train.lr,
+        )
     return with_overrides(cfg, {"data.batch_size": broadcast_object(ctx, batch)})
 
 
 def refuse_auto_under_budget(cfg: Config) -> None:
     """``--budget`` times its warm-up steps at the config's batch before any training: it needs a number."""
     if cfg.data.batch_size == "auto":
-        raise ConfigError("--budget times its runs at a fixed batch: set data.batch_size to a number (auto is for "
-                          "training without --budget)")
+        raise ConfigError(
+            "--budget times its runs at a fixed batch: set data.batch_size to a number (auto is for "
+            "training without --budget)"
+        )

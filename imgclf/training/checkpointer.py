@@ -68,6 +68,10 @@ class Checkpointer:
 def training_state(model, optimizer, scheduler, amp, stopper, config: dict[str, Any]) -> dict[str, Any]:
     """The resume state: plain containers and tensors only (``torch.load(weights_only=True)`` reads it)."""
     return {
-        "model": model_state(model), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-        "scaler": amp.state_dict(), "early_stopping": stopper.state_dict(), "config": config,
+        "model": model_state(model),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "scaler": amp.state_dict(),
+        "early_stopping": stopper.state_dict(),
+        "config": config,
     }

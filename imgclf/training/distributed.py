@@ -75,7 +75,9 @@ def init_distributed(device: torch.device) -> DistContext:
         return DistContext(device=device)
     if device.type == "cuda":
         if local >= torch.cuda.device_count():
-            raise ConfigError(f"LOCAL_RANK {local} but this machine has {torch.cuda.device_count()} CUDA device(s); lower --nproc-per-node")
+            raise ConfigError(
+                f"LOCAL_RANK {local} but this machine has {torch.cuda.device_count()} CUDA device(s); lower --nproc-per-node"
+            )
         device = torch.device("cuda", local)
         torch.cuda.set_device(device)
     if owns:
@@ -164,7 +166,9 @@ def wrap_ddp(model: nn.Module, ctx: DistContext) -> nn.Module:
     return DistributedDataParallel(model, device_ids=device_ids)
 
 
-def reduce_epoch(ctx: DistContext, loss: float, accuracy: float, seen: int, bad: list[int]) -> tuple[float, float, int, list[int]]:
+def reduce_epoch(
+    ctx: DistContext, loss: float, accuracy: float, seen: int, bad: list[int]
+) -> tuple[float, float, int, list[int]]:
     """One epoch's mean loss and accuracy over all ranks' images, the total seen and every rank's bad items."""
     if not ctx.enabled:
         return loss, accuracy, seen, bad

@@ -35,7 +35,9 @@ class EpochPlan:
         """End the run with epoch ``epochs`` (from 1), trained on ``fraction`` of its batches (at least one update);
         the cosine then anneals there."""
         self.epochs = int(epochs)
-        self.total_updates = (self.epochs - 1) * self.updates_per_epoch + max(1, math.ceil(fraction * self.updates_per_epoch))
+        self.total_updates = (self.epochs - 1) * self.updates_per_epoch + max(
+            1, math.ceil(fraction * self.updates_per_epoch)
+        )
 
     def updates_in(self, epoch: int) -> int:
         """Optimiser updates epoch ``epoch`` (from 1) makes: ``updates_per_epoch``, fewer in a partial last epoch."""
@@ -57,5 +59,9 @@ def upgraded(saved: dict[str, Any], updates_per_epoch: int) -> dict[str, Any]:
     if "total_steps" not in saved:
         return saved
     total = int(saved["total_steps"])
-    return {"updates_per_epoch": updates_per_epoch, "epochs": math.ceil(total / updates_per_epoch),
-            "warmup_updates": int(saved["warmup_steps"]), "total_updates": total}
+    return {
+        "updates_per_epoch": updates_per_epoch,
+        "epochs": math.ceil(total / updates_per_epoch),
+        "warmup_updates": int(saved["warmup_steps"]),
+        "total_updates": total,
+    }

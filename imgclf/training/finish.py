@@ -35,8 +35,12 @@ def finish(t: Training) -> dict[str, Any]:
             summary[metric.column] = _finite(metric.score(val.labels, logits=val.logits))
     else:
         summary[metric_of(t.cfg.train).column] = None
-        summary.update(val_accuracy=None, val_loss=None, val_macro_f1=None,
-                       validation="none: every training image was used for training, so this run has no validation score")
+        summary.update(
+            val_accuracy=None,
+            val_loss=None,
+            val_macro_f1=None,
+            validation="none: every training image was used for training, so this run has no validation score",
+        )
     summary["skipped_images"] = sorted(t.skipped)
     atomic_write_json(t.run.summary, summary)
     return summary
@@ -72,7 +76,9 @@ def _summary(t: Training) -> dict[str, Any]:
         **({"metric_k": cfg.train.metric_k} if cfg.train.metric == "top_k" else {}),
         "monitor": cfg.train.monitored,
         "keep": cfg.train.keep,
-        "best_value": _finite(best.get(cfg.train.monitored, float("nan"))) if t.has_validation else None,  # the kept epoch's
+        "best_value": _finite(best.get(cfg.train.monitored, float("nan")))
+        if t.has_validation
+        else None,  # the kept epoch's
         "excluded_images": t.data.samples.excluded,
         "device": str(t.ctx.device),
         "seed": cfg.train.seed,
@@ -107,10 +113,17 @@ def calibrate(val: EvalResult, run: RunDir) -> dict[str, Any]:
         "ece_before": float(expected_calibration_error(before, val.labels)),
         "ece_after": float(expected_calibration_error(after, val.labels)),
     }
-    atomic_write_json(run.calibration, {
-        **result,
-        "reliability": {"confidence": _nan_none(conf), "accuracy": _nan_none(acc), "count": [int(c) for c in count]},
-    })
+    atomic_write_json(
+        run.calibration,
+        {
+            **result,
+            "reliability": {
+                "confidence": _nan_none(conf),
+                "accuracy": _nan_none(acc),
+                "count": [int(c) for c in count],
+            },
+        },
+    )
     return result
 
 

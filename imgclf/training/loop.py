@@ -32,7 +32,15 @@ from imgclf.training.checkpointer import TrainingInterrupted, training_state
 from imgclf.training.distributed import broadcast_object, init_distributed, reduce_epoch, shutdown
 from imgclf.training.finish import finish
 from imgclf.training.preflight import validate_for_training
-from imgclf.training.setup import Training, epoch_seed, resize_training, seed_everything, set_up, training_model, score_validation
+from imgclf.training.setup import (
+    Training,
+    epoch_seed,
+    resize_training,
+    seed_everything,
+    set_up,
+    training_model,
+    score_validation,
+)
 from imgclf.training.time_plan import MIN_PARTIAL, Growth, pixels, replanned
 
 __all__ = ["TrainingInterrupted", "fit"]
@@ -40,8 +48,15 @@ __all__ = ["TrainingInterrupted", "fit"]
 log = logging.getLogger("imgclf")
 
 
-def fit(cfg: Config, dataset: Path, out: Path, *, resume: bool = False, callbacks: Iterable[Any] = (),
-        preflight: bool = True) -> dict[str, Any]:
+def fit(
+    cfg: Config,
+    dataset: Path,
+    out: Path,
+    *,
+    resume: bool = False,
+    callbacks: Iterable[Any] = (),
+    preflight: bool = True,
+) -> dict[str, Any]:
     """Train ``cfg`` on ``dataset`` into run directory ``out``; return the summary dict.
 
     ``preflight=False`` when the caller already ran :func:`validate_for_training`. Under
@@ -95,10 +110,25 @@ def _replan(t: Training, done: int, elapsed: float, walls: list[float], sizes: l
     one (rank 0's clock decides for every rank); the plan's LR schedule then anneals there. Under
     progressive resizing each epoch to come is timed at its own size, scaled from the nearest size trained so far by
     ``train.time_cost``."""
-    start, final, first, cost = t.cfg.data.start_size or None, t.data.pre.image_size, t.start_epoch, t.cfg.train.time_cost
-    grown = Growth(sizes, trains, lambda e, n: size_at(first + e, first + n, start, final),
-                   pixels if cost is None else lambda s: cost[0] + cost[1] * s * s) if start else None
-    epochs, fraction = replanned(t.cfg.train.time_limit, elapsed, walls, done, t.cfg.train.epochs - first, grown, trains)
+    start, final, first, cost = (
+        t.cfg.data.start_size or None,
+        t.data.pre.image_size,
+        t.start_epoch,
+        t.cfg.train.time_cost,
+    )
+    grown = (
+        Growth(
+            sizes,
+            trains,
+            lambda e, n: size_at(first + e, first + n, start, final),
+            pixels if cost is None else lambda s: cost[0] + cost[1] * s * s,
+        )
+        if start
+        else None
+    )
+    epochs, fraction = replanned(
+        t.cfg.train.time_limit, elapsed, walls, done, t.cfg.train.epochs - first, grown, trains
+    )
     before = t.plan.total_updates
     t.plan.end_at(*broadcast_object(t.ctx, (first + epochs, fraction)))
     news = replan_news(t.plan.total_updates, before, t.plan.updates_per_epoch)
@@ -148,17 +178,26 @@ def _epoch(t: Training, epoch: int, hooks: CallbackList) -> dict[str, Any]:
     loss, acc, seen, bad = reduce_epoch(t.ctx, loss, acc, seen, bad)
     t.skipped.update(t.data.samples.rel(t.data.train_data.paths[i]) for i in bad)
     if not seen:
-        raise DataError(f"no training image of {t.data.samples.root} could be read in epoch {epoch} "
-                        f"({len(bad)} unreadable); check the files, the manifest and data.cache_dir")
+        raise DataError(
+            f"no training image of {t.data.samples.root} could be read in epoch {epoch} "
+            f"({len(bad)} unreadable); check the files, the manifest and data.cache_dir"
+        )
     val = score_validation(t)
     t.skipped.update(t.data.samples.rel(t.data.val_data.paths[i]) for i in val.bad)
     metric = metric_of(t.cfg.train)
     extra = {} if metric.name == "accuracy" else {metric.column: metric.score(val.labels, logits=val.logits)}
     return {
-        "epoch": epoch, "lr": t.optimizer.param_groups[-1]["lr"],
-        "train_loss": loss, "train_accuracy": acc, "val_loss": val.loss, "val_accuracy": val.accuracy, **extra,
-        "epoch_seconds": seconds, "images_per_second": seen / seconds if seconds > 0 else float("nan"),
-        "epoch_cpu_seconds": cpu, **({"train_size": t.train_size} if t.cfg.data.start_size else {}),
+        "epoch": epoch,
+        "lr": t.optimizer.param_groups[-1]["lr"],
+        "train_loss": loss,
+        "train_accuracy": acc,
+        "val_loss": val.loss,
+        "val_accuracy": val.accuracy,
+        **extra,
+        "epoch_seconds": seconds,
+        "images_per_second": seen / seconds if seconds > 0 else float("nan"),
+        "epoch_cpu_seconds": cpu,
+        **({"train_size": t.train_size} if t.cfg.data.start_size else {}),
         "trainable_params": t.finetuner.trainable_parameters(),
     }
 
@@ -181,7 +220,7 @@ def _train_one_epoch(t: Training, epoch: int, hooks: CallbackList) -> tuple[floa
         step += 1
         stepping = step % cfg.train.accumulate == 0 or step >= steps
         mixed, soft = t.criterion.mix(images, labels)
-        with (nullcontext() if stepping or not hasattr(model, "no_sync") else model.no_sync()):
+        with nullcontext() if stepping or not hasattr(model, "no_sync") else model.no_sync():
             with t.amp.autocast():
                 logits = model(mixed)
                 loss = t.criterion(logits, labels, soft)
@@ -209,8 +248,10 @@ def _record(t: Training, epoch: int) -> None:
     if t.ctx.is_main:
         write_metrics(t.run.metrics, t.rows)
     if t.has_validation and not math.isfinite(row["val_loss"]):
-        raise DataError(f"validation gave no finite loss in epoch {epoch}: every validation image failed to load or "
-                        "the model diverged; check the dataset")
+        raise DataError(
+            f"validation gave no finite loss in epoch {epoch}: every validation image failed to load or "
+            "the model diverged; check the dataset"
+        )
     if t.has_validation and t.cfg.train.keep == "best":
         improved = t.stopper.update(epoch - 1, row[t.cfg.train.monitored])
     else:  # no validation split (refit on all data) or train.keep=last: the newest weights are kept, in either direction

@@ -27,14 +27,17 @@ def soft_targets(labels: torch.Tensor, num_classes: int, smoothing: float) -> to
     return one_hot * (1.0 - smoothing) + smoothing / num_classes
 
 
-def weighted_focal_loss(logits: torch.Tensor, target: torch.Tensor, class_weights: torch.Tensor | None = None,
-                        gamma: float = 0.0) -> torch.Tensor:
+def weighted_focal_loss(
+    logits: torch.Tensor, target: torch.Tensor, class_weights: torch.Tensor | None = None, gamma: float = 0.0
+) -> torch.Tensor:
     """The mean (class-weighted) focal loss of ``logits`` against target distributions ``target`` (N, C)."""
     log_p = F.log_softmax(logits.float(), dim=1)
     per_class = -log_p if gamma == 0 else -((1.0 - log_p.exp()).clamp_min(0.0) ** gamma) * log_p
     per_sample = (target * per_class).sum(1)
     if class_weights is None:
         return per_sample.mean()
-    sample_weight = (target * class_weights.to(target.device, target.dtype)).sum(1)  # not a matmul: autocast leaves it fp32
+    sample_weight = (target * class_weights.to(target.device, target.dtype)).sum(
+        1
+    )  # not a matmul: autocast leaves it fp32
     # clamp: a batch of zero-weight classes only contributes nothing (instead of 0 / 0)
     return (sample_weight * per_sample).sum() / sample_weight.sum().clamp_min(1e-12)

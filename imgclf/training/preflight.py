@@ -49,14 +49,18 @@ def training_problems(cfg: Config, dataset: Path | None) -> list[str]:
 
 def dataset_problems(dataset: Path | None) -> list[str]:
     if dataset is None:
-        return ["missing DATASET: a folder with train/<class>/<images> (or prepared by imgclf prepare), or a CSV of path,label"]
+        return [
+            "missing DATASET: a folder with train/<class>/<images> (or prepared by imgclf prepare), or a CSV of path,label"
+        ]
     dataset = Path(dataset)
     if not dataset.exists():
         return [f"dataset not found: {dataset}"]
     if dataset.is_file() and dataset.suffix.lower() != ".csv":
         return [f"dataset {dataset} is a file but not a CSV of path,label"]
     if dataset.is_dir() and not (dataset / "train").is_dir() and not (dataset / "manifest.csv").is_file():
-        return [f"{dataset} has no train/ folder and no manifest.csv: a dataset is train/<class>/<images>, or run imgclf prepare on it"]
+        return [
+            f"{dataset} has no train/ folder and no manifest.csv: a dataset is train/<class>/<images>, or run imgclf prepare on it"
+        ]
     return []
 
 
@@ -144,7 +148,9 @@ def image_size_problems(arch: str, backbone: torch.nn.Module, image_size: int | 
     native = int(pretrained.get("input_size", (3, 224, 224))[-1])
     size = image_size or native
     if pretrained.get("fixed_input_size") and size != native:
-        return [f"data.image_size={size}: backbone {arch} takes only {native}x{native} images; set data.image_size={native} or drop it"]
+        return [
+            f"data.image_size={size}: backbone {arch} takes only {native}x{native} images; set data.image_size={native} or drop it"
+        ]
     stride = _total_stride(backbone)
     if stride and size < stride:
         return [

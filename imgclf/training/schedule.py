@@ -30,4 +30,3 @@ def short_run_warmup(warmup_epochs: float, epochs: int) -> float:
     (0, 2, 0.5)
     """
     return warmup_epochs if warmup_epochs < epochs else max(epochs - 1, 0)
-

@@ -34,7 +34,13 @@ from imgclf.secrets import redact_tree
 from imgclf.training.auto_batch import resolve_batch_size
 from imgclf.training.checkpointer import Checkpointer
 from imgclf.training.distributed import (
-    DistContext, broadcast_object, eval_indices, gather_objects, per_rank_batch, train_sampler, wrap_ddp,
+    DistContext,
+    broadcast_object,
+    eval_indices,
+    gather_objects,
+    per_rank_batch,
+    train_sampler,
+    wrap_ddp,
 )
 from imgclf.training.early_stopping import EarlyStopping, stopper_for
 from imgclf.training.epoch_plan import EpochPlan, upgraded
@@ -88,8 +94,12 @@ class Training:
 
     @property
     def info(self) -> dict[str, Any]:
-        return {"weights": self.weights_info, "classes": self.data.samples.classes,
-                "train_images": len(self.data.train_data), "val_images": len(self.data.val_data)}
+        return {
+            "weights": self.weights_info,
+            "classes": self.data.samples.classes,
+            "train_images": len(self.data.train_data),
+            "val_images": len(self.data.val_data),
+        }
 
     @property
     def config_record(self) -> dict[str, Any]:
@@ -172,10 +182,25 @@ def _training(cfg: Config, ctx: DistContext, run: RunDir, data: DataBundle, mode
     stopper = stopper_for(cfg.train)
     sampler = _sampler(cfg, ctx, data)
     return Training(
-        cfg, ctx, run, data, model, finetuner, optimizer, scheduler, AmpStep(ctx.device, cfg.train.amp, cfg.train.grad_clip),
-        stopper, Checkpointer(run, ctx.is_main, cfg.train.checkpoint_every), sampler,
-        _train_loader(cfg, ctx, data, sampler), steps, weights_info, plan, criterion=_criterion(cfg, data, ctx.is_main),
-        ema=make_ema(model, cfg.train.ema_decay) if cfg.train.ema else None, train_size=data.pre.image_size,
+        cfg,
+        ctx,
+        run,
+        data,
+        model,
+        finetuner,
+        optimizer,
+        scheduler,
+        AmpStep(ctx.device, cfg.train.amp, cfg.train.grad_clip),
+        stopper,
+        Checkpointer(run, ctx.is_main, cfg.train.checkpoint_every),
+        sampler,
+        _train_loader(cfg, ctx, data, sampler),
+        steps,
+        weights_info,
+        plan,
+        criterion=_criterion(cfg, data, ctx.is_main),
+        ema=make_ema(model, cfg.train.ema_decay) if cfg.train.ema else None,
+        train_size=data.pre.image_size,
     )
 
 
@@ -183,8 +208,13 @@ def _warmup_epochs(train: TrainConfig, is_main: bool) -> float:
     """``train.warmup_epochs``, shortened (with one log line) when the run is too short to hold it."""
     warmup = short_run_warmup(train.warmup_epochs, train.epochs)
     if warmup != train.warmup_epochs and is_main:
-        log.info("train.warmup_epochs=%g does not fit a %d-epoch run: the warm-up is %g epoch(s), so the learning "
-                 "rate reaches train.lr", train.warmup_epochs, train.epochs, warmup)
+        log.info(
+            "train.warmup_epochs=%g does not fit a %d-epoch run: the warm-up is %g epoch(s), so the learning "
+            "rate reaches train.lr",
+            train.warmup_epochs,
+            train.epochs,
+            warmup,
+        )
     return warmup
 
 
@@ -194,8 +224,14 @@ def _train_loader(cfg: Config, ctx: DistContext, data: DataBundle, sampler: Any)
     changes with set_epoch."""
     rank_batch = per_rank_batch(ctx, cfg.data.batch_size)
     return make_loader(
-        data.train_data, rank_batch, shuffle=False, sampler=sampler, num_workers=loader_workers(cfg.data.num_workers),
-        pin_memory=ctx.device.type == "cuda", persistent=not cfg.train.deterministic, drop_last=len(sampler) > rank_batch,
+        data.train_data,
+        rank_batch,
+        shuffle=False,
+        sampler=sampler,
+        num_workers=loader_workers(cfg.data.num_workers),
+        pin_memory=ctx.device.type == "cuda",
+        persistent=not cfg.train.deterministic,
+        drop_last=len(sampler) > rank_batch,
     )
 
 
@@ -216,8 +252,13 @@ def resize_training(t: Training, epoch: int) -> int | None:
 def _sampler(cfg: Config, ctx: DistContext, data: DataBundle) -> Any:
     """The training sampler: a seeded shuffle sharded by rank, or class-balanced draws (data.sampler)."""
     if cfg.data.sampler == "balanced":
-        return BalancedSampler(data.train_data.labels, len(data.samples.classes), epoch_seed(cfg.train.seed, 0),
-                               rank=ctx.rank, world_size=ctx.world_size)
+        return BalancedSampler(
+            data.train_data.labels,
+            len(data.samples.classes),
+            epoch_seed(cfg.train.seed, 0),
+            rank=ctx.rank,
+            world_size=ctx.world_size,
+        )
     return train_sampler(ctx, data.train_data, epoch_seed(cfg.train.seed, 0))
 
 
@@ -226,13 +267,25 @@ def _criterion(cfg: Config, data: DataBundle, is_main: bool) -> Criterion:
     classes = data.samples.classes
     weights = class_weights(cfg.train.class_weights, data.train_data.labels, classes)
     if weights is not None and is_main:
-        log.info("class weights (%s): %s", cfg.train.class_weights, ", ".join(f"{c}={w:.3g}" for c, w in zip(classes, weights)))
+        log.info(
+            "class weights (%s): %s",
+            cfg.train.class_weights,
+            ", ".join(f"{c}={w:.3g}" for c, w in zip(classes, weights)),
+        )
     if weights is not None and cfg.data.sampler == "balanced" and is_main:
-        log.warning("data.sampler=balanced and train.class_weights=%s both correct the imbalance: rare classes "
-                    "count twice over", cfg.train.class_weights)
-    return Criterion(len(classes), cfg.train.label_smoothing, cfg.train.mixup, cfg.train.cutmix,
-                     class_weights=torch.as_tensor(weights, dtype=torch.float32) if weights is not None else None,
-                     focal_gamma=cfg.train.focal_gamma if cfg.train.loss == "focal" else None)
+        log.warning(
+            "data.sampler=balanced and train.class_weights=%s both correct the imbalance: rare classes "
+            "count twice over",
+            cfg.train.class_weights,
+        )
+    return Criterion(
+        len(classes),
+        cfg.train.label_smoothing,
+        cfg.train.mixup,
+        cfg.train.cutmix,
+        class_weights=torch.as_tensor(weights, dtype=torch.float32) if weights is not None else None,
+        focal_gamma=cfg.train.focal_gamma if cfg.train.loss == "focal" else None,
+    )
 
 
 def _restore(t: Training) -> None:
@@ -270,14 +323,20 @@ def _extend(t: Training, state: dict[str, Any]) -> None:
     t.stopper.patience = t.cfg.train.patience
     planned = int(state.get("config", {}).get("train", {}).get("epochs", t.cfg.train.epochs))
     if t.cfg.train.epochs > planned and t.stopper.should_stop:
-        log.info("the run had stopped early (no improvement for %d epochs); the extension starts a fresh count",
-                 t.stopper.bad_epochs)
+        log.info(
+            "the run had stopped early (no improvement for %d epochs); the extension starts a fresh count",
+            t.stopper.bad_epochs,
+        )
         t.stopper.should_stop, t.stopper.bad_epochs = False, 0
 
 
-def _write_run_header(run: RunDir, cfg: Config, classes: list[str], pre: Preprocessing, device: torch.device, dataset: Path) -> None:
+def _write_run_header(
+    run: RunDir, cfg: Config, classes: list[str], pre: Preprocessing, device: torch.device, dataset: Path
+) -> None:
     run.root.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(run.info, {"dataset": str(Path(dataset).resolve()), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+    atomic_write_json(
+        run.info, {"dataset": str(Path(dataset).resolve()), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    )
     save_config(cfg, run.config)
     atomic_write_json(run.classes, classes)
     atomic_write_json(run.preprocessing, pre.to_dict())
@@ -305,18 +364,31 @@ def score_validation(t: Training, *, alone: bool = False, model: torch.nn.Module
     data, cfg, ctx = t.data, t.cfg, t.ctx
     model = model if model is not None else t.eval_model
     if alone or not ctx.enabled:
-        loader = make_loader(data.val_data, cfg.data.batch_size * 2, shuffle=False, num_workers=cfg.data.num_workers,
-                             pin_memory=ctx.device.type == "cuda")
+        loader = make_loader(
+            data.val_data,
+            cfg.data.batch_size * 2,
+            shuffle=False,
+            num_workers=cfg.data.num_workers,
+            pin_memory=ctx.device.type == "cuda",
+        )
         return evaluate_loader(model, loader, ctx.device, t.amp.dtype)
     loader = make_loader(
-        data.val_data, per_rank_batch(ctx, cfg.data.batch_size) * 2, shuffle=False, sampler=eval_indices(ctx, len(data.val_data)),
-        num_workers=loader_workers(cfg.data.num_workers), pin_memory=ctx.device.type == "cuda",
+        data.val_data,
+        per_rank_batch(ctx, cfg.data.batch_size) * 2,
+        shuffle=False,
+        sampler=eval_indices(ctx, len(data.val_data)),
+        num_workers=loader_workers(cfg.data.num_workers),
+        pin_memory=ctx.device.type == "cuda",
     )
     gathered = gather_objects(ctx, predict_logits(model, loader, ctx.device, t.amp.dtype))
     bad = sorted(i for part in gathered for i in part[3])
     parts = [part for part in gathered if len(part[1])]
     if not parts:
-        return evaluate_logits(torch.zeros(0, 0), torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.long), bad)
+        return evaluate_logits(
+            torch.zeros(0, 0), torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.long), bad
+        )
     indices = torch.cat([p[2] for p in parts])
     order = torch.argsort(indices)
-    return evaluate_logits(torch.cat([p[0] for p in parts])[order], torch.cat([p[1] for p in parts])[order], indices[order], bad)
+    return evaluate_logits(
+        torch.cat([p[0] for p in parts])[order], torch.cat([p[1] for p in parts])[order], indices[order], bad
+    )

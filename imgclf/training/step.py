@@ -59,8 +59,15 @@ class Criterion:
     through :func:`imgclf.training.losses.weighted_focal_loss`, which acts on the target distribution.
     """
 
-    def __init__(self, num_classes: int, label_smoothing: float, mixup: float = 0.0, cutmix: float = 0.0,
-                 class_weights: torch.Tensor | None = None, focal_gamma: float | None = None):
+    def __init__(
+        self,
+        num_classes: int,
+        label_smoothing: float,
+        mixup: float = 0.0,
+        cutmix: float = 0.0,
+        class_weights: torch.Tensor | None = None,
+        focal_gamma: float | None = None,
+    ):
         self.num_classes = num_classes
         self.label_smoothing = label_smoothing
         self.class_weights = class_weights
@@ -70,7 +77,9 @@ class Criterion:
             from timm.data import Mixup
             from timm.loss import SoftTargetCrossEntropy
 
-            self.mixup = Mixup(mixup_alpha=mixup, cutmix_alpha=cutmix, label_smoothing=label_smoothing, num_classes=num_classes)
+            self.mixup = Mixup(
+                mixup_alpha=mixup, cutmix_alpha=cutmix, label_smoothing=label_smoothing, num_classes=num_classes
+            )
             self.soft_ce = SoftTargetCrossEntropy()
 
     def mix(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:

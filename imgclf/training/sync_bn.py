@@ -43,8 +43,15 @@ class CpuSyncBatchNorm(nn.modules.batchnorm._BatchNorm):
     ``drop``/``act`` run after normalising, as in ``BatchNormAct2d``.
     """
 
-    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1, affine: bool = True,
-                 track_running_stats: bool = True, process_group=None):
+    def __init__(
+        self,
+        num_features: int,
+        eps: float = 1e-5,
+        momentum: float | None = 0.1,
+        affine: bool = True,
+        track_running_stats: bool = True,
+        process_group=None,
+    ):
         super().__init__(num_features, eps, momentum, affine, track_running_stats)
         self.process_group = process_group
 
@@ -62,7 +69,10 @@ class CpuSyncBatchNorm(nn.modules.batchnorm._BatchNorm):
 
     def _needs_sync(self, x: torch.Tensor) -> bool:
         return (
-            self.training and x.device.type == "cpu" and dist.is_available() and dist.is_initialized()
+            self.training
+            and x.device.type == "cpu"
+            and dist.is_available()
+            and dist.is_initialized()
             and dist.get_world_size(self.process_group or dist.group.WORLD) > 1
         )
 
@@ -108,7 +118,9 @@ def convert_sync_batchnorm(module: nn.Module, device: torch.device, process_grou
 def _convert_cpu(module: nn.Module, process_group) -> nn.Module:
     out = module
     if isinstance(module, nn.modules.batchnorm._BatchNorm) and not isinstance(module, CpuSyncBatchNorm):
-        out = CpuSyncBatchNorm(module.num_features, module.eps, module.momentum, module.affine, module.track_running_stats, process_group)
+        out = CpuSyncBatchNorm(
+            module.num_features, module.eps, module.momentum, module.affine, module.track_running_stats, process_group
+        )
         if module.affine:
             out.weight, out.bias = module.weight, module.bias
         out.running_mean, out.running_var = module.running_mean, module.running_var

@@ -47,8 +47,13 @@ class Growth:
     cost: Callable[[int], float] = pixels
 
 
-def pace_at(sizes: list[int], walls: list[float], size: int, trains: list[float] | None = None,
-            cost: Callable[[int], float] = pixels) -> float:
+def pace_at(
+    sizes: list[int],
+    walls: list[float],
+    size: int,
+    trains: list[float] | None = None,
+    cost: Callable[[int], float] = pixels,
+) -> float:
     """Seconds an epoch at ``size`` is expected to take, from epochs of ``sizes`` that took ``walls`` (of which
     ``trains`` trained; the rest validated): the :func:`epoch_pace` of those at that size, else the nearest size's
     with its training part scaled by ``cost(size) / cost(nearest)`` (by pixels, the default, a smaller size's
@@ -62,8 +67,13 @@ def pace_at(sizes: list[int], walls: list[float], size: int, trains: list[float]
     return sum(parts_at(sizes, walls, size, trains, cost))
 
 
-def parts_at(sizes: list[int], walls: list[float], size: int, trains: list[float] | None = None,
-             cost: Callable[[int], float] = pixels) -> tuple[float, float]:
+def parts_at(
+    sizes: list[int],
+    walls: list[float],
+    size: int,
+    trains: list[float] | None = None,
+    cost: Callable[[int], float] = pixels,
+) -> tuple[float, float]:
     """:func:`pace_at` as ``(the rest, training)``: the seconds an epoch at ``size`` spends outside training
     (validation, checkpoint) and training."""
     trains = walls if trains is None else trains
@@ -81,8 +91,9 @@ def parts_at(sizes: list[int], walls: list[float], size: int, trains: list[float
     return wall - train, train * cost(size) / cost(near)
 
 
-def replanned_epochs(limit: float, elapsed: float, walls: list[float], done: int, most: int,
-                     growth: Growth | None = None) -> int:
+def replanned_epochs(
+    limit: float, elapsed: float, walls: list[float], done: int, most: int, growth: Growth | None = None
+) -> int:
     """The epoch count the run should end at: ``done`` plus as many epochs as fit ``limit - elapsed`` seconds
     at :func:`epoch_pace`, at most ``most``; ``done`` (stop now) when not one more fits. With ``growth``
     (progressive resizing) each future epoch costs its own size's :func:`pace_at`.
@@ -102,14 +113,24 @@ def replanned_epochs(limit: float, elapsed: float, walls: list[float], done: int
     best = done
     for epochs in range(done + 1, most + 1):
         g = growth
-        if sum(pace_at(g.sizes, walls, g.size_of(e, epochs), g.trains, g.cost) for e in range(done + 1, epochs + 1)) > left:
+        if (
+            sum(pace_at(g.sizes, walls, g.size_of(e, epochs), g.trains, g.cost) for e in range(done + 1, epochs + 1))
+            > left
+        ):
             break
         best = epochs
     return best
 
 
-def replanned(limit: float, elapsed: float, walls: list[float], done: int, most: int, growth: Growth | None = None,
-              trains: list[float] | None = None) -> tuple[int, float]:
+def replanned(
+    limit: float,
+    elapsed: float,
+    walls: list[float],
+    done: int,
+    most: int,
+    growth: Growth | None = None,
+    trains: list[float] | None = None,
+) -> tuple[int, float]:
     """``(epochs, fraction)``: :func:`replanned_epochs`, then one more epoch trained on ``fraction`` of its images
     when the time the whole epochs leave holds at least :data:`MIN_PARTIAL` of one (its validation in full);
     ``fraction`` is 1.0 when the last epoch is whole. ``trains``: each past epoch's training seconds (without
@@ -128,7 +149,10 @@ def replanned(limit: float, elapsed: float, walls: list[float], done: int, most:
         train = min(epoch_pace(trains if trains is not None else walls), epoch_pace(walls))
         parts = [(epoch_pace(walls) - train, train)] * (n - done)
     else:
-        parts = [parts_at(growth.sizes, walls, growth.size_of(e, n), growth.trains, growth.cost) for e in range(done + 1, n + 1)]
+        parts = [
+            parts_at(growth.sizes, walls, growth.size_of(e, n), growth.trains, growth.cost)
+            for e in range(done + 1, n + 1)
+        ]
     rest, train = parts[-1]
     left = limit - elapsed - sum(a + b for a, b in parts[:-1]) - rest
     fraction = left / train if train > 0 else 0.0
