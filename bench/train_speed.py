@@ -6,8 +6,9 @@
   cache, the ``medium`` augmentation, DataLoader workers from the CPU count): the training
   images/s of epochs 2.. (median) from metrics.csv (epoch 1 fills the cache and starts the
   workers; validation is not in the figure);
-* ``--procs 1 2`` — the same end-to-end job under torchrun with 1 and with 2 processes (gloo on
-  CPU, NCCL on GPUs), the same global batch: strong scaling.
+* ``--procs 1 2`` — the same end-to-end job on 1 and on 2 spawned processes in a process group, as
+  ``train --devices N`` runs them (:func:`imgclf.launch.train_on_local_processes`, gloo on CPU, NCCL on GPUs;
+  for 1 too, where ``train --devices 1`` stays in-process), the same global batch: strong scaling.
 
 Goals (issue 7): end to end at least 90 % of raw (CPU; and on a GPU with bf16 + channels_last at
 224 and 384 px, batch 128, so the loader keeps the GPU fed).
@@ -25,7 +26,6 @@ from __future__ import annotations
 import argparse
 import shutil
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -101,18 +101,18 @@ def _sync(device: torch.device) -> None:
 
 
 def e2e_rate(args, size: int, dataset: Path, procs: int = 0) -> float:
-    """Median training images/s of epochs 2.. from metrics.csv; ``procs`` > 0 runs with ``train --devices`` on that many processes."""
+    """Median training images/s of epochs 2.. from metrics.csv; ``procs`` > 0 runs on that many processes in a process group."""
     out = DATA / "runs" / f"train-speed-{size}-p{procs}"
     shutil.rmtree(out, ignore_errors=True)
+    cfg = load_config(overrides=overrides(args, size))
     if procs == 0:
         from imgclf.training.loop import fit
 
-        fit(load_config(overrides=overrides(args, size)), dataset, out)
+        fit(cfg, dataset, out)
     else:
-        argv = ["train", str(dataset), "--out", str(out), "--devices", str(procs)] + [
-            a for o in overrides(args, size) for a in ("--set", o)
-        ]
-        subprocess.run([sys.executable, "-m", "imgclf", *argv], check=True)
+        from imgclf.launch import train_on_local_processes
+
+        train_on_local_processes(procs, cfg, dataset, out, False, None)
     return statistics.median(float(r["images_per_second"]) for r in read_metrics(out / "metrics.csv")[1:])
 
 
@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> dict:
         type=int,
         nargs="*",
         default=[],
-        help="strong scaling: also run under torchrun with these process counts",
+        help="strong scaling: also run on these numbers of processes in a process group",
     )
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)

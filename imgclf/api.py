@@ -83,6 +83,10 @@ def train(
             cfg = _apply_sweep(cfg, from_sweep, storage)
         out = Path(out) if out else default_run_dir(cfg)
         RunDir(out).check_new()
+    if seconds is not None:
+        from imgclf.training.auto_batch import refuse_auto_under_budget
+
+        refuse_auto_under_budget(cfg)
     _check_devices(devices, cfg)  # a count the machine cannot hold is refused before any process starts
     _preflight(cfg, Path(dataset), RunDir(Path(out)), resume is not None, overrides)
     if seconds is not None:
@@ -259,6 +263,10 @@ def refit_run(
     from imgclf.training.refit import refit
 
     epochs = int(summary.get("best_epoch") or summary["epochs_run"])
+    if cfg.data.batch_size == "auto":  # the parent's epochs were counted in steps of the batch its probe chose
+        from imgclf.config import with_overrides
+
+        cfg = with_overrides(cfg, {"data.batch_size": load_config(parent.config).data.batch_size})
     target = parent.refit_run
     log.info(
         "refit: training %s on every image for %d epoch(s), the best epoch of %s", target.root, epochs, parent.root
@@ -307,7 +315,7 @@ def predict(
     category: str = "auto",
     tta: str | int | TTAConfig | None = None,
     batch_size: int = 64,
-    device: str = "cpu",
+    device: str = "auto",
     engine: str = "torch",
     progress: Any = True,
 ) -> dict[str, Any]:
@@ -353,8 +361,9 @@ def _run_tta(run_dir: Path, mode: str | None) -> TTAConfig:
     return tta_from_options(run_dir, mode, None, None, None, None)
 
 
-def load_run(run_dir: str | Path, device: str = "cpu") -> LoadedRun:
-    """A finished run ready for inference: ``.model`` (eval mode), ``.classes``, ``.pre``, ``.temperature``, ``.cfg``."""
+def load_run(run_dir: str | Path, device: str = "auto") -> LoadedRun:
+    """A finished run ready for inference: ``.model`` (eval mode, on CUDA when there is one), ``.classes``, ``.pre``,
+    ``.temperature``, ``.cfg``."""
     from imgclf.run.load import load_run as _load_run  # torch: imported on first use, not by `import imgclf.api`
 
     return _load_run(Path(run_dir), device)

@@ -106,7 +106,11 @@ class DataConfig(_Section):
         description="Eval centre crop as a fraction of the resized image (1.0 = no border cut); "
         "None = the model's (0.875 for most).",
     )
-    batch_size: int = Field(32, ge=1, le=4096)
+    batch_size: int | Literal["auto"] = Field(
+        32,
+        description="The global batch; auto = on CUDA the largest that fits 60 % of the GPU's memory, found by a "
+        "short probe (imgclf.training.auto_batch; train.lr is not scaled), on the CPU 32.",
+    )
     num_workers: int | None = Field(None, ge=0, le=64, description="None = chosen from the CPU count.")
     cache: bool = Field(True, description="Decode each image once into a resize cache.")
     cache_dir: str | None = Field(None, description="Where the resize cache lives; None = <dataset>/.imgclf-cache.")
@@ -119,6 +123,16 @@ class DataConfig(_Section):
         description="Training order: none (a shuffle) | balanced (torch WeightedRandomSampler with inverse class "
         "frequencies, with replacement, same epoch length, seeded from train.seed; works under DDP).",
     )
+
+    @field_validator("batch_size", mode="before")
+    @classmethod
+    def _batch_size(cls, value: Any) -> Any:
+        # one line for both halves of the union, instead of one per member; 8.0 is 8, as pydantic's int has it
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 4096):
+            return value
+        raise ValueError(f"must be a number from 1 to 4096, or auto (got {_short_repr(value)})")
 
     @model_validator(mode="after")
     def _augment_keys(self) -> "DataConfig":

@@ -44,9 +44,10 @@ def cuda_available() -> bool:
     return torch.cuda.is_available()
 
 
-def resolve_device(name: str, option: str = "--device") -> torch.device:
-    """``auto`` → CUDA when present, else CPU; ``cuda`` without a GPU is the user's error
-    (``option`` names the setting in the message: ``--device`` or ``train.device``)."""
+def resolve_device(name: str | torch.device, option: str = "--device") -> torch.device:
+    """``auto`` (every command's default) → CUDA when present, else CPU; ``cuda`` without a GPU is the user's
+    error (``option`` names the setting in the message: ``--device`` or ``train.device``)."""
+    name = str(name)
     if name not in ("auto", "cpu") and not re.fullmatch(r"cuda(:\d+)?", name):
         raise ConfigError(f"{option} must be cpu or cuda (or auto, cuda:N) (got {name!r})")
     if name.startswith("cuda") and not cuda_available():

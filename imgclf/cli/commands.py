@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from imgclf.config import Config
 
 CONFIG_HELP = "YAML config file (sections data/model/finetune/train/tta/tracking); `imgclf train --print-config` shows every key with its default."
+DEVICE_HELP = "auto (CUDA when there is one, else the CPU), cpu, cuda or cuda:N."
 SET_HELP = "Override one config key, e.g. --set train.epochs=5 --set model.head=mlp_bn (repeatable)."
 
 
@@ -180,7 +181,7 @@ def evaluate(
         help="Folder for metrics.json, per_class.csv, confusion_matrix.csv/png (default RUN_DIR/eval).",
     ),
     batch_size: int = typer.Option(64, min=1, help="Images per forward pass."),
-    device: str = typer.Option("cpu", help="cpu or cuda."),
+    device: str = typer.Option("auto", help=DEVICE_HELP),
     tta: Optional[str] = tta_options.TTA_OPTION,
     tta_threshold: Optional[float] = tta_options.THRESHOLD_OPTION,
     tta_max_views: Optional[int] = tta_options.MAX_VIEWS_OPTION,
@@ -262,7 +263,7 @@ def predict(
         help="Write categories as 'index' (position in classes.json), 'name', or 'auto' (follow the sample; names without one).",
     ),
     batch_size: int = typer.Option(64, min=1, help="Images per forward pass."),
-    device: str = typer.Option("cpu", help="cpu or cuda."),
+    device: str = typer.Option("auto", help=DEVICE_HELP),
     engine: str = typer.Option(
         "torch", help="torch (PyTorch) or onnx (ONNX Runtime on the run's export/model.onnx, exported on first use)."
     ),

@@ -74,6 +74,10 @@ def cv_command(
     from imgclf.training.preflight import validate_for_training
 
     seconds = _cv_budget(budget, refit, out)
+    if seconds is not None:
+        from imgclf.training.auto_batch import refuse_auto_under_budget
+
+        refuse_auto_under_budget(cfg)
     validate_for_training(cfg, dataset)
     with claim_folder(out, "cv"):  # a new or empty folder, or this CV's own (to resume); one writer
         parent = open_parent(cfg, out, tracking_uri)

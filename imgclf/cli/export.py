@@ -32,6 +32,7 @@ def export_command(
     onnx/torchscript input: float32 \[batch, 3, size, size], resized, centre-cropped and normalised as in
     preprocessing.json; output: logits (divide by the stored temperature before softmax).
     timm: a folder timm loads by itself, with the same logits (runs with the linear head).
+    Export runs on the CPU whatever the machine has (no --device): the file it writes must not depend on one.
     """
     from imgclf.infer.export import export_run
 

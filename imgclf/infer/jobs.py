@@ -111,7 +111,7 @@ def evaluate_run(
     *,
     tta: TTAConfig | None = None,
     batch_size: int = 64,
-    device: str = "cpu",
+    device: str = "auto",
 ) -> dict[str, Any]:
     """Score ``run_dir`` on ``dataset`` (default: what it holds out); write metrics.json, per_class.csv and
     confusion_matrix.{csv,png} into ``out`` (default ``run_dir/eval``).
@@ -274,7 +274,7 @@ def predict_folder(
     category: str = "auto",
     tta: TTAConfig | None = None,
     batch_size: int = 64,
-    device: str = "cpu",
+    device: str = "auto",
     engine: str = "torch",
     progress: Any = None,
 ) -> dict[str, Any]:

@@ -127,7 +127,7 @@ def predict_model_set(models: ModelSet, paths: list[Path], **kwargs: Any):
     from imgclf.infer.predict import predict_paths
     from imgclf.run.load import load_run
 
-    device = kwargs.get("device", "cpu")
+    device = kwargs.get("device", "auto")
     if models.kind == "run":
         return predict_paths(load_run(models.root, device), paths, **kwargs)
     models.classes()  # disagreeing members fail before any model is loaded

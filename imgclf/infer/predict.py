@@ -18,7 +18,7 @@ from imgclf.errors import ConfigError
 from imgclf.infer.predictions import CountedModel, Predictions
 from imgclf.run.load import LoadedRun
 from imgclf.eval.logits import predict_logits
-from imgclf.runtime import autocast_dtype
+from imgclf.runtime import autocast_dtype, resolve_device
 
 
 def predict_paths(
@@ -27,7 +27,7 @@ def predict_paths(
     *,
     root: Path,
     batch_size: int = 64,
-    device: torch.device | str = "cpu",
+    device: torch.device | str = "auto",
     num_workers: int | None = None,
     tta: TTAConfig | None = None,
     calibrated: bool = True,
@@ -42,7 +42,7 @@ def predict_paths(
     same decoding, cache and transforms. ``on_images(n)`` is called after every forward pass of ``n`` images
     (TTA makes several per image), for a progress bar.
     """
-    device = torch.device(device)
+    device = resolve_device(device)
     if engine == "onnx":
         from imgclf.infer.export import onnx_engine_for
 

@@ -390,7 +390,7 @@ def compare_run(
     tta: TTAConfig | None = None,
     ns: Sequence[int] = DEFAULT_NS,
     batch_size: int = 64,
-    device: str = "cpu",
+    device: str = "auto",
     measure: bool = False,
     tolerance: float = 0.001,
     calibrated: bool = True,

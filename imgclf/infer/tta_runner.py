@@ -34,7 +34,7 @@ from imgclf.infer.predictions import Predictions
 from imgclf.run.load import LoadedRun
 from imgclf.infer.tta import Forward, View, run_tta
 from imgclf.infer.views import build_views, parse_view
-from imgclf.runtime import autocast_dtype, loader_workers
+from imgclf.runtime import autocast_dtype, loader_workers, resolve_device
 
 log = logging.getLogger("imgclf")
 
@@ -104,7 +104,7 @@ def run_views(loaded: LoadedRun, names: Sequence[str]) -> list[View]:
 
 def model_forward(loaded: LoadedRun, device: torch.device | str) -> Forward:
     """``batch -> raw float32 logits on the CPU``, on ``device`` under the run's autocast setting."""
-    device = torch.device(device)
+    device = resolve_device(device)
     amp = autocast_dtype(device, loaded.cfg.train.amp)
     model = loaded.model
 

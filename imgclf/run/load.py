@@ -14,7 +14,7 @@ from imgclf.models.backbones import create_model
 from imgclf.models.classifier import ImageClassifier
 from imgclf.run.checkpoint import load_weights
 from imgclf.run.rundir import RunDir
-from imgclf.runtime import use_channels_last
+from imgclf.runtime import resolve_device, use_channels_last
 
 
 @dataclass
@@ -27,8 +27,10 @@ class LoadedRun:
     temperature: float = 1.0
 
 
-def load_run(run_dir: Path, device: torch.device | str = "cpu") -> LoadedRun:
-    """Rebuild the model from ``config.yaml`` and load ``checkpoints/best.safetensors``."""
+def load_run(run_dir: Path, device: torch.device | str = "auto") -> LoadedRun:
+    """Rebuild the model from ``config.yaml`` and load ``checkpoints/best.safetensors`` onto ``device``
+    (``auto``: CUDA when there is one)."""
+    device = resolve_device(device)
     run = RunDir(Path(run_dir))
     run.require("config", "classes", "preprocessing", "best")
     cfg = build_config(read_yaml(run.config))
@@ -42,7 +44,7 @@ def load_run(run_dir: Path, device: torch.device | str = "cpu") -> LoadedRun:
     except (RuntimeError, OSError, ValueError) as exc:
         raise WeightsError(f"{run.best} does not fit the model in {run.config}: {str(exc).splitlines()[0]}") from None
     model.to(device).eval()
-    if use_channels_last(torch.device(device), cfg.train.channels_last):
+    if use_channels_last(device, cfg.train.channels_last):
         model.to(memory_format=torch.channels_last)
     return LoadedRun(run, cfg, classes, pre, model, run.temperature())
 

@@ -31,6 +31,7 @@ from imgclf.run.lock import RunLock
 from imgclf.run.rundir import RunDir, read_metrics, write_environment
 from imgclf.runtime import loader_workers, use_channels_last
 from imgclf.secrets import redact_tree
+from imgclf.training.auto_batch import resolve_batch_size
 from imgclf.training.checkpointer import Checkpointer
 from imgclf.training.distributed import (
     DistContext,
@@ -138,6 +139,8 @@ def set_up(cfg: Config, dataset: Path, run: RunDir, ctx: DistContext, resume: bo
         # A resume keeps the run's own split, read by rank 0 (other nodes may not see the run directory).
         listing = broadcast_object(ctx, read_split(run.split) if resume and ctx.is_main else None) if resume else None
         data = build_data(cfg.data, samples, pre, split_out, resume_split=listing)
+        # data.batch_size=auto becomes a number here, before config.yaml is written: a resume reads it back
+        cfg = resolve_batch_size(cfg, model, pre.image_size, len(data.train_data), ctx)
         if not resume and ctx.is_main:
             _write_run_header(run, cfg, samples.classes, pre, ctx.device, dataset)
         t = _training(cfg, ctx, run, data, model, weights_info)
