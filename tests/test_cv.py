@@ -128,6 +128,7 @@ def test_summary_intervals_refit_report_and_issue_list(cv_dir: Path) -> None:
     issues = load_blocklist(cv_dir / "label_issues.csv")  # the blocklist reader accepts it
     review = (cv_dir / "label_issues.html").read_text()  # ... and each candidate has a thumbnail on the review page
     assert review.count("<img ") == len(issues.by_path) and all(f'alt="{p}"' in review for p in issues.by_path)
+    assert '<a href="label_issues.html">' in (cv_dir / "report.html").read_text()  # the CV report links the review
 
 
 def test_predict_cv_dir_averages_the_folds(cv_dir: Path, capsys) -> None:

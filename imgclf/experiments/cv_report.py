@@ -58,7 +58,9 @@ def _issues(cv_dir: Path) -> str:
     lines = [line for line in path.read_text().splitlines() if line and not line.startswith("#")][1:]
     rows = [{"rank": i, "path": r[0], "why": r[1]} for i, r in enumerate(csv.reader(lines[:TOP_ISSUES]), start=1)]
     note = h.paragraph(f"{len(lines)} candidate(s) in {path.name} (blocklist format); the first {len(rows)}:", "note")
-    return note + (h.table(rows, text_columns=("path", "why")) if rows else "")
+    review = path.with_suffix(".html")  # label_issues.html: every candidate as a thumbnail (report.label_review)
+    link = h.link_paragraph(f"Review them as thumbnails: {review.name}", review.name) if review.is_file() else ""
+    return note + link + (h.table(rows, text_columns=("path", "why")) if rows else "")
 
 
 def render_cv_report(cv_dir: Path) -> str:

@@ -100,6 +100,12 @@ def paragraph(text: str, css_class: str | None = None) -> str:
     return f"<p{cls}>{escape(text)}</p>"
 
 
+def link_paragraph(text: str, href: str, css_class: str | None = None) -> str:
+    """A paragraph that is one link, ``href`` relative to the page (a file beside it)."""
+    cls = f' class="{escape(css_class)}"' if css_class else ""
+    return f'<p{cls}><a href="{escape(href)}">{escape(text)}</a></p>'
+
+
 def preformatted(text: str) -> str:
     return f"<pre>{escape(text)}</pre>"
 
