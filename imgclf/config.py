@@ -118,6 +118,15 @@ class DataConfig(_Section):
         None,
         description="A reviewed blocklist (CSV: path or sha256, reason); None = <dataset>/blocklist.csv if present.",
     )
+    task: Literal["auto", "multiclass", "multilabel", "regression"] = Field(
+        "auto",
+        description="What a label is: auto (found from the labels CSV; imgclf.data.targets says how) | multiclass "
+        "(one class per image) | multilabel (any set: space-separated tags, or one 0/1 column per label) | "
+        "regression (a number; integer grades are multiclass unless this says regression).",
+    )
+    target_column: str | None = Field(
+        None, description="The labels CSV's target column when more than one could be (regression); None = found."
+    )
     sampler: Literal["none", "balanced"] = Field(
         "none",
         description="Training order: none (a shuffle) | balanced (torch WeightedRandomSampler with inverse class "
@@ -312,10 +321,11 @@ class TrainConfig(_Section):
         description="Per-class loss weights: none | balanced (sklearn compute_class_weight on the training split) | "
         "a YAML/JSON/CSV file of class: weight (unlisted classes 1.0). Validation loss stays unweighted.",
     )
-    loss: Literal["ce", "focal"] = Field(
+    loss: Literal["ce", "focal", "bce", "asl", "mse", "huber"] = Field(
         "ce",
         description="Training loss: ce (cross-entropy) | focal (softmax focal loss; composes with label smoothing, "
-        "mixup and class_weights by acting on the soft target).",
+        "mixup and class_weights by acting on the soft target). Multilabel: bce (the default there) | asl "
+        "(timm's asymmetric loss) | focal (sigmoid focal). Regression: mse (the default there) | huber.",
     )
     focal_gamma: float = Field(
         2.0, ge=0.0, le=10.0, description="train.loss=focal: focusing exponent (0 = cross-entropy)."

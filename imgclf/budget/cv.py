@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from imgclf.training.task_setup import require_classes
 from imgclf.budget.final import even_share
 from imgclf.budget.plan import MIN_EPOCHS, PLAN_SHARE, Clock, fold_images, plan_final, report_reserve
 from imgclf.budget.prior import growth, with_flip_tta, with_growth, with_prior
@@ -76,6 +77,7 @@ def run_cv_recipe(
     from imgclf.experiments.cv import run_cv
     from imgclf.experiments.cv_report import write_cv_report
 
+    require_classes(cfg, dataset, "cv --budget")
     check_new_cv(out)
     clock, run, start = Clock(started), RunDir(Path(out)), growth(cfg)  # growth: before the prior names every key
     cfg, prior = with_prior(cfg)

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from imgclf.training.task_setup import require_classes
 from imgclf.budget.estimate import held_out_estimate, tta_choice, tta_views
 from imgclf.budget.final import even_share, final_config, member_dir, train_members
 from imgclf.budget.measure import measure
@@ -135,6 +136,7 @@ def run_recipe(
     """Warm-up, probes, the final models into ``out`` (one model, or an equal-weight
     ensemble of up to ``train.budget_members``: :func:`~imgclf.budget.plan.plan_members`) within ``budget``
     seconds, then the estimate of what is submitted on the images they held out; return the first model's summary."""
+    require_classes(cfg, dataset, "train --budget")
     clock, run, start = Clock(started), RunDir(Path(out)), growth(cfg)  # growth: before the prior names every key
     cfg, prior = with_prior(cfg)
     found = measure_and_probe(cfg, dataset, budget, clock, probe_flips="data.flips" in prior, start=start)

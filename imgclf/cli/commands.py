@@ -208,6 +208,16 @@ def evaluate(
         return
     result = evaluate_run(run_dir, dataset, out, tta=tta_cfg, batch_size=batch_size, device=device)
     blend = f" (the blend of its {result['models']} models)" if result.get("models", 1) > 1 else ""
+    if "task" in result:  # multilabel or regression: the scores, then where the per-label table is
+        scores = "  ".join(
+            f"{k} {v:.4f}" + (" (the run's metric)" if k == result["metric"] else "")
+            for k, v in result.items()
+            if k in TASK_SCORES and v is not None
+        )
+        console.print(f"{run_dir}{blend} on {result['evaluated_on']} ({result['task']}, {result['images']} images)")
+        console.print(f"{scores}  ({result['seconds']:.1f}s)", highlight=False, soft_wrap=True)
+        console.print(f"written to {result['out']}")
+        return
     table = Table(title=f"{run_dir}{blend} on {result['evaluated_on']}")
     for col in ("class", "precision", "recall", "f1", "support"):
         table.add_column(col, justify="right" if col != "class" else "left")
@@ -230,6 +240,11 @@ def evaluate(
             f"log-loss {result['log_loss_before']:.4f} → {result['log_loss_after']:.4f}"
         )
     console.print(f"written to {result['out']}")
+
+
+TASK_SCORES = (
+    "f1_micro", "f1_macro", "f1_samples", "f2_samples", "mean_auc", "map", "bce", "accuracy", "rmse", "mae", "r2", "qwk",
+)  # fmt: skip
 
 
 def score_text(result: dict) -> str:

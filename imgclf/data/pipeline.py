@@ -15,7 +15,14 @@ from imgclf.data.datasets import ImageDataset, Loader, collate_skip_bad
 from imgclf.data.images import load_rgb
 from imgclf.data.samples import TrainingSet
 from imgclf.runtime import loader_workers
-from imgclf.data.split import load_split, save_split, stratified_group_split, stratified_subset
+from imgclf.data.split import (
+    load_split,
+    multilabel_group_split,
+    save_split,
+    stratified_group_split,
+    stratified_subset,
+)
+from imgclf.task import Task
 from imgclf.data.transforms import AugmentSpec, Preprocessing, eval_transform, train_transform
 
 log = logging.getLogger("imgclf")
@@ -82,17 +89,19 @@ def build_data(
         is_val = np.array([lookup.get(p) == "val" for p in rel], dtype=bool)
     elif cfg.split_file:
         is_val = load_split(Path(cfg.split_file), rel)
-    else:
+    elif samples.task == "multilabel" and samples.targets is not None:
+        is_val = multilabel_group_split(samples.targets, samples.groups, cfg.val_fraction, cfg.split_seed)
+    else:  # regression: stratified by the binned target (samples.labels)
         is_val = stratified_group_split(
             samples.labels, samples.groups, cfg.val_fraction, cfg.split_seed, samples.classes
         )
     if split_out is not None:
-        save_split(split_out, rel, [samples.classes[i] for i in samples.labels], is_val)
+        save_split(split_out, rel, target_cells(samples), is_val)
     train_idx = stratified_subset(samples.labels, np.flatnonzero(~is_val & used), cfg.subset, cfg.split_seed)
     val_idx = np.flatnonzero(is_val & used)
     loader = image_loader(cfg, samples.root, pre)
     paths = samples.paths
-    labels = samples.labels
+    labels = list(samples.targets) if samples.targets is not None else samples.labels  # rows of floats, or classes
     train_data = ImageDataset(
         [paths[i] for i in train_idx],
         [labels[i] for i in train_idx],
@@ -101,6 +110,14 @@ def build_data(
     )
     val_data = ImageDataset([paths[i] for i in val_idx], [labels[i] for i in val_idx], eval_transform(pre), loader)
     return DataBundle(samples, pre, train_idx, val_idx, train_data, val_data, loader)
+
+
+def target_cells(samples: TrainingSet) -> list[str]:
+    """Each image's target as a split.csv cell: its class, its labels space-separated, or its value."""
+    if samples.targets is None:
+        return [samples.classes[i] for i in samples.labels]
+    task = Task(samples.task, tuple(samples.classes))
+    return [task.target_text(row) for row in samples.targets]
 
 
 def make_loader(

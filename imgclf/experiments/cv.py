@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import StratifiedGroupKFold
 
+from imgclf.training.task_setup import require_classes
 from imgclf.config import Config, build_config, read_yaml, save_config, with_overrides
 from imgclf.data.samples import TrainingSet, load_training_set
 from imgclf.data.split import save_split
@@ -260,6 +261,7 @@ def run_cv(
     from imgclf.report.label_review import write_label_review
 
     out, dataset = Path(out), Path(dataset)
+    require_classes(cfg, dataset, "imgclf cv")
     cfg, new = _check_resume(cfg, out, folds)
     samples = load_training_set(dataset, Path(cfg.data.blocklist) if cfg.data.blocklist else None)
     out.mkdir(parents=True, exist_ok=True)

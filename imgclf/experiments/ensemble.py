@@ -29,7 +29,7 @@ from imgclf.experiments.oof import Oof, read_oof, scores, write_oof
 from imgclf.infer.model_set import relative_member, resolve_model_set
 from imgclf.io import atomic_write_json
 from imgclf.run.claim import claim_folder
-from imgclf.run.rundir import BlendDir
+from imgclf.run.rundir import BlendDir, RunDir
 
 log = logging.getLogger("imgclf")
 
@@ -123,7 +123,6 @@ def aligned_oofs(members: Sequence[Path]) -> list[Oof]:
 def member_metric(member: Path) -> Metric:
     """The ``train.metric`` a run, CV folder (``cv_config.yaml``) or ensemble folder (its summary) was scored with."""
     from imgclf.config import build_config, read_yaml
-    from imgclf.run.rundir import RunDir
 
     member = Path(member)
     for config in (BlendDir(member).cv_config, RunDir(member).config):
@@ -189,6 +188,9 @@ def build_ensemble(
     ``train.metric``)."""
     out = Path(out)
     for member in members:
+        kind = RunDir(Path(member)).read_task().kind if RunDir(Path(member)).task.is_file() else "multiclass"
+        if kind != "multiclass":
+            raise EnsembleError(f"imgclf ensemble handles one class per image so far; member {member} is {kind}")
         if out.resolve().is_relative_to(Path(member).resolve()):
             raise EnsembleError(
                 f"--out {out} is {'' if out.resolve() == Path(member).resolve() else 'inside '}the member "

@@ -129,6 +129,10 @@ def evaluate_run(
     if dataset is None and not own.config.is_file():
         return _evaluate_oof(models, out)
     loaded = load_run(run_dir if own.config.is_file() else models.members[0][0], device)
+    if not loaded.task.multiclass:
+        return _evaluate_targets(
+            models, loaded, Path(run_dir), dataset, out, tta=tta, batch_size=batch_size, device=device
+        )
     paths, labels, root, what = evaluation_images(run_dir, dataset, models.classes())
     if dataset is None and models.kind != "run":
         check_held_out(models, run_dir)
@@ -155,6 +159,37 @@ def evaluate_run(
     write_scores(out, scores, loaded.classes, extra)
     write_predictions(out, [_relative(p, root) for p in pred.paths], y, pred.probs, loaded.classes)
     return {**scores.to_dict(), **extra, "out": str(out), "per_class": scores.per_class}
+
+
+def _evaluate_targets(
+    models, loaded, run_dir: Path, dataset: Path | None, out: Path | None, **kwargs
+) -> dict[str, Any]:
+    """:func:`evaluate_run` for a multilabel or regression run (:mod:`imgclf.infer.evaluate_targets`)."""
+    from imgclf.infer.evaluate_targets import target_images, write_target_evaluation
+    from imgclf.infer.model_set import predict_model_set
+
+    task = loaded.task
+    paths, targets, root, what = target_images(run_dir, dataset, task)
+    if dataset is None and models.kind != "run":
+        check_held_out(models, run_dir)
+    pred = predict_model_set(models, paths, root=root, **kwargs)
+    keep = {p: i for i, p in enumerate(paths)}
+    y = targets[[keep[p] for p in pred.paths]]
+    own = RunDir(run_dir)
+    out = Path(out) if out else (own.eval if own.config.is_file() else BlendDir(run_dir).eval).root
+    tta = kwargs.get("tta")
+    extra = {
+        "evaluated_on": what,
+        "models": len(models.members),
+        "tta": tta.mode if tta else "none",
+        "forward_passes": pred.total_passes,
+        "seconds": pred.seconds,
+        "skipped_images": [str(p) for p in pred.bad],
+    }
+    decided = loaded.decision if len(models.members) == 1 else None
+    rel = [_relative(p, root) for p in pred.paths]
+    report = write_target_evaluation(out, task, loaded.cfg, rel, y, pred.probs, decided, extra)
+    return {**report, "out": str(out)}
 
 
 def _relative(path: Path, root: Path) -> str:
@@ -237,6 +272,25 @@ def _calibration_report(loaded, pred: Predictions, y: np.ndarray) -> dict[str, A
     }
 
 
+def decider(run: RunDir, task, members: int = 1):
+    """What turns a multilabel or regression run's outputs into its submission (None: multiclass, or plain values):
+    per-label thresholds (the tuned ones of ``decisions.json`` when they paid, else 0.5), or for a ``qwk`` run
+    grades cut at its cut-points (tuned, else the midpoints), clipped to the grades it trained on. A blend of
+    several models uses the defaults: its members' decisions were tuned for each member alone."""
+    from imgclf.eval.decisions import apply_cutpoints
+
+    record = run.read_decisions()
+    tuned = run.decision() if members == 1 else None
+    if task.kind == "multilabel":
+        thresholds = np.asarray(tuned if tuned is not None else [0.5] * len(task.names))
+        return lambda probs: np.asarray(probs) >= thresholds
+    if task.kind == "regression" and record.get("kind") == "cutpoints" and record.get("grades"):
+        grades = np.asarray(record["grades"], dtype=int)
+        cuts = np.asarray(tuned) if tuned is not None else (grades[:-1] + grades[1:]) / 2.0
+        return lambda values: apply_cutpoints(np.asarray(values).ravel(), cuts, grades)
+    return None
+
+
 def expected_passes(images: int, members: int, tta: TTAConfig | None) -> int | None:
     """Forward passes a prediction will make: known ahead except for adaptive TTA."""
     if tta is None or tta.mode == "none":
@@ -296,7 +350,9 @@ def predict_folder(
     if sample is None and one_folder and Path(images if isinstance(images, (str, Path)) else images[0]).is_dir():
         sample = find_sample_submission(base)  # chosen files or a glob: a sample only when given
     check_outputs(out, probs_out, sample)
-    fmt = read_format(sample, classes, category, max_rows=len(paths))
+    first = RunDir(Path(models.members[0][0]))
+    task = first.read_task()
+    fmt = read_format(sample, classes, category, max_rows=len(paths), task=task.kind)
     listed = match_sample_ids(fmt, paths, base)
     if len(listed) < len(paths):
         log.info(
@@ -313,7 +369,7 @@ def predict_folder(
             "fix or replace them"
         )
     ids = list(fmt.ids) if fmt.ids is not None else [p.relative_to(base).as_posix() for p in pred.paths]
-    write_submission(Path(out), ids, pred.probs, classes, fmt)
+    write_submission(Path(out), ids, pred.probs, classes, fmt, decider(first, task, len(models.members)))
     if probs_out:
         write_probabilities(Path(probs_out), ids, pred.probs, classes, fmt.id_column)
     return {

@@ -131,9 +131,11 @@ def predict_model_set(models: ModelSet, paths: list[Path], **kwargs: Any):
     if models.kind == "run":
         return predict_paths(load_run(models.root, device), paths, **kwargs)
     models.classes()  # disagreeing members fail before any model is loaded
-    blended = None
+    blended, kinds = None, set()
     for run_dir, weight in models.members:
-        pred = predict_paths(load_run(run_dir, device), paths, **kwargs)
+        loaded = load_run(run_dir, device)
+        kinds.add(loaded.task.kind)
+        pred = predict_paths(loaded, paths, **kwargs)
         if blended is None:
             blended = pred
             blended.probs = weight * pred.probs
@@ -146,5 +148,10 @@ def predict_model_set(models: ModelSet, paths: list[Path], **kwargs: Any):
         blended.probs = blended.probs + weight * pred.probs
         blended.passes = blended.passes + pred.passes
         blended.seconds += pred.seconds
-    blended.probs = blended.probs / np.clip(blended.probs.sum(1, keepdims=True), 1e-12, None)
+    if len(kinds) > 1:
+        raise RunDirError(f"the members of {models.root} were trained for different tasks: {', '.join(sorted(kinds))}")
+    if kinds == {"multiclass"}:
+        blended.probs = blended.probs / np.clip(blended.probs.sum(1, keepdims=True), 1e-12, None)
+    else:  # label probabilities or values: the weighted mean
+        blended.probs = blended.probs / max(sum(w for _, w in models.members), 1e-12)
     return blended

@@ -55,6 +55,12 @@ def predict_paths(
     temperature = loaded.temperature if calibrated else 1.0
     loader_fn = image_loader(loaded.cfg.data, root, loaded.pre)
     t0 = time.perf_counter()
+    if tta is not None and tta.mode != "none" and not loaded.task.multiclass:
+        from imgclf.infer.tta_runner import predict_outputs_with_tta
+
+        result = predict_outputs_with_tta(loaded, paths, loader_fn, tta, batch_size, device)
+        result.seconds = time.perf_counter() - t0
+        return result
     if tta is not None and tta.mode != "none":
         from imgclf.infer.tta_runner import predict_with_tta
 
@@ -64,7 +70,8 @@ def predict_paths(
     data = ImageDataset(paths, None, eval_transform(loaded.pre), loader_fn)
     loader = make_loader(data, batch_size, shuffle=False, num_workers=num_workers, pin_memory=device.type == "cuda")
     logits, _, indices, bad = predict_logits(loaded.model, loader, device, autocast_dtype(device, loaded.cfg.train.amp))
-    probs = torch.softmax(logits / temperature, dim=1).numpy() if len(logits) else np.zeros((0, len(loaded.classes)))
+    # class probabilities (softmax of logit / temperature), label probabilities or values: imgclf.task
+    probs = loaded.task.outputs(logits.numpy(), temperature) if len(logits) else np.zeros((0, len(loaded.classes)))
     kept = [paths[i] for i in indices.tolist()]
     return Predictions(
         probs, kept, np.ones(len(kept), dtype=int), [paths[i] for i in bad], time.perf_counter() - t0, logits.numpy()

@@ -4,8 +4,13 @@ Two shapes of sample are recognised:
 
 - *label*: an id column and one category column (``Id,Category``, ``image_id,label``), filled with
   class names, or class indices when the sample's categories are integers and the class names are not;
+  for a multilabel run the column holds space-separated tags (``image_name,tags``: Planet), the labels whose
+  probability reaches the run's threshold (0.5, or the tuned per-label thresholds of ``decisions.json``); for
+  a regression run it holds the predicted value (``Id,Pawpularity``), an integer grade when the run's metric is
+  ``qwk`` (cut at the run's cut-points);
 - *wide*: an id column and one probability column per class (log-loss competitions), filled with
-  calibrated probabilities in the sample's column order.
+  calibrated probabilities in the sample's column order; for a multilabel run one probability per label
+  (``StudyInstanceUID,ETT - Abnormal,...``: RANZCR, Plant Pathology 2020).
 
 Sample ids are matched to image files before any inference runs: by relative path or file name
 (``0000.jpg``), by stem (``0000``) or, for integer ids, by number (``7`` for ``0007.png``).
@@ -20,6 +25,7 @@ Example::
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,7 +40,7 @@ from imgclf.io import atomic_path
 class SubmissionFormat:
     id_column: str = "Id"
     category_column: str = "Category"
-    category: str = "name"  # "index" (position in classes.json), "name", or "probs" (a wide sample)
+    category: str = "name"  # "index" (position in classes.json), "name", "probs" (a wide sample), "tags", "values"
     ids: tuple[str, ...] | None = None  # the sample's row order, when given
     prob_columns: tuple[str, ...] = ()  # a wide sample's class columns, in its order
 
@@ -42,6 +48,8 @@ class SubmissionFormat:
     def describe(self) -> str:
         if self.category == "probs":
             return f"{self.id_column} + {len(self.prob_columns)} probability columns"
+        if self.category in ("tags", "values"):
+            return f"{self.id_column},{self.category_column} ({'space-separated tags' if self.category == 'tags' else 'values'})"
         return f"{self.id_column},{self.category_column} ({self.category})"
 
 
@@ -66,7 +74,11 @@ def _is_number(value: str) -> bool:
 
 
 def read_format(
-    sample: Path | None, classes: list[str], category: str = "auto", max_rows: int | None = None
+    sample: Path | None,
+    classes: list[str],
+    category: str = "auto",
+    max_rows: int | None = None,
+    task: str = "multiclass",
 ) -> SubmissionFormat:
     """Column names, id order and category form from the sample.
 
@@ -80,6 +92,10 @@ def read_format(
     at most ``max_rows + 1`` rows are parsed.
     """
     if sample is None:
+        if task != "multiclass":
+            return SubmissionFormat(
+                category_column=classes[0] if task == "regression" else "tags", category=_TASK_CATEGORY[task]
+            )
         return SubmissionFormat(category="index" if category == "index" else "name")
     if max_rows is not None:
         _check_size(sample, max_rows, len(classes))
@@ -102,11 +118,35 @@ def read_format(
     if len(frame.columns) > 2:
         return SubmissionFormat(id_col, "", "probs", ids, _wide_columns(sample, frame, classes))
     cat_col = frame.columns[1]
+    if task != "multiclass":
+        _check_task_column(sample, frame[cat_col], classes, task)
+        return SubmissionFormat(id_col, cat_col, _TASK_CATEGORY[task], ids)
     if category == "auto":
         sample_ints = all(_is_int(v) for v in frame[cat_col] if v.strip())
         names_ints = all(c.isdigit() for c in classes)
         category = "index" if sample_ints and not names_ints else "name"
     return SubmissionFormat(id_col, cat_col, category, ids)
+
+
+_TASK_CATEGORY = {"multilabel": "tags", "regression": "values"}
+
+
+def _check_task_column(sample: Path, cells: pd.Series, classes: list[str], task: str) -> None:
+    """A multilabel sample's tags must be labels the run knows; a regression sample's values must be numbers."""
+    if task == "regression":
+        bad = next((v for v in cells if v.strip() and not _is_number(v)), None)
+        if bad is not None:
+            raise DataError(
+                f"{sample} column {cells.name!r} holds {_short(bad)}, not a number: this run predicts a value per image"
+            )
+        return
+    known = set(classes)
+    unknown = sorted({t for v in cells for t in v.split()} - known)
+    if unknown:
+        raise DataError(
+            f"{sample} holds tag(s) the training set never had: {', '.join(_short(t) for t in unknown[:3])}"
+            f" (the run knows {len(classes)}: {', '.join(classes[:5])}{', ...' if len(classes) > 5 else ''})"
+        )
 
 
 # What one sample row may take: an id (a relative path) and one value per class column, generously.
@@ -216,10 +256,27 @@ def _unique(ids: list[str], wanted: list[str], table: dict[str, list[Path]], how
 
 
 def write_submission(
-    path: Path, ids: list[str], probs: np.ndarray, classes: list[str], fmt: SubmissionFormat
+    path: Path,
+    ids: list[str],
+    probs: np.ndarray,
+    classes: list[str],
+    fmt: SubmissionFormat,
+    decide: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> pd.DataFrame:
-    """Write one row per id (``probs`` rows align with ``ids``) in the format of ``fmt``."""
+    """Write one row per id (``probs`` rows align with ``ids``) in the format of ``fmt``. ``decide`` turns a
+    multilabel run's probabilities into 0/1 rows (its thresholds), or a regression run's values into what is
+    submitted (grades, for ``qwk``); without it, 0.5 and the values themselves."""
     probs = np.asarray(probs)
+    if fmt.category in ("tags", "values"):
+        decided = decide(probs) if decide is not None else (probs >= 0.5 if fmt.category == "tags" else probs[:, 0])
+        if fmt.category == "tags":
+            values = [" ".join(c for c, on in zip(classes, row) if on) for row in np.asarray(decided)]
+        else:
+            values = np.asarray(decided).ravel().tolist()
+        frame = pd.DataFrame({fmt.id_column: ids, fmt.category_column: values})
+        with atomic_path(path) as tmp:
+            frame.to_csv(tmp, index=False, float_format="%.6g")
+        return frame
     if fmt.category == "probs":
         index = {c: i for i, c in enumerate(classes)}
         frame = pd.DataFrame(probs[:, [index[c] for c in fmt.prob_columns]], columns=list(fmt.prob_columns))

@@ -30,6 +30,7 @@ from PIL import Image
 from imgclf.config import TTAConfig
 from imgclf.data.datasets import Loader
 from imgclf.data.transforms import AugmentSpec, train_transform
+from imgclf.errors import ConfigError
 from imgclf.infer.predictions import Predictions
 from imgclf.run.load import LoadedRun
 from imgclf.infer.tta import Forward, View, run_tta
@@ -210,3 +211,31 @@ def predict_with_tta(
         time.perf_counter() - t0,
         recorder.logits() if first_is_plain else None,
     )
+
+
+def predict_outputs_with_tta(
+    loaded: LoadedRun,
+    paths: list[Path],
+    loader_fn: Loader,
+    tta: TTAConfig,
+    batch_size: int,
+    device: torch.device | str,
+) -> Predictions:
+    """Fixed TTA for multilabel and regression runs: the mean over the first ``tta.n`` views of the task's outputs
+    (label probabilities, or values). Adaptive TTA spends views where class probabilities are unsure, which a label
+    set or a value does not have: it is a one-line ConfigError here."""
+    if tta.mode != "fixed":
+        raise ConfigError(
+            f"tta.mode={tta.mode} is for one class per image; this run is {loaded.task.kind}: use a fixed number of views"
+        )
+    t0 = time.perf_counter()
+    images = DecodedImages(paths, loader_fn)
+    views = run_views(loaded, tta.views)[: max(1, tta.n)]
+    forward = model_forward(loaded, device)
+    total = np.zeros((len(images), len(loaded.classes)))
+    for view in views:
+        for start in range(0, len(images), batch_size):
+            batch = torch.stack([view(images[i]) for i in range(start, min(start + batch_size, len(images)))])
+            total[start : start + len(batch)] += loaded.task.outputs(forward(batch).numpy())
+    passes = np.full(len(images), len(views), dtype=int)
+    return Predictions(total / len(views), list(images.paths), passes, list(images.bad), time.perf_counter() - t0, None)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -15,6 +15,7 @@ from imgclf.models.classifier import ImageClassifier
 from imgclf.run.checkpoint import load_weights
 from imgclf.run.rundir import RunDir
 from imgclf.runtime import resolve_device, use_channels_last
+from imgclf.task import Task
 
 
 @dataclass
@@ -25,6 +26,8 @@ class LoadedRun:
     pre: Preprocessing
     model: ImageClassifier
     temperature: float = 1.0
+    task: Task = field(default_factory=Task)  # what the outputs mean (task.json; multiclass without one)
+    decision: list[float] | None = None  # tuned thresholds or cut-points that paid (decisions.json), else None
 
 
 def load_run(run_dir: Path, device: torch.device | str = "auto") -> LoadedRun:
@@ -46,7 +49,7 @@ def load_run(run_dir: Path, device: torch.device | str = "auto") -> LoadedRun:
     model.to(device).eval()
     if use_channels_last(device, cfg.train.channels_last):
         model.to(memory_format=torch.channels_last)
-    return LoadedRun(run, cfg, classes, pre, model, run.temperature())
+    return LoadedRun(run, cfg, classes, pre, model, run.temperature(), run.read_task(), run.decision())
 
 
 def require_run(run_dir: Path) -> RunDir:

@@ -7,7 +7,8 @@
     run.read_summary(), run.read_calibration()   # validated readers: a damaged file is one RunDirError line
 
 config.yaml · metrics.csv · summary.json · split.csv · classes.json · preprocessing.json ·
-environment.json · run.json · val_predictions.csv · calibration.json · mlflow_run.json · report.html ·
+environment.json · run.json · val_predictions.csv · calibration.json · task.json · decisions.json ·
+mlflow_run.json · report.html ·
 recipe.json (``--budget``) · checkpoints/{best.safetensors,last.pt} · eval/ · export/
 """
 
@@ -128,6 +129,14 @@ class RunDir:
         return self.root / "calibration.json"
 
     @property
+    def task(self) -> Path:
+        return self.root / "task.json"
+
+    @property
+    def decisions(self) -> Path:
+        return self.root / "decisions.json"
+
+    @property
     def mlflow_run(self) -> Path:
         return self.root / "mlflow_run.json"
 
@@ -234,6 +243,7 @@ class RunDir:
             self.metrics,
             self.val_predictions,
             self.calibration,
+            self.task,
             self.mlflow_run,
             self.checkpoints,
             self.recipe,
@@ -355,6 +365,29 @@ class RunDir:
 
     def temperature(self) -> float:
         return float(self.read_calibration().get("temperature", 1.0))
+
+    def read_task(self):
+        """The run's :class:`imgclf.task.Task` (task.json); a run without one is multiclass."""
+        from imgclf.task import Task
+
+        if not self.task.is_file():
+            return Task("multiclass", tuple(self.read_classes()))
+        return Task.from_dict(_json_object(self.task), str(self.task))
+
+    def read_decisions(self) -> dict[str, Any]:
+        """decisions.json (per-label thresholds or ordinal cut-points tuned on held-out predictions), or {}."""
+        return _json_object(self.decisions) if self.decisions.is_file() else {}
+
+    def decision(self) -> list[float] | None:
+        """The decision predict applies: the tuned values when they paid beyond their noise, else None (the
+        metric's default: 0.5 per label, or grades at the midpoints)."""
+        record = self.read_decisions()
+        if not record.get("used"):
+            return None
+        values = record.get("values")
+        if not isinstance(values, list) or not all(isinstance(v, (int, float)) for v in values):
+            raise RunDirError(f"{self.decisions}: values must be a list of numbers")
+        return [float(v) for v in values]
 
     def read_eval_metrics(self) -> dict[str, Any]:
         return _json_object(self.eval.metrics) if self.eval.metrics.is_file() else {}

@@ -54,7 +54,7 @@ class EarlyStopping:
             setattr(self, key, value)
 
 
-def stopper_for(train) -> EarlyStopping:
+def stopper_for(train, task: str = "multiclass") -> EarlyStopping:
     """The early stopping a ``TrainConfig`` asks for: on ``train.monitored`` (``val_<train.metric>``
     unless ``train.monitor`` is set), in that metric's direction.
 
@@ -62,4 +62,4 @@ def stopper_for(train) -> EarlyStopping:
     >>> stopper_for(TrainConfig(metric="log_loss")).mode
     'min'
     """
-    return EarlyStopping(train.patience, monitor_direction(train.monitored, train.metric_k), train.min_delta)
+    return EarlyStopping(train.patience, monitor_direction(train.monitored, train.metric_k, task), train.min_delta)

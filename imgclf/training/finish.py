@@ -8,11 +8,12 @@ import numpy as np
 import torch
 
 from imgclf.eval.calibration import expected_calibration_error, fit_temperature, reliability_curve
-from imgclf.eval.logits import EvalResult, write_val_predictions
+from imgclf.eval.logits import EvalResult, validation_score, write_val_predictions
 from imgclf.eval.metrics import metric_of
 from imgclf.io import atomic_write_json
 from imgclf.run.checkpoint import load_weights
 from imgclf.run.rundir import RunDir
+from imgclf.training.decision import decide
 
 if TYPE_CHECKING:
     from imgclf.training.setup import Training
@@ -29,12 +30,17 @@ def finish(t: Training) -> dict[str, Any]:
         val = score_validation(t, alone=True, model=t.model)
         write_val_predictions(t.run.val_predictions, val, t.data, t.data.val_idx)
         t.skipped.update(t.data.samples.rel(t.data.val_data.paths[i]) for i in val.bad)
-        summary.update(val_accuracy=val.accuracy, val_loss=val.loss, val_macro_f1=val.macro_f1, **calibrate(val, t.run))
-        metric = metric_of(t.cfg.train)
-        if metric.name != "accuracy":
-            summary[metric.column] = _finite(metric.score(val.labels, logits=val.logits))
+        if t.task.multiclass:
+            summary.update(
+                val_accuracy=val.accuracy, val_loss=val.loss, val_macro_f1=val.macro_f1, **calibrate(val, t.run)
+            )
+        else:
+            summary.update(val_loss=val.loss, **_decided(t, val))
+        metric = metric_of(t.cfg.train, t.task.kind)
+        if metric.name != "accuracy" or not t.task.multiclass:
+            summary[metric.column] = _finite(validation_score(metric, val, t.run.decision()))
     else:
-        summary[metric_of(t.cfg.train).column] = None
+        summary[metric_of(t.cfg.train, t.task.kind).column] = None
         summary.update(
             val_accuracy=None,
             val_loss=None,
@@ -44,6 +50,16 @@ def finish(t: Training) -> dict[str, Any]:
     summary["skipped_images"] = sorted(t.skipped)
     atomic_write_json(t.run.summary, summary)
     return summary
+
+
+def _decided(t: Training, val: EvalResult) -> dict[str, Any]:
+    """A multilabel or regression run: its task, and the decision its metric reads (imgclf.training.decision)."""
+    metric = metric_of(t.cfg.train, t.task.kind)
+    record = decide(metric, t.task, val.labels, val.probs, t.run, seed=t.cfg.data.split_seed)
+    task = {"task": t.task.kind, "labels": list(t.task.names), "layout": t.task.layout}
+    if t.task.kind == "regression":
+        task.update(target_mean=t.task.mean, target_std=t.task.std)
+    return {**task, **({"decision": record} if record else {})}
 
 
 def _summary(t: Training) -> dict[str, Any]:
@@ -71,7 +87,7 @@ def _summary(t: Training) -> dict[str, Any]:
         "val_images": len(t.data.val_data),
         "total_params": sum(p.numel() for p in t.model.parameters()),
         "trainable_params": max((r["trainable_params"] for r in rows), default=t.finetuner.trainable_parameters()),
-        "best_epoch_val_accuracy": best.get("val_accuracy"),
+        "best_epoch_val_accuracy": _finite(best.get("val_accuracy")),
         "metric": cfg.train.metric,
         **({"metric_k": cfg.train.metric_k} if cfg.train.metric == "top_k" else {}),
         "monitor": cfg.train.monitored,
@@ -90,7 +106,7 @@ def _imbalance(t: Training) -> dict[str, Any]:
     """What the run did about class imbalance: the loss, the sampler and the class weights it used."""
     weights = t.criterion.class_weights if t.criterion is not None else None
     return {
-        "loss": t.cfg.train.loss if t.cfg.train.loss == "ce" else f"focal(gamma={t.cfg.train.focal_gamma:g})",
+        "loss": t.cfg.train.loss if t.cfg.train.loss != "focal" else f"focal(gamma={t.cfg.train.focal_gamma:g})",
         "sampler": t.cfg.data.sampler,
         "class_weights": dict(zip(t.data.samples.classes, weights.tolist())) if weights is not None else None,
     }

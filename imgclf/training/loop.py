@@ -24,6 +24,7 @@ from imgclf.config import Config
 from imgclf.data.progressive import size_at
 from imgclf.errors import DataError, ImgclfError
 from imgclf.eval.metrics import metric_of
+from imgclf.eval.logits import validation_score
 from imgclf.run.checkpoint import model_state
 from imgclf.run.rundir import RunDir, write_metrics
 from imgclf.runtime import resolve_device, use_channels_last
@@ -184,8 +185,8 @@ def _epoch(t: Training, epoch: int, hooks: CallbackList) -> dict[str, Any]:
         )
     val = score_validation(t)
     t.skipped.update(t.data.samples.rel(t.data.val_data.paths[i]) for i in val.bad)
-    metric = metric_of(t.cfg.train)
-    extra = {} if metric.name == "accuracy" else {metric.column: metric.score(val.labels, logits=val.logits)}
+    metric = metric_of(t.cfg.train, t.task.kind)
+    extra = {} if metric.name == "accuracy" and t.task.multiclass else {metric.column: validation_score(metric, val)}
     return {
         "epoch": epoch,
         "lr": t.optimizer.param_groups[-1]["lr"],
@@ -234,12 +235,14 @@ def _train_one_epoch(t: Training, epoch: int, hooks: CallbackList) -> tuple[floa
                 t.ema.update(t.model, step=t.scheduler.last_epoch)
         n = labels.shape[0]
         total_loss += value * n
-        correct += (logits.argmax(1) == labels).sum().item()
+        if t.task.multiclass:  # no accuracy for label sets or values: the metric on validation says how it goes
+            correct += (logits.argmax(1) == labels).sum().item()
         seen += n
         hooks.on_train_batch_end(epoch, step, value)
         if step >= steps:
             break
-    return total_loss / max(seen, 1), correct / max(seen, 1), seen, bad
+    accuracy = correct / max(seen, 1) if t.task.multiclass else float("nan")
+    return total_loss / max(seen, 1), accuracy, seen, bad
 
 
 def _record(t: Training, epoch: int) -> None:

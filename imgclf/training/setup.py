@@ -24,6 +24,7 @@ from imgclf.data.split import read_split
 from imgclf.data.transforms import AugmentSpec, Preprocessing, train_transform
 from imgclf.errors import ImgclfError, RunDirError
 from imgclf.eval.logits import EvalResult, evaluate_loader, evaluate_logits, predict_logits
+from imgclf.task import Task
 from imgclf.finetune import Finetuner, configure
 from imgclf.io import atomic_write_json
 from imgclf.models.backbones import create_model, data_config
@@ -47,6 +48,8 @@ from imgclf.training.epoch_plan import EpochPlan, upgraded
 from imgclf.training.schedule import short_run_warmup
 from imgclf.training.step import AmpStep, Criterion, make_ema
 from imgclf.training.sync_bn import convert_sync_batchnorm
+from imgclf.training.target_loss import TargetCriterion
+from imgclf.training.task_setup import resolve_for_task, target_criterion, task_for
 
 log = logging.getLogger("imgclf")
 
@@ -69,7 +72,8 @@ class Training:
     steps_per_epoch: int
     weights_info: dict[str, Any]
     plan: EpochPlan  # the run's length and the scheduler's LR multiplier (re-planned under train.time_limit)
-    criterion: Criterion | None = None
+    task: Task = field(default_factory=Task)  # what the outputs mean (imgclf.task)
+    criterion: Criterion | TargetCriterion | None = None
     ema: Any = None  # timm ModelEmaV3 when train.ema is on
     lock: RunLock | None = None
     train_model: torch.nn.Module | None = None  # wrapped at the first epoch and whenever the trainable set changes
@@ -127,7 +131,12 @@ def set_up(cfg: Config, dataset: Path, run: RunDir, ctx: DistContext, resume: bo
     try:
         _set_determinism(cfg, ctx.device)
         seed_everything(cfg.train.seed)
-        samples = load_training_set(dataset, Path(cfg.data.blocklist) if cfg.data.blocklist else None)
+        samples = load_training_set(
+            dataset,
+            Path(cfg.data.blocklist) if cfg.data.blocklist else None,
+            task=cfg.data.task,
+            target_column=cfg.data.target_column,
+        )
         if resume and ctx.is_main and samples.classes != run.read_classes():
             raise ImgclfError(f"cannot resume {run.root}: the dataset's classes changed since the run started")
         if is_weight_file(cfg.train.class_weights):
@@ -139,11 +148,19 @@ def set_up(cfg: Config, dataset: Path, run: RunDir, ctx: DistContext, resume: bo
         # A resume keeps the run's own split, read by rank 0 (other nodes may not see the run directory).
         listing = broadcast_object(ctx, read_split(run.split) if resume and ctx.is_main else None) if resume else None
         data = build_data(cfg.data, samples, pre, split_out, resume_split=listing)
+        # A resume keeps the run's own task (a regression target's mean and std included)
+        task = broadcast_object(ctx, run.read_task() if resume and ctx.is_main else None) if resume else None
+        task = task or task_for(samples, data.train_idx)
+        if ctx.is_main and not resume and samples.found:
+            log.info("labels: %s", samples.found)
+        cfg = resolve_for_task(cfg, task)
         # data.batch_size=auto becomes a number here, before config.yaml is written: a resume reads it back
         cfg = resolve_batch_size(cfg, model, pre.image_size, len(data.train_data), ctx)
         if not resume and ctx.is_main:
             _write_run_header(run, cfg, samples.classes, pre, ctx.device, dataset)
-        t = _training(cfg, ctx, run, data, model, weights_info)
+            if not task.multiclass:
+                atomic_write_json(run.task, task.to_dict())
+        t = _training(cfg, ctx, run, data, model, weights_info, task)
         t.lock = lock
         if resume:
             _restore(t)
@@ -167,7 +184,9 @@ def _set_determinism(cfg: Config, device: torch.device) -> None:
         torch.backends.cudnn.benchmark = True  # one input size: cuDNN times its kernels once, then reuses the fastest
 
 
-def _training(cfg: Config, ctx: DistContext, run: RunDir, data: DataBundle, model, weights_info) -> Training:
+def _training(
+    cfg: Config, ctx: DistContext, run: RunDir, data: DataBundle, model, weights_info, task: Task
+) -> Training:
     if cfg.train.sync_bn and ctx.enabled:
         model = convert_sync_batchnorm(model, ctx.device)  # before configure(): the BN policy must see the new layers
     finetuner = configure(model, cfg.finetune)
@@ -179,7 +198,7 @@ def _training(cfg: Config, ctx: DistContext, run: RunDir, data: DataBundle, mode
     updates = math.ceil(steps / cfg.train.accumulate)  # optimiser steps per epoch: the schedule counts these
     plan = EpochPlan(updates, cfg.train.epochs, int(round(_warmup_epochs(cfg.train, ctx.is_main) * updates)))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, plan)
-    stopper = stopper_for(cfg.train)
+    stopper = stopper_for(cfg.train, task.kind)
     sampler = _sampler(cfg, ctx, data)
     return Training(
         cfg,
@@ -198,7 +217,10 @@ def _training(cfg: Config, ctx: DistContext, run: RunDir, data: DataBundle, mode
         steps,
         weights_info,
         plan,
-        criterion=_criterion(cfg, data, ctx.is_main),
+        task=task,
+        criterion=_criterion(cfg, data, ctx.is_main)
+        if task.multiclass
+        else target_criterion(cfg, task, np.stack(data.train_data.labels), ctx.is_main),
         ema=make_ema(model, cfg.train.ema_decay) if cfg.train.ema else None,
         train_size=data.pre.image_size,
     )
@@ -371,7 +393,7 @@ def score_validation(t: Training, *, alone: bool = False, model: torch.nn.Module
             num_workers=cfg.data.num_workers,
             pin_memory=ctx.device.type == "cuda",
         )
-        return evaluate_loader(model, loader, ctx.device, t.amp.dtype)
+        return evaluate_loader(model, loader, ctx.device, t.amp.dtype, task=t.task)
     loader = make_loader(
         data.val_data,
         per_rank_batch(ctx, cfg.data.batch_size) * 2,
@@ -385,10 +407,10 @@ def score_validation(t: Training, *, alone: bool = False, model: torch.nn.Module
     parts = [part for part in gathered if len(part[1])]
     if not parts:
         return evaluate_logits(
-            torch.zeros(0, 0), torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.long), bad
+            torch.zeros(0, 0), torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.long), bad, t.task
         )
     indices = torch.cat([p[2] for p in parts])
     order = torch.argsort(indices)
     return evaluate_logits(
-        torch.cat([p[0] for p in parts])[order], torch.cat([p[1] for p in parts])[order], indices[order], bad
+        torch.cat([p[0] for p in parts])[order], torch.cat([p[1] for p in parts])[order], indices[order], bad, t.task
     )

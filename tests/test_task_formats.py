@@ -1,0 +1,161 @@
+"""Issue 33 end to end: each competition format (tags in one column, one 0/1 column per label, a numeric target)
+through train, evaluate, predict with TTA, export and the Python API, on tiny generated datasets; and the README's
+worked example of each format, run as written."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from conftest import TINY, cli
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+LABELS = ("bag", "shirt", "shoe")
+
+
+def _image(rng: np.random.Generator, on: np.ndarray) -> Image.Image:
+    """A 40 px image whose labels are visible: label j brightens channel j."""
+    arr = rng.integers(0, 60, size=(40, 40, 3), dtype=np.uint8)
+    for j, flag in enumerate(on):
+        if flag:
+            arr[..., j] += 150
+    return Image.fromarray(arr)
+
+
+def make_task_dataset(root: Path, kind: str, n: int = 24, test: int = 6, seed: int = 0) -> Path:
+    """A Kaggle-style folder: ``train/<id>.png`` with ``train.csv`` (ids without extension), ``test/`` and a sample.
+
+    ``kind``: ``tags`` (``image_name,tags``), ``columns`` (``image_id,bag,shirt,shoe``) or ``numeric`` (``Id,price``,
+    the number of labels present times 10 plus noise)."""
+    rng = np.random.default_rng(seed)
+    (root / "train").mkdir(parents=True)
+    (root / "test").mkdir()
+    rows = []
+    for i in range(n):
+        on = rng.random(3) < 0.5
+        on[i % 3] = True  # every label occurs, every image has one
+        _image(rng, on).save(root / "train" / f"train_{i}.png")
+        rows.append(on)
+    for i in range(test):
+        _image(rng, rng.random(3) < 0.5).save(root / "test" / f"test_{i}.png")
+    ids = [f"train_{i}" for i in range(n)]
+    if kind == "tags":
+        frame = pd.DataFrame({"image_name": ids, "tags": [" ".join(np.array(LABELS)[r]) for r in rows]})
+        sample = pd.DataFrame({"image_name": [f"test_{i}" for i in range(test)], "tags": "bag"})
+    elif kind == "columns":
+        frame = pd.DataFrame({"image_id": ids, **{name: [int(r[j]) for r in rows] for j, name in enumerate(LABELS)}})
+        sample = pd.DataFrame({"image_id": [f"test_{i}" for i in range(test)], **{name: 0 for name in LABELS}})
+    else:
+        price = [10.0 * r.sum() + float(rng.normal(0, 1)) for r in rows]
+        frame = pd.DataFrame({"Id": ids, "price": np.round(price, 2)})
+        sample = pd.DataFrame({"Id": [f"test_{i}" for i in range(test)], "price": 0})
+    frame.to_csv(root / "train.csv", index=False)
+    sample.to_csv(root / "sample_submission.csv", index=False)
+    return root
+
+
+QUICK = [*TINY, "train.epochs=2", "data.val_fraction=0.34", "tracking.enabled=false"]
+
+
+@pytest.mark.parametrize(
+    ("kind", "task", "metric"),
+    [("tags", "multilabel", "map"), ("columns", "multilabel", "map"), ("numeric", "regression", "rmse")],
+)
+def test_train_evaluate_predict_each_format(tmp_path, capsys, kind, task, metric):
+    data = make_task_dataset(tmp_path / "data", kind)
+    run = tmp_path / "run"
+    code, out, err = cli(["train", data / "train.csv", "--out", run, *sum((["--set", s] for s in QUICK), [])], capsys)
+    assert code == 0, err
+    assert json.loads((run / "task.json").read_text())["kind"] == task
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["task"] == task and summary["metric"] == metric and summary[f"val_{metric}"] is not None
+    assert summary["val_accuracy"] is None or task == "multiclass"
+    split = pd.read_csv(run / "split.csv", keep_default_na=False)
+    assert set(split["split"]) == {"train", "val"}
+
+    code, out, err = cli(["evaluate", run], capsys)
+    assert code == 0, err
+    metrics = json.loads((run / "eval" / "metrics.json").read_text())
+    assert metrics["task"] == task and metrics[metric] is not None and metrics["evaluated_on"] == "validation split"
+    assert (run / "eval" / "per_class.csv").is_file() == (task == "multilabel")
+
+    sub = tmp_path / "submission.csv"
+    code, out, err = cli(["predict", run, data / "test", "--out", sub, "--tta", "2"], capsys)
+    assert code == 0, err
+    frame = pd.read_csv(sub, keep_default_na=False)
+    sample = pd.read_csv(data / "sample_submission.csv")
+    assert frame.columns.tolist() == sample.columns.tolist()
+    assert frame.iloc[:, 0].tolist() == sample.iloc[:, 0].tolist()
+    if kind == "tags":
+        assert all(set(cell.split()) <= set(LABELS) for cell in frame["tags"])
+    elif kind == "columns":
+        assert ((frame[list(LABELS)] >= 0) & (frame[list(LABELS)] <= 1)).all().all()
+    else:
+        assert frame["price"].dtype.kind == "f" and frame["price"].between(-50, 100).all()
+
+
+def test_task_override_and_a_bad_target_are_one_line_errors(tmp_path, capsys):
+    data = make_task_dataset(tmp_path / "data", "tags", n=12)
+    args = ["train", data / "train.csv", "--out", tmp_path / "run", *sum((["--set", s] for s in QUICK), [])]
+    code, out, err = cli([*args, "--set", "data.task=regression"], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "number" in err.lower()
+    code, out, err = cli([*args, "--set", "train.metric=rmse"], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "rmse" in err
+
+
+def test_python_api_and_onnx_export_for_a_regression_run(tmp_path):
+    import imgclf
+
+    data = make_task_dataset(tmp_path / "data", "numeric")
+    run = tmp_path / "run"
+    summary = imgclf.train(data / "train.csv", out=run, overrides=QUICK, progress=False, report=False)
+    assert summary["task"] == "regression"
+    torch_sub, onnx_sub = tmp_path / "torch.csv", tmp_path / "onnx.csv"
+    imgclf.predict(run, data / "test", out=torch_sub, progress=False)
+    imgclf.predict(run, data / "test", out=onnx_sub, engine="onnx", progress=False)  # exported on first use
+    a, b = pd.read_csv(torch_sub), pd.read_csv(onnx_sub)
+    assert a["Id"].tolist() == b["Id"].tolist()
+    assert np.allclose(a["price"], b["price"], atol=1e-3 * max(1.0, float(a["price"].abs().max())))
+
+
+def readme_task_commands() -> list[list[str]]:
+    text = README.read_text()
+    section = text[text.index("## Multi-label and regression competitions") :]
+    block = re.search(r"```bash\n(.*?)```", section, re.S).group(1)
+    return [shlex.split(line)[1:] for line in block.splitlines() if line.startswith("imgclf ")]
+
+
+def test_readme_worked_examples_run_as_written(tmp_path, capsys, monkeypatch):
+    """Each README command, with the tiny model set on train, on a dataset of the format its comment names."""
+    commands = readme_task_commands()
+    assert [c[0] for c in commands] == ["train", "predict", "train", "predict", "train", "evaluate", "predict"]
+    monkeypatch.chdir(tmp_path)
+    planet = make_task_dataset(tmp_path / "data" / "planet", "tags")
+    (planet / "train").rename(planet / "train-jpg")
+    (planet / "test").rename(planet / "test-jpg")
+    plants = make_task_dataset(tmp_path / "data" / "plants", "columns")
+    (plants / "images").mkdir()
+    for f in [*(plants / "train").iterdir(), *(plants / "test").iterdir()]:
+        f.rename(plants / "images" / f.name)
+    make_task_dataset(tmp_path / "data" / "pets", "numeric")
+    pets = tmp_path / "data" / "pets"
+    frame = pd.read_csv(pets / "train.csv").rename(columns={"price": "Pawpularity"})
+    frame.insert(1, "Eyes", np.arange(len(frame)) % 2)  # a second numeric column: the target is named
+    frame.to_csv(pets / "train.csv", index=False)
+    pd.read_csv(pets / "sample_submission.csv").rename(columns={"price": "Pawpularity"}).to_csv(
+        pets / "sample_submission.csv", index=False
+    )
+    for args in commands:
+        extra = sum((["--set", s] for s in QUICK), []) if args[0] == "train" else []
+        code, out, err = cli([*args, *extra], capsys)
+        assert code == 0, (args, err)
+    for name in ("planet", "plants", "pets"):
+        sub = pd.read_csv(tmp_path / "runs" / name / "submission.csv")
+        assert len(sub) == 6
