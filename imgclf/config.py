@@ -38,7 +38,24 @@ Head = Literal["linear", "mlp", "mlp_bn"]
 Strategy = Literal["full", "linear_probe", "gradual", "bn_only"]
 BnPolicy = Literal["train", "frozen_stats", "frozen"]
 Monitor = Literal["val_accuracy", "val_loss"]
-MetricName = Literal["accuracy", "log_loss", "macro_f1", "qwk", "roc_auc", "top_k"]  # registry: imgclf.eval.metrics
+MetricName = Literal[  # registry: imgclf.eval.metrics (every task's names: multiclass, multilabel, regression)
+    "accuracy",
+    "log_loss",
+    "macro_f1",
+    "qwk",
+    "roc_auc",
+    "top_k",
+    "f1_micro",
+    "f1_macro",
+    "f1_samples",
+    "f2_samples",
+    "mean_auc",
+    "map",
+    "bce",
+    "rmse",
+    "mae",
+    "r2",
+]
 Device = Literal["auto", "cpu", "cuda"]
 TTAMode = Literal["none", "fixed", "adaptive"]
 TTAAggregate = Literal["mean_probs", "mean_logits"]
@@ -310,7 +327,9 @@ class TrainConfig(_Section):
     metric: MetricName = Field(
         "accuracy",
         description="The competition's metric: accuracy | log_loss | macro_f1 | qwk (quadratic weighted kappa) | "
-        "roc_auc (one-vs-rest, macro) | top_k (k = train.metric_k). It picks the kept checkpoint "
+        "roc_auc (one-vs-rest, macro) | top_k (k = train.metric_k); multilabel targets: f1_micro | f1_macro | "
+        "f1_samples | f2_samples | accuracy (subset) | mean_auc | map | bce; regression: rmse | mae | r2 | qwk "
+        "(values cut into integer grades). It picks the kept checkpoint "
         "(unless train.monitor is set), early stopping, sweep objectives, CV/ensemble scores and evaluate.",
     )
     metric_k: int = Field(
