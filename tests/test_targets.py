@@ -219,6 +219,23 @@ def test_missing_and_ambiguous_stems_are_one_line_errors(tmp_path):
     _one_line_error(r"row 3: 'b' matches 2 image files \(extra/b.png, train/b.jpg\)", ambiguous)
 
 
+def test_stem_lookup_matches_a_name_with_extension_and_never_a_cell_with_a_folder(tmp_path):
+    _images(tmp_path / "train_images", ["10.jpg", "11.jpg"])
+    _images(tmp_path / "imgs" / "dog", ["1.jpg"])
+    named = _csv(tmp_path / "n.csv", "image_id,target", ["10.jpg,0.5", "11.jpg,1.5"])
+    assert read_targets(named).paths == [tmp_path / "train_images" / "10.jpg", tmp_path / "train_images" / "11.jpg"]
+    other_ext = _csv(tmp_path / "e.csv", "image_id,target", ["10.png,0.5", "11.jpg,1.5"])
+    _one_line_error(r"lists 1 missing file\(s\), e.g. '10.png' on row 2", other_ext)
+    folder = _csv(tmp_path / "f.csv", "path,target", ["imgs/cat/1.jpg,0.5", "11.jpg,1.5"])
+    _one_line_error(r"lists 1 missing file\(s\), e.g. 'imgs/cat/1.jpg' on row 2", folder)
+
+
+def test_a_column_ending_in_valid_is_not_an_id(tmp_path):
+    _images(tmp_path, ["a.png", "b.png", "c.png"])
+    csv = _csv(tmp_path / "t.csv", "path,valid,PatientID,fluid", ["a.png,1,p,0", "b.png,0,q,1", "c.png,1,p,1"])
+    assert read_targets(csv).names == ["valid", "fluid"]
+
+
 # -- load_training_set ---------------------------------------------------------------------------------------------
 
 

@@ -23,12 +23,14 @@ on a column of single tokens reads tags with one tag each. Several numeric colum
 no named target is ambiguous: ``data.target_column`` must name it.
 
 A path cell is joined with the CSV's folder when relative. A cell that names no file (Kaggle's ``train_0``
-for ``train-jpg/train_0.jpg``) is looked up by stem among the image files under the CSV's folder.
+for ``train-jpg/train_0.jpg``; ``1000015157.jpg`` for ``train_images/1000015157.jpg``) is looked up by stem (by
+name when it has an extension) among the image files under the CSV's folder; a cell with a folder is never.
 
 Example::
 
     table = read_targets(Path("train.csv"))
-    table.found   # "multilabel (tags): 17 labels in column 'tags', 2.9 per image; label frequency 1%–95%"
+    table.found   # "multilabel (tags) from column 'tags': cells of several space-separated tags; 17 labels,
+                  #  2.9 per image, label frequency 1%–93%, 40479 images"
     table.values  # float32 (n, 17) of 0/1
 """
 
@@ -52,7 +54,8 @@ log = logging.getLogger("imgclf")
 
 TASKS = ("auto", "multiclass", "multilabel", "regression")
 MAX_CLASS_INTEGERS = 20  # more distinct integers than this read as a number to regress, not as classes
-_ID_COLUMN = re.compile(r"(^|[_\s-])u?id$|[a-z](ID|Id|UID)$", re.IGNORECASE)
+_ID_COLUMN = re.compile(r"(^|[_\s-])u?id$", re.IGNORECASE)  # id, patient_id, study uid
+_CAMEL_ID_COLUMN = re.compile(r"[a-z0-9](ID|Id|UID|Uid)$")  # PatientID, StudyInstanceUID; never "valid"
 _BINARY = ("0", "1", "0.0", "1.0")
 
 
@@ -120,7 +123,7 @@ def _header(rows: list[tuple[int, list[str]]]) -> tuple[int, int] | None:
 
 
 def _is_id(name: str) -> bool:
-    return name.lower() in ("id", "uid") or bool(_ID_COLUMN.search(name))
+    return bool(_ID_COLUMN.search(name) or _CAMEL_ID_COLUMN.search(name))
 
 
 def _kind(cells: list[str]) -> str:
@@ -343,8 +346,7 @@ def resolve_paths(csv_path: Path, items: list[tuple[int, str, Path]]) -> list[Pa
             continue
         if index is None:
             index = _stem_index(csv_path.parent)
-        name = Path(raw.replace("\\", "/")).name
-        found = index.get(Path(name).stem if is_image_name(name) else name, [])
+        found = _by_stem(index, raw)
         if len(found) > 1:
             shown = ", ".join(p.relative_to(csv_path.parent).as_posix() for p in found[:2])
             raise DataError(
@@ -361,6 +363,16 @@ def resolve_paths(csv_path: Path, items: list[tuple[int, str, Path]]) -> list[Pa
             f"no such file, nor an image of that name under {csv_path.parent}"
         )
     return out
+
+
+def _by_stem(index: dict[str, list[Path]], raw: str) -> list[Path]:
+    """The images a bare cell names: ``train_0`` by stem, ``train_0.jpg`` by name; a cell with a folder in it
+    names that path only, so ``imgs/cat/1.jpg`` never becomes another folder's ``1.jpg``."""
+    if "/" in raw or "\\" in raw:
+        return []
+    if is_image_name(raw):
+        return [p for p in index.get(Path(raw).stem, []) if p.name == raw]
+    return index.get(raw, [])
 
 
 def _stem_index(folder: Path) -> dict[str, list[Path]]:
