@@ -31,7 +31,7 @@ PATH_COLUMNS = (
     "path", "filepath", "file_path", "file", "filename", "file_name", "image", "image_path",
     "image_id", "image_name", "img", "id", "id_code", "name",
 )  # fmt: skip
-LABEL_COLUMNS = ("label", "labels", "class", "class_name", "category", "breed", "target", "species")
+LABEL_COLUMNS = ("label", "labels", "class", "class_name", "category", "breed", "target", "species", "tags")
 
 
 @dataclass(frozen=True)
@@ -65,12 +65,29 @@ def header_columns(first: list[str]) -> tuple[int, int] | None:
     return path_col, label_col
 
 
-def read_path_label_csv(csv_path: Path) -> list[CsvRow]:
-    """The de-duplicated ``(path, label)`` rows of ``csv_path`` (see the module docstring)."""
+def column_index(header: list[str], name: str, csv_path: Path) -> int:
+    """The index of the header column called ``name`` (exact, else ignoring case); a DataError naming the columns."""
+    names = [cell.strip() for cell in header]
+    if name in names:
+        return names.index(name)
+    lowered = [n.lower() for n in names]
+    if name.lower() in lowered:
+        return lowered.index(name.lower())
+    raise DataError(f"{csv_path} has no column {name!r} (data.target_column); its columns: {', '.join(names)[:200]}")
+
+
+def read_path_label_csv(csv_path: Path, label_column: str | None = None, header: bool = False) -> list[CsvRow]:
+    """The de-duplicated ``(path, label)`` rows of ``csv_path`` (see the module docstring); ``label_column``
+    names the header's label column when the header rule's choice is not the one wanted; ``header`` says the
+    first row is a header even when the rule does not find it (then path first, label second)."""
     csv_path = Path(csv_path)
     rows = read_rows(csv_path)
     cols = header_columns(rows[0][1]) if rows else None
+    if cols is None and header and rows:
+        cols = (0, 1)
     if cols is not None:
+        if label_column is not None:
+            cols = (cols[0], column_index(rows[0][1], label_column, csv_path))
         rows = rows[1:]
     path_col, label_col = cols or (0, 1)
     out: list[CsvRow] = []

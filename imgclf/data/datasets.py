@@ -6,6 +6,7 @@ import logging
 from pathlib import Path
 from typing import Callable, Sequence
 
+import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import Dataset
@@ -26,7 +27,11 @@ class ImageDataset(Dataset):
     """
 
     def __init__(
-        self, paths: Sequence[Path], labels: Sequence[int] | None, transform: Callable, loader: Loader = load_rgb
+        self,
+        paths: Sequence[Path],
+        labels: Sequence[int] | Sequence[np.ndarray] | None,
+        transform: Callable,
+        loader: Loader = load_rgb,
     ):
         self.paths = list(paths)
         self.labels = list(labels) if labels is not None else [-1] * len(self.paths)
@@ -57,12 +62,16 @@ class ImageDataset(Dataset):
 
 
 def collate_skip_bad(items):
-    """Stack the good items; return ``(images, labels, indices, bad_indices)``."""
+    """Stack the good items; return ``(images, labels, indices, bad_indices)``: labels int64 class indices, or
+    float32 rows when the items' labels are numpy arrays (multilabel 0/1 vectors, regression targets)."""
     good = [it for it in items if it[3]]
     bad = [int(it[2]) for it in items if not it[3]]
     if not good:
         return None, None, None, bad
     images = torch.stack([it[0] for it in good])
-    labels = torch.tensor([it[1] for it in good], dtype=torch.long)
+    if isinstance(good[0][1], np.ndarray):  # multilabel or regression targets: float rows
+        labels = torch.as_tensor(np.stack([it[1] for it in good]), dtype=torch.float32)
+    else:
+        labels = torch.tensor([it[1] for it in good], dtype=torch.long)
     indices = torch.tensor([it[2] for it in good], dtype=torch.long)
     return images, labels, indices, bad

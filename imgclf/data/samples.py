@@ -1,9 +1,16 @@
 """Find a dataset's labelled training images and test images.
 
 A dataset is a folder with ``train/<class>/<images>`` and optionally ``test/`` and
-``sample_submission.csv`` — or a CSV of ``path,label``. When ``imgclf prepare`` made the
-folder, its ``manifest.csv`` is the source of truth (cleaning verdicts and duplicate
-groups included); otherwise the folders are scanned.
+``sample_submission.csv`` — or a labels CSV (:mod:`imgclf.data.targets`: ``path,label``, tags,
+0/1 label columns or a number). When ``imgclf prepare`` made the folder, its ``manifest.csv`` is
+the source of truth (cleaning verdicts and duplicate groups included); otherwise the folders are
+scanned. A folder in Kaggle's layout — images directly in ``train/`` (or no ``train/``) and a
+labels CSV at its top (``train.csv``, ``labels.csv``, ``train_labels.csv``) — is read through the CSV.
+
+Multilabel and regression sets keep their targets in ``TrainingSet.targets``; their ``labels``
+are stratification keys, so code that stratifies by ``labels`` keeps working: a regression
+target's quantile bin (:func:`regression_strata`), a multilabel row's rarest positive label
+(``K``, one past the last label, for a row with none; :func:`multilabel_strata`).
 """
 
 from __future__ import annotations
@@ -14,19 +21,27 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 
-from imgclf.data.csvlist import read_path_label_csv
 from imgclf.data.images import IMAGE_EXTENSIONS, is_image_name
 from imgclf.data.outdir import dataset_state
+from imgclf.data.targets import TargetTable, read_targets
 from imgclf.errors import DataError
 
 log = logging.getLogger("imgclf")
 
+KAGGLE_LABEL_CSVS = ("train.csv", "labels.csv", "train_labels.csv")  # first found wins
+
 
 @dataclass
 class TrainingSet:
-    """Labelled images: ``paths[i]`` has class ``classes[labels[i]]``; ``groups[i]`` ties duplicates together."""
+    """Labelled images: ``paths[i]`` has class ``classes[labels[i]]``; ``groups[i]`` ties duplicates together.
+
+    For ``task`` multilabel or regression, ``targets[i]`` is the row's target (float32: ``K`` 0/1 values, or
+    one number), ``classes`` the output names and ``labels`` stratification keys (see the module docstring).
+    """
 
     root: Path
     paths: list[Path]
@@ -34,6 +49,9 @@ class TrainingSet:
     classes: list[str]
     groups: list[str]
     excluded: list[dict] = field(default_factory=list)
+    task: str = "multiclass"
+    targets: np.ndarray | None = None
+    found: str = ""
 
     def rel(self, path: Path) -> str:
         try:
@@ -55,7 +73,7 @@ def _scan_folders(root: Path) -> list[tuple[Path, str]]:
     if not train.is_dir():
         raise DataError(
             f"{root} has no train/ folder: a dataset is train/<class>/<images> (plus optional test/ and "
-            "sample_submission.csv), or a CSV of path,label"
+            "sample_submission.csv), a folder of images with train.csv at its top, or a labels CSV"
         )
     items: list[tuple[Path, str]] = []
     counts: dict[str, int] = {}
@@ -69,23 +87,14 @@ def _scan_folders(root: Path) -> list[tuple[Path, str]]:
     return items
 
 
-def _read_csv_list(csv_path: Path) -> list[tuple[Path, str]]:
-    items = [(row.path, row.label) for row in read_path_label_csv(csv_path)]
-    missing = [str(p) for p, _ in items if not p.is_file()]
-    if missing:
-        raise DataError(f"{csv_path} lists {len(missing)} missing file(s), e.g. {missing[0]}")
-    counts: dict[str, int] = {}
-    for _, lbl in items:
-        counts[lbl] = counts.get(lbl, 0) + 1
-    _check_classes(counts, csv_path)
-    return items
-
-
-def load_training_set(dataset: Path, blocklist: Path | None = None) -> TrainingSet:
-    """All usable labelled images of ``dataset`` (a folder or a ``path,label`` CSV).
+def load_training_set(
+    dataset: Path, blocklist: Path | None = None, task: str = "auto", target_column: str | None = None
+) -> TrainingSet:
+    """All usable labelled images of ``dataset`` (a folder or a labels CSV).
 
     Honours the manifest's cleaning verdicts and the blocklist in force (``blocklist``, or
     ``<dataset>/blocklist.csv`` when present). What is left out is listed in ``excluded``.
+    ``task`` and ``target_column`` say how to read a labels CSV (:func:`imgclf.data.targets.read_targets`).
     """
     dataset = Path(dataset)
     if not dataset.exists():
@@ -93,20 +102,26 @@ def load_training_set(dataset: Path, blocklist: Path | None = None) -> TrainingS
     root = dataset.parent if dataset.is_file() else dataset
     if dataset.is_dir() and dataset_state(root) == "preparing":
         raise DataError(f"dataset {root} is incomplete: an `imgclf prepare` into it did not finish; run it again")
+    if dataset.is_file() and dataset.suffix.lower() != ".csv":
+        raise DataError(f"dataset {dataset} is a file but not a CSV of path,label")
+    manifest = _read_manifest(root) if dataset.is_dir() else None
+    labels_csv = dataset if dataset.is_file() else None if manifest is not None else _kaggle_labels_csv(root)
+    if labels_csv is not None:
+        return _from_table(root, labels_csv, read_targets(labels_csv, task, target_column), blocklist)
+    if task not in ("auto", "multiclass"):
+        raise DataError(f"task={task} needs a labels CSV; {root} holds one sub-folder per class")
     excluded: list[dict] = []
     groups: dict[Path, str] = {}
     hashes: dict[Path, str] = {}
-    manifest = _read_manifest(root) if dataset.is_dir() else None
     if manifest is not None:
         items = _manifest_items(root, manifest, excluded, groups, hashes)
-    elif dataset.is_file():
-        if dataset.suffix.lower() != ".csv":
-            raise DataError(f"dataset {dataset} is a file but not a CSV of path,label")
-        items = _read_csv_list(dataset)
     else:
         items = _scan_folders(root)
     items = _apply_blocklist(root, items, blocklist, hashes, excluded)
+    return _class_set(root, items, groups, excluded)
 
+
+def _class_set(root: Path, items: list[tuple[Path, str]], groups: dict[Path, str], excluded: list[dict]):
     classes = sorted({lbl for _, lbl in items})
     index = {name: i for i, name in enumerate(classes)}
     paths = [p for p, _ in items]
@@ -118,6 +133,75 @@ def load_training_set(dataset: Path, blocklist: Path | None = None) -> TrainingS
         groups=[groups.get(p, f"#{i}") for i, p in enumerate(paths)],
         excluded=excluded,
     )
+
+
+def _kaggle_labels_csv(root: Path) -> Path | None:
+    """The labels CSV of a folder in Kaggle's layout (no class sub-folders in ``train/``), else None."""
+    train = root / "train"
+    if train.is_dir() and any(p.is_dir() and not p.name.startswith(".") for p in train.iterdir()):
+        return None
+    return next((root / name for name in KAGGLE_LABEL_CSVS if (root / name).is_file()), None)
+
+
+def _from_table(root: Path, csv_path: Path, table: TargetTable, blocklist: Path | None) -> TrainingSet:
+    """The training set of a labels CSV: multiclass exactly as class folders give it; otherwise targets kept."""
+    excluded: list[dict] = []
+    if table.task == "multiclass":
+        items = [(path, table.names[v]) for path, v in zip(table.paths, table.values)]
+        counts: dict[str, int] = {}
+        for _, lbl in items:
+            counts[lbl] = counts.get(lbl, 0) + 1
+        _check_classes(counts, csv_path)
+        result = _class_set(root, _apply_blocklist(root, items, blocklist, {}, excluded), {}, excluded)
+        result.found = table.found
+        return result
+    kept = _apply_blocklist(root, list(zip(table.paths, range(len(table.paths)))), blocklist, {}, excluded)
+    targets = table.values[np.array([i for _, i in kept], dtype=np.int64)]
+    labels = regression_strata(targets) if table.task == "regression" else multilabel_strata(targets)
+    paths = [p for p, _ in kept]
+    return TrainingSet(
+        root=root,
+        paths=paths,
+        labels=labels,
+        classes=list(table.names),
+        groups=[f"#{i}" for i in range(len(paths))],
+        excluded=excluded,
+        task=table.task,
+        targets=targets,
+        found=table.found,
+    )
+
+
+def regression_strata(values, bins: int = 10) -> list[int]:
+    """Quantile-bin index of each value (``bins`` bins, fewer when there are fewer distinct values), numbered
+    0.. without gaps: the stratification key of a regression target.
+
+    >>> regression_strata([1.0, 2.0, 3.0, 4.0], bins=2)
+    [0, 0, 1, 1]
+    """
+    v = np.asarray(values, dtype=np.float64).reshape(-1)
+    if not len(v):
+        return []
+    bins = max(1, min(bins, len(np.unique(v))))
+    edges = np.quantile(v, np.linspace(0.0, 1.0, bins + 1)[1:-1])
+    raw = np.searchsorted(edges, v, side="left")
+    return np.unique(raw, return_inverse=True)[1].reshape(-1).astype(int).tolist()
+
+
+def multilabel_strata(targets) -> list[int]:
+    """Per row, the index of its rarest positive label (ties: the first), ``K`` for a row with none: the
+    stratification key of a multilabel target, so a rare label is spread over the splits like a class.
+
+    >>> multilabel_strata([[1, 1], [1, 0], [0, 0]])
+    [1, 0, 2]
+    """
+    t = np.asarray(targets) > 0.5
+    if t.ndim != 2 or not len(t):
+        return []
+    order = np.where(t, t.sum(axis=0)[None, :], np.inf)
+    keys = order.argmin(axis=1)
+    keys[~t.any(axis=1)] = t.shape[1]
+    return keys.astype(int).tolist()
 
 
 def _manifest_items(
@@ -142,8 +226,8 @@ def _manifest_items(
 
 
 def _apply_blocklist(
-    root: Path, items: list[tuple[Path, str]], blocklist: Path | None, hashes: dict[Path, str], excluded: list[dict]
-) -> list[tuple[Path, str]]:
+    root: Path, items: list[tuple[Path, Any]], blocklist: Path | None, hashes: dict[Path, str], excluded: list[dict]
+) -> list[tuple[Path, Any]]:
     """Leave out what the blocklist in force names (``blocklist``, or ``<root>/blocklist.csv``)."""
     blocklist_path = Path(blocklist) if blocklist else root / "blocklist.csv"
     if blocklist is not None and not blocklist_path.is_file():

@@ -45,7 +45,7 @@ def stratified_group_split(
     is_val = np.zeros(len(labels), dtype=bool)
     lonely = sorted(cls for cls, gs in by_class.items() if len(gs) == 1)
     if lonely and val_fraction > 0:
-        names = [class_names[c] if class_names else str(c) for c in lonely]
+        names = [class_names[c] if class_names and c < len(class_names) else str(c) for c in lonely]
         log.warning(
             "%d class(es) have a single image (or duplicate group) and get no validation image: %s",
             len(lonely),
@@ -63,6 +63,52 @@ def stratified_group_split(
             is_val[members[g]] = True
             taken += len(members[g])
     return is_val
+
+
+def _group_matrix(targets: np.ndarray, groups: list[str]) -> tuple[list[list[int]], np.ndarray]:
+    """The members of each group (first-seen order) and each group's label vector: the max over its members."""
+    members: dict[str, list[int]] = defaultdict(list)
+    for i, g in enumerate(groups):
+        members[g].append(i)
+    rows = list(members.values())
+    y = np.asarray(targets) > 0.5
+    return rows, np.stack([y[idx].any(axis=0) for idx in rows]).astype(int)
+
+
+def multilabel_group_split(targets: np.ndarray, groups: list[str], val_fraction: float, seed: int) -> np.ndarray:
+    """True where the sample goes to validation: iterative stratification (iterstrat) over groups, each assigned
+    whole, so every label's validation share is near ``val_fraction`` and no duplicate group straddles.
+
+    >>> multilabel_group_split(np.eye(4)[[0, 0, 1, 1, 2, 2, 3, 3]], list("abcdefgh"), 0.5, seed=0).sum()
+    4
+    """
+    from iterstrat.ml_stratifiers import MultilabelStratifiedShuffleSplit
+
+    is_val = np.zeros(len(groups), dtype=bool)
+    rows, y = _group_matrix(targets, groups)
+    if val_fraction <= 0 or len(rows) < 2:
+        return is_val
+    n_val = min(len(rows) - 1, max(1, int(round(val_fraction * len(rows)))))
+    splitter = MultilabelStratifiedShuffleSplit(n_splits=1, test_size=n_val, random_state=seed)
+    _, val_groups = next(splitter.split(np.zeros(len(rows)), y))
+    for g in val_groups:
+        is_val[rows[g]] = True
+    return is_val
+
+
+def multilabel_group_folds(targets: np.ndarray, groups: list[str], k: int, seed: int) -> np.ndarray:
+    """Fold index (0..k-1) per sample: iterstrat's multilabel stratified k-fold over groups, each assigned whole."""
+    from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
+
+    rows, y = _group_matrix(targets, groups)
+    if k < 2 or k > len(rows):
+        raise DataError(f"{k} folds need between 2 and {len(rows)} (the number of image groups)")
+    folds = np.full(len(groups), -1, dtype=np.int64)
+    splitter = MultilabelStratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
+    for fold, (_, held) in enumerate(splitter.split(np.zeros(len(rows)), y)):
+        for g in held:
+            folds[rows[g]] = fold
+    return folds
 
 
 def stratified_subset(labels: list[int], indices: np.ndarray, fraction: float, seed: int) -> np.ndarray:
