@@ -158,19 +158,24 @@ def _marker(root: Path) -> dict | None:
         return None
 
 
-def read_upstream_test(upstream: Path = UPSTREAM) -> tuple[np.ndarray, np.ndarray]:
-    """The official 10,000-image Fashion-MNIST test split (images (N, 28, 28) uint8, labels (N,)) from its idx files."""
-    names = ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
+def read_upstream(split: str, upstream: Path = UPSTREAM) -> tuple[np.ndarray, np.ndarray]:
+    """An official Fashion-MNIST split, ``train`` (60,000 images) or ``t10k`` (10,000), from its idx files:
+    images (N, 28, 28) uint8 and labels (N,) in ``CLASS_NAMES`` order."""
+    names = (f"{split}-images-idx3-ubyte.gz", f"{split}-labels-idx1-ubyte.gz")
     if not all((upstream / n).is_file() for n in names):
         raise DataError(
-            f"--extra-test needs the Fashion-MNIST test split in {upstream} "
-            "(as root: apt-get install dataset-fashion-mnist)"
+            f"the Fashion-MNIST {split} split is not in {upstream} (as root: apt-get install dataset-fashion-mnist)"
         )
     with gzip.open(upstream / names[0]) as fh:
         images = np.frombuffer(fh.read(), np.uint8, offset=16).reshape(-1, 28, 28)
     with gzip.open(upstream / names[1]) as fh:
         labels = np.frombuffer(fh.read(), np.uint8, offset=8)
     return images, labels
+
+
+def read_upstream_test(upstream: Path = UPSTREAM) -> tuple[np.ndarray, np.ndarray]:
+    """The official 10,000-image test split (``--extra-test`` draws from it)."""
+    return read_upstream("t10k", upstream)
 
 
 def _add_extra_test(
