@@ -68,7 +68,8 @@ def decide(metric: Any, task: Task, targets: np.ndarray, outputs: np.ndarray, ru
         "names": list(task.names),
     }
     if kind == "cutpoints":
-        record["grades"] = sorted({int(g) for g in np.rint(np.asarray(targets).ravel())})
+        grades = np.rint(np.asarray(targets).ravel()).astype(int)  # every integer between, as tune_cutpoints takes them
+        record["grades"] = list(range(int(grades.min()), int(grades.max()) + 1))
     atomic_write_json(run.decisions, record)
     log.info("%s: %s", kind, record["why"])
     return record
