@@ -121,11 +121,22 @@ def epoch_line(row: dict[str, Any]) -> str:
     """One epoch's metrics; the validation part only when the epoch was validated (no ``nan`` without a split)."""
     val = row.get("val_loss")
     validated = isinstance(val, (int, float)) and math.isfinite(val)
+    own = next((k for k in row if k.startswith("val_") and k not in ("val_loss", "val_accuracy")), None)
     return (
-        f"epoch {row['epoch']:>3}  lr {row['lr']:.2e}  train loss {row['train_loss']:.4f} acc {row['train_accuracy']:.4f}  "
-        + (f"val loss {val:.4f} acc {row['val_accuracy']:.4f}  " if validated else "")
+        f"epoch {row['epoch']:>3}  lr {row['lr']:.2e}  train loss {row['train_loss']:.4f}{_acc(row, 'train_accuracy')}  "
+        + (f"val loss {val:.4f}{_acc(row, 'val_accuracy')}  " if validated else "")
+        + (f"{own[4:]} {row[own]:.4f}  " if validated and own and _finite(row[own]) else "")
         + f"{row['epoch_seconds']:.1f}s ({row['images_per_second']:.0f} img/s)"
     )
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def _acc(row: dict[str, Any], key: str) -> str:
+    """`` acc 0.9123``, or nothing where there is no class accuracy (label sets, values)."""
+    return f" acc {row[key]:.4f}" if _finite(row.get(key)) else ""
 
 
 class RichPredictProgress:

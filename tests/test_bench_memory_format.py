@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.conftest import bench_module
+from conftest import bench_module
 
 bench = bench_module("memory_format")
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.conftest import bench_module, make_dataset
+from conftest import bench_module, make_dataset
 
 bench = bench_module("orientation")
 

@@ -134,7 +134,7 @@ def test_predict_evaluate_and_export_of_a_run_with_members(tiny_dataset, tiny_ov
 
     import imgclf
     from imgclf.infer.jobs import evaluate_run
-    from tests.conftest import cli
+    from conftest import cli
 
     run = tmp_path / "run"
     imgclf.train(

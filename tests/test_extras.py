@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import TINY
+from conftest import TINY
 
 # Runs the CLI in a fresh interpreter in which the optional packages cannot be imported, as after `pip install imgclf`.
 # (A spec is still found, as torch looks modules up by name; only importing one fails.)

@@ -11,7 +11,7 @@ from PIL import Image
 
 from imgclf.config import Config, with_overrides
 from imgclf.budget.orientation import choose_flips, held_out_correct, oriented, probe_orientation, view
-from tests.conftest import TINY
+from conftest import TINY
 
 
 def _hits(accuracy: float, n: int = 200) -> np.ndarray:

@@ -11,7 +11,7 @@ from imgclf.budget.plan import MIN_EPOCHS, CostModel, ladder, plan_final, run_se
 from imgclf.config import Config, load_config, with_overrides
 from imgclf.data.progressive import MULTIPLE, full_size_epochs, relative_cost, size_at
 from imgclf.training.time_plan import Growth, pace_at, replanned_epochs
-from tests.conftest import TINY, cli
+from conftest import TINY, cli
 
 
 @pytest.mark.parametrize("epochs", [1, 2, 3, 4, 6, 7, 10, 30])

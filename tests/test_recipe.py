@@ -12,7 +12,7 @@ from imgclf.budget.plan import MIN_EPOCHS, PLAN_SHARE, CostModel, ladder, parse_
 from imgclf.config import Config, read_yaml, with_overrides
 from imgclf.errors import ConfigError
 from imgclf.infer.views import SYMMETRY_VIEWS
-from tests.conftest import cli
+from conftest import cli
 
 
 @pytest.mark.parametrize(
@@ -243,7 +243,7 @@ def test_the_warm_up_times_images_its_first_epoch_cached(tmp_path):
     training image."""
     from imgclf.budget import measure
     from imgclf.config import load_config, with_overrides
-    from tests.conftest import TINY, make_dataset
+    from conftest import TINY, make_dataset
 
     data = make_dataset(tmp_path / "data", per_class=30, test=0)
     cache = tmp_path / "cache"

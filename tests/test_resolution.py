@@ -13,7 +13,7 @@ from imgclf.budget import orientation, resolution
 from imgclf.budget.plan import CostModel
 from imgclf.budget.resolution import candidate_sizes, enough_size, probe_resolution, resolution_cap
 from imgclf.experiments.stats import paired_gap
-from tests.conftest import TINY, cli, make_dataset
+from conftest import TINY, cli, make_dataset
 
 
 def _right(share: float, n: int = 400) -> np.ndarray:

@@ -167,3 +167,11 @@ def test_readme_worked_examples_run_as_written(tmp_path, capsys, monkeypatch):
     for name in ("planet", "plants", "pets"):
         sub = pd.read_csv(tmp_path / "runs" / name / "submission.csv")
         assert len(sub) == 6
+
+
+@pytest.mark.parametrize("kind", ["tags", "numeric"])
+def test_prepare_refuses_label_sets_and_numbers_instead_of_making_a_class_of_each(tmp_path, capsys, kind):
+    data = make_task_dataset(tmp_path / "data", kind, n=12)
+    code, out, err = cli(["prepare", data / "train.csv", "--out", tmp_path / "prepared"], capsys)
+    assert code == 2 and "train on the CSV itself" in err
+    assert not (tmp_path / "prepared" / "train").exists()

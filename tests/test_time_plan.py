@@ -16,7 +16,7 @@ from imgclf.run.checkpoint import load_training_state
 from imgclf.run.rundir import RunDir, read_metrics
 from imgclf.training.checkpointer import TrainingInterrupted
 from imgclf.training.time_plan import MIN_PARTIAL, epoch_pace, replanned, replanned_epochs
-from tests.conftest import TINY
+from conftest import TINY
 
 from imgclf.training import loop as loop
 

@@ -154,9 +154,13 @@ def describe_result(summary: dict) -> str:
         )
     if summary.get("recipe"):
         return f"trained one model for {summary['epochs_run']} epoch(s)"
-    if summary.get("val_accuracy") is None:
+    if summary.get("val_loss") is None:
         return f"trained {summary['epochs_run']} epoch(s) on every image (no validation split)"
     metric = summary.get("metric", "accuracy")
+    if summary.get("task") in ("multilabel", "regression"):
+        value = summary.get(f"val_{metric}")
+        shown = f"{value:.4f}" if value is not None else "undefined"
+        return f"val {metric} {shown} (best epoch {summary['best_epoch']} of {summary['epochs_run']})"
     own = (
         f"val {metric} {summary[f'val_{metric}']:.4f}, "
         if metric != "accuracy" and summary.get(f"val_{metric}") is not None

@@ -39,6 +39,7 @@ from imgclf.data.archives import (
 )
 from imgclf.data.csvlist import header_columns, read_path_label_csv, read_rows
 from imgclf.data.images import is_image_name
+from imgclf.data.targets import require_one_class
 from imgclf.errors import DataError
 
 __all__ = [
@@ -201,6 +202,7 @@ def _labels_for_flat(images: list[Path], csv_files: list[Path]) -> dict[Path, st
                     f"(row {first[1]}: {first[0][:40]!r}, row {line}: {label[:40]!r})"
                 )
         if len(matched) >= 0.5 * len(images):
+            require_one_class(csv_path)  # after the rows' own checks: a label that cannot be a folder says so first
             return {f: label for f, (label, _) in matched.items()}
     return None
 
@@ -242,6 +244,7 @@ def discover_csv(csv_path: Path, allow_outside: bool = False) -> SourcePlan:
         plan.train.append(PlannedFile(row.path.resolve(), _unique_rel(label, row.path, taken), label, "train"))
     if not plan.train:
         raise DataError(f"{csv_path} lists no images (expected rows of 'path,label')")
+    require_one_class(csv_path)  # after the rows' own checks: a label that cannot be a folder says so first
     return plan
 
 

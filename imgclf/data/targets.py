@@ -106,6 +106,25 @@ def read_targets(csv_path: Path, task: str = "auto", target_column: str | None =
     return builders[layout](sheet, chosen, why)
 
 
+def require_one_class(csv_path: Path, what: str = "imgclf prepare") -> None:
+    """A one-line DataError when ``csv_path`` holds label sets or numbers (``what`` sorts images into one folder per
+    class); a CSV whose layout this cannot tell is left to the caller's own reader."""
+    rows = read_rows(Path(csv_path))
+    cols = _header(rows)
+    if cols is None:
+        return
+    try:
+        layout, _, _ = _choose(_Sheet(Path(csv_path), [c.strip() for c in rows[0][1]], *cols, rows[1:]), "auto", None)
+    except DataError:
+        return
+    if layout != "label":
+        task = "regression" if layout == "numeric" else f"multilabel ({layout})"
+        raise DataError(
+            f"{csv_path} is {task}: {what} sorts images into one folder per class; train on the CSV itself "
+            f"(imgclf train {csv_path})"
+        )
+
+
 def _header(rows: list[tuple[int, list[str]]]) -> tuple[int, int] | None:
     """(path column, label column) when the first row is a header: csvlist's rule (a cell names a path or label
     column), or a column whose first cell is not a number while every other row's is (``ETT - Abnormal``)."""

@@ -53,7 +53,8 @@ def predict_logits(model, loader, device, amp_dtype=None):
 
 
 def evaluate_loader(model, loader, device, amp_dtype=None, task: Task | None = None) -> EvalResult:
-    return evaluate_logits(*predict_logits(model, loader, device, amp_dtype), task=task)
+    logits, labels, indices, bad = predict_logits(model, loader, device, amp_dtype)
+    return evaluate_logits(logits, labels, indices, bad, task)
 
 
 def evaluate_logits(

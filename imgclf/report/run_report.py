@@ -28,6 +28,7 @@ from imgclf.errors import ImgclfError, RunDirError
 from imgclf.report import html as h
 from imgclf.report.plots import fig_to_base64, learning_curves
 from imgclf.report.recipe import recipe_section
+from imgclf.report.targets import target_sections
 from imgclf.run.rundir import RunDir, read_metrics, read_run_csv
 
 log = logging.getLogger("imgclf")
@@ -487,12 +488,15 @@ def _guarded(title: str, draw: Callable[[], str | None]) -> str | None:
 def render_run_report(run_dir: Path) -> str:
     """The whole page as a string."""
     data = read_run(run_dir)
+    classes = not data.run.task.is_file()  # a multilabel or regression run has task.json (imgclf.task)
     parts = [
         overview_section(data),
         _guarded("Budget recipe", lambda: recipe_section(data.run)),
         _guarded("Learning curves", lambda: curves_section(data)),
-        _guarded("Validation results", lambda: "".join(results_sections(data))),
-        _guarded("Most confidently wrong validation images", lambda: gallery_section(data)),
+        _guarded("Validation results", lambda: "".join(results_sections(data)))
+        if classes
+        else _guarded("Validation results", lambda: target_sections(data.run, data.predictions)),
+        _guarded("Most confidently wrong validation images", lambda: gallery_section(data)) if classes else None,
         _guarded("Augmentation preview", lambda: augmentation_section(data)),
         _guarded("Cleaning summary", lambda: cleaning_section(data)),
         _guarded("Test-time augmentation", lambda: tta_section(data)),

@@ -1,8 +1,8 @@
 """What a run's task changes at set-up: the :class:`Task` (with a regression target's mean and standard deviation
 from the training split), the config keys that follow it, and the loss.
 
-The config is resolved once, before ``config.yaml`` is written, so every later stage reads concrete values:
-``data.task`` becomes the task found; ``train.metric`` left at its default (``accuracy``) becomes the task's
+The config of a multilabel or regression run is resolved once, before ``config.yaml`` is written, so every later
+stage reads concrete values (a multiclass run's config stays as written): ``data.task`` becomes the task found; ``train.metric`` left at its default (``accuracy``) becomes the task's
 default metric (``map`` for multilabel, ``rmse`` for regression: accuracy would mean an exact match of every
 label, or nothing at all); ``train.loss`` left at ``ce`` becomes the task's default loss (``bce`` / ``mse``).
 A setting that cannot apply to the task is a one-line ConfigError, before anything is written.
@@ -18,7 +18,7 @@ import torch
 
 from imgclf.config import Config, with_overrides
 from imgclf.data.samples import TrainingSet
-from imgclf.errors import ConfigError
+from imgclf.errors import ConfigError, DataError
 from imgclf.eval.metrics import default_metric, get_metric
 from imgclf.task import Task
 from imgclf.training.target_loss import TargetCriterion, label_pos_weight, resolve_loss
@@ -41,12 +41,12 @@ def task_for(samples: TrainingSet, train_idx: np.ndarray) -> Task:
 
 def resolve_for_task(cfg: Config, task: Task) -> Config:
     """``cfg`` with ``data.task``, ``train.metric`` and ``train.loss`` made concrete for ``task`` (module docstring)."""
+    if task.multiclass:  # the config stays as written: a rerun of an ablation or sweep compares it as it was
+        resolve_loss(task, cfg.train.loss)  # a multilabel or regression loss on class labels stops here
+        return cfg
     updates: dict[str, object] = {}
     if cfg.data.task != task.kind:
         updates["data.task"] = task.kind
-    if task.multiclass:
-        resolve_loss(task, cfg.train.loss)  # a multilabel or regression loss on class labels stops here
-        return with_overrides(cfg, updates) if updates else cfg
     metric = cfg.train.metric
     if metric == "accuracy":
         metric = default_metric(task.kind)
@@ -98,7 +98,10 @@ def require_classes(cfg: Config, dataset: Path, what: str) -> None:
     per image only, so far; it names what does work."""
     from imgclf.data.samples import load_training_set
 
-    samples = load_training_set(Path(dataset), task=cfg.data.task, target_column=cfg.data.target_column)
+    try:
+        samples = load_training_set(Path(dataset), task=cfg.data.task, target_column=cfg.data.target_column)
+    except DataError:
+        return  # what is wrong with the data is the command's own first error
     if samples.task != "multiclass":
         raise ConfigError(
             f"{what} handles one class per image so far; {dataset} is {samples.task}: use imgclf train (without "
