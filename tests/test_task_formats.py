@@ -172,6 +172,6 @@ def test_readme_worked_examples_run_as_written(tmp_path, capsys, monkeypatch):
 @pytest.mark.parametrize("kind", ["tags", "numeric"])
 def test_prepare_refuses_label_sets_and_numbers_instead_of_making_a_class_of_each(tmp_path, capsys, kind):
     data = make_task_dataset(tmp_path / "data", kind, n=12)
-    code, out, err = cli(["prepare", data / "train.csv", "--out", tmp_path / "prepared"], capsys)
+    code, out, err = cli(["prepare", data, "--out", tmp_path / "prepared"], capsys)  # Kaggle layout: train/ + train.csv
     assert code == 2 and "train on the CSV itself" in err
     assert not (tmp_path / "prepared" / "train").exists()
