@@ -175,3 +175,30 @@ def test_prepare_refuses_label_sets_and_numbers_instead_of_making_a_class_of_eac
     code, out, err = cli(["prepare", data, "--out", tmp_path / "prepared"], capsys)  # Kaggle layout: train/ + train.csv
     assert code == 2 and "train on the CSV itself" in err
     assert not (tmp_path / "prepared" / "train").exists()
+
+
+def test_train_budget_on_label_sets_estimates_the_metric_with_its_standard_error(tmp_path, capsys):
+    data = make_task_dataset(tmp_path / "data", "tags", n=30)
+    sets = sum((["--set", s] for s in TINY), [])
+    code, out, err = cli(["train", data / "train.csv", "--out", tmp_path / "run", "--budget", "15s", *sets], capsys)
+    assert code == 0, err
+    estimate = json.loads((tmp_path / "run" / "recipe.json").read_text())["estimate"]
+    assert estimate["metric"] == "map" and 0 <= estimate["value"] <= 1 and estimate["se"] > 0
+    assert "estimate" in out and "map" in out
+
+
+def test_two_processes_and_a_resume_train_label_sets_and_values(tmp_path, capsys):
+    """DDP reduces an epoch without a class accuracy; a resumed regression run keeps its task (mean and std)."""
+    sets = sum((["--set", s] for s in [*TINY, "tracking.enabled=false", "train.epochs=1"]), [])
+    tags = make_task_dataset(tmp_path / "tags", "tags", n=24)
+    code, out, err = cli(["train", tags / "train.csv", "--out", tmp_path / "ddp", "--devices", "2", *sets], capsys)
+    assert code == 0, err
+    assert json.loads((tmp_path / "ddp" / "summary.json").read_text())["val_map"] is not None
+    numeric = make_task_dataset(tmp_path / "numeric", "numeric", n=24)
+    run = tmp_path / "res"
+    code, out, err = cli(["train", numeric / "train.csv", "--out", run, *sets], capsys)
+    task = (run / "task.json").read_text()
+    code, out, err = cli(["train", "--resume", run, "--set", "train.epochs=2"], capsys)
+    assert code == 0, err
+    assert (run / "task.json").read_text() == task
+    assert json.loads((run / "summary.json").read_text())["epochs_run"] == 2

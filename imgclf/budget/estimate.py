@@ -42,6 +42,8 @@ def held_out_estimate(run: RunDir, final: Config, members: int) -> tuple[Config,
         return evaluate_run(run.root, None, out, tta=cfg.tta, batch_size=cfg.data.batch_size, device=device)
 
     result, decided = scored(final, run.eval.root), None
+    if "task" in result:  # label sets or values: the run's metric with its bootstrap standard error
+        return final, _target_estimate(result, members, run.read_decisions() if members == 1 else None)
     if final.tta.mode != "none":
         final, result, decided = decide_tta(run, final, result, scored)
     p, n = float(result["accuracy"]), int(result["images"])
@@ -64,6 +66,23 @@ def held_out_estimate(run: RunDir, final: Config, members: int) -> tuple[Config,
         "recipe: estimate %.4f ± %.4f accuracy (%s)", p, estimate["se"] or 0.0, estimate["what"]
     )  # the CLI's last line says it
     return final, estimate
+
+
+def _target_estimate(result: dict[str, Any], members: int, decision: dict[str, Any] | None) -> dict[str, Any]:
+    """The estimate of a multilabel or regression run: its metric on the held-out images, with the bootstrap standard
+    error :mod:`imgclf.infer.evaluate_targets` gives it (no TTA: its paired test is on classes)."""
+    metric, n = result["metric"], int(result["images"])
+    blend = "model" if members == 1 else f"{members}-model equal-weight blend"
+    value = result.get(metric)
+    if result.get("tuned_on_these_images") and decision is not None:  # the cross-fitted score, not the flattered one
+        value = decision.get("tuned_cross_fitted", value)
+    return {
+        "metric": metric,
+        "value": value,
+        "se": result.get(f"{metric}_se"),
+        "images": n,
+        "what": f"the submitted {blend} with no TTA, on {n} held-out images no model trained on (RUN/eval)",
+    }
 
 
 def decide_tta(

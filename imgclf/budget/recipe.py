@@ -17,6 +17,10 @@ There is no hyperparameter search: the proxy search it had (Optuna on a low-reso
 values in every recorded run and, switched on, cost 8.9 ± 0.7 pp on the thin-defect set (BENCHMARKS.md "Does each
 part of the budget recipe pay?"); ``imgclf sweep`` is there for a search the user asks for.
 
+Multilabel and regression data (:mod:`imgclf.task`) take the same steps without the two probes and the flip TTA:
+both decide by paired tests on classes. The estimate is then the run's metric (``map``, ``rmse``, ...) on the
+held-out images with its bootstrap standard error.
+
 Everything it chose and why goes to ``RUN/recipe.json`` (the run report shows it). The recipe ends by the budget: its
 one time-safety mechanism is the clock (see :mod:`imgclf.budget`); the tests hold it to ``budget × 1.05``.
 """
@@ -30,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from imgclf.training.task_setup import require_classes
+from imgclf.training.task_setup import dataset_task
 from imgclf.budget.estimate import held_out_estimate, tta_choice, tta_views
 from imgclf.budget.final import even_share, final_config, member_dir, train_members
 from imgclf.budget.measure import measure
@@ -136,9 +140,11 @@ def run_recipe(
     """Warm-up, probes, the final models into ``out`` (one model, or an equal-weight
     ensemble of up to ``train.budget_members``: :func:`~imgclf.budget.plan.plan_members`) within ``budget``
     seconds, then the estimate of what is submitted on the images they held out; return the first model's summary."""
-    require_classes(cfg, dataset, "train --budget")
+    classes = dataset_task(cfg, dataset) == "multiclass"
     clock, run, start = Clock(started), RunDir(Path(out)), growth(cfg)  # growth: before the prior names every key
     cfg, prior = with_prior(cfg)
+    if not classes:  # label sets, values: the probes and the flip TTA's paired test score classes (module docstring)
+        cfg = with_overrides(cfg, {"train.budget_probes": False, "tta.mode": "none"})
     found = measure_and_probe(cfg, dataset, budget, clock, probe_flips="data.flips" in prior, start=start)
     cfg = found.cfg
     left = budget - report_reserve(budget) - clock.elapsed() - found.overhead
@@ -148,11 +154,10 @@ def run_recipe(
     # The size comes from the warm-up's cost model; the epochs from the clock (train.time_limit re-plans them after
     # each epoch, up to ``most``, and the LR schedule anneals by the limit), so a mis-measured warm-up costs neither
     # the budget nor an unfinished schedule.
-    final = with_flip_tta(
-        with_growth(
-            with_overrides(final_config(cfg, size, epochs), {"train.epochs": max(epochs, most)}), start, found.cost
-        )
+    final = with_growth(
+        with_overrides(final_config(cfg, size, epochs), {"train.epochs": max(epochs, most)}), start, found.cost
     )
+    final = with_flip_tta(final) if classes else final
     first = even_share(clock, budget - report_reserve(budget) - held, members, found.overhead)
     record = _final_record(found, prior, final, members, epochs, left, first)
     log.info(

@@ -154,7 +154,7 @@ def describe_result(summary: dict) -> str:
         )
     if summary.get("recipe"):
         return f"trained one model for {summary['epochs_run']} epoch(s)"
-    if summary.get("val_loss") is None:
+    if summary.get("val_accuracy") is None and summary.get("val_loss") is None:
         return f"trained {summary['epochs_run']} epoch(s) on every image (no validation split)"
     metric = summary.get("metric", "accuracy")
     if summary.get("task") in ("multilabel", "regression"):

@@ -83,6 +83,8 @@ def validation_score(metric, result: EvalResult, decision=None) -> float:
     outputs (label probabilities, values) otherwise, with ``decision`` (thresholds, cut-points) when it reads one."""
     if result.task.multiclass:
         return metric.score(result.labels, logits=result.logits)
+    if len(result.labels) == 0:
+        return float("nan")  # no validation images (a warm-up, a run on every image)
     return metric.score(result.labels, result.probs, decision=decision)
 
 

@@ -65,6 +65,28 @@ def score_targets(task: Task, metric_name: str, targets: np.ndarray, outputs: np
     return scores
 
 
+BOOTSTRAP_DRAWS = 200
+
+
+def bootstrap_se(
+    metric, targets: np.ndarray, outputs: np.ndarray, decision, draws: int = BOOTSTRAP_DRAWS
+) -> float | None:
+    """The standard error of ``metric`` on these images: the spread of its value over ``draws`` resamples of the
+    images with replacement (seeded, so two evaluations of the same predictions agree). One rule for every metric,
+    means over images (F-scores per image, errors) and ranking scores over a set (AUC, average precision) alike."""
+    rng = np.random.default_rng(0)
+    n = len(targets)
+    if n < 2:
+        return None
+    values = []
+    for _ in range(draws):
+        idx = rng.integers(0, n, n)
+        value = metric.score(targets[idx], outputs[idx], decision=decision)
+        if np.isfinite(value):
+            values.append(value)
+    return float(np.std(values, ddof=1)) if len(values) > 1 else None
+
+
 def per_label(task: Task, targets: np.ndarray, probs: np.ndarray, thresholds: np.ndarray) -> pd.DataFrame:
     """One row per label: support, precision, recall and F1 at its threshold, ROC AUC, average precision."""
     from sklearn.metrics import average_precision_score, precision_recall_fscore_support, roc_auc_score
@@ -99,8 +121,22 @@ def write_target_evaluation(
     thresholds = None
     if task.kind == "multilabel":
         thresholds = np.asarray(decided if decided is not None else [0.5] * len(task.names), dtype=float)
-    scores = score_targets(task, metric.name, targets, outputs, thresholds if task.kind == "multilabel" else decided)
-    report = {"task": task.kind, "metric": metric.name, **scores, "images": len(targets), **extra}
+    decision = thresholds if task.kind == "multilabel" else decided
+    scores = score_targets(task, metric.name, targets, outputs, decision)
+    se = bootstrap_se(metric, targets, outputs, decision if metric.thresholded else None)
+    report = {
+        "task": task.kind,
+        "metric": metric.name,
+        **scores,
+        f"{metric.name}_se": se,
+        "images": len(targets),
+        **extra,
+    }
+    if metric.thresholded and decided is not None and extra.get("evaluated_on") == "validation split":
+        report["tuned_on_these_images"] = (
+            f"the {metric.name} above uses thresholds or cut-points tuned on these very images, so it flatters; "
+            "decisions.json's tuned_cross_fitted is the score to trust"
+        )
     atomic_write_json(files.metrics, report)
     if thresholds is not None:
         with atomic_path(files.per_class) as tmp:

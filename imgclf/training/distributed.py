@@ -24,6 +24,8 @@ Example::
 
 from __future__ import annotations
 
+import math
+
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -172,7 +174,8 @@ def reduce_epoch(
     """One epoch's mean loss and accuracy over all ranks' images, the total seen and every rank's bad items."""
     if not ctx.enabled:
         return loss, accuracy, seen, bad
-    loss_sum, correct, total = all_reduce_sums(ctx, [loss * seen, round(accuracy * seen), seen])
+    scored = math.isfinite(accuracy)  # NaN: no class accuracy (label sets, values), on every rank alike
+    loss_sum, correct, total = all_reduce_sums(ctx, [loss * seen, round(accuracy * seen) if scored else 0, seen])
     total = int(total)
     bad_all = sorted({i for part in gather_objects(ctx, bad) for i in part})
-    return loss_sum / max(total, 1), correct / max(total, 1), total, bad_all
+    return loss_sum / max(total, 1), correct / max(total, 1) if scored else float("nan"), total, bad_all

@@ -39,6 +39,9 @@ def finish(t: Training) -> dict[str, Any]:
         metric = metric_of(t.cfg.train, t.task.kind)
         if metric.name != "accuracy" or not t.task.multiclass:
             summary[metric.column] = _finite(validation_score(metric, val, t.run.decision()))
+        decision = summary.get("decision") or {}
+        if decision.get("used"):  # tuned on these very images: the cross-fitted score is the one to trust
+            summary[metric.column] = decision["tuned_cross_fitted"]
     else:
         summary[metric_of(t.cfg.train, t.task.kind).column] = None
         summary.update(

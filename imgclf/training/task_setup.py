@@ -93,17 +93,23 @@ def target_criterion(cfg: Config, task: Task, targets: np.ndarray, is_main: bool
     )
 
 
-def require_classes(cfg: Config, dataset: Path, what: str) -> None:
-    """A one-line ConfigError when ``dataset`` is multilabel or regression and ``what`` (a command) handles one class
-    per image only, so far; it names what does work."""
+def dataset_task(cfg: Config, dataset: Path) -> str:
+    """The task of ``dataset`` as ``cfg`` reads it (``data.task``, ``data.target_column``); ``multiclass`` when the data
+    cannot be read here (what is wrong with it is the command's own first error)."""
     from imgclf.data.samples import load_training_set
 
     try:
-        samples = load_training_set(Path(dataset), task=cfg.data.task, target_column=cfg.data.target_column)
+        return load_training_set(Path(dataset), task=cfg.data.task, target_column=cfg.data.target_column).task
     except DataError:
-        return  # what is wrong with the data is the command's own first error
-    if samples.task != "multiclass":
+        return "multiclass"
+
+
+def require_classes(cfg: Config, dataset: Path, what: str) -> None:
+    """A one-line ConfigError when ``dataset`` is multilabel or regression and ``what`` (a command) handles one class
+    per image only, so far; it names what does work."""
+    kind = dataset_task(cfg, dataset)
+    if kind != "multiclass":
         raise ConfigError(
-            f"{what} handles one class per image so far; {dataset} is {samples.task}: use imgclf train (without "
+            f"{what} handles one class per image so far; {dataset} is {kind}: use imgclf train (with or without "
             "--budget), evaluate and predict"
         )
