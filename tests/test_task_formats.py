@@ -111,10 +111,32 @@ def test_task_override_and_a_bad_target_are_one_line_errors(tmp_path, capsys):
         assert not (tmp_path / "run" / "summary.json").exists()
 
 
-def test_commands_not_yet_built_for_label_sets_refuse_in_one_line(tmp_path, capsys):
-    data = make_task_dataset(tmp_path / "data", "tags", n=12)
+@pytest.mark.parametrize(("kind", "metric", "score"), [("tags", "map", "f2_samples"), ("numeric", "rmse", "mae")])
+def test_cv_gives_out_of_fold_scores_that_evaluate_and_predict_use(tmp_path, capsys, kind, metric, score):
+    data = make_task_dataset(tmp_path / "data", kind, n=24)
     sets = sum((["--set", s] for s in QUICK), [])
-    code, out, err = cli(["cv", data / "train.csv", "--out", tmp_path / "cv", "--folds", "2", *sets], capsys)
+    cv = tmp_path / "cv"
+    code, out, err = cli(["cv", data / "train.csv", "--out", cv, "--folds", "2", *sets], capsys)
+    assert code == 0, err
+    summary = json.loads((cv / "summary.json").read_text())
+    assert summary["metric"] == metric and list(summary["cv"])[0] == metric and score in summary["cv"]
+    oof = pd.read_csv(cv / "oof.csv", keep_default_na=False)
+    assert len(oof) == 24 and set(oof["fold"]) == {1, 2}
+    assert set(pd.read_csv(cv / "folds.csv")["fold"]) == {1, 2}
+    code, out, err = cli(["evaluate", cv], capsys)
+    assert code == 0, err
+    assert json.loads((cv / "eval" / "metrics.json").read_text())["source"] == "oof"
+    code, out, err = cli(["predict", cv, data / "test", "--out", tmp_path / "sub.csv"], capsys)
+    assert code == 0, err
+    assert len(pd.read_csv(tmp_path / "sub.csv")) == 6
+    assert (cv / "report.html").is_file()
+
+
+def test_ensemble_refuses_label_sets_in_one_line(tmp_path, capsys):
+    data = make_task_dataset(tmp_path / "data", "tags", n=12)
+    run = tmp_path / "run"
+    code, out, err = cli(["train", data / "train.csv", "--out", run, *sum((["--set", s] for s in QUICK), [])], capsys)
+    code, out, err = cli(["ensemble", run, run, "--out", tmp_path / "ens"], capsys)
     assert code == 2 and "one class per image" in err and "multilabel" in err
 
 

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from imgclf.training.task_setup import require_classes
+from imgclf.training.task_setup import dataset_task
 from imgclf.budget.final import even_share
 from imgclf.budget.plan import MIN_EPOCHS, PLAN_SHARE, Clock, fold_images, plan_final, report_reserve
 from imgclf.budget.prior import growth, with_flip_tta, with_growth, with_prior
@@ -63,6 +63,10 @@ def check_new_cv(out: Path) -> None:
         )
 
 
+def _same(cfg: Config) -> Config:
+    return cfg
+
+
 def run_cv_recipe(
     cfg: Config,
     dataset: Path,
@@ -77,10 +81,12 @@ def run_cv_recipe(
     from imgclf.experiments.cv import run_cv
     from imgclf.experiments.cv_report import write_cv_report
 
-    require_classes(cfg, dataset, "cv --budget")
     check_new_cv(out)
+    classes = dataset_task(cfg, dataset) == "multiclass"
     clock, run, start = Clock(started), RunDir(Path(out)), growth(cfg)  # growth: before the prior names every key
     cfg, prior = with_prior(cfg)
+    if not classes:  # label sets, values: no probes, no flip TTA (imgclf.budget.recipe says why)
+        cfg = with_overrides(cfg, {"train.budget_probes": False, "tta.mode": "none"})
     reserve = report_reserve(budget) + CV_EXTRA_RESERVE
     found = measure_and_probe(
         cfg, dataset, budget, clock, probe_flips="data.flips" in prior, reserve=reserve, folds=folds, start=start
@@ -95,7 +101,7 @@ def run_cv_recipe(
         max(cfg.train.epochs, MIN_EPOCHS),
         start=start,
     )
-    final = with_flip_tta(
+    final = (with_flip_tta if classes else _same)(
         with_growth(
             with_overrides(
                 cfg,

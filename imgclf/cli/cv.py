@@ -114,19 +114,21 @@ def _extra_metric(summary: dict[str, Any]) -> list[str]:
     return [] if name in ("accuracy", "macro_f1", "log_loss") else [name]
 
 
+def _number(value: Any) -> str:
+    """``0.9123``, or ``–`` for a score undefined on these images (None, NaN)."""
+    return f"{value:.4f}" if isinstance(value, (int, float)) and value == value else "–"
+
+
 def _print_cv(summary: dict[str, Any], out: Path) -> None:
     table = Table(title=f"{summary['folds']}-fold CV: {out} (metric: {summary.get('metric', 'accuracy')})")
-    extra = _extra_metric(summary)
-    for col in ("fold", "images", *extra, "accuracy", "macro-F1", "log-loss", "best epoch", "seconds", "run"):
+    scores = list(summary["cv"])  # the run's metric first, then the task's standard scores
+    for col in ("fold", "images", *scores, "best epoch", "seconds", "run"):
         table.add_column(col, justify="right")
     for r, action in zip(summary["per_fold"], summary["actions"]):
         table.add_row(
             str(r["fold"]),
             str(r["images"]),
-            *(f"{r[m]:.4f}" for m in extra),
-            f"{r['accuracy']:.4f}",
-            f"{r['macro_f1']:.4f}",
-            f"{r['log_loss']:.4f}",
+            *(_number(r.get(m)) for m in scores),
             str(r["best_epoch"]),
             f"{r['train_seconds'] or 0:.0f}",
             action,
@@ -135,7 +137,8 @@ def _print_cv(summary: dict[str, Any], out: Path) -> None:
     for metric, v in summary["cv"].items():
         lo, hi = v["ci95"]
         spread = f" ± {v['std']:.4f} (95% CI {lo:.4f}–{hi:.4f})" if v["std"] is not None else ""
-        console.print(f"{metric}: {v['mean']:.4f}{spread}; OOF {summary['oof'][metric]:.4f}", highlight=False)
+        mean = _number(v["mean"])
+        console.print(f"{metric}: {mean}{spread}; OOF {_number(summary['oof'].get(metric))}", highlight=False)
     if summary["refit"]:
         r = summary["refit"]
         console.print(

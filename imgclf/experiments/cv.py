@@ -32,13 +32,15 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import StratifiedGroupKFold
 
-from imgclf.training.task_setup import require_classes
+
 from imgclf.config import Config, build_config, read_yaml, save_config, with_overrides
 from imgclf.data.samples import TrainingSet, load_training_set
-from imgclf.data.split import save_split
+from imgclf.data.pipeline import target_cells
+from imgclf.data.split import multilabel_group_folds, save_split
+from imgclf.infer.evaluate_targets import SCORES
 from imgclf.errors import ConfigError, DataError
 from imgclf.eval.metrics import Metric, get_metric, metric_of
-from imgclf.experiments.label_issues import rank_label_issues, write_label_issues
+from imgclf.experiments.label_issues import rank_label_issues, rank_multilabel_issues, write_label_issues
 from imgclf.experiments.oof import Oof, read_run_oof, scores, write_oof
 from imgclf.experiments.stats import mean_std_ci
 from imgclf.extras import available, install_hint
@@ -93,10 +95,11 @@ def plan_folds(samples: TrainingSet, out: Path, k: int, seed: int) -> np.ndarray
         if set(lookup) != set(rel) or set(lookup.values()) != set(range(1, k + 1)):
             raise DataError(f"{path} does not match the dataset any more (images or --folds changed); use a new --out")
         return np.array([lookup[p] for p in rel], dtype=int)
-    folds = make_folds(samples.labels, samples.groups, k, seed)
-    frame = pd.DataFrame(
-        {"path": rel, "label": [samples.classes[i] for i in samples.labels], "group": samples.groups, "fold": folds}
-    )
+    if samples.task == "multilabel" and samples.targets is not None:  # iterative stratification, groups whole
+        folds = multilabel_group_folds(samples.targets, samples.groups, k, seed) + 1
+    else:  # classes, or a regression target's bins (samples.labels)
+        folds = make_folds(samples.labels, samples.groups, k, seed)
+    frame = pd.DataFrame({"path": rel, "label": target_cells(samples), "group": samples.groups, "fold": folds})
     with atomic_path(path) as tmp:
         frame.to_csv(tmp, index=False)
     return folds
@@ -104,7 +107,7 @@ def plan_folds(samples: TrainingSet, out: Path, k: int, seed: int) -> np.ndarray
 
 def write_fold_splits(samples: TrainingSet, folds: np.ndarray, out: Path) -> list[Path]:
     """``splits/fold_K.csv`` (fold K validates, the rest train) and ``splits/all_train.csv`` (refit)."""
-    rel, labels = _rel_paths(samples), [samples.classes[i] for i in samples.labels]
+    rel, labels = _rel_paths(samples), target_cells(samples)
     paths = []
     for k in range(1, int(folds.max()) + 1):
         path = out / "splits" / f"fold_{k}.csv"
@@ -193,6 +196,7 @@ def collect_oof(out: Path, k: int, classes: list[str]) -> Oof:
         np.concatenate([o.probs for o in parts]),
         classes,
         np.concatenate([o.folds for o in parts]),
+        parts[0].task,
     )
     dup = pd.Series(merged.paths).duplicated()
     if dup.any():
@@ -210,6 +214,7 @@ def summarize(out: Path, k: int, oof: Oof, metric: Metric | None = None) -> dict
     """Per-fold rows (scored on calibrated probabilities), the spread over folds, and the OOF scores;
     ``metric`` (the config's ``train.metric``, default accuracy) is among them and named in ``metric``."""
     metric = metric or get_metric("accuracy")
+    task = oof.task if not oof.task.multiclass else None
     rows = []
     for i in range(1, k + 1):
         run_summary = BlendDir(out).fold(i).read_summary()
@@ -217,7 +222,7 @@ def summarize(out: Path, k: int, oof: Oof, metric: Metric | None = None) -> dict
         rows.append(
             {
                 "fold": i,
-                **scores(oof.labels[mask], oof.probs[mask], metric),
+                **scores(oof.labels[mask], oof.probs[mask], metric, task),
                 "best_epoch": run_summary.get("best_epoch"),
                 "epochs_run": run_summary.get("epochs_run"),
                 "temperature": run_summary.get("temperature"),
@@ -225,14 +230,16 @@ def summarize(out: Path, k: int, oof: Oof, metric: Metric | None = None) -> dict
                 "train_images": run_summary.get("train_images"),
             }
         )
-    names = dict.fromkeys((metric.name, "accuracy", "macro_f1", "log_loss"))  # the run's metric first
+    others = SCORES[oof.task.kind] if task is not None else ("accuracy", "macro_f1", "log_loss")
+    names = dict.fromkeys((metric.name, *others))  # the run's metric first
     return {
         "folds": k,
         "metric": metric.name,
         **({"metric_k": metric.k} if metric.name == "top_k" else {}),
         "per_fold": rows,
         "cv": {name: interval([r[name] for r in rows]) for name in names},
-        "oof": scores(oof.labels, oof.probs, metric),
+        "oof": scores(oof.labels, oof.probs, metric, task),
+        **({"task": oof.task.kind} if task is not None else {}),
         "train_seconds": sum(r["train_seconds"] or 0.0 for r in rows),
         "refit": False,
     }
@@ -261,9 +268,13 @@ def run_cv(
     from imgclf.report.label_review import write_label_review
 
     out, dataset = Path(out), Path(dataset)
-    require_classes(cfg, dataset, "imgclf cv")
     cfg, new = _check_resume(cfg, out, folds)
-    samples = load_training_set(dataset, Path(cfg.data.blocklist) if cfg.data.blocklist else None)
+    samples = load_training_set(
+        dataset,
+        Path(cfg.data.blocklist) if cfg.data.blocklist else None,
+        task=cfg.data.task,
+        target_column=cfg.data.target_column,
+    )
     out.mkdir(parents=True, exist_ok=True)
     fold_of = plan_folds(samples, out, folds, cfg.data.split_seed)
     if new:
@@ -273,11 +284,15 @@ def run_cv(
     oof = collect_oof(out, folds, samples.classes)
     write_oof(BlendDir(out).oof, oof)
     atomic_write_json(BlendDir(out).classes, samples.classes)
-    summary = summarize(out, folds, oof, metric_of(cfg.train))
+    trained = build_config(read_yaml(RunDir(out / "fold_1").config))  # the metric the folds resolved and kept by
+    summary = summarize(out, folds, oof, metric_of(trained.train, samples.task))
     summary["actions"] = actions
     summary["label_issues"] = None
-    if available("cleanlab"):
-        ranked = rank_label_issues(oof.labels, oof.probs)
+    if samples.task == "regression":
+        log.info("no label-issue candidates: cleanlab's finder reads classes or label sets, not values")
+    elif available("cleanlab"):
+        rank = rank_multilabel_issues if samples.task == "multilabel" else rank_label_issues
+        ranked = rank(oof.labels, oof.probs)
         write_label_issues(BlendDir(out).label_issues, oof, ranked)
         write_label_review(BlendDir(out).label_issues, dataset)  # label_issues.html: the candidates as thumbnails
         summary["label_issues"] = int(len(ranked))

@@ -9,6 +9,7 @@ from typing import Any
 
 from imgclf.eval.metrics import get_metric
 from imgclf.experiments.oof import read_oof_csv
+from imgclf.infer.evaluate_targets import SCORES
 from imgclf.io import read_json
 from imgclf.report import html as h
 from imgclf.report.plots import fig_to_base64, learning_curves
@@ -34,11 +35,11 @@ def _spread_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def _curves(cv_dir: Path, folds: list[str]) -> str:
+def _curves(cv_dir: Path, folds: list[str], score: str = "val_accuracy") -> str:
     from imgclf.run.rundir import RunDir, read_metrics
 
     runs = {name: read_metrics(RunDir(cv_dir / name).metrics) for name in folds}
-    fig = learning_curves(runs, ("val_accuracy", "val_loss", "train_loss"))
+    fig = learning_curves(runs, (score, "val_loss", "train_loss"))
     return h.image(fig_to_base64(fig), "learning curves of every fold")
 
 
@@ -63,6 +64,19 @@ def _issues(cv_dir: Path) -> str:
     return note + link + (h.table(rows, text_columns=("path", "why")) if rows else "")
 
 
+def _scoring_note(metric, task: str) -> str:
+    what = (
+        "each fold's calibrated probabilities (softmax(logit / temperature))"
+        if task == "multiclass"
+        else "each fold's outputs (label probabilities at 0.5, or values)"
+    )
+    better = "higher" if metric.direction == "max" else "lower"
+    return (
+        f"The run's metric (train.metric) is {metric.label} ({better} is better). Scores use {what}; "
+        "the interval is Student-t over folds."
+    )
+
+
 def render_cv_report(cv_dir: Path) -> str:
     cv_dir = Path(cv_dir)
     files = BlendDir(cv_dir)
@@ -70,15 +84,15 @@ def render_cv_report(cv_dir: Path) -> str:
     spec = read_json(files.cv_spec)
     classes = files.read_classes()
     folds = spec["fold_dirs"]
-    metric = get_metric(summary.get("metric", "accuracy"), summary.get("metric_k", 5))
+    task = summary.get("task", "multiclass")  # label sets or values: their own scores, no confusion matrix
+    metric = get_metric(summary.get("metric", "accuracy"), summary.get("metric_k", 5), task=task)
+    scored = SCORES[task] if task != "multiclass" else ("accuracy", "macro_f1", "log_loss")
     columns = dict.fromkeys(
         (
             "fold",
             "images",
             metric.name,
-            "accuracy",
-            "macro_f1",
-            "log_loss",
+            *scored,
             "best_epoch",
             "epochs_run",
             "temperature",
@@ -90,19 +104,14 @@ def render_cv_report(cv_dir: Path) -> str:
         h.section(
             "Cross-validation",
             h.table(_spread_rows(summary)),
-            h.paragraph(
-                f"The run's metric (train.metric) is {metric.label} ({'higher' if metric.direction == 'max' else 'lower'} "
-                "is better). Scores use each fold's calibrated probabilities (softmax(logit / temperature)); "
-                "the interval is Student-t over folds.",
-                "note",
-            ),
+            h.paragraph(_scoring_note(metric, task), "note"),
         ),
         h.section(
             "Per fold",
             h.table(per_fold, highlight={"accuracy": "max", "log_loss": "min", metric.name: metric.direction}),
         ),
-        h.section("Learning curves", _curves(cv_dir, folds)),
-        h.section("Out-of-fold confusion matrix", _confusion(cv_dir, classes)),
+        h.section("Learning curves", _curves(cv_dir, folds, metric.column if task != "multiclass" else "val_accuracy")),
+        h.section("Out-of-fold confusion matrix", _confusion(cv_dir, classes)) if task == "multiclass" else "",
         h.section("Label-issue candidates", _issues(cv_dir)),
     ]
     recipe = recipe_section(RunDir(cv_dir))  # cv --budget: what the recipe tried and chose

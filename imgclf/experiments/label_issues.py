@@ -43,6 +43,21 @@ def rank_label_issues(labels: np.ndarray, probs: np.ndarray) -> np.ndarray:
     return np.asarray(find_label_issues(labels, probs, return_indices_ranked_by="self_confidence", n_jobs=1), dtype=int)
 
 
+def rank_multilabel_issues(targets: np.ndarray, probs: np.ndarray) -> np.ndarray:
+    """Indices of rows whose label set looks wrong, ranked by cleanlab's multi-label self-confidence (lowest first):
+    ``cleanlab.multilabel_classification.filter.find_label_issues`` on the out-of-fold label probabilities. A label
+    with fewer than two positives gives an empty list (cleanlab needs per-label statistics)."""
+    targets = np.asarray(targets) >= 0.5
+    if len(targets) == 0 or targets.sum(0).min() < 2:
+        return np.zeros(0, dtype=int)
+    from cleanlab.multilabel_classification.filter import find_label_issues
+
+    labels = [list(np.flatnonzero(row)) for row in targets]
+    probs = np.clip(np.asarray(probs, dtype=float), 1e-6, 1 - 1e-6)
+    ranked = find_label_issues(labels, probs, return_indices_ranked_by="self_confidence", n_jobs=1)  # n_jobs: above
+    return np.asarray(ranked, dtype=int)
+
+
 def render_label_issues(oof: Oof, ranked: np.ndarray) -> str:
     """Blocklist text: one ``path,reason`` line per candidate, in rank order."""
     buf = io.StringIO()
@@ -54,6 +69,13 @@ def render_label_issues(oof: Oof, ranked: np.ndarray) -> str:
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(["key", "reason"])
     for rank, i in enumerate(ranked, start=1):
+        if not oof.task.multiclass:  # a label set: what it says and what the out-of-fold model says
+            given, said = (
+                oof.task.target_text(oof.labels[i]) or "(none)",
+                oof.task.target_text(oof.probs[i]) or "(none)",
+            )
+            writer.writerow([oof.paths[i], f"label issue #{rank}: labelled {given}, out-of-fold model says {said}"])
+            continue
         given, predicted = int(oof.labels[i]), int(oof.probs[i].argmax())
         writer.writerow(
             [

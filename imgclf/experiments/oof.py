@@ -8,7 +8,7 @@ These are what ensembles are weighted on and label issues are found from.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from imgclf.errors import RunDirError
 from imgclf.eval.metrics import Metric
 from imgclf.io import atomic_path
 from imgclf.run.rundir import BlendDir, RunDir, read_run_csv
+from imgclf.task import Task
 
 PROB_PREFIX = "prob_"
 
@@ -28,10 +29,11 @@ PROB_PREFIX = "prob_"
 @dataclass
 class Oof:
     paths: list[str]  # relative to the dataset folder
-    labels: np.ndarray  # class indices
-    probs: np.ndarray  # (n, classes), calibrated
+    labels: np.ndarray  # class indices; for label sets and values the targets (n, K) (imgclf.task)
+    probs: np.ndarray  # (n, classes), calibrated; for label sets and values the outputs (n, K)
     classes: list[str]
     folds: np.ndarray | None = None
+    task: Task = field(default_factory=Task)
 
     def sorted(self) -> "Oof":
         order = np.argsort(np.array(self.paths, dtype=object), kind="stable")
@@ -41,6 +43,7 @@ class Oof:
             self.probs[order],
             self.classes,
             None if self.folds is None else self.folds[order],
+            self.task,
         )
 
 
@@ -61,6 +64,10 @@ def read_run_oof(run_dir: Path) -> Oof:
     columns = [f"logit_{j}" for j in range(len(classes))]
     frame = read_run_csv(path, ("path", "label", *columns), dtype={"path": str, "label": str}, keep_default_na=False)
     logits = _numbers(frame, columns, path)
+    task = run.read_task()
+    if not task.multiclass:  # label sets or values: targets and the task's outputs (no temperature)
+        targets = task.parse_targets(frame["label"].tolist(), str(path))
+        return Oof(frame["path"].tolist(), targets, task.outputs(logits), classes, task=task)
     labels = _labels(frame, classes, path)
     probs = softmax(logits / temperature_of(run_dir), axis=1) if len(frame) else np.zeros((0, len(classes)))
     return Oof(frame["path"].tolist(), labels, probs, classes)
@@ -99,10 +106,19 @@ def _folds(frame: pd.DataFrame, path: Path) -> np.ndarray | None:
 
 
 def write_oof(path: Path, oof: Oof) -> None:
-    """oof.csv: path, fold, label, pred, then one ``prob_<class>`` column per class."""
+    """oof.csv: path, fold, label, pred, then one ``prob_<class>`` column per class (label probabilities, or the
+    value, for label sets and values; their label and pred are text, as :meth:`imgclf.task.Task.target_text`)."""
     frame = pd.DataFrame({"path": oof.paths})
     if oof.folds is not None:
         frame["fold"] = oof.folds
+    if not oof.task.multiclass:
+        frame["label"] = [oof.task.target_text(t) for t in oof.labels]
+        frame["pred"] = [oof.task.target_text(o) for o in oof.probs]
+        for j, name in enumerate(oof.classes):
+            frame[f"{PROB_PREFIX}{name}"] = oof.probs[:, j]
+        with atomic_path(Path(path)) as tmp:
+            frame.to_csv(tmp, index=False, float_format="%.6g")
+        return
     frame["label"] = [oof.classes[i] for i in oof.labels]
     frame["pred"] = [oof.classes[i] for i in oof.probs.argmax(1)] if len(oof.probs) else []
     for j, name in enumerate(oof.classes):
@@ -142,9 +158,17 @@ def read_oof(member: Path) -> Oof:
     return read_run_oof(member)
 
 
-def scores(labels: np.ndarray, probs: np.ndarray, metric: Metric | None = None) -> dict[str, Any]:
+def scores(
+    labels: np.ndarray, probs: np.ndarray, metric: Metric | None = None, task: Task | None = None
+) -> dict[str, Any]:
     """Accuracy, macro-F1 and log-loss (natural log) of probabilities against labels, and ``metric``
-    (the run's ``train.metric``) under its own name when it is another one."""
+    (the run's ``train.metric``) under its own name when it is another one. For label sets and values (``task``):
+    the metric and the task's standard scores (:data:`imgclf.infer.evaluate_targets.SCORES`), at 0.5 per label."""
+    if task is not None and not task.multiclass:
+        from imgclf.infer.evaluate_targets import score_targets
+
+        name = metric.name if metric is not None else None
+        return {"images": int(len(labels)), **score_targets(task, name, labels, probs, None)}
     n_classes = probs.shape[1]
     probs = np.clip(probs, 1e-15, None)
     probs = probs / probs.sum(1, keepdims=True)  # rows read back from CSV are rounded

@@ -56,7 +56,7 @@ def target_images(run_dir: Path, dataset: Path | None, task: Task) -> tuple[list
 
 def score_targets(task: Task, metric_name: str, targets: np.ndarray, outputs: np.ndarray, decision) -> dict[str, Any]:
     """The run's metric and the task's standard scores (:data:`SCORES`), each with its decision where it reads one."""
-    names = dict.fromkeys((metric_name, *SCORES[task.kind]))
+    names = dict.fromkeys(n for n in (metric_name, *SCORES[task.kind]) if n)
     scores: dict[str, Any] = {}
     for name in names:
         metric = get_metric(name, task=task.kind)

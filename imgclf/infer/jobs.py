@@ -206,6 +206,9 @@ def _evaluate_oof(models, out: Path | None) -> dict[str, Any]:
     blend = BlendDir(models.root)
     if not blend.oof.is_file():
         raise RunDirError(f"{models.root} has no out-of-fold predictions ({blend.oof.name}); {NO_IMAGES_HINT}")
+    task = RunDir(Path(models.members[0][0])).read_task()
+    if not task.multiclass:
+        return _evaluate_target_oof(models, task, out)
     classes = models.classes()
     columns = [f"prob_{c}" for c in classes]
     frame = read_run_csv(
@@ -237,6 +240,36 @@ def _evaluate_oof(models, out: Path | None) -> dict[str, Any]:
     }
     write_scores(out, scores, classes, extra)
     return {**scores.to_dict(), **extra, "out": str(out), "per_class": scores.per_class}
+
+
+def _evaluate_target_oof(models, task, out: Path | None) -> dict[str, Any]:
+    """:func:`_evaluate_oof` for label sets and values: ``oof.csv``'s targets and outputs, the task's scores."""
+    from imgclf.config import build_config, read_yaml
+    from imgclf.infer.evaluate_targets import write_target_evaluation
+
+    blend = BlendDir(models.root)
+    columns = [f"prob_{c}" for c in task.names]
+    frame = read_run_csv(
+        blend.oof, ("path", "label", *columns), dtype={"path": str, "label": str}, keep_default_na=False
+    )
+    if frame.empty:
+        raise RunDirError(f"{blend.oof} has no rows; {NO_IMAGES_HINT}")
+    targets = task.parse_targets(frame["label"].tolist(), str(blend.oof))
+    outputs = frame[columns].to_numpy(dtype=float)
+    cfg = build_config(read_yaml(RunDir(models.members[0][0]).config))
+    out = Path(out) if out else blend.eval.root
+    extra = {
+        "evaluated_on": f"its out-of-fold predictions ({blend.oof.name}: each of {len(frame)} images predicted by "
+        "models that never trained on it)",
+        "models": len(models.members),
+        "tta": "none",
+        "forward_passes": 0,
+        "seconds": 0.0,
+        "skipped_images": [],
+        "source": "oof",
+    }
+    report = write_target_evaluation(out, task, cfg, frame["path"].tolist(), targets, outputs, None, extra)
+    return {**report, "out": str(out)}
 
 
 def _metric_report(cfg, probs: np.ndarray, y: np.ndarray) -> dict[str, Any]:

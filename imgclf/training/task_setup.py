@@ -102,14 +102,3 @@ def dataset_task(cfg: Config, dataset: Path) -> str:
         return load_training_set(Path(dataset), task=cfg.data.task, target_column=cfg.data.target_column).task
     except DataError:
         return "multiclass"
-
-
-def require_classes(cfg: Config, dataset: Path, what: str) -> None:
-    """A one-line ConfigError when ``dataset`` is multilabel or regression and ``what`` (a command) handles one class
-    per image only, so far; it names what does work."""
-    kind = dataset_task(cfg, dataset)
-    if kind != "multiclass":
-        raise ConfigError(
-            f"{what} handles one class per image so far; {dataset} is {kind}: use imgclf train (with or without "
-            "--budget), evaluate and predict"
-        )
