@@ -28,7 +28,7 @@ def build_cli_config(config: Optional[Path], overrides: list[str] | None) -> Con
 def train(
     dataset: Optional[Path] = typer.Argument(
         None,
-        help="Dataset folder (train/<class>/images, optional test/ and sample_submission.csv) or a CSV of path,label.",
+        help="Dataset folder (train/<class>/images, optional test/ and sample_submission.csv), or a labels CSV: path,label, tags, 0/1 columns or a number.",
     ),
     config: Optional[Path] = typer.Option(None, "--config", "-c", help=CONFIG_HELP),
     set_: list[str] = typer.Option([], "--set", "-s", help=SET_HELP),
@@ -88,6 +88,10 @@ def train(
 
     --set train.metric=accuracy|log_loss|macro_f1|qwk|roc_auc|top_k (the competition's metric) picks the
     kept checkpoint and early stopping and adds val_<metric> to metrics.csv and summary.json.
+
+    A labels CSV with space-separated tags, one 0/1 column per label, or a numeric target trains a multilabel
+    or regression model (data.task, found from the labels; task.json says which): metrics
+    map|mean_auc|f1_micro|f1_macro|f1_samples|f2_samples|bce, or rmse|mae|r2|qwk.
     """
     from imgclf import api
 

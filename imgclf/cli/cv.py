@@ -38,7 +38,9 @@ def _fold_trainer(parent, tracking_uri: Optional[str]):
 
 
 def cv_command(
-    dataset: Path = typer.Argument(..., help="Dataset folder (train/<class>/images) or a CSV of path,label."),
+    dataset: Path = typer.Argument(
+        ..., help="Dataset folder (train/<class>/images), or a labels CSV: path,label, tags, 0/1 columns or a number."
+    ),
     folds: int = typer.Option(5, "--folds", "-k", min=2, help="Number of folds K."),
     out: Path = typer.Option(
         ..., "--out", "-o", help="CV folder to create, or to resume (same --folds/--config/--set)."
