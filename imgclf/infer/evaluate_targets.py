@@ -24,6 +24,7 @@ from imgclf.io import atomic_path, atomic_write_json
 from imgclf.run.rundir import EvalDir, RunDir
 from imgclf.task import Task
 
+NO_IMAGES_HINT = "pass a labelled dataset folder (e.g. one made by `imgclf prepare --holdout`)"
 SCORES = {
     "multilabel": ("f1_micro", "f1_macro", "f1_samples", "f2_samples", "mean_auc", "map", "bce"),
     "regression": ("rmse", "mae", "r2"),
@@ -40,18 +41,27 @@ def target_images(run_dir: Path, dataset: Path | None, task: Task) -> tuple[list
                 f"found {samples.task}: {', '.join(samples.classes[:5])}"
             )
         return list(samples.paths), np.asarray(samples.targets), samples.root, f"all labelled images of {dataset}"
-    run = RunDir(Path(run_dir))
+    paths, cells, root = validation_split(Path(run_dir))
+    return paths, task.parse_targets(cells, str(RunDir(Path(run_dir)).split)), root, "validation split"
+
+
+def validation_split(run_dir: Path) -> tuple[list[Path], list[str], Path]:
+    """A run's validation images (``split.csv``), their targets as written there, and the dataset folder."""
+    run = RunDir(run_dir)
+    if not run.config.is_file():
+        raise RunDirError(f"{run_dir} has no validation split of its own; {NO_IMAGES_HINT}")
     run.require("split", "info")
     listed = run.read_dataset()
     root = listed.parent if listed.is_file() else listed
     split = read_split_frame(run.split, ("path", "label", "split"), inside=not listed.is_file())
     val = split[split["split"] == "val"]
     if val.empty:
-        raise RunDirError(f"{run_dir} has no validation images (it trained on every image); pass a DATASET")
+        raise RunDirError(f"{run_dir} has no validation images (it trained on every image): {NO_IMAGES_HINT}")
     paths = [root / p for p in val["path"]]
-    if not all(p.is_file() for p in paths):
-        raise DataError(f"a validation image of {run_dir} no longer exists; pass a DATASET to evaluate on")
-    return paths, task.parse_targets([str(c) for c in val["label"]], str(run.split)), root, "validation split"
+    missing = [p for p in paths if not p.is_file()]
+    if missing:
+        raise DataError(f"validation image {missing[0]} of this run no longer exists; pass a DATASET to evaluate on")
+    return paths, [str(c) for c in val["label"]], root
 
 
 def score_targets(task: Task, metric_name: str, targets: np.ndarray, outputs: np.ndarray, decision) -> dict[str, Any]:

@@ -13,11 +13,11 @@ import torch
 
 from imgclf.config import TTAConfig
 from imgclf.data.samples import load_training_set, resolve_test_images
-from imgclf.data.split import read_split_frame
 from imgclf.errors import DataError, RunDirError
 from imgclf.eval.metrics import get_metric, metric_of
 from imgclf.eval.scores import most_confused, score
 from imgclf.infer.evaluate import write_predictions, write_scores
+from imgclf.infer.evaluate_targets import NO_IMAGES_HINT, validation_split
 from imgclf.infer.predict import predict_paths
 from imgclf.infer.predictions import Predictions
 from imgclf.infer.submission import (
@@ -34,9 +34,6 @@ from imgclf.run.rundir import BlendDir, RunDir, read_run_csv
 log = logging.getLogger("imgclf")
 
 
-NO_IMAGES_HINT = "pass a labelled dataset folder (e.g. one made by `imgclf prepare --holdout`)"
-
-
 def evaluation_images(
     run_dir: Path, dataset: Path | None, classes: list[str]
 ) -> tuple[list[Path], np.ndarray, Path, str]:
@@ -46,7 +43,7 @@ def evaluation_images(
     saying what to pass.
     """
     if dataset is None:
-        paths, labels, root = _validation_split(Path(run_dir))
+        paths, labels, root = validation_split(Path(run_dir))
         what = "validation split"
     else:
         samples = load_training_set(Path(dataset))
@@ -61,24 +58,6 @@ def evaluation_images(
         raise DataError(f"the evaluation data has classes the run never saw: {', '.join(unknown[:5])}")
     index = {c: i for i, c in enumerate(classes)}
     return paths, np.array([index[lbl] for lbl in labels]), root, what
-
-
-def _validation_split(run_dir: Path) -> tuple[list[Path], list[str], Path]:
-    run = RunDir(run_dir)
-    if not run.config.is_file():
-        raise RunDirError(f"{run_dir} has no validation split of its own; {NO_IMAGES_HINT}")
-    run.require("split", "info")
-    listed = run.read_dataset()
-    root = listed.parent if listed.is_file() else listed
-    split = read_split_frame(run.split, ("path", "label", "split"), inside=not listed.is_file())
-    val = split[split["split"] == "val"]
-    if val.empty:
-        raise RunDirError(f"{run_dir} has no validation images (it trained on every image): {NO_IMAGES_HINT}")
-    paths = [root / p for p in val["path"]]
-    missing = [p for p in paths if not p.is_file()]
-    if missing:
-        raise DataError(f"validation image {missing[0]} of this run no longer exists; pass a DATASET to evaluate on")
-    return paths, val["label"].tolist(), root
 
 
 def check_held_out(models, run_dir: Path) -> None:
