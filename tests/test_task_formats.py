@@ -132,12 +132,23 @@ def test_cv_gives_out_of_fold_scores_that_evaluate_and_predict_use(tmp_path, cap
     assert (cv / "report.html").is_file()
 
 
-def test_ensemble_refuses_label_sets_in_one_line(tmp_path, capsys):
-    data = make_task_dataset(tmp_path / "data", "tags", n=12)
-    run = tmp_path / "run"
-    code, out, err = cli(["train", data / "train.csv", "--out", run, *sum((["--set", s] for s in QUICK), [])], capsys)
-    code, out, err = cli(["ensemble", run, run, "--out", tmp_path / "ens"], capsys)
-    assert code == 2 and "one class per image" in err and "multilabel" in err
+def test_ensemble_of_two_label_set_cvs_blends_their_outputs(tmp_path, capsys):
+    data = make_task_dataset(tmp_path / "data", "tags", n=24)
+    sets = sum((["--set", s] for s in QUICK), [])
+    for seed in (0, 1):
+        cv = tmp_path / f"cv{seed}"
+        code, out, err = cli(
+            ["cv", data / "train.csv", "--out", cv, "--folds", "2", *sets, "--set", f"train.seed={seed}"], capsys
+        )
+        assert code == 0, err
+    code, out, err = cli(["ensemble", tmp_path / "cv0", tmp_path / "cv1", "--out", tmp_path / "ens"], capsys)
+    assert code == 0, err
+    summary = json.loads((tmp_path / "ens" / "summary.json").read_text())
+    assert summary["task"] == "multilabel" and summary["metric"] == "map"
+    assert abs(sum(m["weight"] for m in summary["members"]) - 1) < 1e-6 and "f2_samples" in summary["ensemble"]
+    code, out, err = cli(["predict", tmp_path / "ens", data / "test", "--out", tmp_path / "sub.csv"], capsys)
+    assert code == 0, err
+    assert all(set(t.split()) <= set(LABELS) for t in pd.read_csv(tmp_path / "sub.csv", keep_default_na=False)["tags"])
 
 
 def test_python_api_and_onnx_export_for_a_regression_run(tmp_path):

@@ -110,10 +110,7 @@ def _cv_budget(budget: Optional[str], refit: bool, out: Path) -> Optional[float]
     return parse_budget(budget)
 
 
-def _extra_metric(summary: dict[str, Any]) -> list[str]:
-    """The run's train.metric when it is not one of the three columns always shown."""
-    name = summary.get("metric", "accuracy")
-    return [] if name in ("accuracy", "macro_f1", "log_loss") else [name]
+_PRETTY = {"macro_f1": "macro-F1", "log_loss": "log-loss"}
 
 
 def _number(value: Any) -> str:
@@ -180,25 +177,17 @@ def ensemble_command(
 ) -> None:
     """Blend runs and CV folders: weights chosen on their out-of-fold predictions; prints each member's OOF score and the ensemble's."""
     from imgclf.errors import ConfigError
-    from imgclf.eval.metrics import get_metric
     from imgclf.experiments.ensemble import build_ensemble
 
     if weights not in ("optimize", "equal"):
         raise ConfigError(f"--weights must be optimize or equal (got {weights!r})")
-    summary = build_ensemble(members, out, method=weights, metric=get_metric(metric) if metric else None)
+    summary = build_ensemble(members, out, method=weights, metric=metric)
     table = Table(title=f"ensemble {out}: OOF scores on {summary['oof_images']} images (metric: {summary['metric']})")
-    extra = _extra_metric(summary)
-    for col in ("member", "weight", *extra, "accuracy", "macro-F1", "log-loss"):
-        table.add_column(col, justify="left" if col == "member" else "right")
+    shown = [summary["metric"], *(k for k in summary["ensemble"] if k not in ("images", summary["metric"]))]
+    for col in ("member", "weight", *shown):
+        table.add_column(_PRETTY.get(col, col), justify="left" if col == "member" else "right")
     for r in summary["members"]:
-        table.add_row(
-            r["member"],
-            f"{r['weight']:.3f}",
-            *(f"{r[m]:.4f}" for m in extra),
-            f"{r['accuracy']:.4f}",
-            f"{r['macro_f1']:.4f}",
-            f"{r['log_loss']:.4f}",
-        )
+        table.add_row(r["member"], f"{r['weight']:.3f}", *(_number(r.get(m)) for m in shown))
     rows = (
         (
             f"ensemble (weights: {summary['weights_chosen_by']}; fitted on these OOF predictions: optimistic)",
@@ -208,15 +197,7 @@ def ensemble_command(
         ("equal weights", "equal_weights"),
     )
     for name, key in ((n, k) for n, k in rows if k in summary):
-        s = summary[key]
-        table.add_row(
-            f"[bold]{name}[/]",
-            "",
-            *(f"{s[m]:.4f}" for m in extra),
-            f"{s['accuracy']:.4f}",
-            f"{s['macro_f1']:.4f}",
-            f"{s['log_loss']:.4f}",
-        )
+        table.add_row(f"[bold]{name}[/]", "", *(_number(summary[key].get(m)) for m in shown))
     console.print(table)
     console.print(
         f"written to {out} — imgclf predict {out} TEST_DIR writes the blended submission",

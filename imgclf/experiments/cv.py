@@ -284,6 +284,8 @@ def run_cv(
     oof = collect_oof(out, folds, samples.classes)
     write_oof(BlendDir(out).oof, oof)
     atomic_write_json(BlendDir(out).classes, samples.classes)
+    if not oof.task.multiclass:
+        atomic_write_json(BlendDir(out).task, oof.task.to_dict())
     trained = build_config(read_yaml(RunDir(out / "fold_1").config))  # the metric the folds resolved and kept by
     summary = summarize(out, folds, oof, metric_of(trained.train, samples.task))
     summary["actions"] = actions

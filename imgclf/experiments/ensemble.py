@@ -30,6 +30,7 @@ from imgclf.infer.model_set import relative_member, resolve_model_set
 from imgclf.io import atomic_write_json
 from imgclf.run.claim import claim_folder
 from imgclf.run.rundir import BlendDir, RunDir
+from imgclf.task import Task
 
 log = logging.getLogger("imgclf")
 
@@ -46,6 +47,36 @@ def blend_log_loss(probs: Sequence[np.ndarray], labels: np.ndarray, weights: np.
     """Mean negative log of the blended probability of the true class."""
     picked = np.stack([np.asarray(p, dtype=float)[np.arange(len(labels)), labels] for p in probs])  # (members, n)
     return float(-np.mean(np.log(np.clip(np.asarray(weights) @ picked, 1e-15, None))))
+
+
+def target_weights(outputs: Sequence[np.ndarray], targets: np.ndarray, task: Task, method: str) -> np.ndarray:
+    """Blend weights (>= 0, sum 1) for label sets and values: ``optimize`` minimises the blend's mean binary
+    cross-entropy (label probabilities) or mean squared error (values), both convex in the weights, with SLSQP from
+    equal weights; a solve that does not beat equal weights keeps them."""
+    m = len(outputs)
+    equal = np.full(m, 1.0 / m)
+    if method == "equal" or m == 1:
+        return equal
+    stack, y = np.stack([np.asarray(o, dtype=float) for o in outputs]), np.asarray(targets, dtype=float)
+
+    def loss(w: np.ndarray) -> float:
+        blended = np.tensordot(w, stack, axes=1)
+        if task.kind == "regression":
+            return float(np.mean((blended - y) ** 2))
+        p = np.clip(blended, 1e-7, 1 - 1e-7)
+        return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
+
+    result = minimize(
+        loss,
+        equal,
+        method="SLSQP",
+        bounds=[(0.0, 1.0)] * m,
+        constraints=[{"type": "eq", "fun": lambda w: w.sum() - 1.0}],
+        options={"ftol": 1e-10, "maxiter": 500},
+    )
+    weights = np.clip(result.x, 0.0, None)
+    weights = weights / weights.sum() if weights.sum() > 0 else equal
+    return weights if loss(weights) <= loss(equal) else equal
 
 
 def blend_weights(probs: Sequence[np.ndarray], labels: np.ndarray, method: str = "optimize") -> np.ndarray:
@@ -120,36 +151,49 @@ def aligned_oofs(members: Sequence[Path]) -> list[Oof]:
     return oofs
 
 
-def member_metric(member: Path) -> Metric:
-    """The ``train.metric`` a run, CV folder (``cv_config.yaml``) or ensemble folder (its summary) was scored with."""
+def member_metric(member: Path, task: str = "multiclass") -> Metric:
+    """The ``train.metric`` a run, CV folder (``cv_config.yaml``) or ensemble folder (its summary) was scored with.
+    For label sets and values, the metric the member's summary names (its config may leave it to the task)."""
     from imgclf.config import build_config, read_yaml
 
     member = Path(member)
-    for config in (BlendDir(member).cv_config, RunDir(member).config):
-        if config.is_file():
-            return metric_of(build_config(read_yaml(config)).train)
     summary = BlendDir(member).summary
     saved = BlendDir(member).read_summary() if summary.is_file() else {}
-    return get_metric(saved.get("metric", "accuracy"), saved.get("metric_k", 5))
+    if task != "multiclass" and saved.get("metric"):
+        return get_metric(saved["metric"], saved.get("metric_k", 5), task=task)
+    for config in (BlendDir(member).cv_config, RunDir(member).config):
+        if config.is_file():
+            return metric_of(build_config(read_yaml(config)).train, task)
+    return get_metric(saved.get("metric", "accuracy"), saved.get("metric_k", 5), task=task)
 
 
 def choose_weights(
-    probs: Sequence[np.ndarray], labels: np.ndarray, method: str, metric: Metric, quiet: bool = False
+    probs: Sequence[np.ndarray],
+    labels: np.ndarray,
+    method: str,
+    metric: Metric,
+    quiet: bool = False,
+    task: Task | None = None,
 ) -> tuple[np.ndarray, str]:
     """The blend weights and how they were chosen. ``optimize`` minimises OOF log-loss (smooth, convex: a
-    stand-in that every metric rewards); for another metric the equal-weight blend is kept when it scores
-    better on that metric."""
-    weights = blend_weights(probs, labels, method)
+    stand-in that every metric rewards; for label sets the mean binary cross-entropy, for values the squared
+    error: :func:`target_weights`); for another metric the equal-weight blend is kept when it scores better on
+    that metric."""
+    if task is not None and not task.multiclass:
+        weights = target_weights(probs, labels, task, method)
+        proxy = "squared-error optimal" if task.kind == "regression" else "cross-entropy optimal"
+    else:
+        weights, proxy = blend_weights(probs, labels, method), "log-loss optimal"
     if method != "optimize" or metric.name == "log_loss" or len(probs) == 1:
-        return weights, "equal" if method == "equal" or len(probs) == 1 else "log-loss optimal"
+        return weights, "equal" if method == "equal" or len(probs) == 1 else proxy
     equal = blend_weights(probs, labels, "equal")
     if metric.better(metric.score(labels, blend(probs, equal)), metric.score(labels, blend(probs, weights))):
         if not quiet:
             log.info(
                 "equal weights score better on %s than the log-loss-optimal ones; using equal weights", metric.label
             )
-        return equal, f"equal (better {metric.name} than log-loss optimal)"
-    return weights, "log-loss optimal"
+        return equal, f"equal (better {metric.name} than {proxy})"
+    return weights, proxy
 
 
 #: Parts of the OOF images for the nested estimate when the members share no CV folds.
@@ -173,13 +217,15 @@ def nested_blend(oofs: Sequence[Oof], method: str, metric: Metric) -> np.ndarray
     nested = np.zeros_like(probs[0])
     for fold in np.unique(folds):
         held = folds == fold
-        weights, _ = choose_weights([p[~held] for p in probs], labels[~held], method, metric, quiet=True)
+        weights, _ = choose_weights(
+            [p[~held] for p in probs], labels[~held], method, metric, quiet=True, task=oofs[0].task
+        )
         nested[held] = blend([p[held] for p in probs], weights)
     return nested
 
 
 def build_ensemble(
-    members: Sequence[Path], out: Path, *, method: str = "optimize", metric: Metric | None = None
+    members: Sequence[Path], out: Path, *, method: str = "optimize", metric: Metric | str | None = None
 ) -> dict[str, Any]:
     """Weight ``members`` (runs, CV folders or ensembles) on their OOF predictions and write ``out``.
 
@@ -188,9 +234,6 @@ def build_ensemble(
     ``train.metric``)."""
     out = Path(out)
     for member in members:
-        kind = RunDir(Path(member)).read_task().kind if RunDir(Path(member)).task.is_file() else "multiclass"
-        if kind != "multiclass":
-            raise EnsembleError(f"imgclf ensemble handles one class per image so far; member {member} is {kind}")
         if out.resolve().is_relative_to(Path(member).resolve()):
             raise EnsembleError(
                 f"--out {out} is {'' if out.resolve() == Path(member).resolve() else 'inside '}the member "
@@ -200,7 +243,7 @@ def build_ensemble(
         return _build_ensemble(members, out, method, metric)
 
 
-def _build_ensemble(members: Sequence[Path], out: Path, method: str, metric: Metric | None) -> dict[str, Any]:
+def _build_ensemble(members: Sequence[Path], out: Path, method: str, metric: Metric | str | None) -> dict[str, Any]:
     members = [Path(m) for m in members]
     if len(members) < 1:
         raise EnsembleError("an ensemble needs at least one member")
@@ -211,15 +254,25 @@ def _build_ensemble(members: Sequence[Path], out: Path, method: str, metric: Met
     for member in members:
         resolve_model_set(member)  # every member must be predictable too, not only scored
     oofs = aligned_oofs(members)
-    labels, probs = oofs[0].labels, [o.probs for o in oofs]
-    metric = metric or member_metric(members[0])
-    weights, chosen_by = choose_weights(probs, labels, method, metric)
-    equal = blend_weights(probs, labels, "equal")
-    blended = Oof(oofs[0].paths, labels, blend(probs, weights), oofs[0].classes)
+    labels, probs, task = oofs[0].labels, [o.probs for o in oofs], oofs[0].task
+    if any(o.task.kind != task.kind for o in oofs):
+        raise EnsembleError(
+            f"members were trained for different tasks: {', '.join(sorted({o.task.kind for o in oofs}))}"
+        )
+    metric = (
+        get_metric(metric, task=task.kind)
+        if isinstance(metric, str)
+        else metric or member_metric(members[0], task.kind)
+    )
+    weights, chosen_by = choose_weights(probs, labels, method, metric, task=task)
+    equal = np.full(len(probs), 1.0 / len(probs))
+    blended = Oof(oofs[0].paths, labels, blend(probs, weights), oofs[0].classes, task=task)
+    scored = task if not task.multiclass else None
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     rows = [
-        {"member": str(m), "weight": float(w), **scores(labels, p, metric)} for m, w, p in zip(members, weights, probs)
+        {"member": str(m), "weight": float(w), **scores(labels, p, metric, scored)}
+        for m, w, p in zip(members, weights, probs)
     ]
     summary = {
         "members": rows,
@@ -227,14 +280,17 @@ def _build_ensemble(members: Sequence[Path], out: Path, method: str, metric: Met
         "weights_chosen_by": chosen_by,
         "metric": metric.name,
         **({"metric_k": metric.k} if metric.name == "top_k" else {}),
-        "ensemble": scores(labels, blended.probs, metric),
-        "equal_weights": scores(labels, blend(probs, equal), metric),
+        "ensemble": scores(labels, blended.probs, metric, scored),
+        "equal_weights": scores(labels, blend(probs, equal), metric, scored),
         **_nested_scores(oofs, labels, method, metric),
+        **({"task": task.kind} if scored else {}),
         "oof_images": len(labels),
         "classes": len(oofs[0].classes),
     }
     write_oof(BlendDir(out).oof, blended)
     atomic_write_json(BlendDir(out).classes, oofs[0].classes)
+    if scored:
+        atomic_write_json(BlendDir(out).task, task.to_dict())
     atomic_write_json(
         BlendDir(out).ensemble_spec,
         {
@@ -248,4 +304,7 @@ def _build_ensemble(members: Sequence[Path], out: Path, method: str, metric: Met
 
 def _nested_scores(oofs: Sequence[Oof], labels: np.ndarray, method: str, metric: Metric) -> dict[str, Any]:
     nested = nested_blend(oofs, method, metric)
-    return {} if nested is None else {"ensemble_nested": scores(labels, nested, metric), "ensemble_note": NESTED_NOTE}
+    scored = oofs[0].task if not oofs[0].task.multiclass else None
+    if nested is None:
+        return {}
+    return {"ensemble_nested": scores(labels, nested, metric, scored), "ensemble_note": NESTED_NOTE}

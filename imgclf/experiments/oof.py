@@ -127,8 +127,9 @@ def write_oof(path: Path, oof: Oof) -> None:
         frame.to_csv(tmp, index=False, float_format="%.6g")
 
 
-def read_oof_csv(path: Path, classes: list[str]) -> Oof:
-    """oof.csv, checked: a path and a known label per row, finite probabilities per class, integer folds."""
+def read_oof_csv(path: Path, classes: list[str], task: Task | None = None) -> Oof:
+    """oof.csv, checked: a path and a known label per row, finite probabilities per class, integer folds; for label
+    sets and values (``task``) the targets as written by :func:`write_oof`."""
     frame = read_run_csv(
         path, ("path", "label"), dtype={"path": str, "label": str, "pred": str, "fold": str}, keep_default_na=False
     )
@@ -136,6 +137,10 @@ def read_oof_csv(path: Path, classes: list[str]) -> Oof:
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         raise RunDirError(f"{path} does not match classes.json: column {missing[0]} is missing")
+    if task is not None and not task.multiclass:
+        targets = task.parse_targets(frame["label"].tolist(), str(path))
+        outputs = _numbers(frame, columns, path)
+        return Oof(frame["path"].tolist(), targets, outputs, classes, _folds(frame, path), task)
     return Oof(
         frame["path"].tolist(),
         _labels(frame, classes, path),
@@ -154,7 +159,7 @@ def read_oof(member: Path) -> Oof:
     if blend.oof.is_file():
         if not blend.classes.is_file():
             raise RunDirError(f"{member} has {blend.oof.name} but no {blend.classes.name}")
-        return read_oof_csv(blend.oof, blend.read_classes())
+        return read_oof_csv(blend.oof, blend.read_classes(), blend.read_task())
     return read_run_oof(member)
 
 

@@ -409,6 +409,18 @@ class BlendDir:
         return self.root / "classes.json"
 
     @property
+    def task(self) -> Path:
+        return self.root / "task.json"
+
+    def read_task(self):
+        """The blend's :class:`imgclf.task.Task` (task.json, written for label sets and values); else multiclass."""
+        from imgclf.task import Task
+
+        if not self.task.is_file():
+            return Task("multiclass", tuple(self.read_classes()))
+        return Task.from_dict(_json_object(self.task), str(self.task))
+
+    @property
     def summary(self) -> Path:
         return self.root / "summary.json"
 
