@@ -206,19 +206,26 @@ def _evaluate_oof(models, out: Path | None) -> dict[str, Any]:
     out = Path(out) if out else blend.eval.root
     extra = {
         **_metric_report(cfg, probs, y),
-        "evaluated_on": f"its out-of-fold predictions ({blend.oof.name}: each of {len(y)} images predicted by "
-        "models that never trained on it)",
-        "models": len(models.members),
-        "tta": "none",
-        "forward_passes": 0,
+        **_oof_record(blend, len(y), len(models.members)),
         "passes_per_image": {},
-        "seconds": 0.0,
-        "skipped_images": [],
         "most_confused": most_confused(scores.confusion, classes),
-        "source": "oof",
     }
     write_scores(out, scores, classes, extra)
     return {**scores.to_dict(), **extra, "out": str(out), "per_class": scores.per_class}
+
+
+def _oof_record(blend: BlendDir, images: int, members: int) -> dict[str, Any]:
+    """What metrics.json says of an evaluation on out-of-fold predictions (no forward pass, no TTA)."""
+    return {
+        "evaluated_on": f"its out-of-fold predictions ({blend.oof.name}: each of {images} images predicted by "
+        "models that never trained on it)",
+        "models": members,
+        "tta": "none",
+        "forward_passes": 0,
+        "seconds": 0.0,
+        "skipped_images": [],
+        "source": "oof",
+    }
 
 
 def _evaluate_target_oof(models, task, out: Path | None) -> dict[str, Any]:
@@ -237,16 +244,7 @@ def _evaluate_target_oof(models, task, out: Path | None) -> dict[str, Any]:
     outputs = frame[columns].to_numpy(dtype=float)
     cfg = build_config(read_yaml(RunDir(models.members[0][0]).config))
     out = Path(out) if out else blend.eval.root
-    extra = {
-        "evaluated_on": f"its out-of-fold predictions ({blend.oof.name}: each of {len(frame)} images predicted by "
-        "models that never trained on it)",
-        "models": len(models.members),
-        "tta": "none",
-        "forward_passes": 0,
-        "seconds": 0.0,
-        "skipped_images": [],
-        "source": "oof",
-    }
+    extra = _oof_record(blend, len(frame), len(models.members))
     report = write_target_evaluation(out, task, cfg, frame["path"].tolist(), targets, outputs, None, extra)
     return {**report, "out": str(out)}
 
