@@ -446,7 +446,8 @@ def test_duplicate_rows_are_kept_once_with_a_warning(tmp_path, capsys, imgclf_lo
     ]
 
 
-@pytest.mark.parametrize("label", ['"cat\ndog"', "x" * 260, "..", "a/b"])
+# ("cat\ndog" is two tags now: a CSV with such a cell is multilabel, its files flat, and no folder is named by it)
+@pytest.mark.parametrize("label", ['"cat\x01dog"', "x" * 260, "..", "a/b"])
 def test_label_that_cannot_be_a_folder_name_is_refused(tmp_path, capsys, label):
     csv = _csv_source(tmp_path, f"imgs/e.png,{label}\n")
     _tree(tmp_path / "data", {"imgs/e.png": _png(5)})

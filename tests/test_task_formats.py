@@ -202,12 +202,68 @@ def test_readme_worked_examples_run_as_written(tmp_path, capsys, monkeypatch):
         assert len(sub) == 6
 
 
-@pytest.mark.parametrize("kind", ["tags", "numeric"])
-def test_prepare_refuses_label_sets_and_numbers_instead_of_making_a_class_of_each(tmp_path, capsys, kind):
+@pytest.mark.parametrize(
+    ("kind", "task"), [("tags", "multilabel"), ("columns", "multilabel"), ("numeric", "regression")]
+)
+def test_prepare_puts_label_sets_and_values_flat_with_their_targets_and_train_reads_them(tmp_path, capsys, kind, task):
     data = make_task_dataset(tmp_path / "data", kind, n=12)
-    code, out, err = cli(["prepare", data, "--out", tmp_path / "prepared"], capsys)  # Kaggle layout: train/ + train.csv
-    assert code == 2 and "train on the CSV itself" in err
-    assert not (tmp_path / "prepared" / "train").exists()
+    source = pd.read_csv(data / "train.csv")
+    # a byte-identical copy of train_0 under another name: prepare keeps one of the two, as for classes
+    (data / "train" / "train_99.png").write_bytes((data / "train" / "train_0.png").read_bytes())
+    pd.concat([source, source.iloc[[0]].replace({"train_0": "train_99"})]).to_csv(data / "train.csv", index=False)
+    prepared = tmp_path / "prepared"
+    code, out, err = cli(["prepare", data, "--out", prepared, "--max-drop", "0.1"], capsys)  # Kaggle layout
+    assert code == 0, err
+    assert f"in {1 if task == 'regression' else 3} " in out and task in out
+    assert sorted(p.name for p in (prepared / "train").iterdir()) == sorted(f"train_{i}.png" for i in [*range(12), 99])
+    assert len(list((prepared / "test").iterdir())) == 6 and (prepared / "sample_submission.csv").is_file()
+    written = pd.read_csv(prepared / "train.csv")
+    assert json.loads((prepared / "targets.json").read_text())["task"] == task
+    assert len(written) == 13 and written["path"].str.startswith("train/").all()
+    by_id = source.set_index(source.columns[0])
+    first = written.set_index("path").loc["train/train_5.png"]
+    if task == "regression":
+        assert written.columns.tolist() == ["path", "price"] and first["price"] == pytest.approx(
+            by_id.loc["train_5", "price"]
+        )
+    else:
+        assert written.columns.tolist() == ["path", *LABELS]
+        truth = by_id.loc["train_5"]
+        on = set(truth["tags"].split()) if kind == "tags" else {n for n in LABELS if truth[n] == 1}
+        assert {n for n in LABELS if first[n] == 1} == on
+    manifest = pd.read_csv(prepared / "manifest.csv", keep_default_na=False)
+    dropped = manifest[manifest["keep"].astype(str) == "False"]
+    assert len(dropped) == 1 and dropped["path"].iloc[0] in ("train/train_0.png", "train/train_99.png")
+
+    run = tmp_path / "run"
+    code, out, err = cli(["train", prepared, "--out", run, *sum((["--set", s] for s in QUICK), [])], capsys)
+    assert code == 0, err
+    assert json.loads((run / "task.json").read_text())["kind"] == task
+    split = pd.read_csv(run / "split.csv", keep_default_na=False)
+    assert len(split) == 12 and dropped["path"].iloc[0] not in set(split["path"])  # the copy is left out
+
+
+def test_prepare_reads_integer_grades_as_values_when_told_and_refuses_a_holdout_of_values(tmp_path, capsys):
+    data = make_task_dataset(tmp_path / "data", "numeric", n=12)
+    frame = pd.read_csv(data / "train.csv")
+    frame["price"] = (frame["price"] // 10).astype(int)  # grades 1..3: classes unless told otherwise
+    frame.to_csv(data / "train.csv", index=False)
+    code, out, err = cli(["prepare", data, "--out", tmp_path / "classes"], capsys)
+    assert code == 0, err
+    assert (tmp_path / "classes" / "train" / "1").is_dir() and not (tmp_path / "classes" / "targets.json").exists()
+    code, out, err = cli(["prepare", data, "--out", tmp_path / "classes", "--task", "regression"], capsys)
+    assert code == 0, err  # the same folder again, now as values: the class folders go, train.csv comes
+    assert not (tmp_path / "classes" / "train" / "1").exists()
+    assert json.loads((tmp_path / "classes" / "targets.json").read_text())["task"] == "regression"
+    code, out, err = cli(["prepare", data, "--out", tmp_path / "classes"], capsys)
+    assert code == 0, err  # and back to classes: prepare's train.csv goes with it
+    assert not (tmp_path / "classes" / "train.csv").exists() and (tmp_path / "classes" / "train" / "1").is_dir()
+    code, out, err = cli(
+        ["prepare", data, "--out", tmp_path / "held", "--task", "regression", "--holdout", "0.2"], capsys
+    )
+    errors = [line for line in err.splitlines() if line.startswith("error")]
+    assert code == 2 and len(errors) == 1 and "--holdout" in errors[0] and "Traceback" not in err
+    assert not (tmp_path / "held").exists()
 
 
 def test_train_budget_on_label_sets_estimates_the_metric_with_its_standard_error(tmp_path, capsys):
@@ -235,3 +291,19 @@ def test_two_processes_and_a_resume_train_label_sets_and_values(tmp_path, capsys
     assert code == 0, err
     assert (run / "task.json").read_text() == task
     assert json.loads((run / "summary.json").read_text())["epochs_run"] == 2
+
+
+def test_prepare_of_a_labels_csv_itself_takes_its_rows_and_refuses_a_credential(tmp_path, capsys):
+    data = make_task_dataset(tmp_path / "data", "columns", n=12)
+    code, out, err = cli(["prepare", data / "train.csv", "--out", tmp_path / "prepared"], capsys)
+    assert code == 0, err
+    assert len(pd.read_csv(tmp_path / "prepared" / "train.csv")) == 12
+    assert not [p for p in (tmp_path / "prepared" / "train").iterdir() if p.is_dir()]  # flat: no class folders
+    (data / "kaggle.json").write_text('{"username": "u", "key": "0123456789abcdef"}')
+    frame = pd.read_csv(data / "train.csv")
+    frame.loc[0, "image_id"] = "kaggle.json"
+    frame.to_csv(data / "train.csv", index=False)
+    code, out, err = cli(["prepare", data / "train.csv", "--out", tmp_path / "again"], capsys)
+    errors = [line for line in err.splitlines() if line.startswith("error")]
+    assert code == 2 and len(errors) == 1 and "credential" in errors[0] and "0123456789abcdef" not in err
+    assert not (tmp_path / "again").exists()

@@ -56,13 +56,13 @@ class _Bars:
 def prepare_command(
     src: Path = typer.Argument(
         ...,
-        help="A competition download (folder with train.zip/test.zip/sample_submission.csv, any nesting), a .zip, a folder of class folders, or a CSV of path,label.",
+        help="A competition download (folder with train.zip/test.zip/sample_submission.csv, any nesting), a .zip, a folder of class folders, or a labels CSV (path,label; tags; 0/1 columns; a number).",
     ),
     out: Path = typer.Option(
         ...,
         "--out",
         "-o",
-        help="Dataset folder to create: train/<class>/, test/, manifest.csv, blocklist.proposed.csv, cleaning_report.{md,html}.",
+        help="Dataset folder to create: train/<class>/ (label sets or values: train/ and train.csv), test/, manifest.csv, blocklist.proposed.csv, cleaning_report.{md,html}.",
     ),
     policy: list[str] = typer.Option([], "--policy", help=_POLICY_HELP),
     min_side: int = typer.Option(32, help="Flag images whose shorter side is below this many pixels as 'tiny'."),
@@ -118,6 +118,14 @@ def prepare_command(
         "--holdout",
         help="Set this share of the kept training images (0 < F < 1; stratified, seeded, duplicate groups whole) aside as a labelled dataset of its own, OUT/holdout/train/<class>/, that training never sees: score any run on it with `imgclf evaluate RUN OUT/holdout`.",
     ),
+    task: str = typer.Option(
+        "auto",
+        "--task",
+        help="How to read the labels CSV: auto (from its cells, as `imgclf train` does), multiclass, multilabel or regression (e.g. integer grades to regress).",
+    ),
+    target_column: str | None = typer.Option(
+        None, "--target-column", help="The labels CSV's target column, when several could be (as data.target_column)."
+    ),
     workers: int | None = typer.Option(None, help="Processes for decoding and caching (default: CPU count)."),
     copy: bool = typer.Option(False, "--copy", help="Copy files instead of hard-linking them into the dataset folder."),
 ) -> None:
@@ -151,6 +159,8 @@ def prepare_command(
             max_drop=max_drop,
             apply_proposed=apply_proposed,
             holdout=holdout or 0.0,
+            task=task,
+            target_column=target_column,
         )
     except ValidationError as exc:
         first = exc.errors()[0]
@@ -179,7 +189,8 @@ def _gib_to_bytes(gib: float | None) -> int | None:
 
 def _print_summary(result: PrepareResult) -> None:
     table = Table(title=f"prepared {result.out}", show_header=False)
-    table.add_row("training images", f"{result.n_train} in {result.n_classes} classes ({result.n_kept_train} kept)")
+    groups = {"multilabel": "labels (multilabel)", "regression": "target (regression)"}.get(result.task, "classes")
+    table.add_row("training images", f"{result.n_train} in {result.n_classes} {groups} ({result.n_kept_train} kept)")
     if result.n_holdout:
         from imgclf.data.holdout import HOLDOUT_DIR
 

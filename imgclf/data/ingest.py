@@ -39,14 +39,17 @@ from imgclf.data.archives import (
 )
 from imgclf.data.csvlist import header_columns, read_path_label_csv, read_rows
 from imgclf.data.images import is_image_name
-from imgclf.data.targets import require_one_class
+from imgclf.data.targets import id_cells, read_target_ids, read_targets
 from imgclf.errors import DataError
+from imgclf.task import Task
 
 __all__ = [
     "ExtractLimits", "PlannedFile", "SourcePlan", "check_archive", "discover", "discover_csv", "is_junk", "safe_extract",
 ]  # fmt: skip
 
 log = logging.getLogger("imgclf")
+
+NO_LABELS = "(no label)"  # the manifest's label of an image whose label set is empty
 
 TRAIN_DIR_NAMES = ("train", "training", "train_images", "trainset")
 TEST_DIR_NAMES = ("test", "testing", "test_images", "testset")
@@ -67,6 +70,8 @@ class SourcePlan:
     test: list[PlannedFile] = field(default_factory=list)
     sample_submission: Path | None = None
     ignored: list[str] = field(default_factory=list)  # non-image files and links we skipped, for the report
+    task: Task | None = None  # label sets or values (their files go flat into train/); None: one class per image
+    targets: dict[str, tuple[float, ...]] = field(default_factory=dict)  # with ``task``: each train rel's target row
 
     @property
     def files(self) -> list[PlannedFile]:
@@ -175,8 +180,17 @@ def _from_test_folder(root: Path, plan: SourcePlan) -> None:
             plan.ignored.append(str(f))
 
 
-def _labels_for_flat(images: list[Path], csv_files: list[Path]) -> dict[Path, str] | None:
+_Targets = tuple[Task, dict[Path, tuple[float, ...]]]  # a labels CSV's task and each matched file's target row
+
+
+def _labels_for_flat(
+    images: list[Path], csv_files: list[Path], task: str = "auto", target_column: str | None = None
+) -> tuple[dict[Path, str], _Targets | None] | None:
     """Kaggle-style flat ``train/`` + ``labels.csv`` (id,label): match ids to file names or stems.
+
+    A CSV of label sets or values (:func:`imgclf.data.targets.read_target_ids`; ``task`` and ``target_column``
+    as in training) gives each matched file its target's text (the manifest's label), with the task and each
+    file's target row; a CSV of classes, each file's class.
 
     The header rule is :func:`imgclf.data.csvlist.header_columns` (default: id first, label second).
     A blank label, or one id given two labels, is refused naming the row.
@@ -189,6 +203,14 @@ def _labels_for_flat(images: list[Path], csv_files: list[Path]) -> dict[Path, st
         rows = read_rows(csv_path)
         if len(rows) < 2 or len(rows[0][1]) < 2:
             continue
+        if len({i for i in id_cells(csv_path) if i in by_key}) >= 0.5 * len(images):
+            table = read_target_ids(csv_path, task, target_column)  # this is the labels CSV: its faults are said
+            if table is not None:
+                kind = Task(table.task, tuple(table.names), layout=table.layout)
+                rows_of = {
+                    by_key[i]: tuple(float(x) for x in v) for i, v in zip(table.ids, table.values) if i in by_key
+                }
+                return {f: kind.target_text(v) or NO_LABELS for f, v in rows_of.items()}, (kind, rows_of)
         id_col, label_col = header_columns(rows[0][1]) or (0, 1)
         matched: dict[Path, tuple[str, int]] = {}
         for line, row in rows[1:]:
@@ -202,50 +224,75 @@ def _labels_for_flat(images: list[Path], csv_files: list[Path]) -> dict[Path, st
                     f"(row {first[1]}: {first[0][:40]!r}, row {line}: {label[:40]!r})"
                 )
         if len(matched) >= 0.5 * len(images):
-            require_one_class(csv_path)  # after the rows' own checks: a label that cannot be a folder says so first
-            return {f: label for f, (label, _) in matched.items()}
+            return {f: label for f, (label, _) in matched.items()}, None
     return None
 
 
 def _unique_rel(label: str, src: Path, taken: set[str]) -> str:
-    rel = f"train/{label}/{src.name}"
+    """``train/<label>/<name>`` (``train/<name>`` for no label), numbered when the name is taken."""
+    folder = f"train/{label}/" if label else "train/"
+    rel = f"{folder}{src.name}"
     n = 1
     while rel in taken:
-        rel = f"train/{label}/{src.stem}__{n}{src.suffix}"
+        rel = f"{folder}{src.stem}__{n}{src.suffix}"
         n += 1
     taken.add(rel)
     return rel
 
 
-def discover_csv(csv_path: Path, allow_outside: bool = False) -> SourcePlan:
-    """A CSV of ``path,label`` rows (see :mod:`imgclf.data.csvlist`); relative paths are relative to its folder.
+def discover_csv(
+    csv_path: Path, allow_outside: bool = False, task: str = "auto", target_column: str | None = None
+) -> SourcePlan:
+    """A CSV of ``path,label`` rows (see :mod:`imgclf.data.csvlist`), or of label sets or values (``task`` and
+    ``target_column`` as in :func:`imgclf.data.targets.read_targets`); relative paths are relative to its folder.
 
     Paths that resolve outside the CSV's folder are refused unless ``allow_outside``; non-image files
     are listed in ``ignored``; a credential-like file stops the ingest.
     """
     base = csv_path.parent.resolve()
+    if read_target_ids(csv_path, task, target_column) is not None:
+        return _targets_plan(csv_path, base, allow_outside, task, target_column)
     plan, taken = SourcePlan(), set()
     for row in read_path_label_csv(csv_path):
         where = f"{csv_path} row {row.line}"
-        if is_credential_name(row.path.name):
-            raise DataError(
-                f"{where}: refusing credential-like file {row.raw[:120]!r}; it must never be copied into a dataset"
-            )
-        if not allow_outside and not _inside(row.path, base):
-            raise DataError(
-                f"{where}: {row.raw[:120]!r} is outside the CSV's folder {base}; move it in, or pass --allow-outside"
-            )
-        if not row.path.is_file():
-            raise DataError(f"{where}: file not found: {row.raw[:120]}")
-        if not is_image_name(row.path.name):
+        if not _listed_image(row.path, row.raw, where, base, allow_outside):
             plan.ignored.append(str(row.path))
             continue
         label = _check_label(row.label, where)
         plan.train.append(PlannedFile(row.path.resolve(), _unique_rel(label, row.path, taken), label, "train"))
     if not plan.train:
         raise DataError(f"{csv_path} lists no images (expected rows of 'path,label')")
-    require_one_class(csv_path)  # after the rows' own checks: a label that cannot be a folder says so first
     return plan
+
+
+def _targets_plan(csv_path: Path, base: Path, allow_outside: bool, task: str, target_column: str | None) -> SourcePlan:
+    """The plan of a CSV of label sets or values: its images flat under ``train/``, each with its target row."""
+    table = read_targets(csv_path, task, target_column)
+    plan, taken = SourcePlan(task=Task(table.task, tuple(table.names), layout=table.layout)), set()
+    for raw, path, value in zip(table.ids, table.paths, table.values):
+        if not _listed_image(path, raw, f"{csv_path} ({raw[:80]!r})", base, allow_outside):
+            plan.ignored.append(str(path))
+            continue
+        rel = _unique_rel("", path, taken)
+        plan.train.append(PlannedFile(path.resolve(), rel, plan.task.target_text(value) or NO_LABELS, "train"))
+        plan.targets[rel] = tuple(float(x) for x in value)
+    if not plan.train:
+        raise DataError(f"{csv_path} lists no images")
+    return plan
+
+
+def _listed_image(path: Path, raw: str, where: str, base: Path, allow_outside: bool) -> bool:
+    """Whether a file a CSV row names is an image to take; a credential, a file outside ``base`` (unless
+    ``allow_outside``) or a missing file is refused in one line."""
+    if is_credential_name(path.name):
+        raise DataError(f"{where}: refusing credential-like file {raw[:120]!r}; it must never be copied into a dataset")
+    if not allow_outside and not _inside(path, base):
+        raise DataError(
+            f"{where}: {raw[:120]!r} is outside the CSV's folder {base}; move it in, or pass --allow-outside"
+        )
+    if not path.is_file():
+        raise DataError(f"{where}: file not found: {raw[:120]}")
+    return is_image_name(path.name)
 
 
 def _find_sample_submission(roots: list[Path]) -> Path | None:
@@ -258,7 +305,9 @@ def _find_sample_submission(roots: list[Path]) -> Path | None:
     return min(hits, key=lambda p: (len(p.parts), str(p))) if hits else None
 
 
-def _train_from(folder: Path, roots: list[Path], plan: SourcePlan) -> None:
+def _train_from(
+    folder: Path, roots: list[Path], plan: SourcePlan, task: str = "auto", target_column: str | None = None
+) -> None:
     folder = _descend(folder)
     dirs, files = _children(folder)
     flat = [f for f in files if is_image_name(f.name)]
@@ -266,18 +315,25 @@ def _train_from(folder: Path, roots: list[Path], plan: SourcePlan) -> None:
         csvs = [
             f for r in roots for f in _walk_files(r) if f.suffix.lower() == ".csv" and "sample" not in f.stem.lower()
         ]
-        labels = _labels_for_flat(flat, csvs)
-        if labels is None:
+        found = _labels_for_flat(flat, csvs, task, target_column)
+        if found is None:
             raise DataError(
                 f"{folder} holds images directly but no CSV maps their names to labels; "
                 "use one folder per class or pass a CSV of path,label"
             )
+        labels, targets = found
         taken: set[str] = set()
         for f in flat:
-            if f in labels:
+            if f not in labels:
+                plan.ignored.append(str(f))
+            elif targets is None:
                 plan.train.append(PlannedFile(f, _unique_rel(labels[f], f, taken), labels[f], "train"))
             else:
-                plan.ignored.append(str(f))
+                rel = _unique_rel("", f, taken)
+                plan.train.append(PlannedFile(f, rel, labels[f], "train"))
+                plan.targets[rel] = targets[1][f]
+        if targets is not None:
+            plan.task = targets[0]
         return
     _from_class_folders(folder, plan)
 
@@ -309,18 +365,25 @@ def _drop_outside_links(plan: SourcePlan, root: Path) -> None:
 
 
 def discover(
-    src: Path, work_dir: Path, limits: ExtractLimits = ExtractLimits(), allow_outside: bool = False
+    src: Path,
+    work_dir: Path,
+    limits: ExtractLimits = ExtractLimits(),
+    allow_outside: bool = False,
+    task: str = "auto",
+    target_column: str | None = None,
 ) -> SourcePlan:
     """Find train/test/sample_submission in ``src`` (folder, zip or CSV); zips are extracted into ``work_dir``.
 
     Every archive, nested ones included, draws on one :class:`ExtractBudget` built from ``limits``.
-    ``allow_outside`` lets CSV rows and file links point outside the source.
+    ``allow_outside`` lets CSV rows and file links point outside the source. ``task`` and ``target_column``
+    say how to read a labels CSV (:func:`imgclf.data.targets.read_targets`): label sets and values give a
+    plan with ``task`` set, its training files flat under ``train/``.
     """
     src = Path(src)
     if not src.exists():
         raise DataError(f"source not found: {src}")
     if src.is_file() and src.suffix.lower() == ".csv":
-        plan = discover_csv(src, allow_outside)
+        plan = discover_csv(src, allow_outside, task, target_column)
         _log_ignored(plan)
         return plan
     budget = ExtractBudget(limits, free_bytes=_free_bytes(work_dir))
@@ -340,7 +403,7 @@ def discover(
     train_dirs = _dirs_named(roots, TRAIN_DIR_NAMES) or [r for r, h in roots_h if h in TRAIN_DIR_NAMES]
     test_dirs = _dirs_named(roots, TEST_DIR_NAMES) or [r for r, h in roots_h if h in TEST_DIR_NAMES]
     if train_dirs:
-        _train_from(train_dirs[0], roots, plan)
+        _train_from(train_dirs[0], roots, plan, task, target_column)
     else:
         for root in roots:  # a bare folder of class folders (possibly wrapped, e.g. a zip of "demo-data/")
             _from_class_folders(_descend(root), plan)

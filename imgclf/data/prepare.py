@@ -3,6 +3,8 @@
 Output (``out``)::
 
     train/<class>/<files>        hard links (or copies) of the source files
+    train/<files>, train.csv     instead, for label sets or values: the files flat, their targets in one CSV
+    targets.json                 with them: the task (see imgclf.data.target_file)
     holdout/train/<class>/       with ``holdout``: a labelled share kept out of train/ (see imgclf.data.holdout)
     test/<files>                 when the source has a test set
     sample_submission.csv        when the source has one
@@ -37,7 +39,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -50,6 +52,7 @@ from imgclf.data.holdout import HOLDOUT_DIR, HOLDOUT_SPLIT, hold_out
 from imgclf.data.ingest import ExtractLimits, PlannedFile, SourcePlan, discover
 from imgclf.data.manifest import read_manifest, write_manifest
 from imgclf.data.outdir import check_targets, claim_out_dir, contained, mark_preparing
+from imgclf.data.target_file import remove_target_file, write_target_file
 from imgclf.data.verdicts import assess, check_max_drop
 from imgclf.data.verify import thumbnail
 from imgclf.errors import DataError
@@ -97,6 +100,10 @@ class PrepareOptions(BaseModel):
         0.0, ge=0.0, lt=1.0, description="Share of the kept training images set aside in holdout/ (0 = none)."
     )
     holdout_seed: int = Field(0, description="Seed of the holdout's draw.")
+    task: Literal["auto", "multiclass", "multilabel", "regression"] = Field(
+        "auto", description="How to read a labels CSV (auto: found from its cells, as `imgclf train` does)."
+    )
+    target_column: str | None = Field(None, description="The labels CSV's target column, when it has several.")
 
 
 @dataclass
@@ -118,6 +125,7 @@ class PrepareResult:
     files: dict[str, Path] = field(default_factory=dict)  # manifest, blocklist, report_md, report_html
     table: pd.DataFrame | None = None  # the manifest table, with ``attrs["duplicates"]``
     n_holdout: int = 0  # training images set aside in holdout/
+    task: str = "multiclass"  # or "multilabel" | "regression": train/ is flat, the targets in train.csv
 
     @property
     def images_per_second(self) -> float:
@@ -149,7 +157,12 @@ def _prepare(
         raise DataError(f"--out {out} must not be inside the source {src}; choose a separate folder")
     work = out / WORK_DIR
     limits = ExtractLimits(options.max_archive_bytes, options.max_archive_files, options.max_archive_ratio)
-    plan = discover(src, work, limits, allow_outside=options.allow_outside)
+    plan = discover(src, work, limits, options.allow_outside, options.task, options.target_column)
+    if plan.task is not None and options.holdout > 0:
+        raise DataError(
+            f"--holdout sets a share of each class aside; {src} holds {plan.task.kind} targets: "
+            "keep a share out with `imgclf train --set data.val_fraction=...` instead"
+        )
     check_targets(out, [f.rel for f in plan.files])
     clean = options.clean.with_proposals_applied() if options.apply_proposed else options.clean
     workers = options.workers or default_workers()
@@ -168,7 +181,9 @@ def _prepare(
     ]
     loader = partial(_thumbnails, workers=workers)
     table = assess(records, clean, load_many=loader, progress=_stage(progress, "checking near copies"))
-    check_max_drop(table, options.max_drop, clean.policy)  # before anything is written
+    if plan.task is not None:
+        table.attrs["task"] = plan.task.kind
+    check_max_drop(table, options.max_drop, clean.policy, by_class=plan.task is None)  # before anything is written
     if options.holdout > 0:
         table, plan = hold_out(table, plan, options.holdout, options.holdout_seed)
         check_targets(out, [f.rel for f in plan.train])
@@ -177,6 +192,10 @@ def _prepare(
     copied, removed = _materialise(plan, out, options.link)
     atomic_write_text(work / _ANALYSIS_FILE, json.dumps(state))
     files = {"manifest": write_manifest(out, table), "blocklist": write_proposed(out, table)}
+    if plan.task is not None:
+        files["targets"] = write_target_file(out, plan.task, plan.targets)
+    else:
+        remove_target_file(out)
     if write_report is not None:
         files["report_md"], files["report_html"] = write_report(out, table)
 
@@ -207,7 +226,7 @@ def _result(
         out=out,
         n_train=len(train),
         n_test=int((table["split"] == "test").sum()),
-        n_classes=train["label"].nunique(),
+        n_classes=train["label"].nunique() if plan.task is None else len(plan.task.names),
         n_kept_train=int(train["keep"].sum()),
         n_dropped=int((~table["keep"]).sum()),
         n_proposed=int(table["proposed"].sum()),
@@ -221,6 +240,7 @@ def _result(
         files=files,
         table=table,
         n_holdout=int((table["split"] == HOLDOUT_SPLIT).sum()),
+        task="multiclass" if plan.task is None else plan.task.kind,
     )
 
 
@@ -267,6 +287,7 @@ def _place(src: Path, dest: Path, link: bool) -> bool:
 def _materialise(plan: SourcePlan, out: Path, link: bool) -> tuple[int, int]:
     wanted = {f.rel for f in plan.files}
     removed = 0
+    emptied: set[Path] = set()
     previous = read_manifest(out)
     if previous is not None:  # only ever delete what an earlier prepare put there
         for rel in previous["path"]:
@@ -278,7 +299,12 @@ def _materialise(plan: SourcePlan, out: Path, link: bool) -> tuple[int, int]:
                 and target.is_file()
             ):
                 target.unlink()
+                emptied.add(target.parent)
                 removed += 1
+    for folder in sorted(emptied, key=lambda p: len(p.parts), reverse=True):  # a class folder that lost every file
+        while folder != out and folder.is_relative_to(out) and not any(folder.iterdir()):
+            folder.rmdir()
+            folder = folder.parent
     copied = sum(_place(f.src, out / f.rel, link) for f in plan.files)
     if plan.sample_submission is not None:
         copied += _place(plan.sample_submission, out / "sample_submission.csv", link=False)

@@ -27,6 +27,7 @@ import numpy as np
 
 from imgclf.data.images import IMAGE_EXTENSIONS, is_image_name
 from imgclf.data.outdir import dataset_state
+from imgclf.data.target_file import read_target_file
 from imgclf.data.targets import TargetTable, read_targets
 from imgclf.errors import DataError
 
@@ -105,6 +106,14 @@ def load_training_set(
     if dataset.is_file() and dataset.suffix.lower() != ".csv":
         raise DataError(f"dataset {dataset} is a file but not a CSV of path,label")
     manifest = _read_manifest(root) if dataset.is_dir() else None
+    prepared = read_target_file(root) if manifest is not None else None
+    if prepared is not None:  # label sets or values that `imgclf prepare` wrote
+        csv_path, kind, column = prepared
+        if task not in ("auto", kind):
+            raise DataError(
+                f"{root} was prepared for {kind} targets; data.task={task} needs `imgclf prepare --task {task}`"
+            )
+        return _from_table(root, csv_path, read_targets(csv_path, kind, target_column or column), blocklist, manifest)
     labels_csv = dataset if dataset.is_file() else None if manifest is not None else _kaggle_labels_csv(root)
     if labels_csv is not None:
         return _from_table(root, labels_csv, read_targets(labels_csv, task, target_column), blocklist)
@@ -143,8 +152,9 @@ def _kaggle_labels_csv(root: Path) -> Path | None:
     return next((root / name for name in KAGGLE_LABEL_CSVS if (root / name).is_file()), None)
 
 
-def _from_table(root: Path, csv_path: Path, table: TargetTable, blocklist: Path | None) -> TrainingSet:
-    """The training set of a labels CSV: multiclass exactly as class folders give it; otherwise targets kept."""
+def _from_table(root: Path, csv_path: Path, table: TargetTable, blocklist: Path | None, manifest=None) -> TrainingSet:
+    """The training set of a labels CSV: multiclass exactly as class folders give it; otherwise targets kept
+    (with a prepared dataset's ``manifest``: its kept rows, in their duplicate groups)."""
     excluded: list[dict] = []
     if table.task == "multiclass":
         items = [(path, table.names[v]) for path, v in zip(table.paths, table.values)]
@@ -155,7 +165,13 @@ def _from_table(root: Path, csv_path: Path, table: TargetTable, blocklist: Path 
         result = _class_set(root, _apply_blocklist(root, items, blocklist, {}, excluded), {}, excluded)
         result.found = table.found
         return result
-    kept = _apply_blocklist(root, list(zip(table.paths, range(len(table.paths)))), blocklist, {}, excluded)
+    groups: dict[Path, str] = {}
+    hashes: dict[Path, str] = {}
+    items = list(zip(table.paths, range(len(table.paths))))
+    if manifest is not None:
+        kept_rows = {path for path, _ in _manifest_items(root, manifest, excluded, groups, hashes, check=False)}
+        items = [(path, i) for path, i in items if path in kept_rows]
+    kept = _apply_blocklist(root, items, blocklist, hashes, excluded)
     targets = table.values[np.array([i for _, i in kept], dtype=np.int64)]
     labels = regression_strata(targets) if table.task == "regression" else multilabel_strata(targets)
     paths = [p for p, _ in kept]
@@ -164,7 +180,7 @@ def _from_table(root: Path, csv_path: Path, table: TargetTable, blocklist: Path 
         paths=paths,
         labels=labels,
         classes=list(table.names),
-        groups=[f"#{i}" for i in range(len(paths))],
+        groups=[groups.get(p, f"#{i}") for i, p in enumerate(paths)],
         excluded=excluded,
         task=table.task,
         targets=targets,
@@ -205,9 +221,10 @@ def multilabel_strata(targets) -> list[int]:
 
 
 def _manifest_items(
-    root: Path, manifest, excluded: list[dict], groups: dict[Path, str], hashes: dict[Path, str]
+    root: Path, manifest, excluded: list[dict], groups: dict[Path, str], hashes: dict[Path, str], check: bool = True
 ) -> list[tuple[Path, str]]:
-    """The manifest's kept training rows; dropped ones go to ``excluded`` with their reason."""
+    """The manifest's kept training rows; dropped ones go to ``excluded`` with their reason (``check``: every class
+    keeps enough images)."""
     items = []
     for row in manifest[manifest["split"] == "train"].itertuples(index=False):
         path = root / row.path
@@ -218,10 +235,11 @@ def _manifest_items(
         if isinstance(row.dup_group, str) and row.dup_group:
             groups[path] = row.dup_group
         hashes[path] = str(row.sha256)
-    counts: dict[str, int] = {}
-    for _, lbl in items:
-        counts[lbl] = counts.get(lbl, 0) + 1
-    _check_classes(counts, root / "manifest.csv")
+    if check:
+        counts: dict[str, int] = {}
+        for _, lbl in items:
+            counts[lbl] = counts.get(lbl, 0) + 1
+        _check_classes(counts, root / "manifest.csv")
     return items
 
 

@@ -67,6 +67,7 @@ class TargetTable:
     paths: list[Path]
     values: np.ndarray  # multiclass int64 (n,); multilabel float32 (n, K) of 0/1; regression float32 (n, 1)
     found: str  # one line: what was found and why
+    ids: tuple[str, ...] = ()  # label sets and values: the path cell of each row, as written
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,7 @@ class _Sheet:
     path_col: int
     label_col: int  # the header rule's label column
     rows: list[tuple[int, list[str]]]
+    resolve: bool = True  # find each row's file (False: ``read_target_ids``, which matches ids itself)
 
     def cells(self, col: int) -> list[str]:
         return [row[col].strip() if col < len(row) else "" for _, row in self.rows]
@@ -91,9 +93,7 @@ def read_targets(csv_path: Path, task: str = "auto", target_column: str | None =
     rows = read_rows(csv_path)
     cols = _header(rows)
     if cols is None:
-        if task in ("multilabel", "regression") or target_column is not None:
-            wanted = f"task={task}" if task != "auto" else f"target_column={target_column!r}"
-            raise DataError(f"{csv_path} has no header row; {wanted} needs one naming the path and target columns")
+        _check_headerless(csv_path, task, target_column)
         return _multiclass(csv_path, None, "no header: rows are path,label")
     sheet = _Sheet(csv_path, [c.strip() for c in rows[0][1]], cols[0], cols[1], rows[1:])
     layout, chosen, why = _choose(sheet, task, target_column)
@@ -106,23 +106,44 @@ def read_targets(csv_path: Path, task: str = "auto", target_column: str | None =
     return builders[layout](sheet, chosen, why)
 
 
-def require_one_class(csv_path: Path, what: str = "imgclf prepare") -> None:
-    """A one-line DataError when ``csv_path`` holds label sets or numbers (``what`` sorts images into one folder per
-    class); a CSV whose layout this cannot tell is left to the caller's own reader."""
+def id_cells(csv_path: Path) -> list[str]:
+    """The path column's cells of a labels CSV with a header (the column the header rule names); [] without one."""
     rows = read_rows(Path(csv_path))
     cols = _header(rows)
     if cols is None:
-        return
+        return []
+    return [row[cols[0]].strip() for _, row in rows[1:] if cols[0] < len(row)]
+
+
+def read_target_ids(csv_path: Path, task: str = "auto", target_column: str | None = None) -> TargetTable | None:
+    """The label sets or values of ``csv_path`` by the rows' path cells (``ids``; ``paths`` left empty), for a
+    caller that matches ids to images itself (``imgclf prepare``); None when the CSV holds one class per image,
+    or, with nothing forced, a layout this cannot tell (the caller's class reader then speaks for it)."""
+    csv_path = Path(csv_path)
+    forced = task != "auto" or target_column is not None
+    rows = read_rows(csv_path)
+    cols = _header(rows)
+    if cols is None:
+        _check_headerless(csv_path, task, target_column)
+        return None
+    sheet = _Sheet(csv_path, [c.strip() for c in rows[0][1]], cols[0], cols[1], rows[1:], resolve=False)
     try:
-        layout, _, _ = _choose(_Sheet(Path(csv_path), [c.strip() for c in rows[0][1]], *cols, rows[1:]), "auto", None)
+        layout, chosen, why = _choose(sheet, task, target_column)
     except DataError:
-        return
-    if layout != "label":
-        task = "regression" if layout == "numeric" else f"multilabel ({layout})"
-        raise DataError(
-            f"{csv_path} is {task}: {what} sorts images into one folder per class; train on the CSV itself "
-            f"(imgclf train {csv_path})"
-        )
+        if forced:
+            raise
+        return None
+    if layout == "label":
+        return None
+    builders = {"tags": _tags, "columns": _columns, "numeric": _regression}
+    return builders[layout](sheet, chosen, why)
+
+
+def _check_headerless(csv_path: Path, task: str, target_column: str | None) -> None:
+    """Rows without a header are ``path,label``: a forced label set, value or target column needs a header."""
+    if task in ("multilabel", "regression") or target_column is not None:
+        wanted = f"task={task}" if task != "auto" else f"target_column={target_column!r}"
+        raise DataError(f"{csv_path} has no header row; {wanted} needs one naming the path and target columns")
 
 
 def _header(rows: list[tuple[int, list[str]]]) -> tuple[int, int] | None:
@@ -294,13 +315,13 @@ def _multilabel(sheet: _Sheet, layout: str, names: list[str], records: list, val
             raise DataError(f"{sheet.csv_path}: label column {name!r} is 0 on every row; there is nothing to learn")
         if count == len(values):
             raise DataError(f"{sheet.csv_path}: label {name!r} is on every row; it carries no information")
-    paths = resolve_paths(sheet.csv_path, [(line, raw, path) for line, raw, path, _ in records])
+    paths = _paths(sheet, records)
     share = counts / len(values)
     found = (
         f"multilabel ({layout}) from {why}; {len(names)} labels, {values.sum(axis=1).mean():.1f} per image, "
         f"label frequency {share.min():.0%}–{share.max():.0%}, {len(values)} images"
     )
-    return TargetTable("multilabel", layout, names, paths, values, found)
+    return TargetTable("multilabel", layout, names, paths, values, found, tuple(raw for _, raw, *_ in records))
 
 
 def _regression(sheet: _Sheet, cols: list[int], why: str) -> TargetTable:
@@ -318,12 +339,18 @@ def _regression(sheet: _Sheet, cols: list[int], why: str) -> TargetTable:
 
     records = _records(sheet, cols, parse)
     values = np.array([value for *_, value in records], dtype=np.float32).reshape(-1, 1)
-    paths = resolve_paths(sheet.csv_path, [(line, raw, path) for line, raw, path, _ in records])
+    paths = _paths(sheet, records)
     found = (
         f"regression (numeric) from {why}; {len(values)} images, range {values.min():g}–{values.max():g}, "
         f"mean {values.mean():.4g}, std {values.std():.4g}"
     )
-    return TargetTable("regression", "numeric", [name], paths, values, found)
+    return TargetTable("regression", "numeric", [name], paths, values, found, tuple(raw for _, raw, *_ in records))
+
+
+def _paths(sheet: _Sheet, records: list[tuple[int, str, Path, tuple]]) -> list[Path]:
+    if not sheet.resolve:
+        return []
+    return resolve_paths(sheet.csv_path, [(line, raw, path) for line, raw, path, _ in records])
 
 
 def _records(sheet: _Sheet, cols: list[int], parse) -> list[tuple[int, str, Path, tuple]]:

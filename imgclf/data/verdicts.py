@@ -235,15 +235,17 @@ def proposed(table: pd.DataFrame, policy: dict[str, Policy]) -> pd.Series:
     return has & table["keep"] & (table["split"] == "train")
 
 
-def check_max_drop(table: pd.DataFrame, max_drop: float, policy: dict[str, Policy]) -> None:
-    """Raise a one-line DataError when the policy removes more than ``max_drop`` of any class's readable images.
+def check_max_drop(table: pd.DataFrame, max_drop: float, policy: dict[str, Policy], by_class: bool = True) -> None:
+    """Raise a one-line DataError when the policy removes more than ``max_drop`` of any class's readable images
+    (``by_class=False``, label sets or values: of all the training images).
 
     Unreadable files are not counted: no setting can train on them.
     """
     if max_drop >= 1.0:
         return
     train = table[table["split"] == "train"]
-    for label, rows in train.groupby("label", sort=True):
+    groups = train.groupby("label", sort=True) if by_class else [(None, train)]
+    for label, rows in groups:
         flags = rows["flags"].astype(str).str.split(";")
         unreadable = flags.map(lambda fl: bool(set(fl) & set(UNREADABLE_FLAGS)))
         removed = rows[~rows["keep"] & ~unreadable]
@@ -252,7 +254,8 @@ def check_max_drop(table: pd.DataFrame, max_drop: float, policy: dict[str, Polic
             causes = [f for fl in removed["flags"].str.split(";") for f in fl if policy.get(f) in ("drop", "keep_one")]
             flag = max(sorted(set(causes)), key=causes.count) if causes else "policy"
             raise DataError(
-                f"prepare would remove {len(removed)} of {total} training images of class {label!r} "
+                f"prepare would remove {len(removed)} of {total} training images "
+                f"{'of the dataset' if label is None else f'of class {label!r}'} "
                 f"({len(removed) / total:.0%}; most by {flag}={policy.get(flag, 'drop')}), over --max-drop {max_drop:g}: "
                 "nothing written; change the policy or pass --max-drop 1.0 to accept"
             )

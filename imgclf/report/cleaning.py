@@ -38,8 +38,11 @@ _PROPOSAL_FLAGS = ("label_conflict", "train_test_leak", "exact_duplicate", "near
 
 
 def class_counts(table: pd.DataFrame) -> pd.DataFrame:
-    """Per-class totals of the training split: ``label, total, kept, dropped`` (largest first)."""
+    """Per-class totals of the training split: ``label, total, kept, dropped`` (largest first); label sets or
+    values (``table.attrs["task"]``) have one row for all the training images."""
     train = table[table["split"] == "train"]
+    if table.attrs.get("task") in ("multilabel", "regression"):
+        train = train.assign(label=f"all ({table.attrs['task']})")
     out = train.groupby("label")["keep"].agg(total="size", kept="sum").reset_index()
     out["kept"] = out["kept"].astype(int)
     out["dropped"] = out["total"] - out["kept"]
@@ -107,7 +110,7 @@ def _summary(table: pd.DataFrame) -> list[tuple[str, str]]:
     proposed = int(table["proposed"].sum()) if "proposed" in table.columns else 0
     return [
         ("training images", str(len(train))),
-        ("classes", str(train["label"].nunique())),
+        ("task", table.attrs["task"]) if "task" in table.attrs else ("classes", str(train["label"].nunique())),
         ("test images", str(int((table["split"] == "test").sum()))),
         ("flagged files", str(int((table["flags"] != "").sum()))),
         ("kept for training", str(int(train["keep"].sum()))),
