@@ -18,9 +18,10 @@ from imgclf.data.blocklist import load_blocklist
 from imgclf.errors import DataError
 from imgclf.experiments.cv import make_folds
 from imgclf.experiments.ensemble import blend_log_loss, blend_weights
-from imgclf.experiments.label_issues import rank_label_issues, write_label_issues
+from imgclf.experiments.label_issues import rank_label_issues, rank_value_issues, write_label_issues
 from imgclf.experiments.oof import Oof
 from imgclf.experiments.stats import mean_std_ci
+from imgclf.task import Task
 
 CV_SET = [*TINY, "train.epochs=1"]
 PAIRS = 2  # per class, images 2i and 2i+1 are near-duplicates (one group) for i < PAIRS
@@ -228,6 +229,23 @@ def test_label_issues_find_planted_flips(tmp_path: Path) -> None:
     oof = Oof([f"train/c/{i}.png" for i in range(n)], labels, probs, ["a", "b", "c"])
     blocked = load_blocklist(write_label_issues(tmp_path / "issues.csv", oof, ranked))
     assert all(blocked.reason(f"train/c/{i}.png") for i in flipped if i in found)
+
+
+def test_value_issues_list_only_planted_outliers_most_suspicious_first(tmp_path: Path) -> None:
+    rng = np.random.default_rng(4)
+    y = rng.uniform(0, 40, 400)
+    pred = y + rng.normal(0, 2.0, 400)  # an out-of-fold model about 2 off
+    wrong = rng.choice(400, 6, replace=False)
+    y_given = y.copy()
+    y_given[wrong] += np.array([25.0, -22.0, 30.0, -28.0, 20.0, 35.0])
+    ranked = rank_value_issues(y_given, pred)
+    assert set(ranked.tolist()) == set(wrong.tolist())  # the planted ones, and no honest label
+    assert ranked[0] == wrong[5]  # the largest error first
+    assert len(rank_value_issues(y, pred)) <= 2  # clean values: at most a stray tail point, never a share of them
+    oof = Oof([f"train/{i}.png" for i in range(400)], y_given.reshape(-1, 1), pred.reshape(-1, 1), ["price"],
+              task=Task("regression", ("price",)))  # fmt: skip
+    lines = write_label_issues(tmp_path / "issues.csv", oof, ranked).read_text().splitlines()
+    assert f"train/{wrong[5]}.png" in lines[4] and "out-of-fold model says" in lines[4]
 
 
 def test_resume_retrains_only_unfinished_folds(cv_dir: Path) -> None:

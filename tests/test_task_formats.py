@@ -123,6 +123,7 @@ def test_cv_gives_out_of_fold_scores_that_evaluate_and_predict_use(tmp_path, cap
     oof = pd.read_csv(cv / "oof.csv", keep_default_na=False)
     assert len(oof) == 24 and set(oof["fold"]) == {1, 2}
     assert set(pd.read_csv(cv / "folds.csv")["fold"]) == {1, 2}
+    assert summary["label_issues"] is not None and (cv / "label_issues.csv").is_file()  # label sets and values alike
     code, out, err = cli(["evaluate", cv], capsys)
     assert code == 0, err
     assert json.loads((cv / "eval" / "metrics.json").read_text())["source"] == "oof"

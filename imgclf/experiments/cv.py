@@ -40,7 +40,12 @@ from imgclf.data.split import multilabel_group_folds, save_split
 from imgclf.infer.evaluate_targets import SCORES
 from imgclf.errors import ConfigError, DataError
 from imgclf.eval.metrics import Metric, get_metric, metric_of
-from imgclf.experiments.label_issues import rank_label_issues, rank_multilabel_issues, write_label_issues
+from imgclf.experiments.label_issues import (
+    rank_label_issues,
+    rank_multilabel_issues,
+    rank_value_issues,
+    write_label_issues,
+)
 from imgclf.experiments.oof import Oof, read_run_oof, scores, write_oof
 from imgclf.experiments.stats import mean_std_ci
 from imgclf.extras import available, install_hint
@@ -290,10 +295,10 @@ def run_cv(
     summary = summarize(out, folds, oof, metric_of(trained.train, samples.task))
     summary["actions"] = actions
     summary["label_issues"] = None
-    if samples.task == "regression":
-        log.info("no label-issue candidates: cleanlab's finder reads classes or label sets, not values")
-    elif available("cleanlab"):
-        rank = rank_multilabel_issues if samples.task == "multilabel" else rank_label_issues
+    if available("cleanlab"):
+        rank = {"multilabel": rank_multilabel_issues, "regression": rank_value_issues}.get(
+            samples.task, rank_label_issues
+        )
         ranked = rank(oof.labels, oof.probs)
         write_label_issues(BlendDir(out).label_issues, oof, ranked)
         write_label_review(BlendDir(out).label_issues, dataset)  # label_issues.html: the candidates as thumbnails

@@ -58,6 +58,31 @@ def rank_multilabel_issues(targets: np.ndarray, probs: np.ndarray) -> np.ndarray
     return np.asarray(ranked, dtype=int)
 
 
+#: Iglewicz and Hoaglin's cut on the modified z-score, 0.6745 (r - median) / MAD: beyond 3.5 a residual is an outlier.
+OUTLIER_Z = 3.5
+
+
+def rank_value_issues(targets: np.ndarray, predictions: np.ndarray) -> np.ndarray:
+    """Indices of rows whose value looks wrong, ranked by cleanlab's regression label quality (lowest first):
+    ``cleanlab.regression.rank.get_label_quality_scores`` on the out-of-fold predictions ranks, and only rows whose
+    out-of-fold residual is an outlier (modified z-score beyond :data:`OUTLIER_Z`) are listed. cleanlab's own count
+    (``CleanLearning``) refits the model once per share it tries; a CNN cannot afford that, so the cut is the
+    residuals' own robust outlier rule: no list is a fixed share of the data."""
+    y = np.asarray(targets, dtype=float).reshape(-1)
+    pred = np.asarray(predictions, dtype=float).reshape(-1)
+    if len(y) < 3:
+        return np.zeros(0, dtype=int)
+    residual = pred - y
+    mad = float(np.median(np.abs(residual - np.median(residual))))
+    if mad <= 0:
+        return np.zeros(0, dtype=int)
+    outlier = np.abs(0.6745 * (residual - np.median(residual)) / mad) > OUTLIER_Z
+    from cleanlab.regression.rank import get_label_quality_scores
+
+    quality = get_label_quality_scores(y, pred)
+    return np.asarray([i for i in np.argsort(quality, kind="stable") if outlier[i]], dtype=int)
+
+
 def render_label_issues(oof: Oof, ranked: np.ndarray) -> str:
     """Blocklist text: one ``path,reason`` line per candidate, in rank order."""
     buf = io.StringIO()
@@ -69,6 +94,12 @@ def render_label_issues(oof: Oof, ranked: np.ndarray) -> str:
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(["key", "reason"])
     for rank, i in enumerate(ranked, start=1):
+        if oof.task.kind == "regression":
+            given, said = float(oof.labels[i].ravel()[0]), float(oof.probs[i].ravel()[0])
+            writer.writerow(
+                [oof.paths[i], f"label issue #{rank}: labelled {given:.6g}, out-of-fold model says {said:.6g}"]
+            )
+            continue
         if not oof.task.multiclass:  # a label set: what it says and what the out-of-fold model says
             given, said = (
                 oof.task.target_text(oof.labels[i]) or "(none)",
