@@ -257,8 +257,11 @@ def run_all(args, out: Path) -> list[Row]:
             rows.append(Row("fastai", "–", note="not installed (pip install 'imgclf[bench]')"))
         else:
             pred = out / "fastai-pred.csv"
-            cmd = [sys.executable, str(HERE / "fastai_task.py"), *base, "--kind", args.kind, "--pred", str(pred)]
-            rows.append(script_row("fastai", cmd, settings, pred, out, timeout_s))
+            own = args.fastai_epochs or epochs  # fastai's epochs cost more than the naive script's: its own count
+            cmd = [sys.executable, str(HERE / "fastai_task.py"), *base[:3], str(own), "--kind", args.kind]
+            rows.append(
+                script_row("fastai", [*cmd, "--pred", str(pred)], f"{args.res} px, {own} epochs", pred, out, timeout_s)
+            )
     return rows
 
 
@@ -337,6 +340,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, required=True, help="folder for logs, predictions and task_formats.md")
     ap.add_argument("--res", type=int, default=64, help="image size for every system (default 64)")
     ap.add_argument("--epochs", type=int, default=None, help="fix the naive and fastai epochs (skips the probe)")
+    ap.add_argument(
+        "--fastai-epochs", type=int, default=None, help="fastai's epochs, from its own probe (default: the naive count)"
+    )
     ap.add_argument("--allowance", type=float, default=None, help="seconds of the budget kept for imgclf predict")
     ap.add_argument("--imgclf-set", action="append", default=[], metavar="KEY=VAL", help="extra --set for imgclf")
     ap.add_argument(
