@@ -32,7 +32,7 @@ EMBEDDED_WEIGHTS = {
 
 # The names a config key accepts are declared once, here; the tuples other modules check against
 # are derived from them, so a new strategy or head is added in one place.
-AugmentPreset = Literal["none", "light", "medium", "strong"]
+AugmentPreset = Literal["auto", "none", "light", "medium", "strong"]
 Flips = Literal["none", "h", "hv", "d4"]
 Head = Literal["linear", "mlp", "mlp_bn"]
 Strategy = Literal["full", "linear_probe", "gradual", "bn_only"]
@@ -49,6 +49,7 @@ MetricName = Literal[  # registry: imgclf.eval.metrics (every task's names: mult
     "f1_macro",
     "f1_samples",
     "f2_samples",
+    "exact_match",
     "mean_auc",
     "map",
     "bce",
@@ -100,7 +101,12 @@ class DataConfig(_Section):
     )
     split_file: str | None = Field(None, description="Reuse a saved split.csv instead of drawing a new one.")
     subset: float = Field(1.0, gt=0.0, le=1.0, description="Stratified fraction of the training split to use.")
-    augment: AugmentPreset = "medium"
+    augment: AugmentPreset = Field(
+        "auto",
+        description="Training augmentation preset: auto | none | light | medium | strong. auto = medium for one class "
+        "per image; for label sets and values, the whole image mirrored left-right (none, flips h, eval crop 1.0): "
+        "a random crop can cut a labelled item away, and so change the target (imgclf.training.task_setup).",
+    )
     crop_scale: tuple[float, float] | None = Field(
         None,
         description="RandomResizedCrop area range [lo, hi] as fractions of the image (1 = whole); None = the preset's.",
@@ -328,7 +334,7 @@ class TrainConfig(_Section):
         "accuracy",
         description="The competition's metric: accuracy | log_loss | macro_f1 | qwk (quadratic weighted kappa) | "
         "roc_auc (one-vs-rest, macro) | top_k (k = train.metric_k); multilabel targets: f1_micro | f1_macro | "
-        "f1_samples | f2_samples | accuracy (subset) | mean_auc | map | bce; regression: rmse | mae | r2 | qwk "
+        "f1_samples | f2_samples | exact_match (subset accuracy) | mean_auc | map | bce; regression: rmse | mae | r2 | qwk "
         "(values cut into integer grades). It picks the kept checkpoint "
         "(unless train.monitor is set), early stopping, sweep objectives, CV/ensemble scores and evaluate.",
     )

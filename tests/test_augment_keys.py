@@ -122,7 +122,7 @@ def test_default_keys_build_todays_medium_transform():
         color_jitter=0.3,
     )
     assert repr(train_transform(PRE, spec)) == repr(today)
-    assert spec.describe() == "medium: crop scale 0.35-1, ratio 0.75-1.33, flips h, colour jitter 0.3"
+    assert spec.describe() == "auto (medium): crop scale 0.35-1, ratio 0.75-1.33, flips h, colour jitter 0.3"
 
 
 def test_random_dihedral_agrees_on_pil_and_tensor():

@@ -294,7 +294,7 @@ def test_the_short_run_prior_fills_only_the_keys_the_user_left_alone():
     _, changes = with_prior(load_config(None, ["finetune.freeze_bottom=0"]))  # the user's 0 turns it off
     assert "finetune.freeze_bottom" not in changes
     same, changes = with_prior(with_overrides(Config(), {"train.lr": 0.01}))  # a rebuilt config names every key
-    assert changes == {} and same.data.augment == "medium"
+    assert changes == {} and same.data.augment == "auto"
 
 
 def test_flip_tta_only_for_a_model_trained_with_flips_and_no_tta_of_the_users():

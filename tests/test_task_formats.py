@@ -7,11 +7,13 @@ from __future__ import annotations
 import json
 import re
 import shlex
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from PIL import Image
 
 from conftest import TINY, cli
@@ -61,7 +63,8 @@ def make_task_dataset(root: Path, kind: str, n: int = 24, test: int = 6, seed: i
     return root
 
 
-QUICK = [*TINY, "train.epochs=2", "data.val_fraction=0.34", "tracking.enabled=false"]
+# data.augment left at auto: label sets and values train on the whole image (imgclf.training.task_setup)
+QUICK = [*(s for s in TINY if not s.startswith("data.augment=")), "train.epochs=2", "data.val_fraction=0.34"]
 
 
 @pytest.mark.parametrize(
@@ -77,6 +80,9 @@ def test_train_evaluate_predict_each_format(tmp_path, capsys, kind, task, metric
     summary = json.loads((run / "summary.json").read_text())
     assert summary["task"] == task and summary["metric"] == metric and summary[f"val_{metric}"] is not None
     assert "val_accuracy" not in summary  # no class accuracy for label sets or values
+    data_cfg = yaml.safe_load((run / "config.yaml").read_text())["data"]  # data.augment=auto: the whole image
+    assert (data_cfg["augment"], data_cfg["flips"], data_cfg["eval_crop_pct"]) == ("none", "h", 1.0)
+    assert json.loads((run / "preprocessing.json").read_text())["crop_pct"] == 1.0
     split = pd.read_csv(run / "split.csv", keep_default_na=False)
     assert set(split["split"]) == {"train", "val"}
 
@@ -104,6 +110,11 @@ def test_train_evaluate_predict_each_format(tmp_path, capsys, kind, task, metric
 def test_task_override_and_a_bad_target_are_one_line_errors(tmp_path, capsys):
     data = make_task_dataset(tmp_path / "data", "tags", n=12)
     args = ["train", data / "train.csv", "--out", tmp_path / "run", *sum((["--set", s] for s in QUICK), [])]
+    code, out, err = cli([*args, "--set", "data.augment=medium", "--set", "train.epochs=1"], capsys)
+    assert code == 0, err  # a preset named by the user is kept for label sets too, with the model's eval crop
+    data_cfg = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["data"]
+    assert (data_cfg["augment"], data_cfg["flips"], data_cfg["eval_crop_pct"]) == ("medium", None, None)
+    shutil.rmtree(tmp_path / "run")
     for setting, says in (("data.task=regression", "number"), ("train.metric=rmse", "rmse")):
         code, out, err = cli([*args, "--set", setting], capsys)
         errors = [line for line in err.splitlines() if line.startswith("error")]
@@ -331,3 +342,14 @@ def test_prepare_of_a_labels_csv_itself_takes_its_rows_and_refuses_a_credential(
     errors = [line for line in err.splitlines() if line.startswith("error")]
     assert code == 2 and len(errors) == 1 and "credential" in errors[0] and "0123456789abcdef" not in err
     assert not (tmp_path / "again").exists()
+
+
+def test_show_augs_previews_the_whole_image_that_label_sets_train_on(tmp_path, capsys):
+    data = make_task_dataset(tmp_path / "data", "tags", n=12)
+    sets = ["model.weights=none", "model.backbone=test_efficientnet", "data.image_size=32"]
+    code, out, err = cli(
+        ["show-augs", data / "train.csv", "--out", tmp_path / "augs.png", *sum((["--set", s] for s in sets), [])], capsys
+    )
+    assert code == 0, err
+    assert "augment none: no random crop, flips h, no colour jitter; eval crop 1 of 32 px" in out
+    assert (tmp_path / "augs.png").is_file()

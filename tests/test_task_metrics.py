@@ -41,7 +41,7 @@ P = np.array([[0.9, 0.2, 0.6], [0.3, 0.7, 0.4], [0.6, 0.4, 0.2], [0.1, 0.45, 0.8
         ("f1_macro", "max", (1 + 2 / 3 + 1) / 3),  # label 1: precision 1, recall 1/2
         ("f1_samples", "max", (3 + 2 / 3) / 4),  # image 2: precision 1, recall 1/2
         ("f2_samples", "max", (3 + 5 / 9) / 4),  # image 2: 5PR / (4P + R) = 2.5 / 4.5
-        ("accuracy", "max", 3 / 4),  # subset accuracy: three images exactly right
+        ("exact_match", "max", 3 / 4),  # subset accuracy: three images exactly right
         ("mean_auc", "max", (1 + 3 / 4 + 1) / 3),  # label 1: positive 0.4 ranks below negative 0.45
         ("map", "max", (1 + (1 + 2 / 3) / 2 + 1) / 3),  # label 1: hits at ranks 1 and 3
         ("bce", "min", np.mean([log_loss(Y[:, j], P[:, j], labels=[0, 1]) for j in range(3)])),
@@ -64,7 +64,7 @@ def test_thresholded_metrics_read_per_label_thresholds_and_the_others_ignore_the
     thresholds = np.array([0.5, 0.35, 0.5])  # label 1 now right for image 2, wrong for image 3 (0.45)
     f1 = get_metric("f1_micro", task="multilabel")
     assert f1.thresholded and f1.score(Y, P, decision=thresholds) == pytest.approx(12 / 13)  # TP 6, FP 1, FN 0
-    assert get_metric("accuracy", task="multilabel").score(Y, P, decision=thresholds) == pytest.approx(3 / 4)
+    assert get_metric("exact_match", task="multilabel").score(Y, P, decision=thresholds) == pytest.approx(3 / 4)
     auc = get_metric("mean_auc", task="multilabel")
     assert not auc.thresholded and auc.score(Y, P, decision=thresholds) == auc.score(Y, P)
     with pytest.raises(ValueError, match="expected 3 thresholds"):
@@ -122,7 +122,7 @@ def test_a_name_of_another_task_is_one_config_line_naming_the_task_s_metrics():
     message = str(info.value)
     assert message == (
         "metric 'log_loss' does not score multilabel targets; for multilabel choose one of "
-        "f1_micro, f1_macro, f1_samples, f2_samples, accuracy, mean_auc, map, bce"
+        "f1_micro, f1_macro, f1_samples, f2_samples, exact_match, mean_auc, map, bce"
     )
     with pytest.raises(ConfigError, match=r"for regression choose one of rmse, mae, r2, qwk$"):
         get_metric("f2_samples", task="regression")
@@ -152,7 +152,9 @@ def test_multiclass_metrics_are_unchanged_where_a_name_is_shared():
     assert accuracy.score(y, p) == pytest.approx(3 / 4)
     assert accuracy.score(y, p, decision=np.array([0.9, 0.9, 0.9])) == pytest.approx(3 / 4)  # no decision read
     assert accuracy.description == "share of images whose top class is right"
-    assert get_metric("accuracy", task="multilabel").description.startswith("subset accuracy")
+    assert get_metric("exact_match", task="multilabel").description.startswith("subset accuracy")
+    with pytest.raises(ConfigError, match="exact_match"):  # accuracy is the classes' metric (and default)
+        get_metric("accuracy", task="multilabel")
     assert get_metric("qwk").needs == "labels" and get_metric("qwk", task="regression").needs == "values"
 
 

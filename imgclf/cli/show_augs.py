@@ -38,6 +38,8 @@ def show_augs_command(
     The original is outlined in red where the eval centre crop cuts it.
 
     Presets (data.augment), as the training transform applies them:
+      auto:   medium for one class per image; for label sets and values
+              none with flips h and eval crop 1.0 (the whole image)
       none:   no random crop, flips none, no colour jitter
       light:  crop scale 0.6-1, ratio 0.75-1.33, flips h, no colour jitter
       medium: crop scale 0.35-1, ratio 0.75-1.33, flips h, colour jitter 0.3
@@ -58,6 +60,9 @@ def show_augs_command(
 
     check_file_out(out, "--out", (".png", ".jpg", ".jpeg", ".svg", ".pdf"))  # an earlier preview, never another file
     cfg, changes = preview_config(base, budget)
+    from imgclf.training.task_setup import dataset_task, resolve_augment
+
+    cfg = resolve_augment(cfg, dataset_task(cfg, dataset))  # what train makes of data.augment=auto for this data
     t0 = time.perf_counter()
     pre = backbone_preprocessing(cfg)
     path, shown = write_aug_preview(dataset, cfg, out, n=n, per_class=per_class, max_classes=max_classes, seed=seed)

@@ -37,6 +37,7 @@ DEFAULT_RATIO = (3 / 4, 4 / 3)  # timm's RandomResizedCrop default aspect-ratio 
 # strong: timm turns colour jitter off under RandAugment (which changes colour itself), so
 # it is listed as None here: the table says what really happens.
 _PRESETS: dict[str, dict[str, Any]] = {
+    "auto": dict(scale=(0.35, 1.0), flips="h", color_jitter=0.3),  # medium; label sets and values resolve it first
     "none": dict(scale=None, flips="none", color_jitter=None),
     "light": dict(scale=(0.6, 1.0), flips="h", color_jitter=None),
     "medium": dict(scale=(0.35, 1.0), flips="h", color_jitter=0.3),
@@ -59,7 +60,7 @@ class AugmentSpec:
     quarter turns, uniformly); ``color_jitter``: brightness/contrast/saturation strength (0 = off).
     """
 
-    preset: str = "medium"
+    preset: str = "auto"
     crop_scale: tuple[float, float] | None = None
     crop_ratio: tuple[float, float] | None = None
     flips: str | None = None
@@ -100,7 +101,8 @@ class AugmentSpec:
         )
         jitter = f"colour jitter {r['color_jitter']:g}" if r["color_jitter"] else "no colour jitter"
         extra = ", RandAugment m9, random erasing 0.25" if r["extra"] else ""
-        return f"{self.preset}: {crop}, flips {r['flips']}, {jitter}{extra}"
+        name = "auto (medium)" if self.preset == "auto" else self.preset  # auto is medium for one class per image
+        return f"{name}: {crop}, flips {r['flips']}, {jitter}{extra}"
 
 
 @dataclass(frozen=True)

@@ -297,7 +297,7 @@ _REGISTRY: dict[str, dict[str, _Spec]] = {
         "f1_macro": _Spec("max", "probs", _f1("macro"), "F1 per label, averaged with each label equal", True),
         "f1_samples": _Spec("max", "probs", _f1("samples"), "F1 per image, averaged over images", True),
         "f2_samples": _Spec("max", "probs", _f2_samples, "F2 per image, averaged over images (Planet)", True),
-        "accuracy": _Spec(
+        "exact_match": _Spec(
             "max", "probs", _subset_accuracy, "subset accuracy: share of images with every label right", True
         ),
         "mean_auc": _Spec("max", "probs", _mean_auc, "ROC AUC per label, mean over labels with both classes present"),

@@ -49,7 +49,7 @@ from imgclf.training.schedule import short_run_warmup
 from imgclf.training.step import AmpStep, Criterion, make_ema
 from imgclf.training.sync_bn import convert_sync_batchnorm
 from imgclf.training.target_loss import TargetCriterion
-from imgclf.training.task_setup import resolve_for_task, target_criterion, task_for
+from imgclf.training.task_setup import resolve_augment, resolve_for_task, target_criterion, task_for
 
 log = logging.getLogger("imgclf")
 
@@ -137,6 +137,16 @@ def set_up(cfg: Config, dataset: Path, run: RunDir, ctx: DistContext, resume: bo
             task=cfg.data.task,
             target_column=cfg.data.target_column,
         )
+        resolved = resolve_augment(cfg, samples.task)  # before the transforms and the eval crop are built
+        if resolved is not cfg and ctx.is_main:
+            log.info(
+                "data.augment: auto is the whole image for %s targets: no random crop, flips %s, eval crop %g "
+                "(set data.augment to choose)",
+                samples.task,
+                resolved.data.flips,
+                resolved.data.eval_crop_pct,
+            )
+        cfg = resolved
         if resume and ctx.is_main and samples.classes != run.read_classes():
             raise ImgclfError(f"cannot resume {run.root}: the dataset's classes changed since the run started")
         if is_weight_file(cfg.train.class_weights):
