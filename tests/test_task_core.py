@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from imgclf.config import load_config
 from imgclf.errors import ConfigError, DataError, RunDirError
 from imgclf.infer.submission import read_format, write_submission
 from imgclf.task import Task
@@ -54,11 +55,17 @@ def test_losses_follow_the_task_and_refuse_the_others():
         resolve_loss(mc, "mse")
 
 
-def test_bce_with_smoothing_moves_targets_towards_one_half():
-    crit = TargetCriterion(Task("multilabel", ("a", "b")), "bce", label_smoothing=0.2)
-    logits, targets = torch.tensor([[1.0, -1.0]]), torch.tensor([[1.0, 0.0]])
-    expected = F.binary_cross_entropy_with_logits(logits, torch.tensor([[0.9, 0.1]]))
+def test_bce_smooths_label_sets_towards_one_half_as_timm_mixup_does():
+    task = Task("multilabel", ("a", "b", "c", "d"))
+    crit = TargetCriterion(task, "bce", label_smoothing=0.2)
+    logits, targets = torch.tensor([[1.0, -1.0, 0.5, 2.0]]), torch.tensor([[1.0, 0.0, 0.0, 1.0]])
+    expected = F.binary_cross_entropy_with_logits(logits, torch.tensor([[0.9, 0.1, 0.1, 0.9]]))
     assert float(crit(logits, targets, None)) == pytest.approx(float(expected))
+    mixed = TargetCriterion(task, "bce", label_smoothing=0.2, mixup=1.0)
+    images = torch.zeros(2, 3, 4, 4)
+    _, soft = mixed.mix(images, torch.tensor([[1.0, 0.0, 0.0, 1.0]] * 2))  # the same rows: mixing leaves them be
+    torch.testing.assert_close(soft, torch.tensor([[0.9, 0.1, 0.1, 0.9]] * 2))
+    assert load_config(None, []).train.smoothing("multilabel") == 0.0 and load_config(None, []).train.smoothing() == 0.1
 
 
 def test_regression_loss_trains_on_standardised_targets_and_huber_is_linear_far_out():

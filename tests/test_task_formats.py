@@ -348,7 +348,8 @@ def test_show_augs_previews_the_whole_image_that_label_sets_train_on(tmp_path, c
     data = make_task_dataset(tmp_path / "data", "tags", n=12)
     sets = ["model.weights=none", "model.backbone=test_efficientnet", "data.image_size=32"]
     code, out, err = cli(
-        ["show-augs", data / "train.csv", "--out", tmp_path / "augs.png", *sum((["--set", s] for s in sets), [])], capsys
+        ["show-augs", data / "train.csv", "--out", tmp_path / "augs.png", *sum((["--set", s] for s in sets), [])],
+        capsys,
     )
     assert code == 0, err
     assert "augment none: no random crop, flips h, no colour jitter; eval crop 1 of 32 px" in out

@@ -312,7 +312,7 @@ def _criterion(cfg: Config, data: DataBundle, is_main: bool) -> Criterion:
         )
     return Criterion(
         len(classes),
-        cfg.train.label_smoothing,
+        cfg.train.smoothing(),
         cfg.train.mixup,
         cfg.train.cutmix,
         class_weights=torch.as_tensor(weights, dtype=torch.float32) if weights is not None else None,

@@ -97,7 +97,8 @@ class TargetCriterion:
         return self.mixup(images, self.task.standardise(targets.float()))
 
     def target(self, targets: torch.Tensor) -> torch.Tensor:
-        """What the model is trained to output for unmixed ``targets``."""
+        """What the model is trained to output for unmixed ``targets``: smoothed label sets move towards 0.5, as timm's
+        multi-label ``Mixup`` moves the mixed rows."""
         y = self.task.standardise(targets.float())
         return y * (1.0 - self.smoothing) + 0.5 * self.smoothing if self.smoothing else y
 

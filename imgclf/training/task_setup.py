@@ -81,6 +81,8 @@ def resolve_for_task(cfg: Config, task: Task) -> Config:
     loss = resolve_loss(task, cfg.train.loss)
     if loss != cfg.train.loss:
         updates["train.loss"] = loss
+    if cfg.train.label_smoothing is None:  # None: the task's default (0 for label sets), written down
+        updates["train.label_smoothing"] = cfg.train.smoothing(task.kind)
     _refuse_class_settings(cfg, task)
     return with_overrides(cfg, updates) if updates else cfg
 
@@ -110,7 +112,7 @@ def target_criterion(cfg: Config, task: Task, targets: np.ndarray, is_main: bool
     return TargetCriterion(
         task,
         cfg.train.loss,
-        cfg.train.label_smoothing,
+        cfg.train.smoothing(task.kind),
         cfg.train.mixup,
         cfg.train.cutmix,
         pos_weight=pos_weight,
