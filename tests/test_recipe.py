@@ -119,8 +119,8 @@ def test_train_with_a_budget_plans_trains_and_estimates_within_it(tiny_dataset, 
     final = read_yaml(run / "config.yaml")
     assert final["train"]["time_limit"] == pytest.approx(chosen["time_limit"]) and 0 < chosen["time_limit"] < budget
     # the short-run prior fills the keys the user left at their defaults; the tiny overrides set augment=light
-    assert recipe["prior"] == {"data.flips": "h", "data.eval_crop_pct": 1.0, "finetune.freeze_bottom": 0.35}
-    assert final["finetune"]["freeze_bottom"] == 0.35  # the warm-up timed, and the final model trains, the frozen stem
+    assert recipe["prior"] == {"data.flips": "h", "data.eval_crop_pct": 1.0}
+    assert final["finetune"]["freeze_bottom"] == 0  # the whole backbone trains
     orientation = recipe["orientation"]  # the probe ran (or said why not) and its flip group is the final model's
     assert orientation["flips"] == final["data"]["flips"] and ("accuracy" in orientation or orientation["skipped"])
     # whether the probe fits (3 % of the budget) depends on the warm-up's measured speed, so the flip group, and
@@ -290,9 +290,9 @@ def test_the_short_run_prior_fills_only_the_keys_the_user_left_alone():
     cfg, changes = with_prior(load_config(None, []))
     assert changes == SHORT_RUN_PRIOR and cfg.data.augment == "none" and cfg.data.eval_crop_pct == 1.0
     _, changes = with_prior(load_config(None, ["data.augment=medium", "data.flips=hv"]))  # named: kept, though default
-    assert changes == {"data.eval_crop_pct": 1.0, "finetune.freeze_bottom": 0.35}
-    _, changes = with_prior(load_config(None, ["finetune.freeze_bottom=0"]))  # the user's 0 turns it off
-    assert "finetune.freeze_bottom" not in changes
+    assert changes == {"data.eval_crop_pct": 1.0}
+    cfg, changes = with_prior(load_config(None, []))
+    assert "finetune.freeze_bottom" not in changes and cfg.finetune.freeze_bottom == 0  # the whole backbone trains
     same, changes = with_prior(with_overrides(Config(), {"train.lr": 0.01}))  # a rebuilt config names every key
     assert changes == {} and same.data.augment == "auto"
 
