@@ -7,7 +7,7 @@ The recipe: a DataBlock of (ImageBlock, MultiCategoryBlock) with BCEWithLogitsLo
 validation split; Learner.fine_tune(EPOCHS-1, freeze_epochs=1). A Learner over the Lite0 model rather than
 vision_learner, whose timm weights would be downloaded: the machines here are offline.
 
-Needs fastai (`pip install 'imgclf[bench]'`). Not yet run: fastai was not installed where this was written.
+Needs fastai (`pip install 'imgclf[bench]'`; run with fastai 2.8.12 and torch 2.14.1, BENCHMARKS.md session 34).
 
 Usage:
     python bench/fastai_task.py DATASET ANSWERS RES EPOCHS --kind multilabel|regression --pred PATH [--threads N]

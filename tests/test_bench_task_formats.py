@@ -3,6 +3,7 @@ bench/task_datasets.py's tiny multi-label and regression datasets (issue 33)."""
 
 from __future__ import annotations
 
+import ast
 import csv
 import importlib.util
 import math
@@ -107,3 +108,22 @@ def test_tiny_datasets_have_the_documented_columns_and_skewed_labels(tmp_path):
     assert header == ["Id", "price"] and all(0 <= int(p) <= 40 for _, p in train)
     assert _rows(rg / "sample_submission.csv")[0] == ["Id", "price"]
     assert _rows(rg.parent / "answers" / "test_labels.csv")[0] == ["Id", "price"]
+
+
+def test_task_pair_reports_b_minus_a_paired_on_the_same_images(tmp_path, capsys):
+    task_pair = _load("task_pair")
+    y = np.arange(20, dtype=float)
+
+    def write(name: str, values) -> Path:
+        path = tmp_path / name
+        with path.open("w", newline="") as fh:
+            csv.writer(fh).writerows([["Id", "price"], *([f"t{i}", v] for i, v in enumerate(values))])
+        return path
+
+    answers = write("answers.csv", y)
+    worse, better = write("a.csv", y + np.where(np.arange(20) % 2, 2.0, -2.0)), write("b.csv", y + 0.5)
+    task_pair.main(["regression", str(answers), str(worse), str(better)])
+    printed = capsys.readouterr().out
+    scores = ast.literal_eval(printed.strip())  # a dict of (value, se) pairs
+    assert scores["rmse"][0] == pytest.approx(0.5) and scores["rmse_gap"][0] == pytest.approx(0.5 - 2.0)
+    assert scores["mae_gap"][0] == pytest.approx(-1.5)
